@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Everything else is for developers.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOME_DIR ?= var
+
+.PHONY: run test lint typecheck check bench-import bench-invite bench-service clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when pyproject.toml changes.
+.stamp-install: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+.stamp-install-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ .stamp-install
+
+run: .stamp-install
+	$(BIN)/azurezo --home $(HOME_DIR) up
+
+test: .stamp-install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: .stamp-install-test
+	$(BIN)/ruff check synapse_module coordination coordination_bot ror_sync azurezo_cli tests bench
+	$(BIN)/ruff format --check synapse_module coordination ror_sync azurezo_cli
+
+typecheck: .stamp-install-test
+	$(BIN)/mypy synapse_module coordination ror_sync azurezo_cli
+
+check: lint typecheck test
+
+clean:
+	rm -rf .stamp-install .stamp-install-test build *.egg-info

@@ -1,0 +1,143 @@
+"""The FastAPI application factory. Routers stay thin; rules live in each domain's ``service.py``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from coordination.db import make_engine, make_sessionmaker
+from coordination.errors import Invalid, ServiceError
+from coordination.security import SynapseWhoami, TokenVerifier
+from coordination.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _french_validation_message(err: dict[str, Any]) -> str:
+    """Translate a pydantic error into a French sentence a professional can act on."""
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    messages = {
+        "missing": "ce champ est obligatoire",
+        "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
+        "string_too_long": f"trop long (au plus {ctx.get('max_length')} caractères)",
+        "string_pattern_mismatch": "format invalide",
+        "date_from_datetime_parsing": "date invalide : attendu AAAA-MM-JJ",
+        "date_parsing": "date invalide : attendu AAAA-MM-JJ",
+        "date_from_datetime_inexact": "date invalide : attendu AAAA-MM-JJ",
+        "datetime_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
+        "datetime_from_date_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
+        "enum": f"valeur non reconnue : choisissez parmi {ctx.get('expected')}",
+        "literal_error": f"valeur non reconnue : choisissez parmi {ctx.get('expected')}",
+        "int_parsing": "nombre entier attendu",
+        "int_type": "nombre entier attendu",
+        "bool_parsing": "vrai ou faux attendu",
+        "bool_type": "vrai ou faux attendu",
+        "uuid_parsing": "identifiant invalide",
+        "uuid_type": "identifiant invalide",
+        "string_type": "texte attendu",
+        "extra_forbidden": "champ inconnu : retirez-le",
+        "json_invalid": "le corps de la requête n'est pas du JSON valide",
+        "model_type": "objet JSON attendu",
+        "list_type": "liste attendue",
+        "dict_type": "objet JSON attendu",
+        "greater_than_equal": f"doit être supérieur ou égal à {ctx.get('ge')}",
+        "less_than_equal": f"doit être inférieur ou égal à {ctx.get('le')}",
+        "greater_than": f"doit être supérieur à {ctx.get('gt')}",
+        "less_than": f"doit être inférieur à {ctx.get('lt')}",
+        "value_error": str(ctx.get("error", err.get("msg", "valeur invalide"))),
+    }
+    return messages.get(kind, f"valeur invalide ({err.get('msg', kind)})")
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "requête"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        body: dict[str, Any] = {"errcode": exc.extra.get("errcode", exc.errcode), "error": exc.message}
+        if isinstance(exc, Invalid) and exc.field:
+            body["fields"] = [{"field": exc.field, "error": exc.message}]
+        return JSONResponse(status_code=exc.status_code, content=body)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": _field_name(e.get("loc", ())), "error": _french_validation_message(e)}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{f['field']} : {f['error']}" for f in fields[:5])
+        return JSONResponse(
+            status_code=422,
+            content={
+                "errcode": "AZ_INVALID",
+                "error": f"Saisie invalide — {summary}. Corrigez puis renvoyez.",
+                "fields": fields,
+            },
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error: %s", type(exc).__name__)
+        return JSONResponse(
+            status_code=500,
+            content={
+                "errcode": "AZ_INTERNAL",
+                "error": "Erreur interne du service ; rien n'a été enregistré. "
+                "Réessayez, et signalez-la si elle se répète.",
+            },
+        )
+
+
+def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = None) -> FastAPI:
+    """Build the service. Tests pass their own ``settings`` and, for unit tests, a token verifier."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        async with httpx.AsyncClient() as client:
+            app.state.http = client
+            app.state.token_verifier = token_verifier or SynapseWhoami(
+                settings.synapse_url, cache_seconds=settings.whoami_cache_seconds, client=client
+            )
+            try:
+                yield
+            finally:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="AZUREZO Coordination",
+        version="1.0.0",
+        description="Dossiers patients, cercle de soins, documents, demandes aux DAC, tâches et "
+        "traçabilité, pour les professionnels de l'annuaire authentifiés par leur jeton Matrix.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in _routers():
+        app.include_router(router)
+    return app
+
+
+def _routers() -> list[Any]:
+    """Every domain's router. Add a line when a domain gets one."""
+    routers: list[Any] = []
+    # from coordination.directory.router import router as directory_router  (example)
+    return routers

@@ -1,0 +1,151 @@
+"""Who is calling: Matrix access token -> Matrix user (Synapse whoami) -> directory identity.
+
+No professional's password ever reaches the service: clients send the Matrix access token they already
+hold, and only Synapse can tell whose it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Protocol
+
+import httpx
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.db import SessionDep
+from coordination.directory.models import AccountBinding, Activity, Person
+from coordination.errors import Forbidden, Unauthenticated, Unavailable
+from coordination.ids import NationalId, StructureId, UserId
+
+logger = logging.getLogger(__name__)
+
+ON_BEHALF_HEADER = "X-Azurezo-On-Behalf-Of"
+
+
+class TokenVerifier(Protocol):
+    """Tells which Matrix user holds an access token, or None when the token is not valid."""
+
+    async def user_for_token(self, token: str) -> UserId | None: ...
+
+
+class SynapseWhoami:
+    """Asks Synapse ``/account/whoami``; answers are cached briefly (keyed by a hash of the token)."""
+
+    def __init__(self, synapse_url: str, *, cache_seconds: float, client: httpx.AsyncClient) -> None:
+        self._url = f"{synapse_url}/_matrix/client/v3/account/whoami"
+        self._ttl = cache_seconds
+        self._client = client
+        self._cache: dict[str, tuple[float, UserId]] = {}
+
+    async def user_for_token(self, token: str) -> UserId | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            resp = await self._client.get(
+                self._url, headers={"Authorization": f"Bearer {token}"}, timeout=5.0
+            )
+        except httpx.HTTPError as exc:
+            logger.warning("whoami failed: %s", type(exc).__name__)
+            raise Unavailable(
+                "Le serveur de messagerie ne répond pas ; réessayez dans quelques instants."
+            ) from exc
+        if resp.status_code in (401, 403):
+            self._cache.pop(key, None)
+            return None
+        if resp.status_code != 200:
+            raise Unavailable(
+                "Le serveur de messagerie n'a pas pu vérifier votre session ; réessayez plus tard."
+            )
+        user_id = UserId(str(resp.json()["user_id"]))
+        if len(self._cache) > 10_000:  # bounded: drop everything rather than grow without limit
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl, user_id)
+        return user_id
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The professional on whose behalf a request acts (the real person, even through the bot)."""
+
+    user_id: UserId
+    national_id: NationalId
+    display_name: str
+    profession_code: str | None
+    structure_ids: frozenset[StructureId] = field(default_factory=frozenset)
+    via_bot: bool = False
+
+
+async def actor_for_user(*, session: AsyncSession, user_id: UserId, via_bot: bool = False) -> Actor:
+    """Map a Matrix user to its active directory identity, or raise ``Forbidden`` in French."""
+    row = (
+        await session.execute(
+            select(Person)
+            .join(AccountBinding, AccountBinding.national_id == Person.national_id)
+            .where(AccountBinding.user_id == user_id)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise Forbidden(
+            "Votre compte n'est rattaché à aucun professionnel de l'annuaire : "
+            "contactez l'administrateur régional pour le faire rattacher.",
+            errcode="AZ_NOT_IN_DIRECTORY",
+        )
+    if not row.active:
+        raise Forbidden(
+            "Vous n'êtes plus inscrit comme actif dans l'annuaire national (RPPS/ROR) : "
+            "l'accès à la coordination est suspendu. Contactez votre ordre ou l'administrateur régional.",
+            errcode="AZ_INACTIVE",
+        )
+    structures = (
+        await session.scalars(
+            select(Activity.structure_id)
+            .where(Activity.national_id == row.national_id, Activity.structure_id.is_not(None))
+            .distinct()
+        )
+    ).all()
+    return Actor(
+        user_id=user_id,
+        national_id=NationalId(row.national_id),
+        display_name=f"{row.given_name} {row.family_name}".strip(),
+        profession_code=row.profession_code,
+        structure_ids=frozenset(StructureId(s) for s in structures if s),
+        via_bot=via_bot,
+    )
+
+
+async def get_actor(request: Request, session: SessionDep) -> Actor:
+    """FastAPI dependency: authenticate the Matrix token and resolve the (possibly represented) actor."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "Authentification requise : envoyez votre jeton Matrix dans l'en-tête "
+            "« Authorization: Bearer <jeton> »."
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    user_id = await verifier.user_for_token(token.strip())
+    if user_id is None:
+        raise Unauthenticated(
+            "Jeton Matrix invalide ou expiré : reconnectez-vous à votre messagerie puis réessayez."
+        )
+    on_behalf = request.headers.get(ON_BEHALF_HEADER)
+    if on_behalf:
+        bot_user_id = request.app.state.settings.bot_user_id
+        if bot_user_id is None or user_id != bot_user_id:
+            raise Forbidden(
+                "Seul le robot de coordination peut agir pour le compte d'un autre professionnel.",
+                errcode="AZ_ON_BEHALF_REFUSED",
+            )
+        return await actor_for_user(session=session, user_id=UserId(on_behalf), via_bot=True)
+    return await actor_for_user(session=session, user_id=user_id)
+
+
+CurrentActor = Annotated[Actor, Depends(get_actor)]

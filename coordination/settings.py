@@ -1,0 +1,48 @@
+"""Service settings: parsed once, at the edge, into a frozen object that fails fast and names the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that must never reach production as a secret (copied from a doc, left from a template...).
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "xxx", "todo"}
+
+
+class Settings(BaseSettings):
+    """Settings of the coordination service.
+
+    Read from the environment (prefix ``AZUREZO_``) or built by ``azurezo_cli.home`` from the home
+    directory. Secrets have no default: they are generated at ``azurezo`` init.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AZUREZO_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://..."
+    )
+    synapse_url: str = Field(description="Base URL of our Synapse, e.g. http://127.0.0.1:8008")
+    server_name: str = Field(description="Matrix server name, e.g. azurezo.local")
+    internal_api_secret: str = Field(
+        min_length=32, description="Shared with the Synapse module for /internal/v1"
+    )
+    documents_dir: Path = Field(description="Content-addressed store for patient documents")
+    bot_user_id: str | None = Field(
+        default=None, description="Matrix ID of the coordination bot, which may act on behalf of members"
+    )
+    whoami_cache_seconds: float = Field(default=30.0, ge=0, le=300)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
+    @field_validator("internal_api_secret")
+    @classmethod
+    def _refuse_placeholder(cls, value: str) -> str:
+        if value.strip().lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError("placeholder secret refused: generate one with `azurezo` init")
+        return value
+
+    @field_validator("synapse_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
