@@ -1,0 +1,1 @@
+"""The audit trail: every read and write of patient data, append-only."""

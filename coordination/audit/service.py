@@ -1,0 +1,73 @@
+"""Recording and reading the audit trail.
+
+``record`` adds the entry to the caller's session so it commits atomically with the change it
+describes: a write is never kept without its trace. For reads the caller commits after recording.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.audit.models import AuditEntry
+from coordination.ids import PatientId
+from coordination.security import Actor
+
+
+async def record(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str | uuid.UUID | None = None,
+    patient_id: PatientId | uuid.UUID | None = None,
+) -> None:
+    """Add one audit entry to the current transaction (identifiers only, never names or content)."""
+    session.add(
+        AuditEntry(
+            actor_user_id=actor.user_id,
+            actor_national_id=actor.national_id,
+            via_bot=actor.via_bot,
+            action=action,
+            patient_id=patient_id,
+            object_type=object_type,
+            object_id=str(object_id) if object_id is not None else None,
+        )
+    )
+
+
+async def record_many(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    patient_ids: Sequence[uuid.UUID],
+) -> None:
+    """One entry per patient, e.g. for every hit of a patient search."""
+    session.add_all(
+        AuditEntry(
+            actor_user_id=actor.user_id,
+            actor_national_id=actor.national_id,
+            via_bot=actor.via_bot,
+            action=action,
+            patient_id=pid,
+            object_type=object_type,
+            object_id=str(pid),
+        )
+        for pid in patient_ids
+    )
+
+
+async def list_for_patient(
+    *, session: AsyncSession, patient_id: PatientId, limit: int = 200, before_id: int | None = None
+) -> Sequence[AuditEntry]:
+    """Newest first; the caller has already checked the actor is an authorised member."""
+    stmt = select(AuditEntry).where(AuditEntry.patient_id == patient_id)
+    if before_id is not None:
+        stmt = stmt.where(AuditEntry.id < before_id)
+    return (await session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit))).all()
