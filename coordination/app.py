@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 
 from coordination.db import make_engine, make_sessionmaker
 from coordination.errors import Invalid, ServiceError
-from coordination.security import SynapseWhoami, TokenVerifier
+from coordination.schemas import ErrorOut, MeOut
+from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,23 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(
+        "/api/v1/me",
+        tags=["identité"],
+        response_model=MeOut,
+        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+    )
+    async def me(actor: CurrentActor) -> MeOut:
+        """Who the service thinks you are: your Matrix ID bound to your directory identity."""
+        return MeOut(
+            user_id=actor.user_id,
+            national_id=actor.national_id,
+            display_name=actor.display_name,
+            profession_code=actor.profession_code,
+            structure_ids=sorted(actor.structure_ids),
+            via_bot=actor.via_bot,
+        )
 
     for router in _routers():
         app.include_router(router)

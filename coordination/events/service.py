@@ -57,9 +57,7 @@ async def ack(*, session: AsyncSession, consumer: str, up_to: int) -> int:
     """Move the consumer's cursor forward to ``up_to`` (never backwards); returns the new cursor."""
     last = (await session.scalars(select(OutboxEvent.id).order_by(OutboxEvent.id.desc()))).first()
     if up_to < 0 or up_to > (last or 0):
-        raise Invalid(
-            "Curseur inconnu : on ne peut acquitter que des événements déjà lus.", field="up_to"
-        )
+        raise Invalid("Curseur inconnu : on ne peut acquitter que des événements déjà lus.", field="up_to")
     cursor = await session.get(ConsumerCursor, consumer)
     if cursor is None:
         cursor = ConsumerCursor(consumer=consumer, last_acked_id=0)

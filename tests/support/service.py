@@ -12,7 +12,6 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coordination.app import create_app
 from coordination.db import Base, make_engine
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.ids import UserId
@@ -95,9 +94,7 @@ class Pro:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def add_structure(
-    session: AsyncSession, structure_id: str, name: str, *, is_dac: bool = False
-) -> None:
+async def add_structure(session: AsyncSession, structure_id: str, name: str, *, is_dac: bool = False) -> None:
     session.add(
         Structure(
             structure_id=structure_id,

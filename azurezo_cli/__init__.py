@@ -1,0 +1,1 @@
+"""The ``azurezo`` operator CLI: home initialisation, the ``up`` supervisor, directory and accounts."""

@@ -1,0 +1,390 @@
+"""The home directory (``--home``, default ``./var``): layout, generated secrets, instance settings.
+
+Everything an instance needs to run lives under its home, written once at first start
+(``init_home``) and read back by every command (``load_home``)::
+
+    azurezo.json                     instance settings + generated secrets (mode 0600)
+    synapse/homeserver.yaml          rendered from config/homeserver.yaml.j2 at every start
+    synapse/log.config
+    synapse/<server_name>.signing.key
+    synapse/homeserver.db            Synapse's SQLite database
+    synapse/media_store/
+    synapse/conf.d/                  operator overrides, read after homeserver.yaml
+    coordination/coordination.db     the service's SQLite database
+    coordination/documents/
+    logs/                            one log file per process started by ``azurezo up``
+
+Secrets come from ``secrets`` and are never defaulted: a home is the only place they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from coordination.settings import Settings
+
+Profile = Literal["production", "test"]
+
+HOME_FILE = "azurezo.json"
+HOME_FORMAT = 1
+DEFAULT_SERVER_NAME = "azurezo.local"
+DEFAULT_SYNAPSE_PORT = 8008
+DEFAULT_SERVICE_PORT = 8080
+BOT_LOCALPART = "azurezo-bot"
+NOTICES_LOCALPART = "notices"
+LOOPBACK = "127.0.0.1"
+
+# A Matrix server name: a DNS name or IPv4 address, optionally with a port (spec "Server names").
+_SERVER_NAME = re.compile(r"^(?=.{1,255}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$")
+_SECRET_NAMES = (
+    "registration_shared_secret",
+    "macaroon_secret_key",
+    "form_secret",
+    "internal_api_secret",
+)
+
+
+class HomeError(Exception):
+    """A home that cannot be created or read. The message is French and says what to do."""
+
+
+def new_secret() -> str:
+    """A fresh 384-bit URL-safe secret."""
+    return secrets.token_urlsafe(48)
+
+
+def new_password() -> str:
+    """A strong generated password (24 characters, letters and digits: easy to copy from a terminal)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+@dataclass(frozen=True)
+class Secrets:
+    registration_shared_secret: str
+    macaroon_secret_key: str
+    form_secret: str
+    internal_api_secret: str
+
+    @classmethod
+    def generate(cls) -> Secrets:
+        return cls(**{name: new_secret() for name in _SECRET_NAMES})
+
+
+@dataclass(frozen=True)
+class Home:
+    """A parsed home directory. Build it with ``init_home`` or ``load_home``, never by hand."""
+
+    path: Path
+    server_name: str
+    synapse_port: int
+    service_port: int
+    profile: Profile
+    secrets: Secrets
+    bot_password: str
+    # Federation is off unless peers are listed here (azurezo.json "federation_peers").
+    federation_peers: tuple[str, ...] = ()
+    database_url_override: str | None = None
+    # Generated passwords of the demo accounts, by localpart (printed by `azurezo up`).
+    demo_passwords: Mapping[str, str] = field(default_factory=dict)
+    demo_imported: bool = False
+
+    # --- layout -------------------------------------------------------------------------------
+    @property
+    def settings_file(self) -> Path:
+        return self.path / HOME_FILE
+
+    @property
+    def synapse_dir(self) -> Path:
+        return self.path / "synapse"
+
+    @property
+    def synapse_config(self) -> Path:
+        return self.synapse_dir / "homeserver.yaml"
+
+    @property
+    def synapse_overrides_dir(self) -> Path:
+        return self.synapse_dir / "conf.d"
+
+    @property
+    def synapse_log_config(self) -> Path:
+        return self.synapse_dir / "log.config"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.synapse_dir / f"{self.server_name.replace(':', '_')}.signing.key"
+
+    @property
+    def synapse_database(self) -> Path:
+        return self.synapse_dir / "homeserver.db"
+
+    @property
+    def media_store(self) -> Path:
+        return self.synapse_dir / "media_store"
+
+    @property
+    def coordination_dir(self) -> Path:
+        return self.path / "coordination"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.coordination_dir / "documents"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    # --- derived settings ---------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        """The service database (async SQLAlchemy URL); SQLite inside the home unless overridden."""
+        if self.database_url_override:
+            return self.database_url_override
+        return f"sqlite+aiosqlite:///{self.coordination_dir / 'coordination.db'}"
+
+    @property
+    def synapse_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.synapse_port}"
+
+    @property
+    def service_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.service_port}"
+
+    @property
+    def bot_localpart(self) -> str:
+        return BOT_LOCALPART
+
+    @property
+    def bot_user_id(self) -> str:
+        return self.user_id(BOT_LOCALPART)
+
+    @property
+    def notices_user_id(self) -> str:
+        return self.user_id(NOTICES_LOCALPART)
+
+    def user_id(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    def service_settings(self) -> Settings:
+        """The coordination service's settings for this instance."""
+        return Settings(
+            database_url=self.database_url,
+            synapse_url=self.synapse_url,
+            server_name=self.server_name,
+            internal_api_secret=self.secrets.internal_api_secret,
+            documents_dir=self.documents_dir,
+            bot_user_id=self.bot_user_id,
+        )
+
+    # --- persistence --------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": HOME_FORMAT,
+            "server_name": self.server_name,
+            "synapse_port": self.synapse_port,
+            "service_port": self.service_port,
+            "profile": self.profile,
+            "federation_peers": list(self.federation_peers),
+            "database_url": self.database_url_override,
+            "secrets": {name: getattr(self.secrets, name) for name in _SECRET_NAMES},
+            "bot_password": self.bot_password,
+            "demo_passwords": dict(self.demo_passwords),
+            "demo_imported": self.demo_imported,
+        }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (0600), atomically: a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode is masked by umask and ignored for an existing file
+    os.replace(tmp, path)
+
+
+def save_home(home: Home) -> None:
+    write_private(home.settings_file, json.dumps(home.to_json(), indent=2, ensure_ascii=False) + "\n")
+
+
+def _check_server_name(name: str) -> str:
+    if not _SERVER_NAME.match(name):
+        raise HomeError(
+            f"Nom de serveur invalide : « {name} ». Donnez un nom de domaine "
+            "(ex. azurezo.exemple.fr), éventuellement suivi de :port."
+        )
+    return name
+
+
+def _check_port(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise HomeError(f"Port {what} invalide : « {value} ». Donnez un entier entre 1 et 65535.")
+    return value
+
+
+def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
+    """Parse azurezo.json; every error names the bad key."""
+    where = path / HOME_FILE
+    try:
+        if raw.get("format") != HOME_FORMAT:
+            raise HomeError(
+                f"{where} : format {raw.get('format')!r} inconnu (attendu {HOME_FORMAT})."
+            )
+        raw_secrets = raw["secrets"]
+        for name in _SECRET_NAMES:
+            value = raw_secrets.get(name)
+            if not isinstance(value, str) or len(value) < 32:
+                raise HomeError(
+                    f"{where} : le secret « {name} » est absent ou trop court (32 caractères au "
+                    "moins). Ne modifiez pas les secrets à la main ; restaurez le fichier d'origine."
+                )
+        profile = raw.get("profile", "production")
+        if profile not in ("production", "test"):
+            raise HomeError(f"{where} : « profile » vaut {profile!r} ; attendu production ou test.")
+        peers = raw.get("federation_peers") or []
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise HomeError(
+                f"{where} : « federation_peers » doit être une liste de noms de serveurs, "
+                'par exemple ["autre-region.exemple.fr"].'
+            )
+        for peer in peers:
+            _check_server_name(peer)
+        database_url = raw.get("database_url")
+        if database_url is not None and not isinstance(database_url, str):
+            raise HomeError(f"{where} : « database_url » doit être une URL SQLAlchemy ou null.")
+        demo_passwords = raw.get("demo_passwords") or {}
+        bot_password = raw["bot_password"]
+        if not isinstance(bot_password, str) or len(bot_password) < 16:
+            raise HomeError(f"{where} : « bot_password » est absent ou trop court.")
+        return Home(
+            path=path,
+            server_name=_check_server_name(str(raw["server_name"])),
+            synapse_port=_check_port(raw["synapse_port"], "Synapse"),
+            service_port=_check_port(raw["service_port"], "du service"),
+            profile=profile,
+            secrets=Secrets(**{name: raw_secrets[name] for name in _SECRET_NAMES}),
+            bot_password=bot_password,
+            federation_peers=tuple(peers),
+            database_url_override=database_url,
+            demo_passwords={str(k): str(v) for k, v in demo_passwords.items()},
+            demo_imported=bool(raw.get("demo_imported", False)),
+        )
+    except KeyError as exc:
+        raise HomeError(f"{where} : la clé {exc} manque. Restaurez le fichier d'origine.") from exc
+
+
+def load_home(path: Path) -> Home:
+    """Read an initialised home; a French ``HomeError`` when there is none or it is damaged."""
+    path = path.resolve()
+    settings_file = path / HOME_FILE
+    if not settings_file.is_file():
+        raise HomeError(
+            f"Aucune instance AZUREZO dans {path} : lancez d'abord `azurezo --home {path} up` "
+            "(ou `make run`), qui l'initialise."
+        )
+    try:
+        raw = json.loads(settings_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HomeError(f"{settings_file} est illisible ({exc}). Restaurez-le.") from exc
+    if not isinstance(raw, dict):
+        raise HomeError(f"{settings_file} doit contenir un objet JSON. Restaurez-le.")
+    return _parse(path, raw)
+
+
+def _write_signing_key(home: Home) -> None:
+    """Generate Synapse's ed25519 signing key once: regenerating it would break federation."""
+    from signedjson.key import generate_signing_key, write_signing_keys
+
+    if home.signing_key_path.exists():
+        return
+    key_id = "a_" + "".join(secrets.choice(string.ascii_letters) for _ in range(4))
+    fd = os.open(home.signing_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        write_signing_keys(fh, [generate_signing_key(key_id)])
+
+
+def _make_dirs(home: Home) -> None:
+    home.path.mkdir(parents=True, exist_ok=True)
+    os.chmod(home.path, 0o700)
+    for directory in (
+        home.synapse_dir,
+        home.synapse_overrides_dir,
+        home.media_store,
+        home.coordination_dir,
+        home.documents_dir,
+        home.logs_dir,
+    ):
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def init_home(
+    path: Path,
+    *,
+    server_name: str | None = None,
+    synapse_port: int | None = None,
+    service_port: int | None = None,
+    profile: Profile | None = None,
+    database_url: str | None = None,
+) -> tuple[Home, bool]:
+    """Create the home on first start, or reuse it. Returns ``(home, created)``.
+
+    Idempotent: an existing home keeps its secrets, signing key and server name (Synapse's
+    database is tied to it); ports given explicitly replace the stored ones.
+    """
+    path = path.resolve()
+    if (path / HOME_FILE).exists():
+        home = load_home(path)
+        if server_name is not None and server_name != home.server_name:
+            raise HomeError(
+                f"L'instance de {path} s'appelle « {home.server_name} » : le nom d'un serveur "
+                "Matrix ne change pas après sa création. Retirez --server-name, ou choisissez "
+                "un autre --home pour une nouvelle instance."
+            )
+        changes: dict[str, Any] = {}
+        if synapse_port is not None:
+            changes["synapse_port"] = _check_port(synapse_port, "Synapse")
+        if service_port is not None:
+            changes["service_port"] = _check_port(service_port, "du service")
+        if profile is not None:
+            changes["profile"] = profile
+        if database_url is not None:
+            changes["database_url_override"] = database_url
+        if changes:
+            home = replace(home, **changes)
+            save_home(home)
+        _make_dirs(home)
+        _write_signing_key(home)
+        _check_distinct_ports(home)
+        return home, False
+
+    home = Home(
+        path=path,
+        server_name=_check_server_name(server_name or DEFAULT_SERVER_NAME),
+        synapse_port=_check_port(synapse_port or DEFAULT_SYNAPSE_PORT, "Synapse"),
+        service_port=_check_port(service_port or DEFAULT_SERVICE_PORT, "du service"),
+        profile=profile or "production",
+        secrets=Secrets.generate(),
+        bot_password=new_password(),
+        database_url_override=database_url,
+    )
+    _check_distinct_ports(home)
+    _make_dirs(home)
+    _write_signing_key(home)
+    save_home(home)
+    return home, True
+
+
+def _check_distinct_ports(home: Home) -> None:
+    if home.synapse_port == home.service_port:
+        raise HomeError(
+            f"Synapse et le service ne peuvent pas partager le port {home.service_port} : "
+            "donnez deux ports différents (--synapse-port, --service-port)."
+        )
