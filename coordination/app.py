@@ -21,6 +21,16 @@ from coordination.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Jeton Matrix absent, invalide ou expiré"},
+    403: {"model": ErrorOut, "description": "Accès refusé (hors annuaire, inactif, non habilité)"},
+    404: {"model": ErrorOut, "description": "Objet inconnu"},
+    409: {"model": ErrorOut, "description": "Conflit de version ou doublon"},
+    422: {"model": ErrorOut, "description": "Saisie invalide (champ et raison en français)"},
+    503: {"model": ErrorOut, "description": "Le serveur Matrix ne répond pas"},
+}
+
+
 def _french_validation_message(err: dict[str, Any]) -> str:
     """Translate a pydantic error into a French sentence a professional can act on."""
     kind = str(err.get("type", ""))
@@ -150,7 +160,9 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
         )
 
     for router in _routers():
-        app.include_router(router)
+        # Every route documents the error answers it can give, in our ErrorOut shape (this also
+        # replaces FastAPI's default 422 schema, which our French handler does not use).
+        app.include_router(router, responses=COMMON_ERRORS)
     return app
 
 

@@ -1,0 +1,88 @@
+"""Render Synapse's configuration for a home from the Jinja2 templates in ``config/``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from azurezo_cli.home import LOOPBACK, NOTICES_LOCALPART, Home, write_private
+
+# The templates ship in the repository's config/ (the project runs from its checkout, installed
+# in editable mode by the Makefile); AZUREZO_CONFIG_DIR points elsewhere, e.g. in an image.
+CONFIG_DIR = Path(os.environ.get("AZUREZO_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
+
+# How long the module trusts a directory answer. Production: an inactive professional loses access
+# within 2 x 30 s. Test profile: short, so a test flipping `active` sees the effect in seconds.
+CACHE_TTL_SECONDS = {"production": 30, "test": 1}
+
+
+def _quote(value: object) -> str:
+    """A YAML scalar that means exactly ``value`` (a JSON string is a valid YAML string)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(CONFIG_DIR),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # YAML, not HTML; values go through the `q` filter
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = _quote
+    return env
+
+
+def template_context(home: Home) -> dict[str, Any]:
+    return {
+        "profile": home.profile,
+        "server_name": home.server_name,
+        "public_baseurl": home.synapse_url + "/",
+        "pid_file": str(home.synapse_dir / "homeserver.pid"),
+        "synapse_port": home.synapse_port,
+        "bind_address": LOOPBACK,
+        "federation_peers": list(home.federation_peers),
+        "database_path": str(home.synapse_database),
+        "log_config": str(home.synapse_log_config),
+        "media_store": str(home.media_store),
+        "signing_key_path": str(home.signing_key_path),
+        "secrets": home.secrets,
+        "notices_localpart": NOTICES_LOCALPART,
+        "service_url": home.service_url,
+        "bot_user_id": home.bot_user_id,
+        "notices_user_id": home.notices_user_id,
+        "cache_ttl_seconds": CACHE_TTL_SECONDS[home.profile],
+        "overrides_dir": str(home.synapse_overrides_dir),
+        "logs_dir": str(home.logs_dir),
+        "level": "INFO",
+    }
+
+
+def render_homeserver_yaml(home: Home) -> str:
+    """The homeserver.yaml text for ``home``; parsed back once so a template error fails here."""
+    text = _environment().get_template("homeserver.yaml.j2").render(template_context(home))
+    parsed = yaml.safe_load(text)
+    if not isinstance(parsed, dict) or parsed.get("server_name") != home.server_name:
+        raise RuntimeError("config/homeserver.yaml.j2 rendered an unexpected document")
+    return text
+
+
+def render_synapse_config(home: Home) -> Path:
+    """Write homeserver.yaml (0600: it holds secrets) and log.config; return homeserver.yaml's path."""
+    write_private(home.synapse_config, render_homeserver_yaml(home))
+    log_text = _environment().get_template("log.config.j2").render(template_context(home))
+    yaml.safe_load(log_text)
+    write_private(home.synapse_log_config, log_text)
+    return home.synapse_config
+
+
+def synapse_command(home: Home, python: str) -> list[str]:
+    """The command line that runs Synapse for ``home`` (with the operator's conf.d overrides)."""
+    argv = [python, "-m", "synapse.app.homeserver", "-c", str(home.synapse_config)]
+    if any(home.synapse_overrides_dir.glob("*.yaml")):
+        argv += ["-c", str(home.synapse_overrides_dir)]
+    return argv

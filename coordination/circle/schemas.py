@@ -1,0 +1,177 @@
+"""Request and answer bodies of the care-circle API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MemberKind = Literal["professional", "structure", "relative"]
+
+# Free text, but these are the roles the UI proposes (the list is open: a DAC may name its own).
+SUGGESTED_ROLES = (
+    "médecin traitant",
+    "médecin spécialiste",
+    "infirmier",
+    "pharmacien",
+    "masseur-kinésithérapeute",
+    "travailleur social",
+    "coordinateur DAC",
+    "structure de soins",
+    "aidant",
+    "personne de confiance",
+    "proche",
+)
+
+Role = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+NationalIdStr = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")
+]
+StructureIdStr = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
+]
+# Deliberately simple: a typo is caught, the address itself is the relative's business.
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
+    ),
+]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .()\-]{4,30}$", max_length=40)
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfessionalMemberIn(_In):
+    """A professional of the national directory, by national id (idNatPS)."""
+
+    kind: Literal["professional"]
+    national_id: NationalIdStr = Field(examples=["810001234567"])
+    role: Role = Field(examples=["médecin traitant"])
+    habilite: bool = Field(
+        default=False,
+        description="Authorised to read the dossier (effective only once bound to a Matrix account)",
+    )
+
+
+class StructureMemberIn(_In):
+    """A structure of the directory: every professional working there gets access when habilité."""
+
+    kind: Literal["structure"]
+    structure_id: StructureIdStr = Field(examples=["finess:060780491"])
+    role: Role = Field(examples=["coordinateur DAC"])
+    habilite: bool = False
+
+
+class RelativeMemberIn(_In):
+    """A relative or caregiver typed by hand. Never authorised: a relative never reads the dossier."""
+
+    kind: Literal["relative"]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    relationship: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)
+    ] = Field(examples=["fille", "conjoint"])
+    phone: Phone | None = None
+    email: Email | None = None
+    role: Role = "aidant"
+    habilite: Literal[False] = Field(
+        default=False, description="Always false: a relative is never authorised"
+    )
+
+    @field_validator("habilite", mode="before")
+    @classmethod
+    def _never_habilite(cls, value: object) -> object:
+        if value is True:
+            raise ValueError(
+                "un proche ou un aidant ne peut pas être habilité : seuls les professionnels "
+                "et les structures de l'annuaire accèdent au dossier"
+            )
+        return value
+
+
+MemberIn = Annotated[
+    ProfessionalMemberIn | StructureMemberIn | RelativeMemberIn, Field(discriminator="kind")
+]
+
+
+class MemberUpdate(_In):
+    """Change a member's role or authorisation (``habilite`` only for professionals and structures)."""
+
+    role: Role | None = None
+    habilite: bool | None = None
+
+
+class MemberOut(BaseModel):
+    """A circle member as listed. ``has_access`` tells whether this member can read the dossier now."""
+
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    kind: MemberKind
+    national_id: str | None = None
+    structure_id: str | None = None
+    display_name: str = Field(description="Directory name, structure name, or the relative's name")
+    relationship: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    role: str
+    habilite: bool
+    has_access: bool = Field(
+        description="habilité AND (structure, or professional active and bound to a Matrix account)"
+    )
+    user_id: str | None = Field(default=None, description="Matrix ID of a bound professional")
+    added_at: datetime
+    added_by: str
+
+
+class ActivityCard(BaseModel):
+    structure_id: str | None = None
+    site_name: str | None = None
+    profession: str | None = None
+    specialty: str | None = None
+    address: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+class DirectoryPersonCard(BaseModel):
+    national_id: str
+    civility: str | None = None
+    family_name: str
+    given_name: str
+    profession: str | None = None
+    active: bool
+    activities: list[ActivityCard] = Field(default_factory=list)
+
+
+class DirectoryStructureCard(BaseModel):
+    structure_id: str
+    name: str
+    kind: str | None = None
+    finess: str | None = None
+    address: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    is_dac: bool = False
+    active: bool = True
+
+
+class MemberCard(MemberOut):
+    """The member card: the member plus their directory details (none for a relative)."""
+
+    person: DirectoryPersonCard | None = None
+    structure: DirectoryStructureCard | None = None
+
+
+class CircleOut(BaseModel):
+    patient_id: uuid.UUID
+    members: list[MemberOut]

@@ -1,0 +1,1 @@
+"""Patient dossiers: identity under the French identity-vigilance rules (INS), consent, status."""
