@@ -11,12 +11,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install only when pyproject.toml changes.
-.stamp-install: pyproject.toml | $(BIN)/python
+# Re-install only when pyproject.toml changes or a top-level package appears (the editable install
+# maps each top-level package when it is installed).
+PACKAGES := $(wildcard */__init__.py)
+
+.stamp-install: pyproject.toml $(PACKAGES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
-.stamp-install-test: pyproject.toml | $(BIN)/python
+.stamp-install-test: pyproject.toml $(PACKAGES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ .stamp-install
 

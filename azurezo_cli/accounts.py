@@ -7,6 +7,7 @@ service whether the new Matrix ID is bound to an active directory person.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -49,16 +50,11 @@ def check_localpart(localpart: str, server_name: str) -> str:
     return localpart
 
 
-def registration_mac(
-    *, shared_secret: str, nonce: str, localpart: str, password: str, admin: bool
-) -> str:
+def registration_mac(*, shared_secret: str, nonce: str, localpart: str, password: str, admin: bool) -> str:
     """HMAC-SHA1 of the admin registration API: nonce, user, password, admin flag, NUL-separated."""
-    mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
-    for part in (nonce, localpart, password, "admin" if admin else "notadmin"):
-        if part is not nonce:
-            mac.update(b"\x00")
-        mac.update(part.encode())
-    return mac.hexdigest()
+    parts = (nonce, localpart, password, "admin" if admin else "notadmin")
+    message = b"\x00".join(part.encode() for part in parts)
+    return hmac.new(shared_secret.encode(), message, digestmod=hashlib.sha1).hexdigest()
 
 
 async def register_with_shared_secret(
@@ -123,8 +119,7 @@ async def register(
     errcode, error = _error_of(resp)
     if errcode == "M_USER_IN_USE":
         raise AccountExists(
-            f"Le compte {home.user_id(localpart)} existe déjà sur Synapse : choisissez un autre "
-            "--localpart."
+            f"Le compte {home.user_id(localpart)} existe déjà sur Synapse : choisissez un autre --localpart."
         )
     if errcode == "M_INVALID_USERNAME":
         raise AccountError(f"Synapse refuse l'identifiant « {localpart} » : {error}.")
@@ -166,6 +161,7 @@ async def bind(*, home: Home, national_id: str, user_id: str) -> bool:
     ``ServiceError``s, whose French message is shown as is.
     """
     from coordination.directory.service import bind_account
+
     from coordination.errors import ServiceError
 
     engine = make_engine(home.database_url)
@@ -251,8 +247,6 @@ async def create_account(
 async def ensure_service_account(*, home: Home, localpart: str, password: str) -> str:
     """Register a service account (the bot): listed in the module's ``service_accounts``, unbound."""
     async with httpx.AsyncClient() as client:
-        try:
+        with contextlib.suppress(AccountExists):
             await register(client, home=home, localpart=localpart, password=password)
-        except AccountExists:
-            pass
     return home.user_id(localpart)

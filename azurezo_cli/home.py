@@ -96,6 +96,9 @@ class Home:
     # Generated passwords of the demo accounts, by localpart (printed by `azurezo up`).
     demo_passwords: Mapping[str, str] = field(default_factory=dict)
     demo_imported: bool = False
+    # Chosen at creation (`--no-demo` for a real instance): import the fictitious demo directory
+    # and provision its accounts.
+    demo_enabled: bool = True
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -198,6 +201,7 @@ class Home:
             "bot_password": self.bot_password,
             "demo_passwords": dict(self.demo_passwords),
             "demo_imported": self.demo_imported,
+            "demo_enabled": self.demo_enabled,
         }
 
 
@@ -235,9 +239,7 @@ def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
     where = path / HOME_FILE
     try:
         if raw.get("format") != HOME_FORMAT:
-            raise HomeError(
-                f"{where} : format {raw.get('format')!r} inconnu (attendu {HOME_FORMAT})."
-            )
+            raise HomeError(f"{where} : format {raw.get('format')!r} inconnu (attendu {HOME_FORMAT}).")
         raw_secrets = raw["secrets"]
         for name in _SECRET_NAMES:
             value = raw_secrets.get(name)
@@ -276,6 +278,7 @@ def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
             database_url_override=database_url,
             demo_passwords={str(k): str(v) for k, v in demo_passwords.items()},
             demo_imported=bool(raw.get("demo_imported", False)),
+            demo_enabled=bool(raw.get("demo_enabled", True)),
         )
     except KeyError as exc:
         raise HomeError(f"{where} : la clé {exc} manque. Restaurez le fichier d'origine.") from exc
@@ -333,11 +336,12 @@ def init_home(
     service_port: int | None = None,
     profile: Profile | None = None,
     database_url: str | None = None,
+    demo: bool = True,
 ) -> tuple[Home, bool]:
     """Create the home on first start, or reuse it. Returns ``(home, created)``.
 
-    Idempotent: an existing home keeps its secrets, signing key and server name (Synapse's
-    database is tied to it); ports given explicitly replace the stored ones.
+    Idempotent: an existing home keeps its secrets, signing key, server name (Synapse's database
+    is tied to it) and demo choice; ports given explicitly replace the stored ones.
     """
     path = path.resolve()
     if (path / HOME_FILE).exists():
@@ -367,13 +371,16 @@ def init_home(
 
     home = Home(
         path=path,
-        server_name=_check_server_name(server_name or DEFAULT_SERVER_NAME),
-        synapse_port=_check_port(synapse_port or DEFAULT_SYNAPSE_PORT, "Synapse"),
-        service_port=_check_port(service_port or DEFAULT_SERVICE_PORT, "du service"),
+        server_name=_check_server_name(DEFAULT_SERVER_NAME if server_name is None else server_name),
+        synapse_port=_check_port(DEFAULT_SYNAPSE_PORT if synapse_port is None else synapse_port, "Synapse"),
+        service_port=_check_port(
+            DEFAULT_SERVICE_PORT if service_port is None else service_port, "du service"
+        ),
         profile=profile or "production",
         secrets=Secrets.generate(),
         bot_password=new_password(),
         database_url_override=database_url,
+        demo_enabled=demo,
     )
     _check_distinct_ports(home)
     _make_dirs(home)

@@ -4,7 +4,23 @@ Add a line when a domain gets tables.
 """
 
 from coordination.audit import models as audit_models
+from coordination.circle import models as circle_models
 from coordination.directory import models as directory_models
+from coordination.documents import models as documents_models
+from coordination.dossiers import models as dossiers_models
 from coordination.events import models as events_models
+from coordination.requests import models as requests_models
+from coordination.rooms import models as rooms_models
+from coordination.tasks import models as tasks_models
 
-__all__ = ["audit_models", "directory_models", "events_models"]
+__all__ = [
+    "audit_models",
+    "circle_models",
+    "directory_models",
+    "documents_models",
+    "dossiers_models",
+    "events_models",
+    "requests_models",
+    "rooms_models",
+    "tasks_models",
+]

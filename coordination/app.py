@@ -170,4 +170,34 @@ def _routers() -> list[Any]:
     """Every domain's router. Add a line when a domain gets one."""
     routers: list[Any] = []
     # from coordination.directory.router import router as directory_router  (example)
+    from coordination.directory.router import router as directory_router
+
+    routers.append(directory_router)
+    from coordination.dossiers.router import router as dossiers_router
+
+    routers.append(dossiers_router)
+    from coordination.circle.router import router as circle_router
+
+    routers.append(circle_router)
+    from coordination.audit.router import router as audit_router
+
+    routers.append(audit_router)
+    from coordination.events.router import router as events_router
+
+    routers.append(events_router)
+    from coordination.rooms.router import router as rooms_router
+
+    routers.append(rooms_router)
+    from coordination.fhir.router import router as fhir_router
+
+    routers.append(fhir_router)
+    from coordination.tasks.router import router as tasks_router
+
+    routers.append(tasks_router)
+    from coordination.requests.router import router as requests_router
+
+    routers.append(requests_router)
+    from coordination.documents.router import router as documents_router
+
+    routers.append(documents_router)
     return routers

@@ -71,3 +71,37 @@ async def list_for_patient(
     if before_id is not None:
         stmt = stmt.where(AuditEntry.id < before_id)
     return (await session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit))).all()
+
+
+async def patient_trail(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> tuple[Sequence[AuditEntry], int | None]:
+    """A page of the patient's trail, newest first, for an authorised member of the circle.
+
+    Returns the entries and the ``before_id`` of the next (older) page, or None on the last page.
+    Reading the trail is itself recorded (after the page is read, so it shows on the next one).
+    """
+    # Imported here: the circle service records audit entries, so it imports this module.
+    from coordination.circle import service as circle
+
+    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    rows = await list_for_patient(
+        session=session, patient_id=PatientId(patient_id), limit=limit + 1, before_id=before_id
+    )
+    page = list(rows[:limit])
+    next_before = page[-1].id if len(rows) > limit else None
+    await record(
+        session=session,
+        actor=actor,
+        action="audit.read",
+        object_type="audit",
+        object_id=patient_id,
+        patient_id=patient_id,
+    )
+    await session.commit()
+    return page, next_before

@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
+
+from coordination.dossiers.schemas import NO_CONTROL, Email, Phone, Text200
 
 MemberKind = Literal["professional", "structure", "relative"]
 
@@ -25,22 +27,12 @@ SUGGESTED_ROLES = (
     "proche",
 )
 
-Role = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
-NationalIdStr = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")
+Role = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=NO_CONTROL)
 ]
+NationalIdStr = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
 StructureIdStr = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
-]
-# Deliberately simple: a typo is caught, the address itself is the relative's business.
-Email = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
-    ),
-]
-Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .()\-]{4,30}$", max_length=40)
 ]
 
 
@@ -73,10 +65,8 @@ class RelativeMemberIn(_In):
     """A relative or caregiver typed by hand. Never authorised: a relative never reads the dossier."""
 
     kind: Literal["relative"]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    relationship: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)
-    ] = Field(examples=["fille", "conjoint"])
+    name: Text200
+    relationship: Role = Field(examples=["fille", "conjoint"])
     phone: Phone | None = None
     email: Email | None = None
     role: Role = "aidant"
@@ -95,8 +85,22 @@ class RelativeMemberIn(_In):
         return value
 
 
+def _member_kind(value: object) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
 MemberIn = Annotated[
-    ProfessionalMemberIn | StructureMemberIn | RelativeMemberIn, Field(discriminator="kind")
+    Annotated[ProfessionalMemberIn, Tag("professional")]
+    | Annotated[StructureMemberIn, Tag("structure")]
+    | Annotated[RelativeMemberIn, Tag("relative")],
+    Discriminator(
+        _member_kind,
+        custom_error_type="value_error",
+        custom_error_context={
+            "error": "« kind » doit valoir « professional », « structure » ou « relative »"
+        },
+    ),
 ]
 
 

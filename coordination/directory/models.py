@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime, utcnow
@@ -28,6 +28,11 @@ class Person(Base):
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Which import owns this row ("rpps" or "fhir"): a full import only deactivates its own rows.
     source: Mapped[str] = mapped_column(String(10))
+    # Order-independent digest of everything the owning import wrote for this person (person fields and
+    # activities): a snapshot import compares it to tell "unchanged" from "updated" without row diffs.
+    fingerprint: Mapped[int | None] = mapped_column(BigInteger)
+    # FHIR logical id (Practitioner/<id>) so a delta import can resolve a PractitionerRole alone.
+    fhir_id: Mapped[str | None] = mapped_column(String(100), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -58,6 +63,8 @@ class Structure(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(String(10))
+    # FHIR logical id (Organization/<id>) so a delta import can resolve references to it.
+    fhir_id: Mapped[str | None] = mapped_column(String(100), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -84,6 +91,8 @@ class Activity(Base):
     department: Mapped[str | None] = mapped_column(String(3))
     phone: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str | None] = mapped_column(String(200))
+    # Which import wrote it: an import replaces only its own activities of a person.
+    source: Mapped[str] = mapped_column(String(10), default="rpps")
 
     person: Mapped[Person] = relationship(back_populates="activities", lazy="raise")
 

@@ -53,7 +53,7 @@ def luhn_key(body: str) -> str:
     raise ValueError(body)  # unreachable: exactly one digit fits
 
 
-_ADELI = re.compile(r"[0-9]{2}[0-9AB][0-9]{6}")
+_ADELI = re.compile(r"(?:[0-9]{2}|2A|2B)[0-9]{7}")
 
 
 def national_id_problem(national_id: str) -> str | None:
@@ -86,6 +86,17 @@ def national_id_from_query(text: str) -> str | None:
     if national_id_problem(compact) is None:
         return compact.upper()
     return None
+
+
+def department_from_postal_code(postal_code: str) -> str:
+    """Department code from a French postal code ("06000" -> "06", "20090" -> "2A", "97400" -> "974")."""
+    if len(postal_code) != 5 or not postal_code.isdigit():
+        return ""
+    if postal_code.startswith("97"):
+        return postal_code[:3]
+    if postal_code.startswith("20"):  # Corsica: 200xx/201xx are 2A, 202xx/206xx 2B
+        return "2A" if postal_code[2] in "01" else "2B"
+    return postal_code[:2]
 
 
 def rpps_structure_key(*, finess: str, siret: str, technical_id: str) -> str | None:

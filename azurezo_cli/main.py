@@ -1,0 +1,340 @@
+"""The ``azurezo`` command: one CLI for operators. Commands parse their options, call one function
+of this package and print the result; user-facing errors are French and exit with status 1."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, NoReturn
+
+import typer
+
+from azurezo_cli import accounts, bootstrap
+from azurezo_cli.home import LOOPBACK, Home, HomeError, init_home, load_home, new_password
+from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
+from azurezo_cli.synapse_config import render_synapse_config, synapse_command
+
+app = typer.Typer(
+    name="azurezo",
+    help="AZUREZO : messagerie Matrix et coordination des parcours de soins (outil d'exploitation).",
+    no_args_is_help=True,
+    # Plain tracebacks: they end up in var/logs/*.log, where a short tail must show the error.
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+account_app = typer.Typer(help="Comptes Matrix des professionnels de l'annuaire.", no_args_is_help=True)
+service_app = typer.Typer(
+    help="Service de coordination (lancé par `azurezo up` ; utile sous un gestionnaire de services).",
+    no_args_is_help=True,
+)
+app.add_typer(account_app, name="account")
+app.add_typer(service_app, name="service")
+
+try:
+    from azurezo_cli.directory import app as directory_app
+except ModuleNotFoundError as exc:  # TEMPORARY: azurezo_cli/directory.py is being written
+    if exc.name != "azurezo_cli.directory":
+        raise
+else:
+    app.add_typer(directory_app, name="directory")
+
+READY_TIMEOUT_SERVICE = 60.0
+READY_TIMEOUT_SYNAPSE = 120.0  # a first start creates Synapse's whole SQLite schema
+
+
+SynapsePort = Annotated[
+    int | None, typer.Option(help="Port de l'API client Matrix (défaut 8008).", min=1, max=65535)
+]
+ServicePort = Annotated[
+    int | None,
+    typer.Option(help="Port du service de coordination (défaut 8080).", min=1, max=65535),
+]
+ServerName = Annotated[
+    str | None,
+    typer.Option(help="Nom du serveur Matrix, fixé à la création (défaut azurezo.local)."),
+]
+Demo = Annotated[
+    bool,
+    typer.Option(
+        "--demo/--no-demo",
+        help="À la création : importer l'annuaire de démonstration fictif et créer ses comptes "
+        "(--no-demo pour une instance réelle).",
+    ),
+]
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"Erreur : {message}", err=True)
+    raise typer.Exit(1)
+
+
+class MissingHome:
+    """Stands in ``ctx.obj`` when the home is not initialised: ``--help`` still works, and any real
+    use says, in French, to run ``azurezo up`` first."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> NoReturn:
+        try:
+            load_home(self._path)
+        except HomeError as exc:
+            fail(str(exc))
+        fail(f"instance introuvable dans {self._path}")  # pragma: no cover (raced with an init)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path,
+        typer.Option(
+            "--home",
+            help="Dossier de l'instance (secrets, configuration, bases, journaux).",
+            envvar="AZUREZO_HOME",
+        ),
+    ] = Path("./var"),
+) -> None:
+    """AZUREZO : messagerie Matrix et coordination des parcours de soins."""
+    if ctx.invoked_subcommand in ("up", "init"):
+        ctx.obj = home  # these initialise the home themselves
+        return
+    try:
+        ctx.obj = load_home(home)
+    except HomeError:
+        ctx.obj = MissingHome(home)
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    synapse_port: SynapsePort = None,
+    service_port: ServicePort = None,
+    server_name: ServerName = None,
+    demo: Demo = True,
+) -> None:
+    """Initialise l'instance au premier lancement, puis démarre Synapse et le service.
+
+    Affiche les adresses et les comptes de démonstration ; Ctrl-C arrête tout.
+    """
+    path: Path = ctx.obj
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    supervisor = Supervisor()
+    try:
+        home = _prepare(path, synapse_port, service_port, server_name, demo=demo)
+        ctx.obj = home
+        demo_accounts = _demo_accounts(home)
+        home = bootstrap.ensure_demo_passwords(home, demo_accounts)
+        _start_children(home, supervisor)
+        typer.echo("Création des comptes (robot et démonstration)…")
+        asyncio.run(bootstrap.provision_accounts(home, demo_accounts))
+        _print_ready(home, demo_accounts)
+        supervisor.watch()
+    except KeyboardInterrupt:
+        typer.echo("\nArrêt demandé : arrêt de Synapse et du service…")
+        supervisor.stop_all()
+        typer.echo("AZUREZO est arrêté.")
+    except ChildFailed as exc:
+        typer.echo(f"Erreur : {exc}", err=True)
+        supervisor.stop_all()
+        typer.echo("Les autres processus ont été arrêtés.", err=True)
+        raise typer.Exit(1) from None
+    except (HomeError, accounts.AccountError) as exc:
+        supervisor.stop_all()
+        fail(str(exc))
+    finally:
+        supervisor.stop_all()
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    synapse_port: SynapsePort = None,
+    service_port: ServicePort = None,
+    server_name: ServerName = None,
+    demo: Demo = True,
+) -> None:
+    """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
+
+    Pour les déploiements où Synapse et le service tournent sous un autre superviseur
+    (docker-compose.yml, systemd). `azurezo up` fait la même chose avant de démarrer.
+    """
+    try:
+        home = _prepare(ctx.obj, synapse_port, service_port, server_name, demo=demo, check_ports=False)
+    except HomeError as exc:
+        fail(str(exc))
+    ctx.obj = home
+    typer.echo(f"Synapse : {home.synapse_config}")
+    typer.echo(f"Service : azurezo --home {home.path} service run")
+
+
+def _prepare(
+    path: Path,
+    synapse_port: int | None,
+    service_port: int | None,
+    server_name: str | None,
+    *,
+    demo: bool,
+    check_ports: bool = True,
+) -> Home:
+    home, created = init_home(
+        path,
+        server_name=server_name,
+        synapse_port=synapse_port,
+        service_port=service_port,
+        demo=demo,
+    )
+    if created:
+        typer.echo(f"Nouvelle instance « {home.server_name} » initialisée dans {home.path}")
+    else:
+        typer.echo(f"Instance « {home.server_name} » reprise depuis {home.path}")
+    ports = ((home.synapse_port, "--synapse-port"), (home.service_port, "--service-port"))
+    for port, option in ports if check_ports else ():
+        if not port_is_free(port, LOOPBACK):
+            raise HomeError(
+                f"le port {port} est déjà utilisé (une autre instance tourne-t-elle ?) : arrêtez-la, "
+                f"ou choisissez un autre port avec {option}."
+            )
+    render_synapse_config(home)
+    typer.echo("Mise à jour du schéma de la base de coordination…")
+    bootstrap.migrate(home.database_url)
+    if home.demo_enabled and not home.demo_imported:
+        typer.echo("Import de l'annuaire de démonstration (fictif)…")
+        home = bootstrap.import_demo_directory(home)
+    return home
+
+
+def _demo_accounts(home: Home) -> list[bootstrap.DemoAccount]:
+    if not home.demo_enabled:
+        return []
+    try:
+        return bootstrap.load_demo_accounts()
+    except (OSError, ValueError) as exc:
+        raise HomeError(f"comptes de démonstration illisibles : {exc}") from exc
+
+
+def _start_children(home: Home, supervisor: Supervisor) -> None:
+    python = sys.executable
+    typer.echo(f"Démarrage du service de coordination sur {home.service_url}…")
+    service = supervisor.start(
+        ChildSpec(
+            name="service",
+            argv=[python, "-m", "azurezo_cli", "--home", str(home.path), "service", "run"],
+            log_path=home.logs_dir / "service.log",
+            ready_url=f"{home.service_url}/health",
+        )
+    )
+    supervisor.wait_ready(service, timeout=READY_TIMEOUT_SERVICE)
+    typer.echo(f"Démarrage de Synapse sur {home.synapse_url}…")
+    synapse = supervisor.start(
+        ChildSpec(
+            name="synapse",
+            argv=synapse_command(home, python),
+            log_path=home.logs_dir / "synapse.log",
+            ready_url=f"{home.synapse_url}/_matrix/client/versions",
+        )
+    )
+    supervisor.wait_ready(synapse, timeout=READY_TIMEOUT_SYNAPSE)
+
+
+def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
+    lines = [
+        "",
+        f"AZUREZO est prêt — serveur Matrix « {home.server_name} ».",
+        f"  Messagerie : {home.synapse_url}",
+        "    (dans Element ou tout client Matrix : « Modifier » le serveur d'accueil et coller "
+        "cette adresse)",
+        f"  Service de coordination : {home.service_url}   documentation de l'API : {home.service_url}/docs",
+        f"  Journaux : {home.logs_dir}",
+    ]
+    if demo:
+        lines.append("Comptes de démonstration (professionnels fictifs) :")
+        width = max(len(home.user_id(a.localpart)) for a in demo)
+        for account in demo:
+            user_id = home.user_id(account.localpart)
+            lines.append(
+                f"  {user_id:<{width}}  mot de passe : {home.demo_passwords[account.localpart]}"
+                + (f"   {account.description}" if account.description else "")
+            )
+    lines.append("Ctrl-C pour tout arrêter.")
+    typer.echo("\n".join(lines))
+
+
+def _read_password_file(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"impossible de lire le fichier de mot de passe {path} ({exc.strerror}).")
+    lines = text.splitlines()
+    password = lines[0].strip() if lines else ""
+    if len(password) < 12:
+        fail(
+            f"le mot de passe lu dans {path} fait moins de 12 caractères : mettez un mot de passe "
+            "plus long sur la première ligne du fichier, ou omettez --password-file pour en générer un."
+        )
+    return password
+
+
+@account_app.command("create")
+def account_create(
+    ctx: typer.Context,
+    national_id: Annotated[
+        str, typer.Argument(help="Identifiant national du professionnel (RPPS 8… ou ADELI 0…).")
+    ],
+    localpart: Annotated[
+        str, typer.Option("--localpart", help="Partie locale du compte Matrix (ex. jeanne.martin).")
+    ],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file",
+            help="Fichier dont la première ligne est le mot de passe ; sans lui, un mot de passe "
+            "robuste est généré et affiché une seule fois.",
+        ),
+    ] = None,
+) -> None:
+    """Crée le compte Matrix d'un professionnel actif de l'annuaire et affiche son identifiant.
+
+    L'instance doit tourner (`azurezo up`) : le compte est créé sur son Synapse.
+    """
+    home: Home = ctx.obj
+    generated = password_file is None
+    password = new_password() if password_file is None else _read_password_file(password_file)
+    try:
+        user_id = asyncio.run(
+            accounts.create_account(
+                home=home, national_id=national_id.strip(), localpart=localpart, password=password
+            )
+        )
+    except (accounts.AccountError, HomeError) as exc:
+        fail(str(exc))
+    typer.echo(user_id)
+    if generated:
+        typer.echo(
+            f"Mot de passe généré (affiché une seule fois, transmettez-le au professionnel) : {password}"
+        )
+
+
+@service_app.command("run")
+def service_run(ctx: typer.Context) -> None:
+    """Lance le service de coordination au premier plan sur 127.0.0.1:<port du service>."""
+    import uvicorn
+
+    from coordination.app import create_app
+
+    home: Home = ctx.obj
+    uvicorn.run(
+        create_app(home.service_settings()),
+        host=LOOPBACK,
+        port=home.service_port,
+        log_level="info",
+        # Access logs would record query strings, which may hold a searched patient's name.
+        access_log=False,
+    )

@@ -1,0 +1,27 @@
+"""Answer bodies of the audit-trail API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    actor_user_id: str = Field(description="Matrix ID of the professional")
+    actor_national_id: str
+    via_bot: bool = Field(description="The action went through the coordination bot")
+    action: str = Field(examples=["patient.read", "circle.member_added"])
+    object_type: str
+    object_id: str | None = None
+    patient_id: uuid.UUID | None = None
+
+
+class AuditPageOut(BaseModel):
+    """Newest first. Pass ``next_before_id`` as ``before_id`` for the next (older) page."""
+
+    entries: list[AuditEntryOut]
+    next_before_id: int | None = None

@@ -1,0 +1,610 @@
+"""The care circle and THE access rule of every patient-scoped domain.
+
+Access rule (the one place it is decided):
+    an actor may read and change a patient's data if and only if
+    - the actor's ``national_id`` is a *professional* member of the circle with ``habilite`` true, or
+    - one of ``actor.structure_ids`` (the structures the actor works at, from the directory) is a
+      *structure* member of the circle with ``habilite`` true.
+    The actor is by construction an active directory professional bound to a Matrix account
+    (``coordination.security.get_actor`` refuses anyone else), which is the "habilité AND bound"
+    condition of the product. Relatives are never habilité, so never have access.
+
+Other domains call ``require_authorised`` first thing in every service function, then record their
+audit entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.audit import service as audit
+from coordination.circle.models import CircleMember
+from coordination.circle.schemas import (
+    ActivityCard,
+    DirectoryPersonCard,
+    DirectoryStructureCard,
+    MemberCard,
+    MemberIn,
+    MemberOut,
+    MemberUpdate,
+    ProfessionalMemberIn,
+    RelativeMemberIn,
+    StructureMemberIn,
+)
+from coordination.db import utcnow
+from coordination.directory.models import AccountBinding, Activity, Person, Structure
+from coordination.dossiers.models import Patient
+from coordination.errors import Conflict, Forbidden, Invalid, NotFound
+from coordination.events import service as events
+from coordination.security import Actor
+
+logger = logging.getLogger(__name__)
+
+NOT_AUTHORISED = (
+    "Vous n'êtes pas membre habilité du cercle de soins de ce patient : "
+    "demandez à un membre de vous y ajouter."
+)
+UNKNOWN_PATIENT = "Patient inconnu : vérifiez l'identifiant du dossier."
+UNKNOWN_MEMBER = "Membre du cercle inconnu pour ce patient : rechargez le cercle de soins."
+LAST_AUTHORISED = (
+    "Vous êtes le dernier membre habilité du cercle de soins : habilitez d'abord un autre "
+    "professionnel ou une structure, sinon plus personne ne pourrait suivre ce dossier."
+)
+
+
+def _authorised_clause(actor: Actor) -> ColumnElement[bool]:
+    """SQL condition: this circle row grants access to ``actor`` (see the module docstring)."""
+    via_person = and_(CircleMember.kind == "professional", CircleMember.national_id == actor.national_id)
+    via_structure = (
+        and_(CircleMember.kind == "structure", CircleMember.structure_id.in_(sorted(actor.structure_ids)))
+        if actor.structure_ids
+        else false()
+    )
+    return and_(CircleMember.habilite.is_(True), or_(via_person, via_structure))
+
+
+async def is_authorised(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> bool:
+    """Whether ``actor`` is an authorised member of the patient's circle (no check the patient exists)."""
+    stmt = (
+        select(CircleMember.id)
+        .where(CircleMember.patient_id == patient_id, _authorised_clause(actor))
+        .limit(1)
+    )
+    return (await session.scalar(stmt)) is not None
+
+
+async def authorised_patient_ids(
+    *, session: AsyncSession, actor: Actor, patient_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Among ``patient_ids``, those the actor may read (one query, for search answers)."""
+    if not patient_ids:
+        return set()
+    stmt = select(CircleMember.patient_id).where(
+        CircleMember.patient_id.in_(list(patient_ids)),
+        _authorised_clause(actor),
+    )
+    return set((await session.scalars(stmt)).all())
+
+
+def authorised_patients_subquery(actor: Actor) -> Select[uuid.UUID]:
+    """A ``SELECT patient_id`` of every patient the actor may read ("my patients")."""
+    return select(CircleMember.patient_id).where(_authorised_clause(actor))
+
+
+async def require_authorised(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> Patient:
+    """Return the patient if ``actor`` may access it.
+
+    Raises ``NotFound`` for an unknown id and ``Forbidden`` (French, says whom to ask) when the
+    patient exists but the actor is not an authorised member: authorised means the actor's
+    national id is a habilité professional member, or one of ``actor.structure_ids`` is a habilité
+    structure member.
+    """
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(UNKNOWN_PATIENT, errcode="AZ_UNKNOWN_PATIENT")
+    if not await is_authorised(session=session, actor=actor, patient_id=patient_id):
+        raise Forbidden(NOT_AUTHORISED, errcode="AZ_NOT_IN_CIRCLE")
+    return patient
+
+
+async def authorised_user_ids(*, session: AsyncSession, patient_id: uuid.UUID) -> list[str]:
+    """Matrix IDs of everyone who may read the dossier now (sorted, no duplicates).
+
+    Habilité professional members and every professional working at a habilité structure member,
+    in both cases only if active in the directory and bound to a Matrix account.
+    """
+    habilite = and_(CircleMember.patient_id == patient_id, CircleMember.habilite.is_(True))
+    direct = (
+        select(AccountBinding.user_id)
+        .join(Person, Person.national_id == AccountBinding.national_id)
+        .join(
+            CircleMember,
+            and_(CircleMember.national_id == Person.national_id, CircleMember.kind == "professional"),
+        )
+        .where(habilite, Person.active.is_(True))
+    )
+    through_structures = (
+        select(AccountBinding.user_id)
+        .join(Person, Person.national_id == AccountBinding.national_id)
+        .join(Activity, Activity.national_id == Person.national_id)
+        .join(
+            CircleMember,
+            and_(CircleMember.structure_id == Activity.structure_id, CircleMember.kind == "structure"),
+        )
+        .where(habilite, Person.active.is_(True))
+    )
+    rows = (await session.scalars(direct.union(through_structures))).all()
+    return sorted(set(rows))
+
+
+# --- directory look-ups ------------------------------------------------------------------------
+
+
+async def _person(session: AsyncSession, national_id: str) -> Person | None:
+    return await session.get(Person, national_id)
+
+
+async def _structure(session: AsyncSession, structure_id: str) -> Structure | None:
+    return await session.get(Structure, structure_id)
+
+
+async def _bound_user(session: AsyncSession, national_id: str) -> str | None:
+    return await session.scalar(
+        select(AccountBinding.user_id).where(AccountBinding.national_id == national_id)
+    )
+
+
+async def _checked_directory_entry(
+    session: AsyncSession, *, national_id: str | None, structure_id: str | None
+) -> None:
+    """Refuse (422, French) a professional or structure that is not an active directory entry."""
+    if national_id is not None:
+        person = await _person(session, national_id)
+        if person is None:
+            raise Invalid(
+                "Ce professionnel n'est pas dans l'annuaire national : vérifiez son identifiant "
+                "RPPS/ADELI (idNatPS) ou recherchez-le dans l'annuaire.",
+                field="national_id",
+            )
+        if not person.active:
+            raise Invalid(
+                "Ce professionnel n'est plus actif dans l'annuaire national : il ne peut pas "
+                "rejoindre un cercle de soins.",
+                field="national_id",
+            )
+    if structure_id is not None:
+        structure = await _structure(session, structure_id)
+        if structure is None:
+            raise Invalid(
+                "Cette structure n'est pas dans l'annuaire : vérifiez son identifiant "
+                "(par exemple « finess:060780491 ») ou recherchez-la dans l'annuaire.",
+                field="structure_id",
+            )
+        if not structure.active:
+            raise Invalid(
+                "Cette structure n'est plus active dans l'annuaire : elle ne peut pas rejoindre "
+                "un cercle de soins.",
+                field="structure_id",
+            )
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+async def _to_out(session: AsyncSession, rows: Sequence[CircleMember]) -> list[MemberOut]:
+    """Attach display names, bindings and effective access to member rows (three queries at most)."""
+    nids = sorted({r.national_id for r in rows if r.national_id})
+    sids = sorted({r.structure_id for r in rows if r.structure_id})
+    persons: dict[str, Person] = {}
+    users: dict[str, str] = {}
+    structures: dict[str, Structure] = {}
+    if nids:
+        persons = {
+            p.national_id: p
+            for p in (await session.scalars(select(Person).where(Person.national_id.in_(nids))))
+        }
+        users = {
+            b.national_id: b.user_id
+            for b in await session.scalars(select(AccountBinding).where(AccountBinding.national_id.in_(nids)))
+        }
+    if sids:
+        structures = {
+            s.structure_id: s
+            for s in await session.scalars(select(Structure).where(Structure.structure_id.in_(sids)))
+        }
+    out: list[MemberOut] = []
+    for r in rows:
+        name = r.relative_name or ""
+        has_access = False
+        user_id = None
+        if r.kind == "professional" and r.national_id:
+            p = persons.get(r.national_id)
+            name = f"{p.given_name} {p.family_name}".strip() if p else r.national_id
+            user_id = users.get(r.national_id)
+            has_access = bool(r.habilite and p is not None and p.active and user_id)
+        elif r.kind == "structure" and r.structure_id:
+            s = structures.get(r.structure_id)
+            name = s.name if s else r.structure_id
+            has_access = r.habilite  # through the professionals working there
+        out.append(
+            MemberOut(
+                id=r.id,
+                patient_id=r.patient_id,
+                kind=r.kind,
+                national_id=r.national_id,
+                structure_id=r.structure_id,
+                display_name=name,
+                relationship=r.relationship,
+                phone=r.phone,
+                email=r.email,
+                role=r.role,
+                habilite=r.habilite,
+                has_access=has_access,
+                user_id=user_id,
+                added_at=r.added_at,
+                added_by=r.added_by,
+            )
+        )
+    return out
+
+
+async def members_of(*, session: AsyncSession, patient_id: uuid.UUID) -> list[CircleMember]:
+    """The circle rows, professionals and structures first (no access check: internal use)."""
+    rows = await session.scalars(
+        select(CircleMember)
+        .where(CircleMember.patient_id == patient_id)
+        .order_by(CircleMember.added_at, CircleMember.id)
+    )
+    return list(rows)
+
+
+async def list_members(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> list[MemberOut]:
+    """The patient's circle (authorised members only); the read is audited."""
+    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    rows = await members_of(session=session, patient_id=patient_id)
+    out = await _to_out(session, rows)
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="circle.read",
+        object_type="circle",
+        object_id=patient_id,
+        patient_id=patient_id,
+    )
+    await session.commit()
+    return out
+
+
+async def _member(session: AsyncSession, patient_id: uuid.UUID, member_id: uuid.UUID) -> CircleMember:
+    row = await session.get(CircleMember, member_id)
+    if row is None or row.patient_id != patient_id:
+        raise NotFound(UNKNOWN_MEMBER, errcode="AZ_UNKNOWN_MEMBER")
+    return row
+
+
+async def get_member_card(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, member_id: uuid.UUID
+) -> MemberCard:
+    """One member with the directory details of the professional or structure (audited read)."""
+    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    row = await _member(session, patient_id, member_id)
+    (base,) = await _to_out(session, [row])
+    card = MemberCard(**base.model_dump())
+    if row.kind == "professional" and row.national_id:
+        person = await _person(session, row.national_id)
+        if person is not None:
+            activities = await session.scalars(
+                select(Activity).where(Activity.national_id == person.national_id).order_by(Activity.id)
+            )
+            card.person = DirectoryPersonCard(
+                national_id=person.national_id,
+                civility=person.civility,
+                family_name=person.family_name,
+                given_name=person.given_name,
+                profession=person.profession,
+                active=person.active,
+                activities=[
+                    ActivityCard(
+                        structure_id=a.structure_id,
+                        site_name=a.site_name,
+                        profession=a.profession,
+                        specialty=a.specialty,
+                        address=a.address,
+                        postal_code=a.postal_code,
+                        city=a.city,
+                        phone=a.phone,
+                        email=a.email,
+                    )
+                    for a in activities
+                ],
+            )
+    elif row.kind == "structure" and row.structure_id:
+        s = await _structure(session, row.structure_id)
+        if s is not None:
+            card.structure = DirectoryStructureCard(
+                structure_id=s.structure_id,
+                name=s.name,
+                kind=s.kind,
+                finess=s.finess,
+                address=s.address,
+                postal_code=s.postal_code,
+                city=s.city,
+                phone=s.phone,
+                email=s.email,
+                is_dac=s.is_dac,
+                active=s.active,
+            )
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="circle.member_read",
+        object_type="circle_member",
+        object_id=member_id,
+        patient_id=patient_id,
+    )
+    await session.commit()
+    return card
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+async def _lock_patient(session: AsyncSession, patient_id: uuid.UUID) -> None:
+    """Serialise circle changes of one patient (PostgreSQL row lock; SQLite serialises writers)."""
+    await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
+
+
+async def _announce_member(
+    session: AsyncSession, *, row: CircleMember, added_by: str, recipients_extra: Sequence[str] = ()
+) -> None:
+    """Emit ``circle.member_added`` in the current transaction (identifiers only, no names)."""
+    recipients = set(await authorised_user_ids(session=session, patient_id=row.patient_id))
+    recipients.update(recipients_extra)
+    if row.kind == "professional" and row.national_id:
+        bound = await _bound_user(session, row.national_id)
+        if bound:
+            recipients.add(bound)
+    await events.emit(
+        session=session,
+        kind="circle.member_added",
+        recipients=recipients,
+        patient_id=row.patient_id,
+        payload={
+            "patient_id": str(row.patient_id),
+            "member_id": str(row.id),
+            "kind": row.kind,
+            "national_id": row.national_id,
+            "structure_id": row.structure_id,
+            "role": row.role,
+            "habilite": row.habilite,
+            "added_by": added_by,
+        },
+    )
+
+
+async def add_member(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    member: MemberIn,
+    commit: bool = True,
+) -> MemberOut:
+    """Add a professional, a structure or a relative to the circle (authorised members only).
+
+    Professionals and structures must be active directory entries; a relative is never habilité.
+    Audits ``circle.member_added`` and emits the ``circle.member_added`` event in the same
+    transaction. With ``commit=False`` the caller commits (to bundle the addition with its change).
+    """
+    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await _lock_patient(session, patient_id)
+    row = CircleMember(
+        id=uuid.uuid4(),
+        patient_id=patient_id,
+        kind=member.kind,
+        role=member.role,
+        habilite=member.habilite,
+        added_at=utcnow(),
+        added_by=actor.national_id,
+    )
+    if isinstance(member, ProfessionalMemberIn):
+        await _checked_directory_entry(session, national_id=member.national_id, structure_id=None)
+        await _refuse_existing(session, patient_id, national_id=member.national_id)
+        row.national_id = member.national_id
+    elif isinstance(member, StructureMemberIn):
+        await _checked_directory_entry(session, national_id=None, structure_id=member.structure_id)
+        await _refuse_existing(session, patient_id, structure_id=member.structure_id)
+        row.structure_id = member.structure_id
+    elif isinstance(member, RelativeMemberIn):
+        row.relative_name = member.name
+        row.relationship = member.relationship
+        row.phone = member.phone
+        row.email = member.email
+        row.habilite = False  # the schema already refuses true; the rule is restated where it binds
+    session.add(row)
+    await session.flush()
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="circle.member_added",
+        object_type="circle_member",
+        object_id=row.id,
+        patient_id=patient_id,
+    )
+    await _announce_member(session, row=row, added_by=actor.national_id)
+    (out,) = await _to_out(session, [row])
+    if commit:
+        await session.commit()
+    logger.info("circle member %s (%s) added to patient %s", row.id, row.kind, patient_id)
+    return out
+
+
+async def _refuse_existing(
+    session: AsyncSession,
+    patient_id: uuid.UUID,
+    *,
+    national_id: str | None = None,
+    structure_id: str | None = None,
+) -> None:
+    stmt = select(CircleMember.id).where(CircleMember.patient_id == patient_id)
+    if national_id is not None:
+        stmt = stmt.where(CircleMember.national_id == national_id)
+    else:
+        stmt = stmt.where(CircleMember.structure_id == structure_id)
+    if await session.scalar(stmt) is not None:
+        raise Conflict(
+            "Ce membre fait déjà partie du cercle de soins : modifiez son rôle ou son habilitation "
+            "plutôt que de l'ajouter à nouveau.",
+            errcode="AZ_ALREADY_MEMBER",
+        )
+
+
+async def add_system_member(
+    *,
+    session: AsyncSession,
+    patient_id: uuid.UUID,
+    national_id: str | None = None,
+    structure_id: str | None = None,
+    role: str,
+    habilite: bool,
+    reason: str,
+) -> None:
+    """Add a professional or a structure without an actor check (e.g. a DAC including a patient).
+
+    Idempotent: an existing member is kept, and only gains ``habilite`` if asked (never loses it).
+    Exactly one of ``national_id`` / ``structure_id``. Does NOT commit and does NOT audit: the
+    caller records its own audit entry and commits. A new member is announced with the
+    ``circle.member_added`` event (``added_by`` "system").
+    """
+    if (national_id is None) == (structure_id is None):
+        raise ValueError("add_system_member needs exactly one of national_id / structure_id")
+    if await session.get(Patient, patient_id) is None:
+        raise NotFound(UNKNOWN_PATIENT, errcode="AZ_UNKNOWN_PATIENT")
+    await _checked_directory_entry(session, national_id=national_id, structure_id=structure_id)
+    await _lock_patient(session, patient_id)
+    stmt = select(CircleMember).where(CircleMember.patient_id == patient_id)
+    if national_id is not None:
+        stmt = stmt.where(CircleMember.national_id == national_id)
+    else:
+        stmt = stmt.where(CircleMember.structure_id == structure_id)
+    existing = await session.scalar(stmt)
+    if existing is not None:
+        if habilite and not existing.habilite:
+            existing.habilite = True
+        await session.flush()
+        return
+    row = CircleMember(
+        id=uuid.uuid4(),
+        patient_id=patient_id,
+        kind="professional" if national_id is not None else "structure",
+        national_id=national_id,
+        structure_id=structure_id,
+        role=role[:60],
+        habilite=habilite,
+        added_at=utcnow(),
+        added_by="system",
+        reason=reason[:200],
+    )
+    session.add(row)
+    await session.flush()
+    await _announce_member(session, row=row, added_by="system")
+
+
+async def _remaining_authorised(session: AsyncSession, patient_id: uuid.UUID, *, excluding: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count(CircleMember.id)).where(
+            CircleMember.patient_id == patient_id,
+            CircleMember.habilite.is_(True),
+            CircleMember.kind.in_(["professional", "structure"]),
+            CircleMember.id != excluding,
+        )
+    )
+    return int(count or 0)
+
+
+async def update_member(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    member_id: uuid.UUID,
+    change: MemberUpdate,
+) -> MemberOut:
+    """Change a member's role or habilitation (authorised members only, audited).
+
+    Refuses (409) to withdraw the habilitation of the last authorised member, and (422) to make a
+    relative habilité.
+    """
+    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await _lock_patient(session, patient_id)
+    row = await _member(session, patient_id, member_id)
+    if change.habilite is True and row.kind == "relative":
+        raise Invalid(
+            "Un proche ou un aidant ne peut pas être habilité : seuls les professionnels et les "
+            "structures de l'annuaire accèdent au dossier.",
+            field="habilite",
+        )
+    if (
+        change.habilite is False
+        and row.habilite
+        and await _remaining_authorised(session, patient_id, excluding=row.id) == 0
+    ):
+        raise Conflict(LAST_AUTHORISED, errcode="AZ_LAST_AUTHORISED")
+    if change.role is not None:
+        row.role = change.role
+    if change.habilite is not None:
+        row.habilite = change.habilite
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="circle.member_updated",
+        object_type="circle_member",
+        object_id=row.id,
+        patient_id=patient_id,
+    )
+    await session.flush()
+    (out,) = await _to_out(session, [row])
+    await session.commit()
+    return out
+
+
+async def remove_member(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, member_id: uuid.UUID
+) -> None:
+    """Remove a member (authorised members only, audited); never the last authorised one (409)."""
+    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await _lock_patient(session, patient_id)
+    row = await _member(session, patient_id, member_id)
+    if row.habilite and await _remaining_authorised(session, patient_id, excluding=row.id) == 0:
+        raise Conflict(LAST_AUTHORISED, errcode="AZ_LAST_AUTHORISED")
+    await session.execute(delete(CircleMember).where(CircleMember.id == row.id))
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="circle.member_removed",
+        object_type="circle_member",
+        object_id=member_id,
+        patient_id=patient_id,
+    )
+    await session.commit()
+
+
+def add_creator(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> CircleMember:
+    """The creator of a dossier becomes its first authorised member (called by ``dossiers``)."""
+    row = CircleMember(
+        id=uuid.uuid4(),
+        patient_id=patient_id,
+        kind="professional",
+        national_id=actor.national_id,
+        role="créateur du dossier",
+        habilite=True,
+        added_at=utcnow(),
+        added_by=actor.national_id,
+    )
+    session.add(row)
+    return row

@@ -1,0 +1,263 @@
+"""Directory rules for the API, the CLI and the other domains: search, cards, account bindings.
+
+Every function is keyword-only and takes the caller's ``AsyncSession``; only :func:`bind_account` writes
+(and commits).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.directory.models import AccountBinding, Activity, Person, Structure
+from coordination.directory.rules import national_id_from_query, search_key
+from coordination.directory.schemas import BindingStatus, PersonCard, Site, StructureCard
+from coordination.errors import Conflict, Forbidden, NotFound
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = 200
+
+
+def display_name(person: Person) -> str:
+    """``Dr Jeanne MARTIN`` for doctors (civility Docteur/DR), ``Jeanne MARTIN`` otherwise."""
+    prefix = "Dr " if (person.civility or "").strip().upper() in ("DR", "DOCTEUR", "DR.") else ""
+    return f"{prefix}{person.given_name} {person.family_name}".strip()
+
+
+def _site(activity: Activity, structure: Structure | None) -> Site:
+    return Site(
+        structure_id=activity.structure_id,
+        name=activity.site_name or (structure.name if structure else None),
+        address=activity.address or (structure.address if structure else None),
+        postal_code=activity.postal_code or (structure.postal_code if structure else None),
+        city=activity.city or (structure.city if structure else None),
+        department=activity.department or (structure.department if structure else None),
+        phone=activity.phone or (structure.phone if structure else None),
+        email=activity.email or (structure.email if structure else None),
+        specialty=activity.specialty,
+        mode=activity.mode,
+        role=activity.role,
+        profession_code=activity.profession_code,
+        profession=activity.profession,
+    )
+
+
+async def _cards(session: AsyncSession, persons: Sequence[Person]) -> list[PersonCard]:
+    """Cards for ``persons`` (in that order), with their sites loaded in one query."""
+    if not persons:
+        return []
+    ids = [p.national_id for p in persons]
+    rows = (
+        await session.execute(
+            select(Activity, Structure)
+            .outerjoin(Structure, Structure.structure_id == Activity.structure_id)
+            .where(Activity.national_id.in_(ids))
+            .order_by(Activity.national_id, Activity.id)
+        )
+    ).all()
+    sites: dict[str, list[Site]] = {nid: [] for nid in ids}
+    for activity, structure in rows:
+        if activity.structure_id is None and not activity.site_name:
+            continue  # an exercise with no site (e.g. a locum): nothing to show as a site
+        sites[activity.national_id].append(_site(activity, structure))
+    return [
+        PersonCard(
+            national_id=p.national_id,
+            family_name=p.family_name,
+            given_name=p.given_name,
+            display_name=display_name(p),
+            civility=p.civility,
+            profession_code=p.profession_code,
+            profession=p.profession,
+            active=p.active,
+            deactivated_at=p.deactivated_at,
+            source=p.source,
+            sites=sites[p.national_id],
+        )
+        for p in persons
+    ]
+
+
+def _word_conditions(column: ColumnElement[str], text: str) -> list[ColumnElement[bool]]:
+    # search_key leaves only [A-Z0-9 ], so no LIKE wildcard can come from the user.
+    return [or_(column.like(f"{w}%"), column.like(f"% {w}%")) for w in search_key(text).split()]
+
+
+async def search_persons(
+    *, session: AsyncSession, text: str, limit: int = 50, active_only: bool = False
+) -> list[PersonCard]:
+    """Professionals whose family or given names start with every word of ``text`` (accents and case
+    ignored, any order), or whose national id / RPPS number is exactly ``text``. Active ones first."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    national_id = national_id_from_query(text)
+    if national_id is not None:
+        condition: ColumnElement[bool] = Person.national_id == national_id
+    else:
+        words = _word_conditions(Person.search_name, text)
+        if not words:
+            return []
+        condition = and_(*words)
+    query = select(Person).where(condition)
+    if active_only:
+        query = query.where(Person.active.is_(True))
+    query = query.order_by(Person.active.desc(), Person.search_name, Person.national_id).limit(limit)
+    persons = (await session.scalars(query)).all()
+    return await _cards(session, persons)
+
+
+async def get_person(*, session: AsyncSession, national_id: str) -> PersonCard:
+    """The card of one professional; ``NotFound`` when the national id is not in the directory."""
+    person = await session.get(Person, national_id.strip().upper())
+    if person is None:
+        raise NotFound(
+            f"Aucun professionnel d'identifiant national « {national_id} » dans l'annuaire : "
+            "vérifiez le numéro (8 + RPPS ou 0 + ADELI) ou recherchez-le par son nom."
+        )
+    return (await _cards(session, [person]))[0]
+
+
+def _structure_card(s: Structure) -> StructureCard:
+    return StructureCard(
+        structure_id=s.structure_id,
+        name=s.name,
+        kind=s.kind,
+        is_dac=s.is_dac,
+        finess=s.finess,
+        siret=s.siret,
+        parent_id=s.parent_id,
+        address=s.address,
+        postal_code=s.postal_code,
+        city=s.city,
+        department=s.department,
+        phone=s.phone,
+        email=s.email,
+        active=s.active,
+        deactivated_at=s.deactivated_at,
+        source=s.source,
+    )
+
+
+async def search_structures(
+    *, session: AsyncSession, text: str, dac_only: bool = False, limit: int = 50
+) -> list[StructureCard]:
+    """Structures whose name words start with the words of ``text``, or whose key / FINESS / SIRET is
+    exactly ``text``; ``dac_only`` keeps the DACs. Active ones first."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    exact = text.strip()
+    by_id = or_(Structure.structure_id == exact, Structure.finess == exact, Structure.siret == exact)
+    words = _word_conditions(Structure.search_name, text)
+    condition = or_(by_id, and_(*words)) if words else by_id
+    query = select(Structure).where(condition)
+    if dac_only:
+        query = query.where(Structure.is_dac.is_(True))
+    query = query.order_by(Structure.active.desc(), Structure.search_name, Structure.structure_id)
+    rows = (await session.scalars(query.limit(limit))).all()
+    return [_structure_card(s) for s in rows]
+
+
+async def get_structure(*, session: AsyncSession, structure_id: str) -> StructureCard:
+    """One structure by its directory key; ``NotFound`` otherwise."""
+    structure = await session.get(Structure, structure_id.strip())
+    if structure is None:
+        raise NotFound(
+            f"Aucune structure « {structure_id} » dans l'annuaire : vérifiez l'identifiant "
+            "(finess:…, siret:…) ou recherchez-la par son nom."
+        )
+    return _structure_card(structure)
+
+
+async def structure_members(*, session: AsyncSession, structure_id: str) -> list[PersonCard]:
+    """Active professionals with an activity at the structure (for a DAC: its coordinators)."""
+    await get_structure(session=session, structure_id=structure_id)
+    persons = (
+        await session.scalars(
+            select(Person)
+            .where(
+                Person.active.is_(True),
+                Person.national_id.in_(
+                    select(Activity.national_id).where(Activity.structure_id == structure_id)
+                ),
+            )
+            .order_by(Person.search_name, Person.national_id)
+        )
+    ).all()
+    return await _cards(session, persons)
+
+
+async def bind_account(*, session: AsyncSession, national_id: str, user_id: str) -> PersonCard:
+    """Bind a Matrix account to a directory professional (one account each), and commit.
+
+    Refused, in French: a national id not in the directory (``NotFound``), a delisted professional
+    (``Forbidden``), a professional already bound to another account or an account already bound to
+    another professional (``Conflict``). Binding the same pair again changes nothing.
+    """
+    national_id = national_id.strip().upper()
+    person = await session.get(Person, national_id)
+    if person is None:
+        raise NotFound(
+            f"Le professionnel « {national_id} » n'est pas dans l'annuaire national : importez "
+            "l'annuaire (azurezo directory import-rpps) ou vérifiez le numéro.",
+            errcode="AZ_NOT_IN_DIRECTORY",
+        )
+    existing = await session.get(AccountBinding, user_id)
+    if existing is not None:
+        if existing.national_id == national_id:
+            return (await _cards(session, [person]))[0]
+        raise Conflict(
+            f"Le compte {user_id} est déjà rattaché à un autre professionnel : un compte ne peut "
+            "représenter qu'une seule personne ; créez un autre compte.",
+            errcode="AZ_ALREADY_BOUND",
+        )
+    if not person.active:
+        raise Forbidden(
+            f"Le professionnel « {national_id} » n'est plus actif dans l'annuaire national : "
+            "aucun compte ne peut lui être rattaché.",
+            errcode="AZ_INACTIVE",
+        )
+    taken = (
+        await session.scalars(
+            select(AccountBinding.user_id).where(AccountBinding.national_id == national_id)
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict(
+            f"Le professionnel « {national_id} » a déjà un compte ({taken}) : utilisez ce compte "
+            "ou faites-le supprimer d'abord.",
+            errcode="AZ_ALREADY_BOUND",
+        )
+    session.add(AccountBinding(user_id=user_id, national_id=national_id))
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent binding won the race
+        await session.rollback()
+        raise Conflict(
+            f"Le professionnel « {national_id} » vient d'être rattaché à un autre compte.",
+            errcode="AZ_ALREADY_BOUND",
+        ) from exc
+    logger.info("bound %s to national id %s", user_id, national_id)
+    return (await _cards(session, [person]))[0]
+
+
+async def binding_for_user(*, session: AsyncSession, user_id: str) -> BindingStatus | None:
+    """The directory identity of a Matrix account, or None when the account is not bound."""
+    row = (
+        await session.execute(
+            select(AccountBinding.user_id, Person)
+            .join(Person, Person.national_id == AccountBinding.national_id)
+            .where(AccountBinding.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    person: Person = row[1]
+    return BindingStatus(
+        user_id=row[0],
+        national_id=person.national_id,
+        active=person.active,
+        display_name=display_name(person),
+    )

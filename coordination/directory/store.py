@@ -1,0 +1,589 @@
+"""Directory storage: the set-based snapshot merge used by the importers.
+
+An import streams its rows into private staging tables, then one transaction merges them into the
+directory with a handful of set-based statements (no per-person round trips), so a 2-million-line RPPS
+extract never sits in Python memory and an import that fails leaves the previous directory untouched:
+
+- SQLite: the stdlib ``sqlite3`` driver (synchronous, fastest bulk path), staging in ``TEMP`` tables filled
+  in their own transaction, then ``BEGIN IMMEDIATE`` for the merge only, so the service keeps reading (WAL)
+  and is locked out of writes only while the merge runs.
+- PostgreSQL: ``asyncpg`` ``COPY`` into ``ON COMMIT DROP`` temp tables, merge, commit: one transaction.
+
+Staging rows
+------------
+``LINE_COLUMNS``: one row per activity line (RPPS line or FHIR PractitionerRole) or person line
+(a FHIR Practitioner). ``pf`` = 1 when the row carries the person's fields, ``act`` = 1 when it is an
+activity. ``h`` is a 48-bit digest of the row; a person's fingerprint is the sum of the digests of their
+rows (order-independent), compared with the stored one to tell "unchanged" from "updated".
+Empty strings are stored as-is in staging and turned into NULL by the merge (``NULLIF``), in C, not Python.
+
+Ownership and precedence
+------------------------
+Each person and structure is owned by one source (``rpps`` or ``fhir``); only its owner's full import
+deactivates it. The RPPS is authoritative for persons, the ROR (FHIR) for structures: a source never
+overwrites an *active* row owned by the source with precedence (state ``K``: kept), it only replaces its
+own activities of that person. An inactive row is taken over by whichever source lists it again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy.engine import make_url
+
+Source = Literal["rpps", "fhir"]
+Dialect = Literal["sqlite", "postgresql"]
+
+LINE_COLUMNS: tuple[str, ...] = (
+    "line_no",
+    "pf",
+    "act",
+    "national_id",
+    "id_type",
+    "civility",
+    "family_name",
+    "given_name",
+    "search_name",
+    "profession_code",
+    "profession",
+    "fhir_id",
+    "practitioner_ref",
+    "structure_id",
+    "org_ref",
+    "specialty",
+    "mode",
+    "role",
+    "site_name",
+    "site_search",
+    "finess",
+    "siret",
+    "address",
+    "postal_code",
+    "city",
+    "department",
+    "phone",
+    "email",
+    "h",
+)
+STRUCT_COLUMNS: tuple[str, ...] = (
+    "line_no",
+    "structure_id",
+    "kind",
+    "name",
+    "search_name",
+    "finess",
+    "siret",
+    "parent_id",
+    "parent_ref",
+    "is_dac",
+    "address",
+    "postal_code",
+    "city",
+    "department",
+    "phone",
+    "email",
+    "fhir_id",
+)
+_INT_LINE = {"line_no", "pf", "act", "h"}
+_INT_STRUCT = {"line_no"}
+
+# Who wins when two sources list the same row (see module docstring).
+_PERSON_PRECEDENCE: dict[str, tuple[str, ...]] = {"fhir": ("rpps",), "rpps": ()}
+_STRUCTURE_PRECEDENCE: dict[str, tuple[str, ...]] = {"rpps": ("fhir",), "fhir": ()}
+
+
+@dataclass
+class Counts:
+    """What a merge did to one kind of row."""
+
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    reactivated: int = 0
+    deactivated: int = 0
+
+
+@dataclass
+class MergeResult:
+    persons: Counts = field(default_factory=Counts)
+    structures: Counts = field(default_factory=Counts)
+    activities: int = 0  # activities in the imported snapshot
+    activities_written: int = 0  # of which (re)written: those of added / updated persons
+    # Staged activity rows whose practitioner could not be resolved: (line_no, reference).
+    unresolved: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _staging_ddl(dialect: Dialect) -> list[str]:
+    def cols(names: Sequence[str], ints: set[str]) -> str:
+        return ", ".join(f"{n} {'BIGINT' if n in ints else 'TEXT'}" for n in names)
+
+    if dialect == "sqlite":
+        # line_no as INTEGER PRIMARY KEY is the rowid: lookups by line number cost nothing extra.
+        line_cols = cols(LINE_COLUMNS, _INT_LINE).replace(
+            "line_no BIGINT", "line_no INTEGER PRIMARY KEY"
+        )
+        temp = "CREATE TEMP TABLE"
+        tail = ""
+    else:
+        line_cols = cols(LINE_COLUMNS, _INT_LINE)
+        temp = "CREATE TEMP TABLE"
+        tail = " ON COMMIT DROP"
+    struct_cols = cols(STRUCT_COLUMNS, _INT_STRUCT).replace("is_dac TEXT", "is_dac BOOLEAN")
+    return [
+        f"{temp} stg_lines ({line_cols}){tail}",
+        f"{temp} stg_structs ({struct_cols}){tail}",
+        f"{temp} stg_persons (national_id TEXT PRIMARY KEY, first_line BIGINT, fp BIGINT, "
+        f"n_act BIGINT, state TEXT, react INTEGER){tail}",
+        f"{temp} stg_struct_state (structure_id TEXT PRIMARY KEY, state TEXT, react INTEGER){tail}",
+    ]
+
+
+def _in_list(values: tuple[str, ...]) -> str:
+    # Only our own constants ("rpps", "fhir") ever reach this: never user input.
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")" if values else ""
+
+
+def _resolve_refs_sql() -> list[str]:
+    """FHIR references to resources imported earlier (delta imports): resolve by stored logical id."""
+    return [
+        "UPDATE stg_lines SET national_id = (SELECT p.national_id FROM directory_persons p "
+        "WHERE p.fhir_id = stg_lines.practitioner_ref) "
+        "WHERE national_id IS NULL AND practitioner_ref IS NOT NULL",
+        "UPDATE stg_lines SET structure_id = (SELECT d.structure_id FROM directory_structures d "
+        "WHERE d.fhir_id = stg_lines.org_ref) WHERE structure_id IS NULL AND org_ref IS NOT NULL",
+        "UPDATE stg_structs SET parent_id = (SELECT d.structure_id FROM directory_structures d "
+        "WHERE d.fhir_id = stg_structs.parent_ref) WHERE parent_id IS NULL AND parent_ref IS NOT NULL",
+    ]
+
+
+def _derive_structures_sql() -> str:
+    """RPPS: one structure per site key, its fields taken from the site's first line in the file."""
+    return (
+        "INSERT INTO stg_structs (line_no, structure_id, kind, name, search_name, finess, siret, "
+        "is_dac, address, postal_code, city, department, phone, email) "
+        "SELECT l.line_no, l.structure_id, 'site', l.site_name, l.site_search, l.finess, l.siret, "
+        "FALSE, l.address, l.postal_code, l.city, l.department, l.phone, l.email "
+        "FROM stg_lines l JOIN (SELECT structure_id, MIN(line_no) AS first_line FROM stg_lines "
+        "WHERE structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id) f "
+        "ON l.line_no = f.first_line"
+    )
+
+
+def _n(col: str) -> str:
+    return f"NULLIF({col}, '')"
+
+
+_PERSON_FIELDS = (
+    "id_type",
+    "civility",
+    "family_name",
+    "given_name",
+    "search_name",
+    "profession_code",
+    "profession",
+)
+_STRUCT_FIELDS = (
+    "kind",
+    "name",
+    "search_name",
+    "finess",
+    "siret",
+    "parent_id",
+    "is_dac",
+    "address",
+    "postal_code",
+    "city",
+    "department",
+    "phone",
+    "email",
+)
+
+
+def _person_expr(col: str) -> str:
+    if col == "family_name":
+        return "l.family_name"
+    if col in ("given_name", "search_name"):
+        return f"COALESCE(l.{col}, '')"
+    return _n(f"l.{col}")
+
+
+def _struct_expr(col: str) -> str:
+    if col == "name":
+        return "COALESCE(NULLIF(t.name, ''), t.structure_id)"
+    if col == "search_name":
+        return "COALESCE(t.search_name, '')"
+    if col == "is_dac":
+        return "COALESCE(t.is_dac, FALSE)"
+    return _n(f"t.{col}")
+
+
+def _merge_sql(
+    dialect: Dialect, source: Source, *, full: bool
+) -> list[tuple[str, str | None, bool]]:
+    """The merge, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
+    distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    higher_p = _in_list(_PERSON_PRECEDENCE[source])
+    higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
+    keep_p = f"p.source IN {higher_p} AND p.active" if higher_p else "FALSE"
+    keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
+    fp = "s.fp" if full else "NULL"  # a delta sees part of a person: its digest means nothing later
+    steps: list[tuple[str, str | None, bool]] = []
+
+    steps.append(
+        (
+            "INSERT INTO stg_persons (national_id, first_line, fp, n_act, state, react) "
+            "SELECT g.national_id, g.first_line, g.fp, g.n_act, "
+            "CASE WHEN g.first_line IS NULL THEN 'A' "
+            "WHEN p.national_id IS NULL THEN 'N' "
+            f"WHEN {keep_p} THEN 'K' "
+            f"WHEN p.source <> '{source}' OR p.fingerprint IS NULL OR p.fingerprint <> g.fp "
+            "THEN 'U' ELSE 'S' END, "
+            "CASE WHEN p.national_id IS NOT NULL AND NOT p.active AND g.first_line IS NOT NULL "
+            "THEN 1 ELSE 0 END "
+            "FROM (SELECT national_id, MIN(CASE WHEN pf = 1 THEN line_no END) AS first_line, "
+            "CAST(SUM(h) AS BIGINT) AS fp, CAST(SUM(act) AS BIGINT) AS n_act "
+            "FROM stg_lines GROUP BY national_id) g "
+            "LEFT JOIN directory_persons p ON p.national_id = g.national_id",
+            None,
+            False,
+        )
+    )
+    person_cols = ", ".join(_PERSON_FIELDS)
+    person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
+    steps.append(
+        (
+            f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
+            "source, fingerprint, fhir_id, created_at, updated_at) "
+            f"SELECT s.national_id, {person_vals}, TRUE, NULL, '{source}', {fp}, "
+            f"{_n('l.fhir_id')}, :now, :now "
+            "FROM stg_persons s JOIN stg_lines l ON l.line_no = s.first_line WHERE s.state = 'N'",
+            None,
+            True,
+        )
+    )
+    set_person = ", ".join(f"{c} = {_person_expr(c)}" for c in _PERSON_FIELDS)
+    steps.append(
+        (
+            f"UPDATE directory_persons SET {set_person}, source = '{source}', fingerprint = {fp}, "
+            f"fhir_id = COALESCE({_n('l.fhir_id')}, directory_persons.fhir_id), active = TRUE, "
+            "deactivated_at = NULL, updated_at = :now "
+            "FROM stg_persons s JOIN stg_lines l ON l.line_no = s.first_line "
+            "WHERE directory_persons.national_id = s.national_id AND (s.state = 'U' OR s.react = 1)",
+            None,
+            True,
+        )
+    )
+    if source == "fhir":
+        steps.append(
+            (
+                "UPDATE directory_persons SET fhir_id = l.fhir_id "
+                "FROM stg_persons s JOIN stg_lines l ON l.line_no = s.first_line "
+                "WHERE directory_persons.national_id = s.national_id AND s.state = 'K' "
+                f"AND {_n('l.fhir_id')} IS NOT NULL AND directory_persons.fhir_id {distinct} l.fhir_id",
+                None,
+                False,
+            )
+        )
+    replace_cond = "" if full else " AND n_act > 0"
+    steps.append(
+        (
+            f"DELETE FROM directory_activities WHERE source = '{source}' AND national_id IN "
+            "(SELECT national_id FROM stg_persons WHERE state IN ('U', 'K', 'A')"
+            f"{replace_cond})",
+            None,
+            False,
+        )
+    )
+    act_fields = (
+        "profession_code",
+        "profession",
+        "specialty",
+        "mode",
+        "role",
+        "site_name",
+        "address",
+        "postal_code",
+        "city",
+        "department",
+        "phone",
+        "email",
+    )
+    steps.append(
+        (
+            "INSERT INTO directory_activities (national_id, structure_id, "
+            f"{', '.join(act_fields)}, source) "
+            f"SELECT l.national_id, {_n('l.structure_id')}, "
+            f"{', '.join(_n('l.' + c) for c in act_fields)}, '{source}' "
+            "FROM stg_lines l JOIN stg_persons s ON s.national_id = l.national_id "
+            "WHERE l.act = 1 AND s.state IN ('N', 'U', 'K', 'A') ORDER BY l.line_no",
+            "activities",
+            False,
+        )
+    )
+    if full:
+        steps.append(
+            (
+                "UPDATE directory_persons SET active = FALSE, deactivated_at = :now, updated_at = :now "
+                f"WHERE source = '{source}' AND active AND NOT EXISTS (SELECT 1 FROM stg_persons s "
+                "WHERE s.national_id = directory_persons.national_id AND s.state <> 'A')",
+                "persons_deactivated",
+                True,
+            )
+        )
+
+    # Structures.
+    differs = " OR ".join(f"d.{c} {distinct} {_struct_expr(c)}" for c in _STRUCT_FIELDS)
+    steps.append(
+        (
+            "INSERT INTO stg_struct_state (structure_id, state, react) "
+            "SELECT t.structure_id, CASE WHEN d.structure_id IS NULL THEN 'N' "
+            f"WHEN {keep_s} THEN 'K' "
+            f"WHEN d.source <> '{source}' OR {differs} THEN 'U' "
+            "ELSE 'S' END, "
+            "CASE WHEN d.structure_id IS NOT NULL AND NOT d.active AND NOT "
+            f"({keep_s}) THEN 1 ELSE 0 END "
+            "FROM stg_structs t LEFT JOIN directory_structures d ON d.structure_id = t.structure_id",
+            None,
+            False,
+        )
+    )
+    struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
+    steps.append(
+        (
+            f"INSERT INTO directory_structures (structure_id, {', '.join(_STRUCT_FIELDS)}, active, "
+            "deactivated_at, source, fhir_id, updated_at) "
+            f"SELECT t.structure_id, {struct_vals}, TRUE, NULL, '{source}', {_n('t.fhir_id')}, :now "
+            "FROM stg_structs t JOIN stg_struct_state s ON s.structure_id = t.structure_id "
+            "WHERE s.state = 'N'",
+            None,
+            True,
+        )
+    )
+    set_struct = ", ".join(f"{c} = {_struct_expr(c)}" for c in _STRUCT_FIELDS)
+    steps.append(
+        (
+            f"UPDATE directory_structures SET {set_struct}, source = '{source}', "
+            f"fhir_id = COALESCE({_n('t.fhir_id')}, directory_structures.fhir_id), active = TRUE, "
+            "deactivated_at = NULL, updated_at = :now "
+            "FROM stg_structs t JOIN stg_struct_state s ON s.structure_id = t.structure_id "
+            "WHERE directory_structures.structure_id = t.structure_id "
+            "AND (s.state = 'U' OR s.react = 1)",
+            None,
+            True,
+        )
+    )
+    if full:
+        steps.append(
+            (
+                "UPDATE directory_structures SET active = FALSE, deactivated_at = :now, "
+                f"updated_at = :now WHERE source = '{source}' AND active AND NOT EXISTS "
+                "(SELECT 1 FROM stg_structs t WHERE t.structure_id = directory_structures.structure_id)",
+                "structures_deactivated",
+                True,
+            )
+        )
+    return steps
+
+
+_COUNT_PERSONS = "SELECT state, react, COUNT(*) FROM stg_persons GROUP BY state, react"
+_COUNT_STRUCTS = "SELECT state, react, COUNT(*) FROM stg_struct_state GROUP BY state, react"
+_COUNT_ACTIVITIES = "SELECT COUNT(*) FROM stg_lines WHERE act = 1"
+# Activity rows whose person is unknown: an unresolved practitioner reference, or a national id that is
+# neither in this import nor in the directory.
+_UNRESOLVED_WHERE = (
+    "national_id IS NULL OR (pf = 0 AND NOT EXISTS (SELECT 1 FROM stg_lines q WHERE q.pf = 1 "
+    "AND q.national_id = stg_lines.national_id) AND NOT EXISTS (SELECT 1 FROM directory_persons d "
+    "WHERE d.national_id = stg_lines.national_id))"
+)
+_UNRESOLVED = (
+    "SELECT line_no, COALESCE(practitioner_ref, national_id) FROM stg_lines "
+    f"WHERE {_UNRESOLVED_WHERE} ORDER BY line_no"
+)
+_DROP_UNRESOLVED = f"DELETE FROM stg_lines WHERE {_UNRESOLVED_WHERE}"
+
+
+def _tally(rows: Sequence[Sequence[Any]], counts: Counts, *, skip_state: str | None = None) -> None:
+    for state, react, n in rows:
+        n = int(n)
+        if state == skip_state:
+            continue
+        counts.seen += n
+        if int(react):
+            counts.reactivated += n
+        elif state == "N":
+            counts.added += n
+        elif state == "U":
+            counts.updated += n
+        else:
+            counts.unchanged += n
+
+
+def _sqlite_now(now: datetime) -> str:
+    # SQLAlchemy's SQLite DateTime storage format, so UTCDateTime reads these values back.
+    return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def sqlite_path(database_url: str) -> str:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        raise ValueError(f"not a SQLite file URL: {url.render_as_string(hide_password=True)}")
+    return url.database
+
+
+class SqliteStaging:
+    """Bulk staging + merge on SQLite through the stdlib driver (synchronous)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, database_url: str) -> None:
+        self._conn = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
+        cur = self._conn
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        # Bounded caches keep the import's memory flat whatever the file size (~100 MB all told).
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute("PRAGMA temp.cache_size=-32768")
+        cur.execute("PRAGMA temp_store=FILE")
+        for ddl in _staging_ddl("sqlite"):
+            cur.execute(ddl)
+        # Staging lives in TEMP: private to this connection, so filling it locks nothing shared.
+        cur.execute("BEGIN")
+        self._insert_lines = (
+            f"INSERT INTO stg_lines ({', '.join(LINE_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in LINE_COLUMNS)})"
+        )
+        self._insert_structs = (
+            f"INSERT INTO stg_structs ({', '.join(STRUCT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in STRUCT_COLUMNS)})"
+        )
+
+    def add_lines(self, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(self._insert_lines, rows)
+
+    def add_structs(self, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(self._insert_structs, rows)
+
+    def merge(self, *, source: Source, full: bool, derive_structures: bool) -> MergeResult:
+        """Merge the staged snapshot in one write transaction; on any error nothing is written."""
+        conn = self._conn
+        conn.execute("COMMIT")  # end of the staging transaction (TEMP only)
+        result = MergeResult()
+        now = _sqlite_now(datetime.now(UTC))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if source == "fhir":
+                for sql in _resolve_refs_sql():
+                    conn.execute(sql)
+                result.unresolved = [(int(a), str(b)) for a, b in conn.execute(_UNRESOLVED)]
+                conn.execute(_DROP_UNRESOLVED)
+            if derive_structures:
+                conn.execute(_derive_structures_sql())
+            for sql, counter, needs_now in _merge_sql("sqlite", source, full=full):
+                cur = conn.execute(sql, {"now": now} if needs_now else {})
+                _count(result, counter, cur.rowcount)
+            _tally(conn.execute(_COUNT_PERSONS).fetchall(), result.persons, skip_state="A")
+            _tally(conn.execute(_COUNT_STRUCTS).fetchall(), result.structures)
+            result.activities = int(conn.execute(_COUNT_ACTIVITIES).fetchone()[0])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:  # keep the WAL file from staying at the size of the whole import
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        return result
+
+    def close(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        self._conn.close()
+
+
+def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:
+    if counter == "activities":
+        result.activities_written = rowcount
+    elif counter == "persons_deactivated":
+        result.persons.deactivated = rowcount
+    elif counter == "structures_deactivated":
+        result.structures.deactivated = rowcount
+
+
+class PostgresStaging:
+    """Bulk staging + merge on PostgreSQL through asyncpg ``COPY``, in a single transaction."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._tx: Any = None
+
+    @classmethod
+    async def connect(cls, database_url: str) -> PostgresStaging:
+        import asyncpg
+
+        url = make_url(database_url)
+        conn = await asyncpg.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+        )
+        self = cls(conn)
+        self._tx = conn.transaction()
+        await self._tx.start()
+        for ddl in _staging_ddl("postgresql"):
+            await conn.execute(ddl)
+        return self
+
+    async def add_lines(self, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.copy_records_to_table("stg_lines", records=rows, columns=LINE_COLUMNS)
+
+    async def add_structs(self, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.copy_records_to_table("stg_structs", records=rows, columns=STRUCT_COLUMNS)
+
+    async def merge(self, *, source: Source, full: bool, derive_structures: bool) -> MergeResult:
+        conn = self._conn
+        result = MergeResult()
+        now = datetime.now(UTC)
+        for ddl in (
+            "CREATE INDEX ON stg_lines (line_no)",
+            "CREATE INDEX ON stg_lines (national_id)",
+            "ANALYZE stg_lines",
+            "ANALYZE stg_structs",
+        ):
+            await conn.execute(ddl)
+        if source == "fhir":
+            for sql in _resolve_refs_sql():
+                await conn.execute(sql)
+            result.unresolved = [(int(r[0]), str(r[1])) for r in await conn.fetch(_UNRESOLVED)]
+            await conn.execute(_DROP_UNRESOLVED)
+        if derive_structures:
+            await conn.execute(_derive_structures_sql())
+        for sql, counter, needs_now in _merge_sql("postgresql", source, full=full):
+            if needs_now:
+                status = await conn.execute(sql.replace(":now", "$1"), now)
+            else:
+                status = await conn.execute(sql)
+            if sql.startswith("INSERT INTO stg_"):
+                await conn.execute(f"ANALYZE {sql.split()[2]}")
+            _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
+        _tally(await conn.fetch(_COUNT_PERSONS), result.persons, skip_state="A")
+        _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
+        result.activities = int(await conn.fetchval(_COUNT_ACTIVITIES))
+        await self._tx.commit()
+        self._tx = None
+        return result
+
+    async def close(self) -> None:
+        if self._tx is not None:
+            await self._tx.rollback()
+            self._tx = None
+        await self._conn.close()

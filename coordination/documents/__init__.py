@@ -1,0 +1,1 @@
+"""Patient documents: typed uploads, content-addressed storage, visibility within the care circle."""

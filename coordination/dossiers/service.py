@@ -1,0 +1,647 @@
+"""Patient dossiers: creation with duplicate warnings, search, reading, updates, sortie.
+
+Every read and write of patient data is recorded in the audit trail in the same transaction.
+Access to a dossier is decided by ``coordination.circle.service`` (authorised circle members only);
+the search answers only the minimal identity, so anyone may check a patient is already included.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from coordination.audit import service as audit
+from coordination.circle import service as circle
+from coordination.db import utcnow
+from coordination.dossiers import rules
+from coordination.dossiers.models import Patient
+from coordination.dossiers.schemas import (
+    ConsentIn,
+    ConsentOut,
+    DischargeIn,
+    DischargeOut,
+    DuplicateCandidate,
+    IdentityAttributes,
+    IdentityDocumentIn,
+    IdentityDocumentOut,
+    InsiRetrievalIn,
+    InsiRetrievalOut,
+    PatientCreate,
+    PatientListOut,
+    PatientOut,
+    PatientSearchOut,
+    PatientSummary,
+    PatientUpdate,
+    ReactivateIn,
+)
+from coordination.errors import Conflict, Invalid
+from coordination.security import Actor
+
+logger = logging.getLogger(__name__)
+
+OLDEST_BIRTH_DATE = date(1890, 1, 1)
+# A check recorded "now" by a client whose clock is a little ahead must not be refused.
+CLOCK_SKEW = timedelta(minutes=5)
+# API field -> Patient column, for the fields a PATCH copies as they are.
+STRICT_TRAITS = {
+    "birth_name": "birth_name",
+    "birth_first_names": "birth_given_names",
+    "birth_date": "birth_date",
+    "sex": "sex",
+    "birth_place_code": "birthplace_code",
+}
+PLAIN_FIELDS = {
+    **STRICT_TRAITS,
+    "used_name": "used_name",
+    "used_first_name": "used_given_name",
+    "address": "address",
+    "phone": "phone",
+    "email": "email",
+}
+
+
+class DuplicateSuspected(Conflict):
+    """Likely duplicates of a patient being created; the router answers 409 with the candidates."""
+
+    errcode = "AZ_DUPLICATE_SUSPECTED"
+
+    def __init__(self, message: str, *, candidates: list[DuplicateCandidate]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def _stale(read: int, current: int) -> Conflict:
+    return Conflict(
+        f"Le dossier a été modifié par quelqu'un d'autre depuis votre lecture (version {current}, "
+        f"vous aviez la version {read}) : rechargez-le puis refaites votre modification.",
+        errcode="AZ_STALE_VERSION",
+    )
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _check_birth_date(value: date, *, field: str = "birth_date") -> None:
+    if value > date.today():
+        raise Invalid("La date de naissance est dans le futur : corrigez-la.", field=field)
+    if value < OLDEST_BIRTH_DATE:
+        raise Invalid(
+            f"Date de naissance invraisemblable (avant le {OLDEST_BIRTH_DATE:%d/%m/%Y}) : corrigez-la.",
+            field=field,
+        )
+
+
+def _check_moment(value: datetime | None, *, field: str) -> datetime:
+    now = utcnow()
+    if value is None:
+        return now
+    if value > now + CLOCK_SKEW:
+        raise Invalid("Cette date est dans le futur : indiquez quand cela a eu lieu.", field=field)
+    if value.year < 2000:
+        raise Invalid("Cette date est invraisemblable : indiquez quand cela a eu lieu.", field=field)
+    return value.astimezone(UTC)
+
+
+def _checked_ins(value: str | None, *, sex: str) -> str | None:
+    if value is None:
+        return None
+    number = rules.normalise_ins(value)
+    problem = rules.ins_problem(number, sex=sex)
+    if problem is not None:
+        raise Invalid(f"Matricule INS invalide : {problem}.", field="ins_number")
+    return number
+
+
+# --- mapping -------------------------------------------------------------------------------------
+
+
+def _refresh_derived(patient: Patient) -> None:
+    """Recompute what the client never sends: search keys and the identity status."""
+    patient.first_birth_given_name = patient.birth_given_names[0]
+    patient.search_birth_name = rules.search_key(patient.birth_name)
+    patient.search_used_name = rules.search_key(patient.used_name) if patient.used_name else None
+    patient.search_first_given_name = rules.search_key(patient.first_birth_given_name)
+    status, _forced = rules.identity_status(
+        insi_retrieved=patient.insi_retrieved_at is not None,
+        document_checked=patient.identity_document_checked_at is not None,
+        homonyme=patient.homonyme,
+        douteuse=patient.douteuse,
+        fictive=patient.fictive,
+    )
+    patient.identity_status = status
+
+
+def to_out(patient: Patient) -> PatientOut:
+    """The full dossier view of a patient row."""
+    status, forced = rules.identity_status(
+        insi_retrieved=patient.insi_retrieved_at is not None,
+        document_checked=patient.identity_document_checked_at is not None,
+        homonyme=patient.homonyme,
+        douteuse=patient.douteuse,
+        fictive=patient.fictive,
+    )
+    consent = None
+    if patient.consent_given is not None and patient.consent_recorded_at is not None:
+        consent = ConsentOut(
+            given=patient.consent_given,
+            mode=patient.consent_mode or "",
+            recorded_by=patient.consent_recorded_by or "",
+            recorded_at=patient.consent_recorded_at,
+        )
+    document = None
+    if patient.identity_document_checked_at is not None:
+        document = IdentityDocumentOut(
+            document_type=patient.identity_document_type or "",
+            checked_by=patient.identity_document_checked_by or "",
+            checked_at=patient.identity_document_checked_at,
+        )
+    insi = None
+    if patient.insi_retrieved_at is not None:
+        insi = InsiRetrievalOut(
+            retrieved_by=patient.insi_retrieved_by or "", retrieved_at=patient.insi_retrieved_at
+        )
+    discharge = None
+    if patient.status == "sortie" and patient.discharge_date and patient.discharge_reason:
+        discharge = DischargeOut(
+            reason=patient.discharge_reason, date=patient.discharge_date, note=patient.discharge_note
+        )
+    ins_kind = None
+    if patient.ins_number:
+        ins_kind = "NIA" if rules.is_nia(patient.ins_number) else "NIR"
+    return PatientOut(
+        id=patient.id,
+        version=patient.version,
+        birth_name=patient.birth_name,
+        birth_first_names=list(patient.birth_given_names),
+        first_birth_first_name=patient.first_birth_given_name,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        birth_place_code=patient.birthplace_code,
+        used_name=patient.used_name,
+        used_first_name=patient.used_given_name,
+        address=patient.address,
+        phone=patient.phone,
+        email=patient.email,
+        ins_number=patient.ins_number,
+        ins_kind=ins_kind,
+        identity_status=status,
+        identity_status_forced_by=forced,
+        attributes=IdentityAttributes(
+            homonyme=patient.homonyme, douteuse=patient.douteuse, fictive=patient.fictive
+        ),
+        consent=consent,
+        identity_document=document,
+        insi=insi,
+        status=patient.status,
+        discharge=discharge,
+        created_at=patient.created_at,
+        created_by=patient.created_by,
+        updated_at=patient.updated_at,
+    )
+
+
+def _summary(patient: Patient, *, is_member: bool) -> PatientSummary:
+    return PatientSummary(
+        id=patient.id,
+        birth_name=patient.birth_name,
+        first_birth_first_name=patient.first_birth_given_name,
+        used_name=patient.used_name,
+        used_first_name=patient.used_given_name,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        identity_status=patient.identity_status,
+        status=patient.status,
+        is_member=is_member,
+    )
+
+
+def _apply_consent(patient: Patient, consent: ConsentIn | None, actor: Actor) -> None:
+    if consent is None:
+        patient.consent_given = patient.consent_mode = None
+        patient.consent_recorded_by = patient.consent_recorded_at = None
+        return
+    patient.consent_given = consent.given
+    patient.consent_mode = consent.mode
+    patient.consent_recorded_by = actor.national_id
+    patient.consent_recorded_at = _check_moment(consent.recorded_at, field="consent.recorded_at")
+
+
+def _apply_document(patient: Patient, document: IdentityDocumentIn | None, actor: Actor) -> None:
+    if document is None:
+        patient.identity_document_type = patient.identity_document_checked_by = None
+        patient.identity_document_checked_at = None
+        return
+    patient.identity_document_type = document.document_type
+    patient.identity_document_checked_by = actor.national_id
+    patient.identity_document_checked_at = _check_moment(
+        document.checked_at, field="identity_document.checked_at"
+    )
+
+
+def _apply_insi(patient: Patient, insi: InsiRetrievalIn | None, actor: Actor) -> None:
+    if insi is None:
+        patient.insi_retrieved_by = None
+        patient.insi_retrieved_at = None
+        return
+    patient.insi_retrieved_by = actor.national_id
+    patient.insi_retrieved_at = _check_moment(insi.retrieved_at, field="insi.retrieved_at")
+
+
+# --- duplicates ----------------------------------------------------------------------------------
+
+
+async def _duplicate_candidates(
+    session: AsyncSession,
+    *,
+    birth_name: str,
+    first_given_name: str,
+    birth_date: date,
+    sex: str,
+    birth_place_code: str,
+    ins_number: str | None,
+    excluding: uuid.UUID | None = None,
+) -> list[tuple[Patient, str]]:
+    """Patients that may be the same person: same INS, same strict traits, or homonyms."""
+    same_traits = and_(
+        Patient.search_birth_name == rules.search_key(birth_name),
+        Patient.birth_date == birth_date,
+        Patient.search_first_given_name == rules.search_key(first_given_name),
+    )
+    condition = or_(same_traits, Patient.ins_number == ins_number) if ins_number else same_traits
+    stmt = select(Patient).where(condition).limit(20)
+    if excluding is not None:
+        stmt = stmt.where(Patient.id != excluding)
+    found: list[tuple[Patient, str]] = []
+    for p in await session.scalars(stmt):
+        if ins_number and p.ins_number == ins_number:
+            match = "même INS"
+        elif p.sex == sex and p.birthplace_code == birth_place_code:
+            match = "identique"
+        else:
+            match = "homonyme"
+        found.append((p, match))
+    return found
+
+
+async def _candidates_out(
+    session: AsyncSession, actor: Actor, found: Sequence[tuple[Patient, str]]
+) -> list[DuplicateCandidate]:
+    members = await circle.authorised_patient_ids(
+        session=session, actor=actor, patient_ids=[p.id for p, _ in found]
+    )
+    return [
+        DuplicateCandidate(
+            **_summary(p, is_member=p.id in members).model_dump(),
+            match=match,
+        )
+        for p, match in found
+    ]
+
+
+# --- creating ------------------------------------------------------------------------------------
+
+
+async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCreate) -> PatientOut:
+    """Create a dossier; the creator becomes its first authorised circle member.
+
+    Likely duplicates (same INS; same five strict traits; or homonyms: same birth name, first birth
+    first name and birth date) raise ``DuplicateSuspected`` (409 with the candidates' minimal
+    identity) unless ``confirm_duplicate`` is set; a confirmed creation gets the ``homonyme``
+    attribute. The same INS number is never confirmable: an INS identifies one person.
+    """
+    _check_birth_date(data.birth_date)
+    ins_number = _checked_ins(data.ins_number, sex=data.sex)
+    found = await _duplicate_candidates(
+        session,
+        birth_name=data.birth_name,
+        first_given_name=data.birth_first_names[0],
+        birth_date=data.birth_date,
+        sex=data.sex,
+        birth_place_code=data.birth_place_code,
+        ins_number=ins_number,
+    )
+    same_ins = [f for f in found if f[1] == "même INS"]
+    if found and (same_ins or not data.confirm_duplicate):
+        candidates = await _candidates_out(session, actor, same_ins or found)
+        await audit.record_many(
+            session=session,
+            actor=actor,
+            action="patient.duplicate_candidate",
+            object_type="patient",
+            patient_ids=[c.id for c in candidates],
+        )
+        await session.commit()
+        if same_ins:
+            raise DuplicateSuspected(
+                "Un patient porte déjà ce matricule INS : ouvrez son dossier (demandez à un membre "
+                "de son cercle de vous y ajouter) au lieu d'en créer un second.",
+                candidates=candidates,
+            )
+        raise DuplicateSuspected(
+            "Des patients aux traits d'identité proches existent déjà : vérifiez qu'il ne s'agit "
+            "pas de la même personne. S'il s'agit bien d'une autre personne, renvoyez la demande "
+            "avec « confirm_duplicate » à vrai ; le dossier portera l'attribut « homonyme ».",
+            candidates=candidates,
+        )
+
+    now = utcnow()
+    patient = Patient(
+        id=uuid.uuid4(),
+        birth_name=data.birth_name,
+        birth_given_names=list(data.birth_first_names),
+        birth_date=data.birth_date,
+        sex=data.sex,
+        birthplace_code=data.birth_place_code,
+        used_name=data.used_name,
+        used_given_name=data.used_first_name,
+        address=data.address,
+        phone=data.phone,
+        email=data.email,
+        ins_number=ins_number,
+        homonyme=data.attributes.homonyme or bool(found),
+        douteuse=data.attributes.douteuse,
+        fictive=data.attributes.fictive,
+        status="active",
+        created_at=now,
+        created_by=actor.national_id,
+        updated_at=now,
+    )
+    _apply_consent(patient, data.consent, actor)
+    _apply_document(patient, data.identity_document, actor)
+    _apply_insi(patient, data.insi, actor)
+    _refresh_derived(patient)
+    session.add(patient)
+    await session.flush()
+    circle.add_creator(session=session, actor=actor, patient_id=patient.id)
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="patient.created",
+        object_type="patient",
+        object_id=patient.id,
+        patient_id=patient.id,
+    )
+    await _commit(session)
+    logger.info("patient %s created by %s", patient.id, actor.national_id)
+    return to_out(patient)
+
+
+async def _commit(session: AsyncSession) -> None:
+    """Commit; a concurrent write of the same INS number or row turns into a French 409."""
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(
+            "Un patient porte déjà ce matricule INS : recherchez son dossier au lieu d'en créer "
+            "ou d'en modifier un autre.",
+            errcode="AZ_INS_EXISTS",
+        ) from exc
+    except StaleDataError as exc:
+        await session.rollback()
+        raise Conflict(
+            "Le dossier a été modifié par quelqu'un d'autre au même moment : rechargez-le puis "
+            "refaites votre modification.",
+            errcode="AZ_STALE_VERSION",
+        ) from exc
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+async def get_patient(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> PatientOut:
+    """The full dossier (authorised members only); the read is audited."""
+    patient = await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="patient.read",
+        object_type="patient",
+        object_id=patient.id,
+        patient_id=patient.id,
+    )
+    out = to_out(patient)
+    await session.commit()
+    return out
+
+
+SEARCH_MIN_LETTERS = 3
+
+
+async def search_patients(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    q: str,
+    birth_date: date | None = None,
+    limit: int = 20,
+) -> PatientSearchOut:
+    """Patients whose birth or used name starts with ``q`` (case, accents, separators ignored).
+
+    Answers only the minimal identity plus whether the caller is an authorised member, so any
+    professional can check a patient is already included; every hit is audited.
+    """
+    key = rules.search_key(q)
+    if len(key) < SEARCH_MIN_LETTERS:
+        raise Invalid(
+            f"Tapez au moins {SEARCH_MIN_LETTERS} lettres du nom de naissance ou du nom utilisé.",
+            field="q",
+        )
+    upper = rules.prefix_upper_bound(key)
+    # Two range scans on indexed columns (a LIKE would skip the index on SQLite and on
+    # PostgreSQL outside the "C" collation).
+    stmt = select(Patient).where(
+        or_(
+            and_(Patient.search_birth_name >= key, Patient.search_birth_name < upper),
+            and_(Patient.search_used_name >= key, Patient.search_used_name < upper),
+        )
+    )
+    if birth_date is not None:
+        stmt = stmt.where(Patient.birth_date == birth_date)
+    stmt = stmt.order_by(Patient.search_birth_name, Patient.birth_date, Patient.id).limit(limit + 1)
+    rows = list(await session.scalars(stmt))
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    members = await circle.authorised_patient_ids(
+        session=session, actor=actor, patient_ids=[p.id for p in rows]
+    )
+    await audit.record_many(
+        session=session,
+        actor=actor,
+        action="patient.search_hit",
+        object_type="patient",
+        patient_ids=[p.id for p in rows],
+    )
+    await session.commit()
+    return PatientSearchOut(
+        results=[_summary(p, is_member=p.id in members) for p in rows], truncated=truncated
+    )
+
+
+async def my_patients(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> PatientListOut:
+    """Patients whose circle authorises the caller (directly or through their structure)."""
+    stmt = select(Patient).where(Patient.id.in_(circle.authorised_patients_subquery(actor)))
+    if status is not None:
+        stmt = stmt.where(Patient.status == status)
+    stmt = stmt.order_by(Patient.search_birth_name, Patient.id).offset(offset).limit(limit + 1)
+    rows = list(await session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    await audit.record_many(
+        session=session,
+        actor=actor,
+        action="patient.listed",
+        object_type="patient",
+        patient_ids=[p.id for p in rows],
+    )
+    await session.commit()
+    return PatientListOut(
+        results=[_summary(p, is_member=True) for p in rows],
+        next_offset=offset + limit if more else None,
+    )
+
+
+# --- changing ------------------------------------------------------------------------------------
+
+
+async def _for_update(session: AsyncSession, actor: Actor, patient_id: uuid.UUID, version: int) -> Patient:
+    patient = await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    if patient.version != version:
+        raise _stale(version, patient.version)
+    return patient
+
+
+async def update_patient(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, change: PatientUpdate
+) -> PatientOut:
+    """Apply a partial change (authorised members only, audited, optimistic concurrency).
+
+    A changed strict trait withdraws the ID-document check and the INSi retrieval: the new traits
+    have not been checked (RNIV). Checks sent in the same request are kept.
+    """
+    patient = await _for_update(session, actor, patient_id, change.version)
+    sent = change.model_fields_set - {"version"}
+    for name in STRICT_TRAITS:
+        if name in sent and getattr(change, name) is None:
+            raise Invalid("Ce trait strict d'identité ne peut pas être effacé.", field=name)
+    traits_changed = any(
+        name in sent and getattr(change, name) != getattr(patient, column)
+        for name, column in STRICT_TRAITS.items()
+    )
+    for name, column in PLAIN_FIELDS.items():
+        if name in sent:
+            setattr(patient, column, getattr(change, name))
+    if "birth_date" in sent:
+        _check_birth_date(patient.birth_date)
+    if traits_changed:
+        _apply_document(patient, None, actor)
+        _apply_insi(patient, None, actor)
+    if "ins_number" in sent or "sex" in sent:
+        raw = change.ins_number if "ins_number" in sent else patient.ins_number
+        patient.ins_number = _checked_ins(raw, sex=patient.sex)
+    if "consent" in sent:
+        _apply_consent(patient, change.consent, actor)
+    if "identity_document" in sent:
+        _apply_document(patient, change.identity_document, actor)
+    if "insi" in sent:
+        _apply_insi(patient, change.insi, actor)
+    if "attributes" in sent:
+        attributes = change.attributes or IdentityAttributes()
+        patient.homonyme = attributes.homonyme
+        patient.douteuse = attributes.douteuse
+        patient.fictive = attributes.fictive
+    if patient.ins_number and (
+        "ins_number" in sent
+        and await session.scalar(
+            select(Patient.id).where(Patient.ins_number == patient.ins_number, Patient.id != patient.id)
+        )
+    ):
+        raise Conflict(
+            "Un autre patient porte déjà ce matricule INS : vérifiez le numéro, ou signalez le "
+            "doublon à la cellule d'identitovigilance.",
+            errcode="AZ_INS_EXISTS",
+        )
+    _refresh_derived(patient)
+    patient.updated_at = utcnow()
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="patient.updated",
+        object_type="patient",
+        object_id=patient.id,
+        patient_id=patient.id,
+    )
+    await _commit(session)
+    return to_out(patient)
+
+
+async def discharge_patient(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, data: DischargeIn
+) -> PatientOut:
+    """Record the patient's "sortie" (reason, date); the dossier stays readable by its circle."""
+    patient = await _for_update(session, actor, patient_id, data.version)
+    if patient.status == "sortie":
+        raise Conflict(
+            "Ce patient est déjà sorti du dispositif : réactivez-le d'abord si besoin.",
+            errcode="AZ_ALREADY_DISCHARGED",
+        )
+    when = data.date or date.today()
+    if when > date.today():
+        raise Invalid("La date de sortie est dans le futur : indiquez la date effective.", field="date")
+    if when < patient.birth_date:
+        raise Invalid("La date de sortie précède la naissance : corrigez-la.", field="date")
+    if data.reason == "autre" and not data.note:
+        raise Invalid("Précisez le motif de sortie « autre » dans la note.", field="note")
+    patient.status = "sortie"
+    patient.discharge_reason = data.reason
+    patient.discharge_date = when
+    patient.discharge_note = data.note
+    patient.updated_at = utcnow()
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="patient.discharged",
+        object_type="patient",
+        object_id=patient.id,
+        patient_id=patient.id,
+    )
+    await _commit(session)
+    return to_out(patient)
+
+
+async def reactivate_patient(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, data: ReactivateIn
+) -> PatientOut:
+    """Bring a patient back into coordination after a "sortie"."""
+    patient = await _for_update(session, actor, patient_id, data.version)
+    if patient.status == "active":
+        raise Conflict("Ce patient est déjà actif : rien à réactiver.", errcode="AZ_ALREADY_ACTIVE")
+    patient.status = "active"
+    patient.discharge_reason = None
+    patient.discharge_date = None
+    patient.discharge_note = None
+    patient.updated_at = utcnow()
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="patient.reactivated",
+        object_type="patient",
+        object_id=patient.id,
+        patient_id=patient.id,
+    )
+    await _commit(session)
+    return to_out(patient)

@@ -1,0 +1,79 @@
+"""HTTP edge of the room links: parse, call one service function, answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from coordination.db import SessionDep
+from coordination.rooms import service
+from coordination.rooms.schemas import (
+    ROOM_ID_PATTERN,
+    PatientRoomIn,
+    PatientRoomOut,
+    RoomOut,
+    ThemeIn,
+    ThemeOut,
+)
+from coordination.security import CurrentActor
+
+router = APIRouter(prefix="/api/v1", tags=["salons"])
+
+
+@router.post(
+    "/patients/{patient_id}/rooms",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PatientRoomOut,
+    responses={200: {"model": PatientRoomOut, "description": "Already linked to this patient"}},
+    summary="Link a Matrix room to the patient (authorised members only)",
+)
+async def link_patient_room(
+    patient_id: uuid.UUID, body: PatientRoomIn, session: SessionDep, actor: CurrentActor, response: Response
+) -> PatientRoomOut:
+    link, created = await service.link_patient_room(
+        session=session, actor=actor, patient_id=patient_id, room_id=body.room_id
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return link
+
+
+@router.get(
+    "/patients/{patient_id}/rooms",
+    response_model=list[PatientRoomOut],
+    summary="The rooms linked to the patient (authorised members only)",
+)
+async def patient_rooms(
+    patient_id: uuid.UUID, session: SessionDep, actor: CurrentActor
+) -> list[PatientRoomOut]:
+    return await service.patient_rooms(session=session, actor=actor, patient_id=patient_id)
+
+
+@router.post(
+    "/themes",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ThemeOut,
+    summary="Declare a thematic room (any active professional)",
+)
+async def create_theme(body: ThemeIn, session: SessionDep, actor: CurrentActor) -> ThemeOut:
+    return await service.create_theme(session=session, actor=actor, name=body.name, room_id=body.room_id)
+
+
+@router.get("/themes", response_model=list[ThemeOut], summary="The thematic rooms")
+async def list_themes(session: SessionDep, actor: CurrentActor) -> list[ThemeOut]:
+    return await service.list_themes(session=session)
+
+
+@router.get(
+    "/rooms/{room_id}",
+    response_model=RoomOut,
+    summary="What a room is about (a patient room only for the patient's authorised members)",
+)
+async def describe_room(
+    room_id: Annotated[str, Path(max_length=255, pattern=ROOM_ID_PATTERN)],
+    session: SessionDep,
+    actor: CurrentActor,
+) -> RoomOut:
+    return await service.describe_room(session=session, actor=actor, room_id=room_id)

@@ -1,0 +1,154 @@
+"""Linking Matrix rooms to patients and themes; telling the bot what a room is about.
+
+A room is about one thing at most: one patient, or one theme. Linking a room to a patient is a
+change of that patient's dossier (authorised members only, audited); themes are open to any
+active professional and hold no patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.audit import service as audit
+from coordination.circle import service as circle
+from coordination.db import utcnow
+from coordination.errors import Conflict, NotFound
+from coordination.rooms.models import PatientRoom, ThemeRoom
+from coordination.rooms.schemas import PatientRoomOut, RoomOut, ThemeOut
+from coordination.security import Actor
+
+logger = logging.getLogger(__name__)
+
+ROOM_TAKEN = (
+    "Ce salon est déjà rattaché {what} : un salon ne suit qu'un seul patient ou un seul thème. "
+    "Créez un nouveau salon."
+)
+
+
+async def _room_taken(session: AsyncSession, room_id: str) -> str | None:
+    """What the room is already linked to ("patient" / "theme"), or None."""
+    if await session.get(PatientRoom, room_id) is not None:
+        return "patient"
+    if await session.scalar(select(ThemeRoom.id).where(ThemeRoom.room_id == room_id)) is not None:
+        return "theme"
+    return None
+
+
+async def _commit_link(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # two links of the same room at the same moment
+        await session.rollback()
+        raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode="AZ_ROOM_TAKEN") from exc
+
+
+def _patient_room_out(row: PatientRoom) -> PatientRoomOut:
+    return PatientRoomOut(
+        room_id=row.room_id, patient_id=row.patient_id, linked_by=row.linked_by, linked_at=row.linked_at
+    )
+
+
+def _theme_out(row: ThemeRoom) -> ThemeOut:
+    return ThemeOut(
+        id=row.id, name=row.name, room_id=row.room_id, created_by=row.created_by, created_at=row.created_at
+    )
+
+
+async def link_patient_room(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, room_id: str
+) -> tuple[PatientRoomOut, bool]:
+    """Link ``room_id`` to the patient (authorised members only, audited).
+
+    Returns the link and whether it was created (linking again the same pair is a no-op).
+    A room already linked to another patient or to a theme answers 409.
+    """
+    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    existing = await session.get(PatientRoom, room_id)
+    if existing is not None:
+        if existing.patient_id == patient_id:
+            return _patient_room_out(existing), False
+        raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode="AZ_ROOM_TAKEN")
+    if await _room_taken(session, room_id) == "theme":
+        raise Conflict(ROOM_TAKEN.format(what="à un thème"), errcode="AZ_ROOM_TAKEN")
+    row = PatientRoom(room_id=room_id, patient_id=patient_id, linked_by=actor.national_id, linked_at=utcnow())
+    session.add(row)
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="room.linked",
+        object_type="room",
+        object_id=room_id[:80],
+        patient_id=patient_id,
+    )
+    await _commit_link(session)
+    logger.info("room linked to patient %s", patient_id)
+    return _patient_room_out(row), True
+
+
+async def patient_rooms(
+    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID
+) -> list[PatientRoomOut]:
+    """The rooms of a patient (authorised members only, audited read)."""
+    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    rows = await session.scalars(
+        select(PatientRoom).where(PatientRoom.patient_id == patient_id).order_by(PatientRoom.linked_at)
+    )
+    out = [_patient_room_out(r) for r in rows]
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="room.list",
+        object_type="room",
+        object_id=patient_id,
+        patient_id=patient_id,
+    )
+    await session.commit()
+    return out
+
+
+async def create_theme(*, session: AsyncSession, actor: Actor, name: str, room_id: str) -> ThemeOut:
+    """Declare a thematic room ("vaccination covid"); any active professional may."""
+    taken = await _room_taken(session, room_id)
+    if taken is not None:
+        what = "à un dossier patient" if taken == "patient" else "à un thème"
+        raise Conflict(ROOM_TAKEN.format(what=what), errcode="AZ_ROOM_TAKEN")
+    row = ThemeRoom(
+        id=uuid.uuid4(), room_id=room_id, name=name, created_by=actor.national_id, created_at=utcnow()
+    )
+    session.add(row)
+    await _commit_link(session)
+    return _theme_out(row)
+
+
+async def list_themes(*, session: AsyncSession) -> list[ThemeOut]:
+    rows = await session.scalars(select(ThemeRoom).order_by(ThemeRoom.name, ThemeRoom.id))
+    return [_theme_out(r) for r in rows]
+
+
+async def describe_room(*, session: AsyncSession, actor: Actor, room_id: str) -> RoomOut:
+    """What a room is about. A patient room is told only to the patient's authorised members (403
+    otherwise, audited when told); an unknown room answers 404."""
+    link = await session.get(PatientRoom, room_id)
+    if link is not None:
+        await circle.require_authorised(session=session, actor=actor, patient_id=link.patient_id)
+        await audit.record(
+            session=session,
+            actor=actor,
+            action="room.read",
+            object_type="room",
+            object_id=room_id[:80],
+            patient_id=link.patient_id,
+        )
+        await session.commit()
+        return RoomOut(room_id=room_id, kind="patient", patient_id=link.patient_id)
+    theme = await session.scalar(select(ThemeRoom).where(ThemeRoom.room_id == room_id))
+    if theme is None:
+        raise NotFound(
+            "Ce salon n'est rattaché à aucun dossier patient ni à aucun thème.", errcode="AZ_UNKNOWN_ROOM"
+        )
+    return RoomOut(room_id=room_id, kind="theme", theme=_theme_out(theme))

@@ -1,0 +1,1 @@
+"""Tasks: assigned to care-circle members or structures, searchable by status, type, patient, assignee."""

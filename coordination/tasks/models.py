@@ -1,0 +1,79 @@
+"""Task tables, shaped for the list queries (see ``service.list_tasks`` for which index serves which).
+
+Every list is ordered by ``(sort_due, id)`` and paginated by keyset on that pair, so each list query is a
+range scan of one composite index that stops after ``limit`` rows, whatever the table size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from coordination.db import Base, UTCDateTime, utcnow
+from coordination.dossiers import models as _dossiers  # noqa: F401  (the "patients" table we reference)
+
+
+class Task(Base):
+    """A task, optionally about a patient.
+
+    Indexes:
+    - ``ix_tasks_patient_status_due`` (patient_id, status, sort_due, id): a patient's tasks, by status.
+    - ``ix_tasks_creator_status_due`` (creator_national_id, status, sort_due, id): "tasks I created".
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_patient_status_due", "patient_id", "status", "sort_due", "id"),
+        Index("ix_tasks_creator_status_due", "creator_national_id", "status", "sort_due", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # Optimistic concurrency: SQLAlchemy adds "WHERE version = <read>" to every UPDATE and bumps it.
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("patients.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12))
+    priority: Mapped[str | None] = mapped_column(String(10))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    # ``due_date`` or 9999-12-31 when there is none: a NOT NULL sort key keeps keyset pagination simple
+    # and puts undated tasks last on every backend.
+    sort_due: Mapped[date] = mapped_column(Date)
+    creator_user_id: Mapped[str] = mapped_column(String(255))
+    creator_national_id: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    assignees: Mapped[list[TaskAssignee]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", lazy="raise", order_by="TaskAssignee.key"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy's declarative API)
+
+
+class TaskAssignee(Base):
+    """One assignee of a task: ``pp:<national id>`` (a professional) or ``st:<structure id>``.
+
+    ``status`` and ``sort_due`` are copies of the task's, kept in step by the service (the only writer),
+    so that "tasks assigned to X" is one range scan of ``ix_task_assignees_key_status_due``
+    (key, status, sort_due, task_id) with no sort and no join before the limit.
+    """
+
+    __tablename__ = "task_assignees"
+    __table_args__ = (
+        Index("ix_task_assignees_key_status_due", "key", "status", "sort_due", "task_id"),
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(90), primary_key=True)
+    status: Mapped[str] = mapped_column(String(12))
+    sort_due: Mapped[date] = mapped_column(Date)
+
+    task: Mapped[Task] = relationship(back_populates="assignees", lazy="raise")

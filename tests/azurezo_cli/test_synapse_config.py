@@ -1,0 +1,138 @@
+"""homeserver.yaml rendered from config/homeserver.yaml.j2, checked by Synapse's own config parser."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from synapse.config.homeserver import HomeServerConfig
+
+from azurezo_cli.home import Home, init_home
+from azurezo_cli.synapse_config import render_synapse_config, synapse_command
+
+
+def rendered(home: Home) -> dict[str, Any]:
+    render_synapse_config(home)
+    data = yaml.safe_load(home.synapse_config.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def parse_with_synapse(home: Home, tmp_path: Path) -> HomeServerConfig:
+    """Load the rendered config with Synapse's parser (minus our module, which is tested apart)."""
+    data = rendered(home)
+    data.pop("modules")
+    path = tmp_path / "without-module.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return HomeServerConfig.load_config("test", ["-c", str(path)])
+
+
+def set_peers(home: Home, peers: list[str]) -> Home:
+    from azurezo_cli.home import load_home
+
+    raw = json.loads(home.settings_file.read_text())
+    raw["federation_peers"] = peers
+    home.settings_file.write_text(json.dumps(raw))
+    return load_home(home.path)
+
+
+def test_production_config_is_valid_for_synapse_and_closed(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var", server_name="soins.exemple.fr", synapse_port=18008)
+
+    config = parse_with_synapse(home, tmp_path)
+
+    assert config.server.server_name == "soins.exemple.fr"
+    assert config.registration.enable_registration is False
+    assert config.media.max_upload_size == 10 * 1024 * 1024
+    assert config.key.key_servers == []
+    # Federation off: an empty whitelist refuses every remote server, and no listener serves it.
+    assert config.federation.federation_domain_whitelist == {}
+    assert not config.federation.is_domain_allowed_according_to_federation_whitelist("matrix.org")
+    [listener] = config.server.listeners
+    assert listener.port == 18008
+    assert listener.bind_addresses == ["127.0.0.1"]
+    assert listener.http_options is not None
+    names = {name for res in listener.http_options.resources for name in res.names}
+    assert names == {"client"}
+    assert config.servernotices.server_notices_mxid == "@notices:soins.exemple.fr"
+    assert config.registration.registration_shared_secret == (home.secrets.registration_shared_secret)
+    assert config.key.macaroon_secret_key == home.secrets.macaroon_secret_key.encode()
+    assert config.database.databases[0].config["name"] == "sqlite3"
+    # Production keeps login rate limits a person would never hit, but a password guesser would.
+    assert config.ratelimiting.rc_login_account.burst_count <= 10
+
+
+def test_listed_peers_open_federation_to_them_only(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var")
+    home = set_peers(home, ["autre-region.exemple.fr"])
+
+    config = parse_with_synapse(home, tmp_path)
+
+    fed = config.federation
+    assert fed.is_domain_allowed_according_to_federation_whitelist("autre-region.exemple.fr")
+    assert not fed.is_domain_allowed_according_to_federation_whitelist("matrix.org")
+    [listener] = config.server.listeners
+    assert listener.http_options is not None
+    names = {name for res in listener.http_options.resources for name in res.names}
+    assert names == {"client", "federation"}
+
+
+def test_test_profile_relaxes_rate_limits_and_module_cache(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var", profile="test")
+
+    config = parse_with_synapse(home, tmp_path)
+    module = rendered(home)["modules"][0]
+
+    assert config.ratelimiting.rc_login_account.burst_count >= 1000
+    assert config.ratelimiting.rc_message.per_second >= 1000
+    assert config.ratelimiting.rc_registration.burst_count >= 1000
+    assert config.ratelimiting.rc_joins_local.burst_count >= 1000
+    assert config.ratelimiting.rc_invites_per_user.burst_count >= 1000
+    assert module["config"]["cache_ttl_seconds"] <= 2
+
+
+def test_module_config_follows_the_architecture_contract(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var", server_name="a.test", service_port=18080)
+
+    [module] = rendered(home)["modules"]
+
+    assert module["module"] == "synapse_module.AzurezoModule"
+    assert module["config"] == {
+        "directory_url": "http://127.0.0.1:18080",
+        "directory_secret": home.secrets.internal_api_secret,
+        "service_accounts": ["@azurezo-bot:a.test", "@notices:a.test"],
+        "cache_ttl_seconds": 30,
+        "directory_timeout_seconds": 2,
+        "max_upload_bytes": 10485760,
+    }
+
+
+def test_rendered_files_are_private(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var")
+    render_synapse_config(home)
+
+    assert stat.S_IMODE(home.synapse_config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.synapse_log_config.stat().st_mode) == 0o600
+    assert yaml.safe_load(home.synapse_log_config.read_text())["version"] == 1
+
+
+def test_operator_overrides_are_passed_to_synapse_when_present(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var")
+    assert synapse_command(home, "python")[-2:] == ["-c", str(home.synapse_config)]
+
+    (home.synapse_overrides_dir / "turn.yaml").write_text("turn_uris: []\n")
+
+    assert synapse_command(home, "python")[-2:] == ["-c", str(home.synapse_overrides_dir)]
+
+
+@pytest.mark.parametrize("profile", ["production", "test"])
+def test_rendering_twice_gives_the_same_file(tmp_path: Path, profile: str) -> None:
+    home, _ = init_home(tmp_path / "var", profile=profile)  # type: ignore[arg-type]
+    render_synapse_config(home)
+    first = home.synapse_config.read_text()
+    render_synapse_config(home)
+    assert home.synapse_config.read_text() == first

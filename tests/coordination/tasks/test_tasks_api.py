@@ -1,0 +1,316 @@
+"""Tasks through the real app: access, assignment rules, filters, pagination, concurrency, events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.audit.models import AuditEntry
+from coordination.events.models import OutboxEvent
+from tests.coordination.tasks.factories import add_member, add_patient
+from tests.support.service import FakeTokens, Pro, add_professional, add_structure
+
+CABINET = "finess:060000001"
+SSIAD = "finess:060000002"
+
+
+@dataclass
+class World:
+    alice: Pro  # creator, works at CABINET
+    bob: Pro  # assignee
+    carol: Pro  # works at SSIAD
+    dave: Pro  # outsider
+    eve: Pro  # delisted (inactive in the directory)
+    patient: uuid.UUID
+
+
+@pytest.fixture
+async def world(db: AsyncSession, tokens: FakeTokens) -> World:
+    await add_structure(db, CABINET, "Cabinet médical du Port")
+    await add_structure(db, SSIAD, "SSIAD de Nice")
+    alice = await add_professional(
+        db, tokens, localpart="alice", national_id="810000000001", structure_ids=(CABINET,)
+    )
+    bob = await add_professional(db, tokens, localpart="bob", national_id="810000000002")
+    carol = await add_professional(
+        db, tokens, localpart="carol", national_id="810000000003", structure_ids=(SSIAD,)
+    )
+    dave = await add_professional(db, tokens, localpart="dave", national_id="810000000004")
+    eve = await add_professional(
+        db, tokens, localpart="eve", national_id="810000000005", active=False
+    )
+    patient = await add_patient(db)
+    await add_member(db, patient, national_id=alice.national_id)
+    await add_member(db, patient, national_id=bob.national_id)
+    await add_member(db, patient, structure_id=SSIAD, role="structure de soins")
+    return World(alice, bob, carol, dave, eve, patient)
+
+
+async def _create(client: httpx.AsyncClient, who: Pro, **body: Any) -> httpx.Response:
+    payload: dict[str, Any] = {"title": "Passage infirmier", "type": "visite"} | body
+    return await client.post("/api/v1/tasks", json=payload, headers=who.headers)
+
+
+async def _events(db: AsyncSession, kind: str) -> list[OutboxEvent]:
+    db.expire_all()
+    return list((await db.scalars(select(OutboxEvent).where(OutboxEvent.kind == kind))).all())
+
+
+async def test_create_assign_and_notify(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    resp = await _create(
+        client,
+        world.alice,
+        assignee_national_ids=[world.bob.national_id],
+        assignee_structure_ids=[SSIAD],
+        due_date="2030-01-15",
+        priority="haute",
+    )
+    assert resp.status_code == 201, resp.text
+    task = resp.json()
+    assert task["status"] == "à_faire" and task["status_label"] == "À faire"
+    assert task["type_label"] == "Visite"
+    assert {a["label"] for a in task["assignees"]} == {"Jeanne MARTIN", "SSIAD de Nice"}
+    (event,) = await _events(db, "task.assigned")
+    # Bob directly, Carol through the SSIAD; never the author herself.
+    assert event.recipients == sorted([world.bob.user_id, world.carol.user_id])
+    assert event.payload["task_id"] == task["id"]
+
+    for who in (world.alice, world.bob, world.carol):
+        got = await client.get(f"/api/v1/tasks/{task['id']}", headers=who.headers)
+        assert got.status_code == 200, who.user_id
+    outsider = await client.get(f"/api/v1/tasks/{task['id']}", headers=world.dave.headers)
+    assert outsider.status_code == 404
+    assert "introuvable" in outsider.json()["error"]
+
+
+async def test_unknown_assignee_refused_and_nothing_emitted(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    resp = await _create(client, world.alice, assignee_national_ids=["819999999999"])
+    assert resp.status_code == 422
+    assert "annuaire" in resp.json()["error"]
+    delisted = await _create(client, world.alice, assignee_national_ids=[world.eve.national_id])
+    assert delisted.status_code == 422
+    assert await _events(db, "task.assigned") == []
+
+
+async def test_patient_task_rules(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    pid = str(world.patient)
+    # Dave is not in the circle: he can neither create nor be assigned.
+    refused = await _create(client, world.dave, patient_id=pid)
+    assert refused.status_code == 403
+    outside = await _create(
+        client, world.alice, patient_id=pid, assignee_national_ids=[world.dave.national_id]
+    )
+    assert outside.status_code == 422
+    assert "cercle de soins" in outside.json()["error"]
+    ok = await _create(
+        client,
+        world.alice,
+        patient_id=pid,
+        type="concertation_pluriprofessionnelle",
+        assignee_national_ids=[world.bob.national_id],
+        assignee_structure_ids=[SSIAD],
+    )
+    assert ok.status_code == 201, ok.text
+    task_id = ok.json()["id"]
+
+    assert (await client.get(f"/api/v1/tasks/{task_id}", headers=world.dave.headers)).status_code == 404
+    listed = await client.get("/api/v1/tasks", params={"patient_id": pid}, headers=world.dave.headers)
+    assert listed.status_code == 403
+    mine = await client.get("/api/v1/tasks", params={"patient_id": pid}, headers=world.carol.headers)
+    assert [t["id"] for t in mine.json()["items"]] == [task_id]
+
+    db.expire_all()
+    actions = (
+        await db.scalars(select(AuditEntry.action).where(AuditEntry.patient_id == world.patient))
+    ).all()
+    assert {"task.created", "task.list"} <= set(actions)
+
+
+async def test_habilitation_needed_for_patient_assignees(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    await add_member(db, world.patient, national_id=world.dave.national_id, habilite=False)
+    resp = await _create(
+        client,
+        world.alice,
+        patient_id=str(world.patient),
+        assignee_national_ids=[world.dave.national_id],
+    )
+    assert resp.status_code == 422
+
+
+async def test_filters_scopes_and_pagination(client: httpx.AsyncClient, world: World) -> None:
+    a = world.alice
+    made: dict[str, str] = {}
+    specs = [
+        ("t1", {"type": "appel", "due_date": "2030-01-03", "assignee_national_ids": [world.bob.national_id]}),
+        ("t2", {"type": "visite", "due_date": "2030-01-01", "assignee_structure_ids": [SSIAD]}),
+        ("t3", {"type": "visite", "assignee_structure_ids": [CABINET]}),
+        ("t4", {"type": "appel", "due_date": "2030-01-02", "status": "terminée"}),
+        ("t5", {"type": "evaluation", "due_date": "2030-01-05", "patient_id": str(world.patient),
+                "assignee_national_ids": [world.bob.national_id]}),
+    ]
+    for name, spec in specs:
+        resp = await _create(client, a, title=name, **spec)
+        assert resp.status_code == 201, resp.text
+        made[resp.json()["id"]] = name
+    # Bob creates one himself, assigned to nobody.
+    resp = await _create(client, world.bob, title="b1", type="administratif", due_date="2030-01-04")
+    made[resp.json()["id"]] = "b1"
+
+    async def names(who: Pro, **params: Any) -> list[str]:
+        resp = await client.get("/api/v1/tasks", params=params, headers=who.headers)
+        assert resp.status_code == 200, resp.text
+        return [made[t["id"]] for t in resp.json()["items"]]
+
+    # "Mine" = created by me or assigned to me, by due date, undated last.
+    assert await names(a) == ["t2", "t4", "t1", "t5", "t3"]
+    assert await names(world.bob) == ["t1", "b1", "t5"]
+    assert await names(world.bob, scope="assigned") == ["t1", "t5"]
+    assert await names(world.bob, scope="created") == ["b1"]
+    assert await names(a, status="terminée") == ["t4"]
+    assert await names(a, status=["à_faire", "terminee"], type="appel") == ["t4", "t1"]
+    assert await names(a, type="visite") == ["t2", "t3"]
+    assert await names(a, assignee_national_id=world.bob.national_id) == ["t1", "t5"]
+    # My structure's tasks: Carol works at the SSIAD, Alice at the cabinet.
+    assert await names(world.carol, scope="structure") == ["t2"]
+    assert await names(a, scope="structure") == ["t3"]
+    assert await names(a, structure_id=CABINET) == ["t3"]
+    refused = await client.get(
+        "/api/v1/tasks", params={"structure_id": SSIAD}, headers=a.headers
+    )
+    assert refused.status_code == 403
+    # A patient's tasks, with an assignee filter.
+    assert await names(world.carol, patient_id=str(world.patient)) == ["t5"]
+    assert (
+        await names(a, patient_id=str(world.patient), assignee_structure_id=SSIAD) == []
+    )
+
+    # Keyset pagination walks the same order without loss or repeat.
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        resp = await client.get("/api/v1/tasks", params=params, headers=a.headers)
+        body = resp.json()
+        seen += [made[t["id"]] for t in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["t2", "t4", "t1", "t5", "t3"]
+
+    bad = await client.get("/api/v1/tasks", params={"cursor": "!!nope"}, headers=a.headers)
+    assert bad.status_code == 422
+    assert "Curseur" in bad.json()["error"]
+    bad_status = await client.get("/api/v1/tasks", params={"status": "fini"}, headers=a.headers)
+    assert bad_status.status_code == 422
+
+
+async def test_update_concurrency_and_new_assignee_notified(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    created = (await _create(client, world.alice, assignee_national_ids=[world.bob.national_id])).json()
+    url = f"/api/v1/tasks/{created['id']}"
+    # Bob (assignee) moves it forward.
+    moved = await client.patch(
+        url, json={"version": created["version"], "status": "en_cours"}, headers=world.bob.headers
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["version"] == created["version"] + 1
+    # Alice still holds the old version: 409, and her change is not applied.
+    stale = await client.patch(
+        url,
+        json={"version": created["version"], "title": "Autre", "assignee_structure_ids": [SSIAD]},
+        headers=world.alice.headers,
+    )
+    assert stale.status_code == 409
+    assert "rechargez" in stale.json()["error"]
+    assert len(await _events(db, "task.assigned")) == 1  # only the creation's
+
+    fresh = await client.patch(
+        url,
+        json={"version": moved.json()["version"], "assignee_structure_ids": [SSIAD], "status": "terminée"},
+        headers=world.alice.headers,
+    )
+    assert fresh.status_code == 200, fresh.text
+    body = fresh.json()
+    assert body["completed_at"] is not None
+    assert {a.get("structure_id") or a.get("national_id") for a in body["assignees"]} == {
+        SSIAD,
+        world.bob.national_id,
+    }
+    notified = await _events(db, "task.assigned")
+    assert len(notified) == 2 and notified[1].recipients == [world.carol.user_id]
+    # Bob's "done" list now has it, his open list not (the denormalised status followed).
+    done = await client.get(
+        "/api/v1/tasks", params={"status": "terminée"}, headers=world.bob.headers
+    )
+    assert [t["id"] for t in done.json()["items"]] == [created["id"]]
+    # Dave may not touch it.
+    other = await client.patch(
+        url, json={"version": body["version"], "title": "x"}, headers=world.dave.headers
+    )
+    assert other.status_code == 404
+
+
+async def test_patient_member_may_read_but_not_edit(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    await add_member(db, world.patient, national_id=world.dave.national_id)
+    created = (await _create(client, world.alice, patient_id=str(world.patient))).json()
+    url = f"/api/v1/tasks/{created['id']}"
+    assert (await client.get(url, headers=world.dave.headers)).status_code == 200
+    edit = await client.patch(url, json={"version": 1, "title": "x"}, headers=world.dave.headers)
+    assert edit.status_code == 403
+    assert "auteur" in edit.json()["error"]
+
+
+@pytest.mark.parametrize("who", ["dave", "eve"])
+async def test_every_endpoint_refuses_outsiders_and_delisted(
+    client: httpx.AsyncClient, world: World, who: str
+) -> None:
+    created = (
+        await _create(client, world.alice, patient_id=str(world.patient))
+    ).json()
+    pro: Pro = getattr(world, who)
+    h = pro.headers
+    url = f"/api/v1/tasks/{created['id']}"
+    calls = [
+        await client.post(
+            "/api/v1/tasks",
+            json={"title": "x", "type": "appel", "patient_id": str(world.patient)},
+            headers=h,
+        ),
+        await client.get("/api/v1/tasks", params={"patient_id": str(world.patient)}, headers=h),
+        await client.get(url, headers=h),
+        await client.patch(url, json={"version": 1, "title": "x"}, headers=h),
+    ]
+    expected = {"dave": {403, 404}, "eve": {403}}[who]
+    for resp in calls:
+        assert resp.status_code in expected, (resp.request.url, resp.text)
+        assert resp.json()["error"]
+    vocab = await client.get("/api/v1/tasks/vocabulary", headers=h)
+    assert vocab.status_code == (200 if who == "dave" else 403)
+    if who == "eve":
+        assert vocab.json()["errcode"] == "AZ_INACTIVE"
+
+
+async def test_vocabulary_lists_french_labels(client: httpx.AsyncClient, world: World) -> None:
+    resp = await client.get("/api/v1/tasks/vocabulary", headers=world.alice.headers)
+    types = {e["code"]: e["label"] for e in resp.json()["types"]}
+    assert types["concertation_pluriprofessionnelle"] == "Concertation pluriprofessionnelle"
+    assert [e["code"] for e in resp.json()["statuses"]] == ["à_faire", "en_cours", "terminée", "annulée"]
