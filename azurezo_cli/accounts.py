@@ -17,14 +17,20 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import delete, select
 
-from azurezo_cli.home import Home
+from azurezo_cli.home import BOT_LOCALPART, NOTICES_LOCALPART, Home
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.models import AccountBinding
+from coordination.directory.service import bind_account
+from coordination.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 # Localparts of new users (Matrix spec, "User identifiers": historical characters are not allowed).
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+
+
+# Service accounts: listed in the module's service_accounts, never bound to a professional.
+RESERVED_LOCALPARTS = frozenset({BOT_LOCALPART, NOTICES_LOCALPART})
 
 
 class AccountError(Exception):
@@ -42,6 +48,11 @@ class Registered:
 
 
 def check_localpart(localpart: str, server_name: str) -> str:
+    if localpart in RESERVED_LOCALPARTS:
+        raise AccountError(
+            f"L'identifiant « {localpart} » est réservé aux comptes de service d'AZUREZO : "
+            "choisissez-en un autre."
+        )
     if not _LOCALPART.match(localpart) or len(f"@{localpart}:{server_name}") > 255:
         raise AccountError(
             f"Identifiant « {localpart} » invalide : utilisez seulement des minuscules, des chiffres "
@@ -160,10 +171,6 @@ async def bind(*, home: Home, national_id: str, user_id: str) -> bool:
     Refusals (unknown or inactive identity, identity already bound elsewhere) are the directory's
     ``ServiceError``s, whose French message is shown as is.
     """
-    from coordination.directory.service import bind_account
-
-    from coordination.errors import ServiceError
-
     engine = make_engine(home.database_url)
     try:
         async with make_sessionmaker(engine)() as session:

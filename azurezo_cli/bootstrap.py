@@ -53,7 +53,7 @@ def import_demo_directory(home: Home) -> Home:
     from ror_sync.importer import import_fhir, import_rpps
 
     _run(import_rpps, home.database_url, DEMO_RPPS)
-    _run(import_fhir, home.database_url, [DEMO_FHIR])
+    _run(import_fhir, home.database_url, [str(DEMO_FHIR)])
     home = replace(home, demo_imported=True)
     save_home(home)
     return home

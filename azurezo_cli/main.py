@@ -133,7 +133,11 @@ def up(
         demo_accounts = _demo_accounts(home)
         home = bootstrap.ensure_demo_passwords(home, demo_accounts)
         _start_children(home, supervisor)
-        typer.echo("Création des comptes (robot et démonstration)…")
+        typer.echo(
+            "Création des comptes (robot et démonstration)…"
+            if demo_accounts
+            else "Création du compte du robot…"
+        )
         asyncio.run(bootstrap.provision_accounts(home, demo_accounts))
         _print_ready(home, demo_accounts)
         supervisor.watch()

@@ -42,7 +42,6 @@ def template_context(home: Home) -> dict[str, Any]:
         "profile": home.profile,
         "server_name": home.server_name,
         "public_baseurl": home.synapse_url + "/",
-        "pid_file": str(home.synapse_dir / "homeserver.pid"),
         "synapse_port": home.synapse_port,
         "bind_address": LOOPBACK,
         "federation_peers": list(home.federation_peers),

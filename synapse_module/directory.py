@@ -156,7 +156,8 @@ def parse_directory_response(status: int, body: bytes, *, user_id: str) -> Stand
     """Map the directory's HTTP answer to a standing (contract in docs/ARCHITECTURE.md).
 
     200 ``{"user_id", "national_id", "active", "display_name"}`` -> ACTIVE / INACTIVE;
-    404 ``{"errcode": "AZ_NOT_BOUND"}`` -> NOT_BOUND; anything else (401 wrong secret, 5xx, malformed JSON...) is an outage.
+    404 ``{"errcode": "AZ_NOT_BOUND"}`` -> NOT_BOUND; anything else (401 wrong secret, 5xx,
+    malformed JSON...) is an outage.
     """
     try:
         payload = json.loads(body) if status in (200, 404) else None

@@ -112,14 +112,10 @@ async def upload_document(
     settings = _settings(request)
     pid = PatientId(patient_id)
     await documents.require_uploader(session=session, actor=actor, patient_id=pid)
-    received = await receive_form(
-        request, root=settings.documents_dir, max_bytes=settings.max_upload_bytes
-    )
+    received = await receive_form(request, root=settings.documents_dir, max_bytes=settings.max_upload_bytes)
     try:
         if received.file is None:
-            raise Invalid(
-                "Aucun fichier reçu : joignez le document dans le champ « file ».", field="file"
-            )
+            raise Invalid("Aucun fichier reçu : joignez le document dans le champ « file ».", field="file")
         doc = await documents.upload_document(
             session=session,
             actor=actor,
@@ -183,9 +179,7 @@ async def get_document(
     | {
         200: {
             "description": "Le fichier, avec le type détecté à partir de son contenu",
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )

@@ -26,9 +26,7 @@ Category = Annotated[
     ],
     BeforeValidator(lambda v: canonical(v, CATEGORIES)),
 ]
-Visibility = Annotated[
-    Literal["cercle", "restreinte"], BeforeValidator(lambda v: canonical(v, VISIBILITIES))
-]
+Visibility = Annotated[Literal["cercle", "restreinte"], BeforeValidator(lambda v: canonical(v, VISIBILITIES))]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 

@@ -98,9 +98,7 @@ async def _audience(
         m.id: m
         for m in (
             await session.scalars(
-                select(CircleMember).where(
-                    CircleMember.patient_id == patient_id, CircleMember.id.in_(wanted)
-                )
+                select(CircleMember).where(CircleMember.patient_id == patient_id, CircleMember.id.in_(wanted))
             )
         ).all()
     }
@@ -237,14 +235,10 @@ async def upload_document(
     if received.size == 0:
         raise Invalid("Le fichier est vide : choisissez le bon fichier puis réessayez.", field="file")
     verdict = await anyio.to_thread.run_sync(
-        lambda: filetypes.classify_path(
-            str(received.path), max_bytes=max_bytes, allow_encrypted=False
-        )
+        lambda: filetypes.classify_path(str(received.path), max_bytes=max_bytes, allow_encrypted=False)
     )
     if not verdict.allowed or verdict.kind is None:
-        logger.info(
-            "upload refused for patient %s: %s (%s)", patient_id, verdict.refusal, verdict.detected
-        )
+        logger.info("upload refused for patient %s: %s (%s)", patient_id, verdict.refusal, verdict.detected)
         raise _refusal(verdict, max_bytes)
     audience = await _audience(session, patient_id, form.visibility, form.member_ids)
     await anyio.to_thread.run_sync(lambda: storage.store(documents_dir, received))

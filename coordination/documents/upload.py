@@ -16,7 +16,7 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from coordination.documents.storage import Receiver, ReceivedFile, too_large
+from coordination.documents.storage import ReceivedFile, Receiver, too_large
 from coordination.errors import Invalid
 
 FILE_FIELD = "file"

@@ -19,10 +19,11 @@ class Patient(Base):
     """A patient dossier. ``identity_status`` is derived by ``rules.identity_status`` on every write."""
 
     __tablename__ = "patients"
+    # Name prefix search walks one of these in order and stops after a page (see
+    # ``service.search_patients``); the birth-name one also serves the duplicate check.
     __table_args__ = (
-        Index("ix_patients_search_birth_name", "search_birth_name"),
-        Index("ix_patients_search_used_name", "search_used_name"),
-        Index("ix_patients_strict_traits", "search_birth_name", "birth_date"),
+        Index("ix_patients_search_birth_name", "search_birth_name", "birth_date"),
+        Index("ix_patients_search_used_name", "search_used_name", "birth_date"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

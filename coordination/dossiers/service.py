@@ -455,20 +455,22 @@ async def search_patients(
             field="q",
         )
     upper = rules.prefix_upper_bound(key)
-    # Two range scans on indexed columns (a LIKE would skip the index on SQLite and on
-    # PostgreSQL outside the "C" collation).
-    stmt = select(Patient).where(
-        or_(
-            and_(Patient.search_birth_name >= key, Patient.search_birth_name < upper),
-            and_(Patient.search_used_name >= key, Patient.search_used_name < upper),
-        )
-    )
-    if birth_date is not None:
-        stmt = stmt.where(Patient.birth_date == birth_date)
-    stmt = stmt.order_by(Patient.search_birth_name, Patient.birth_date, Patient.id).limit(limit + 1)
-    rows = list(await session.scalars(stmt))
-    truncated = len(rows) > limit
-    rows = rows[:limit]
+    # One ordered range scan per indexed name column, each stopping after a page; the two pages
+    # are merged here. (An OR of both ranges would sort every match before the LIMIT, and a LIKE
+    # would skip the index on SQLite and on PostgreSQL outside the "C" collation.)
+    found: dict[uuid.UUID, tuple[str, Patient]] = {}
+    for column in (Patient.search_birth_name, Patient.search_used_name):
+        stmt = select(Patient).where(column >= key, column < upper)
+        if birth_date is not None:
+            stmt = stmt.where(Patient.birth_date == birth_date)
+        stmt = stmt.order_by(column, Patient.birth_date).limit(limit + 1)
+        for p in await session.scalars(stmt):
+            matched = getattr(p, column.key) or ""
+            if p.id not in found or matched < found[p.id][0]:
+                found[p.id] = (matched, p)
+    ordered = sorted(found.values(), key=lambda hit: (hit[0], hit[1].birth_date, hit[1].id))
+    truncated = len(ordered) > limit
+    rows = [p for _, p in ordered[:limit]]
     members = await circle.authorised_patient_ids(
         session=session, actor=actor, patient_ids=[p.id for p in rows]
     )

@@ -77,7 +77,10 @@ async def _one(session: SessionDep, req: DacRequest) -> RequestOut:
 
 
 @router.post(
-    "", response_model=RequestOut, status_code=201, summary="Créer une demande (brouillon)",
+    "",
+    response_model=RequestOut,
+    status_code=201,
+    summary="Créer une demande (brouillon)",
     responses=_ERRORS,
 )
 async def create_request(body: RequestCreate, actor: CurrentActor, session: SessionDep) -> RequestOut:
@@ -125,7 +128,9 @@ async def get_request(request_id: uuid.UUID, actor: CurrentActor, session: Sessi
 
 
 @router.patch(
-    "/{request_id}", response_model=RequestOut, summary="Modifier les étapes 1 et 2 (brouillon)",
+    "/{request_id}",
+    response_model=RequestOut,
+    summary="Modifier les étapes 1 et 2 (brouillon)",
     responses=_ERRORS,
 )
 async def update_request(
@@ -137,9 +142,7 @@ async def update_request(
     return await _one(session, req)
 
 
-@router.post(
-    "/{request_id}/send", response_model=RequestOut, summary="Envoyer au DAC", responses=_ERRORS
-)
+@router.post("/{request_id}/send", response_model=RequestOut, summary="Envoyer au DAC", responses=_ERRORS)
 async def send_request(
     request_id: uuid.UUID, body: VersionIn, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
@@ -162,7 +165,9 @@ async def cancel_request(
 
 
 @router.post(
-    "/{request_id}/take", response_model=RequestOut, summary="Prendre en charge (DAC)",
+    "/{request_id}/take",
+    response_model=RequestOut,
+    summary="Prendre en charge (DAC)",
     responses=_ERRORS,
 )
 async def take_request(
@@ -175,7 +180,9 @@ async def take_request(
 
 
 @router.post(
-    "/{request_id}/answer", response_model=RequestOut, summary="Répondre (étape 3, DAC)",
+    "/{request_id}/answer",
+    response_model=RequestOut,
+    summary="Répondre (étape 3, DAC)",
     responses=_ERRORS,
 )
 async def answer_request(

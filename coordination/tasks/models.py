@@ -65,13 +65,9 @@ class TaskAssignee(Base):
     """
 
     __tablename__ = "task_assignees"
-    __table_args__ = (
-        Index("ix_task_assignees_key_status_due", "key", "status", "sort_due", "task_id"),
-    )
+    __table_args__ = (Index("ix_task_assignees_key_status_due", "key", "status", "sort_due", "task_id"),)
 
-    task_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
-    )
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(90), primary_key=True)
     status: Mapped[str] = mapped_column(String(12))
     sort_due: Mapped[date] = mapped_column(Date)

@@ -82,9 +82,7 @@ async def vocabulary(actor: CurrentActor) -> TaskVocabulary:
     )
 
 
-@router.post(
-    "", response_model=TaskOut, status_code=201, summary="Créer une tâche", responses=_ERRORS
-)
+@router.post("", response_model=TaskOut, status_code=201, summary="Créer une tâche", responses=_ERRORS)
 async def create_task(body: TaskCreate, actor: CurrentActor, session: SessionDep) -> TaskOut:
     task = await tasks.create_task(session=session, actor=actor, data=body)
     return _out(task, await tasks.labels_for(session=session, tasks=[task]))

@@ -34,9 +34,7 @@ TaskScope = Literal["mine", "assigned", "created", "structure"]
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
-NationalIdStr = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")
-]
+NationalIdStr = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
 StructureIdStr = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
 ]

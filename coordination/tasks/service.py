@@ -17,16 +17,15 @@ the database sort every matching row of a busy structure before applying the lim
 
 from __future__ import annotations
 
-import heapq
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import ColumnElement, Select, exists, select, tuple_
+from sqlalchemy import ColumnElement, CompoundSelect, Select, exists, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import QueryableAttribute, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from coordination.audit import service as audit
@@ -84,9 +83,7 @@ def _stale() -> Conflict:
 
 def actor_keys(actor: Actor) -> set[str]:
     """The assignee keys that designate the actor: themself and every structure they work at."""
-    return {rules.person_key(actor.national_id)} | {
-        rules.structure_key(s) for s in actor.structure_ids
-    }
+    return {rules.person_key(actor.national_id)} | {rules.structure_key(s) for s in actor.structure_ids}
 
 
 # --- directory look-ups (read-only) -------------------------------------------------------------
@@ -168,8 +165,9 @@ async def _validated_keys(
         ok_n: set[str] = set()
         ok_s: set[str] = set()
         if nids:
-            ok_n = set(
-                (
+            ok_n = {
+                n
+                for n in (
                     await session.scalars(
                         select(CircleMember.national_id).where(
                             CircleMember.patient_id == patient_id,
@@ -178,10 +176,12 @@ async def _validated_keys(
                         )
                     )
                 ).all()
-            )
+                if n is not None
+            }
         if sids:
-            ok_s = set(
-                (
+            ok_s = {
+                s
+                for s in (
                     await session.scalars(
                         select(CircleMember.structure_id).where(
                             CircleMember.patient_id == patient_id,
@@ -190,7 +190,8 @@ async def _validated_keys(
                         )
                     )
                 ).all()
-            )
+                if s is not None
+            }
         bad = [n for n in nids if n not in ok_n] + [s for s in sids if s not in ok_s]
         if bad:
             raise Invalid(
@@ -203,9 +204,7 @@ async def _validated_keys(
         ok_n = set(
             (
                 await session.scalars(
-                    select(Person.national_id).where(
-                        Person.national_id.in_(nids), Person.active.is_(True)
-                    )
+                    select(Person.national_id).where(Person.national_id.in_(nids), Person.active.is_(True))
                 )
             ).all()
             if nids
@@ -237,9 +236,7 @@ async def _validated_keys(
 
 async def _load(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
     return (
-        await session.scalars(
-            select(Task).where(Task.id == task_id).options(selectinload(Task.assignees))
-        )
+        await session.scalars(select(Task).where(Task.id == task_id).options(selectinload(Task.assignees)))
     ).one_or_none()
 
 
@@ -283,7 +280,9 @@ async def get_task(*, session: AsyncSession, actor: Actor, task_id: TaskId) -> T
 
 
 def _keyset(
-    sort_col: ColumnElement[date], id_col: ColumnElement[uuid.UUID], after: tuple[date, uuid.UUID] | None
+    sort_col: QueryableAttribute[date],
+    id_col: QueryableAttribute[uuid.UUID],
+    after: tuple[date, uuid.UUID] | None,
 ) -> ColumnElement[bool] | None:
     if after is None:
         return None
@@ -310,9 +309,7 @@ async def list_tasks(
     statuses = filters.statuses or tuple(rules.TASK_STATUSES)
     scope = filters.scope
     if filters.patient_id is not None:
-        await circle.require_authorised(
-            session=session, actor=actor, patient_id=filters.patient_id
-        )
+        await circle.require_authorised(session=session, actor=actor, patient_id=filters.patient_id)
     elif scope is None:
         scope = "mine"
 
@@ -328,16 +325,16 @@ async def list_tasks(
     if filters.assignee_structure_id:
         wanted_keys.append(rules.structure_key(filters.assignee_structure_id))
 
-    def assigned_to(key_col: ColumnElement[uuid.UUID]) -> list[ColumnElement[bool]]:
+    def assigned_to(key_col: QueryableAttribute[uuid.UUID]) -> list[ColumnElement[bool]]:
         other = TaskAssignee.__table__.alias("wanted")
-        return [
-            exists().where(other.c.task_id == key_col, other.c.key == k) for k in wanted_keys
-        ]
+        return [exists().where(other.c.task_id == key_col, other.c.key == k) for k in wanted_keys]
 
-    stmts: list[Select[tuple[date, uuid.UUID]]] = []
+    stmts: list[Select[date, uuid.UUID]] = []
 
     def from_tasks(where: ColumnElement[bool], status: str) -> None:
-        stmt = select(Task.sort_due, Task.id).where(where, Task.status == status, *task_conds)
+        stmt = select(Task.sort_due.label("d"), Task.id.label("i")).where(
+            where, Task.status == status, *task_conds
+        )
         stmt = stmt.where(*assigned_to(Task.id))
         ks = _keyset(Task.sort_due, Task.id, after)
         if ks is not None:
@@ -345,7 +342,7 @@ async def list_tasks(
         stmts.append(stmt.order_by(Task.sort_due, Task.id).limit(limit + 1))
 
     def from_assignees(key: str, status: str) -> None:
-        stmt = select(TaskAssignee.sort_due, TaskAssignee.task_id).where(
+        stmt = select(TaskAssignee.sort_due.label("d"), TaskAssignee.task_id.label("i")).where(
             TaskAssignee.key == key, TaskAssignee.status == status
         )
         if task_conds:
@@ -354,9 +351,7 @@ async def list_tasks(
         ks = _keyset(TaskAssignee.sort_due, TaskAssignee.task_id, after)
         if ks is not None:
             stmt = stmt.where(ks)
-        stmts.append(
-            stmt.order_by(TaskAssignee.sort_due, TaskAssignee.task_id).limit(limit + 1)
-        )
+        stmts.append(stmt.order_by(TaskAssignee.sort_due, TaskAssignee.task_id).limit(limit + 1))
 
     for status in statuses:
         if scope is None:
@@ -381,12 +376,17 @@ async def list_tasks(
             for sid in structures:
                 from_assignees(rules.structure_key(sid), status)
 
-    rows: list[list[tuple[date, uuid.UUID]]] = []
-    for stmt in stmts:
-        rows.append([(d, i) for d, i in (await session.execute(stmt)).all()])
+    # One round trip: each branch keeps its own ORDER BY / LIMIT (an index range scan), the branches
+    # are concatenated (at most sources x (limit + 1) short rows) and merged here.
+    if len(stmts) == 1:
+        combined: Select[date, uuid.UUID] | CompoundSelect[date, uuid.UUID] = stmts[0]
+    else:
+        parts = [stmt.subquery() for stmt in stmts]
+        combined = union_all(*(select(p.c.d, p.c.i) for p in parts))
+    rows = sorted((d, i) for d, i in (await session.execute(combined)).all())
     picked: list[tuple[date, uuid.UUID]] = []
     seen: set[uuid.UUID] = set()
-    for d, i in heapq.merge(*rows):
+    for d, i in rows:
         if i in seen:
             continue
         seen.add(i)
@@ -396,16 +396,15 @@ async def list_tasks(
     next_cursor = None
     if len(picked) > limit:
         picked = picked[:limit]
-        next_cursor = rules.encode_cursor(*picked[-1])
+        last_due, last_id = picked[-1]
+        next_cursor = rules.encode_cursor(last_due, last_id)
     ids = [i for _, i in picked]
     if not ids:
         return TaskPageResult(tasks=[], next_cursor=None)
     loaded = {
         t.id: t
         for t in (
-            await session.scalars(
-                select(Task).where(Task.id.in_(ids)).options(selectinload(Task.assignees))
-            )
+            await session.scalars(select(Task).where(Task.id.in_(ids)).options(selectinload(Task.assignees)))
         ).all()
     }
     tasks = [loaded[i] for i in ids if i in loaded]
@@ -421,12 +420,8 @@ async def list_tasks(
 # --- writing ------------------------------------------------------------------------------------
 
 
-async def _notify_assigned(
-    session: AsyncSession, task: Task, keys: Iterable[str], actor: Actor
-) -> None:
-    recipients = [
-        u for u in await matrix_ids_for_keys(session=session, keys=keys) if u != actor.user_id
-    ]
+async def _notify_assigned(session: AsyncSession, task: Task, keys: Iterable[str], actor: Actor) -> None:
+    recipients = [u for u in await matrix_ids_for_keys(session=session, keys=keys) if u != actor.user_id]
     if recipients:
         await events.emit(
             session=session,
@@ -488,9 +483,7 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
     return task
 
 
-async def update_task(
-    *, session: AsyncSession, actor: Actor, task_id: TaskId, data: TaskUpdate
-) -> Task:
+async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, data: TaskUpdate) -> Task:
     """Change a task (creator or assignee). ``data.version`` must be the current version, else 409;
     newly added assignees are notified."""
     task = await _load(session, task_id)

@@ -89,20 +89,44 @@ def test_uses_the_password_file_and_prints_no_password(stack: Stack, tmp_path: P
 
 
 def test_a_refused_registration_leaves_the_identity_free(stack: Stack) -> None:
-    """If Synapse refuses the account (name taken), the binding is undone: the person can retry."""
+    """If Synapse refuses the account after the binding was written, the binding is undone."""
     person = asyncio.run(stack.add_person(family_name="ROUX", given_name="Hugo"))
-    other = asyncio.run(stack.add_person(family_name="AUTRE", given_name="Nom"))
-    taken, _ = asyncio.run(stack.create_account(other.national_id, stack.unique_localpart("pris")))
-    taken = taken[1:].split(":")[0]
 
-    code, _, err = run_cli(stack, "account", "create", person.national_id, "--localpart", taken)
+    # Synapse reserves localparts starting with "_" (our own check leaves Synapse's rules to it).
+    code, out, err = run_cli(stack, "account", "create", person.national_id, "--localpart", "_hugo")
     assert code == 1
-    assert "existe déjà" in err
+    assert out == ""
+    assert "Synapse refuse l'identifiant « _hugo »" in err
 
     retry = stack.unique_localpart("hugo")
     code, out, err = run_cli(stack, "account", "create", person.national_id, "--localpart", retry)
     assert code == 0, err
     assert out.splitlines()[0] == f"@{retry}:{stack.server_name}"
+
+
+def test_an_identity_already_bound_is_refused(stack: Stack) -> None:
+    person = asyncio.run(stack.add_person(family_name="FAURE", given_name="Ana"))
+    asyncio.run(stack.create_account(person.national_id))
+
+    code, out, err = run_cli(
+        stack, "account", "create", person.national_id, "--localpart", stack.unique_localpart()
+    )
+
+    assert code == 1
+    assert out == ""
+    assert err.startswith("Erreur : ")
+
+
+@pytest.mark.parametrize("localpart", ["azurezo-bot", "notices"])
+def test_service_account_names_are_reserved(stack: Stack, localpart: str) -> None:
+    person = asyncio.run(stack.add_person())
+
+    code, _, err = run_cli(stack, "account", "create", person.national_id, "--localpart", localpart)
+
+    assert code == 1
+    assert "réservé" in err
+    user_id, _ = asyncio.run(stack.create_account(person.national_id))  # still free to bind
+    assert user_exists(stack, user_id)
 
 
 def test_refuses_an_invalid_localpart_before_touching_anything(stack: Stack) -> None:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,6 +30,10 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def children_of(pid: int) -> list[int]:
@@ -99,11 +102,6 @@ class Up:
             self.process.stdout.close()
 
 
-@pytest.fixture
-def up_home(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "var"
-
-
 def login(synapse_url: str, user_id: str, password: str) -> httpx.Response:
     return httpx.post(
         f"{synapse_url}/_matrix/client/v3/login",
@@ -116,7 +114,8 @@ def login(synapse_url: str, user_id: str, password: str) -> httpx.Response:
     )
 
 
-def test_up_initialises_runs_stops_and_restarts_on_the_same_home(up_home: Path) -> None:
+def test_up_initialises_runs_stops_and_restarts_on_the_same_home(tmp_path: Path) -> None:
+    up_home = tmp_path / "var"
     synapse_port, service_port = free_port(), free_port()
     ports = ["--synapse-port", str(synapse_port), "--service-port", str(service_port)]
     synapse_url = f"http://127.0.0.1:{synapse_port}"
@@ -162,8 +161,7 @@ def test_up_initialises_runs_stops_and_restarts_on_the_same_home(up_home: Path) 
         assert login(synapse_url, user_id, password).status_code == 200
 
         children = children_of(second.process.pid)
-        synapse_pid = int((up_home / "synapse" / "homeserver.pid").read_text())
-        assert synapse_pid in children
+        [synapse_pid] = [pid for pid in children if b"synapse.app.homeserver" in cmdline(pid)]
         os.kill(synapse_pid, signal.SIGKILL)
 
         assert second.drain() != 0

@@ -21,14 +21,10 @@ async def new_professional(stack: Stack, prefix: str, *, admin: bool = False) ->
     return user_id, password, person.national_id
 
 
-async def client_api(
-    stack: Stack, method: str, path: str, token: str, **kwargs: Any
-) -> httpx.Response:
+async def client_api(stack: Stack, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
     """One client-server API call with an access token."""
     async with httpx.AsyncClient(base_url=stack.synapse_url, timeout=60.0) as client:
-        return await client.request(
-            method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs
-        )
+        return await client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
 
 
 async def login_raw(stack: Stack, user_id: str, password: str) -> httpx.Response:
@@ -55,9 +51,7 @@ async def upload(
         )
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float, step: float = 0.2
-) -> float:
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, step: float = 0.2) -> float:
     """Poll ``check`` until it is true; return the seconds it took, fail after ``within``."""
     start = time.monotonic()
     while True:

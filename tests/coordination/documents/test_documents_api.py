@@ -49,7 +49,11 @@ async def world(db: AsyncSession, tokens: FakeTokens) -> World:
     bob = await add_professional(db, tokens, localpart="bob", national_id="810000000002")
     carol = await add_professional(db, tokens, localpart="carol", national_id="810000000003")
     nurse = await add_professional(
-        db, tokens, localpart="nurse", national_id="810000000006", profession_code="60",
+        db,
+        tokens,
+        localpart="nurse",
+        national_id="810000000006",
+        profession_code="60",
         structure_ids=(SSIAD,),
     )
     dave = await add_professional(db, tokens, localpart="dave", national_id="810000000004")
@@ -96,9 +100,7 @@ def _incoming(settings: Settings) -> list[Path]:
 
 async def _events(db: AsyncSession) -> list[OutboxEvent]:
     db.expire_all()
-    return list(
-        (await db.scalars(select(OutboxEvent).where(OutboxEvent.kind == "document.shared"))).all()
-    )
+    return list((await db.scalars(select(OutboxEvent).where(OutboxEvent.kind == "document.shared"))).all())
 
 
 ALLOWED = {
@@ -124,8 +126,14 @@ async def test_allowed_kinds_round_trip_byte_identical(
     content = make()
     # The declared name and type are deliberately wrong: only the bytes count.
     resp = await _upload(
-        client, world, world.alice, content, filename="scan.bin", declared="application/octet-stream",
-        title="Résultats « NFS » / mars", category="Résultat biologie",
+        client,
+        world,
+        world.alice,
+        content,
+        filename="scan.bin",
+        declared="application/octet-stream",
+        title="Résultats « NFS » / mars",
+        category="Résultat biologie",
     )
     assert resp.status_code == 201, resp.text
     doc = resp.json()
@@ -191,9 +199,9 @@ async def test_size_cap_without_content_length(
     """A chunked body (no Content-Length) is cut at the cap while streaming."""
     boundary = "azurezo-test-boundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nCR\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\nautre\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nCR\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="category"\r\n\r\nautre\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n'
         "Content-Type: application/pdf\r\n\r\n%PDF-1.4\n"
     ).encode()
     sent = 0
@@ -217,9 +225,7 @@ async def test_size_cap_without_content_length(
     assert _incoming(settings) == []
 
 
-async def test_content_stored_once(
-    client: httpx.AsyncClient, world: World, settings: Settings
-) -> None:
+async def test_content_stored_once(client: httpx.AsyncClient, world: World, settings: Settings) -> None:
     content = samples.png()
     first = await _upload(client, world, world.alice, content, category="photo")
     second = await _upload(client, world, world.bob, content, category="photo", title="Plaie, J+3")
@@ -235,8 +241,12 @@ async def test_restricted_visibility_checked_on_every_request(
     client: httpx.AsyncClient, world: World, db: AsyncSession
 ) -> None:
     resp = await _upload(
-        client, world, world.alice, samples.pdf(),
-        visibility="restreinte", member_ids=[str(world.bob_member), str(world.ssiad_member)],
+        client,
+        world,
+        world.alice,
+        samples.pdf(),
+        visibility="restreinte",
+        member_ids=[str(world.bob_member), str(world.ssiad_member)],
     )
     assert resp.status_code == 201, resp.text
     doc = resp.json()
@@ -283,19 +293,24 @@ async def test_restricted_visibility_checked_on_every_request(
     # Narrow again to the same member chosen before (same primary key as a deleted row).
     narrowed = await client.put(
         _url(world, f"/{doc['id']}/visibility"),
-        json={"version": opened.json()["version"], "visibility": "restreinte",
-              "member_ids": [str(world.ssiad_member)]},
+        json={
+            "version": opened.json()["version"],
+            "visibility": "restreinte",
+            "member_ids": [str(world.ssiad_member)],
+        },
         headers=world.alice.headers,
     )
     assert narrowed.status_code == 200, narrowed.text
     assert (await client.get(doc["download_url"], headers=world.carol.headers)).status_code == 404
 
 
-async def test_audience_must_be_habilitated_members(
-    client: httpx.AsyncClient, world: World
-) -> None:
+async def test_audience_must_be_habilitated_members(client: httpx.AsyncClient, world: World) -> None:
     relative = await _upload(
-        client, world, world.alice, samples.pdf(), visibility="restreinte",
+        client,
+        world,
+        world.alice,
+        samples.pdf(),
+        visibility="restreinte",
         member_ids=[str(world.relative_member)],
     )
     assert relative.status_code == 422
@@ -339,14 +354,18 @@ async def test_list_metadata_delete_and_audit(
 
 async def test_bad_forms_answer_french_422(client: httpx.AsyncClient, world: World) -> None:
     no_title = await client.post(
-        _url(world), data={"category": "autre"}, files={"file": ("a.pdf", samples.pdf())},
+        _url(world),
+        data={"category": "autre"},
+        files={"file": ("a.pdf", samples.pdf())},
         headers=world.alice.headers,
     )
     assert no_title.status_code == 422 and no_title.json()["fields"][0]["field"] == "title"
     bad_cat = await _upload(client, world, world.alice, samples.pdf(), category="divers")
     assert bad_cat.status_code == 422
     no_file = await client.post(
-        _url(world), data={"title": "x", "category": "autre"}, files={"other": ("a", b"x")},
+        _url(world),
+        data={"title": "x", "category": "autre"},
+        files={"other": ("a", b"x")},
         headers=world.alice.headers,
     )
     assert no_file.status_code == 422
@@ -354,8 +373,9 @@ async def test_bad_forms_answer_french_422(client: httpx.AsyncClient, world: Wor
     assert as_json.status_code == 422
     assert "multipart" in as_json.json()["error"]
     broken = await client.post(
-        _url(world), content=b"--x\r\ngarbage", headers=world.alice.headers
-        | {"Content-Type": "multipart/form-data; boundary=x"},
+        _url(world),
+        content=b"--x\r\ngarbage",
+        headers=world.alice.headers | {"Content-Type": "multipart/form-data; boundary=x"},
     )
     assert broken.status_code == 422
 
@@ -369,14 +389,17 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
     h = pro.headers
     calls = [
         await client.post(
-            _url(world), data={"title": "x", "category": "autre"},
-            files={"file": ("a.pdf", samples.pdf())}, headers=h,
+            _url(world),
+            data={"title": "x", "category": "autre"},
+            files={"file": ("a.pdf", samples.pdf())},
+            headers=h,
         ),
         await client.get(_url(world), headers=h),
         await client.get(_url(world, f"/{doc['id']}"), headers=h),
         await client.get(doc["download_url"], headers=h),
         await client.put(
-            _url(world, f"/{doc['id']}/visibility"), json={"version": 1, "visibility": "cercle"},
+            _url(world, f"/{doc['id']}/visibility"),
+            json={"version": 1, "visibility": "cercle"},
             headers=h,
         ),
         await client.delete(_url(world, f"/{doc['id']}"), params={"version": 1}, headers=h),

@@ -120,24 +120,31 @@ async def test_full_lifecycle_with_inclusion(
     assert frozen.status_code == 409
 
     # Answering before taking is a forbidden transition.
-    early = await _post(client, world.coord, f"/{rid}/answer", version=sent.json()["version"], decision="acceptée")
+    early = await _post(
+        client, world.coord, f"/{rid}/answer", version=sent.json()["version"], decision="acceptée"
+    )
     assert early.status_code == 409
     assert "Envoyée" in early.json()["error"]
     # The requester may not take it; another DAC does not even see it.
-    assert (await _post(client, world.requester, f"/{rid}/take", version=sent.json()["version"])).status_code == 403
-    assert (await _post(client, world.other_coord, f"/{rid}/take", version=sent.json()["version"])).status_code == 404
+    assert (
+        await _post(client, world.requester, f"/{rid}/take", version=sent.json()["version"])
+    ).status_code == 403
+    assert (
+        await _post(client, world.other_coord, f"/{rid}/take", version=sent.json()["version"])
+    ).status_code == 404
 
     taken = await _post(client, world.coord, f"/{rid}/take", version=sent.json()["version"])
     assert taken.status_code == 200, taken.text
-    assert taken.json()["status"] == "en_cours" and taken.json()["taken_by_national_id"] == world.coord.national_id
+    assert (
+        taken.json()["status"] == "en_cours"
+        and taken.json()["taken_by_national_id"] == world.coord.national_id
+    )
     # Cancelling once the DAC took it is not allowed.
     late_cancel = await _post(client, world.requester, f"/{rid}/cancel", version=taken.json()["version"])
     assert late_cancel.status_code == 409
 
     # Before inclusion the coordinators cannot reach the dossier's circle.
-    assert not (
-        await db.scalars(select(CircleMember).where(CircleMember.structure_id == DAC))
-    ).all()
+    assert not (await db.scalars(select(CircleMember).where(CircleMember.structure_id == DAC))).all()
     answered = await _post(
         client,
         world.coord2,
@@ -166,8 +173,13 @@ async def test_full_lifecycle_with_inclusion(
     actions = (
         await db.scalars(select(AuditEntry.action).where(AuditEntry.patient_id == world.patient))
     ).all()
-    assert {"request.created", "request.sent", "request.taken", "request.answered",
-            "request.patient_included"} <= set(actions)
+    assert {
+        "request.created",
+        "request.sent",
+        "request.taken",
+        "request.answered",
+        "request.patient_included",
+    } <= set(actions)
 
     # Closed: nothing more.
     again = await _post(client, world.coord, f"/{rid}/answer", version=body["version"], decision="refusée")
@@ -180,12 +192,20 @@ async def test_refusal_and_cancel(client: httpx.AsyncClient, world: World) -> No
     taken = (await _post(client, world.coord, f"/{rid}/take", version=sent["version"])).json()
     # Inclusion without a patient is refused, and so is inclusion with a refusal.
     no_patient = await _post(
-        client, world.coord, f"/{rid}/answer", version=taken["version"], decision="acceptée",
+        client,
+        world.coord,
+        f"/{rid}/answer",
+        version=taken["version"],
+        decision="acceptée",
         include_patient=True,
     )
     assert no_patient.status_code == 422
     refused = await _post(
-        client, world.coord, f"/{rid}/answer", version=taken["version"], decision="refusée",
+        client,
+        world.coord,
+        f"/{rid}/answer",
+        version=taken["version"],
+        decision="refusée",
         comment="Hors territoire : contactez le DAC du Var.",
     )
     assert refused.status_code == 200
@@ -203,7 +223,8 @@ async def test_stale_version_is_409_and_emits_nothing(
 ) -> None:
     req = (await _post(client, world.requester, "", **_body())).json()
     edit = await client.patch(
-        f"/api/v1/requests/{req['id']}", json={"version": 1, "reason": "Nouveau motif"},
+        f"/api/v1/requests/{req['id']}",
+        json={"version": 1, "reason": "Nouveau motif"},
         headers=world.requester.headers,
     )
     assert edit.json()["version"] == 2
@@ -225,7 +246,9 @@ async def test_addressee_must_be_a_dac_and_patient_needs_membership(
     assert unknown.status_code == 422
     not_mine = await _post(client, world.requester, "", **_body(requester_structure_id=DAC))
     assert not_mine.status_code == 422
-    outsider = await _post(client, world.outsider, "", **_body(patient_id=str(world.patient), requester_structure_id=None))
+    outsider = await _post(
+        client, world.outsider, "", **_body(patient_id=str(world.patient), requester_structure_id=None)
+    )
     assert outsider.status_code == 403
     bad_urgency = await _post(client, world.requester, "", **_body(urgency="pressée"))
     assert bad_urgency.status_code == 422
@@ -233,9 +256,7 @@ async def test_addressee_must_be_a_dac_and_patient_needs_membership(
     assert very.status_code == 201 and very.json()["urgency"] == "très_urgente"
 
 
-async def test_dashboard_filters(
-    client: httpx.AsyncClient, world: World, db: AsyncSession
-) -> None:
+async def test_dashboard_filters(client: httpx.AsyncClient, world: World, db: AsyncSession) -> None:
     ids: dict[str, str] = {}
 
     async def make(name: str, send: bool, **extra: Any) -> None:
@@ -272,7 +293,9 @@ async def test_dashboard_filters(
     assert await names(world.coord, patient_id=str(world.patient)) == ["urgent"]
     assert await names(world.requester, dac=OTHER_DAC) == ["var"]
     assert await names(world.requester, status=["brouillon"]) == ["draft"]
-    page = await client.get("/api/v1/requests", params={"mine": True, "limit": 3}, headers=world.requester.headers)
+    page = await client.get(
+        "/api/v1/requests", params={"mine": True, "limit": 3}, headers=world.requester.headers
+    )
     assert page.json()["next_offset"] == 3
     rest = await client.get(
         "/api/v1/requests", params={"mine": True, "limit": 3, "offset": 3}, headers=world.requester.headers
@@ -291,7 +314,11 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
     pro: Pro = getattr(world, who)
     h = pro.headers
     calls = [
-        await client.post("/api/v1/requests", json=_body(patient_id=str(world.patient), requester_structure_id=None), headers=h),
+        await client.post(
+            "/api/v1/requests",
+            json=_body(patient_id=str(world.patient), requester_structure_id=None),
+            headers=h,
+        ),
         await client.get(f"/api/v1/requests/{rid}", headers=h),
         await client.patch(f"/api/v1/requests/{rid}", json={"version": 2, "reason": "x"}, headers=h),
         await client.post(f"/api/v1/requests/{rid}/send", json={"version": 2}, headers=h),

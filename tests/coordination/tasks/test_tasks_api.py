@@ -42,9 +42,7 @@ async def world(db: AsyncSession, tokens: FakeTokens) -> World:
         db, tokens, localpart="carol", national_id="810000000003", structure_ids=(SSIAD,)
     )
     dave = await add_professional(db, tokens, localpart="dave", national_id="810000000004")
-    eve = await add_professional(
-        db, tokens, localpart="eve", national_id="810000000005", active=False
-    )
+    eve = await add_professional(db, tokens, localpart="eve", national_id="810000000005", active=False)
     patient = await add_patient(db)
     await add_member(db, patient, national_id=alice.national_id)
     await add_member(db, patient, national_id=bob.national_id)
@@ -62,9 +60,7 @@ async def _events(db: AsyncSession, kind: str) -> list[OutboxEvent]:
     return list((await db.scalars(select(OutboxEvent).where(OutboxEvent.kind == kind))).all())
 
 
-async def test_create_assign_and_notify(
-    client: httpx.AsyncClient, world: World, db: AsyncSession
-) -> None:
+async def test_create_assign_and_notify(client: httpx.AsyncClient, world: World, db: AsyncSession) -> None:
     resp = await _create(
         client,
         world.alice,
@@ -102,9 +98,7 @@ async def test_unknown_assignee_refused_and_nothing_emitted(
     assert await _events(db, "task.assigned") == []
 
 
-async def test_patient_task_rules(
-    client: httpx.AsyncClient, world: World, db: AsyncSession
-) -> None:
+async def test_patient_task_rules(client: httpx.AsyncClient, world: World, db: AsyncSession) -> None:
     pid = str(world.patient)
     # Dave is not in the circle: he can neither create nor be assigned.
     refused = await _create(client, world.dave, patient_id=pid)
@@ -159,8 +153,15 @@ async def test_filters_scopes_and_pagination(client: httpx.AsyncClient, world: W
         ("t2", {"type": "visite", "due_date": "2030-01-01", "assignee_structure_ids": [SSIAD]}),
         ("t3", {"type": "visite", "assignee_structure_ids": [CABINET]}),
         ("t4", {"type": "appel", "due_date": "2030-01-02", "status": "terminée"}),
-        ("t5", {"type": "evaluation", "due_date": "2030-01-05", "patient_id": str(world.patient),
-                "assignee_national_ids": [world.bob.national_id]}),
+        (
+            "t5",
+            {
+                "type": "evaluation",
+                "due_date": "2030-01-05",
+                "patient_id": str(world.patient),
+                "assignee_national_ids": [world.bob.national_id],
+            },
+        ),
     ]
     for name, spec in specs:
         resp = await _create(client, a, title=name, **spec)
@@ -188,15 +189,11 @@ async def test_filters_scopes_and_pagination(client: httpx.AsyncClient, world: W
     assert await names(world.carol, scope="structure") == ["t2"]
     assert await names(a, scope="structure") == ["t3"]
     assert await names(a, structure_id=CABINET) == ["t3"]
-    refused = await client.get(
-        "/api/v1/tasks", params={"structure_id": SSIAD}, headers=a.headers
-    )
+    refused = await client.get("/api/v1/tasks", params={"structure_id": SSIAD}, headers=a.headers)
     assert refused.status_code == 403
     # A patient's tasks, with an assignee filter.
     assert await names(world.carol, patient_id=str(world.patient)) == ["t5"]
-    assert (
-        await names(a, patient_id=str(world.patient), assignee_structure_id=SSIAD) == []
-    )
+    assert await names(a, patient_id=str(world.patient), assignee_structure_id=SSIAD) == []
 
     # Keyset pagination walks the same order without loss or repeat.
     seen: list[str] = []
@@ -256,9 +253,7 @@ async def test_update_concurrency_and_new_assignee_notified(
     notified = await _events(db, "task.assigned")
     assert len(notified) == 2 and notified[1].recipients == [world.carol.user_id]
     # Bob's "done" list now has it, his open list not (the denormalised status followed).
-    done = await client.get(
-        "/api/v1/tasks", params={"status": "terminée"}, headers=world.bob.headers
-    )
+    done = await client.get("/api/v1/tasks", params={"status": "terminée"}, headers=world.bob.headers)
     assert [t["id"] for t in done.json()["items"]] == [created["id"]]
     # Dave may not touch it.
     other = await client.patch(
@@ -283,9 +278,7 @@ async def test_patient_member_may_read_but_not_edit(
 async def test_every_endpoint_refuses_outsiders_and_delisted(
     client: httpx.AsyncClient, world: World, who: str
 ) -> None:
-    created = (
-        await _create(client, world.alice, patient_id=str(world.patient))
-    ).json()
+    created = (await _create(client, world.alice, patient_id=str(world.patient))).json()
     pro: Pro = getattr(world, who)
     h = pro.headers
     url = f"/api/v1/tasks/{created['id']}"
