@@ -8,6 +8,11 @@ key lookup of one task, to show the machine's floor.
     .venv/bin/python bench/bench_tasks.py                       # SQLite file in a temp dir
     .venv/bin/python bench/bench_tasks.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_tasks
     .venv/bin/python bench/bench_tasks.py --tasks 100000 --patients 10000 --members 30000  # quick
+    .venv/bin/python bench/bench_tasks.py --no-seed --database-url URL --audit core   # see below
+
+Every list records one audit entry per patient on the page (up to 50), through
+``coordination.audit.service.record_many``. ``--audit core`` swaps in a Core ``INSERT`` executemany
+for it and ``--audit none`` skips it, to show how much of each figure is the audit write.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import coordination.all_models  # noqa: F401
+from coordination.audit.models import AuditEntry
 from coordination.circle.models import CircleMember
 from coordination.db import Base, make_engine, make_sessionmaker, utcnow
 from coordination.directory.models import Person, Structure
@@ -49,7 +55,9 @@ def sid(i: int) -> str:
     return f"finess:{i:09d}"
 
 
-async def seed(url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pros: int, n_structs: int) -> None:
+async def seed(
+    url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pros: int, n_structs: int
+) -> None:
     rnd = random.Random(42)
     engine = make_engine(url)
     async with engine.begin() as conn:
@@ -65,16 +73,31 @@ async def seed(url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pro
     await bulk(
         Structure.__table__,
         [
-            {"structure_id": sid(i), "name": f"Structure {i}", "search_name": f"STRUCTURE {i}",
-             "is_dac": False, "active": True, "source": "rpps", "updated_at": now}
+            {
+                "structure_id": sid(i),
+                "name": f"Structure {i}",
+                "search_name": f"STRUCTURE {i}",
+                "is_dac": False,
+                "active": True,
+                "source": "rpps",
+                "updated_at": now,
+            }
             for i in range(n_structs)
         ],
     )
     await bulk(
         Person.__table__,
         [
-            {"national_id": nid(i), "family_name": f"NOM{i}", "given_name": "P", "search_name": f"NOM{i} P",
-             "active": True, "source": "rpps", "created_at": now, "updated_at": now}
+            {
+                "national_id": nid(i),
+                "family_name": f"NOM{i}",
+                "given_name": "P",
+                "search_name": f"NOM{i} P",
+                "active": True,
+                "source": "rpps",
+                "created_at": now,
+                "updated_at": now,
+            }
             for i in range(n_pros)
         ],
     )
@@ -82,11 +105,26 @@ async def seed(url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pro
     await bulk(
         Patient.__table__,
         [
-            {"id": p, "version": 1, "birth_name": "X", "birth_given_names": ["Y"], "first_birth_given_name": "Y",
-             "birth_date": date(1950, 1, 1), "sex": "F", "birthplace_code": "06088", "search_birth_name": "X",
-             "search_first_given_name": "Y", "identity_status": "provisoire", "homonyme": False,
-             "douteuse": False, "fictive": False, "status": "active", "created_by": nid(0),
-             "created_at": now, "updated_at": now}
+            {
+                "id": p,
+                "version": 1,
+                "birth_name": "X",
+                "birth_given_names": ["Y"],
+                "first_birth_given_name": "Y",
+                "birth_date": date(1950, 1, 1),
+                "sex": "F",
+                "birthplace_code": "06088",
+                "search_birth_name": "X",
+                "search_first_given_name": "Y",
+                "identity_status": "provisoire",
+                "homonyme": False,
+                "douteuse": False,
+                "fictive": False,
+                "status": "active",
+                "created_by": nid(0),
+                "created_at": now,
+                "updated_at": now,
+            }
             for p in patient_ids
         ],
     )
@@ -100,8 +138,16 @@ async def seed(url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pro
                 continue
             seen.add(k)
             members.append(
-                {"id": uuid.uuid4(), "patient_id": p, "kind": "professional", "national_id": nid(k),
-                 "role": "médecin", "habilite": True, "added_at": now, "added_by": nid(0)}
+                {
+                    "id": uuid.uuid4(),
+                    "patient_id": p,
+                    "kind": "professional",
+                    "national_id": nid(k),
+                    "role": "médecin",
+                    "habilite": True,
+                    "added_at": now,
+                    "added_by": nid(0),
+                }
             )
     await bulk(CircleMember.__table__, members)
     del members
@@ -116,10 +162,22 @@ async def seed(url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pro
             due = base + timedelta(days=rnd.randrange(365)) if rnd.random() < 0.8 else None
             sd = rules.sort_due(due)
             trows.append(
-                {"id": tid, "version": 1, "patient_id": rnd.choice(patient_ids) if rnd.random() < 0.8 else None,
-                 "title": "Tâche", "description": "", "type": rnd.choice(TYPES), "status": status,
-                 "priority": None, "due_date": due, "sort_due": sd, "creator_user_id": "@x:bench",
-                 "creator_national_id": nid(rnd.randrange(n_pros)), "created_at": now, "updated_at": now}
+                {
+                    "id": tid,
+                    "version": 1,
+                    "patient_id": rnd.choice(patient_ids) if rnd.random() < 0.8 else None,
+                    "title": "Tâche",
+                    "description": "",
+                    "type": rnd.choice(TYPES),
+                    "status": status,
+                    "priority": None,
+                    "due_date": due,
+                    "sort_due": sd,
+                    "creator_user_id": "@x:bench",
+                    "creator_national_id": nid(rnd.randrange(n_pros)),
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
             keys = {rules.person_key(nid(rnd.randrange(n_pros)))}
             if rnd.random() < 0.5:
@@ -131,25 +189,56 @@ async def seed(url: str, *, n_tasks: int, n_patients: int, n_members: int, n_pro
         await bulk(TaskAssignee.__table__, arows)
         print(f"  seeded {start + len(trows):,} tasks", flush=True)
     async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(text("ANALYZE"))
-        else:
-            await conn.execute(text("ANALYZE"))
+        await conn.execute(text("ANALYZE"))
     await engine.dispose()
 
 
-async def measure(url: str, *, n_pros: int, n_structs: int, runs: int) -> None:
+async def _core_record_many(
+    *, session: AsyncSession, actor: Actor, action: str, object_type: str, patient_ids: list[uuid.UUID]
+) -> None:
+    await session.execute(
+        insert(AuditEntry),
+        [
+            {
+                "actor_user_id": actor.user_id,
+                "actor_national_id": actor.national_id,
+                "via_bot": actor.via_bot,
+                "action": action,
+                "patient_id": p,
+                "object_type": object_type,
+                "object_id": str(p),
+                "at": utcnow(),
+            }
+            for p in patient_ids
+        ],
+    )
+
+
+async def _no_record_many(**_kwargs: object) -> None:
+    return None
+
+
+async def measure(url: str, *, n_pros: int, n_structs: int, runs: int, audit_mode: str) -> None:
+    if audit_mode == "core":
+        tasks.audit.record_many = _core_record_many  # type: ignore[assignment]
+    elif audit_mode == "none":
+        tasks.audit.record_many = _no_record_many  # type: ignore[assignment]
     engine = make_engine(url)
     maker = make_sessionmaker(engine)
     rnd = random.Random(7)
     async with maker() as s:
-        patient_sample = list((await s.scalars(select(Task.patient_id).where(Task.patient_id.is_not(None)).limit(5000))).all())
+        patient_sample = list(
+            (await s.scalars(select(Task.patient_id).where(Task.patient_id.is_not(None)).limit(5000))).all()
+        )
         task_sample = list((await s.scalars(select(Task.id).limit(5000))).all())
 
     def actor(k: int, structures: tuple[int, ...] = ()) -> Actor:
         return Actor(
-            user_id=UserId(f"@p{k}:bench"), national_id=NationalId(nid(k)), display_name="P",
-            profession_code="10", structure_ids=frozenset(StructureId(sid(x)) for x in structures),
+            user_id=UserId(f"@p{k}:bench"),
+            national_id=NationalId(nid(k)),
+            display_name="P",
+            profession_code="10",
+            structure_ids=frozenset(StructureId(sid(x)) for x in structures),
         )
 
     async def patient_member(s: AsyncSession) -> tuple[Actor, PatientId]:
@@ -161,7 +250,9 @@ async def measure(url: str, *, n_pros: int, n_structs: int, runs: int) -> None:
     async def q_patient_open(s: AsyncSession) -> None:
         a, pid = await patient_member(s)
         t0 = time.perf_counter()
-        await tasks.list_tasks(session=s, actor=a, filters=tasks.TaskFilters(patient_id=pid, statuses=rules.OPEN_STATUSES))
+        await tasks.list_tasks(
+            session=s, actor=a, filters=tasks.TaskFilters(patient_id=pid, statuses=rules.OPEN_STATUSES)
+        )
         timings["patient, open statuses"].append(time.perf_counter() - t0)
 
     async def q_mine(s: AsyncSession) -> None:
@@ -174,22 +265,28 @@ async def measure(url: str, *, n_pros: int, n_structs: int, runs: int) -> None:
         a = actor(rnd.randrange(n_pros))
         t0 = time.perf_counter()
         await tasks.list_tasks(
-            session=s, actor=a,
-            filters=tasks.TaskFilters(scope="mine", statuses=("à_faire",), type="concertation_pluriprofessionnelle"),
+            session=s,
+            actor=a,
+            filters=tasks.TaskFilters(
+                scope="mine", statuses=("à_faire",), type="concertation_pluriprofessionnelle"
+            ),
         )
         timings["my tasks, à_faire + type"].append(time.perf_counter() - t0)
 
     async def q_structure(s: AsyncSession) -> None:
         a = actor(rnd.randrange(n_pros), (rnd.randrange(10), rnd.randrange(n_structs)))
         t0 = time.perf_counter()
-        await tasks.list_tasks(session=s, actor=a, filters=tasks.TaskFilters(scope="structure", statuses=rules.OPEN_STATUSES))
+        await tasks.list_tasks(
+            session=s, actor=a, filters=tasks.TaskFilters(scope="structure", statuses=rules.OPEN_STATUSES)
+        )
         timings["my structures (one big), open"].append(time.perf_counter() - t0)
 
     async def q_patient_assignee(s: AsyncSession) -> None:
         a, pid = await patient_member(s)
         t0 = time.perf_counter()
         await tasks.list_tasks(
-            session=s, actor=a,
+            session=s,
+            actor=a,
             filters=tasks.TaskFilters(patient_id=pid, assignee_national_id=a.national_id),
         )
         timings["patient + assignee filter"].append(time.perf_counter() - t0)
@@ -201,11 +298,20 @@ async def measure(url: str, *, n_pros: int, n_structs: int, runs: int) -> None:
         timings["baseline: one task by id"].append(time.perf_counter() - t0)
 
     queries: list[Callable[[AsyncSession], Awaitable[None]]] = [
-        q_baseline, q_patient_open, q_mine, q_mine_type, q_structure, q_patient_assignee
+        q_baseline,
+        q_patient_open,
+        q_mine,
+        q_mine_type,
+        q_structure,
+        q_patient_assignee,
     ]
     timings: dict[str, list[float]] = {
-        "baseline: one task by id": [], "patient, open statuses": [], "my tasks, all statuses": [],
-        "my tasks, à_faire + type": [], "my structures (one big), open": [], "patient + assignee filter": [],
+        "baseline: one task by id": [],
+        "patient, open statuses": [],
+        "my tasks, all statuses": [],
+        "my tasks, à_faire + type": [],
+        "my structures (one big), open": [],
+        "patient + assignee filter": [],
     }
     for _ in range(20):  # warm-up (caches, statement compilation)
         for q in queries:
@@ -218,7 +324,7 @@ async def measure(url: str, *, n_pros: int, n_structs: int, runs: int) -> None:
             async with maker() as s:
                 await q(s)
     await engine.dispose()
-    print(f"\n{engine.dialect.name}: {runs} runs per query, first page of 50 (ms)")
+    print(f"\n{engine.dialect.name}: {runs} runs per query, first page of 50 (ms), audit={audit_mode}")
     print(f"{'query':34} {'p50':>8} {'p95':>8} {'max':>8}")
     for name, v in timings.items():
         v.sort()
@@ -236,14 +342,30 @@ def main() -> None:
     ap.add_argument("--structures", type=int, default=2_000)
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--no-seed", action="store_true", help="reuse an already seeded database")
+    ap.add_argument(
+        "--audit",
+        choices=["orm", "core", "none"],
+        default="orm",
+        help="orm: the real audit.record_many (default); core/none: see above",
+    )
     args = ap.parse_args()
     url = args.database_url or f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='bench-tasks-')}/bench.db"
     if not args.no_seed:
         t0 = time.perf_counter()
-        asyncio.run(seed(url, n_tasks=args.tasks, n_patients=args.patients, n_members=args.members,
-                         n_pros=args.pros, n_structs=args.structures))
+        asyncio.run(
+            seed(
+                url,
+                n_tasks=args.tasks,
+                n_patients=args.patients,
+                n_members=args.members,
+                n_pros=args.pros,
+                n_structs=args.structures,
+            )
+        )
         print(f"seeded in {time.perf_counter() - t0:.0f} s: {url}")
-    asyncio.run(measure(url, n_pros=args.pros, n_structs=args.structures, runs=args.runs))
+    asyncio.run(
+        measure(url, n_pros=args.pros, n_structs=args.structures, runs=args.runs, audit_mode=args.audit)
+    )
 
 
 if __name__ == "__main__":

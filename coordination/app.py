@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination.db import make_engine, make_sessionmaker
 from coordination.errors import Invalid, ServiceError
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Corps de requête illisible"},
     401: {"model": ErrorOut, "description": "Jeton Matrix absent, invalide ou expiré"},
     403: {"model": ErrorOut, "description": "Accès refusé (hors annuaire, inactif, non habilité)"},
     404: {"model": ErrorOut, "description": "Objet inconnu"},
@@ -65,7 +67,21 @@ def _french_validation_message(err: dict[str, Any]) -> str:
         "less_than": f"doit être inférieur à {ctx.get('lt')}",
         "value_error": str(ctx.get("error", err.get("msg", "valeur invalide"))),
     }
-    return messages.get(kind, f"valeur invalide ({err.get('msg', kind)})")
+    # Unknown kinds keep pydantic's code (stable, greppable) but never its English sentence.
+    return messages.get(kind, f"valeur invalide ({kind})")
+
+
+_FRAMEWORK_ERRORS: dict[int, tuple[str, str]] = {
+    400: (
+        "Le corps de la requête est illisible : envoyez du JSON valide (ou un formulaire multipart "
+        "pour les fichiers), encodé en UTF-8.",
+        "AZ_BAD_REQUEST",
+    ),
+    404: ("Adresse inconnue : vérifiez le chemin de l'API (voir /docs).", "AZ_NOT_FOUND"),
+    405: ("Méthode non autorisée pour cette adresse (voir /docs).", "AZ_METHOD_NOT_ALLOWED"),
+    413: ("Requête trop volumineuse.", "AZ_TOO_LARGE"),
+    415: ("Type de contenu non pris en charge : envoyez du JSON.", "AZ_UNSUPPORTED_MEDIA_TYPE"),
+}
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -95,6 +111,19 @@ def install_error_handlers(app: FastAPI) -> None:
                 "error": f"Saisie invalide — {summary}. Corrigez puis renvoyez.",
                 "fields": fields,
             },
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself (unparsable body, unknown route, wrong method): same shape
+        # and language as our own errors.
+        message, errcode = _FRAMEWORK_ERRORS.get(
+            exc.status_code, ("Requête refusée : vérifiez l'adresse et le contenu envoyés.", "AZ_BAD_REQUEST")
+        )
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"errcode": errcode, "error": message},
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)

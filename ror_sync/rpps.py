@@ -20,13 +20,14 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from typing import IO, Any
 
 from coordination.directory.rules import (
     department_from_postal_code,
     national_id_problem,
     person_search_name,
-    rpps_structure_key,
     search_key,
 )
 from ror_sync.report import Rejections
@@ -166,12 +167,25 @@ def _fix_encoding(line: str) -> str:
         return raw.decode("latin-1")
 
 
+_FIELDS = (
+    "national_id", "id_type", "civility_ex_label", "civility_label", "family_name", "given_name",
+    "profession_code", "profession", "specialty", "specialty_code", "mode", "mode_code", "siret",
+    "finess", "technical_id", "site_name", "site_sign", "street_number", "street_repeat",
+    "street_type", "street", "address_more", "distribution", "cedex", "postal_code", "city", "phone",
+    "email", "department", "role",
+)  # fmt: skip
+
+# Names and site names repeat a lot: bounded caches (memory stays flat) spare the accent folding.
+_person_key = lru_cache(maxsize=1 << 16)(person_search_name)
+_site_key = lru_cache(maxsize=1 << 16)(search_key)
+
+
 def parse_rpps(
     stream: IO[bytes],
     *,
     file: str,
     rejections: Rejections,
-    batch_size: int = 20_000,
+    batch_size: int = 10_000,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Yield batches of staging rows; reject malformed lines into ``rejections`` (file, line, reason).
@@ -186,41 +200,16 @@ def parse_rpps(
     if not header.strip():
         raise RppsFormatError(f"{file}:1: fichier vide : aucun en-tête RPPS.")
     layout = read_layout(header, file=file)
-    ix = layout.index
     width = layout.width
-    short_ok = width - 1 if layout.trailing else width  # tolerate a line missing its final "|"
-
-    def col(name: str) -> int:
-        return ix.get(name, -1)
-
-    i_nid, i_type = col("national_id"), col("id_type")
-    i_fam, i_giv = col("family_name"), col("given_name")
-    i_civx, i_civ = col("civility_ex_label"), col("civility_label")
-    i_pcode, i_prof = col("profession_code"), col("profession")
-    i_spec, i_spec_code = col("specialty"), col("specialty_code")
-    i_mode, i_mode_code = col("mode"), col("mode_code")
-    i_siret, i_finess, i_tech = col("siret"), col("finess"), col("technical_id")
-    i_site, i_sign = col("site_name"), col("site_sign")
-    addr_cols = [
-        col(c) for c in ("street_number", "street_repeat", "street_type", "street", "address_more")
-    ]
-    i_distrib, i_cedex = col("distribution"), col("cedex")
-    i_cp, i_city, i_phone, i_mail, i_dep = (
-        col("postal_code"),
-        col("city"),
-        col("phone"),
-        col("email"),
-        col("department"),
-    )
-    i_role = col("role")
-
-    last_nid = ""
-    last_nid_problem: str | None = None
-    last_names: tuple[str, str] = ("", "")
-    last_search = ""
+    expected = width - 1 if layout.trailing else width  # columns as a person counts them
+    # Absent optional columns read the sentinel "" appended at index ``width`` of every line.
+    getter = itemgetter(*(layout.index.get(name, width) for name in _FIELDS))
     blake = hashlib.blake2b
+    from_bytes = int.from_bytes
     batch: list[tuple[Any, ...]] = []
     line_no = 1
+    last_nid = ""
+    last_nid_problem: str | None = None
     buffer = text.buffer
 
     def consumed() -> int:
@@ -231,102 +220,64 @@ def parse_rpps(
 
     for raw_line in text:
         line_no += 1
-        line = raw_line[:-1] if raw_line.endswith("\n") else raw_line
+        line = raw_line[:-1] if raw_line[-1:] == "\n" else raw_line
         if not line.isascii() and _SURROGATE.search(line):
             line = _fix_encoding(line)
-        if not line.strip():
-            continue
         f = line.split("|")
         n = len(f)
-        if n != width and n != short_ok:
-            rejections.add(
-                file,
-                line_no,
-                f"{n - 1 if line.endswith('|') else n} colonnes au lieu de "
-                f"{width - 1 if layout.trailing else width} (séparateur « | » en trop ou manquant)",
-            )
-            continue
-        if n < width:
-            f.append("")
-
-        nid = f[i_nid].strip().upper()
+        if n != width:
+            if n == 1 and not line.strip():
+                continue  # blank line (e.g. at the end of the file)
+            if layout.trailing and n == width - 1:
+                f.append("")  # the line lacks its final "|": same columns, accept it
+            else:
+                got = n - 1 if line.endswith("|") else n
+                rejections.add(
+                    file,
+                    line_no,
+                    f"{got} colonnes au lieu de {expected} (séparateur « | » en trop ou manquant)",
+                )
+                continue
+        f.append("")
+        if " |" in line or "| " in line or line[:1] == " ":
+            f = [x.strip() for x in f]
+        (
+            nid, id_type, civx, civ, family, given, pcode, prof, spec, spec_code, mode, mode_code,
+            siret, finess, tech, site, sign, num, rep, stype, street, more, distrib, cedex, postal,
+            city, phone, email, dep, role,
+        ) = getter(f)  # fmt: skip
         if nid != last_nid:
             last_nid = nid
             last_nid_problem = national_id_problem(nid)
         if last_nid_problem is not None:
             rejections.add(file, line_no, f"colonne « Identification nationale PP » : {last_nid_problem}")
             continue
-        family = f[i_fam].strip()
         if not family:
             rejections.add(file, line_no, "colonne « Nom d'exercice » vide : nom du professionnel absent")
             continue
-        given = f[i_giv].strip()
-        if (family, given) != last_names:
-            last_names = (family, given)
-            last_search = person_search_name(family, given)
-
-        finess = f[i_finess].strip() if i_finess >= 0 else ""
-        siret = f[i_siret].strip() if i_siret >= 0 else ""
-        tech = f[i_tech].strip() if i_tech >= 0 else ""
-        structure_id = rpps_structure_key(finess=finess, siret=siret, technical_id=tech) or ""
-        site = (f[i_site].strip() if i_site >= 0 else "") or (f[i_sign].strip() if i_sign >= 0 else "")
-        address = " ".join(p for p in (f[i].strip() for i in addr_cols if i >= 0) if p)
-        distrib = f[i_distrib].strip() if i_distrib >= 0 else ""
+        if finess:
+            structure_id = "finess:" + finess
+        elif siret:
+            structure_id = "siret:" + siret
+        elif tech:
+            structure_id = "rpps-struct:" + tech
+        else:
+            structure_id = ""
+        site = site or sign
+        address = " ".join(filter(None, (num, rep, stype, street, more)))
         if distrib:
             address = f"{address}, {distrib}" if address else distrib
-        postal = f[i_cp].strip() if i_cp >= 0 else ""
-        city = f[i_city].strip() if i_city >= 0 else ""
-        if not city and i_cedex >= 0:  # "06000 NICE" when the commune column is empty
-            cedex = f[i_cedex].strip()
-            city = cedex[6:] if cedex[:5] == postal and postal else cedex
-        dep = (f[i_dep].strip() if i_dep >= 0 else "") or department_from_postal_code(postal)
-        civility = (f[i_civx].strip() if i_civx >= 0 else "") or (
-            f[i_civ].strip() if i_civ >= 0 else ""
-        )
-        specialty = (f[i_spec].strip() if i_spec >= 0 else "") or (
-            f[i_spec_code].strip() if i_spec_code >= 0 else ""
-        )
-        mode = (f[i_mode].strip() if i_mode >= 0 else "") or (
-            f[i_mode_code].strip() if i_mode_code >= 0 else ""
-        )
+        if not city and cedex:  # "06000 NICE" when the commune column is empty
+            city = cedex[6:] if postal and cedex[:5] == postal else cedex
         values = (
-            nid,
-            f[i_type].strip() if i_type >= 0 else nid[0],
-            civility,
-            family,
-            given,
-            last_search,
-            f[i_pcode].strip(),
-            f[i_prof].strip() if i_prof >= 0 else "",
-            structure_id,
-            specialty,
-            mode,
-            f[i_role].strip() if i_role >= 0 else "",
-            site,
-            search_key(site) if site else "",
-            finess,
-            siret,
-            address,
-            postal,
-            city,
-            dep,
-            f[i_phone].strip() if i_phone >= 0 else "",
-            f[i_mail].strip() if i_mail >= 0 else "",
-        )
-        digest = blake("\x1f".join(values).encode(), digest_size=6).digest()
+            nid, id_type or nid[0], civx or civ, family, given, _person_key(family, given), pcode,
+            prof, structure_id, spec or spec_code, mode or mode_code, role, site,
+            _site_key(site) if site else "", finess, siret, address, postal, city,
+            dep or department_from_postal_code(postal), phone, email,
+        )  # fmt: skip
+        digest = from_bytes(blake("\x1f".join(values).encode(), digest_size=6).digest(), "big")
         batch.append(
-            (
-                line_no,
-                1,
-                1,
-                *values[:8],
-                None,
-                None,
-                structure_id,
-                None,
-                *values[9:],
-                int.from_bytes(digest, "big"),
-            )
+            (line_no, 1, 1, *values[:8], None, None, structure_id, None, *values[9:], digest)
         )
         if len(batch) >= batch_size:
             yield batch
@@ -337,5 +288,5 @@ def parse_rpps(
         yield batch
     if on_batch is not None:
         on_batch(consumed())
-    # Detach so closing the wrapper does not close the caller's stream twice.
+    # Detach so that dropping the wrapper does not close the caller's stream.
     text.detach()

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
 
+from coordination.directory.schemas import PersonCard, StructureCard
 from coordination.dossiers.schemas import NO_CONTROL, Email, Phone, Text200
 
 MemberKind = Literal["professional", "structure", "relative"]
@@ -31,8 +32,12 @@ Role = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=NO_CONTROL)
 ]
 NationalIdStr = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
+# A directory key: finess:<n>, siret:<n>, rpps-struct:<id>, fhir:<ref>...
 StructureIdStr = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=80, pattern=r"^[a-z][a-z\-]{1,19}:[^\s\x00-\x1f]{1,78}$"
+    ),
 ]
 
 
@@ -133,47 +138,11 @@ class MemberOut(BaseModel):
     added_by: str
 
 
-class ActivityCard(BaseModel):
-    structure_id: str | None = None
-    site_name: str | None = None
-    profession: str | None = None
-    specialty: str | None = None
-    address: str | None = None
-    postal_code: str | None = None
-    city: str | None = None
-    phone: str | None = None
-    email: str | None = None
-
-
-class DirectoryPersonCard(BaseModel):
-    national_id: str
-    civility: str | None = None
-    family_name: str
-    given_name: str
-    profession: str | None = None
-    active: bool
-    activities: list[ActivityCard] = Field(default_factory=list)
-
-
-class DirectoryStructureCard(BaseModel):
-    structure_id: str
-    name: str
-    kind: str | None = None
-    finess: str | None = None
-    address: str | None = None
-    postal_code: str | None = None
-    city: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    is_dac: bool = False
-    active: bool = True
-
-
 class MemberCard(MemberOut):
     """The member card: the member plus their directory details (none for a relative)."""
 
-    person: DirectoryPersonCard | None = None
-    structure: DirectoryStructureCard | None = None
+    person: PersonCard | None = None
+    structure: StructureCard | None = None
 
 
 class CircleOut(BaseModel):

@@ -20,14 +20,12 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
 from coordination.circle.models import CircleMember
 from coordination.circle.schemas import (
-    ActivityCard,
-    DirectoryPersonCard,
-    DirectoryStructureCard,
     MemberCard,
     MemberIn,
     MemberOut,
@@ -37,6 +35,7 @@ from coordination.circle.schemas import (
     StructureMemberIn,
 )
 from coordination.db import utcnow
+from coordination.directory import service as directory
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.dossiers.models import Patient
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound
@@ -51,6 +50,10 @@ NOT_AUTHORISED = (
 )
 UNKNOWN_PATIENT = "Patient inconnu : vérifiez l'identifiant du dossier."
 UNKNOWN_MEMBER = "Membre du cercle inconnu pour ce patient : rechargez le cercle de soins."
+ALREADY_MEMBER = (
+    "Ce membre fait déjà partie du cercle de soins : modifiez son rôle ou son habilitation "
+    "plutôt que de l'ajouter à nouveau."
+)
 LAST_AUTHORISED = (
     "Vous êtes le dernier membre habilité du cercle de soins : habilitez d'abord un autre "
     "professionnel ou une structure, sinon plus personne ne pourrait suivre ce dossier."
@@ -295,50 +298,13 @@ async def get_member_card(
     row = await _member(session, patient_id, member_id)
     (base,) = await _to_out(session, [row])
     card = MemberCard(**base.model_dump())
-    if row.kind == "professional" and row.national_id:
-        person = await _person(session, row.national_id)
-        if person is not None:
-            activities = await session.scalars(
-                select(Activity).where(Activity.national_id == person.national_id).order_by(Activity.id)
-            )
-            card.person = DirectoryPersonCard(
-                national_id=person.national_id,
-                civility=person.civility,
-                family_name=person.family_name,
-                given_name=person.given_name,
-                profession=person.profession,
-                active=person.active,
-                activities=[
-                    ActivityCard(
-                        structure_id=a.structure_id,
-                        site_name=a.site_name,
-                        profession=a.profession,
-                        specialty=a.specialty,
-                        address=a.address,
-                        postal_code=a.postal_code,
-                        city=a.city,
-                        phone=a.phone,
-                        email=a.email,
-                    )
-                    for a in activities
-                ],
-            )
-    elif row.kind == "structure" and row.structure_id:
-        s = await _structure(session, row.structure_id)
-        if s is not None:
-            card.structure = DirectoryStructureCard(
-                structure_id=s.structure_id,
-                name=s.name,
-                kind=s.kind,
-                finess=s.finess,
-                address=s.address,
-                postal_code=s.postal_code,
-                city=s.city,
-                phone=s.phone,
-                email=s.email,
-                is_dac=s.is_dac,
-                active=s.active,
-            )
+    try:
+        if row.kind == "professional" and row.national_id:
+            card.person = await directory.get_person(session=session, national_id=row.national_id)
+        elif row.kind == "structure" and row.structure_id:
+            card.structure = await directory.get_structure(session=session, structure_id=row.structure_id)
+    except NotFound:
+        pass  # gone from the directory since it was added: the card shows the member alone
     await audit.record(
         session=session,
         actor=actor,
@@ -439,7 +405,11 @@ async def add_member(
     await _announce_member(session, row=row, added_by=actor.national_id)
     (out,) = await _to_out(session, [row])
     if commit:
-        await session.commit()
+        try:
+            await session.commit()
+        except IntegrityError as exc:  # the same member added by someone else at the same moment
+            await session.rollback()
+            raise Conflict(ALREADY_MEMBER, errcode="AZ_ALREADY_MEMBER") from exc
     logger.info("circle member %s (%s) added to patient %s", row.id, row.kind, patient_id)
     return out
 
@@ -457,11 +427,7 @@ async def _refuse_existing(
     else:
         stmt = stmt.where(CircleMember.structure_id == structure_id)
     if await session.scalar(stmt) is not None:
-        raise Conflict(
-            "Ce membre fait déjà partie du cercle de soins : modifiez son rôle ou son habilitation "
-            "plutôt que de l'ajouter à nouveau.",
-            errcode="AZ_ALREADY_MEMBER",
-        )
+        raise Conflict(ALREADY_MEMBER, errcode="AZ_ALREADY_MEMBER")
 
 
 async def add_system_member(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime, utcnow
@@ -14,6 +14,15 @@ class Person(Base):
     """A professional of the national directory (one row per idNatPS)."""
 
     __tablename__ = "directory_persons"
+    # Partial index: only FHIR-imported rows have a logical id, so RPPS bulk loads do not pay for it.
+    __table_args__ = (
+        Index(
+            "ix_directory_persons_fhir_id",
+            "fhir_id",
+            sqlite_where=text("fhir_id IS NOT NULL"),
+            postgresql_where=text("fhir_id IS NOT NULL"),
+        ),
+    )
 
     national_id: Mapped[str] = mapped_column(String(20), primary_key=True)
     id_type: Mapped[str | None] = mapped_column(String(4))  # "8" RPPS, "0" ADELI (RPPS column)
@@ -32,7 +41,7 @@ class Person(Base):
     # activities): a snapshot import compares it to tell "unchanged" from "updated" without row diffs.
     fingerprint: Mapped[int | None] = mapped_column(BigInteger)
     # FHIR logical id (Practitioner/<id>) so a delta import can resolve a PractitionerRole alone.
-    fhir_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    fhir_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -45,6 +54,14 @@ class Structure(Base):
     """A structure: legal entity, site, service (a DAC is one, ``is_dac``)."""
 
     __tablename__ = "directory_structures"
+    __table_args__ = (
+        Index(
+            "ix_directory_structures_fhir_id",
+            "fhir_id",
+            sqlite_where=text("fhir_id IS NOT NULL"),
+            postgresql_where=text("fhir_id IS NOT NULL"),
+        ),
+    )
 
     structure_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     kind: Mapped[str | None] = mapped_column(String(40))
@@ -64,7 +81,7 @@ class Structure(Base):
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(String(10))
     # FHIR logical id (Organization/<id>) so a delta import can resolve references to it.
-    fhir_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    fhir_id: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -30,18 +30,15 @@ def person_search_name(family_name: str, given_name: str) -> str:
     return search_key(f"{family_name} {given_name}")
 
 
+# Doubling a digit then adding the digits of the result, as one character mapping.
+_LUHN_DOUBLE = str.maketrans("0123456789", "0246813579")
+
+
 def luhn_ok(digits: str) -> bool:
     """Luhn check over a digit string whose last digit is the key (RPPS numbers, SIRET)."""
-    if not digits.isdigit():
+    if not digits.isascii() or not digits.isdigit():
         return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    total = sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_LUHN_DOUBLE)))
     return total % 10 == 0
 
 

@@ -382,7 +382,8 @@ def _merge_sql(
             (
                 "UPDATE directory_structures SET active = FALSE, deactivated_at = :now, "
                 f"updated_at = :now WHERE source = '{source}' AND active AND NOT EXISTS "
-                "(SELECT 1 FROM stg_structs t WHERE t.structure_id = directory_structures.structure_id)",
+                "(SELECT 1 FROM stg_struct_state t "
+                "WHERE t.structure_id = directory_structures.structure_id)",
                 "structures_deactivated",
                 True,
             )
@@ -445,11 +446,23 @@ class SqliteStaging:
         cur = self._conn
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        # Bounded caches keep the import's memory flat whatever the file size (~100 MB all told).
+        # Bounded caches keep the import's memory flat whatever the file size (~90 MB all told).
         cur.execute("PRAGMA cache_size=-65536")
-        cur.execute("PRAGMA temp.cache_size=-32768")
+        cur.execute("PRAGMA temp.cache_size=-24576")
         cur.execute("PRAGMA temp_store=FILE")
+        # Alone on the database (the service stopped, e.g. at first start): a rollback journal writes
+        # the new pages once instead of twice (WAL, then checkpoint). Leaving WAL needs an exclusive
+        # lock, so while the service runs this simply fails and the import stays in WAL mode.
+        self._left_wal = False
+        mode = str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if mode == "wal":
+            try:
+                self._left_wal = (
+                    str(cur.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower() == "delete"
+                )
+            except sqlite3.OperationalError:
+                self._left_wal = False
+        cur.execute("PRAGMA synchronous=NORMAL")
         for ddl in _staging_ddl("sqlite"):
             cur.execute(ddl)
         # Staging lives in TEMP: private to this connection, so filling it locks nothing shared.
@@ -462,9 +475,11 @@ class SqliteStaging:
             f"INSERT INTO stg_structs ({', '.join(STRUCT_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in STRUCT_COLUMNS)})"
         )
+        self._staged = 0
 
     def add_lines(self, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(self._insert_lines, rows)
+        self._staged += len(rows)
 
     def add_structs(self, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(self._insert_structs, rows)
@@ -484,9 +499,18 @@ class SqliteStaging:
                 conn.execute(_DROP_UNRESOLVED)
             if derive_structures:
                 conn.execute(_derive_structures_sql())
+            existing = int(conn.execute("SELECT COUNT(*) FROM directory_activities").fetchone()[0])
+            # Loading much more than the tables hold: inserting into secondary indexes row by row
+            # costs more than rebuilding them from a sort afterwards (same transaction: a failure
+            # rolls the drop back too).
+            rebuild = _secondary_indexes(conn) if self._staged > max(100_000, 2 * existing) else []
+            for _name, _sql in rebuild:
+                conn.execute(f'DROP INDEX "{_name}"')
             for sql, counter, needs_now in _merge_sql("sqlite", source, full=full):
                 cur = conn.execute(sql, {"now": now} if needs_now else {})
                 _count(result, counter, cur.rowcount)
+            for _name, index_sql in rebuild:
+                conn.execute(index_sql)
             _tally(conn.execute(_COUNT_PERSONS).fetchall(), result.persons, skip_state="A")
             _tally(conn.execute(_COUNT_STRUCTS).fetchall(), result.structures)
             result.activities = int(conn.execute(_COUNT_ACTIVITIES).fetchone()[0])
@@ -494,16 +518,31 @@ class SqliteStaging:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        try:  # keep the WAL file from staying at the size of the whole import
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass
+        if not self._left_wal:
+            try:  # keep the WAL file from staying at the size of the whole import
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
         return result
 
     def close(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
+        if self._left_wal:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error:  # left in rollback mode: the service turns WAL back on at connect
+                pass
         self._conn.close()
+
+
+def _secondary_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Explicit indexes of the directory tables the merge fills (autoindexes of keys excluded)."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN "
+        "('directory_persons', 'directory_activities', 'directory_structures')"
+    ).fetchall()
+    return [(str(name), str(sql)) for name, sql in rows]
 
 
 def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:

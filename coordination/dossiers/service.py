@@ -314,7 +314,7 @@ async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCr
     Likely duplicates (same INS; same five strict traits; or homonyms: same birth name, first birth
     first name and birth date) raise ``DuplicateSuspected`` (409 with the candidates' minimal
     identity) unless ``confirm_duplicate`` is set; a confirmed creation gets the ``homonyme``
-    attribute. The same INS number is never confirmable: an INS identifies one person.
+    attribute, and so do the existing candidates. The same INS number is never confirmable: an INS identifies one person.
     """
     _check_birth_date(data.birth_date)
     ins_number = _checked_ins(data.ins_number, sex=data.sex)
@@ -379,6 +379,21 @@ async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCr
     _refresh_derived(patient)
     session.add(patient)
     await session.flush()
+    # Identity vigilance: a homonymy concerns both identities, so the existing dossiers get the
+    # attribute too (which keeps them "provisoire" until someone resolves it), each change traced.
+    for existing, _match in found:
+        if not existing.homonyme:
+            existing.homonyme = True
+            existing.updated_at = now
+            _refresh_derived(existing)
+            await audit.record(
+                session=session,
+                actor=actor,
+                action="patient.homonym_flagged",
+                object_type="patient",
+                object_id=existing.id,
+                patient_id=existing.id,
+            )
     circle.add_creator(session=session, actor=actor, patient_id=patient.id)
     await audit.record(
         session=session,

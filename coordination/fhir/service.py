@@ -129,7 +129,9 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
     identifiers: list[dict[str, Any]] = [
         {"use": "usual", "system": "urn:azurezo:patient", "value": str(patient.id)}
     ]
-    if patient.ins_number:
+    # The national identity-vigilance rules (RNIV, référentiel INS) allow the INS to be shared only
+    # once the identity is "qualifiée": before that the number is kept but never exported.
+    if patient.ins_number and patient.identity_status == "qualifiée":
         nia = rules.is_nia(patient.ins_number)
         identifiers.append(
             {

@@ -235,15 +235,15 @@ async def send_request(
         raise Forbidden("Seul l'auteur de la demande peut l'envoyer.", errcode="AZ_NOT_REQUESTER")
     new_status = rules.next_status(req.status, "envoyer")
     _check_version(req, version)
-    req.status = new_status
-    # The DAC may have been closed since the draft was written.
-    await _checked_dac(session, req.dac_structure_id)
+    # Every query before the first change, so the row is written (and its version bumped) once.
+    await _checked_dac(session, req.dac_structure_id)  # it may have closed since the draft
+    recipients = await coordinator_user_ids(session=session, dac_structure_id=req.dac_structure_id)
     now = utcnow()
+    req.status = new_status
     req.sent_at = now
     req.received_at = now
     req.updated_at = now
     await _record(session, actor, "request.sent", req)
-    recipients = await coordinator_user_ids(session=session, dac_structure_id=req.dac_structure_id)
     await events.emit(
         session=session,
         kind="request.received",
@@ -330,14 +330,9 @@ async def answer_request(
                 "choisissez la décision « acceptée » ou décochez l'inclusion.",
                 field="include_patient",
             )
-    now = utcnow()
-    req.status = new_status
-    req.decision = data.decision
-    req.answer_comment = data.comment
-    req.answered_by_national_id = actor.national_id
-    req.answered_at = req.updated_at = now
-    await _record(session, actor, "request.answered", req)
+    included = False
     if data.include_patient and req.patient_id is not None:
+        # Before changing the request: its row is then written (and its version bumped) once.
         await circle.add_system_member(
             session=session,
             patient_id=req.patient_id,
@@ -346,7 +341,16 @@ async def answer_request(
             habilite=True,
             reason=f"Inclusion dans le suivi du DAC (demande {req.id})",
         )
-        req.patient_included = True
+        included = True
+    now = utcnow()
+    req.status = new_status
+    req.decision = data.decision
+    req.answer_comment = data.comment
+    req.answered_by_national_id = actor.national_id
+    req.answered_at = req.updated_at = now
+    req.patient_included = included
+    await _record(session, actor, "request.answered", req)
+    if included:
         await _record(session, actor, "request.patient_included", req)
     await events.emit(
         session=session,

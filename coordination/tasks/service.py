@@ -25,7 +25,7 @@ from datetime import date
 
 from sqlalchemy import ColumnElement, CompoundSelect, Select, exists, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import QueryableAttribute, selectinload
+from sqlalchemy.orm import QueryableAttribute, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from coordination.audit import service as audit
@@ -404,8 +404,11 @@ async def list_tasks(
     loaded = {
         t.id: t
         for t in (
-            await session.scalars(select(Task).where(Task.id.in_(ids)).options(selectinload(Task.assignees)))
-        ).all()
+            # One round trip for the tasks and their assignees (a page is at most 200 tasks).
+            await session.scalars(select(Task).where(Task.id.in_(ids)).options(joinedload(Task.assignees)))
+        )
+        .unique()
+        .all()
     }
     tasks = [loaded[i] for i in ids if i in loaded]
     patient_ids = sorted({t.patient_id for t in tasks if t.patient_id is not None})
@@ -420,8 +423,12 @@ async def list_tasks(
 # --- writing ------------------------------------------------------------------------------------
 
 
-async def _notify_assigned(session: AsyncSession, task: Task, keys: Iterable[str], actor: Actor) -> None:
-    recipients = [u for u in await matrix_ids_for_keys(session=session, keys=keys) if u != actor.user_id]
+async def _recipients(session: AsyncSession, keys: Iterable[str], actor: Actor) -> list[str]:
+    """Who to tell about an assignment: everyone the keys designate, except the actor."""
+    return [u for u in await matrix_ids_for_keys(session=session, keys=keys) if u != actor.user_id]
+
+
+async def _emit_assigned(session: AsyncSession, task: Task, recipients: Sequence[str], actor: Actor) -> None:
     if recipients:
         await events.emit(
             session=session,
@@ -477,7 +484,7 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
             object_id=task.id,
             patient_id=task.patient_id,
         )
-    await _notify_assigned(session, task, keys, actor)
+    await _emit_assigned(session, task, await _recipients(session, keys, actor), actor)
     await session.commit()
     logger.info("task %s created by %s", task.id, actor.national_id)
     return task
@@ -502,24 +509,10 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
     if data.version != task.version:
         raise _stale()
 
-    if data.title is not None:
-        task.title = data.title
-    if data.description is not None:
-        task.description = data.description
-    if data.type is not None:
-        task.type = data.type
-    if data.priority is not None:
-        task.priority = data.priority
-    if data.clear_due_date:
-        task.due_date = None
-    elif data.due_date is not None:
-        task.due_date = data.due_date
-    task.sort_due = rules.sort_due(task.due_date)
-    if data.status is not None and data.status != task.status:
-        task.status = data.status
-        task.completed_at = utcnow() if data.status == "terminée" else None
-
+    # Every query comes before the first change, so the task row is written (and its version
+    # bumped) exactly once, at commit.
     added: list[str] = []
+    wanted: set[str] | None = None
     if data.assignee_national_ids is not None or data.assignee_structure_ids is not None:
         current = {a.key for a in task.assignees}
         nids = (
@@ -540,6 +533,25 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
             session=session, patient_id=task.patient_id, national_ids=new_nids, structure_ids=new_sids
         )
         wanted = {rules.person_key(n) for n in nids} | {rules.structure_key(s) for s in sids}
+    recipients = await _recipients(session, added, actor) if added else []
+
+    if data.title is not None:
+        task.title = data.title
+    if data.description is not None:
+        task.description = data.description
+    if data.type is not None:
+        task.type = data.type
+    if data.priority is not None:
+        task.priority = data.priority
+    if data.clear_due_date:
+        task.due_date = None
+    elif data.due_date is not None:
+        task.due_date = data.due_date
+    task.sort_due = rules.sort_due(task.due_date)
+    if data.status is not None and data.status != task.status:
+        task.status = data.status
+        task.completed_at = utcnow() if data.status == "terminée" else None
+    if wanted is not None:
         task.assignees = [a for a in task.assignees if a.key in wanted] + [
             TaskAssignee(key=k, status=task.status, sort_due=task.sort_due) for k in added
         ]
@@ -557,9 +569,8 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
             object_id=task.id,
             patient_id=task.patient_id,
         )
+    await _emit_assigned(session, task, recipients, actor)
     try:
-        if added:
-            await _notify_assigned(session, task, added, actor)  # its queries autoflush the update
         await session.commit()
     except StaleDataError as exc:
         await session.rollback()

@@ -23,7 +23,9 @@ async def test_trail_is_newest_first_paginated_and_complete(
         headers={"Authorization": f"Bearer {bot_token}", "X-Azurezo-On-Behalf-Of": alice.user_id},
     )
     assert via_bot.status_code == 200
-    await client.patch(f"/api/v1/patients/{pid}", json={"version": 1, "phone": "0600000000"}, headers=alice.headers)
+    await client.patch(
+        f"/api/v1/patients/{pid}", json={"version": 1, "phone": "0600000000"}, headers=alice.headers
+    )
 
     first = await client.get(f"/api/v1/patients/{pid}/audit", params={"limit": 2}, headers=alice.headers)
     assert first.status_code == 200

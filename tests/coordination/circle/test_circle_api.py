@@ -14,8 +14,8 @@ from coordination.circle.models import CircleMember
 from coordination.circle.schemas import ProfessionalMemberIn
 from coordination.errors import Forbidden, NotFound
 from coordination.events.models import OutboxEvent
-from coordination.security import actor_for_user
 from coordination.ids import UserId
+from coordination.security import actor_for_user
 from tests.coordination.dossiers.support import add_circle_member, audit_actions, create_patient
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 
@@ -43,7 +43,9 @@ async def nurse(db: AsyncSession, tokens: FakeTokens) -> Pro:
 
 
 async def _events(session: AsyncSession, kind: str) -> list[OutboxEvent]:
-    rows = list(await session.scalars(select(OutboxEvent).where(OutboxEvent.kind == kind).order_by(OutboxEvent.id)))
+    rows = list(
+        await session.scalars(select(OutboxEvent).where(OutboxEvent.kind == kind).order_by(OutboxEvent.id))
+    )
     await session.commit()  # end the read (keeps the loaded rows): the next call sees newer writes
     return rows
 
@@ -90,7 +92,11 @@ async def test_directory_checks_on_members(
         ({"kind": "professional", "national_id": "810099999999", "role": "x"}, "national_id", "annuaire"),
         ({"kind": "professional", "national_id": "810000000009", "role": "x"}, "national_id", "plus actif"),
         ({"kind": "structure", "structure_id": "finess:999999999", "role": "x"}, "structure_id", "annuaire"),
-        ({"kind": "relative", "name": "Paul", "relationship": "fils", "habilite": True}, "habilite", "proche"),
+        (
+            {"kind": "relative", "name": "Paul", "relationship": "fils", "habilite": True},
+            "habilite",
+            "proche",
+        ),
         ({"kind": "robot", "role": "x"}, "requête", "« kind » doit valoir"),
         ({"kind": "professional", "national_id": "81 0000'; --", "role": "x"}, "national_id", ""),
     ]
@@ -156,18 +162,22 @@ async def test_structure_membership_gives_access_to_its_professionals(
     assert card.json()["person"] is None
 
 
-async def test_member_card_shows_directory_details(
-    client: httpx.AsyncClient, alice: Pro, nurse: Pro
-) -> None:
+async def test_member_card_shows_directory_details(client: httpx.AsyncClient, alice: Pro, nurse: Pro) -> None:
     pid = (await create_patient(client, alice))["id"]
     member = await add_circle_member(
-        client, alice, pid, kind="professional", national_id=nurse.national_id, role="infirmier", habilite=True
+        client,
+        alice,
+        pid,
+        kind="professional",
+        national_id=nurse.national_id,
+        role="infirmier",
+        habilite=True,
     )
     card = await client.get(f"/api/v1/patients/{pid}/circle/{member['id']}", headers=alice.headers)
     assert card.status_code == 200
     person = card.json()["person"]
     assert person["national_id"] == nurse.national_id and person["active"] is True
-    assert [a["structure_id"] for a in person["activities"]] == [SITE]
+    assert [s["structure_id"] for s in person["sites"]] == [SITE]
 
     other = (await create_patient(client, alice, birth_name="MARTIN"))["id"]
     wrong_patient = await client.get(f"/api/v1/patients/{other}/circle/{member['id']}", headers=alice.headers)
@@ -184,25 +194,35 @@ async def test_the_last_authorised_member_cannot_leave_nor_lose_habilitation(
     leave = await client.delete(f"/api/v1/patients/{pid}/circle/{me['id']}", headers=alice.headers)
     assert leave.status_code == 409 and leave.json()["errcode"] == "AZ_LAST_AUTHORISED"
     assert "dernier membre habilité" in leave.json()["error"]
-    drop = await client.patch(f"/api/v1/patients/{pid}/circle/{me['id']}", json={"habilite": False}, headers=alice.headers)
+    drop = await client.patch(
+        f"/api/v1/patients/{pid}/circle/{me['id']}", json={"habilite": False}, headers=alice.headers
+    )
     assert drop.status_code == 409
     role = await client.patch(
         f"/api/v1/patients/{pid}/circle/{me['id']}", json={"role": "médecin traitant"}, headers=alice.headers
     )
     assert role.status_code == 200 and role.json()["role"] == "médecin traitant"
     # A relative does not count as an authorised member, and may always be removed.
-    assert (await client.delete(f"/api/v1/patients/{pid}/circle/{relative['id']}", headers=alice.headers)).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/patients/{pid}/circle/{relative['id']}", headers=alice.headers)
+    ).status_code == 204
 
     await add_circle_member(
         client, alice, pid, kind="professional", national_id=bob.national_id, role="infirmier", habilite=True
     )
-    assert (await client.delete(f"/api/v1/patients/{pid}/circle/{me['id']}", headers=alice.headers)).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/patients/{pid}/circle/{me['id']}", headers=alice.headers)
+    ).status_code == 204
     assert (await client.get(f"/api/v1/patients/{pid}", headers=alice.headers)).status_code == 403
     assert (await client.get(f"/api/v1/patients/{pid}", headers=bob.headers)).status_code == 200
 
 
 async def test_require_authorised_and_is_authorised(
-    client: httpx.AsyncClient, alice: Pro, bob: Pro, nurse: Pro, session_maker: async_sessionmaker[AsyncSession]
+    client: httpx.AsyncClient,
+    alice: Pro,
+    bob: Pro,
+    nurse: Pro,
+    session_maker: async_sessionmaker[AsyncSession],
 ) -> None:
     pid = uuid.UUID((await create_patient(client, alice))["id"])
     async with session_maker() as session:
@@ -229,23 +249,49 @@ async def test_system_member_is_idempotent_and_announced(
     async with session_maker() as session:
         for _ in range(2):
             await circle.add_system_member(
-                session=session, patient_id=pid, structure_id=SITE, role="coordinateur DAC", habilite=False, reason="inclusion DAC"
+                session=session,
+                patient_id=pid,
+                structure_id=SITE,
+                role="coordinateur DAC",
+                habilite=False,
+                reason="inclusion DAC",
             )
             await circle.add_system_member(
-                session=session, patient_id=pid, national_id=nurse.national_id, role="coordinateur DAC", habilite=True, reason="inclusion DAC"
+                session=session,
+                patient_id=pid,
+                national_id=nurse.national_id,
+                role="coordinateur DAC",
+                habilite=True,
+                reason="inclusion DAC",
             )
             await session.commit()
         # Asking again with habilite gives it; never takes it away.
         await circle.add_system_member(
-            session=session, patient_id=pid, structure_id=SITE, role="coordinateur DAC", habilite=True, reason="r"
+            session=session,
+            patient_id=pid,
+            structure_id=SITE,
+            role="coordinateur DAC",
+            habilite=True,
+            reason="r",
         )
         await circle.add_system_member(
-            session=session, patient_id=pid, national_id=nurse.national_id, role="x", habilite=False, reason="r"
+            session=session,
+            patient_id=pid,
+            national_id=nurse.national_id,
+            role="x",
+            habilite=False,
+            reason="r",
         )
         await session.commit()
-        rows = list(await session.scalars(select(CircleMember).where(CircleMember.patient_id == pid, CircleMember.added_by == "system")))
+        rows = list(
+            await session.scalars(
+                select(CircleMember).where(CircleMember.patient_id == pid, CircleMember.added_by == "system")
+            )
+        )
         assert sorted((r.kind, r.habilite) for r in rows) == [("professional", True), ("structure", True)]
-        events = list(await session.scalars(select(OutboxEvent).where(OutboxEvent.kind == "circle.member_added")))
+        events = list(
+            await session.scalars(select(OutboxEvent).where(OutboxEvent.kind == "circle.member_added"))
+        )
         assert len(events) == 2 and all(e.payload["added_by"] == "system" for e in events)
 
 
@@ -260,7 +306,9 @@ async def test_a_failed_change_leaves_no_event_nor_member(
             session=session,
             actor=actor,
             patient_id=pid,
-            member=ProfessionalMemberIn(kind="professional", national_id=bob.national_id, role="x", habilite=True),
+            member=ProfessionalMemberIn(
+                kind="professional", national_id=bob.national_id, role="x", habilite=True
+            ),
             commit=False,
         )
         pending = await session.scalar(select(func.count(OutboxEvent.id)))
@@ -268,4 +316,23 @@ async def test_a_failed_change_leaves_no_event_nor_member(
         await session.rollback()  # ...and gone with it (the caller's later step failed)
     async with session_maker() as session:
         assert await session.scalar(select(func.count(OutboxEvent.id))) == 0
-        assert await session.scalar(select(func.count(CircleMember.id)).where(CircleMember.national_id == bob.national_id)) == 0
+        assert (
+            await session.scalar(
+                select(func.count(CircleMember.id)).where(CircleMember.national_id == bob.national_id)
+            )
+            == 0
+        )
+
+
+@pytest.mark.parametrize(
+    "structure_id", ["rpps-struct:R10000123", "fhir:Organization/abc-1", "siret:12345678900011"]
+)
+async def test_every_directory_key_shape_is_accepted(
+    client: httpx.AsyncClient, alice: Pro, db: AsyncSession, structure_id: str
+) -> None:
+    await add_structure(db, structure_id, "Maison de santé")
+    pid = (await create_patient(client, alice))["id"]
+    member = await add_circle_member(
+        client, alice, pid, kind="structure", structure_id=structure_id, role="MSP"
+    )
+    assert member["structure_id"] == structure_id

@@ -86,7 +86,9 @@ async def test_room_lookup_refuses_non_members(client: httpx.AsyncClient, settin
     assert (await client.get(url, headers=setting["delisted"].headers)).status_code == 403
 
 
-async def test_search_and_lists_refuse_the_delisted(client: httpx.AsyncClient, setting: dict[str, Any]) -> None:
+async def test_search_and_lists_refuse_the_delisted(
+    client: httpx.AsyncClient, setting: dict[str, Any]
+) -> None:
     delisted: Pro = setting["delisted"]
     for method, url, body in [
         ("GET", "/api/v1/patients?q=dupont", None),

@@ -54,7 +54,11 @@ async def test_creation_makes_the_creator_the_first_authorised_member(
     circle = await client.get(f"/api/v1/patients/{created['id']}/circle", headers=alice.headers)
     assert circle.status_code == 200
     [member] = circle.json()["members"]
-    assert (member["national_id"], member["habilite"], member["has_access"]) == (alice.national_id, True, True)
+    assert (member["national_id"], member["habilite"], member["has_access"]) == (
+        alice.national_id,
+        True,
+        True,
+    )
     assert ("patient.created", alice.national_id) in await audit_actions(db, created["id"])
 
 
@@ -66,10 +70,17 @@ async def test_creation_makes_the_creator_the_first_authorised_member(
         ({"identity_document": {"document_type": "CNI"}}, "validée"),
         ({"insi": {}, "identity_document": {"document_type": "passeport"}}, "qualifiée"),
         (
-            {"insi": {}, "identity_document": {"document_type": "passeport"}, "attributes": {"douteuse": True}},
+            {
+                "insi": {},
+                "identity_document": {"document_type": "passeport"},
+                "attributes": {"douteuse": True},
+            },
             "provisoire",
         ),
-        ({"identity_document": {"document_type": "titre de séjour"}, "attributes": {"fictive": True}}, "provisoire"),
+        (
+            {"identity_document": {"document_type": "titre de séjour"}, "attributes": {"fictive": True}},
+            "provisoire",
+        ),
     ],
 )
 async def test_identity_status_is_computed_from_the_checks(
@@ -111,7 +122,10 @@ async def test_the_client_cannot_send_the_status(client: httpx.AsyncClient, alic
         ({"birth_date": "1969-02-30"}, "birth_date"),
         ({"address": "1 rue\x00 du Port"}, "address"),
         ({"address": "x" * 100_000}, "address"),
-        ({"consent": {"given": True, "mode": "oral", "recorded_at": "2024-01-01T10:00:00"}}, "consent.recorded_at"),
+        (
+            {"consent": {"given": True, "mode": "oral", "recorded_at": "2024-01-01T10:00:00"}},
+            "consent.recorded_at",
+        ),
         ({"consent": {"given": True, "mode": "télépathie"}}, "consent.mode"),
         ({"identity_document": {"document_type": "permis de conduire"}}, "identity_document.document_type"),
         ({"insi": {"retrieved_at": "2999-01-01T10:00:00+00:00"}}, "insi.retrieved_at"),
@@ -128,7 +142,9 @@ async def test_bad_input_answers_422_with_the_field_in_french(
     assert "Saisie invalide" in body["error"] or "invalide" in body["error"].lower() or body["error"]
 
 
-async def test_ins_with_spaces_and_corsican_birthplace_is_accepted(client: httpx.AsyncClient, alice: Pro) -> None:
+async def test_ins_with_spaces_and_corsican_birthplace_is_accepted(
+    client: httpx.AsyncClient, alice: Pro
+) -> None:
     created = await create_patient(
         client, alice, ins_number="2 69 05 49 588 157 80", birth_place_code="2a004"
     )
@@ -141,7 +157,9 @@ async def test_identical_traits_answer_409_with_candidates_then_confirmation_mar
 ) -> None:
     first = await create_patient(client, alice, used_name="Martin")
     resp = await client.post(
-        "/api/v1/patients", json=patient_body(birth_name="Dupont", birth_first_names=["marie"]), headers=bob.headers
+        "/api/v1/patients",
+        json=patient_body(birth_name="Dupont", birth_first_names=["marie"]),
+        headers=bob.headers,
     )
     assert resp.status_code == 409
     body = resp.json()
@@ -160,6 +178,10 @@ async def test_identical_traits_answer_409_with_candidates_then_confirmation_mar
     assert confirmed.json()["attributes"]["homonyme"] is True
     assert confirmed.json()["identity_status"] == "provisoire"
     assert confirmed.json()["identity_status_forced_by"] == ["homonyme"]
+    # The existing dossier is flagged too, and the change is traced in its audit trail.
+    again = await client.get(f"/api/v1/patients/{first['id']}", headers=alice.headers)
+    assert again.json()["attributes"]["homonyme"] is True
+    assert ("patient.homonym_flagged", bob.national_id) in await audit_actions(db, first["id"])
 
 
 async def test_homonym_differs_by_sex_or_birthplace(client: httpx.AsyncClient, alice: Pro) -> None:
@@ -243,7 +265,9 @@ async def test_read_and_update_need_membership_and_are_audited(
     refused = await client.get(f"/api/v1/patients/{pid}", headers=bob.headers)
     assert refused.status_code == 403
     assert refused.json()["error"].startswith("Vous n'êtes pas membre habilité du cercle de soins")
-    patch = await client.patch(f"/api/v1/patients/{pid}", json={"version": 1, "phone": "0600000000"}, headers=bob.headers)
+    patch = await client.patch(
+        f"/api/v1/patients/{pid}", json={"version": 1, "phone": "0600000000"}, headers=bob.headers
+    )
     assert patch.status_code == 403
 
     unknown = await client.get("/api/v1/patients/00000000-0000-4000-8000-000000000000", headers=alice.headers)
@@ -258,17 +282,23 @@ async def test_read_and_update_need_membership_and_are_audited(
 
 async def test_stale_version_answers_409_and_changes_nothing(client: httpx.AsyncClient, alice: Pro) -> None:
     pid = (await create_patient(client, alice))["id"]
-    first = await client.patch(f"/api/v1/patients/{pid}", json={"version": 1, "phone": "06 01 02 03 04"}, headers=alice.headers)
+    first = await client.patch(
+        f"/api/v1/patients/{pid}", json={"version": 1, "phone": "06 01 02 03 04"}, headers=alice.headers
+    )
     assert first.status_code == 200 and first.json()["version"] == 2
 
-    stale = await client.patch(f"/api/v1/patients/{pid}", json={"version": 1, "phone": "0699999999"}, headers=alice.headers)
+    stale = await client.patch(
+        f"/api/v1/patients/{pid}", json={"version": 1, "phone": "0699999999"}, headers=alice.headers
+    )
     assert stale.status_code == 409
     assert stale.json()["errcode"] == "AZ_STALE_VERSION"
     assert "rechargez" in stale.json()["error"]
     current = (await client.get(f"/api/v1/patients/{pid}", headers=alice.headers)).json()
     assert current["phone"] == "06 01 02 03 04" and current["version"] == 2
 
-    missing = await client.patch(f"/api/v1/patients/{pid}", json={"phone": "0600000000"}, headers=alice.headers)
+    missing = await client.patch(
+        f"/api/v1/patients/{pid}", json={"phone": "0600000000"}, headers=alice.headers
+    )
     assert missing.status_code == 422 and missing.json()["fields"][0]["field"] == "version"
 
 
@@ -287,10 +317,14 @@ async def test_changing_a_strict_trait_withdraws_the_checks(client: httpx.AsyncC
     assert traits.json()["identity_status"] == "provisoire"
     assert traits.json()["insi"] is None and traits.json()["identity_document"] is None
 
-    cleared = await client.patch(f"/api/v1/patients/{pid}", json={"version": 3, "birth_name": None}, headers=alice.headers)
+    cleared = await client.patch(
+        f"/api/v1/patients/{pid}", json={"version": 3, "birth_name": None}, headers=alice.headers
+    )
     assert cleared.status_code == 422 and cleared.json()["fields"][0]["field"] == "birth_name"
     sex_vs_ins = await client.patch(
-        f"/api/v1/patients/{pid}", json={"version": 3, "ins_number": VALID_NIR_F, "sex": "M"}, headers=alice.headers
+        f"/api/v1/patients/{pid}",
+        json={"version": 3, "ins_number": VALID_NIR_F, "sex": "M"},
+        headers=alice.headers,
     )
     assert sex_vs_ins.status_code == 422 and sex_vs_ins.json()["fields"][0]["field"] == "ins_number"
 
@@ -299,7 +333,10 @@ async def test_consent_is_recorded_with_author_and_time(client: httpx.AsyncClien
     pid = (await create_patient(client, alice))["id"]
     resp = await client.patch(
         f"/api/v1/patients/{pid}",
-        json={"version": 1, "consent": {"given": True, "mode": "écrit", "recorded_at": "2025-03-01T09:30:00+01:00"}},
+        json={
+            "version": 1,
+            "consent": {"given": True, "mode": "écrit", "recorded_at": "2025-03-01T09:30:00+01:00"},
+        },
         headers=alice.headers,
     )
     consent = resp.json()["consent"]
@@ -330,7 +367,9 @@ async def test_sortie_and_reactivation(client: httpx.AsyncClient, alice: Pro) ->
     back = await client.post(f"/api/v1/patients/{pid}/reactivate", json={"version": 2}, headers=alice.headers)
     assert back.status_code == 200
     assert back.json()["status"] == "active" and back.json()["discharge"] is None
-    stale = await client.post(f"/api/v1/patients/{pid}/reactivate", json={"version": 2}, headers=alice.headers)
+    stale = await client.post(
+        f"/api/v1/patients/{pid}/reactivate", json={"version": 2}, headers=alice.headers
+    )
     assert stale.status_code == 409
 
 
@@ -344,7 +383,13 @@ async def test_my_patients_direct_or_through_my_structure(
     mine = await create_patient(client, alice)
     shared = await create_patient(client, alice, birth_name="MARTIN")
     await add_circle_member(
-        client, alice, shared["id"], kind="structure", structure_id="finess:060000001", role="infirmier", habilite=True
+        client,
+        alice,
+        shared["id"],
+        kind="structure",
+        structure_id="finess:060000001",
+        role="infirmier",
+        habilite=True,
     )
     await create_patient(client, nurse, birth_name="NURSEPATIENT")
 

@@ -95,9 +95,7 @@ def test_normalise_drops_typing_separators() -> None:
         (False, True, {"homonyme": True, "fictive": True}, "provisoire"),
     ],
 )
-def test_identity_status_table(
-    insi: bool, document: bool, attributes: dict[str, bool], status: str
-) -> None:
+def test_identity_status_table(insi: bool, document: bool, attributes: dict[str, bool], status: str) -> None:
     flags = {"homonyme": False, "douteuse": False, "fictive": False, **attributes}
     found, forced = rules.identity_status(insi_retrieved=insi, document_checked=document, **flags)
     assert found == status

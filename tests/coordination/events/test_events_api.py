@@ -11,11 +11,15 @@ from tests.support.service import FakeTokens, add_professional
 BOT = "@azurezo-bot:azurezo.test"
 
 
-async def test_bot_reads_and_acknowledges(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens) -> None:
+async def test_bot_reads_and_acknowledges(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens
+) -> None:
     alice = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
     bob = await add_professional(db, tokens, localpart="bob", national_id="810000000002")
     pid = (await create_patient(client, alice))["id"]
-    await add_circle_member(client, alice, pid, kind="professional", national_id=bob.national_id, role="x", habilite=True)
+    await add_circle_member(
+        client, alice, pid, kind="professional", national_id=bob.national_id, role="x", habilite=True
+    )
     await add_circle_member(client, alice, pid, kind="relative", name="Paul", relationship="fils")
     bot = {"Authorization": f"Bearer {tokens.issue(BOT)}"}
 
@@ -41,12 +45,17 @@ async def test_bot_reads_and_acknowledges(client: httpx.AsyncClient, db: AsyncSe
     assert huge.status_code == 422
 
 
-async def test_anyone_else_is_refused(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens) -> None:
+async def test_anyone_else_is_refused(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens
+) -> None:
     alice = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
     bot_token = tokens.issue(BOT)
     on_behalf = {"Authorization": f"Bearer {bot_token}", "X-Azurezo-On-Behalf-Of": alice.user_id}
     for headers in (alice.headers, on_behalf):
-        for method, url, body in (("GET", "/api/v1/events", None), ("POST", "/api/v1/events/ack", {"up_to": 0})):
+        for method, url, body in (
+            ("GET", "/api/v1/events", None),
+            ("POST", "/api/v1/events/ack", {"up_to": 0}),
+        ):
             resp = await client.request(method, url, json=body, headers=headers)
             assert resp.status_code == 403, resp.text
             assert resp.json()["errcode"] == "AZ_BOT_ONLY" and "robot" in resp.json()["error"]

@@ -63,7 +63,9 @@ async def test_export_is_a_valid_r4_bundle_with_patient_careteam_and_tasks(
         identity_document={"document_type": "CNI"},
     )
     pid = created["id"]
-    await add_circle_member(client, alice, pid, kind="structure", structure_id="finess:060000001", role="infirmier", habilite=True)
+    await add_circle_member(
+        client, alice, pid, kind="structure", structure_id="finess:060000001", role="infirmier", habilite=True
+    )
     await add_circle_member(client, alice, pid, kind="relative", name="Paul Dupont", relationship="fils")
     task_id = await _add_task(db, pid, alice.national_id, f"pp:{alice.national_id}")
 
@@ -90,8 +92,12 @@ async def test_export_is_a_valid_r4_bundle_with_patient_careteam_and_tasks(
 
     [team] = _by_type(raw, "CareTeam")
     members = [p["member"] for p in team["participant"]]
-    assert {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": alice.national_id} in [m.get("identifier") for m in members]
-    assert {"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "060000001"} in [m.get("identifier") for m in members]
+    assert {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": alice.national_id} in [
+        m.get("identifier") for m in members
+    ]
+    assert {"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "060000001"} in [
+        m.get("identifier") for m in members
+    ]
     [relative] = _by_type(raw, "RelatedPerson")
     assert relative["name"] == [{"text": "Paul Dupont"}]
     assert {"reference": f"urn:uuid:{relative['id']}", "type": "RelatedPerson"} in members
@@ -107,9 +113,13 @@ async def test_export_is_a_valid_r4_bundle_with_patient_careteam_and_tasks(
     assert ("patient.fhir_export", alice.national_id) in await audit_actions(db, pid)
 
 
-async def test_homonym_and_unknown_ins_export(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens) -> None:
+async def test_homonym_and_unknown_ins_export(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens
+) -> None:
     alice = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
-    pid = (await create_patient(client, alice, attributes={"homonyme": True}, birth_place_code="99134", sex="I"))["id"]
+    pid = (
+        await create_patient(client, alice, attributes={"homonyme": True}, birth_place_code="99134", sex="I")
+    )["id"]
     raw = (await client.get(f"/api/v1/patients/{pid}/fhir", headers=alice.headers)).json()
     Bundle.model_validate(raw)
     [patient] = _by_type(raw, "Patient")
@@ -123,3 +133,18 @@ async def test_homonym_and_unknown_ins_export(client: httpx.AsyncClient, db: Asy
     ]
     assert codes == ["PROV", "homonyme"]
     assert _by_type(raw, "Task") == []
+
+
+async def test_ins_is_not_exported_before_the_identity_is_qualified(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens
+) -> None:
+    alice = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
+    # INSi retrieval without an identity-document check: "récupérée", not "qualifiée".
+    created = await create_patient(client, alice, ins_number=VALID_NIR_F, insi={})
+    resp = await client.get(f"/api/v1/patients/{created['id']}/fhir", headers=alice.headers)
+    assert resp.status_code == 200
+    [patient] = _by_type(resp.json(), "Patient")
+    assert all(i.get("system") != "urn:oid:1.2.250.1.213.1.4.8" for i in patient["identifier"])
+    reliability = next(e for e in patient["extension"] if e["url"].endswith("fr-core-identity-reliability"))
+    status = next(x for x in reliability["extension"] if x["url"] == "identityStatus")
+    assert status["valueCoding"]["code"] == "RECUP"

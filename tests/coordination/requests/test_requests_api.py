@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.audit.models import AuditEntry
 from coordination.circle.models import CircleMember
 from coordination.db import utcnow
+from coordination.directory.models import Structure
 from coordination.events.models import OutboxEvent
 from coordination.requests.models import DacRequest
 from tests.coordination.tasks.factories import add_member, add_patient
@@ -158,6 +159,7 @@ async def test_full_lifecycle_with_inclusion(
     body = answered.json()
     assert body["status"] == "clôturée" and body["decision"] == "acceptée"
     assert body["patient_included"] is True and body["answered_at"]
+    assert body["version"] == taken.json()["version"] + 1
 
     db.expire_all()
     (member,) = (
@@ -337,3 +339,30 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
         assert all(r.json()["errcode"] == "AZ_INACTIVE" for r in calls)
     else:
         assert listed.status_code == 200 and listed.json()["items"] == []
+
+
+async def test_failed_inclusion_rolls_back_answer_and_event(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    """The answer, its audit entry and "request.answered" commit together or not at all."""
+    rid = (await _post(client, world.requester, "", **_body(patient_id=str(world.patient)))).json()["id"]
+    sent = (await _post(client, world.requester, f"/{rid}/send", version=1)).json()
+    assert sent["version"] == 2, sent
+    taken = (await _post(client, world.coord, f"/{rid}/take", version=sent["version"])).json()
+    # The DAC closes in the directory between taking the request and answering it.
+    await db.execute(update(Structure).where(Structure.structure_id == DAC).values(active=False))
+    await db.commit()
+    resp = await _post(
+        client,
+        world.coord,
+        f"/{rid}/answer",
+        version=taken["version"],
+        decision="acceptée",
+        include_patient=True,
+    )
+    assert resp.status_code == 422, resp.text
+    assert await _events(db, "request.answered") == []
+    db.expire_all()
+    req = await db.get(DacRequest, uuid.UUID(rid))
+    assert req is not None and req.status == "en_cours" and req.decision is None
+    assert not (await db.scalars(select(CircleMember).where(CircleMember.structure_id == DAC))).all()

@@ -245,6 +245,7 @@ async def test_update_concurrency_and_new_assignee_notified(
     )
     assert fresh.status_code == 200, fresh.text
     body = fresh.json()
+    assert body["version"] == moved.json()["version"] + 1  # one write, one version
     assert body["completed_at"] is not None
     assert {a.get("structure_id") or a.get("national_id") for a in body["assignees"]} == {
         SSIAD,
