@@ -80,9 +80,7 @@ def _parse_since(value: str | None) -> datetime | None:
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        _fail(
-            f"--since « {value} » : date invalide ; attendu AAAA-MM-JJ ou AAAA-MM-JJTHH:MM:SS+00:00."
-        )
+        _fail(f"--since « {value} » : date invalide ; attendu AAAA-MM-JJ ou AAAA-MM-JJTHH:MM:SS+00:00.")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -98,23 +98,28 @@ def main() -> None:
         base_db = Path(tmp) / "baseline.db"
         cols = ", ".join(f"c{i} TEXT" for i in range(53))
         script = (
-            f"CREATE TABLE t ({cols});\n.separator |\n.import --skip 1 {data} t\n"
-            "SELECT count(*) FROM t;\n"
+            f"CREATE TABLE t ({cols});\n.separator |\n.import --skip 1 {data} t\nSELECT count(*) FROM t;\n"
         )
         base_wall, base_rss, base_out = run_measured(["sqlite3", str(base_db)], stdin=script)
-        print(f"référence sqlite3 .import : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
-              f"({base_out.strip()} lignes)")
+        print(
+            f"référence sqlite3 .import : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
+            f"({base_out.strip()} lignes)"
+        )
         base_db.unlink()
 
         url = f"sqlite+aiosqlite:///{tmp}/coordination.db"
         run_child([PY, "-c", SCHEMA_SNIPPET, url])
         wall, rss, out = run_measured([PY, "-c", IMPORT_SNIPPET, url, str(data)])
-        print(f"import_rpps (1er import) : {wall:6.2f} s   RSS max {rss:6.0f} Mo   "
-              f"ratio {wall / base_wall:.2f} x (budget 3 x)")
+        print(
+            f"import_rpps (1er import) : {wall:6.2f} s   RSS max {rss:6.0f} Mo   "
+            f"ratio {wall / base_wall:.2f} x (budget 3 x)"
+        )
         print("   " + "\n   ".join(out.strip().splitlines()))
         wall2, rss2, out2 = run_measured([PY, "-c", IMPORT_SNIPPET, url, str(data)])
-        print(f"import_rpps (réimport)   : {wall2:6.2f} s   RSS max {rss2:6.0f} Mo   "
-              f"ratio {wall2 / base_wall:.2f} x")
+        print(
+            f"import_rpps (réimport)   : {wall2:6.2f} s   RSS max {rss2:6.0f} Mo   "
+            f"ratio {wall2 / base_wall:.2f} x"
+        )
         print("   " + "\n   ".join(out2.strip().splitlines()))
 
     if args.postgres:

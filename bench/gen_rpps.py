@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coordination.directory.rules import luhn_key  # noqa: E402
-from ror_sync.rpps import CLASSIC_HEADERS  # noqa: E402
+from coordination.directory.rules import luhn_key
+from ror_sync.rpps import CLASSIC_HEADERS
 
 FAMILY = [
     "MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS", "MOREAU",
@@ -110,13 +110,58 @@ def generate(path: Path, lines: int, *, seed: int = 20260101, sites: int = 300_0
                 mode = rnd.choice(MODES)
                 sector = rnd.choice(SECTORS)
                 values = [
-                    "8", rpps, "8" + rpps, civ[0], civ[1], sexe[0], sexe[1], family, given, code, label,
-                    "C", "Civil", "S" if spec[0] else "", "Spécialité ordinale" if spec[0] else "",
-                    spec[0], spec[1], mode[0], mode[1], siret, siret[:9], finess, "", tech, name, "",
-                    name, "", str(1 + s % 120), "", "AV", "Avenue", STREETS[s % len(STREETS)], "",
-                    f"{cp} {town}", cp, insee, town, "", "", f"04{s % 10**8:08d}", "", "",
-                    f"contact{s}@exemple-sante.fr" if s % 3 == 0 else "", cp[:2], "", "",
-                    "ARS/ARS/ARS", sector[0], sector[1], "", "",
+                    "8",
+                    rpps,
+                    "8" + rpps,
+                    civ[0],
+                    civ[1],
+                    sexe[0],
+                    sexe[1],
+                    family,
+                    given,
+                    code,
+                    label,
+                    "C",
+                    "Civil",
+                    "S" if spec[0] else "",
+                    "Spécialité ordinale" if spec[0] else "",
+                    spec[0],
+                    spec[1],
+                    mode[0],
+                    mode[1],
+                    siret,
+                    siret[:9],
+                    finess,
+                    "",
+                    tech,
+                    name,
+                    "",
+                    name,
+                    "",
+                    str(1 + s % 120),
+                    "",
+                    "AV",
+                    "Avenue",
+                    STREETS[s % len(STREETS)],
+                    "",
+                    f"{cp} {town}",
+                    cp,
+                    insee,
+                    town,
+                    "",
+                    "",
+                    f"04{s % 10**8:08d}",
+                    "",
+                    "",
+                    f"contact{s}@exemple-sante.fr" if s % 3 == 0 else "",
+                    cp[:2],
+                    "",
+                    "",
+                    "ARS/ARS/ARS",
+                    sector[0],
+                    sector[1],
+                    "",
+                    "",
                 ]
                 out.write("|".join(values) + "|\n")
                 written += 1

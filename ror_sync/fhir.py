@@ -308,9 +308,7 @@ class FhirSnapshot:
             self.services[ref] = (reference_of(resource.get("providedBy")), dac)
         elif kind == "Location":
             address, postal, city = _address(resource)
-            self.locations.append(
-                (reference_of(resource.get("managingOrganization")), address, postal, city)
-            )
+            self.locations.append((reference_of(resource.get("managingOrganization")), address, postal, city))
         elif kind == "Practitioner":
             if resource.get("active") is False:
                 return
@@ -382,9 +380,7 @@ class FhirSnapshot:
                 )
             )
 
-    def staging_rows(
-        self, rejections: Rejections
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def staging_rows(self, rejections: Rejections) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Resolve references inside what was read; the rest is resolved against the directory in SQL."""
         for provider, dac in self.services.values():
             if dac and provider in self.orgs:
@@ -462,7 +458,7 @@ class FhirSnapshot:
             org = self.orgs.get(org_ref or "")
             key = org.key if org is not None else role.org_key
             site = org or _Org("", "", "", "", "", None, False, "", "", "", "", "", ("", 0))
-            values = (
+            act: tuple[str, ...] = (
                 role.profession_code,
                 role.profession,
                 role.specialty,
@@ -486,13 +482,13 @@ class FhirSnapshot:
                     1,
                     role.national_id,
                     *([""] * 5),
-                    *values[:2],
+                    *act[:2],
                     None,
                     role.practitioner if role.national_id is None else None,
                     key,
                     None if key else org_ref,
-                    *values[2:],
-                    _h((role.national_id or role.practitioner or "", key or org_ref or "", *values)),
+                    *act[2:],
+                    _h((role.national_id or role.practitioner or "", key or org_ref or "", *act)),
                 )
             )
         return lines, structs
@@ -544,9 +540,7 @@ def _pages(
             raise FhirSourceError(f"{source} : fichier JSON illisible ({exc}).") from exc
         yield source, data
         return
-    client = httpx.Client(
-        timeout=60.0, follow_redirects=True, headers={"Accept": "application/fhir+json"}
-    )
+    client = httpx.Client(timeout=60.0, follow_redirects=True, headers={"Accept": "application/fhir+json"})
     try:
         for url in search_urls(source, since):
             seen: set[str] = set()

@@ -220,7 +220,10 @@ def import_rpps(database_url: str, path: Path, *, progress: bool = False) -> Imp
     path = Path(path)
     with path.open("rb") as stream:
         return import_rpps_stream(
-            database_url, stream, name=str(path), size=os.fstat(stream.fileno()).st_size,
+            database_url,
+            stream,
+            name=str(path),
+            size=os.fstat(stream.fileno()).st_size,
             progress=progress,
         )
 

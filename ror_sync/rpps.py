@@ -32,7 +32,6 @@ from coordination.directory.rules import (
 )
 from ror_sync.report import Rejections
 
-
 # The classic 52-column header (order of the public extract) and the newer 56-column one, which spells a
 # few headers differently and adds four columns. The parser needs neither order: they document the
 # format and let tests, the demo data and the benchmark write faithful files.
@@ -58,15 +57,16 @@ CLASSIC_HEADERS: tuple[str, ...] = (
     "Autorité d'enregistrement", "Code secteur d'activité", "Libellé secteur d'activité",
     "Code section tableau pharmaciens", "Libellé section tableau pharmaciens",
 )  # fmt: skip
-NEW_HEADERS: tuple[str, ...] = tuple(
-    {
-        "Libellé civilité d'exercice": "Libellé civilité exercice",
-        "Indice répétition voie (coord. structure)": "Indice répétition voie (coord. Structure)",
-        "Code Département (structure)": "Code département (coord. structure)",
-        "Libellé Département (structure)": "Libellé département (coord. structure)",
-    }.get(h, h)
-    for h in CLASSIC_HEADERS
-) + ("Code fonction", "Libellé fonction", "Code genre d'activité", "Libellé genre d'activité")
+_RENAMED_IN_NEW_LAYOUT = {
+    "Libellé civilité d'exercice": "Libellé civilité exercice",
+    "Indice répétition voie (coord. structure)": "Indice répétition voie (coord. Structure)",
+    "Code Département (structure)": "Code département (coord. structure)",
+    "Libellé Département (structure)": "Libellé département (coord. structure)",
+}
+NEW_HEADERS: tuple[str, ...] = (
+    *(_RENAMED_IN_NEW_LAYOUT.get(h, h) for h in CLASSIC_HEADERS),
+    *("Code fonction", "Libellé fonction", "Code genre d'activité", "Libellé genre d'activité"),
+)
 
 
 def format_line(headers: tuple[str, ...], values: dict[str, str]) -> str:
@@ -276,9 +276,7 @@ def parse_rpps(
             dep or department_from_postal_code(postal), phone, email,
         )  # fmt: skip
         digest = from_bytes(blake("\x1f".join(values).encode(), digest_size=6).digest(), "big")
-        batch.append(
-            (line_no, 1, 1, *values[:8], None, None, structure_id, None, *values[9:], digest)
-        )
+        batch.append((line_no, 1, 1, *values[:8], None, None, structure_id, None, *values[9:], digest))
         if len(batch) >= batch_size:
             yield batch
             batch = []

@@ -120,7 +120,5 @@ class AccountBinding(Base):
     __tablename__ = "directory_account_bindings"
 
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    national_id: Mapped[str] = mapped_column(
-        ForeignKey("directory_persons.national_id"), unique=True
-    )
+    national_id: Mapped[str] = mapped_column(ForeignKey("directory_persons.national_id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -58,9 +58,7 @@ async def search_structures(
     return await service.search_structures(session=session, text=q, dac_only=dac, limit=limit)
 
 
-@public.get(
-    "/structures/{structure_id}", response_model=StructureCard, summary="Fiche d'une structure"
-)
+@public.get("/structures/{structure_id}", response_model=StructureCard, summary="Fiche d'une structure")
 async def get_structure(
     session: SessionDep,
     _actor: CurrentActor,
@@ -89,9 +87,7 @@ internal = APIRouter(prefix="/internal/v1/directory", include_in_schema=False)
 def _check_internal_secret(request: Request) -> None:
     expected: str = request.app.state.settings.internal_api_secret
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), expected.encode()
-    ):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise Unauthenticated("Secret interne invalide.", errcode="AZ_UNAUTHENTICATED")
 
 

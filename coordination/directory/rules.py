@@ -16,7 +16,7 @@ _SPECIAL = str.maketrans({"Œ": "OE", "Æ": "AE", "Ø": "O", "ß": "SS", "Ð": "
 
 
 def search_key(text: str) -> str:
-    """Upper-case, accent-free, punctuation-free form used for prefix search ("Le Gall-Hérvé" -> "LE GALL HERVE")."""
+    """Upper-case, accent- and punctuation-free form for prefix search: "Le Gall-Hervé" -> "LE GALL HERVE"."""
     upper = text.upper()
     if not upper.isascii():
         upper = upper.translate(_SPECIAL)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.directory.rules import national_id_from_query, search_key
@@ -83,7 +84,7 @@ async def _cards(session: AsyncSession, persons: Sequence[Person]) -> list[Perso
     ]
 
 
-def _word_conditions(column: ColumnElement[str], text: str) -> list[ColumnElement[bool]]:
+def _word_conditions(column: InstrumentedAttribute[str], text: str) -> list[ColumnElement[bool]]:
     # search_key leaves only [A-Z0-9 ], so no LIKE wildcard can come from the user.
     return [or_(column.like(f"{w}%"), column.like(f"% {w}%")) for w in search_key(text).split()]
 
@@ -220,9 +221,7 @@ async def bind_account(*, session: AsyncSession, national_id: str, user_id: str)
             errcode="AZ_INACTIVE",
         )
     taken = (
-        await session.scalars(
-            select(AccountBinding.user_id).where(AccountBinding.national_id == national_id)
-        )
+        await session.scalars(select(AccountBinding.user_id).where(AccountBinding.national_id == national_id))
     ).first()
     if taken is not None:
         raise Conflict(

@@ -27,6 +27,7 @@ own activities of that person. An inactive row is taken over by whichever source
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,9 +125,7 @@ def _staging_ddl(dialect: Dialect) -> list[str]:
 
     if dialect == "sqlite":
         # line_no as INTEGER PRIMARY KEY is the rowid: lookups by line number cost nothing extra.
-        line_cols = cols(LINE_COLUMNS, _INT_LINE).replace(
-            "line_no BIGINT", "line_no INTEGER PRIMARY KEY"
-        )
+        line_cols = cols(LINE_COLUMNS, _INT_LINE).replace("line_no BIGINT", "line_no INTEGER PRIMARY KEY")
         temp = "CREATE TEMP TABLE"
         tail = ""
     else:
@@ -222,9 +221,7 @@ def _struct_expr(col: str) -> str:
     return _n(f"t.{col}")
 
 
-def _merge_sql(
-    dialect: Dialect, source: Source, *, full: bool
-) -> list[tuple[str, str | None, bool]]:
+def _merge_sql(dialect: Dialect, source: Source, *, full: bool) -> list[tuple[str, str | None, bool]]:
     """The merge, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
     distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
     higher_p = _in_list(_PERSON_PRECEDENCE[source])
@@ -519,20 +516,18 @@ class SqliteStaging:
             conn.execute("ROLLBACK")
             raise
         if not self._left_wal:
-            try:  # keep the WAL file from staying at the size of the whole import
+            # Keep the WAL file from staying at the size of the whole import.
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
         return result
 
     def close(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         if self._left_wal:
-            try:
+            # On failure it stays in rollback mode: the service turns WAL back on when it connects.
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.Error:  # left in rollback mode: the service turns WAL back on at connect
-                pass
         self._conn.close()
 
 

@@ -81,17 +81,13 @@ async def test_malformed_lines_are_reported_with_line_numbers(
     assert any(f"{path}:3:" in line for line in report.summary())
 
 
-async def test_a_line_missing_its_trailing_pipe_is_still_read(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_a_line_missing_its_trailing_pipe_is_still_read(database_url: str, tmp_path: Path) -> None:
     path = write_rpps(tmp_path / "rpps.txt", [rpps_line(1)[:-1], rpps_line(2)])
     report = await run_import(database_url, path)
     assert report.persons.added == 2 and report.rejected == 0
 
 
-async def test_a_file_that_is_not_an_rpps_extract_is_refused_whole(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_a_file_that_is_not_an_rpps_extract_is_refused_whole(database_url: str, tmp_path: Path) -> None:
     path = tmp_path / "autre.csv"
     path.write_text("nom;prenom\nMARTIN;Jeanne\n", encoding="utf-8")
     with pytest.raises(RppsFormatError, match="Identification nationale PP"):
@@ -170,9 +166,7 @@ async def test_an_import_that_dies_halfway_leaves_the_directory_intact(
     data = write_rpps(tmp_path / "b.txt", lines).read_bytes()
     stream = io.BufferedReader(FailingStream(data, limit=len(data) * 2 // 3))
     with pytest.raises(OSError, match="entrée/sortie"):
-        await asyncio.to_thread(
-            import_rpps_stream, database_url, stream, name="b.txt", size=len(data)
-        )
+        await asyncio.to_thread(import_rpps_stream, database_url, stream, name="b.txt", size=len(data))
 
     after = {k: (p.active, p.family_name) for k, p in (await persons(db)).items()}
     assert after == before

@@ -190,6 +190,9 @@ async def test_size_cap(client: httpx.AsyncClient, world: World, settings: Setti
     resp = await _upload(client, world, world.alice, over)
     assert resp.status_code == 413
     assert "10 Mo" in resp.json()["error"]
+    # Far over the cap: refused on the declared Content-Length, before reading the body.
+    huge = await _upload(client, world, world.alice, at_limit + b"0" * 200_000)
+    assert huge.status_code == 413
     assert _incoming(settings) == []
 
 
