@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit.models import AuditEntry
+from coordination.db import utcnow
 from coordination.ids import PatientId
 from coordination.security import Actor
 
@@ -48,18 +49,29 @@ async def record_many(
     object_type: str,
     patient_ids: Sequence[uuid.UUID],
 ) -> None:
-    """One entry per patient, e.g. for every hit of a patient search."""
-    session.add_all(
-        AuditEntry(
-            actor_user_id=actor.user_id,
-            actor_national_id=actor.national_id,
-            via_bot=actor.via_bot,
-            action=action,
-            patient_id=pid,
-            object_type=object_type,
-            object_id=str(pid),
-        )
-        for pid in patient_ids
+    """One entry per patient, e.g. for every hit of a patient search or a task list.
+
+    A single Core ``INSERT`` with many parameter sets, in the caller's transaction: searches and lists
+    record every hit, so this sits on their hot path (ORM objects cost more than the query itself).
+    """
+    if not patient_ids:
+        return
+    at = utcnow()
+    await session.execute(
+        insert(AuditEntry),
+        [
+            {
+                "at": at,
+                "actor_user_id": actor.user_id,
+                "actor_national_id": actor.national_id,
+                "via_bot": actor.via_bot,
+                "action": action,
+                "patient_id": pid,
+                "object_type": object_type,
+                "object_id": str(pid),
+            }
+            for pid in patient_ids
+        ],
     )
 
 

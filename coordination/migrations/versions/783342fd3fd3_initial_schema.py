@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 8bb53eea73c6
+Revision ID: 783342fd3fd3
 Revises: 
-Create Date: 2026-11-25 18:26:55.327728
+Create Date: 2026-11-25 18:40:09.818272
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import coordination.db
 
-revision: str = '8bb53eea73c6'
+revision: str = '783342fd3fd3'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('national_id', name=op.f('pk_directory_persons'))
     )
     with op.batch_alter_table('directory_persons', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_directory_persons_fhir_id'), ['fhir_id'], unique=False)
+        batch_op.create_index('ix_directory_persons_fhir_id', ['fhir_id'], unique=False, sqlite_where=sa.text('fhir_id IS NOT NULL'), postgresql_where=sa.text('fhir_id IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_directory_persons_search_name'), ['search_name'], unique=False)
 
     op.create_table('directory_structures',
@@ -80,7 +80,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('structure_id', name=op.f('pk_directory_structures'))
     )
     with op.batch_alter_table('directory_structures', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_directory_structures_fhir_id'), ['fhir_id'], unique=False)
+        batch_op.create_index('ix_directory_structures_fhir_id', ['fhir_id'], unique=False, sqlite_where=sa.text('fhir_id IS NOT NULL'), postgresql_where=sa.text('fhir_id IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_directory_structures_finess'), ['finess'], unique=False)
         batch_op.create_index(batch_op.f('ix_directory_structures_search_name'), ['search_name'], unique=False)
 
@@ -141,9 +141,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('ins_number', name=op.f('uq_patients_ins_number'))
     )
     with op.batch_alter_table('patients', schema=None) as batch_op:
-        batch_op.create_index('ix_patients_search_birth_name', ['search_birth_name'], unique=False)
-        batch_op.create_index('ix_patients_search_used_name', ['search_used_name'], unique=False)
-        batch_op.create_index('ix_patients_strict_traits', ['search_birth_name', 'birth_date'], unique=False)
+        batch_op.create_index('ix_patients_search_birth_name', ['search_birth_name', 'birth_date'], unique=False)
+        batch_op.create_index('ix_patients_search_used_name', ['search_used_name', 'birth_date'], unique=False)
 
     op.create_table('theme_rooms',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -370,7 +369,6 @@ def downgrade() -> None:
     op.drop_table('circle_members')
     op.drop_table('theme_rooms')
     with op.batch_alter_table('patients', schema=None) as batch_op:
-        batch_op.drop_index('ix_patients_strict_traits')
         batch_op.drop_index('ix_patients_search_used_name')
         batch_op.drop_index('ix_patients_search_birth_name')
 
@@ -380,12 +378,12 @@ def downgrade() -> None:
     with op.batch_alter_table('directory_structures', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_directory_structures_search_name'))
         batch_op.drop_index(batch_op.f('ix_directory_structures_finess'))
-        batch_op.drop_index(batch_op.f('ix_directory_structures_fhir_id'))
+        batch_op.drop_index('ix_directory_structures_fhir_id', sqlite_where=sa.text('fhir_id IS NOT NULL'), postgresql_where=sa.text('fhir_id IS NOT NULL'))
 
     op.drop_table('directory_structures')
     with op.batch_alter_table('directory_persons', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_directory_persons_search_name'))
-        batch_op.drop_index(batch_op.f('ix_directory_persons_fhir_id'))
+        batch_op.drop_index('ix_directory_persons_fhir_id', sqlite_where=sa.text('fhir_id IS NOT NULL'), postgresql_where=sa.text('fhir_id IS NOT NULL'))
 
     op.drop_table('directory_persons')
     with op.batch_alter_table('audit_entries', schema=None) as batch_op:
