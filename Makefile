@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= var
+SOURCES  := synapse_module coordination ror_sync azurezo_cli
 
-.PHONY: run test lint typecheck check bench-import bench-invite bench-service clean
+.PHONY: run test lint typecheck check clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -13,13 +14,13 @@ $(BIN)/python:
 
 # Re-install only when pyproject.toml changes or a top-level package appears (the editable install
 # maps each top-level package when it is installed).
-PACKAGES := $(wildcard */__init__.py)
+PACKAGE_MARKERS := $(wildcard */__init__.py)
 
-.stamp-install: pyproject.toml $(PACKAGES) | $(BIN)/python
+.stamp-install: pyproject.toml $(PACKAGE_MARKERS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
-.stamp-install-test: pyproject.toml $(PACKAGES) | $(BIN)/python
+.stamp-install-test: pyproject.toml $(PACKAGE_MARKERS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ .stamp-install
 
@@ -30,11 +31,11 @@ test: .stamp-install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: .stamp-install-test
-	$(BIN)/ruff check synapse_module coordination coordination_bot ror_sync azurezo_cli tests bench
-	$(BIN)/ruff format --check synapse_module coordination ror_sync azurezo_cli
+	$(BIN)/ruff check $(SOURCES) tests bench
+	$(BIN)/ruff format --check $(SOURCES) tests bench
 
 typecheck: .stamp-install-test
-	$(BIN)/mypy synapse_module coordination ror_sync azurezo_cli
+	$(BIN)/mypy $(SOURCES)
 
 check: lint typecheck test
 
