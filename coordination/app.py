@@ -152,6 +152,7 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
             app.state.token_verifier = token_verifier or SynapseWhoami(
                 settings.synapse_url, cache_seconds=settings.whoami_cache_seconds, client=client
             )
+            await _sweep_documents(app)
             try:
                 yield
             finally:
@@ -193,6 +194,19 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
         # replaces FastAPI's default 422 schema, which our French handler does not use).
         app.include_router(router, responses=COMMON_ERRORS)
     return app
+
+
+async def _sweep_documents(app: FastAPI) -> None:
+    """On start, remove document files a crash left unreferenced (never blocks start-up on failure)."""
+    from coordination.documents import service as documents
+
+    try:
+        async with app.state.sessionmaker() as session:
+            removed = await documents.sweep_orphans(session=session, root=app.state.settings.documents_dir)
+        if removed:
+            logger.info("removed %d orphan document file(s)", removed)
+    except Exception:  # the schema may not exist yet (tests, first start before migration)
+        logger.warning("orphan document sweep skipped", exc_info=True)
 
 
 def _routers() -> list[Any]:

@@ -12,9 +12,12 @@ extract never sits in Python memory and an import that fails leaves the previous
 Staging rows
 ------------
 ``LINE_COLUMNS``: one row per activity line (RPPS line or FHIR PractitionerRole) or person line
-(a FHIR Practitioner). ``pf`` = 1 when the row carries the person's fields, ``act`` = 1 when it is an
-activity. ``h`` is a 48-bit digest of the row; a person's fingerprint is the sum of the digests of their
-rows (order-independent), compared with the stored one to tell "unchanged" from "updated".
+(a FHIR Practitioner). ``pf`` = 1 when the row carries the person's fields (an RPPS person's first line;
+the following lines of the same person leave them NULL), ``act`` = 1 when it is an activity.
+``site_line`` points to the ``SITE_COLUMNS`` row holding the activity's site (structure key, name,
+address...): an RPPS site repeated on many lines is staged once, not on every line. ``h`` is a 48-bit
+digest of the line (its site included); a person's fingerprint is the sum of the digests of their lines
+(order-independent), compared with the stored one to tell "unchanged" from "updated".
 Empty strings are stored as-is in staging and turned into NULL by the merge (``NULLIF``), in C, not Python.
 
 Ownership and precedence
@@ -23,6 +26,13 @@ Each person and structure is owned by one source (``rpps`` or ``fhir``); only it
 deactivates it. The RPPS is authoritative for persons, the ROR (FHIR) for structures: a source never
 overwrites an *active* row owned by the source with precedence (state ``K``: kept), it only replaces its
 own activities of that person. An inactive row is taken over by whichever source lists it again.
+
+Mass deactivation guard
+-----------------------
+A truncated or wrong file would deactivate everyone missing from it, and a deactivated professional loses
+Matrix access within a minute. Before writing anything, a full import counts the persons it would
+deactivate; past the :class:`DeactivationGuard` limit the merge raises :class:`MassDeactivationRefused`
+and nothing is written.
 """
 
 from __future__ import annotations
@@ -35,6 +45,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy.engine import make_url
+
+from coordination.directory.rules import (
+    MASS_DEACTIVATION_FLOOR,
+    MASS_DEACTIVATION_RATIO,
+    is_mass_deactivation,
+)
 
 Source = Literal["rpps", "fhir"]
 Dialect = Literal["sqlite", "postgresql"]
@@ -51,13 +67,22 @@ LINE_COLUMNS: tuple[str, ...] = (
     "search_name",
     "profession_code",
     "profession",
-    "fhir_id",
-    "practitioner_ref",
-    "structure_id",
-    "org_ref",
     "specialty",
     "mode",
     "role",
+    "site_line",
+    "fhir_id",
+    "practitioner_ref",
+    "h",
+)
+# What an RPPS line stages: every line is an activity (``act`` defaults to 1), no FHIR references.
+RPPS_LINE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in LINE_COLUMNS if c not in ("act", "fhir_id", "practitioner_ref")
+)
+SITE_COLUMNS: tuple[str, ...] = (
+    "line_no",
+    "structure_id",
+    "org_ref",
     "site_name",
     "site_search",
     "finess",
@@ -68,8 +93,8 @@ LINE_COLUMNS: tuple[str, ...] = (
     "department",
     "phone",
     "email",
-    "h",
 )
+RPPS_SITE_COLUMNS: tuple[str, ...] = tuple(c for c in SITE_COLUMNS if c != "org_ref")
 STRUCT_COLUMNS: tuple[str, ...] = (
     "line_no",
     "structure_id",
@@ -89,12 +114,45 @@ STRUCT_COLUMNS: tuple[str, ...] = (
     "email",
     "fhir_id",
 )
-_INT_LINE = {"line_no", "pf", "act", "h"}
+_INT_LINE = {"line_no", "pf", "act", "site_line", "h"}
+_INT_SITE = {"line_no"}
 _INT_STRUCT = {"line_no"}
 
 # Who wins when two sources list the same row (see module docstring).
 _PERSON_PRECEDENCE: dict[str, tuple[str, ...]] = {"fhir": ("rpps",), "rpps": ()}
 _STRUCTURE_PRECEDENCE: dict[str, tuple[str, ...]] = {"rpps": ("fhir",), "fhir": ()}
+
+
+@dataclass(frozen=True, slots=True)
+class StagingFormat:
+    """Which columns a source's staged rows carry, in order."""
+
+    lines: tuple[str, ...] = LINE_COLUMNS
+    sites: tuple[str, ...] = SITE_COLUMNS
+
+
+RPPS_FORMAT = StagingFormat(lines=RPPS_LINE_COLUMNS, sites=RPPS_SITE_COLUMNS)
+FHIR_FORMAT = StagingFormat()
+
+
+@dataclass(frozen=True, slots=True)
+class DeactivationGuard:
+    """Refuse a full import that would deactivate more than ``max_ratio`` of the source's active persons
+    **and** more than ``floor`` persons (small directories may lose a few people a day)."""
+
+    max_ratio: float = MASS_DEACTIVATION_RATIO
+    floor: int = MASS_DEACTIVATION_FLOOR
+
+
+class MassDeactivationRefused(Exception):
+    """The import would deactivate too many persons (see :class:`DeactivationGuard`): nothing written."""
+
+    def __init__(self, *, source: Source, deactivating: int, active: int, guard: DeactivationGuard) -> None:
+        super().__init__(f"{source}: {deactivating} of {active} active persons would be deactivated")
+        self.source = source
+        self.deactivating = deactivating
+        self.active = active
+        self.guard = guard
 
 
 @dataclass
@@ -123,22 +181,24 @@ def _staging_ddl(dialect: Dialect) -> list[str]:
     def cols(names: Sequence[str], ints: set[str]) -> str:
         return ", ".join(f"{n} {'BIGINT' if n in ints else 'TEXT'}" for n in names)
 
+    line_cols = cols(LINE_COLUMNS, _INT_LINE).replace("act BIGINT", "act BIGINT DEFAULT 1")
+    site_cols = cols(SITE_COLUMNS, _INT_SITE)
     if dialect == "sqlite":
         # line_no as INTEGER PRIMARY KEY is the rowid: lookups by line number cost nothing extra.
-        line_cols = cols(LINE_COLUMNS, _INT_LINE).replace("line_no BIGINT", "line_no INTEGER PRIMARY KEY")
-        temp = "CREATE TEMP TABLE"
+        line_cols = line_cols.replace("line_no BIGINT", "line_no INTEGER PRIMARY KEY")
+        site_cols = site_cols.replace("line_no BIGINT", "line_no INTEGER PRIMARY KEY")
         tail = ""
     else:
-        line_cols = cols(LINE_COLUMNS, _INT_LINE)
-        temp = "CREATE TEMP TABLE"
-        tail = " ON COMMIT DROP"
+        tail = " ON COMMIT DROP"  # indexes are built after the COPY (see PostgresStaging.merge)
     struct_cols = cols(STRUCT_COLUMNS, _INT_STRUCT).replace("is_dac TEXT", "is_dac BOOLEAN")
     return [
-        f"{temp} stg_lines ({line_cols}){tail}",
-        f"{temp} stg_structs ({struct_cols}){tail}",
-        f"{temp} stg_persons (national_id TEXT PRIMARY KEY, first_line BIGINT, fp BIGINT, "
-        f"n_act BIGINT, state TEXT, react INTEGER){tail}",
-        f"{temp} stg_struct_state (structure_id TEXT PRIMARY KEY, state TEXT, react INTEGER){tail}",
+        f"CREATE TEMP TABLE stg_lines ({line_cols}){tail}",
+        f"CREATE TEMP TABLE stg_sites ({site_cols}){tail}",
+        f"CREATE TEMP TABLE stg_structs ({struct_cols}){tail}",
+        "CREATE TEMP TABLE stg_persons (national_id TEXT PRIMARY KEY, first_line BIGINT, fp BIGINT, "
+        f"n_act BIGINT, state TEXT, react INTEGER, own_active INTEGER){tail}",
+        "CREATE TEMP TABLE stg_struct_state (structure_id TEXT PRIMARY KEY, state TEXT, "
+        f"react INTEGER){tail}",
     ]
 
 
@@ -153,23 +213,23 @@ def _resolve_refs_sql() -> list[str]:
         "UPDATE stg_lines SET national_id = (SELECT p.national_id FROM directory_persons p "
         "WHERE p.fhir_id = stg_lines.practitioner_ref) "
         "WHERE national_id IS NULL AND practitioner_ref IS NOT NULL",
-        "UPDATE stg_lines SET structure_id = (SELECT d.structure_id FROM directory_structures d "
-        "WHERE d.fhir_id = stg_lines.org_ref) WHERE structure_id IS NULL AND org_ref IS NOT NULL",
+        "UPDATE stg_sites SET structure_id = (SELECT d.structure_id FROM directory_structures d "
+        "WHERE d.fhir_id = stg_sites.org_ref) WHERE structure_id IS NULL AND org_ref IS NOT NULL",
         "UPDATE stg_structs SET parent_id = (SELECT d.structure_id FROM directory_structures d "
         "WHERE d.fhir_id = stg_structs.parent_ref) WHERE parent_id IS NULL AND parent_ref IS NOT NULL",
     ]
 
 
 def _derive_structures_sql() -> str:
-    """RPPS: one structure per site key, its fields taken from the site's first line in the file."""
+    """RPPS: one structure per site key, its fields taken from the key's first site in the file."""
     return (
         "INSERT INTO stg_structs (line_no, structure_id, kind, name, search_name, finess, siret, "
         "is_dac, address, postal_code, city, department, phone, email) "
-        "SELECT l.line_no, l.structure_id, 'site', l.site_name, l.site_search, l.finess, l.siret, "
-        "FALSE, l.address, l.postal_code, l.city, l.department, l.phone, l.email "
-        "FROM stg_lines l JOIN (SELECT structure_id, MIN(line_no) AS first_line FROM stg_lines "
+        "SELECT t.line_no, t.structure_id, 'site', t.site_name, t.site_search, t.finess, t.siret, "
+        "FALSE, t.address, t.postal_code, t.city, t.department, t.phone, t.email "
+        "FROM stg_sites t JOIN (SELECT structure_id, MIN(line_no) AS first_line FROM stg_sites "
         "WHERE structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id) f "
-        "ON l.line_no = f.first_line"
+        "ON t.line_no = f.first_line"
     )
 
 

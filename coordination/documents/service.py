@@ -428,3 +428,14 @@ async def open_content(
     await _record(session, actor, "document.downloaded", doc)
     await session.commit()
     return doc, path
+
+
+async def sweep_orphans(*, session: AsyncSession, root: Path, older_than_seconds: float = 3600) -> int:
+    """Delete stored files no document references any more (crash between store and commit).
+
+    Soft-deleted documents still reference their content (the audit trail may point at them).
+    """
+    referenced = set((await session.scalars(select(Document.sha256).distinct())).all())
+    return await anyio.to_thread.run_sync(
+        lambda: storage.sweep_orphans(root, referenced=referenced, older_than_seconds=older_than_seconds)
+    )

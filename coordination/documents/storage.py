@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +92,25 @@ def store(root: Path, received: ReceivedFile) -> Path:
     finally:
         os.close(dir_fd)
     return final
+
+
+def sweep_orphans(root: Path, *, referenced: set[str], older_than_seconds: float) -> int:
+    """Remove what a crash left behind: unfinished uploads in ``.incoming``, and stored content that
+    no document row references (stored, then the transaction failed). Only files older than
+    ``older_than_seconds`` go, so an upload in flight is never touched. Returns how many were removed.
+    """
+    if not root.exists():
+        return 0
+    limit = time.time() - older_than_seconds
+    removed = 0
+    incoming = root / ".incoming"
+    candidates = list(incoming.glob("up-*")) if incoming.exists() else []
+    candidates += [p for p in root.glob("??/??/*") if _SHA256.match(p.name) and p.name not in referenced]
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_mtime < limit:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
