@@ -1,7 +1,7 @@
 """Coordination service queries at scale: patient search and filtered task lists, through the API.
 
 Seeds a fresh database (schema from the Alembic migrations) with 100,000 patients, 300,000 circle
-members and 1,000,000 tasks (about 1.3 assignees each), with skewed, seeded distributions: a few
+members and 1,000,000 tasks (about 1.1 assignees each), with skewed, seeded distributions: a few
 professionals follow thousands of patients, a few hospitals get a large share of structure members and
 assignments, some patients have hundreds of tasks, most tasks are done. Then, for every query shape,
 interleaved run by run with the same parameters:
@@ -374,6 +374,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     keys.add(task_rules.structure_key(sid(any_structure())))
             created = now - timedelta(minutes=rnd.randrange(2 * 365 * 24 * 60))
             sort_due = task_rules.sort_due(due)
+            task_type = rnd.choices(type_names, type_w)[0]
             trows.append(
                 {
                     "id": tid,
@@ -381,7 +382,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     "patient_id": patient_id,
                     "title": "Tâche de coordination",
                     "description": "",
-                    "type": rnd.choices(type_names, type_w)[0],
+                    "type": task_type,
                     "status": status,
                     "priority": rnd.choice((None, "normale", "haute")),
                     "due_date": due,
@@ -393,7 +394,10 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     "completed_at": created if status == "terminée" else None,
                 }
             )
-            arows += [{"task_id": tid, "key": k, "status": status, "sort_due": sort_due} for k in keys]
+            arows += [
+                {"task_id": tid, "key": k, "status": status, "type": task_type, "sort_due": sort_due}
+                for k in keys
+            ]
         await bulk(Task.__table__, trows)
         await bulk(TaskAssignee.__table__, arows)
         print(f"  {start + len(trows):>9,} tasks", flush=True)
@@ -507,11 +511,6 @@ class Raw:
         async with self._conn.transaction():
             await self._conn.executemany(query, [[r[k] for k in names] for r in rows])
 
-    async def explain(self, sql: str, params: dict[str, Any]) -> list[str]:
-        prefix = "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
-        rows = await self.fetch(prefix + sql, params)
-        return [str(r[-1]) if not self.sqlite else f"{'  ' * _depth(rows, r)}{r[-1]}" for r in rows]
-
 
 def _depth(rows: Sequence[Sequence[Any]], row: Sequence[Any]) -> int:
     parents = {r[0]: r[1] for r in rows}
@@ -587,10 +586,11 @@ def tasks_sql(t: TaskQuery) -> tuple[str, dict[str, Any]]:
     """The page: one ordered, limited index scan per (source, status), merged, then the rows with their
     assignees and the assignees' names, in one statement."""
     params: dict[str, Any] = {"lim": TASK_PAGE + 1}
-    on_task: list[str] = []
+    on_task: list[str] = []  # conditions on the task row
+    on_type = {"t": "", "a": ""}  # the type is on the task row and copied on the assignee row
     if t.type is not None:
         params["ty"] = t.type
-        on_task.append("t.type = :ty")
+        on_type = {"t": " AND t.type = :ty", "a": " AND a.type = :ty"}
     if t.patient is not None:
         params["pat"] = t.patient
         on_task.append("t.patient_id = :pat")
@@ -603,21 +603,21 @@ def tasks_sql(t: TaskQuery) -> tuple[str, dict[str, Any]]:
         extra = "".join(f" AND {c}" for c in on_task)
         if t.patient is not None and not t.assignee_keys and t.creator is None:
             branches.append(
-                f"SELECT t.sort_due AS d, t.id AS i FROM tasks t WHERE t.status = :s{j}{extra} "
+                f"SELECT t.sort_due AS d, t.id AS i FROM tasks t WHERE t.status = :s{j}{extra}{on_type['t']} "
                 "ORDER BY t.sort_due, t.id LIMIT :lim"
             )
         if t.creator is not None:
             params["cr"] = t.creator
             branches.append(
                 f"SELECT t.sort_due AS d, t.id AS i FROM tasks t WHERE t.creator_national_id = :cr "
-                f"AND t.status = :s{j}{extra} ORDER BY t.sort_due, t.id LIMIT :lim"
+                f"AND t.status = :s{j}{extra}{on_type['t']} ORDER BY t.sort_due, t.id LIMIT :lim"
             )
         for n, key in enumerate(t.assignee_keys):
             params[f"k{n}"] = key
             join = " JOIN tasks t ON t.id = a.task_id" if on_task else ""
             branches.append(
                 f"SELECT a.sort_due AS d, a.task_id AS i FROM task_assignees a{join} WHERE a.key = :k{n} "
-                f"AND a.status = :s{j}{extra} ORDER BY a.sort_due, a.task_id LIMIT :lim"
+                f"AND a.status = :s{j}{extra}{on_type['a']} ORDER BY a.sort_due, a.task_id LIMIT :lim"
             )
     union = " UNION ".join(f"SELECT * FROM ({b}) AS b{n}" for n, b in enumerate(branches))
     where = f" WHERE {_auth(t.actor, params, ':pat')}" if t.patient is not None else ""
@@ -783,15 +783,21 @@ async def pick_cases(raw: Raw, *, runs: int, rng_seed: int) -> list[Shape]:
     def common_prefix() -> tuple[str, None]:
         return rnd.choices(COMMON, [1 / (r + 1) ** 0.6 for r in range(len(COMMON))])[0][:3], None
 
+    def with_birth_date() -> tuple[str, date | None]:
+        name, birth = rnd.choice(common_named)
+        return name[:3], birth
+
+    def by_type() -> TaskQuery:
+        task_type = rnd.choice(list(TYPE_WEIGHTS))
+        return mine(rnd.choice(heavy), api=(("type", task_type),), type=task_type)
+
     return [
         search("search: common 3-letter prefix", common_prefix),
         search(
             "search: 4-5 letters of a common name", lambda: (rnd.choice(COMMON)[: rnd.randint(4, 5)], None)
         ),
         search("search: rare name, 3-5 letters", lambda: (rnd.choice(rare_named)[: rnd.randint(3, 5)], None)),
-        search(
-            "search: 3 letters + birth date", lambda: (lambda k, b: (k[:3], b))(*rnd.choice(common_named))
-        ),
+        search("search: 3 letters + birth date", with_birth_date),
         search("search: no hit", lambda: ("".join(rnd.choice("WXYZ") for _ in range(4)), None)),
         tasks("tasks: mine (default), typical pro", lambda: mine(rnd.choice(typical), api=())),
         tasks("tasks: mine, busiest pros", lambda: mine(rnd.choice(heavy), api=())),
@@ -801,12 +807,7 @@ async def pick_cases(raw: Raw, *, runs: int, rng_seed: int) -> list[Shape]:
                 rnd.choice(heavy), api=(("status", "à_faire"), ("status", "en_cours")), statuses=open_
             ),
         ),
-        tasks(
-            "tasks: mine, by type, busiest",
-            lambda: (lambda ty: mine(rnd.choice(heavy), api=(("type", ty),), type=ty))(
-                rnd.choice(list(TYPE_WEIGHTS))
-            ),
-        ),
+        tasks("tasks: mine, by type, busiest", by_type),
         tasks("tasks: by patient", lambda: patient_tasks(())),
         tasks("tasks: by patient + status", lambda: patient_tasks(("à_faire",))),
         tasks("tasks: created by me, by assignee", created_assigned_to),
@@ -930,7 +931,8 @@ async def service_plans(client: httpx.AsyncClient, engine: Any, raw: Raw, shape:
             out.append(f"  -- {first}...")
             rows = (await conn.exec_driver_sql(prefix + statement, parameters)).all()
             for r in rows:
-                out.append(f"     {(_depth(rows, r) * '  ') if raw.sqlite else ''}{r[-1]}")
+                line = f"     {(_depth(rows, r) * '  ') if raw.sqlite else ''}{r[-1]}"
+                out.append(line if len(line) <= 200 else line[:197] + "...")
     return out
 
 
@@ -970,6 +972,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", default=f"sqlite+aiosqlite:///{OUT / 'bench_service.db'}")
     ap.add_argument("--no-seed", action="store_true", help="reuse an already seeded database")
+    ap.add_argument("--seed-only", action="store_true", help="seed, then stop")
     ap.add_argument(
         "--scale", type=float, default=1.0, help="fraction of 100k patients / 300k members / 1M tasks"
     )
@@ -992,6 +995,8 @@ def main() -> None:
         asyncio.run(fresh_database(url))
         asyncio.run(seed(url, scale, rng_seed=args.seed))
         print(f"seeded in {time.perf_counter() - t0:.0f} s: {make_url(url).render_as_string()}")
+    if args.seed_only:
+        return
     print(f"load average before measuring: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     shapes = asyncio.run(measure(url, runs=args.runs, warmup=args.warmup, rng_seed=args.seed))
     report(shapes, make_url(url).get_backend_name())

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -260,6 +260,14 @@ class _Role:
     where: tuple[str, int]
 
 
+class FhirRows(NamedTuple):
+    """Staging rows in ``FHIR_FORMAT`` (lines, sites) and ``STRUCT_COLUMNS`` (structures)."""
+
+    lines: list[tuple[Any, ...]]
+    sites: list[tuple[Any, ...]]
+    structs: list[tuple[Any, ...]]
+
+
 @dataclass
 class FhirSnapshot:
     """Compact records of every resource read, resolved into staging rows by :meth:`staging_rows`."""
@@ -380,8 +388,10 @@ class FhirSnapshot:
                 )
             )
 
-    def staging_rows(self, rejections: Rejections) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Resolve references inside what was read; the rest is resolved against the directory in SQL."""
+    def staging_rows(self, rejections: Rejections) -> FhirRows:
+        """Resolve references inside what was read; the rest is resolved against the directory in SQL.
+
+        Rows are in ``coordination.directory.store.FHIR_FORMAT``; each role has its own site row."""
         for provider, dac in self.services.values():
             if dac and provider in self.orgs:
                 self.orgs[provider].is_dac = True
@@ -431,6 +441,7 @@ class FhirSnapshot:
                 roles_of.setdefault(role.national_id, []).append(role)
 
         lines: list[tuple[Any, ...]] = []
+        sites: list[tuple[Any, ...]] = []
         for prac in self.practitioners.values():
             line_no += 1
             first = next(iter(roles_of.get(prac.national_id, [])), None)
@@ -444,7 +455,7 @@ class FhirSnapshot:
                 first.profession_code if first else "",
                 first.profession if first else "",
             )
-            lines.append((line_no, 1, 0, *values, prac.ref, None, None, None, *([""] * 13), _h(values)))
+            lines.append((line_no, 1, 0, *values, "", "", "", None, prac.ref, None, _h(values)))
         for role in self.roles:
             line_no += 1
             self._where[line_no] = role.where
@@ -482,16 +493,15 @@ class FhirSnapshot:
                     1,
                     role.national_id,
                     *([""] * 5),
-                    *act[:2],
+                    *act[:5],
+                    line_no,
                     None,
                     role.practitioner if role.national_id is None else None,
-                    key,
-                    None if key else org_ref,
-                    *act[2:],
                     _h((role.national_id or role.practitioner or "", key or org_ref or "", *act)),
                 )
             )
-        return lines, structs
+            sites.append((line_no, key, None if key else org_ref, *act[5:]))
+        return FhirRows(lines, sites, structs)
 
 
 def _h(values: tuple[Any, ...]) -> int:

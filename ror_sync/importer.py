@@ -9,6 +9,8 @@ must exist.
   absent from it are deactivated (kept, ``deactivated_at`` set) and reactivated if they come back.
 - A **delta** (FHIR with ``since``) only adds and updates.
 - Malformed lines are counted and reported with file, line and reason; they never stop the import.
+- A full import that would deactivate a large part of its source's active persons (a truncated or wrong
+  file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
 """
 
@@ -18,8 +20,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -35,14 +38,27 @@ from rich.progress import (
 )
 from sqlalchemy.engine import make_url
 
-from coordination.directory.store import MergeResult, PostgresStaging, Source, SqliteStaging
+from coordination.directory.rules import MASS_DEACTIVATION_RATIO
+from coordination.directory.store import (
+    FHIR_FORMAT,
+    RPPS_FORMAT,
+    DeactivationGuard,
+    MassDeactivationRefused,
+    MergeResult,
+    PostgresStaging,
+    Source,
+    SqliteStaging,
+    StagingFormat,
+)
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
 from ror_sync.report import ImportReport, Rejections
 from ror_sync.rpps import parse_rpps
 
 logger = logging.getLogger(__name__)
 
-Batches = Iterator[list[tuple[Any, ...]]]
+Rows = Sequence[tuple[Any, ...]]
+# (lines, sites, structures) in the source's StagingFormat.
+Batches = Iterator[tuple[Rows, Rows, Rows]]
 
 
 def _backend(database_url: str) -> str:
@@ -94,69 +110,88 @@ class _Progress:
         return nullcontext()
 
 
-def _merge_sqlite(
-    database_url: str,
-    batches: Batches,
-    structs: list[tuple[Any, ...]],
-    *,
-    source: Source,
-    full: bool,
-    derive_structures: bool,
-    progress: _Progress,
-) -> MergeResult:
-    staging = SqliteStaging(database_url)
+class MassDeactivationError(Exception):
+    """A full import refused because it would deactivate too many persons; nothing was written.
+
+    ``str()`` is the operator's French message: the file, the count and how to force it."""
+
+    def __init__(self, message: str, *, deactivating: int, active: int) -> None:
+        super().__init__(message)
+        self.deactivating = deactivating
+        self.active = active
+
+
+def _refusal(exc: MassDeactivationRefused, *, files: list[str], command: str) -> MassDeactivationError:
+    share = exc.deactivating / exc.active if exc.active else 1.0
+    named = " ".join(files)
+    message = (
+        f"{named} : cet import désactiverait {exc.deactivating} professionnels sur les {exc.active} "
+        f"actifs issus de la source {exc.source.upper()} ({share:.1%}, au-delà du seuil de "
+        f"{exc.guard.max_ratio:.1%}). Un professionnel désactivé perd son accès à la messagerie dans la "
+        "minute : le fichier est peut-être tronqué ou n'est pas le bon. Rien n'a été modifié ; "
+        "l'annuaire précédent est intact. Vérifiez le fichier ; si ces départs sont attendus, relancez "
+        f"avec « azurezo directory {command} {named} --allow-mass-deactivation » (ou relevez le seuil "
+        "avec --max-deactivation-ratio)."
+    )
+    return MassDeactivationError(message, deactivating=exc.deactivating, active=exc.active)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    source: Source
+    full: bool
+    derive_structures: bool
+    staging_format: StagingFormat
+    guard: DeactivationGuard | None
+
+
+def _merge_sqlite(database_url: str, batches: Batches, plan: _Plan, progress: _Progress) -> MergeResult:
+    staging = SqliteStaging(database_url, staging_format=plan.staging_format)
     try:
-        for batch in batches:
-            staging.add_lines(batch)
-        if structs:
-            staging.add_structs(structs)
+        for lines, sites, structs in batches:
+            staging.add(lines, sites, structs)
         with progress.phase("Fusion dans l'annuaire…"):
-            return staging.merge(source=source, full=full, derive_structures=derive_structures)
+            return staging.merge(
+                source=plan.source,
+                full=plan.full,
+                derive_structures=plan.derive_structures,
+                guard=plan.guard,
+            )
     finally:
         staging.close()
 
 
 async def _merge_postgres(
-    database_url: str,
-    batches: Batches,
-    structs: list[tuple[Any, ...]],
-    *,
-    source: Source,
-    full: bool,
-    derive_structures: bool,
-    progress: _Progress,
+    database_url: str, batches: Batches, plan: _Plan, progress: _Progress
 ) -> MergeResult:
-    staging = await PostgresStaging.connect(database_url)
+    staging = await PostgresStaging.connect(database_url, staging_format=plan.staging_format)
     try:
-        for batch in batches:
-            await staging.add_lines(batch)
-        if structs:
-            await staging.add_structs(structs)
+        for lines, sites, structs in batches:
+            await staging.add(lines, sites, structs)
         with progress.phase("Fusion dans l'annuaire…"):
-            return await staging.merge(source=source, full=full, derive_structures=derive_structures)
+            return await staging.merge(
+                source=plan.source,
+                full=plan.full,
+                derive_structures=plan.derive_structures,
+                guard=plan.guard,
+            )
     finally:
         await staging.close()
 
 
-def _run(
-    database_url: str,
-    batches: Batches,
-    structs: list[tuple[Any, ...]],
-    *,
-    source: Source,
-    full: bool,
-    derive_structures: bool,
-    progress: _Progress,
-) -> MergeResult:
-    kwargs: dict[str, Any] = {
-        "source": source,
-        "full": full,
-        "derive_structures": derive_structures,
-        "progress": progress,
-    }
+def _run(database_url: str, batches: Batches, plan: _Plan, progress: _Progress) -> MergeResult:
     if _backend(database_url) == "sqlite":
-        return _merge_sqlite(database_url, batches, structs, **kwargs)
-    return asyncio.run(_merge_postgres(database_url, batches, structs, **kwargs))
+        return _merge_sqlite(database_url, batches, plan, progress)
+    return asyncio.run(_merge_postgres(database_url, batches, plan, progress))
+
+
+def _guard(allow_mass_deactivation: bool, max_deactivation_ratio: float) -> DeactivationGuard | None:
+    if not 0.0 <= max_deactivation_ratio <= 1.0:
+        raise ValueError(
+            f"--max-deactivation-ratio {max_deactivation_ratio} : attendu une proportion entre 0 et 1 "
+            "(0.05 = 5 %)."
+        )
+    return None if allow_mass_deactivation else DeactivationGuard(max_ratio=max_deactivation_ratio)
 
 
 def _fill(report: ImportReport, result: MergeResult, rejections: Rejections, started: float) -> None:
@@ -175,28 +210,27 @@ def import_rpps_stream(
     name: str,
     size: int | None = None,
     progress: bool = False,
+    allow_mass_deactivation: bool = False,
+    max_deactivation_ratio: float = MASS_DEACTIVATION_RATIO,
 ) -> ImportReport:
     """Import an RPPS extract read from a binary stream (see :func:`import_rpps`)."""
     started = time.monotonic()
+    guard = _guard(allow_mass_deactivation, max_deactivation_ratio)
     rejections = Rejections()
     report = ImportReport(source="rpps", full=True, sources=[name])
+    plan = _Plan("rpps", True, True, RPPS_FORMAT, guard)
     with _Progress(progress, label=f"Lecture {Path(name).name}", total=size) as bar:
         lines_seen = [0]
 
-        def counted() -> Batches:
-            for batch in parse_rpps(stream, file=name, rejections=rejections, on_batch=bar.advance_to):
-                lines_seen[0] += len(batch)
-                yield batch
+        def batches() -> Batches:
+            for lines, sites in parse_rpps(stream, file=name, rejections=rejections, on_batch=bar.advance_to):
+                lines_seen[0] += len(lines)
+                yield lines, sites, ()
 
-        result = _run(
-            database_url,
-            counted(),
-            [],
-            source="rpps",
-            full=True,
-            derive_structures=True,
-            progress=bar,
-        )
+        try:
+            result = _run(database_url, batches(), plan, bar)
+        except MassDeactivationRefused as exc:
+            raise _refusal(exc, files=[name], command="import-rpps") from exc
     report.lines = lines_seen[0] + rejections.total
     _fill(report, result, rejections, started)
     logger.info(
@@ -210,12 +244,22 @@ def import_rpps_stream(
     return report
 
 
-def import_rpps(database_url: str, path: Path, *, progress: bool = False) -> ImportReport:
+def import_rpps(
+    database_url: str,
+    path: Path,
+    *,
+    progress: bool = False,
+    allow_mass_deactivation: bool = False,
+    max_deactivation_ratio: float = MASS_DEACTIVATION_RATIO,
+) -> ImportReport:
     """Import an RPPS ``PS_LibreAcces_Personne_activite`` extract as a full snapshot of the RPPS.
 
-    Raises ``FileNotFoundError``/``OSError`` for an unreadable file and
-    :class:`ror_sync.rpps.RppsFormatError` for a file whose header is not an RPPS header; in both cases
-    the directory is left untouched.
+    Raises ``FileNotFoundError``/``OSError`` for an unreadable file,
+    :class:`ror_sync.rpps.RppsFormatError` for a file whose header is not an RPPS header, and
+    :class:`MassDeactivationError` when the snapshot would deactivate more than
+    ``max_deactivation_ratio`` of the RPPS's active persons (and more than
+    ``coordination.directory.rules.MASS_DEACTIVATION_FLOOR``) without ``allow_mass_deactivation``;
+    in every case the directory is left untouched.
     """
     path = Path(path)
     with path.open("rb") as stream:
@@ -225,6 +269,8 @@ def import_rpps(database_url: str, path: Path, *, progress: bool = False) -> Imp
             name=str(path),
             size=os.fstat(stream.fileno()).st_size,
             progress=progress,
+            allow_mass_deactivation=allow_mass_deactivation,
+            max_deactivation_ratio=max_deactivation_ratio,
         )
 
 
@@ -235,31 +281,31 @@ def import_fhir(
     since: datetime | None = None,
     progress: bool = False,
     fetch: Callable[[str], Any] | None = None,
+    allow_mass_deactivation: bool = False,
+    max_deactivation_ratio: float = MASS_DEACTIVATION_RATIO,
 ) -> ImportReport:
     """Import FHIR R4 searchset Bundles (files, or FHIR base / search URLs) from the ROR or Annuaire Santé.
 
     Without ``since`` the import is a full snapshot of the FHIR source; with ``since`` it is a delta
     (``_lastUpdated=ge<since>`` on every search) and deactivates nothing. ``fetch`` replaces the HTTP GET
     (tests use a real local server instead; it exists for callers that need their own client).
+    A full snapshot is refused like an RPPS one (:class:`MassDeactivationError`, see :func:`import_rpps`).
     """
     started = time.monotonic()
+    guard = _guard(allow_mass_deactivation, max_deactivation_ratio)
     rejections = Rejections()
     full = since is None
     report = ImportReport(source="fhir", full=full, sources=list(sources))
+    plan = _Plan("fhir", full, False, FHIR_FORMAT, guard)
     with _Progress(progress, label="Lecture FHIR", total=None) as bar:
         snapshot: FhirSnapshot = read_fhir_sources(
             sources, since=since, rejections=rejections, on_resource=bar.advance_to, fetch=fetch
         )
-        lines, structs = snapshot.staging_rows(rejections)
-        result = _run(
-            database_url,
-            iter([lines]) if lines else iter(()),
-            structs,
-            source="fhir",
-            full=full,
-            derive_structures=False,
-            progress=bar,
-        )
+        rows = snapshot.staging_rows(rejections)
+        try:
+            result = _run(database_url, iter([rows]), plan, bar)
+        except MassDeactivationRefused as exc:
+            raise _refusal(exc, files=list(sources), command="import-fhir") from exc
     for line_no, ref in result.unresolved:
         where = snapshot.where(line_no)
         rejections.add(

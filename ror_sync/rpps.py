@@ -6,28 +6,31 @@ has 52 columns, the newer one 56 and spells a few headers differently (``Libell�
 ``Code département (coord. structure)``...). Headers are compared after removing case, accents and
 punctuation, and each field accepts several aliases.
 
-Bytes are decoded as UTF-8; a line that is not valid UTF-8 is decoded as Windows-1252 (older extracts were
+The file is read in large binary chunks cut at a line end and decoded as UTF-8 a chunk at a time; a chunk
+that is not valid UTF-8 is decoded line by line, each invalid line as Windows-1252 (older extracts were
 Latin-1), so a file mixing both still imports. LF and CRLF line ends are both accepted.
 
-The parser yields staging rows (``coordination.directory.store.LINE_COLUMNS``) in batches and never keeps
-more than one batch: memory does not grow with the file.
+The parser yields staging rows (``coordination.directory.store.RPPS_FORMAT``) in batches and never keeps
+more than one batch plus a bounded cache of the sites already staged: memory does not grow with the file.
+A site (structure key, name, address, phone...) repeated on many lines is staged once; the lines point to
+it (``site_line``), and a person's fields ride only on their first line.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import re
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
+from zlib import adler32, crc32
 
 from coordination.directory.rules import (
     department_from_postal_code,
     national_id_problem,
     person_search_name,
+    rpps_structure_key,
     search_key,
 )
 from ror_sync.report import Rejections
@@ -155,29 +158,107 @@ def read_layout(header: str, *, file: str) -> Layout:
     return Layout(index=index, width=len(names), trailing=trailing)
 
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def _fix_encoding(line: str) -> str:
-    """A line read as UTF-8 with surrogateescape that held non-UTF-8 bytes: decode it as Windows-1252."""
-    raw = line.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("cp1252")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-_FIELDS = (
-    "national_id", "id_type", "civility_ex_label", "civility_label", "family_name", "given_name",
-    "profession_code", "profession", "specialty", "specialty_code", "mode", "mode_code", "siret",
-    "finess", "technical_id", "site_name", "site_sign", "street_number", "street_repeat",
+_PERSON_FIELDS = ("id_type", "civility_ex_label", "civility_label", "family_name", "given_name")
+_ACTIVITY_FIELDS = (
+    "profession_code",
+    "profession",
+    "specialty",
+    "specialty_code",
+    "mode",
+    "mode_code",
+    "role",
+)
+_SITE_FIELDS = (
+    "finess", "siret", "technical_id", "site_name", "site_sign", "street_number", "street_repeat",
     "street_type", "street", "address_more", "distribution", "cedex", "postal_code", "city", "phone",
-    "email", "department", "role",
+    "email", "department",
 )  # fmt: skip
 
 # Names and site names repeat a lot: bounded caches (memory stays flat) spare the accent folding.
 _person_key = lru_cache(maxsize=1 << 16)(person_search_name)
 _site_key = lru_cache(maxsize=1 << 16)(search_key)
+
+CHUNK_BYTES = 1 << 20
+# Sites already staged. Bounded (~100 bytes an entry): when full it is emptied, and a site seen again
+# is simply staged once more (correct, only a little slower).
+SITE_CACHE_ENTRIES = 1 << 19
+_LUHN_DOUBLE_BYTES = bytes.maketrans(b"0123456789", b"0246813579")
+# A line's digest is 48 bits: CRC-32 of the line, seeded with this version, and 16 bits of its Adler-32.
+# It only has to tell a changed line from the same line (a person's fingerprint is the sum of theirs).
+# Change the version when the way a line becomes directory rows changes, so that the next import
+# rewrites every person instead of calling them unchanged.
+_DIGEST_SEED = crc32(b"rpps-line-1")
+
+
+class RppsBatch(NamedTuple):
+    """Staging rows in ``RPPS_FORMAT``: lines, and the sites first seen in them."""
+
+    lines: list[tuple[Any, ...]]
+    sites: list[tuple[Any, ...]]
+
+
+def _decode_line(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:  # 5 bytes are undefined in Windows-1252; Latin-1 decodes anything
+        return raw.decode("latin-1")
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte UTF-8 sequence never contains b"\n": splitting the bytes on it is safe.
+        return "\n".join(map(_decode_line, data.split(b"\n")))
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[tuple[list[str], int]]:
+    """(lines without their line end, bytes read so far), a large chunk of the file at a time: decoding
+    and splitting run in C over the whole chunk."""
+    rest = b""
+    consumed = 0
+    while True:
+        data = stream.read(CHUNK_BYTES)
+        if not data:
+            break
+        consumed += len(data)
+        if rest:
+            data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # no line end yet: keep reading
+            rest = data
+            continue
+        rest = data[cut:]
+        text = _decode(data[:cut] if rest else data)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        lines = text.split("\n")
+        lines.pop()  # the empty string after the chunk's last "\n"
+        yield lines, consumed
+    if rest:
+        yield [_decode(rest).removesuffix("\r")], consumed
+
+
+def _site_row(line_no: int, raw: tuple[str, ...]) -> tuple[Any, ...]:
+    (
+        finess, siret, tech, site, sign, num, rep, stype, street, more, distrib, cedex, postal, city,
+        phone, email, dep,
+    ) = map(str.strip, raw)  # fmt: skip
+    structure_id = rpps_structure_key(finess=finess, siret=siret, technical_id=tech) or ""
+    site = site or sign
+    address = " ".join(filter(None, (num, rep, stype, street, more)))
+    if distrib:
+        address = f"{address}, {distrib}" if address else distrib
+    if not city and cedex:  # "06000 NICE" when the commune column is empty
+        city = cedex[6:] if postal and cedex[:5] == postal else cedex
+    return (
+        line_no, structure_id, site, _site_key(site) if site else "", finess, siret, address, postal,
+        city, dep or department_from_postal_code(postal), phone, email,
+    )  # fmt: skip
 
 
 def parse_rpps(
@@ -185,106 +266,129 @@ def parse_rpps(
     *,
     file: str,
     rejections: Rejections,
-    batch_size: int = 10_000,
+    batch_size: int = 5_000,
     on_batch: Callable[[int], None] | None = None,
-) -> Iterator[list[tuple[Any, ...]]]:
+) -> Iterator[RppsBatch]:
     """Yield batches of staging rows; reject malformed lines into ``rejections`` (file, line, reason).
 
     ``on_batch`` receives the number of bytes consumed so far (for a progress bar).
     Raises :class:`RppsFormatError` when the header is not an RPPS header.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline=None)
-    header = text.readline()
-    if _SURROGATE.search(header):
-        header = _fix_encoding(header)
+    chunks = _chunks(stream)
+    first = next(chunks, ([""], 0))
+    header = first[0].pop(0)
     if not header.strip():
         raise RppsFormatError(f"{file}:1: fichier vide : aucun en-tête RPPS.")
     layout = read_layout(header, file=file)
     width = layout.width
     expected = width - 1 if layout.trailing else width  # columns as a person counts them
+    index = layout.index
     # Absent optional columns read the sentinel "" appended at index ``width`` of every line.
-    getter = itemgetter(*(layout.index.get(name, width) for name in _FIELDS))
-    blake = hashlib.blake2b
-    from_bytes = int.from_bytes
-    batch: list[tuple[Any, ...]] = []
+    activity_get = itemgetter(*(index.get(name, width) for name in _ACTIVITY_FIELDS))
+    person_get = itemgetter(*(index.get(name, width) for name in _PERSON_FIELDS))
+    site_get = itemgetter(*(index.get(name, width) for name in _SITE_FIELDS))
+    # The site columns sit side by side in both layouts: the slice covering them (a few unused columns
+    # in between do no harm) identifies a site without picking its columns one by one.
+    site_positions = [index[name] for name in _SITE_FIELDS if name in index] or [width]
+    site_from, site_to = min(site_positions), max(site_positions) + 1
+    i_nid = index["national_id"]
+    i_family = index["family_name"]
+    version = _DIGEST_SEED
+    double = _LUHN_DOUBLE_BYTES
+    # Sites already staged: hash of their columns -> their line << 32 | CRC-32 of the columns. Integers
+    # keep the cache small; the CRC confirms a hit (two sites agreeing on both is a 2**-96 chance).
+    sites: dict[int, int] = {}
+    lines: list[tuple[Any, ...]] = []
+    new_sites: list[tuple[Any, ...]] = []
     line_no = 1
-    last_nid = ""
+    last_nid = nid = ""
     last_nid_problem: str | None = None
-    buffer = text.buffer
+    person_staged = False  # the current person's fields are already on one of their lines
 
-    def consumed() -> int:
-        try:
-            return int(buffer.tell())
-        except (OSError, ValueError):  # a pipe cannot tell: progress just stays put
-            return 0
-
-    for raw_line in text:
-        line_no += 1
-        line = raw_line[:-1] if raw_line[-1:] == "\n" else raw_line
-        if not line.isascii() and _SURROGATE.search(line):
-            line = _fix_encoding(line)
-        f = line.split("|")
-        n = len(f)
-        if n != width:
-            if n == 1 and not line.strip():
-                continue  # blank line (e.g. at the end of the file)
-            if layout.trailing and n == width - 1:
-                f.append("")  # the line lacks its final "|": same columns, accept it
-            else:
-                got = n - 1 if line.endswith("|") else n
-                rejections.add(
-                    file,
-                    line_no,
-                    f"{got} colonnes au lieu de {expected} (séparateur « | » en trop ou manquant)",
-                )
+    consumed = first[1]
+    for chunk, consumed in itertools.chain((first,), chunks):
+        first = ([], consumed)  # let the first chunk go once read
+        for line in chunk:
+            line_no += 1
+            f = line.split("|")
+            if len(f) != width:
+                n = len(f)
+                if n == 1 and not line.strip():
+                    continue  # blank line (e.g. at the end of the file)
+                if layout.trailing and n == width - 1:
+                    f.append("")  # the line lacks its final "|": same columns, accept it
+                else:
+                    got = n - 1 if line.endswith("|") else n
+                    rejections.add(
+                        file,
+                        line_no,
+                        f"{got} colonnes au lieu de {expected} (séparateur « | » en trop ou manquant)",
+                    )
+                    continue
+            f.append("")
+            # Fields padded with spaces are trimmed by the merge (in C); only the values Python
+            # decides on are stripped here.
+            raw_nid = f[i_nid]
+            if raw_nid != last_nid:
+                last_nid = raw_nid
+                nid = raw_nid.strip()
+                person_staged = False
+                # Fast path for the usual "8" + 11-digit RPPS number: its Luhn key, on the bytes.
+                b = nid.encode()
+                if (
+                    len(b) == 12
+                    and b[0] == 56
+                    and b.isdigit()
+                    and (sum(b[1::2]) + sum(b[2::2].translate(double)) - 528) % 10 == 0
+                ):
+                    last_nid_problem = None
+                else:
+                    last_nid_problem = national_id_problem(nid)
+            if last_nid_problem is not None:
+                rejections.add(file, line_no, f"colonne « Identification nationale PP » : {last_nid_problem}")
                 continue
-        f.append("")
-        if " |" in line or "| " in line or line[:1] == " ":
-            f = [x.strip() for x in f]
-        (
-            nid, id_type, civx, civ, family, given, pcode, prof, spec, spec_code, mode, mode_code,
-            siret, finess, tech, site, sign, num, rep, stype, street, more, distrib, cedex, postal,
-            city, phone, email, dep, role,
-        ) = getter(f)  # fmt: skip
-        if nid != last_nid:
-            last_nid = nid
-            last_nid_problem = national_id_problem(nid)
-        if last_nid_problem is not None:
-            rejections.add(file, line_no, f"colonne « Identification nationale PP » : {last_nid_problem}")
-            continue
-        if not family:
-            rejections.add(file, line_no, "colonne « Nom d'exercice » vide : nom du professionnel absent")
-            continue
-        if finess:
-            structure_id = "finess:" + finess
-        elif siret:
-            structure_id = "siret:" + siret
-        elif tech:
-            structure_id = "rpps-struct:" + tech
-        else:
-            structure_id = ""
-        site = site or sign
-        address = " ".join(filter(None, (num, rep, stype, street, more)))
-        if distrib:
-            address = f"{address}, {distrib}" if address else distrib
-        if not city and cedex:  # "06000 NICE" when the commune column is empty
-            city = cedex[6:] if postal and cedex[:5] == postal else cedex
-        values = (
-            nid, id_type or nid[0], civx or civ, family, given, _person_key(family, given), pcode,
-            prof, structure_id, spec or spec_code, mode or mode_code, role, site,
-            _site_key(site) if site else "", finess, siret, address, postal, city,
-            dep or department_from_postal_code(postal), phone, email,
-        )  # fmt: skip
-        digest = from_bytes(blake("\x1f".join(values).encode(), digest_size=6).digest(), "big")
-        batch.append((line_no, 1, 1, *values[:8], None, None, structure_id, None, *values[9:], digest))
-        if len(batch) >= batch_size:
-            yield batch
-            batch = []
-            if on_batch is not None:
-                on_batch(consumed())
-    if batch:
-        yield batch
+            if not f[i_family].strip():
+                rejections.add(file, line_no, "colonne « Nom d'exercice » vide : nom du professionnel absent")
+                continue
+            site_text = "|".join(f[site_from:site_to])
+            site_key = hash(site_text)
+            site_check = crc32(site_text.encode())
+            known = sites.get(site_key)
+            if known is not None and known & 0xFFFFFFFF == site_check:
+                site_line = known >> 32
+            else:
+                site_line = line_no
+                new_sites.append(_site_row(line_no, site_get(f)))
+                if len(sites) >= SITE_CACHE_ENTRIES:
+                    sites.clear()
+                sites[site_key] = line_no << 32 | site_check
+            # The whole line is digested: a person is unchanged when their lines are the same bytes.
+            data = line.encode()
+            h = crc32(data, version) | (adler32(data) & 0xFFFF) << 32
+            pcode, prof, spec, spec_code, mode, mode_code, role = activity_get(f)
+            if person_staged:
+                lines.append(
+                    (
+                        line_no, 0, nid, None, None, None, None, None, pcode, prof,
+                        spec.strip() or spec_code, mode.strip() or mode_code, role, site_line, h,
+                    )
+                )  # fmt: skip
+            else:
+                person_staged = True
+                id_type, civx, civ, family, given = person_get(f)
+                lines.append(
+                    (
+                        line_no, 1, nid, id_type.strip() or nid[0], civx.strip() or civ, family, given,
+                        _person_key(family, given), pcode, prof, spec.strip() or spec_code,
+                        mode.strip() or mode_code, role, site_line, h,
+                    )
+                )  # fmt: skip
+            if len(lines) >= batch_size:
+                yield RppsBatch(lines, new_sites)
+                lines, new_sites = [], []
+                if on_batch is not None:
+                    on_batch(consumed)
+    if lines or new_sites:
+        yield RppsBatch(lines, new_sites)
     if on_batch is not None:
-        on_batch(consumed())
-    # Detach so that dropping the wrapper does not close the caller's stream.
-    text.detach()
+        on_batch(consumed)

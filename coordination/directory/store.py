@@ -264,11 +264,14 @@ _STRUCT_FIELDS = (
 
 
 def _person_expr(col: str) -> str:
+    # TRIM: the RPPS parser leaves fields padded with spaces as they are (trimming is cheaper here).
     if col == "family_name":
-        return "l.family_name"
-    if col in ("given_name", "search_name"):
-        return f"COALESCE(l.{col}, '')"
-    return _n(f"l.{col}")
+        return "TRIM(l.family_name)"
+    if col == "given_name":
+        return "COALESCE(TRIM(l.given_name), '')"
+    if col == "search_name":
+        return "COALESCE(l.search_name, '')"
+    return _n(f"TRIM(l.{col})")
 
 
 def _struct_expr(col: str) -> str:
@@ -281,35 +284,52 @@ def _struct_expr(col: str) -> str:
     return _n(f"t.{col}")
 
 
-def _merge_sql(dialect: Dialect, source: Source, *, full: bool) -> list[tuple[str, str | None, bool]]:
-    """The merge, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
-    distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+def _classify_persons_sql(source: Source) -> str:
+    """Aggregate the staged lines per person and classify each against the directory.
+
+    States: ``N`` new, ``U`` updated (fingerprint differs, or taken over from another source), ``S``
+    unchanged, ``K`` kept (owned by the source with precedence), ``A`` activities only (a FHIR role
+    whose person is not in this import). ``react``: an inactive row listed again. ``own_active``: an
+    active row of this source (what the mass deactivation guard counts against).
+    """
     higher_p = _in_list(_PERSON_PRECEDENCE[source])
-    higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
     keep_p = f"p.source IN {higher_p} AND p.active" if higher_p else "FALSE"
+    return (
+        "INSERT INTO stg_persons (national_id, first_line, fp, n_act, state, react, own_active) "
+        "SELECT g.national_id, g.first_line, g.fp, g.n_act, "
+        "CASE WHEN g.first_line IS NULL THEN 'A' "
+        "WHEN p.national_id IS NULL THEN 'N' "
+        f"WHEN {keep_p} THEN 'K' "
+        f"WHEN p.source <> '{source}' OR p.fingerprint IS NULL OR p.fingerprint <> g.fp "
+        "THEN 'U' ELSE 'S' END, "
+        "CASE WHEN p.national_id IS NOT NULL AND NOT p.active AND g.first_line IS NOT NULL "
+        "THEN 1 ELSE 0 END, "
+        f"CASE WHEN p.source = '{source}' AND p.active AND g.first_line IS NOT NULL THEN 1 ELSE 0 END "
+        "FROM (SELECT national_id, MIN(CASE WHEN pf = 1 THEN line_no END) AS first_line, "
+        "CAST(SUM(h) AS BIGINT) AS fp, CAST(SUM(act) AS BIGINT) AS n_act "
+        "FROM stg_lines GROUP BY national_id) g "
+        "LEFT JOIN directory_persons p ON p.national_id = g.national_id"
+    )
+
+
+def _guard_sql(source: Source) -> tuple[str, str]:
+    """(active persons of the source now, of which listed again): their difference is deactivated."""
+    return (
+        f"SELECT COUNT(*) FROM directory_persons WHERE source = '{source}' AND active",
+        "SELECT COUNT(*) FROM stg_persons WHERE own_active = 1",
+    )
+
+
+def _apply_sql(
+    dialect: Dialect, source: Source, *, full: bool, deactivate_persons: bool
+) -> list[tuple[str, str | None, bool]]:
+    """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
+    distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
     keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
     fp = "s.fp" if full else "NULL"  # a delta sees part of a person: its digest means nothing later
     steps: list[tuple[str, str | None, bool]] = []
 
-    steps.append(
-        (
-            "INSERT INTO stg_persons (national_id, first_line, fp, n_act, state, react) "
-            "SELECT g.national_id, g.first_line, g.fp, g.n_act, "
-            "CASE WHEN g.first_line IS NULL THEN 'A' "
-            "WHEN p.national_id IS NULL THEN 'N' "
-            f"WHEN {keep_p} THEN 'K' "
-            f"WHEN p.source <> '{source}' OR p.fingerprint IS NULL OR p.fingerprint <> g.fp "
-            "THEN 'U' ELSE 'S' END, "
-            "CASE WHEN p.national_id IS NOT NULL AND NOT p.active AND g.first_line IS NOT NULL "
-            "THEN 1 ELSE 0 END "
-            "FROM (SELECT national_id, MIN(CASE WHEN pf = 1 THEN line_no END) AS first_line, "
-            "CAST(SUM(h) AS BIGINT) AS fp, CAST(SUM(act) AS BIGINT) AS n_act "
-            "FROM stg_lines GROUP BY national_id) g "
-            "LEFT JOIN directory_persons p ON p.national_id = g.national_id",
-            None,
-            False,
-        )
-    )
     person_cols = ", ".join(_PERSON_FIELDS)
     person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
     steps.append(
@@ -356,33 +376,23 @@ def _merge_sql(dialect: Dialect, source: Source, *, full: bool) -> list[tuple[st
             False,
         )
     )
-    act_fields = (
-        "profession_code",
-        "profession",
-        "specialty",
-        "mode",
-        "role",
-        "site_name",
-        "address",
-        "postal_code",
-        "city",
-        "department",
-        "phone",
-        "email",
-    )
+    line_fields = ("profession_code", "profession", "specialty", "mode", "role")
+    site_fields = ("site_name", "address", "postal_code", "city", "department", "phone", "email")
     steps.append(
         (
             "INSERT INTO directory_activities (national_id, structure_id, "
-            f"{', '.join(act_fields)}, source) "
-            f"SELECT l.national_id, {_n('l.structure_id')}, "
-            f"{', '.join(_n('l.' + c) for c in act_fields)}, '{source}' "
+            f"{', '.join(line_fields + site_fields)}, source) "
+            f"SELECT l.national_id, {_n('t.structure_id')}, "
+            f"{', '.join(_n(f'TRIM(l.{c})') for c in line_fields)}, "
+            f"{', '.join(_n('t.' + c) for c in site_fields)}, '{source}' "
             "FROM stg_lines l JOIN stg_persons s ON s.national_id = l.national_id "
+            "LEFT JOIN stg_sites t ON t.line_no = l.site_line "
             "WHERE l.act = 1 AND s.state IN ('N', 'U', 'K', 'A') ORDER BY l.line_no",
             "activities",
             False,
         )
     )
-    if full:
+    if full and deactivate_persons:
         steps.append(
             (
                 "UPDATE directory_persons SET active = FALSE, deactivated_at = :now, updated_at = :now "
@@ -448,9 +458,9 @@ def _merge_sql(dialect: Dialect, source: Source, *, full: bool) -> list[tuple[st
     return steps
 
 
-_COUNT_PERSONS = "SELECT state, react, COUNT(*) FROM stg_persons GROUP BY state, react"
+# Per (state, react): persons, and activity lines (summed over every state, 'A' included).
+_COUNT_PERSONS = "SELECT state, react, COUNT(*), SUM(n_act) FROM stg_persons GROUP BY state, react"
 _COUNT_STRUCTS = "SELECT state, react, COUNT(*) FROM stg_struct_state GROUP BY state, react"
-_COUNT_ACTIVITIES = "SELECT COUNT(*) FROM stg_lines WHERE act = 1"
 # Activity rows whose person is unknown: an unresolved practitioner reference, or a national id that is
 # neither in this import nor in the directory.
 _UNRESOLVED_WHERE = (
@@ -465,20 +475,41 @@ _UNRESOLVED = (
 _DROP_UNRESOLVED = f"DELETE FROM stg_lines WHERE {_UNRESOLVED_WHERE}"
 
 
-def _tally(rows: Sequence[Sequence[Any]], counts: Counts, *, skip_state: str | None = None) -> None:
+def _tally_persons(rows: Sequence[Sequence[Any]], result: MergeResult) -> None:
+    for state, react, n, n_act in rows:
+        result.activities += int(n_act or 0)
+        if state != "A":  # activities of persons outside this import: not "seen" here
+            _tally_one(result.persons, int(react), state, int(n))
+
+
+def _tally(rows: Sequence[Sequence[Any]], counts: Counts) -> None:
     for state, react, n in rows:
-        n = int(n)
-        if state == skip_state:
-            continue
-        counts.seen += n
-        if int(react):
-            counts.reactivated += n
-        elif state == "N":
-            counts.added += n
-        elif state == "U":
-            counts.updated += n
-        else:
-            counts.unchanged += n
+        _tally_one(counts, int(react), state, int(n))
+
+
+def _tally_one(counts: Counts, react: int, state: str, n: int) -> None:
+    counts.seen += n
+    if react:
+        counts.reactivated += n
+    elif state == "N":
+        counts.added += n
+    elif state == "U":
+        counts.updated += n
+    else:
+        counts.unchanged += n
+
+
+def _check_guard(
+    source: Source, active: int, kept: int, guard: DeactivationGuard | None, result: MergeResult
+) -> int:
+    """Persons the import will deactivate; raises :class:`MassDeactivationRefused` past the guard."""
+    deactivating = max(0, active - kept)
+    if guard is not None and is_mass_deactivation(
+        deactivating=deactivating, active=active, max_ratio=guard.max_ratio, floor=guard.floor
+    ):
+        raise MassDeactivationRefused(source=source, deactivating=deactivating, active=active, guard=guard)
+    result.persons.deactivated = deactivating
+    return deactivating
 
 
 def _sqlite_now(now: datetime) -> str:
@@ -493,19 +524,23 @@ def sqlite_path(database_url: str) -> str:
     return url.database
 
 
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
 class SqliteStaging:
     """Bulk staging + merge on SQLite through the stdlib driver (synchronous)."""
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, staging_format: StagingFormat = FHIR_FORMAT) -> None:
         self._conn = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
         cur = self._conn
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        # Bounded caches keep the import's memory flat whatever the file size (~90 MB all told).
-        cur.execute("PRAGMA cache_size=-65536")
-        cur.execute("PRAGMA temp.cache_size=-24576")
+        # Bounded caches keep the import's memory flat whatever the file size.
+        cur.execute("PRAGMA cache_size=-32768")
+        cur.execute("PRAGMA temp.cache_size=-65536")
         cur.execute("PRAGMA temp_store=FILE")
         # Alone on the database (the service stopped, e.g. at first start): a rollback journal writes
         # the new pages once instead of twice (WAL, then checkpoint). Leaving WAL needs an exclusive
@@ -524,29 +559,43 @@ class SqliteStaging:
             cur.execute(ddl)
         # Staging lives in TEMP: private to this connection, so filling it locks nothing shared.
         cur.execute("BEGIN")
-        self._insert_lines = (
-            f"INSERT INTO stg_lines ({', '.join(LINE_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in LINE_COLUMNS)})"
-        )
-        self._insert_structs = (
-            f"INSERT INTO stg_structs ({', '.join(STRUCT_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in STRUCT_COLUMNS)})"
-        )
+        self._insert_lines = _insert_sql("stg_lines", staging_format.lines)
+        self._insert_sites = _insert_sql("stg_sites", staging_format.sites)
+        self._insert_structs = _insert_sql("stg_structs", STRUCT_COLUMNS)
         self._staged = 0
 
-    def add_lines(self, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(self._insert_lines, rows)
-        self._staged += len(rows)
+    def add(
+        self,
+        lines: Sequence[Sequence[Any]],
+        sites: Sequence[Sequence[Any]] = (),
+        structs: Sequence[Sequence[Any]] = (),
+    ) -> None:
+        """Stage rows in this source's :class:`StagingFormat` (structures: ``STRUCT_COLUMNS``)."""
+        if sites:
+            self._conn.executemany(self._insert_sites, sites)
+        if lines:
+            self._conn.executemany(self._insert_lines, lines)
+            self._staged += len(lines)
+        if structs:
+            self._conn.executemany(self._insert_structs, structs)
 
-    def add_structs(self, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(self._insert_structs, rows)
+    def merge(
+        self,
+        *,
+        source: Source,
+        full: bool,
+        derive_structures: bool,
+        guard: DeactivationGuard | None = DeactivationGuard(),
+    ) -> MergeResult:
+        """Merge the staged snapshot in one write transaction; on any error nothing is written.
 
-    def merge(self, *, source: Source, full: bool, derive_structures: bool) -> MergeResult:
-        """Merge the staged snapshot in one write transaction; on any error nothing is written."""
+        Raises :class:`MassDeactivationRefused` (before any write) when a full import would deactivate
+        more persons than ``guard`` allows; ``guard=None`` lets it through.
+        """
         conn = self._conn
         conn.execute("COMMIT")  # end of the staging transaction (TEMP only)
         result = MergeResult()
-        now = _sqlite_now(datetime.now(UTC))
+        now = {"now": _sqlite_now(datetime.now(UTC))}
         conn.execute("BEGIN IMMEDIATE")
         try:
             if source == "fhir":
@@ -554,6 +603,13 @@ class SqliteStaging:
                     conn.execute(sql)
                 result.unresolved = [(int(a), str(b)) for a, b in conn.execute(_UNRESOLVED)]
                 conn.execute(_DROP_UNRESOLVED)
+            conn.execute(_classify_persons_sql(source))
+            deactivating = 0
+            if full:
+                active_sql, kept_sql = _guard_sql(source)
+                active = int(conn.execute(active_sql).fetchone()[0])
+                kept = int(conn.execute(kept_sql).fetchone()[0])
+                deactivating = _check_guard(source, active, kept, guard, result)
             if derive_structures:
                 conn.execute(_derive_structures_sql())
             existing = int(conn.execute("SELECT COUNT(*) FROM directory_activities").fetchone()[0])
@@ -563,14 +619,14 @@ class SqliteStaging:
             rebuild = _secondary_indexes(conn) if self._staged > max(100_000, 2 * existing) else []
             for _name, _sql in rebuild:
                 conn.execute(f'DROP INDEX "{_name}"')
-            for sql, counter, needs_now in _merge_sql("sqlite", source, full=full):
-                cur = conn.execute(sql, {"now": now} if needs_now else {})
+            steps = _apply_sql("sqlite", source, full=full, deactivate_persons=deactivating > 0)
+            for sql, counter, needs_now in steps:
+                cur = conn.execute(sql, now if needs_now else {})
                 _count(result, counter, cur.rowcount)
             for _name, index_sql in rebuild:
                 conn.execute(index_sql)
-            _tally(conn.execute(_COUNT_PERSONS).fetchall(), result.persons, skip_state="A")
+            _tally_persons(conn.execute(_COUNT_PERSONS).fetchall(), result)
             _tally(conn.execute(_COUNT_STRUCTS).fetchall(), result.structures)
-            result.activities = int(conn.execute(_COUNT_ACTIVITIES).fetchone()[0])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -614,12 +670,15 @@ class PostgresStaging:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, staging_format: StagingFormat) -> None:
         self._conn = conn
+        self._format = staging_format
         self._tx: Any = None
 
     @classmethod
-    async def connect(cls, database_url: str) -> PostgresStaging:
+    async def connect(
+        cls, database_url: str, *, staging_format: StagingFormat = FHIR_FORMAT
+    ) -> PostgresStaging:
         import asyncpg
 
         url = make_url(database_url)
@@ -630,27 +689,46 @@ class PostgresStaging:
             password=url.password,
             database=url.database,
         )
-        self = cls(conn)
+        self = cls(conn, staging_format)
         self._tx = conn.transaction()
         await self._tx.start()
         for ddl in _staging_ddl("postgresql"):
             await conn.execute(ddl)
         return self
 
-    async def add_lines(self, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.copy_records_to_table("stg_lines", records=rows, columns=LINE_COLUMNS)
+    async def add(
+        self,
+        lines: Sequence[Sequence[Any]],
+        sites: Sequence[Sequence[Any]] = (),
+        structs: Sequence[Sequence[Any]] = (),
+    ) -> None:
+        """Stage rows in this source's :class:`StagingFormat` (structures: ``STRUCT_COLUMNS``)."""
+        copy = self._conn.copy_records_to_table
+        if sites:
+            await copy("stg_sites", records=sites, columns=self._format.sites)
+        if lines:
+            await copy("stg_lines", records=lines, columns=self._format.lines)
+        if structs:
+            await copy("stg_structs", records=structs, columns=STRUCT_COLUMNS)
 
-    async def add_structs(self, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.copy_records_to_table("stg_structs", records=rows, columns=STRUCT_COLUMNS)
-
-    async def merge(self, *, source: Source, full: bool, derive_structures: bool) -> MergeResult:
+    async def merge(
+        self,
+        *,
+        source: Source,
+        full: bool,
+        derive_structures: bool,
+        guard: DeactivationGuard | None = DeactivationGuard(),
+    ) -> MergeResult:
+        """See :meth:`SqliteStaging.merge`; commits the single import transaction."""
         conn = self._conn
         result = MergeResult()
         now = datetime.now(UTC)
         for ddl in (
             "CREATE INDEX ON stg_lines (line_no)",
             "CREATE INDEX ON stg_lines (national_id)",
+            "CREATE INDEX ON stg_sites (line_no)",
             "ANALYZE stg_lines",
+            "ANALYZE stg_sites",
             "ANALYZE stg_structs",
         ):
             await conn.execute(ddl)
@@ -659,9 +737,19 @@ class PostgresStaging:
                 await conn.execute(sql)
             result.unresolved = [(int(r[0]), str(r[1])) for r in await conn.fetch(_UNRESOLVED)]
             await conn.execute(_DROP_UNRESOLVED)
+        await conn.execute(_classify_persons_sql(source))
+        await conn.execute("ANALYZE stg_persons")
+        deactivating = 0
+        if full:
+            active_sql, kept_sql = _guard_sql(source)
+            active = int(await conn.fetchval(active_sql))
+            kept = int(await conn.fetchval(kept_sql))
+            deactivating = _check_guard(source, active, kept, guard, result)
         if derive_structures:
             await conn.execute(_derive_structures_sql())
-        for sql, counter, needs_now in _merge_sql("postgresql", source, full=full):
+            await conn.execute("ANALYZE stg_structs")
+        steps = _apply_sql("postgresql", source, full=full, deactivate_persons=deactivating > 0)
+        for sql, counter, needs_now in steps:
             if needs_now:
                 status = await conn.execute(sql.replace(":now", "$1"), now)
             else:
@@ -669,9 +757,8 @@ class PostgresStaging:
             if sql.startswith("INSERT INTO stg_"):
                 await conn.execute(f"ANALYZE {sql.split()[2]}")
             _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
-        _tally(await conn.fetch(_COUNT_PERSONS), result.persons, skip_state="A")
+        _tally_persons(await conn.fetch(_COUNT_PERSONS), result)
         _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
-        result.activities = int(await conn.fetchval(_COUNT_ACTIVITIES))
         await self._tx.commit()
         self._tx = None
         return result

@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, Uuid, select
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime, utcnow
@@ -22,12 +23,16 @@ class Task(Base):
     Indexes:
     - ``ix_tasks_patient_status_due`` (patient_id, status, sort_due, id): a patient's tasks, by status.
     - ``ix_tasks_creator_status_due`` (creator_national_id, status, sort_due, id): "tasks I created".
+    - ``ix_tasks_creator_type_status_due`` (creator_national_id, type, status, sort_due, id): the same,
+      of one type. Without it a type filter walks every task of the creator in that status (thousands
+      for a busy coordinator) to fill one page.
     """
 
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_patient_status_due", "patient_id", "status", "sort_due", "id"),
         Index("ix_tasks_creator_status_due", "creator_national_id", "status", "sort_due", "id"),
+        Index("ix_tasks_creator_type_status_due", "creator_national_id", "type", "status", "sort_due", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -56,20 +61,32 @@ class Task(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy's declarative API)
 
 
+def _task_type(context: DefaultExecutionContext) -> str | None:
+    """Default of ``TaskAssignee.type``: its task's (the service sets it; this covers other writers)."""
+    task_id = context.get_current_parameters()["task_id"]  # type: ignore[no-untyped-call]
+    task_type: str | None = context.connection.scalar(select(Task.type).where(Task.id == task_id))
+    return task_type
+
+
 class TaskAssignee(Base):
     """One assignee of a task: ``pp:<national id>`` (a professional) or ``st:<structure id>``.
 
-    ``status`` and ``sort_due`` are copies of the task's, kept in step by the service (the only writer),
-    so that "tasks assigned to X" is one range scan of ``ix_task_assignees_key_status_due``
-    (key, status, sort_due, task_id) with no sort and no join before the limit.
+    ``status``, ``type`` and ``sort_due`` are copies of the task's, kept in step by the service (the only
+    writer), so that "tasks assigned to X" is one range scan of ``ix_task_assignees_key_status_due``
+    (key, status, sort_due, task_id), or of ``ix_task_assignees_key_type_status_due`` (key, type,
+    status, sort_due, task_id) for one type, with no sort and no join before the limit.
     """
 
     __tablename__ = "task_assignees"
-    __table_args__ = (Index("ix_task_assignees_key_status_due", "key", "status", "sort_due", "task_id"),)
+    __table_args__ = (
+        Index("ix_task_assignees_key_status_due", "key", "status", "sort_due", "task_id"),
+        Index("ix_task_assignees_key_type_status_due", "key", "type", "status", "sort_due", "task_id"),
+    )
 
     task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(90), primary_key=True)
     status: Mapped[str] = mapped_column(String(12))
+    type: Mapped[str] = mapped_column(String(40), default=_task_type)
     sort_due: Mapped[date] = mapped_column(Date)
 
     task: Mapped[Task] = relationship(back_populates="assignees", lazy="raise")

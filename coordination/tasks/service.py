@@ -11,6 +11,9 @@ Lists (``list_tasks``) are unions of index range scans, each ordered by ``(sort_
 - tasks I created               -> ``ix_tasks_creator_status_due``    (creator_national_id, status, ...)
 - tasks assigned to me / to one of my structures / to a given assignee
                                 -> ``ix_task_assignees_key_status_due`` (key, status, sort_due, task_id)
+With a type filter, the creator and assignee scans use the indexes that put ``type`` after the
+creator / key (``ix_tasks_creator_type_status_due``, ``ix_task_assignees_key_type_status_due``), so a
+rare type still costs one page, not every task of a busy professional.
 Splitting by status (4 fixed values) keeps every scan in index order: an ``IN`` over statuses would make
 the database sort every matching row of a busy structure before applying the limit.
 """
@@ -345,8 +348,14 @@ async def list_tasks(
         stmt = select(TaskAssignee.sort_due.label("d"), TaskAssignee.task_id.label("i")).where(
             TaskAssignee.key == key, TaskAssignee.status == status
         )
-        if task_conds:
-            stmt = stmt.join(Task, Task.id == TaskAssignee.task_id).where(*task_conds)
+        # The type is copied on the assignee row (served by ix_task_assignees_key_type_status_due);
+        # only a patient filter needs the task row.
+        if filters.type is not None:
+            stmt = stmt.where(TaskAssignee.type == filters.type)
+        if filters.patient_id is not None:
+            stmt = stmt.join(Task, Task.id == TaskAssignee.task_id).where(
+                Task.patient_id == filters.patient_id
+            )
         stmt = stmt.where(*assigned_to(TaskAssignee.task_id))
         ks = _keyset(TaskAssignee.sort_due, TaskAssignee.task_id, after)
         if ks is not None:
@@ -473,7 +482,7 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
         updated_at=now,
         completed_at=now if data.status == "terminée" else None,
     )
-    task.assignees = [TaskAssignee(key=k, status=task.status, sort_due=due) for k in keys]
+    task.assignees = [TaskAssignee(key=k, status=task.status, type=task.type, sort_due=due) for k in keys]
     session.add(task)
     if task.patient_id is not None:
         await audit.record(
@@ -553,11 +562,12 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
         task.completed_at = utcnow() if data.status == "terminée" else None
     if wanted is not None:
         task.assignees = [a for a in task.assignees if a.key in wanted] + [
-            TaskAssignee(key=k, status=task.status, sort_due=task.sort_due) for k in added
+            TaskAssignee(key=k, status=task.status, type=task.type, sort_due=task.sort_due) for k in added
         ]
-    # Keep the denormalised copies in step (they serve the "assigned to" index).
+    # Keep the denormalised copies in step (they serve the "assigned to" indexes).
     for a in task.assignees:
         a.status = task.status
+        a.type = task.type
         a.sort_due = task.sort_due
     task.updated_at = utcnow()
     if task.patient_id is not None:
