@@ -26,7 +26,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, exists, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    exists,
+    literal_column,
+    select,
+    tuple_,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -385,13 +394,20 @@ async def list_tasks(
             for sid in structures:
                 from_assignees(rules.structure_key(sid), status)
 
-    # One round trip: each branch keeps its own ORDER BY / LIMIT (an index range scan), the branches
-    # are concatenated (at most sources x (limit + 1) short rows) and merged here.
+    # One round trip: each branch keeps its own ORDER BY / LIMIT (an index range scan); the database
+    # merges the branches (at most sources x (limit + 1) short rows, UNION drops a task found twice)
+    # and cuts the page, so only limit + 1 rows come back to Python. The columns are named, not taken
+    # from ``subquery().c``, which would rebuild a column collection per branch on every request.
     if len(stmts) == 1:
         combined: Select[date, uuid.UUID] | CompoundSelect[date, uuid.UUID] = stmts[0]
     else:
-        parts = [stmt.subquery() for stmt in stmts]
-        combined = union_all(*(select(p.c.d, p.c.i) for p in parts))
+        due_col = literal_column("d", Task.sort_due.type)
+        id_col = literal_column("i", Task.id.type)
+        combined = (
+            union(*(select(due_col, id_col).select_from(stmt.subquery()) for stmt in stmts))
+            .order_by(due_col, id_col)
+            .limit(limit + 1)
+        )
     rows = sorted((d, i) for d, i in (await session.execute(combined)).all())
     picked: list[tuple[date, uuid.UUID]] = []
     seen: set[uuid.UUID] = set()
