@@ -1,7 +1,7 @@
 """Audit trail append-only: the database refuses UPDATE, DELETE and TRUNCATE of audit entries.
 
 Revision ID: b2_audit_append_only
-Revises: 783342fd3fd3
+Revises: a2e2d306de24
 """
 
 from collections.abc import Sequence
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "b2_audit_append_only"
-down_revision: str | None = "783342fd3fd3"
+down_revision: str | None = "a2e2d306de24"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
