@@ -44,6 +44,6 @@ POSTGRESQL_APPEND_ONLY = [
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()",
 ]
 for _sql in SQLITE_APPEND_ONLY:
-    event.listen(AuditEntry.__table__, "after_create", DDL(_sql).execute_if(dialect="sqlite"))
+    event.listen(AuditEntry.__table__, "after_create", DDL(_sql).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
 for _sql in POSTGRESQL_APPEND_ONLY:
-    event.listen(AuditEntry.__table__, "after_create", DDL(_sql).execute_if(dialect="postgresql"))
+    event.listen(AuditEntry.__table__, "after_create", DDL(_sql).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]

@@ -33,7 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from coordination.audit import service as audit
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
-from coordination.db import utcnow
+from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity
 from coordination.documents import rules, storage
 from coordination.documents.models import Document, DocumentAudience
@@ -190,11 +190,7 @@ async def _record(session: AsyncSession, actor: Actor, action: str, doc: Documen
 
 
 async def _commit(session: AsyncSession) -> None:
-    try:
-        await session.commit()
-    except StaleDataError as exc:
-        await session.rollback()
-        raise _stale() from exc
+    await commit_or_conflict(session, on_stale=_stale())
 
 
 # --- writing ------------------------------------------------------------------------------------

@@ -314,7 +314,8 @@ async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCr
     Likely duplicates (same INS; same five strict traits; or homonyms: same birth name, first birth
     first name and birth date) raise ``DuplicateSuspected`` (409 with the candidates' minimal
     identity) unless ``confirm_duplicate`` is set; a confirmed creation gets the ``homonyme``
-    attribute, and so do the existing candidates. The same INS number is never confirmable: an INS identifies one person.
+    attribute, and so do the existing candidates. The same INS number is never confirmable: an INS
+    identifies one person.
     """
     _check_birth_date(data.birth_date)
     ins_number = _checked_ins(data.ins_number, sex=data.sex)

@@ -22,11 +22,10 @@ from datetime import timedelta
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from coordination.audit import service as audit
 from coordination.circle import service as circle
-from coordination.db import utcnow
+from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound
 from coordination.events import service as events
@@ -133,11 +132,7 @@ async def _record(session: AsyncSession, actor: Actor, action: str, req: DacRequ
 
 
 async def _commit(session: AsyncSession) -> None:
-    try:
-        await session.commit()
-    except StaleDataError as exc:
-        await session.rollback()
-        raise _stale() from exc
+    await commit_or_conflict(session, on_stale=_stale())
 
 
 async def _visible(session: AsyncSession, actor: Actor, request_id: uuid.UUID) -> DacRequest:

@@ -38,12 +38,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, joinedload, selectinload
-from sqlalchemy.orm.exc import StaleDataError
 
 from coordination.audit import service as audit
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
-from coordination.db import utcnow
+from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound
 from coordination.events import service as events
@@ -596,9 +595,5 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
             patient_id=task.patient_id,
         )
     await _emit_assigned(session, task, recipients, actor)
-    try:
-        await session.commit()
-    except StaleDataError as exc:
-        await session.rollback()
-        raise _stale() from exc
+    await commit_or_conflict(session, on_stale=_stale())
     return task
