@@ -14,6 +14,8 @@ from typing import Annotated, Any, NoReturn, Protocol
 
 import typer
 
+from coordination.directory.rules import MASS_DEACTIVATION_RATIO
+
 app = typer.Typer(
     help="Annuaire national des professionnels et des structures (RPPS, ROR) : import et recherche.",
     no_args_is_help=True,
@@ -43,6 +45,26 @@ def _print_report(report: Any) -> None:
         typer.echo(line)
 
 
+AllowMassDeactivation = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mass-deactivation",
+        help="Accepter qu'un import complet désactive plus de professionnels que le seuil (départs "
+        "attendus) ; sans cette option, un tel import est refusé et l'annuaire reste intact.",
+    ),
+]
+MaxDeactivationRatio = Annotated[
+    float,
+    typer.Option(
+        "--max-deactivation-ratio",
+        min=0.0,
+        max=1.0,
+        help="Seuil de l'import complet : part maximale des professionnels actifs de la source qu'il "
+        "peut désactiver (0.05 = 5 %), au-delà de 50 personnes.",
+    ),
+]
+
+
 @app.command("import-rpps")
 def import_rpps_command(
     ctx: typer.Context,
@@ -52,20 +74,32 @@ def import_rpps_command(
             help="Extraction PS_LibreAcces_Personne_activite_<horodatage>.txt (séparateur « | »)."
         ),
     ],
+    allow_mass_deactivation: AllowMassDeactivation = False,
+    max_deactivation_ratio: MaxDeactivationRatio = MASS_DEACTIVATION_RATIO,
 ) -> None:
     """Importer une extraction RPPS complète : c'est un instantané du RPPS (les professionnels absents
     sont désactivés, ceux qui reviennent sont réactivés). Les lignes mal formées sont signalées avec leur
-    numéro de ligne, sans arrêter l'import. Code de sortie 1 si le fichier est illisible."""
-    from ror_sync.importer import import_rpps
+    numéro de ligne, sans arrêter l'import. Un import qui désactiverait plus de 5 % des professionnels
+    actifs (et plus de 50) est refusé : fichier tronqué ou erroné ? Code de sortie 1 si le fichier est
+    illisible ou l'import refusé ; l'annuaire reste alors intact."""
+    from ror_sync.importer import MassDeactivationError, import_rpps
     from ror_sync.rpps import RppsFormatError
 
     url = _database_url(ctx)
     if not file.is_file():
         _fail(f"{file} : fichier introuvable.")
     try:
-        report = import_rpps(url, file, progress=True)
+        report = import_rpps(
+            url,
+            file,
+            progress=True,
+            allow_mass_deactivation=allow_mass_deactivation,
+            max_deactivation_ratio=max_deactivation_ratio,
+        )
     except RppsFormatError as exc:
         _fail(f"{exc} Rien n'a été importé.")
+    except MassDeactivationError as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"{file} : lecture impossible ({exc.strerror or exc}) ; rien n'a été importé.")
     _print_report(report)
@@ -100,17 +134,27 @@ def import_fhir_command(
             "ne désactive personne. Sans --since, l'import est un instantané complet."
         ),
     ] = None,
+    allow_mass_deactivation: AllowMassDeactivation = False,
+    max_deactivation_ratio: MaxDeactivationRatio = MASS_DEACTIVATION_RATIO,
 ) -> None:
     """Importer des Bundles FHIR du ROR ou de l'Annuaire Santé (Organization, HealthcareService,
-    Location, Practitioner, PractitionerRole). Les pages suivantes (link next) sont suivies."""
+    Location, Practitioner, PractitionerRole). Les pages suivantes (link next) sont suivies. Un import
+    complet qui désactiverait trop de professionnels est refusé, comme pour import-rpps."""
     from ror_sync.fhir import FhirSourceError
-    from ror_sync.importer import import_fhir
+    from ror_sync.importer import MassDeactivationError, import_fhir
 
     url = _database_url(ctx)
     since_at = _parse_since(since)
     try:
-        report = import_fhir(url, list(sources), since=since_at, progress=True)
-    except FhirSourceError as exc:
+        report = import_fhir(
+            url,
+            list(sources),
+            since=since_at,
+            progress=True,
+            allow_mass_deactivation=allow_mass_deactivation,
+            max_deactivation_ratio=max_deactivation_ratio,
+        )
+    except (FhirSourceError, MassDeactivationError) as exc:
         _fail(str(exc))
     _print_report(report)
 

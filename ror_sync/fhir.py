@@ -455,7 +455,7 @@ class FhirSnapshot:
                 first.profession_code if first else "",
                 first.profession if first else "",
             )
-            lines.append((line_no, 1, 0, *values, "", "", "", None, prac.ref, None, _h(values)))
+            lines.append((line_no, 1, 0, *values, "", "", "", None, None, prac.ref, None, _h(values)))
         for role in self.roles:
             line_no += 1
             self._where[line_no] = role.where
@@ -494,6 +494,7 @@ class FhirSnapshot:
                     role.national_id,
                     *([""] * 5),
                     *act[:5],
+                    None,
                     line_no,
                     None,
                     role.practitioner if role.national_id is None else None,

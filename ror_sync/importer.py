@@ -17,13 +17,20 @@ must exist.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import os
+import pickle
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +52,7 @@ from coordination.directory.store import (
     DeactivationGuard,
     MassDeactivationRefused,
     MergeResult,
+    PartStaging,
     PostgresStaging,
     Source,
     SqliteStaging,
@@ -52,7 +60,7 @@ from coordination.directory.store import (
 )
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
 from ror_sync.report import ImportReport, Rejections
-from ror_sync.rpps import parse_rpps
+from ror_sync.rpps import ParsePosition, parse_rpps, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -145,11 +153,20 @@ class _Plan:
     guard: DeactivationGuard | None
 
 
-def _merge_sqlite(database_url: str, batches: Batches, plan: _Plan, progress: _Progress) -> MergeResult:
+def _merge_sqlite(
+    database_url: str,
+    batches: Batches,
+    plan: _Plan,
+    progress: _Progress,
+    second_half: _SecondHalf | None = None,
+) -> MergeResult:
     staging = SqliteStaging(database_url, staging_format=plan.staging_format)
     try:
         for lines, sites, structs in batches:
             staging.add(lines, sites, structs)
+        if second_half is not None:
+            with progress.phase("Lecture de la seconde moitié du fichier…"):
+                second_half.take_into(staging)
         with progress.phase("Fusion dans l'annuaire…"):
             return staging.merge(
                 source=plan.source,
@@ -179,10 +196,141 @@ async def _merge_postgres(
         await staging.close()
 
 
-def _run(database_url: str, batches: Batches, plan: _Plan, progress: _Progress) -> MergeResult:
+def _run(
+    database_url: str,
+    batches: Batches,
+    plan: _Plan,
+    progress: _Progress,
+    second_half: _SecondHalf | None = None,
+) -> MergeResult:
     if _backend(database_url) == "sqlite":
-        return _merge_sqlite(database_url, batches, plan, progress)
+        return _merge_sqlite(database_url, batches, plan, progress, second_half)
+    assert second_half is None  # only the SQLite path splits a file
     return asyncio.run(_merge_postgres(database_url, batches, plan, progress))
+
+
+# A file this large is parsed in two halves at once, on two processes, when two CPUs are there.
+PARALLEL_MIN_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _PartResult:
+    last_line: int  # lines numbered from 1 at the split point
+    staged: int
+    rejected: int
+    kept: list[tuple[int, str]]
+
+
+def _stage_part(path: str, start: int, part_file: str) -> _PartResult:
+    """Child process: parse the file from byte ``start`` (a line start) into a staging file."""
+    rejections = Rejections()
+    position = ParsePosition()
+    staged = 0
+    staging = PartStaging(part_file, staging_format=RPPS_FORMAT)
+    try:
+        with open(path, "rb") as stream:
+            header = read_header(stream)
+            stream.seek(start)
+            for lines, sites in parse_rpps(
+                stream, file=path, rejections=rejections, header=header, position=position
+            ):
+                staging.add(lines, sites)
+                staged += len(lines)
+    finally:
+        staging.close()
+    kept = [(r.line, r.reason) for r in rejections.kept]
+    return _PartResult(position.line_no, staged, rejections.total, kept)
+
+
+def _part_main(pipe: Connection, path: str, start: int, part_file: str) -> None:
+    try:
+        pipe.send(("ok", _stage_part(path, start, part_file)))
+    except BaseException as exc:  # sent to the parent, which raises it: the import stops there
+        try:
+            pickle.dumps(exc)
+            pipe.send(("error", exc))
+        except Exception:
+            pipe.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        pipe.close()
+
+
+def _split_point(path: Path, size: int) -> int | None:
+    """Offset of the first line that starts after the middle of the file, if any."""
+    with path.open("rb") as stream:
+        stream.seek(size // 2)
+        stream.readline()
+        offset = stream.tell()
+    return offset if offset < size else None
+
+
+class _SecondHalf:
+    """The second half of an extract, parsed and staged by a child process (its own SQLite file) while
+    this process does the first half; then copied into this process's staging, numbered after it.
+
+    Two CPUs do the Python parsing at once: it is most of an import's time. Any failure of the child
+    fails the import (nothing is written); leaving the block stops the child and removes its file."""
+
+    def __init__(self, path: Path, start: int, *, rejections: Rejections, position: ParsePosition) -> None:
+        self._path = path
+        self._start = start
+        self._rejections = rejections
+        self._position = position  # where the first half stopped: the offset of the second's lines
+        self.staged = 0
+        self._dir = ""
+        self._process: BaseProcess | None = None
+        self._pipe: Connection | None = None
+
+    def __enter__(self) -> _SecondHalf:
+        self._dir = tempfile.mkdtemp(prefix="azurezo-rpps-")
+        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+        receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_part_main,
+            args=(sender, str(self._path), self._start, self._part_file),
+            name="azurezo-rpps-part",
+            daemon=True,
+        )
+        self._process.start()
+        sender.close()
+        self._pipe = receiver
+        return self
+
+    @property
+    def _part_file(self) -> str:
+        return os.path.join(self._dir, "part.db")
+
+    def take_into(self, staging: SqliteStaging) -> None:
+        assert self._pipe is not None
+        try:
+            kind, payload = self._pipe.recv()
+        except EOFError:
+            raise RuntimeError("le processus de lecture de la seconde moitié s'est arrêté") from None
+        if kind == "error":
+            raise payload
+        part: _PartResult = payload
+        offset = self._position.line_no
+        staging.absorb(self._part_file, line_offset=offset)
+        for line, reason in part.kept:
+            self._rejections.add(str(self._path), line + offset, reason)
+        self._rejections.total += part.rejected - len(part.kept)
+        self.staged = part.staged
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.terminate()
+            self._process.join()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _guard(allow_mass_deactivation: bool, max_deactivation_ratio: float) -> DeactivationGuard | None:
@@ -214,23 +362,54 @@ def import_rpps_stream(
     max_deactivation_ratio: float = MASS_DEACTIVATION_RATIO,
 ) -> ImportReport:
     """Import an RPPS extract read from a binary stream (see :func:`import_rpps`)."""
-    started = time.monotonic()
     guard = _guard(allow_mass_deactivation, max_deactivation_ratio)
+    return _import_rpps(database_url, stream, name=name, size=size, progress=progress, guard=guard)
+
+
+def _import_rpps(
+    database_url: str,
+    stream: IO[bytes],
+    *,
+    name: str,
+    size: int | None,
+    progress: bool,
+    guard: DeactivationGuard | None,
+    split_at: int | None = None,
+) -> ImportReport:
+    started = time.monotonic()
     rejections = Rejections()
     report = ImportReport(source="rpps", full=True, sources=[name])
     plan = _Plan("rpps", True, True, RPPS_FORMAT, guard)
-    with _Progress(progress, label=f"Lecture {Path(name).name}", total=size) as bar:
+    position = ParsePosition()
+    with contextlib.ExitStack() as stack:
+        second_half = None
+        if split_at is not None:
+            second_half = stack.enter_context(
+                _SecondHalf(Path(name), split_at, rejections=rejections, position=position)
+            )
+        bar = stack.enter_context(
+            _Progress(progress, label=f"Lecture {Path(name).name}", total=split_at or size)
+        )
         lines_seen = [0]
 
         def batches() -> Batches:
-            for lines, sites in parse_rpps(stream, file=name, rejections=rejections, on_batch=bar.advance_to):
+            for lines, sites in parse_rpps(
+                stream,
+                file=name,
+                rejections=rejections,
+                on_batch=bar.advance_to,
+                limit=split_at,
+                position=position,
+            ):
                 lines_seen[0] += len(lines)
                 yield lines, sites, ()
 
         try:
-            result = _run(database_url, batches(), plan, bar)
+            result = _run(database_url, batches(), plan, bar, second_half)
         except MassDeactivationRefused as exc:
             raise _refusal(exc, files=[name], command="import-rpps") from exc
+        if second_half is not None:
+            lines_seen[0] += second_half.staged
     report.lines = lines_seen[0] + rejections.total
     _fill(report, result, rejections, started)
     logger.info(
@@ -251,8 +430,12 @@ def import_rpps(
     progress: bool = False,
     allow_mass_deactivation: bool = False,
     max_deactivation_ratio: float = MASS_DEACTIVATION_RATIO,
+    processes: int | None = None,
 ) -> ImportReport:
     """Import an RPPS ``PS_LibreAcces_Personne_activite`` extract as a full snapshot of the RPPS.
+
+    On SQLite, a file of ``PARALLEL_MIN_BYTES`` or more is parsed by two processes (one per half) when
+    two CPUs are available; ``processes`` forces 1 or 2 (the result is the same).
 
     Raises ``FileNotFoundError``/``OSError`` for an unreadable file,
     :class:`ror_sync.rpps.RppsFormatError` for a file whose header is not an RPPS header, and
@@ -261,16 +444,23 @@ def import_rpps(
     ``coordination.directory.rules.MASS_DEACTIVATION_FLOOR``) without ``allow_mass_deactivation``;
     in every case the directory is left untouched.
     """
+    guard = _guard(allow_mass_deactivation, max_deactivation_ratio)  # a bad threshold fails early
     path = Path(path)
     with path.open("rb") as stream:
-        return import_rpps_stream(
+        size = os.fstat(stream.fileno()).st_size
+        if processes is None:
+            processes = 2 if size >= PARALLEL_MIN_BYTES and _cpus() >= 2 else 1
+        split_at = None
+        if processes >= 2 and _backend(database_url) == "sqlite":
+            split_at = _split_point(path, size)
+        return _import_rpps(
             database_url,
             stream,
             name=str(path),
-            size=os.fstat(stream.fileno()).st_size,
+            size=size,
             progress=progress,
-            allow_mass_deactivation=allow_mass_deactivation,
-            max_deactivation_ratio=max_deactivation_ratio,
+            guard=guard,
+            split_at=split_at,
         )
 
 

@@ -30,7 +30,6 @@ from coordination.directory.rules import (
     department_from_postal_code,
     national_id_problem,
     person_search_name,
-    rpps_structure_key,
     search_key,
 )
 from ror_sync.report import Rejections
@@ -179,9 +178,14 @@ _person_key = lru_cache(maxsize=1 << 16)(person_search_name)
 _site_key = lru_cache(maxsize=1 << 16)(search_key)
 
 CHUNK_BYTES = 1 << 20
-# Sites already staged. Bounded (~100 bytes an entry): when full it is emptied, and a site seen again
-# is simply staged once more (correct, only a little slower).
-SITE_CACHE_ENTRIES = 1 << 19
+# Structures whose site has been staged: structure key -> hash of the columns of its first site in the
+# file, which the merge turns into the structure. ~150 bytes an entry, never evicted (that would make a
+# later line look like the structure's own site when it may not be): past this many structures, lines
+# of structures not yet seen carry their site like any other line (exact, only slower).
+STRUCTURE_CACHE_ENTRIES = 1 << 19
+# Other sites already staged (a structure's site that differs from its first one, a line without a
+# structure). Bounded, emptied when full: a site seen again is then simply staged once more.
+SITE_CACHE_ENTRIES = 1 << 16
 _LUHN_DOUBLE_BYTES = bytes.maketrans(b"0123456789", b"0246813579")
 # A line's digest is 48 bits: CRC-32 of the line, seeded with this version, and 16 bits of its Adler-32.
 # It only has to tell a changed line from the same line (a person's fingerprint is the sum of theirs).
@@ -216,13 +220,14 @@ def _decode(data: bytes) -> str:
         return "\n".join(map(_decode_line, data.split(b"\n")))
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[tuple[list[str], int]]:
+def _chunks(stream: IO[bytes], limit: int | None) -> Iterator[tuple[list[str], int]]:
     """(lines without their line end, bytes read so far), a large chunk of the file at a time: decoding
-    and splitting run in C over the whole chunk."""
+    and splitting run in C over the whole chunk. Reads at most ``limit`` bytes when given."""
     rest = b""
     consumed = 0
     while True:
-        data = stream.read(CHUNK_BYTES)
+        size = CHUNK_BYTES if limit is None else min(CHUNK_BYTES, limit - consumed)
+        data = stream.read(size) if size > 0 else b""
         if not data:
             break
         consumed += len(data)
@@ -243,12 +248,11 @@ def _chunks(stream: IO[bytes]) -> Iterator[tuple[list[str], int]]:
         yield [_decode(rest).removesuffix("\r")], consumed
 
 
-def _site_row(line_no: int, raw: tuple[str, ...]) -> tuple[Any, ...]:
+def _site_row(line_no: int, structure_id: str, raw: tuple[str, ...]) -> tuple[Any, ...]:
     (
-        finess, siret, tech, site, sign, num, rep, stype, street, more, distrib, cedex, postal, city,
-        phone, email, dep,
+        finess, siret, _, site, sign, num, rep, stype, street, more, distrib, cedex, postal, city, phone,
+        email, dep,
     ) = map(str.strip, raw)  # fmt: skip
-    structure_id = rpps_structure_key(finess=finess, siret=siret, technical_id=tech) or ""
     site = site or sign
     address = " ".join(filter(None, (num, rep, stype, street, more)))
     if distrib:
@@ -261,6 +265,18 @@ def _site_row(line_no: int, raw: tuple[str, ...]) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+@dataclass
+class ParsePosition:
+    """Where a parse stopped: the number of the last line read (the header is line 1)."""
+
+    line_no: int = 0
+
+
+def read_header(stream: IO[bytes]) -> str:
+    """The first line of an extract, decoded (for a parse that starts further in the file)."""
+    return _decode_line(stream.readline()).rstrip("\r\n")
+
+
 def parse_rpps(
     stream: IO[bytes],
     *,
@@ -268,15 +284,27 @@ def parse_rpps(
     rejections: Rejections,
     batch_size: int = 5_000,
     on_batch: Callable[[int], None] | None = None,
+    header: str | None = None,
+    limit: int | None = None,
+    position: ParsePosition | None = None,
 ) -> Iterator[RppsBatch]:
     """Yield batches of staging rows; reject malformed lines into ``rejections`` (file, line, reason).
 
     ``on_batch`` receives the number of bytes consumed so far (for a progress bar).
     Raises :class:`RppsFormatError` when the header is not an RPPS header.
+
+    To parse a part of a file: ``limit`` stops after that many bytes (at a line end); ``header``, the
+    file's header line, parses a stream positioned after it, numbering its first line 1. ``position``
+    receives the number of the last line read.
     """
-    chunks = _chunks(stream)
-    first = next(chunks, ([""], 0))
-    header = first[0].pop(0)
+    chunks = _chunks(stream, limit)
+    if header is None:
+        first = next(chunks, ([""], 0))
+        header = first[0].pop(0)
+        line_no = 1
+    else:
+        first = ([], 0)
+        line_no = 0
     if not header.strip():
         raise RppsFormatError(f"{file}:1: fichier vide : aucun en-tête RPPS.")
     layout = read_layout(header, file=file)
@@ -295,12 +323,13 @@ def parse_rpps(
     i_family = index["family_name"]
     version = _DIGEST_SEED
     double = _LUHN_DOUBLE_BYTES
+    i_finess, i_siret, i_tech = (index.get(n, width) for n in ("finess", "siret", "technical_id"))
+    structures: dict[str, int] = {}
     # Sites already staged: hash of their columns -> their line << 32 | CRC-32 of the columns. Integers
     # keep the cache small; the CRC confirms a hit (two sites agreeing on both is a 2**-96 chance).
     sites: dict[int, int] = {}
     lines: list[tuple[Any, ...]] = []
     new_sites: list[tuple[Any, ...]] = []
-    line_no = 1
     last_nid = nid = ""
     last_nid_problem: str | None = None
     person_staged = False  # the current person's fields are already on one of their lines
@@ -350,18 +379,39 @@ def parse_rpps(
             if not f[i_family].strip():
                 rejections.add(file, line_no, "colonne « Nom d'exercice » vide : nom du professionnel absent")
                 continue
+            # Most lines exercise at their structure's own site (the one the merge derives the structure
+            # from): they stage the structure key only, and show the structure's coordinates. A line
+            # whose site differs points to its own site row (``site_line``).
             site_text = "|".join(f[site_from:site_to])
-            site_key = hash(site_text)
-            site_check = crc32(site_text.encode())
-            known = sites.get(site_key)
-            if known is not None and known & 0xFFFFFFFF == site_check:
-                site_line = known >> 32
+            site_hash = hash(site_text)
+            finess, siret, tech = f[i_finess], f[i_siret], f[i_tech]
+            if finess:  # rules.rpps_structure_key, inlined: it runs for every line
+                structure_id = "finess:" + finess.strip()
+            elif siret:
+                structure_id = "siret:" + siret.strip()
+            elif tech:
+                structure_id = "rpps-struct:" + tech.strip()
             else:
-                site_line = line_no
-                new_sites.append(_site_row(line_no, site_get(f)))
-                if len(sites) >= SITE_CACHE_ENTRIES:
-                    sites.clear()
-                sites[site_key] = line_no << 32 | site_check
+                structure_id = ""
+            at_own_site = False
+            if structure_id:
+                own = structures.get(structure_id)
+                if own is None and len(structures) < STRUCTURE_CACHE_ENTRIES:
+                    structures[structure_id] = own = site_hash
+                    new_sites.append(_site_row(line_no, structure_id, site_get(f)))
+                at_own_site = own == site_hash
+            site_line: int | None = None
+            if not at_own_site:
+                site_check = crc32(site_text.encode())
+                known = sites.get(site_hash)
+                if known is not None and known & 0xFFFFFFFF == site_check:
+                    site_line = known >> 32
+                else:
+                    site_line = line_no
+                    new_sites.append(_site_row(line_no, structure_id, site_get(f)))
+                    if len(sites) >= SITE_CACHE_ENTRIES:
+                        sites.clear()
+                    sites[site_hash] = line_no << 32 | site_check
             # The whole line is digested: a person is unchanged when their lines are the same bytes.
             data = line.encode()
             h = crc32(data, version) | (adler32(data) & 0xFFFF) << 32
@@ -370,7 +420,8 @@ def parse_rpps(
                 lines.append(
                     (
                         line_no, 0, nid, None, None, None, None, None, pcode, prof,
-                        spec.strip() or spec_code, mode.strip() or mode_code, role, site_line, h,
+                        spec.strip() or spec_code, mode.strip() or mode_code, role, structure_id,
+                        site_line, h,
                     )
                 )  # fmt: skip
             else:
@@ -380,7 +431,7 @@ def parse_rpps(
                     (
                         line_no, 1, nid, id_type.strip() or nid[0], civx.strip() or civ, family, given,
                         _person_key(family, given), pcode, prof, spec.strip() or spec_code,
-                        mode.strip() or mode_code, role, site_line, h,
+                        mode.strip() or mode_code, role, structure_id, site_line, h,
                     )
                 )  # fmt: skip
             if len(lines) >= batch_size:
@@ -392,3 +443,5 @@ def parse_rpps(
         yield RppsBatch(lines, new_sites)
     if on_batch is not None:
         on_batch(consumed)
+    if position is not None:
+        position.line_no = line_no

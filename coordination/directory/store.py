@@ -14,10 +14,13 @@ Staging rows
 ``LINE_COLUMNS``: one row per activity line (RPPS line or FHIR PractitionerRole) or person line
 (a FHIR Practitioner). ``pf`` = 1 when the row carries the person's fields (an RPPS person's first line;
 the following lines of the same person leave them NULL), ``act`` = 1 when it is an activity.
-``site_line`` points to the ``SITE_COLUMNS`` row holding the activity's site (structure key, name,
-address...): an RPPS site repeated on many lines is staged once, not on every line. ``h`` is a 48-bit
-digest of the line (its site included); a person's fingerprint is the sum of the digests of their lines
-(order-independent), compared with the stored one to tell "unchanged" from "updated".
+``SITE_COLUMNS`` rows hold sites (structure key, name, address...), each staged once however many lines
+name it. An RPPS line at its structure's own site (the structure is derived from the first site of its
+key in the file) stages only ``structure_id``: its activity keeps no site columns of its own and shows
+the structure's, which is what most of the 2 million lines need and the cheapest to write. A line whose
+site differs, or has no structure, points to its site row (``site_line``) and its activity keeps those
+columns. ``h`` is a 48-bit digest of the line; a person's fingerprint is the sum of the digests of their
+lines (order-independent), compared with the stored one to tell "unchanged" from "updated".
 Empty strings are stored as-is in staging and turned into NULL by the merge (``NULLIF``), in C, not Python.
 
 Ownership and precedence
@@ -70,6 +73,7 @@ LINE_COLUMNS: tuple[str, ...] = (
     "specialty",
     "mode",
     "role",
+    "structure_id",
     "site_line",
     "fhir_id",
     "practitioner_ref",
@@ -382,7 +386,7 @@ def _apply_sql(
         (
             "INSERT INTO directory_activities (national_id, structure_id, "
             f"{', '.join(line_fields + site_fields)}, source) "
-            f"SELECT l.national_id, {_n('t.structure_id')}, "
+            f"SELECT l.national_id, COALESCE({_n('l.structure_id')}, {_n('t.structure_id')}), "
             f"{', '.join(_n(f'TRIM(l.{c})') for c in line_fields)}, "
             f"{', '.join(_n('t.' + c) for c in site_fields)}, '{source}' "
             "FROM stg_lines l JOIN stg_persons s ON s.national_id = l.national_id "
@@ -579,6 +583,31 @@ class SqliteStaging:
         if structs:
             self._conn.executemany(self._insert_structs, structs)
 
+    def absorb(self, part_file: str, *, line_offset: int) -> int:
+        """Take in a :class:`PartStaging` file whose lines follow the ``line_offset`` lines staged here;
+        returns the number of lines taken in."""
+        conn = self._conn
+        conn.execute("COMMIT")  # ATTACH is refused inside a transaction
+        conn.execute("ATTACH DATABASE ? AS part", (part_file,))
+        try:
+            conn.execute("BEGIN")
+            steps = _absorb_sql(line_offset, conflicts=False)
+            conn.execute(steps[0])
+            conn.execute(steps[1])
+            if conn.execute("SELECT 1 FROM stg_conflicts LIMIT 1").fetchone() is not None:
+                steps = _absorb_sql(line_offset, conflicts=True)
+            conn.execute(steps[2])
+            taken = conn.execute(steps[3]).rowcount
+            conn.execute("DROP TABLE stg_conflicts")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("DETACH DATABASE part")
+            conn.execute("BEGIN")
+        self._staged += taken
+        return int(taken)
+
     def merge(
         self,
         *,
@@ -596,6 +625,9 @@ class SqliteStaging:
         conn.execute("COMMIT")  # end of the staging transaction (TEMP only)
         result = MergeResult()
         now = {"now": _sqlite_now(datetime.now(UTC))}
+        # The merge only adds activities to persons it has just written or found (the classification
+        # joins them), so checking the foreign key of 2 million activity rows one by one proves nothing.
+        conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("BEGIN IMMEDIATE")
         try:
             if source == "fhir":
@@ -631,6 +663,8 @@ class SqliteStaging:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
         if not self._left_wal:
             # Keep the WAL file from staying at the size of the whole import.
             with contextlib.suppress(sqlite3.Error):
@@ -647,11 +681,77 @@ class SqliteStaging:
         self._conn.close()
 
 
+class PartStaging:
+    """Staging of one part of a file, filled by another process into its own SQLite file, then taken
+    in by :meth:`SqliteStaging.absorb`. Disposable: no journal, no sync."""
+
+    def __init__(self, path: str, *, staging_format: StagingFormat) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16384"):
+            self._conn.execute(f"PRAGMA {pragma}")
+        for ddl in _staging_ddl("sqlite")[:2]:  # stg_lines, stg_sites
+            self._conn.execute(ddl.replace("CREATE TEMP TABLE", "CREATE TABLE"))
+        self._conn.execute("BEGIN")
+        self._insert_lines = _insert_sql("stg_lines", staging_format.lines)
+        self._insert_sites = _insert_sql("stg_sites", staging_format.sites)
+
+    def add(self, lines: Sequence[Sequence[Any]], sites: Sequence[Sequence[Any]] = ()) -> None:
+        if sites:
+            self._conn.executemany(self._insert_sites, sites)
+        if lines:
+            self._conn.executemany(self._insert_lines, lines)
+
+    def close(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+        self._conn.close()
+
+
+_SITE_VALUES = ", ".join(c for c in SITE_COLUMNS if c != "line_no")
+_LINE_VALUES = [c for c in LINE_COLUMNS if c not in ("line_no", "site_line")]
+
+
+def _absorb_sql(line_offset: int, *, conflicts: bool) -> list[str]:
+    """Copy a part's staging (numbered from 1) after ``line_offset`` lines.
+
+    The part's process took the first site it saw for a structure as the structure's own; when the
+    structure appeared earlier with other coordinates, the part's lines that relied on that must point
+    to their site explicitly (``stg_conflicts``).
+    """
+    off = int(line_offset)
+    differs = " OR ".join(f"p.{c} IS NOT t.{c}" for c in SITE_COLUMNS if c not in ("line_no",))
+    first = (
+        "SELECT structure_id, MIN(line_no) AS first_line FROM {t} WHERE structure_id IS NOT NULL "
+        "AND structure_id <> '' GROUP BY structure_id"
+    )
+    site_line = (
+        f"COALESCE(l.site_line + {off}, (SELECT c.line_no FROM stg_conflicts c "
+        "WHERE c.structure_id = l.structure_id))"
+        if conflicts
+        else f"l.site_line + {off}"
+    )
+    return [
+        "CREATE TEMP TABLE stg_conflicts (structure_id TEXT PRIMARY KEY, line_no BIGINT)",
+        f"INSERT INTO stg_conflicts SELECT p.structure_id, p.line_no + {off} "
+        f"FROM part.stg_sites p JOIN ({first.format(t='part.stg_sites')}) pf "
+        f"ON p.line_no = pf.first_line JOIN ({first.format(t='temp.stg_sites')}) tf "
+        "ON tf.structure_id = p.structure_id JOIN temp.stg_sites t ON t.line_no = tf.first_line "
+        f"WHERE {differs}",
+        f"INSERT INTO temp.stg_sites (line_no, {_SITE_VALUES}) SELECT line_no + {off}, {_SITE_VALUES} "
+        "FROM part.stg_sites",
+        f"INSERT INTO temp.stg_lines (line_no, site_line, {', '.join(_LINE_VALUES)}) "
+        f"SELECT l.line_no + {off}, {site_line}, {', '.join('l.' + c for c in _LINE_VALUES)} "
+        "FROM part.stg_lines l",
+    ]
+
+
 def _secondary_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    """Explicit indexes of the directory tables the merge fills (autoindexes of keys excluded)."""
+    """Explicit indexes of the directory tables the merge fills (autoindexes of keys excluded, and
+    partial ones: bulk rows do not enter them, and rebuilding one would scan its whole table)."""
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN "
-        "('directory_persons', 'directory_activities', 'directory_structures')"
+        "('directory_persons', 'directory_activities', 'directory_structures') "
+        "AND sql NOT LIKE '% WHERE %'"
     ).fetchall()
     return [(str(name), str(sql)) for name, sql in rows]
 

@@ -57,3 +57,28 @@ async def test_errors_name_the_file_and_exit_non_zero(database_url: str, tmp_pat
     assert since.exit_code == 1 and "--since « hier »" in since.output
     nofile = await invoke(home, "import-fhir", str(tmp_path / "none.json"))
     assert nofile.exit_code == 1 and "fichier introuvable" in nofile.output
+
+
+async def test_a_mass_deactivation_is_refused_with_the_way_to_force_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    home = FakeHome(database_url)
+    full = write_rpps(tmp_path / "complet.txt", [rpps_line(n) for n in range(1, 101)])
+    assert (await invoke(home, "import-rpps", str(full))).exit_code == 0
+    truncated = write_rpps(tmp_path / "tronque.txt", [rpps_line(n) for n in range(1, 21)])
+
+    refused = await invoke(home, "import-rpps", str(truncated))
+    assert refused.exit_code == 1
+    assert f"Erreur : {truncated} : cet import désactiverait 80 professionnels" in refused.output
+    assert f"import-rpps {truncated} --allow-mass-deactivation" in refused.output
+    found = await invoke(home, "search", "dupont99", "--json")
+    assert json.loads(found.output)[0]["active"] is True  # nothing changed
+
+    bad = await invoke(home, "import-rpps", str(truncated), "--max-deactivation-ratio", "5")
+    assert bad.exit_code == 2  # refused by the option parser: a proportion is between 0 and 1
+    raised = await invoke(home, "import-rpps", str(truncated), "--max-deactivation-ratio", "0.9")
+    assert raised.exit_code == 0, raised.output
+    assert "désactivés 80" in raised.output
+    assert (await invoke(home, "import-rpps", str(full))).exit_code == 0  # all back (reactivations)
+    forced = await invoke(home, "import-rpps", str(truncated), "--allow-mass-deactivation")
+    assert forced.exit_code == 0 and "désactivés 80" in forced.output

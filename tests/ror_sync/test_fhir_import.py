@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.directory import service
 from ror_sync.fhir import FhirSourceError, identifier_kind
-from ror_sync.importer import import_fhir, import_rpps
+from ror_sync.importer import MassDeactivationError, import_fhir, import_rpps
 from tests.ror_sync.helpers import bundle, national_id, rpps_line, write_rpps
 
 R66 = "https://mos.esante.gouv.fr/NOS/TRE_R66-CategorieEtablissement/FHIR/TRE-R66-CategorieEtablissement"
@@ -231,3 +231,27 @@ async def test_an_unreachable_server_imports_nothing(database_url: str) -> None:
         url = server.url
     with pytest.raises(FhirSourceError, match="injoignable"):
         await fhir(database_url, [url])
+
+
+async def test_a_partial_fhir_snapshot_is_refused_unless_allowed(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    full = [practitioner(f"p{n}", n, f"NOM{n}") for n in range(1, 81)]
+    complete = tmp_path / "complet.json"
+    complete.write_text(json.dumps(bundle(full)))
+    await fhir(database_url, [str(complete)])
+    partial = tmp_path / "page1.json"  # only the first page of the export was saved
+    partial.write_text(json.dumps(bundle(full[:20])))
+
+    with pytest.raises(MassDeactivationError) as refused:
+        await fhir(database_url, [str(partial)])
+    assert "désactiverait 60 professionnels sur les 80 actifs issus de la source FHIR" in str(refused.value)
+    assert f"azurezo directory import-fhir {partial} --allow-mass-deactivation" in str(refused.value)
+    assert (await service.get_person(session=db, national_id=national_id(80))).active
+
+    # A delta never deactivates, so it is never refused; consent lets the snapshot through.
+    await fhir(database_url, [str(partial)], since=datetime(2020, 1, 1, tzinfo=UTC))
+    report = await asyncio.to_thread(import_fhir, database_url, [str(partial)], allow_mass_deactivation=True)
+    assert report.persons.deactivated == 60
+    db.expire_all()
+    assert not (await service.get_person(session=db, national_id=national_id(80))).active

@@ -10,11 +10,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coordination.db import make_engine, make_sessionmaker
 from coordination.directory import service
 from coordination.directory.models import Activity, Person, Structure
-from ror_sync.importer import import_rpps, import_rpps_stream
+from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
 from ror_sync.rpps import NEW_HEADERS, RppsFormatError
 from tests.ror_sync.helpers import national_id, rpps_line, write_rpps
+from tests.support.service import create_schema, fresh_database_url
 
 
 async def run_import(database_url: str, path: Path):  # type: ignore[no-untyped-def]
@@ -172,3 +174,150 @@ async def test_an_import_that_dies_halfway_leaves_the_directory_intact(
     assert after == before
     assert await db.scalar(select(func.count()).select_from(Activity)) == 2
     assert await db.scalar(select(func.count()).select_from(Structure)) == 1
+
+
+async def test_a_line_at_another_site_of_its_structure_keeps_its_own_coordinates(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    # Same FINESS, different coordinates on the second line: the structure takes the first line's,
+    # each professional's site shows their own line's. A line without any structure keeps its own too.
+    lines = [
+        rpps_line(1, site=4, **{"Libellé commune (coord. structure)": "NICE"}),
+        rpps_line(2, site=4, **{"Libellé commune (coord. structure)": "ANTIBES"}),
+        rpps_line(
+            3,
+            site=None,
+            **{"Raison sociale site": "CABINET SANS N°", "Libellé commune (coord. structure)": "MENTON"},
+        ),
+    ]
+    report = await run_import(database_url, write_rpps(tmp_path / "r.txt", lines))
+    assert report.structures.added == 1
+    structure = await service.get_structure(session=db, structure_id="finess:069990004")
+    assert structure.city == "NICE"
+    cities = {}
+    for n in (1, 2, 3):
+        card = await service.get_person(session=db, national_id=national_id(n))
+        cities[n] = [(s.structure_id, s.city) for s in card.sites]
+    assert cities == {
+        1: [("finess:069990004", "NICE")],
+        2: [("finess:069990004", "ANTIBES")],
+        3: [(None, "MENTON")],
+    }
+
+
+async def test_fields_padded_with_spaces_are_trimmed(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    line = rpps_line(1, **{"Nom d'exercice": " DURAND ", "Libellé profession": "Médecin  "})
+    padded = line.replace(national_id(1), f" {national_id(1)} ")
+    report = await run_import(database_url, write_rpps(tmp_path / "r.txt", [padded]))
+    assert report.persons.added == 1 and report.rejected == 0
+    card = await service.get_person(session=db, national_id=national_id(1))
+    assert (card.family_name, card.profession) == ("DURAND", "Médecin")
+
+
+async def _active_count(db: AsyncSession) -> int:
+    db.expire_all()
+    return int(await db.scalar(select(func.count()).select_from(Person).where(Person.active)) or 0)
+
+
+async def test_a_truncated_file_is_refused_instead_of_deactivating_everyone(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    full = write_rpps(tmp_path / "complet.txt", [rpps_line(n, site=n % 7 + 1) for n in range(1, 101)])
+    await run_import(database_url, full)
+    activities = await db.scalar(select(func.count()).select_from(Activity))
+
+    # Cut after 40 persons: the 60 others would be deactivated (60 > 50 and 60 % > 5 %).
+    truncated = write_rpps(tmp_path / "tronque.txt", [rpps_line(n, site=n % 7 + 1) for n in range(1, 41)])
+    with pytest.raises(MassDeactivationError) as refused:
+        await run_import(database_url, truncated)
+    message = str(refused.value)
+    assert str(truncated) in message
+    assert "désactiverait 60 professionnels sur les 100 actifs" in message
+    assert f"azurezo directory import-rpps {truncated} --allow-mass-deactivation" in message
+    assert "--max-deactivation-ratio" in message and "Rien n'a été modifié" in message
+    assert (refused.value.deactivating, refused.value.active) == (60, 100)
+    # The previous directory is intact.
+    assert await _active_count(db) == 100
+    assert await db.scalar(select(func.count()).select_from(Activity)) == activities
+
+    # A higher threshold lets it through (60 % <= 70 %), as does the explicit consent.
+    report = await asyncio.to_thread(import_rpps, database_url, truncated, max_deactivation_ratio=0.7)
+    assert report.persons.deactivated == 60
+    assert await _active_count(db) == 40
+    back = await run_import(database_url, full)
+    assert back.persons.reactivated == 60
+    forced = await asyncio.to_thread(import_rpps, database_url, truncated, allow_mass_deactivation=True)
+    assert forced.persons.deactivated == 60
+
+
+async def test_a_few_departures_pass_even_in_a_small_directory(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    await run_import(database_url, write_rpps(tmp_path / "a.txt", [rpps_line(n) for n in range(1, 101)]))
+    # 30 % of the directory, but only 30 persons: under the absolute floor of 50.
+    report = await run_import(
+        database_url, write_rpps(tmp_path / "b.txt", [rpps_line(n) for n in range(1, 71)])
+    )
+    assert report.persons.deactivated == 30
+    assert await _active_count(db) == 70
+
+
+def test_the_threshold_must_be_a_proportion(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="entre 0 et 1"):
+        import_rpps("sqlite+aiosqlite:///unused.db", tmp_path / "x.txt", max_deactivation_ratio=5)
+
+
+async def _directory_view(database_url: str) -> tuple[list[object], list[object]]:
+    """What the directory shows: every person's card (with sites) and every structure."""
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            ids = (await session.scalars(select(Person.national_id).order_by(Person.national_id))).all()
+            cards = [await service.get_person(session=session, national_id=i) for i in ids]
+            structures = await session.execute(
+                select(Structure.structure_id, Structure.name, Structure.address, Structure.city,
+                       Structure.active)
+                .order_by(Structure.structure_id)
+            )  # fmt: skip
+            fingerprints = await session.execute(select(Person.fingerprint).order_by(Person.national_id))
+            return [c.model_dump(exclude={"deactivated_at"}) for c in cards], [
+                *map(tuple, structures),
+                *map(tuple, fingerprints),
+            ]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_file_read_by_two_processes_gives_the_same_directory(
+    database_url: str, tmp_path: Path
+) -> None:
+    nice = {"Libellé commune (coord. structure)": "NICE"}
+    antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
+    lines = [rpps_line(n, site=7 if n == 3 else n % 5 + 1, **nice) for n in range(1, 100)]
+    # One person's 21 lines straddle the middle of the file, where the second process starts.
+    lines += [rpps_line(100, site=s) for s in range(1, 22)]
+    # After the middle: structure 7 first seen with other coordinates than in the first half, a wrong
+    # national id, a line in Latin-1 among UTF-8 ones.
+    lines += [rpps_line(150, site=7, **antibes), rpps_line(151, site=7, **nice)]
+    lines.append(rpps_line(152).replace(national_id(152), national_id(152)[:-1] + "0"))
+    lines += [rpps_line(n, site=n % 5 + 1) for n in range(153, 250)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    latin = rpps_line(250, **{"Nom d'exercice": "LÉVÊQUE"}).encode("latin-1")
+    path.write_bytes(path.read_bytes() + latin + b"\n")
+
+    one = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
+    (tmp_path / "two").mkdir()
+    async with fresh_database_url(tmp_path / "two") as other_url:
+        await create_schema(other_url)
+        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2)
+        assert await _directory_view(other_url) == await _directory_view(database_url)
+        again = await asyncio.to_thread(import_rpps, other_url, path, processes=2)
+    assert (again.added, again.updated, again.deactivated) == (0, 0, 0)
+    assert (two.lines, two.persons, two.structures, two.activities) == (
+        one.lines, one.persons, one.structures, one.activities
+    )  # fmt: skip
+    assert [str(r) for r in two.rejections] == [str(r) for r in one.rejections]
+    assert [r.line for r in one.rejections] == [124]
+    assert two.persons.added == 249 and two.activities == 268
