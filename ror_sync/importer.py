@@ -11,6 +11,8 @@ must exist.
 - Malformed lines are counted and reported with file, line and reason; they never stop the import.
 - A full import that would deactivate a large part of its source's active persons (a truncated or wrong
   file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
+- On SQLite, a large RPPS file is parsed by two processes, one per half (``python -m ror_sync.part``
+  stages the second half in its own file, taken in before the merge): parsing is most of the time.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
 """
 
@@ -18,19 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import multiprocessing
 import os
-import pickle
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,15 +53,15 @@ from coordination.directory.store import (
     DeactivationGuard,
     MassDeactivationRefused,
     MergeResult,
-    PartStaging,
     PostgresStaging,
     Source,
     SqliteStaging,
     StagingFormat,
 )
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
+from ror_sync.part import PartResult
 from ror_sync.report import ImportReport, Rejections
-from ror_sync.rpps import ParsePosition, parse_rpps, read_header
+from ror_sync.rpps import ParsePosition, parse_rpps
 
 logger = logging.getLogger(__name__)
 
@@ -213,48 +214,6 @@ def _run(
 PARALLEL_MIN_BYTES = 64 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class _PartResult:
-    last_line: int  # lines numbered from 1 at the split point
-    staged: int
-    rejected: int
-    kept: list[tuple[int, str]]
-
-
-def _stage_part(path: str, start: int, part_file: str) -> _PartResult:
-    """Child process: parse the file from byte ``start`` (a line start) into a staging file."""
-    rejections = Rejections()
-    position = ParsePosition()
-    staged = 0
-    staging = PartStaging(part_file, staging_format=RPPS_FORMAT)
-    try:
-        with open(path, "rb") as stream:
-            header = read_header(stream)
-            stream.seek(start)
-            for lines, sites in parse_rpps(
-                stream, file=path, rejections=rejections, header=header, position=position
-            ):
-                staging.add(lines, sites)
-                staged += len(lines)
-    finally:
-        staging.close()
-    kept = [(r.line, r.reason) for r in rejections.kept]
-    return _PartResult(position.line_no, staged, rejections.total, kept)
-
-
-def _part_main(pipe: Connection, path: str, start: int, part_file: str) -> None:
-    try:
-        pipe.send(("ok", _stage_part(path, start, part_file)))
-    except BaseException as exc:  # sent to the parent, which raises it: the import stops there
-        try:
-            pickle.dumps(exc)
-            pipe.send(("error", exc))
-        except Exception:
-            pipe.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-    finally:
-        pipe.close()
-
-
 def _split_point(path: Path, size: int) -> int | None:
     """Offset of the first line that starts after the middle of the file, if any."""
     with path.open("rb") as stream:
@@ -265,8 +224,9 @@ def _split_point(path: Path, size: int) -> int | None:
 
 
 class _SecondHalf:
-    """The second half of an extract, parsed and staged by a child process (its own SQLite file) while
-    this process does the first half; then copied into this process's staging, numbered after it.
+    """The second half of an extract, parsed and staged by a child process (``python -m
+    ror_sync.part``, into its own SQLite file) while this process does the first half; then copied into
+    this process's staging, numbered after it.
 
     Two CPUs do the Python parsing at once: it is most of an import's time. Any failure of the child
     fails the import (nothing is written); leaving the block stops the child and removes its file."""
@@ -278,22 +238,20 @@ class _SecondHalf:
         self._position = position  # where the first half stopped: the offset of the second's lines
         self.staged = 0
         self._dir = ""
-        self._process: BaseProcess | None = None
-        self._pipe: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _SecondHalf:
         self._dir = tempfile.mkdtemp(prefix="azurezo-rpps-")
-        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-        receiver, sender = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=_part_main,
-            args=(sender, str(self._path), self._start, self._part_file),
-            name="azurezo-rpps-part",
-            daemon=True,
+        # The child imports the same packages as this process, from wherever they were found.
+        root = str(Path(__file__).resolve().parent.parent)
+        paths = [root, os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ror_sync.part", str(self._path), str(self._start), self._part_file],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
         )
-        self._process.start()
-        sender.close()
-        self._pipe = receiver
         return self
 
     @property
@@ -301,14 +259,15 @@ class _SecondHalf:
         return os.path.join(self._dir, "part.db")
 
     def take_into(self, staging: SqliteStaging) -> None:
-        assert self._pipe is not None
-        try:
-            kind, payload = self._pipe.recv()
-        except EOFError:
-            raise RuntimeError("le processus de lecture de la seconde moitié s'est arrêté") from None
-        if kind == "error":
-            raise payload
-        part: _PartResult = payload
+        assert self._process is not None
+        out, err = self._process.communicate()
+        if self._process.returncode != 0:
+            message = err.decode("utf-8", "replace").strip().splitlines()
+            raise OSError(
+                f"{self._path} : lecture de la seconde moitié impossible "
+                f"({message[-1] if message else self._process.returncode}) ; rien n'a été importé."
+            )
+        part = PartResult(**json.loads(out))
         offset = self._position.line_no
         staging.absorb(self._part_file, line_offset=offset)
         for line, reason in part.kept:
@@ -317,12 +276,9 @@ class _SecondHalf:
         self.staged = part.staged
 
     def __exit__(self, *exc: object) -> None:
-        if self._pipe is not None:
-            self._pipe.close()
-        if self._process is not None:
-            if self._process.is_alive():
-                self._process.terminate()
-            self._process.join()
+        if self._process is not None and self._process.returncode is None:  # not taken in: stop it
+            self._process.kill()
+            self._process.communicate()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

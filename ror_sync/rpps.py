@@ -179,7 +179,7 @@ _site_key = lru_cache(maxsize=1 << 16)(search_key)
 
 CHUNK_BYTES = 1 << 20
 # Structures whose site has been staged: structure key -> hash of the columns of its first site in the
-# file, which the merge turns into the structure. ~150 bytes an entry, never evicted (that would make a
+# file, which the merge turns into the structure. ~100 bytes an entry, never evicted (that would make a
 # later line look like the structure's own site when it may not be): past this many structures, lines
 # of structures not yet seen carry their site like any other line (exact, only slower).
 STRUCTURE_CACHE_ENTRIES = 1 << 19
@@ -324,7 +324,9 @@ def parse_rpps(
     version = _DIGEST_SEED
     double = _LUHN_DOUBLE_BYTES
     i_finess, i_siret, i_tech = (index.get(n, width) for n in ("finess", "siret", "technical_id"))
-    structures: dict[str, int] = {}
+    # Structure key hash -> hash of its own site's columns (a site's columns include its key: two
+    # structures can only share an entry if their site hashes collide too, a 2**-64 chance).
+    structures: dict[int, int] = {}
     # Sites already staged: hash of their columns -> their line << 32 | CRC-32 of the columns. Integers
     # keep the cache small; the CRC confirms a hit (two sites agreeing on both is a 2**-96 chance).
     sites: dict[int, int] = {}
@@ -395,9 +397,10 @@ def parse_rpps(
                 structure_id = ""
             at_own_site = False
             if structure_id:
-                own = structures.get(structure_id)
+                structure_hash = hash(structure_id)
+                own = structures.get(structure_hash)
                 if own is None and len(structures) < STRUCTURE_CACHE_ENTRIES:
-                    structures[structure_id] = own = site_hash
+                    structures[structure_hash] = own = site_hash
                     new_sites.append(_site_row(line_no, structure_id, site_get(f)))
                 at_own_site = own == site_hash
             site_line: int | None = None

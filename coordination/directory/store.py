@@ -334,6 +334,17 @@ def _apply_sql(
     fp = "s.fp" if full else "NULL"  # a delta sees part of a person: its digest means nothing later
     steps: list[tuple[str, str | None, bool]] = []
 
+    # Deactivations first: they scan only the rows already there (the new ones are listed anyway).
+    if full and deactivate_persons:
+        steps.append(
+            (
+                "UPDATE directory_persons SET active = FALSE, deactivated_at = :now, updated_at = :now "
+                f"WHERE source = '{source}' AND active AND NOT EXISTS (SELECT 1 FROM stg_persons s "
+                "WHERE s.national_id = directory_persons.national_id AND s.state <> 'A')",
+                "persons_deactivated",
+                True,
+            )
+        )
     person_cols = ", ".join(_PERSON_FIELDS)
     person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
     steps.append(
@@ -396,16 +407,6 @@ def _apply_sql(
             False,
         )
     )
-    if full and deactivate_persons:
-        steps.append(
-            (
-                "UPDATE directory_persons SET active = FALSE, deactivated_at = :now, updated_at = :now "
-                f"WHERE source = '{source}' AND active AND NOT EXISTS (SELECT 1 FROM stg_persons s "
-                "WHERE s.national_id = directory_persons.national_id AND s.state <> 'A')",
-                "persons_deactivated",
-                True,
-            )
-        )
 
     # Structures.
     differs = " OR ".join(f"d.{c} {distinct} {_struct_expr(c)}" for c in _STRUCT_FIELDS)
@@ -423,6 +424,17 @@ def _apply_sql(
             False,
         )
     )
+    if full:
+        steps.append(
+            (
+                "UPDATE directory_structures SET active = FALSE, deactivated_at = :now, "
+                f"updated_at = :now WHERE source = '{source}' AND active AND NOT EXISTS "
+                "(SELECT 1 FROM stg_struct_state t "
+                "WHERE t.structure_id = directory_structures.structure_id)",
+                "structures_deactivated",
+                True,
+            )
+        )
     struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
     steps.append(
         (
@@ -448,17 +460,6 @@ def _apply_sql(
             True,
         )
     )
-    if full:
-        steps.append(
-            (
-                "UPDATE directory_structures SET active = FALSE, deactivated_at = :now, "
-                f"updated_at = :now WHERE source = '{source}' AND active AND NOT EXISTS "
-                "(SELECT 1 FROM stg_struct_state t "
-                "WHERE t.structure_id = directory_structures.structure_id)",
-                "structures_deactivated",
-                True,
-            )
-        )
     return steps
 
 
@@ -765,6 +766,15 @@ def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:
         result.structures.deactivated = rowcount
 
 
+# Secondary indexes of the directory tables (not keys, not partial ones), with their definitions.
+_PG_SECONDARY_INDEXES = (
+    "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname "
+    "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.schemaname = current_schema() AND i.tablename IN "
+    "('directory_persons', 'directory_activities', 'directory_structures') "
+    "AND NOT x.indisprimary AND NOT x.indisunique AND x.indpred IS NULL"
+)
+
+
 class PostgresStaging:
     """Bulk staging + merge on PostgreSQL through asyncpg ``COPY``, in a single transaction."""
 
@@ -774,6 +784,7 @@ class PostgresStaging:
         self._conn = conn
         self._format = staging_format
         self._tx: Any = None
+        self._staged = 0
 
     @classmethod
     async def connect(
@@ -808,6 +819,7 @@ class PostgresStaging:
             await copy("stg_sites", records=sites, columns=self._format.sites)
         if lines:
             await copy("stg_lines", records=lines, columns=self._format.lines)
+            self._staged += len(lines)
         if structs:
             await copy("stg_structs", records=structs, columns=STRUCT_COLUMNS)
 
@@ -848,6 +860,15 @@ class PostgresStaging:
         if derive_structures:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")
+        existing = int(await conn.fetchval("SELECT COUNT(*) FROM directory_activities"))
+        # As on SQLite: loading much more than the tables hold, rebuilding the secondary indexes from a
+        # sort beats inserting into them row by row. (Dropping an index locks its table until commit:
+        # this is the first import, before anyone can use the directory.)
+        rebuild: list[tuple[str, str]] = []
+        if self._staged > max(100_000, 2 * existing):
+            rebuild = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
+        for name, _sql in rebuild:
+            await conn.execute(f'DROP INDEX "{name}"')
         steps = _apply_sql("postgresql", source, full=full, deactivate_persons=deactivating > 0)
         for sql, counter, needs_now in steps:
             if needs_now:
@@ -857,6 +878,8 @@ class PostgresStaging:
             if sql.startswith("INSERT INTO stg_"):
                 await conn.execute(f"ANALYZE {sql.split()[2]}")
             _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
+        for _name, index_sql in rebuild:
+            await conn.execute(index_sql)
         _tally_persons(await conn.fetch(_COUNT_PERSONS), result)
         _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
         await self._tx.commit()
