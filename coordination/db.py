@@ -52,7 +52,13 @@ def utcnow() -> datetime:
 
 def make_engine(database_url: str) -> AsyncEngine:
     """Create the async engine; on SQLite, turn on foreign keys and WAL for concurrent readers."""
-    engine = create_async_engine(database_url, pool_pre_ping=not database_url.startswith("sqlite"))
+    engine = create_async_engine(
+        database_url,
+        pool_pre_ping=not database_url.startswith("sqlite"),
+        # Errors must never carry a patient's name or birth date into the logs: SQLAlchemy otherwise
+        # puts the bound parameters in every exception message it raises.
+        hide_parameters=True,
+    )
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
