@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := synapse_module coordination ror_sync azurezo_cli
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -38,6 +38,17 @@ typecheck: .stamp-install-test
 	$(BIN)/mypy $(SOURCES)
 
 check: lint typecheck test
+
+# Benchmarks (never part of `make test`); figures and how to read them: bench/README.md.
+bench-import: .stamp-install-test
+	@command -v sqlite3 >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq sqlite3 time; }
+	$(BIN)/python bench/bench_import.py $(BENCH_ARGS)
+
+bench-invite: .stamp-install-test
+	$(BIN)/python bench/bench_invite.py $(BENCH_ARGS)
+
+bench-service: .stamp-install-test
+	$(BIN)/python bench/bench_service.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info
