@@ -7,14 +7,19 @@ Everything an instance needs to run lives under its home, written once at first 
     synapse/homeserver.yaml          rendered from config/homeserver.yaml.j2 at every start
     synapse/log.config
     synapse/<server_name>.signing.key
-    synapse/homeserver.db            Synapse's SQLite database
+    synapse/homeserver.db            Synapse's SQLite database (unless synapse_database_url is set)
     synapse/media_store/
     synapse/conf.d/                  operator overrides, read after homeserver.yaml
-    coordination/coordination.db     the service's SQLite database
+    coordination/coordination.db     the service's SQLite database (unless database_url is set)
     coordination/documents/
     logs/                            one log file per process started by ``azurezo up``
 
 Secrets come from ``secrets`` and are never defaulted: a home is the only place they exist.
+
+PostgreSQL (the production choice): azurezo.json ``synapse_database_url`` (a libpq URL,
+``postgresql://user:password@host:5432/dbname``) and ``database_url`` (the service's async
+SQLAlchemy URL, ``postgresql+asyncpg://...``). ``azurezo init/up --postgres URL`` fills both and
+creates the two databases (``postgres_database_urls``, ``create_postgres_database``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from coordination.settings import Settings
 
@@ -93,6 +99,8 @@ class Home:
     # Federation is off unless peers are listed here (azurezo.json "federation_peers").
     federation_peers: tuple[str, ...] = ()
     database_url_override: str | None = None
+    # Synapse's PostgreSQL database (libpq URL); None: SQLite inside the home.
+    synapse_database_url: str | None = None
     # Generated passwords of the demo accounts, by localpart (printed by `azurezo up`).
     demo_passwords: Mapping[str, str] = field(default_factory=dict)
     demo_imported: bool = False
@@ -197,6 +205,7 @@ class Home:
             "profile": self.profile,
             "federation_peers": list(self.federation_peers),
             "database_url": self.database_url_override,
+            "synapse_database_url": self.synapse_database_url,
             "secrets": {name: getattr(self.secrets, name) for name in _SECRET_NAMES},
             "bot_password": self.bot_password,
             "demo_passwords": dict(self.demo_passwords),
@@ -262,6 +271,12 @@ def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
         database_url = raw.get("database_url")
         if database_url is not None and not isinstance(database_url, str):
             raise HomeError(f"{where} : « database_url » doit être une URL SQLAlchemy ou null.")
+        synapse_database_url = raw.get("synapse_database_url")
+        if synapse_database_url is not None and not _is_postgres_url(synapse_database_url):
+            raise HomeError(
+                f"{where} : « synapse_database_url » doit être null (SQLite) ou une URL "
+                "PostgreSQL, par exemple postgresql://azurezo@127.0.0.1:5432/azurezo_synapse."
+            )
         demo_passwords = raw.get("demo_passwords") or {}
         bot_password = raw["bot_password"]
         if not isinstance(bot_password, str) or len(bot_password) < 16:
@@ -276,6 +291,7 @@ def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
             bot_password=bot_password,
             federation_peers=tuple(peers),
             database_url_override=database_url,
+            synapse_database_url=synapse_database_url,
             demo_passwords={str(k): str(v) for k, v in demo_passwords.items()},
             demo_imported=bool(raw.get("demo_imported", False)),
             demo_enabled=bool(raw.get("demo_enabled", True)),
@@ -336,14 +352,21 @@ def init_home(
     service_port: int | None = None,
     profile: Profile | None = None,
     database_url: str | None = None,
+    synapse_database_url: str | None = None,
     demo: bool = True,
 ) -> tuple[Home, bool]:
     """Create the home on first start, or reuse it. Returns ``(home, created)``.
 
     Idempotent: an existing home keeps its secrets, signing key, server name (Synapse's database
-    is tied to it) and demo choice; ports given explicitly replace the stored ones.
+    is tied to it) and demo choice; ports given explicitly replace the stored ones. Synapse's
+    database is chosen at creation too: moving it would lose every account and room.
     """
     path = path.resolve()
+    if synapse_database_url is not None and not _is_postgres_url(synapse_database_url):
+        raise HomeError(
+            f"URL PostgreSQL de Synapse invalide : « {_without_password(synapse_database_url)} ». "
+            "Donnez par exemple postgresql://azurezo@127.0.0.1:5432/azurezo_synapse."
+        )
     if (path / HOME_FILE).exists():
         home = load_home(path)
         if server_name is not None and server_name != home.server_name:
@@ -359,6 +382,13 @@ def init_home(
             changes["service_port"] = _check_port(service_port, "du service")
         if profile is not None:
             changes["profile"] = profile
+        if synapse_database_url is not None and synapse_database_url != home.synapse_database_url:
+            raise HomeError(
+                f"L'instance de {path} garde sa base Synapse "
+                f"({_without_password(home.synapse_database_url or 'SQLite')}) : elle ne change pas "
+                "après la création (comptes et salons y sont). Retirez --postgres, ou choisissez "
+                "un autre --home pour une nouvelle instance."
+            )
         if database_url is not None:
             changes["database_url_override"] = database_url
         if changes:
@@ -380,6 +410,7 @@ def init_home(
         secrets=Secrets.generate(),
         bot_password=new_password(),
         database_url_override=database_url,
+        synapse_database_url=synapse_database_url,
         demo_enabled=demo,
     )
     _check_distinct_ports(home)
@@ -395,3 +426,83 @@ def _check_distinct_ports(home: Home) -> None:
             f"Synapse et le service ne peuvent pas partager le port {home.service_port} : "
             "donnez deux ports différents (--synapse-port, --service-port)."
         )
+
+
+def _is_postgres_url(value: object) -> bool:
+    return isinstance(value, str) and urlsplit(value).scheme in ("postgresql", "postgres")
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit for a message or a log: the password, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def postgres_database_urls(server_url: str, server_name: str) -> tuple[str, str, str, str]:
+    """The databases of an instance on the PostgreSQL server ``server_url``.
+
+    ``server_url`` is a libpq URL without a database (``postgresql://user:pw@host:5432/``); the
+    databases are named after the instance (``azurezo_<server name>_synapse`` / ``_coordination``).
+    Returns ``(synapse_name, synapse_url, service_name, service_url)``: Synapse's libpq URL and the
+    service's async SQLAlchemy (asyncpg) URL.
+    """
+    parts = urlsplit(server_url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise HomeError(
+            f"URL PostgreSQL invalide : « {_without_password(server_url)} ». Donnez l'adresse du "
+            "serveur, par exemple postgresql://azurezo@127.0.0.1:5432/ ; les bases sont créées "
+            "et nommées d'après l'instance."
+        )
+    if parts.path.strip("/"):
+        raise HomeError(
+            f"« {_without_password(server_url)} » nomme une base : donnez l'adresse du serveur seule "
+            "(postgresql://utilisateur@hôte:5432/), AZUREZO crée ses deux bases."
+        )
+    # PostgreSQL identifiers: 63 bytes at most; keep the suffix whole.
+    slug = re.sub(r"[^a-z0-9]+", "_", server_name.lower()).strip("_")[:40]
+    synapse_name, service_name = f"azurezo_{slug}_synapse", f"azurezo_{slug}_coordination"
+    base = urlunsplit(("postgresql", parts.netloc, "", "", ""))
+    return (
+        synapse_name,
+        f"{base}/{synapse_name}",
+        service_name,
+        f"{urlunsplit(('postgresql+asyncpg', parts.netloc, '', '', ''))}/{service_name}",
+    )
+
+
+async def create_postgres_database(server_url: str, name: str) -> bool:
+    """Create database ``name`` on ``server_url`` unless it exists; True when it was created.
+
+    Synapse refuses any database not in UTF8 with LC_COLLATE and LC_CTYPE 'C' (its sort orders
+    depend on it), so every AZUREZO database is created that way from ``template0``.
+    """
+    import asyncpg  # only needed on the PostgreSQL path
+
+    if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
+        raise HomeError(f"Nom de base PostgreSQL invalide : « {name} ».")
+    parts = urlsplit(server_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    try:
+        conn = await asyncpg.connect(admin_url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise HomeError(
+            f"Serveur PostgreSQL injoignable ({_without_password(admin_url)}) : {exc}. "
+            "Vérifiez l'adresse, l'utilisateur et que le serveur accepte les connexions."
+        ) from exc
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        await conn.execute(
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+        return True
+    except asyncpg.PostgresError as exc:
+        raise HomeError(
+            f"Impossible de créer la base PostgreSQL « {name} » : {exc}. L'utilisateur doit avoir "
+            "le droit CREATEDB, ou créez la base vous-même (UTF8, LC_COLLATE et LC_CTYPE 'C')."
+        ) from exc
+    finally:
+        await conn.close()

@@ -13,7 +13,18 @@ from typing import Annotated, NoReturn
 import typer
 
 from azurezo_cli import accounts, bootstrap
-from azurezo_cli.home import LOOPBACK, Home, HomeError, init_home, load_home, new_password
+from azurezo_cli.home import (
+    DEFAULT_SERVER_NAME,
+    HOME_FILE,
+    LOOPBACK,
+    Home,
+    HomeError,
+    create_postgres_database,
+    init_home,
+    load_home,
+    new_password,
+    postgres_database_urls,
+)
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
 
@@ -62,6 +73,16 @@ Demo = Annotated[
         "--demo/--no-demo",
         help="À la création : importer l'annuaire de démonstration fictif et créer ses comptes "
         "(--no-demo pour une instance réelle).",
+    ),
+]
+Postgres = Annotated[
+    str | None,
+    typer.Option(
+        "--postgres",
+        help="À la création : serveur PostgreSQL (ex. postgresql://azurezo@127.0.0.1:5432/) où "
+        "créer et utiliser les bases azurezo_<nom>_synapse et azurezo_<nom>_coordination "
+        "(défaut : SQLite dans le dossier de l'instance).",
+        envvar="AZUREZO_POSTGRES",
     ),
 ]
 
@@ -119,6 +140,7 @@ def up(
     service_port: ServicePort = None,
     server_name: ServerName = None,
     demo: Demo = True,
+    postgres: Postgres = None,
 ) -> None:
     """Initialise l'instance au premier lancement, puis démarre Synapse et le service.
 
@@ -128,7 +150,7 @@ def up(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     supervisor = Supervisor()
     try:
-        home = _prepare(path, synapse_port, service_port, server_name, demo=demo)
+        home = _prepare(path, synapse_port, service_port, server_name, demo=demo, postgres=postgres)
         ctx.obj = home
         demo_accounts = _demo_accounts(home)
         home = bootstrap.ensure_demo_passwords(home, demo_accounts)
@@ -164,6 +186,7 @@ def init(
     service_port: ServicePort = None,
     server_name: ServerName = None,
     demo: Demo = True,
+    postgres: Postgres = None,
 ) -> None:
     """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
 
@@ -171,7 +194,15 @@ def init(
     (docker-compose.yml, systemd). `azurezo up` fait la même chose avant de démarrer.
     """
     try:
-        home = _prepare(ctx.obj, synapse_port, service_port, server_name, demo=demo, check_ports=False)
+        home = _prepare(
+            ctx.obj,
+            synapse_port,
+            service_port,
+            server_name,
+            demo=demo,
+            postgres=postgres,
+            check_ports=False,
+        )
     except HomeError as exc:
         fail(str(exc))
     ctx.obj = home
@@ -186,15 +217,29 @@ def _prepare(
     server_name: str | None,
     *,
     demo: bool,
+    postgres: str | None = None,
     check_ports: bool = True,
 ) -> Home:
+    synapse_database_url = database_url = None
+    if postgres is not None:
+        # The databases are named after the instance: its server name must be known first.
+        name = server_name or (load_home(path).server_name if (path / HOME_FILE).exists() else None)
+        synapse_db, synapse_database_url, service_db, database_url = postgres_database_urls(
+            postgres, name or DEFAULT_SERVER_NAME
+        )
     home, created = init_home(
         path,
         server_name=server_name,
         synapse_port=synapse_port,
         service_port=service_port,
+        database_url=database_url,
+        synapse_database_url=synapse_database_url,
         demo=demo,
     )
+    if postgres is not None:
+        for db in (synapse_db, service_db):
+            if asyncio.run(create_postgres_database(postgres, db)):
+                typer.echo(f"Base PostgreSQL « {db} » créée.")
     if created:
         typer.echo(f"Nouvelle instance « {home.server_name} » initialisée dans {home.path}")
     else:

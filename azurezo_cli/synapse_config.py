@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 import yaml
@@ -37,6 +38,19 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def postgres_args(url: str) -> dict[str, str]:
+    """Synapse's ``database.args`` (psycopg2 connection keywords) for a libpq URL."""
+    parts = urlsplit(url)
+    args = {
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "host": parts.hostname or "",
+        "port": str(parts.port or 5432),
+        "dbname": unquote(parts.path.lstrip("/")),
+    }
+    return {key: value for key, value in args.items() if value}
+
+
 def template_context(home: Home) -> dict[str, Any]:
     return {
         "profile": home.profile,
@@ -46,6 +60,7 @@ def template_context(home: Home) -> dict[str, Any]:
         "bind_address": LOOPBACK,
         "federation_peers": list(home.federation_peers),
         "database_path": str(home.synapse_database),
+        "postgres_args": postgres_args(home.synapse_database_url) if home.synapse_database_url else None,
         "log_config": str(home.synapse_log_config),
         "media_store": str(home.media_store),
         "signing_key_path": str(home.signing_key_path),

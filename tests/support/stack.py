@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import sys
 import uuid
@@ -28,12 +29,13 @@ from nio import AsyncClient, AsyncClientConfig, LoginResponse
 from sqlalchemy import update
 
 from azurezo_cli import accounts, bootstrap
-from azurezo_cli.home import Home, init_home, new_password
+from azurezo_cli.home import Home, create_postgres_database, init_home, new_password
 from azurezo_cli.supervisor import ChildSpec, Supervisor
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
 from coordination.db import make_engine, make_sessionmaker, utcnow
 from coordination.directory.models import Person
 from coordination.directory.rules import luhn_key, person_search_name
+from tests.support.service import PG_ENV
 
 SERVER_NAME = "azurezo.test"
 READY_TIMEOUT = 120.0
@@ -75,10 +77,13 @@ SEED_PEOPLE = (
 class Stack:
     """A running Synapse + coordination service, and helpers to arrange accounts and directory."""
 
-    def __init__(self, home: Home, supervisor: Supervisor, workdir: Path) -> None:
+    def __init__(
+        self, home: Home, supervisor: Supervisor, workdir: Path, databases: PostgresDatabases | None
+    ) -> None:
         self.home = home
         self.supervisor = supervisor
         self.workdir = workdir
+        self.databases = databases
         self.people = SEED_PEOPLE
         self._localparts = itertools.count(1)
 
@@ -242,7 +247,53 @@ class Stack:
         return "\n".join(parts)
 
     def stop(self) -> None:
-        self.supervisor.stop_all()
+        """Stop Synapse and the service, then drop this stack's PostgreSQL databases (if any)."""
+        try:
+            self.supervisor.stop_all()
+        finally:
+            if self.databases is not None:
+                asyncio.run(self.databases.drop())
+
+
+@dataclass(frozen=True)
+class PostgresDatabases:
+    """A stack's own fresh PostgreSQL databases (Synapse's and the service's), dropped at its end."""
+
+    server_url: str  # libpq URL of the server, no database
+    synapse: str
+    service: str
+
+    @classmethod
+    async def create(cls, pg_url: str) -> PostgresDatabases:
+        server_url = pg_url.replace("postgresql+asyncpg://", "postgresql://", 1).rstrip("/")
+        run = uuid.uuid4().hex[:12]
+        databases = cls(server_url, f"azt_{run}_synapse", f"azt_{run}_coordination")
+        await create_postgres_database(server_url, databases.synapse)
+        try:
+            await create_postgres_database(server_url, databases.service)
+        except BaseException:
+            await databases.drop()
+            raise
+        return databases
+
+    @property
+    def synapse_url(self) -> str:
+        return f"{self.server_url}/{self.synapse}"
+
+    @property
+    def service_url(self) -> str:
+        return f"{self.server_url.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{self.service}"
+
+    async def drop(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(f"{self.server_url}/postgres")
+        try:
+            for name in (self.synapse, self.service):
+                # FORCE: a child killed on a timeout may leave a connection behind.
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 async def _insert_people(database_url: str, people: list[DirectoryPerson]) -> None:
@@ -272,21 +323,27 @@ async def _insert_people(database_url: str, people: list[DirectoryPerson]) -> No
 def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
     """Build a fresh home under ``workdir`` and start the service and Synapse; ready when it returns.
 
-    On any failure everything started so far is stopped before the error propagates.
+    With ``AZUREZO_TEST_POSTGRES_URL`` set, Synapse and the service run on fresh PostgreSQL
+    databases of their own (the production setup), dropped by ``Stack.stop``; otherwise on SQLite
+    inside the home. On any failure everything started so far is stopped (and dropped) before the
+    error propagates.
     """
-    home, _ = init_home(
-        workdir / "home",
-        server_name=server_name,
-        synapse_port=free_port(),
-        service_port=free_port(),
-        profile="test",
-    )
-    render_synapse_config(home)
-    bootstrap.migrate(home.database_url)
-    asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))
-
+    pg_url = os.environ.get(PG_ENV)
+    databases = asyncio.run(PostgresDatabases.create(pg_url)) if pg_url else None
     supervisor = Supervisor(stop_timeout=10.0, poll_interval=0.05)
     try:
+        home, _ = init_home(
+            workdir / "home",
+            server_name=server_name,
+            synapse_port=free_port(),
+            service_port=free_port(),
+            profile="test",
+            database_url=databases.service_url if databases else None,
+            synapse_database_url=databases.synapse_url if databases else None,
+        )
+        render_synapse_config(home)
+        bootstrap.migrate(home.database_url)
+        asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))
         service = supervisor.start(
             ChildSpec(
                 name="service",
@@ -312,6 +369,10 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
             )
         )
     except BaseException:
-        supervisor.stop_all()
+        try:
+            supervisor.stop_all()
+        finally:
+            if databases is not None:
+                asyncio.run(databases.drop())
         raise
-    return Stack(home, supervisor, workdir)
+    return Stack(home, supervisor, workdir, databases)
