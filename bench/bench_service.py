@@ -53,10 +53,10 @@ from coordination.app import create_app
 from coordination.circle.models import CircleMember
 from coordination.db import make_engine
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
-from coordination.dossiers import rules as dossier_rules
-from coordination.dossiers.models import Patient
 from coordination.ids import UserId
 from coordination.migrate import upgrade_to_head_async
+from coordination.patients import rules as patient_rules
+from coordination.patients.models import Patient
 from coordination.settings import Settings
 from coordination.tasks import rules as task_rules
 from coordination.tasks.models import Task, TaskAssignee
@@ -300,9 +300,9 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     "sex": rnd.choice("FM"),
                     "birthplace_code": f"06{rnd.randint(1, 999):03d}",
                     "used_name": used,
-                    "search_birth_name": dossier_rules.search_key(birth),
-                    "search_used_name": dossier_rules.search_key(used) if used else None,
-                    "search_first_given_name": dossier_rules.search_key(first),
+                    "search_birth_name": patient_rules.search_key(birth),
+                    "search_used_name": patient_rules.search_key(used) if used else None,
+                    "search_first_given_name": patient_rules.search_key(first),
                     "homonyme": False,
                     "douteuse": False,
                     "fictive": False,
@@ -547,8 +547,8 @@ def _auth(actor: ActorInfo, params: dict[str, Any], patient: str) -> str:
 
 
 def search_sql(actor: ActorInfo, q: str, birth: date | None) -> tuple[str, dict[str, Any]]:
-    key = dossier_rules.search_key(q)
-    params: dict[str, Any] = {"k": key, "u": dossier_rules.prefix_upper_bound(key), "lim": SEARCH_PAGE + 1}
+    key = patient_rules.search_key(q)
+    params: dict[str, Any] = {"k": key, "u": patient_rules.prefix_upper_bound(key), "lim": SEARCH_PAGE + 1}
     on_birth = ""
     if birth is not None:
         params["b"] = birth

@@ -5,22 +5,22 @@ Add a line when a domain gets tables.
 
 from coordination.audit import models as audit_models
 from coordination.circle import models as circle_models
+from coordination.dac_requests import models as dac_requests_models
 from coordination.directory import models as directory_models
 from coordination.documents import models as documents_models
-from coordination.dossiers import models as dossiers_models
-from coordination.events import models as events_models
-from coordination.requests import models as requests_models
+from coordination.outbox import models as outbox_models
+from coordination.patients import models as patients_models
 from coordination.rooms import models as rooms_models
 from coordination.tasks import models as tasks_models
 
 __all__ = [
     "audit_models",
     "circle_models",
+    "dac_requests_models",
     "directory_models",
     "documents_models",
-    "dossiers_models",
-    "events_models",
-    "requests_models",
+    "outbox_models",
+    "patients_models",
     "rooms_models",
     "tasks_models",
 ]

@@ -216,18 +216,18 @@ def _routers() -> list[Any]:
     from coordination.directory.router import router as directory_router
 
     routers.append(directory_router)
-    from coordination.dossiers.router import router as dossiers_router
+    from coordination.patients.router import router as patients_router
 
-    routers.append(dossiers_router)
+    routers.append(patients_router)
     from coordination.circle.router import router as circle_router
 
     routers.append(circle_router)
     from coordination.audit.router import router as audit_router
 
     routers.append(audit_router)
-    from coordination.events.router import router as events_router
+    from coordination.outbox.router import router as outbox_router
 
-    routers.append(events_router)
+    routers.append(outbox_router)
     from coordination.rooms.router import router as rooms_router
 
     routers.append(rooms_router)
@@ -237,9 +237,9 @@ def _routers() -> list[Any]:
     from coordination.tasks.router import router as tasks_router
 
     routers.append(tasks_router)
-    from coordination.requests.router import router as requests_router
+    from coordination.dac_requests.router import router as dac_requests_router
 
-    routers.append(requests_router)
+    routers.append(dac_requests_router)
     from coordination.documents.router import router as documents_router
 
     routers.append(documents_router)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
 
 from coordination.directory.schemas import PersonCard, StructureCard
-from coordination.dossiers.schemas import NO_CONTROL, Email, Phone, Text200
+from coordination.patients.schemas import NO_CONTROL, Email, Phone, Text200
 
 MemberKind = Literal["professional", "structure", "relative"]
 

@@ -37,9 +37,9 @@ from coordination.circle.schemas import (
 from coordination.db import utcnow
 from coordination.directory import service as directory
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
-from coordination.dossiers.models import Patient
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound
-from coordination.events import service as events
+from coordination.outbox import service as outbox
+from coordination.patients.models import Patient
 from coordination.security import Actor
 
 logger = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ async def _announce_member(
         bound = await _bound_user(session, row.national_id)
         if bound:
             recipients.add(bound)
-    await events.emit(
+    await outbox.emit(
         session=session,
         kind="circle.member_added",
         recipients=recipients,

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime, utcnow
-from coordination.dossiers import models as _dossiers  # noqa: F401  (the "patients" table we reference)
+from coordination.patients import models as _patients  # noqa: F401  (the "patients" table we reference)
 
 
 class Document(Base):

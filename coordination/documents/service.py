@@ -39,8 +39,8 @@ from coordination.documents import rules, storage
 from coordination.documents.models import Document, DocumentAudience
 from coordination.documents.schemas import UploadForm
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
-from coordination.events import service as events
 from coordination.ids import DocumentId, PatientId
+from coordination.outbox import service as outbox
 from coordination.security import Actor
 from synapse_module import filetypes
 
@@ -261,7 +261,7 @@ async def upload_document(
     await session.flush()
     recipients = [u for u in await viewer_user_ids(session=session, doc=doc) if u != actor.user_id]
     if recipients:
-        await events.emit(
+        await outbox.emit(
             session=session,
             kind="document.shared",
             recipients=recipients,
@@ -310,7 +310,7 @@ async def change_visibility(
         after = set(await viewer_user_ids(session=session, doc=doc))
         newcomers = sorted(after - before - {actor.user_id})
         if newcomers:
-            await events.emit(
+            await outbox.emit(
                 session=session,
                 kind="document.shared",
                 recipients=newcomers,

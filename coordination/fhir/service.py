@@ -22,9 +22,9 @@ from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
 from coordination.db import utcnow
 from coordination.directory.models import Person, Structure
-from coordination.dossiers import rules
-from coordination.dossiers.models import Patient
 from coordination.fhir.schemas import FhirBundleOut
+from coordination.patients import rules
+from coordination.patients.models import Patient
 from coordination.security import Actor
 from coordination.tasks.models import Task
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from coordination.dossiers.schemas import NO_CONTROL
+from coordination.patients.schemas import NO_CONTROL
 
 # "!opaque:server" with an optional port (Matrix spec, room ID grammar); 255 bytes at most.
 ROOM_ID_PATTERN = r"^![A-Za-z0-9._~=+\-]{1,200}:[A-Za-z0-9.\-]{1,230}(:[0-9]{1,5})?$"

@@ -14,7 +14,7 @@ from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime, utcnow
-from coordination.dossiers import models as _dossiers  # noqa: F401  (the "patients" table we reference)
+from coordination.patients import models as _patients  # noqa: F401  (the "patients" table we reference)
 
 
 class Task(Base):

@@ -45,8 +45,8 @@ from coordination.circle.models import CircleMember
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound
-from coordination.events import service as events
 from coordination.ids import PatientId, StructureId, TaskId
+from coordination.outbox import service as outbox
 from coordination.security import Actor
 from coordination.tasks import rules
 from coordination.tasks.models import Task, TaskAssignee
@@ -454,7 +454,7 @@ async def _recipients(session: AsyncSession, keys: Iterable[str], actor: Actor) 
 
 async def _emit_assigned(session: AsyncSession, task: Task, recipients: Sequence[str], actor: Actor) -> None:
     if recipients:
-        await events.emit(
+        await outbox.emit(
             session=session,
             kind="task.assigned",
             recipients=recipients,

@@ -13,10 +13,10 @@ from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
 from coordination.circle.schemas import ProfessionalMemberIn
 from coordination.errors import Forbidden, NotFound
-from coordination.events.models import OutboxEvent
 from coordination.ids import UserId
+from coordination.outbox.models import OutboxEvent
 from coordination.security import actor_for_user
-from tests.coordination.dossiers.support import add_circle_member, audit_actions, create_patient
+from tests.coordination.patients.support import add_circle_member, audit_actions, create_patient
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 
 SITE = "finess:060000001"

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.audit.models import AuditEntry
 from coordination.circle.models import CircleMember
 from coordination.documents.models import Document
-from coordination.events.models import OutboxEvent
+from coordination.outbox.models import OutboxEvent
 from coordination.settings import Settings
 from tests.coordination.tasks.factories import add_member, add_patient, add_relative
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure

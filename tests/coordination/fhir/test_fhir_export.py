@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import utcnow
 from coordination.tasks.models import Task, TaskAssignee
-from tests.coordination.dossiers.support import VALID_NIR_F, add_circle_member, audit_actions, create_patient
+from tests.coordination.patients.support import VALID_NIR_F, add_circle_member, audit_actions, create_patient
 from tests.support.service import FakeTokens, add_professional, add_structure
 
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.coordination.dossiers.support import audit_actions, create_patient
+from tests.coordination.patients.support import audit_actions, create_patient
 from tests.support.service import FakeTokens, add_professional
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.circle.models import CircleMember
 from coordination.db import utcnow
-from coordination.dossiers.models import Patient
+from coordination.patients.models import Patient
 
 
 async def add_patient(session: AsyncSession, *, created_by: str = "810000000001") -> uuid.UUID:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit.models import AuditEntry
-from coordination.events.models import OutboxEvent
+from coordination.outbox.models import OutboxEvent
 from tests.coordination.tasks.factories import add_member, add_patient
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 

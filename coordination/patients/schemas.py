@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from coordination.dossiers.rules import BIRTH_PLACE_PATTERN, IdentityStatus
+from coordination.patients.rules import BIRTH_PLACE_PATTERN, IdentityStatus
 from coordination.schemas import ErrorOut
 
 # No control characters: they have no place in a name or an address, and PostgreSQL refuses NUL.

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from coordination.db import SessionDep
 from coordination.errors import Forbidden, Unauthenticated
-from coordination.events import service
-from coordination.events.schemas import MAX_CURSOR, AckIn, AckOut, EventOut, EventPageOut
 from coordination.ids import UserId
+from coordination.outbox import service
+from coordination.outbox.schemas import MAX_CURSOR, AckIn, AckOut, EventOut, EventPageOut
 from coordination.security import ON_BEHALF_HEADER, TokenVerifier
 
 CONSUMER = "bot"

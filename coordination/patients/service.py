@@ -20,9 +20,10 @@ from sqlalchemy.orm.exc import StaleDataError
 from coordination.audit import service as audit
 from coordination.circle import service as circle
 from coordination.db import utcnow
-from coordination.dossiers import rules
-from coordination.dossiers.models import Patient
-from coordination.dossiers.schemas import (
+from coordination.errors import Conflict, Invalid
+from coordination.patients import rules
+from coordination.patients.models import Patient
+from coordination.patients.schemas import (
     ConsentIn,
     ConsentOut,
     DischargeIn,
@@ -41,7 +42,6 @@ from coordination.dossiers.schemas import (
     PatientUpdate,
     ReactivateIn,
 )
-from coordination.errors import Conflict, Invalid
 from coordination.security import Actor
 
 logger = logging.getLogger(__name__)

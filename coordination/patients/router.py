@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
 from coordination.db import SessionDep
-from coordination.dossiers import service
-from coordination.dossiers.schemas import (
+from coordination.patients import service
+from coordination.patients.schemas import (
     DischargeIn,
     DuplicateWarning,
     PatientCreate,

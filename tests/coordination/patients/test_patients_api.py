@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.coordination.dossiers.support import (
+from tests.coordination.patients.support import (
     VALID_NIR_F,
     add_circle_member,
     audit_actions,

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit.models import AuditEntry
 from coordination.circle.models import CircleMember
+from coordination.dac_requests.models import DacRequest
 from coordination.db import utcnow
 from coordination.directory.models import Structure
-from coordination.events.models import OutboxEvent
-from coordination.requests.models import DacRequest
+from coordination.outbox.models import OutboxEvent
 from tests.coordination.tasks.factories import add_member, add_patient
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 

@@ -25,14 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
 from coordination.circle import service as circle
+from coordination.dac_requests import rules
+from coordination.dac_requests.models import DacRequest
+from coordination.dac_requests.schemas import AnswerIn, RequestCreate, RequestUpdate
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.errors import Conflict, Forbidden, Invalid, NotFound
-from coordination.events import service as events
 from coordination.ids import PatientId, RequestId, StructureId
-from coordination.requests import rules
-from coordination.requests.models import DacRequest
-from coordination.requests.schemas import AnswerIn, RequestCreate, RequestUpdate
+from coordination.outbox import service as outbox
 from coordination.security import Actor
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ async def send_request(
     req.received_at = now
     req.updated_at = now
     await _record(session, actor, "request.sent", req)
-    await events.emit(
+    await outbox.emit(
         session=session,
         kind="request.received",
         recipients=[u for u in recipients if u != actor.user_id],
@@ -347,7 +347,7 @@ async def answer_request(
     await _record(session, actor, "request.answered", req)
     if included:
         await _record(session, actor, "request.patient_included", req)
-    await events.emit(
+    await outbox.emit(
         session=session,
         kind="request.answered",
         recipients=[req.requester_user_id],

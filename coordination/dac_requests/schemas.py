@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from coordination.requests.rules import DECISIONS, REQUEST_STATUSES, URGENCIES
+from coordination.dac_requests.rules import DECISIONS, REQUEST_STATUSES, URGENCIES
 from coordination.tasks.rules import canonical
 
 RequestStatus = Annotated[

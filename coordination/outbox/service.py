@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import utcnow
 from coordination.errors import Invalid
-from coordination.events.models import ConsumerCursor, OutboxEvent
+from coordination.outbox.models import ConsumerCursor, OutboxEvent
 
 
 async def emit(

@@ -7,12 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from coordination.db import SessionDep, utcnow
-from coordination.ids import PatientId, RequestId, StructureId
-from coordination.requests import rules
-from coordination.requests import service as requests
-from coordination.requests.models import DacRequest
-from coordination.requests.schemas import (
+from coordination.dac_requests import rules
+from coordination.dac_requests import service as dac_requests
+from coordination.dac_requests.models import DacRequest
+from coordination.dac_requests.schemas import (
     AnswerIn,
     RequestCreate,
     RequestOut,
@@ -22,6 +20,8 @@ from coordination.requests.schemas import (
     Urgency,
     VersionIn,
 )
+from coordination.db import SessionDep, utcnow
+from coordination.ids import PatientId, RequestId, StructureId
 from coordination.schemas import ErrorOut
 from coordination.security import CurrentActor
 
@@ -73,7 +73,7 @@ def _out(req: DacRequest, names: dict[str, str]) -> RequestOut:
 
 
 async def _one(session: SessionDep, req: DacRequest) -> RequestOut:
-    return _out(req, await requests.dac_names(session=session, structure_ids=[req.dac_structure_id]))
+    return _out(req, await dac_requests.dac_names(session=session, structure_ids=[req.dac_structure_id]))
 
 
 @router.post(
@@ -84,7 +84,7 @@ async def _one(session: SessionDep, req: DacRequest) -> RequestOut:
     responses=_ERRORS,
 )
 async def create_request(body: RequestCreate, actor: CurrentActor, session: SessionDep) -> RequestOut:
-    return await _one(session, await requests.create_request(session=session, actor=actor, data=body))
+    return await _one(session, await dac_requests.create_request(session=session, actor=actor, data=body))
 
 
 @router.get("", response_model=RequestPage, summary="Tableau de bord des demandes", responses=_ERRORS)
@@ -98,14 +98,14 @@ async def list_requests(
     max_age_days: Annotated[int | None, Query(ge=0, le=36500)] = None,
     patient_id: Annotated[uuid.UUID | None, Query()] = None,
     mine: Annotated[bool, Query(description="Seulement les demandes que j'ai créées")] = False,
-    limit: Annotated[int, Query(ge=1, le=requests.MAX_PAGE)] = 50,
+    limit: Annotated[int, Query(ge=1, le=dac_requests.MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> RequestPage:
     """Requests I sent, and those received by the DACs I work at; newest received first."""
-    page, next_offset = await requests.list_requests(
+    page, next_offset = await dac_requests.list_requests(
         session=session,
         actor=actor,
-        filters=requests.RequestFilters(
+        filters=dac_requests.RequestFilters(
             dac=StructureId(dac) if dac else None,
             statuses=tuple(dict.fromkeys(status or [])),
             urgencies=tuple(dict.fromkeys(urgency or [])),
@@ -117,13 +117,13 @@ async def list_requests(
         limit=limit,
         offset=offset,
     )
-    names = await requests.dac_names(session=session, structure_ids=[r.dac_structure_id for r in page])
+    names = await dac_requests.dac_names(session=session, structure_ids=[r.dac_structure_id for r in page])
     return RequestPage(items=[_out(r, names) for r in page], next_offset=next_offset)
 
 
 @router.get("/{request_id}", response_model=RequestOut, summary="Lire une demande", responses=_ERRORS)
 async def get_request(request_id: uuid.UUID, actor: CurrentActor, session: SessionDep) -> RequestOut:
-    req = await requests.get_request(session=session, actor=actor, request_id=RequestId(request_id))
+    req = await dac_requests.get_request(session=session, actor=actor, request_id=RequestId(request_id))
     return await _one(session, req)
 
 
@@ -136,7 +136,7 @@ async def get_request(request_id: uuid.UUID, actor: CurrentActor, session: Sessi
 async def update_request(
     request_id: uuid.UUID, body: RequestUpdate, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
-    req = await requests.update_request(
+    req = await dac_requests.update_request(
         session=session, actor=actor, request_id=RequestId(request_id), data=body
     )
     return await _one(session, req)
@@ -146,7 +146,7 @@ async def update_request(
 async def send_request(
     request_id: uuid.UUID, body: VersionIn, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
-    req = await requests.send_request(
+    req = await dac_requests.send_request(
         session=session, actor=actor, request_id=RequestId(request_id), version=body.version
     )
     return await _one(session, req)
@@ -158,7 +158,7 @@ async def send_request(
 async def cancel_request(
     request_id: uuid.UUID, body: VersionIn, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
-    req = await requests.cancel_request(
+    req = await dac_requests.cancel_request(
         session=session, actor=actor, request_id=RequestId(request_id), version=body.version
     )
     return await _one(session, req)
@@ -173,7 +173,7 @@ async def cancel_request(
 async def take_request(
     request_id: uuid.UUID, body: VersionIn, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
-    req = await requests.take_request(
+    req = await dac_requests.take_request(
         session=session, actor=actor, request_id=RequestId(request_id), version=body.version
     )
     return await _one(session, req)
@@ -188,7 +188,7 @@ async def take_request(
 async def answer_request(
     request_id: uuid.UUID, body: AnswerIn, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
-    req = await requests.answer_request(
+    req = await dac_requests.answer_request(
         session=session, actor=actor, request_id=RequestId(request_id), data=body
     )
     return await _one(session, req)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from coordination.db import Base, UTCDateTime, utcnow
 from coordination.directory import models as _directory  # noqa: F401  (referenced tables)
-from coordination.dossiers import models as _dossiers  # noqa: F401
+from coordination.patients import models as _patients  # noqa: F401
 
 
 class DacRequest(Base):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.coordination.dossiers.support import add_circle_member, audit_actions, create_patient, delist
+from tests.coordination.patients.support import add_circle_member, audit_actions, create_patient, delist
 from tests.support.service import FakeTokens, Pro, add_professional
 
 # (method, path under /api/v1/patients/{pid}, body); {mid} is a circle member id.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordination.dossiers import rules
+from coordination.patients import rules
 
 
 def _with_key(number13: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.coordination.dossiers.support import add_circle_member, create_patient
+from tests.coordination.patients.support import add_circle_member, create_patient
 from tests.support.service import FakeTokens, add_professional
 
 BOT = "@azurezo-bot:azurezo.test"
