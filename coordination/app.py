@@ -8,16 +8,28 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coordination.audit.router import router as audit_router
+from coordination.circle.router import router as circle_router
+from coordination.dac_requests.router import router as dac_requests_router
 from coordination.db import make_engine, make_sessionmaker
-from coordination.errors import Invalid, ServiceError
+from coordination.directory.router import router as directory_router
+from coordination.documents import service as documents
+from coordination.documents.router import router as documents_router
+from coordination.errors import ErrCode, Invalid, ServiceError
+from coordination.fhir.router import router as fhir_router
+from coordination.outbox.router import router as outbox_router
+from coordination.patients.router import router as patients_router
+from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
 from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
+from coordination.tasks.router import router as tasks_router
+from coordination.text import CONTROL_PATTERNS
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +53,12 @@ def _french_validation_message(err: dict[str, Any]) -> str:
         "missing": "ce champ est obligatoire",
         "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
         "string_too_long": f"trop long (au plus {ctx.get('max_length')} caractères)",
-        "string_pattern_mismatch": "format invalide",
+        "string_pattern_mismatch": (
+            "caractère de contrôle interdit (caractère invisible, ou retour à la ligne dans un champ "
+            "d'une seule ligne) : retirez-le"
+            if ctx.get("pattern") in CONTROL_PATTERNS
+            else "format invalide"
+        ),
         "date_from_datetime_parsing": "date invalide : attendu AAAA-MM-JJ",
         "date_parsing": "date invalide : attendu AAAA-MM-JJ",
         "date_from_datetime_inexact": "date invalide : attendu AAAA-MM-JJ",
@@ -71,16 +88,16 @@ def _french_validation_message(err: dict[str, Any]) -> str:
     return messages.get(kind, f"valeur invalide ({kind})")
 
 
-_FRAMEWORK_ERRORS: dict[int, tuple[str, str]] = {
+_FRAMEWORK_ERRORS: dict[int, tuple[str, ErrCode]] = {
     400: (
         "Le corps de la requête est illisible : envoyez du JSON valide (ou un formulaire multipart "
         "pour les fichiers), encodé en UTF-8.",
-        "AZ_BAD_REQUEST",
+        ErrCode.BAD_REQUEST,
     ),
-    404: ("Adresse inconnue : vérifiez le chemin de l'API (voir /docs).", "AZ_NOT_FOUND"),
-    405: ("Méthode non autorisée pour cette adresse (voir /docs).", "AZ_METHOD_NOT_ALLOWED"),
-    413: ("Requête trop volumineuse.", "AZ_TOO_LARGE"),
-    415: ("Type de contenu non pris en charge : envoyez du JSON.", "AZ_UNSUPPORTED_MEDIA_TYPE"),
+    404: ("Adresse inconnue : vérifiez le chemin de l'API (voir /docs).", ErrCode.NOT_FOUND),
+    405: ("Méthode non autorisée pour cette adresse (voir /docs).", ErrCode.METHOD_NOT_ALLOWED),
+    413: ("Requête trop volumineuse.", ErrCode.TOO_LARGE),
+    415: ("Type de contenu non pris en charge : envoyez du JSON.", ErrCode.UNSUPPORTED_MEDIA_TYPE),
 }
 
 
@@ -92,7 +109,7 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        body: dict[str, Any] = {"errcode": exc.extra.get("errcode", exc.errcode), "error": exc.message}
+        body: dict[str, Any] = {"errcode": exc.errcode, "error": exc.message}
         if isinstance(exc, Invalid) and exc.field:
             body["fields"] = [{"field": exc.field, "error": exc.message}]
         return JSONResponse(status_code=exc.status_code, content=body)
@@ -107,7 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=422,
             content={
-                "errcode": "AZ_INVALID",
+                "errcode": ErrCode.INVALID,
                 "error": f"Saisie invalide — {summary}. Corrigez puis renvoyez.",
                 "fields": fields,
             },
@@ -118,7 +135,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # Raised by the framework itself (unparsable body, unknown route, wrong method): same shape
         # and language as our own errors.
         message, errcode = _FRAMEWORK_ERRORS.get(
-            exc.status_code, ("Requête refusée : vérifiez l'adresse et le contenu envoyés.", "AZ_BAD_REQUEST")
+            exc.status_code,
+            ("Requête refusée : vérifiez l'adresse et le contenu envoyés.", ErrCode.BAD_REQUEST),
         )
         return JSONResponse(
             status_code=exc.status_code,
@@ -132,7 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=500,
             content={
-                "errcode": "AZ_INTERNAL",
+                "errcode": ErrCode.INTERNAL,
                 "error": "Erreur interne du service ; rien n'a été enregistré. "
                 "Réessayez, et signalez-la si elle se répète.",
             },
@@ -198,8 +216,6 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
 
 async def _sweep_documents(app: FastAPI) -> None:
     """On start, remove document files a crash left unreferenced (never blocks start-up on failure)."""
-    from coordination.documents import service as documents
-
     try:
         async with app.state.sessionmaker() as session:
             removed = await documents.sweep_orphans(session=session, root=app.state.settings.documents_dir)
@@ -209,38 +225,17 @@ async def _sweep_documents(app: FastAPI) -> None:
         logger.warning("orphan document sweep skipped", exc_info=True)
 
 
-def _routers() -> list[Any]:
+def _routers() -> list[APIRouter]:
     """Every domain's router. Add a line when a domain gets one."""
-    routers: list[Any] = []
-    # from coordination.directory.router import router as directory_router  (example)
-    from coordination.directory.router import router as directory_router
-
-    routers.append(directory_router)
-    from coordination.patients.router import router as patients_router
-
-    routers.append(patients_router)
-    from coordination.circle.router import router as circle_router
-
-    routers.append(circle_router)
-    from coordination.audit.router import router as audit_router
-
-    routers.append(audit_router)
-    from coordination.outbox.router import router as outbox_router
-
-    routers.append(outbox_router)
-    from coordination.rooms.router import router as rooms_router
-
-    routers.append(rooms_router)
-    from coordination.fhir.router import router as fhir_router
-
-    routers.append(fhir_router)
-    from coordination.tasks.router import router as tasks_router
-
-    routers.append(tasks_router)
-    from coordination.dac_requests.router import router as dac_requests_router
-
-    routers.append(dac_requests_router)
-    from coordination.documents.router import router as documents_router
-
-    routers.append(documents_router)
-    return routers
+    return [
+        directory_router,
+        patients_router,
+        circle_router,
+        audit_router,
+        outbox_router,
+        rooms_router,
+        fhir_router,
+        tasks_router,
+        dac_requests_router,
+        documents_router,
+    ]

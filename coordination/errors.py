@@ -2,18 +2,111 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class ErrCode(StrEnum):
+    """Every ``errcode`` the service answers: stable, for programs (the bot, the dashboard, scripts).
+
+    Listed in the OpenAPI schema (``ErrorOut.errcode``). Add a member here, never a string literal.
+    """
+
+    ALREADY_ACTIVE = "AZ_ALREADY_ACTIVE"
+    """The patient's follow-up is already active."""
+    ALREADY_BOUND = "AZ_ALREADY_BOUND"
+    """This Matrix account or professional is already bound."""
+    ALREADY_DISCHARGED = "AZ_ALREADY_DISCHARGED"
+    """The patient already left the follow-up."""
+    ALREADY_MEMBER = "AZ_ALREADY_MEMBER"
+    """Already a member of the care circle."""
+    BAD_REQUEST = "AZ_BAD_REQUEST"
+    """Unreadable request."""
+    BAD_TRANSITION = "AZ_BAD_TRANSITION"
+    """This step is not allowed from the object's current status."""
+    BODY_TOO_LARGE = "AZ_BODY_TOO_LARGE"
+    """Request body over the size limit, refused before it was read."""
+    BOT_ONLY = "AZ_BOT_ONLY"
+    """Reserved to the coordination bot."""
+    BUSY = "AZ_BUSY"
+    """The database is busy (e.g. a directory import): retry after Retry-After."""
+    CONFLICT = "AZ_CONFLICT"
+    """Conflict."""
+    CONTENT_MISSING = "AZ_CONTENT_MISSING"
+    """The document's content is missing from the store."""
+    DUPLICATE_SUSPECTED = "AZ_DUPLICATE_SUSPECTED"
+    """A dossier with the same identity traits exists (candidates given)."""
+    FORBIDDEN = "AZ_FORBIDDEN"
+    """Access refused."""
+    INACTIVE = "AZ_INACTIVE"
+    """The professional is no longer active in the directory."""
+    INS_EXISTS = "AZ_INS_EXISTS"
+    """A dossier with this INS number exists."""
+    INTERNAL = "AZ_INTERNAL"
+    """Internal error; nothing was saved."""
+    INVALID = "AZ_INVALID"
+    """Invalid input (fields listed)."""
+    LAST_AUTHORISED = "AZ_LAST_AUTHORISED"
+    """The last authorised member of the circle cannot be removed."""
+    METHOD_NOT_ALLOWED = "AZ_METHOD_NOT_ALLOWED"
+    """HTTP method not allowed here."""
+    NOT_BOUND = "AZ_NOT_BOUND"
+    """No directory identity bound to this Matrix ID."""
+    NOT_DAC_COORDINATOR = "AZ_NOT_DAC_COORDINATOR"
+    """Not a coordinator of the DAC."""
+    NOT_FOUND = "AZ_NOT_FOUND"
+    """Unknown object or address."""
+    NOT_IN_CIRCLE = "AZ_NOT_IN_CIRCLE"
+    """Not an authorised member of the patient's care circle."""
+    NOT_IN_DIRECTORY = "AZ_NOT_IN_DIRECTORY"
+    """The Matrix account is bound to no directory professional."""
+    NOT_REQUESTER = "AZ_NOT_REQUESTER"
+    """Only the requester may do this."""
+    NOT_TASK_PARTY = "AZ_NOT_TASK_PARTY"
+    """Neither the task's author nor one of its assignees."""
+    NOT_UPLOADER = "AZ_NOT_UPLOADER"
+    """Only the document's author may do this."""
+    NOT_YOUR_STRUCTURE = "AZ_NOT_YOUR_STRUCTURE"
+    """The caller does not work at this structure."""
+    ON_BEHALF_REFUSED = "AZ_ON_BEHALF_REFUSED"
+    """Only the bot may act on behalf of someone."""
+    ROOM_TAKEN = "AZ_ROOM_TAKEN"
+    """The room is already linked."""
+    STALE_VERSION = "AZ_STALE_VERSION"
+    """The object changed since it was read: reload and retry."""
+    TOO_LARGE = "AZ_TOO_LARGE"
+    """Content over the size limit."""
+    UNAUTHENTICATED = "AZ_UNAUTHENTICATED"
+    """Missing, invalid or expired Matrix token."""
+    UNAVAILABLE = "AZ_UNAVAILABLE"
+    """A dependency (Synapse) did not answer."""
+    UNKNOWN_DOCUMENT = "AZ_UNKNOWN_DOCUMENT"
+    """Unknown document."""
+    UNKNOWN_MEMBER = "AZ_UNKNOWN_MEMBER"
+    """Unknown circle member."""
+    UNKNOWN_PATIENT = "AZ_UNKNOWN_PATIENT"
+    """Unknown patient."""
+    UNKNOWN_REQUEST = "AZ_UNKNOWN_REQUEST"
+    """Unknown DAC request."""
+    UNKNOWN_ROOM = "AZ_UNKNOWN_ROOM"
+    """Unknown room."""
+    UNSUPPORTED_MEDIA_TYPE = "AZ_UNSUPPORTED_MEDIA_TYPE"
+    """Unsupported request content type."""
+    UNSUPPORTED_TYPE = "AZ_UNSUPPORTED_TYPE"
+    """File type refused."""
 
 
 class ServiceError(Exception):
     """Base of the errors that services raise and the app turns into JSON answers."""
 
     status_code = 400
-    errcode = "AZ_BAD_REQUEST"
+    errcode: ErrCode = ErrCode.BAD_REQUEST
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, *, errcode: ErrCode | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
+        if errcode is not None:
+            self.errcode = errcode
         self.extra = extra
 
 
@@ -21,44 +114,46 @@ class NotFound(ServiceError):
     """Unknown id, or an object the caller may not know exists (never a hint beyond that)."""
 
     status_code = 404
-    errcode = "AZ_NOT_FOUND"
+    errcode = ErrCode.NOT_FOUND
 
 
 class Forbidden(ServiceError):
     status_code = 403
-    errcode = "AZ_FORBIDDEN"
+    errcode = ErrCode.FORBIDDEN
 
 
 class Unauthenticated(ServiceError):
     status_code = 401
-    errcode = "AZ_UNAUTHENTICATED"
+    errcode = ErrCode.UNAUTHENTICATED
 
 
 class Conflict(ServiceError):
     """Version mismatch on a concurrent edit, or a duplicate that must not be created."""
 
     status_code = 409
-    errcode = "AZ_CONFLICT"
+    errcode = ErrCode.CONFLICT
 
 
 class Invalid(ServiceError):
     """Input that parses but breaks a business rule; ``field`` names the culprit."""
 
     status_code = 422
-    errcode = "AZ_INVALID"
+    errcode = ErrCode.INVALID
 
-    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
-        super().__init__(message, **extra)
+    def __init__(
+        self, message: str, *, field: str | None = None, errcode: ErrCode | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message, errcode=errcode, **extra)
         self.field = field
 
 
 class TooLarge(ServiceError):
     status_code = 413
-    errcode = "AZ_TOO_LARGE"
+    errcode = ErrCode.TOO_LARGE
 
 
 class Unavailable(ServiceError):
     """A dependency we need (Synapse) did not answer."""
 
     status_code = 503
-    errcode = "AZ_UNAVAILABLE"
+    errcode = ErrCode.UNAVAILABLE

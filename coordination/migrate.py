@@ -26,12 +26,12 @@ def _config(connection: Connection) -> Config:
     return cfg
 
 
-async def upgrade_to_head_async(database_url: str) -> None:
-    """Bring the database to the newest schema; a no-op when it is already there."""
+async def upgrade_to_head_async(database_url: str, *, revision: str = "head") -> None:
+    """Bring the database to the newest schema (or to ``revision``); a no-op when it is already there."""
     engine = make_engine(database_url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(lambda c: command.upgrade(_config(c), "head"))
+            await conn.run_sync(lambda c: command.upgrade(_config(c), revision))
     finally:
         await engine.dispose()
 

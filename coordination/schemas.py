@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from coordination.errors import ErrCode
+
 
 class FieldError(BaseModel):
     field: str = Field(description="The offending field, dotted for nested ones")
@@ -13,7 +15,7 @@ class FieldError(BaseModel):
 class ErrorOut(BaseModel):
     """Every error answer: a stable code for programs and a French sentence for people."""
 
-    errcode: str = Field(examples=["AZ_FORBIDDEN"])
+    errcode: ErrCode = Field(examples=[ErrCode.FORBIDDEN])
     error: str = Field(examples=["Vous n'êtes pas membre habilité du cercle de soins de ce patient."])
     fields: list[FieldError] | None = None
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import SessionDep
 from coordination.directory.models import AccountBinding, Activity, Person
-from coordination.errors import Forbidden, Unauthenticated, Unavailable
+from coordination.errors import ErrCode, Forbidden, Unauthenticated, Unavailable
 from coordination.ids import NationalId, StructureId, UserId
 
 logger = logging.getLogger(__name__)
@@ -96,13 +96,13 @@ async def actor_for_user(*, session: AsyncSession, user_id: UserId, via_bot: boo
         raise Forbidden(
             "Votre compte n'est rattaché à aucun professionnel de l'annuaire : "
             "contactez l'administrateur régional pour le faire rattacher.",
-            errcode="AZ_NOT_IN_DIRECTORY",
+            errcode=ErrCode.NOT_IN_DIRECTORY,
         )
     if not row.active:
         raise Forbidden(
             "Vous n'êtes plus inscrit comme actif dans l'annuaire national (RPPS/ROR) : "
             "l'accès à la coordination est suspendu. Contactez votre ordre ou l'administrateur régional.",
-            errcode="AZ_INACTIVE",
+            errcode=ErrCode.INACTIVE,
         )
     structures = (
         await session.scalars(
@@ -142,7 +142,7 @@ async def get_actor(request: Request, session: SessionDep) -> Actor:
         if bot_user_id is None or user_id != bot_user_id:
             raise Forbidden(
                 "Seul le robot de coordination peut agir pour le compte d'un autre professionnel.",
-                errcode="AZ_ON_BEHALF_REFUSED",
+                errcode=ErrCode.ON_BEHALF_REFUSED,
             )
         return await actor_for_user(session=session, user_id=UserId(on_behalf), via_bot=True)
     return await actor_for_user(session=session, user_id=user_id)

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit.models import AuditEntry
+from coordination.circle import access as circle_access
 from coordination.db import utcnow
 from coordination.ids import PatientId
 from coordination.security import Actor
@@ -98,10 +99,7 @@ async def patient_trail(
     Returns the entries and the ``before_id`` of the next (older) page, or None on the last page.
     Reading the trail is itself recorded (after the page is read, so it shows on the next one).
     """
-    # Imported here: the circle service records audit entries, so it imports this module.
-    from coordination.circle import service as circle
-
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     rows = await list_for_patient(
         session=session, patient_id=PatientId(patient_id), limit=limit + 1, before_id=before_id
     )

@@ -1,16 +1,7 @@
-"""The care circle and THE access rule of every patient-scoped domain.
+"""The care circle: who is in it, with which role, and who is *habilité*.
 
-Access rule (the one place it is decided):
-    an actor may read and change a patient's data if and only if
-    - the actor's ``national_id`` is a *professional* member of the circle with ``habilite`` true, or
-    - one of ``actor.structure_ids`` (the structures the actor works at, from the directory) is a
-      *structure* member of the circle with ``habilite`` true.
-    The actor is by construction an active directory professional bound to a Matrix account
-    (``coordination.security.get_actor`` refuses anyone else), which is the "habilité AND bound"
-    condition of the product. Relatives are never habilité, so never have access.
+The access rule itself lives in ``coordination.circle.access`` (reads only); this module writes.
 
-Other domains call ``require_authorised`` first thing in every service function, then record their
-audit entry in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,11 +10,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
+from coordination.circle import access
 from coordination.circle.models import CircleMember
 from coordination.circle.schemas import (
     MemberCard,
@@ -36,19 +28,14 @@ from coordination.circle.schemas import (
 )
 from coordination.db import utcnow
 from coordination.directory import service as directory
-from coordination.directory.models import AccountBinding, Activity, Person, Structure
-from coordination.errors import Conflict, Forbidden, Invalid, NotFound
+from coordination.directory.models import AccountBinding, Person, Structure
+from coordination.errors import Conflict, ErrCode, Invalid, NotFound
 from coordination.outbox import service as outbox
 from coordination.patients.models import Patient
 from coordination.security import Actor
 
 logger = logging.getLogger(__name__)
 
-NOT_AUTHORISED = (
-    "Vous n'êtes pas membre habilité du cercle de soins de ce patient : "
-    "demandez à un membre de vous y ajouter."
-)
-UNKNOWN_PATIENT = "Patient inconnu : vérifiez l'identifiant du dossier."
 UNKNOWN_MEMBER = "Membre du cercle inconnu pour ce patient : rechargez le cercle de soins."
 ALREADY_MEMBER = (
     "Ce membre fait déjà partie du cercle de soins : modifiez son rôle ou son habilitation "
@@ -58,91 +45,6 @@ LAST_AUTHORISED = (
     "Vous êtes le dernier membre habilité du cercle de soins : habilitez d'abord un autre "
     "professionnel ou une structure, sinon plus personne ne pourrait suivre ce dossier."
 )
-
-
-def _authorised_clause(actor: Actor) -> ColumnElement[bool]:
-    """SQL condition: this circle row grants access to ``actor`` (see the module docstring)."""
-    via_person = and_(CircleMember.kind == "professional", CircleMember.national_id == actor.national_id)
-    via_structure = (
-        and_(CircleMember.kind == "structure", CircleMember.structure_id.in_(sorted(actor.structure_ids)))
-        if actor.structure_ids
-        else false()
-    )
-    return and_(CircleMember.habilite.is_(True), or_(via_person, via_structure))
-
-
-async def is_authorised(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> bool:
-    """Whether ``actor`` is an authorised member of the patient's circle (no check the patient exists)."""
-    stmt = (
-        select(CircleMember.id)
-        .where(CircleMember.patient_id == patient_id, _authorised_clause(actor))
-        .limit(1)
-    )
-    return (await session.scalar(stmt)) is not None
-
-
-async def authorised_patient_ids(
-    *, session: AsyncSession, actor: Actor, patient_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Among ``patient_ids``, those the actor may read (one query, for search answers)."""
-    if not patient_ids:
-        return set()
-    stmt = select(CircleMember.patient_id).where(
-        CircleMember.patient_id.in_(list(patient_ids)),
-        _authorised_clause(actor),
-    )
-    return set((await session.scalars(stmt)).all())
-
-
-def authorised_patients_subquery(actor: Actor) -> Select[uuid.UUID]:
-    """A ``SELECT patient_id`` of every patient the actor may read ("my patients")."""
-    return select(CircleMember.patient_id).where(_authorised_clause(actor))
-
-
-async def require_authorised(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> Patient:
-    """Return the patient if ``actor`` may access it.
-
-    Raises ``NotFound`` for an unknown id and ``Forbidden`` (French, says whom to ask) when the
-    patient exists but the actor is not an authorised member: authorised means the actor's
-    national id is a habilité professional member, or one of ``actor.structure_ids`` is a habilité
-    structure member.
-    """
-    patient = await session.get(Patient, patient_id)
-    if patient is None:
-        raise NotFound(UNKNOWN_PATIENT, errcode="AZ_UNKNOWN_PATIENT")
-    if not await is_authorised(session=session, actor=actor, patient_id=patient_id):
-        raise Forbidden(NOT_AUTHORISED, errcode="AZ_NOT_IN_CIRCLE")
-    return patient
-
-
-async def authorised_user_ids(*, session: AsyncSession, patient_id: uuid.UUID) -> list[str]:
-    """Matrix IDs of everyone who may read the dossier now (sorted, no duplicates).
-
-    Habilité professional members and every professional working at a habilité structure member,
-    in both cases only if active in the directory and bound to a Matrix account.
-    """
-    habilite = and_(CircleMember.patient_id == patient_id, CircleMember.habilite.is_(True))
-    direct = (
-        select(AccountBinding.user_id)
-        .join(Person, Person.national_id == AccountBinding.national_id)
-        .join(
-            CircleMember,
-            and_(CircleMember.national_id == Person.national_id, CircleMember.kind == "professional"),
-        )
-        .where(habilite, Person.active.is_(True))
-    )
-    through_structures = (
-        select(AccountBinding.user_id)
-        .join(Person, Person.national_id == AccountBinding.national_id)
-        .join(Activity, Activity.national_id == Person.national_id)
-        .join(
-            CircleMember,
-            and_(CircleMember.structure_id == Activity.structure_id, CircleMember.kind == "structure"),
-        )
-        .where(habilite, Person.active.is_(True))
-    )
-    rows = (await session.scalars(direct.union(through_structures))).all()
-    return sorted(set(rows))
 
 
 # --- directory look-ups ------------------------------------------------------------------------
@@ -268,7 +170,7 @@ async def members_of(*, session: AsyncSession, patient_id: uuid.UUID) -> list[Ci
 
 async def list_members(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> list[MemberOut]:
     """The patient's circle (authorised members only); the read is audited."""
-    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     rows = await members_of(session=session, patient_id=patient_id)
     out = await _to_out(session, rows)
     await audit.record(
@@ -286,7 +188,7 @@ async def list_members(*, session: AsyncSession, actor: Actor, patient_id: uuid.
 async def _member(session: AsyncSession, patient_id: uuid.UUID, member_id: uuid.UUID) -> CircleMember:
     row = await session.get(CircleMember, member_id)
     if row is None or row.patient_id != patient_id:
-        raise NotFound(UNKNOWN_MEMBER, errcode="AZ_UNKNOWN_MEMBER")
+        raise NotFound(UNKNOWN_MEMBER, errcode=ErrCode.UNKNOWN_MEMBER)
     return row
 
 
@@ -294,7 +196,7 @@ async def get_member_card(
     *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, member_id: uuid.UUID
 ) -> MemberCard:
     """One member with the directory details of the professional or structure (audited read)."""
-    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     row = await _member(session, patient_id, member_id)
     (base,) = await _to_out(session, [row])
     card = MemberCard(**base.model_dump())
@@ -329,7 +231,7 @@ async def _announce_member(
     session: AsyncSession, *, row: CircleMember, added_by: str, recipients_extra: Sequence[str] = ()
 ) -> None:
     """Emit ``circle.member_added`` in the current transaction (identifiers only, no names)."""
-    recipients = set(await authorised_user_ids(session=session, patient_id=row.patient_id))
+    recipients = set(await access.authorised_user_ids(session=session, patient_id=row.patient_id))
     recipients.update(recipients_extra)
     if row.kind == "professional" and row.national_id:
         bound = await _bound_user(session, row.national_id)
@@ -367,7 +269,7 @@ async def add_member(
     Audits ``circle.member_added`` and emits the ``circle.member_added`` event in the same
     transaction. With ``commit=False`` the caller commits (to bundle the addition with its change).
     """
-    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     await _lock_patient(session, patient_id)
     row = CircleMember(
         id=uuid.uuid4(),
@@ -409,7 +311,7 @@ async def add_member(
             await session.commit()
         except IntegrityError as exc:  # the same member added by someone else at the same moment
             await session.rollback()
-            raise Conflict(ALREADY_MEMBER, errcode="AZ_ALREADY_MEMBER") from exc
+            raise Conflict(ALREADY_MEMBER, errcode=ErrCode.ALREADY_MEMBER) from exc
     logger.info("circle member %s (%s) added to patient %s", row.id, row.kind, patient_id)
     return out
 
@@ -427,7 +329,7 @@ async def _refuse_existing(
     else:
         stmt = stmt.where(CircleMember.structure_id == structure_id)
     if await session.scalar(stmt) is not None:
-        raise Conflict(ALREADY_MEMBER, errcode="AZ_ALREADY_MEMBER")
+        raise Conflict(ALREADY_MEMBER, errcode=ErrCode.ALREADY_MEMBER)
 
 
 async def add_system_member(
@@ -450,7 +352,7 @@ async def add_system_member(
     if (national_id is None) == (structure_id is None):
         raise ValueError("add_system_member needs exactly one of national_id / structure_id")
     if await session.get(Patient, patient_id) is None:
-        raise NotFound(UNKNOWN_PATIENT, errcode="AZ_UNKNOWN_PATIENT")
+        raise NotFound(access.UNKNOWN_PATIENT, errcode=ErrCode.UNKNOWN_PATIENT)
     await _checked_directory_entry(session, national_id=national_id, structure_id=structure_id)
     await _lock_patient(session, patient_id)
     stmt = select(CircleMember).where(CircleMember.patient_id == patient_id)
@@ -506,7 +408,7 @@ async def update_member(
     Refuses (409) to withdraw the habilitation of the last authorised member, and (422) to make a
     relative habilité.
     """
-    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     await _lock_patient(session, patient_id)
     row = await _member(session, patient_id, member_id)
     if change.habilite is True and row.kind == "relative":
@@ -520,7 +422,7 @@ async def update_member(
         and row.habilite
         and await _remaining_authorised(session, patient_id, excluding=row.id) == 0
     ):
-        raise Conflict(LAST_AUTHORISED, errcode="AZ_LAST_AUTHORISED")
+        raise Conflict(LAST_AUTHORISED, errcode=ErrCode.LAST_AUTHORISED)
     if change.role is not None:
         row.role = change.role
     if change.habilite is not None:
@@ -543,11 +445,11 @@ async def remove_member(
     *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, member_id: uuid.UUID
 ) -> None:
     """Remove a member (authorised members only, audited); never the last authorised one (409)."""
-    await require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     await _lock_patient(session, patient_id)
     row = await _member(session, patient_id, member_id)
     if row.habilite and await _remaining_authorised(session, patient_id, excluding=row.id) == 0:
-        raise Conflict(LAST_AUTHORISED, errcode="AZ_LAST_AUTHORISED")
+        raise Conflict(LAST_AUTHORISED, errcode=ErrCode.LAST_AUTHORISED)
     await session.execute(delete(CircleMember).where(CircleMember.id == row.id))
     await audit.record(
         session=session,

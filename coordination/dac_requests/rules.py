@@ -12,7 +12,7 @@ DAC's coordinators take it and answer. Every other move is a 409.
 
 from __future__ import annotations
 
-from coordination.errors import Conflict
+from coordination.errors import Conflict, ErrCode
 
 REQUEST_STATUSES: dict[str, str] = {
     "brouillon": "Brouillon",
@@ -60,7 +60,7 @@ def next_status(current: str, action: str, *, decision: str | None = None) -> st
             f"Impossible de {_ACTION_LABELS.get(action, action)} une demande au statut "
             f"« {REQUEST_STATUSES.get(current, current)} » : rechargez la demande pour voir son "
             "état actuel.",
-            errcode="AZ_BAD_TRANSITION",
+            errcode=ErrCode.BAD_TRANSITION,
         )
     if action == "répondre" and decision == "refusée":
         return "refusée"

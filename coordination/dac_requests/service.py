@@ -24,13 +24,14 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
+from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.dac_requests import rules
 from coordination.dac_requests.models import DacRequest
 from coordination.dac_requests.schemas import AnswerIn, RequestCreate, RequestUpdate
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
-from coordination.errors import Conflict, Forbidden, Invalid, NotFound
+from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
 from coordination.ids import PatientId, RequestId, StructureId
 from coordination.outbox import service as outbox
 from coordination.security import Actor
@@ -58,14 +59,14 @@ def _not_found() -> NotFound:
     return NotFound(
         "Demande introuvable, ou vous n'y avez pas accès : seuls son auteur et les coordinateurs du "
         "DAC destinataire la voient.",
-        errcode="AZ_UNKNOWN_REQUEST",
+        errcode=ErrCode.UNKNOWN_REQUEST,
     )
 
 
 def _stale() -> Conflict:
     return Conflict(
         "La demande a été modifiée entre-temps : rechargez-la, puis refaites votre action.",
-        errcode="AZ_STALE_VERSION",
+        errcode=ErrCode.STALE_VERSION,
     )
 
 
@@ -154,7 +155,7 @@ async def create_request(*, session: AsyncSession, actor: Actor, data: RequestCr
     """Create a draft addressed to a DAC. With a patient, the actor must be an authorised member of
     its care circle; the addressee must be an active directory structure marked DAC (else 422)."""
     if data.patient_id is not None:
-        await circle.require_authorised(session=session, actor=actor, patient_id=data.patient_id)
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=data.patient_id)
     await _checked_dac(session, data.dac_structure_id)
     _checked_requester_structure(actor, data.requester_structure_id)
     now = utcnow()
@@ -192,13 +193,13 @@ async def update_request(
     if not is_requester(actor, req):
         raise Forbidden(
             "Seul l'auteur de la demande peut modifier ses étapes 1 et 2.",
-            errcode="AZ_NOT_REQUESTER",
+            errcode=ErrCode.NOT_REQUESTER,
         )
     if req.status != "brouillon":
         raise Conflict(
             "La demande a déjà été envoyée : elle ne peut plus être modifiée. Contactez le DAC pour "
             "la compléter.",
-            errcode="AZ_BAD_TRANSITION",
+            errcode=ErrCode.BAD_TRANSITION,
         )
     _check_version(req, data.version)
     if data.dac_structure_id is not None:
@@ -227,7 +228,7 @@ async def send_request(
     """Send a draft to its DAC (requester only); its coordinators get "request.received"."""
     req = await _visible(session, actor, request_id)
     if not is_requester(actor, req):
-        raise Forbidden("Seul l'auteur de la demande peut l'envoyer.", errcode="AZ_NOT_REQUESTER")
+        raise Forbidden("Seul l'auteur de la demande peut l'envoyer.", errcode=ErrCode.NOT_REQUESTER)
     new_status = rules.next_status(req.status, "envoyer")
     _check_version(req, version)
     # Every query before the first change, so the row is written (and its version bumped) once.
@@ -262,7 +263,7 @@ async def cancel_request(
     """Cancel (requester only) a draft, or a sent request the DAC has not taken yet."""
     req = await _visible(session, actor, request_id)
     if not is_requester(actor, req):
-        raise Forbidden("Seul l'auteur de la demande peut l'annuler.", errcode="AZ_NOT_REQUESTER")
+        raise Forbidden("Seul l'auteur de la demande peut l'annuler.", errcode=ErrCode.NOT_REQUESTER)
     new_status = rules.next_status(req.status, "annuler")
     _check_version(req, version)
     req.status = new_status
@@ -280,7 +281,7 @@ def _require_coordinator(actor: Actor, req: DacRequest) -> None:
         raise Forbidden(
             "Seuls les coordinateurs du DAC destinataire peuvent prendre en charge une demande et y "
             "répondre.",
-            errcode="AZ_NOT_DAC_COORDINATOR",
+            errcode=ErrCode.NOT_DAC_COORDINATOR,
         )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from coordination.db import SessionDep
 from coordination.directory import service
 from coordination.directory.schemas import BindingStatus, PersonCard, StructureCard
-from coordination.errors import NotFound, Unauthenticated
+from coordination.errors import ErrCode, NotFound, Unauthenticated
 from coordination.security import CurrentActor
 
 SearchText = Annotated[
@@ -88,7 +88,7 @@ def _check_internal_secret(request: Request) -> None:
     expected: str = request.app.state.settings.internal_api_secret
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Unauthenticated("Secret interne invalide.", errcode="AZ_UNAUTHENTICATED")
+        raise Unauthenticated("Secret interne invalide.", errcode=ErrCode.UNAUTHENTICATED)
 
 
 @internal.get("/matrix-users/{user_id}", response_model=BindingStatus)
@@ -98,7 +98,7 @@ async def matrix_user(request: Request, session: SessionDep, user_id: str) -> Bi
     if status is None:
         raise NotFound(
             f"Aucun professionnel de l'annuaire n'est rattaché au compte {user_id}.",
-            errcode="AZ_NOT_BOUND",
+            errcode=ErrCode.NOT_BOUND,
         )
     return status
 

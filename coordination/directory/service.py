@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.directory.rules import national_id_from_query, search_key
 from coordination.directory.schemas import BindingStatus, PersonCard, Site, StructureCard
-from coordination.errors import Conflict, Forbidden, NotFound
+from coordination.errors import Conflict, ErrCode, Forbidden, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ async def bind_account(*, session: AsyncSession, national_id: str, user_id: str)
         raise NotFound(
             f"Le professionnel « {national_id} » n'est pas dans l'annuaire national : importez "
             "l'annuaire (azurezo directory import-rpps) ou vérifiez le numéro.",
-            errcode="AZ_NOT_IN_DIRECTORY",
+            errcode=ErrCode.NOT_IN_DIRECTORY,
         )
     existing = await session.get(AccountBinding, user_id)
     if existing is not None:
@@ -212,13 +212,13 @@ async def bind_account(*, session: AsyncSession, national_id: str, user_id: str)
         raise Conflict(
             f"Le compte {user_id} est déjà rattaché à un autre professionnel : un compte ne peut "
             "représenter qu'une seule personne ; créez un autre compte.",
-            errcode="AZ_ALREADY_BOUND",
+            errcode=ErrCode.ALREADY_BOUND,
         )
     if not person.active:
         raise Forbidden(
             f"Le professionnel « {national_id} » n'est plus actif dans l'annuaire national : "
             "aucun compte ne peut lui être rattaché.",
-            errcode="AZ_INACTIVE",
+            errcode=ErrCode.INACTIVE,
         )
     taken = (
         await session.scalars(select(AccountBinding.user_id).where(AccountBinding.national_id == national_id))
@@ -227,7 +227,7 @@ async def bind_account(*, session: AsyncSession, national_id: str, user_id: str)
         raise Conflict(
             f"Le professionnel « {national_id} » a déjà un compte ({taken}) : utilisez ce compte "
             "ou faites-le supprimer d'abord.",
-            errcode="AZ_ALREADY_BOUND",
+            errcode=ErrCode.ALREADY_BOUND,
         )
     session.add(AccountBinding(user_id=user_id, national_id=national_id))
     try:
@@ -236,7 +236,7 @@ async def bind_account(*, session: AsyncSession, national_id: str, user_id: str)
         await session.rollback()
         raise Conflict(
             f"Le professionnel « {national_id} » vient d'être rattaché à un autre compte.",
-            errcode="AZ_ALREADY_BOUND",
+            errcode=ErrCode.ALREADY_BOUND,
         ) from exc
     logger.info("bound %s to national id %s", user_id, national_id)
     return (await _cards(session, [person]))[0]

@@ -1,7 +1,7 @@
 """Patient documents: upload, list, metadata, download, visibility, deletion.
 
 Access. Every function first requires the actor to be an authorised member of the patient's care
-circle (``circle.require_authorised``), on every request. On top of that a document is visible to the
+circle (``circle_access.require_authorised``), on every request. On top of that a document is visible to the
 whole authorised circle (``cercle``) or only to its uploader and chosen circle members
 (``restreinte``: a professional member, or every professional working at a chosen structure member).
 A document the actor may not see answers 404, like an unknown one.
@@ -31,14 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from coordination.audit import service as audit
-from coordination.circle import service as circle
+from coordination.circle import access as circle_access
 from coordination.circle.models import CircleMember
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity
 from coordination.documents import rules, storage
 from coordination.documents.models import Document, DocumentAudience
 from coordination.documents.schemas import UploadForm
-from coordination.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound, ServiceError
 from coordination.ids import DocumentId, PatientId
 from coordination.outbox import service as outbox
 from coordination.security import Actor
@@ -53,21 +53,21 @@ class UnsupportedType(ServiceError):
     """The content is not an accepted document or image (whatever its name says)."""
 
     status_code = 415
-    errcode = "AZ_UNSUPPORTED_TYPE"
+    errcode = ErrCode.UNSUPPORTED_TYPE
 
 
 def _not_found() -> NotFound:
     return NotFound(
         "Document introuvable, ou vous n'y avez pas accès : son auteur l'a peut-être réservé à "
         "certains membres du cercle, ou l'a supprimé.",
-        errcode="AZ_UNKNOWN_DOCUMENT",
+        errcode=ErrCode.UNKNOWN_DOCUMENT,
     )
 
 
 def _stale() -> Conflict:
     return Conflict(
         "Le document a été modifié entre-temps : rechargez-le, puis refaites votre modification.",
-        errcode="AZ_STALE_VERSION",
+        errcode=ErrCode.STALE_VERSION,
     )
 
 
@@ -126,7 +126,7 @@ async def _audience(
 
 async def viewer_user_ids(*, session: AsyncSession, doc: Document) -> list[str]:
     """Matrix IDs of everyone who may see ``doc`` now (authorised members, narrowed by visibility)."""
-    users = await circle.authorised_user_ids(session=session, patient_id=doc.patient_id)
+    users = await circle_access.authorised_user_ids(session=session, patient_id=doc.patient_id)
     if doc.visibility == "cercle" or not users:
         return users
     bindings: dict[str, str] = {
@@ -166,7 +166,7 @@ async def viewer_user_ids(*, session: AsyncSession, doc: Document) -> list[str]:
 async def _visible(
     session: AsyncSession, actor: Actor, patient_id: PatientId, doc_id: DocumentId
 ) -> Document:
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     doc = await session.get(Document, doc_id)
     if (
         doc is None
@@ -198,7 +198,7 @@ async def _commit(session: AsyncSession) -> None:
 
 async def require_uploader(*, session: AsyncSession, actor: Actor, patient_id: PatientId) -> None:
     """Refuse before receiving any byte of an upload when the actor may not add to this dossier."""
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
 
 
 def _refusal(verdict: filetypes.Verdict, max_bytes: int) -> ServiceError:
@@ -227,7 +227,7 @@ async def upload_document(
     stored under their sha256 (once, whatever the number of uploads); the caller removes
     ``received.path`` if it is still there afterwards.
     """
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     if received.size == 0:
         raise Invalid("Le fichier est vide : choisissez le bon fichier puis réessayez.", field="file")
     verdict = await anyio.to_thread.run_sync(
@@ -277,7 +277,7 @@ def _require_uploader_of(actor: Actor, doc: Document, what: str) -> None:
     if doc.uploader_national_id != actor.national_id:
         raise Forbidden(
             f"Seul l'auteur du dépôt peut {what} ce document : demandez-le-lui.",
-            errcode="AZ_NOT_UPLOADER",
+            errcode=ErrCode.NOT_UPLOADER,
         )
 
 
@@ -357,7 +357,7 @@ async def list_documents(
 ) -> tuple[Sequence[Document], int | None]:
     """The documents of a dossier the actor may see, newest first (``ix_documents_patient_created``).
     The read is audited."""
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     limit = max(1, min(limit, MAX_PAGE))
     chosen = exists().where(
         DocumentAudience.document_id == Document.id,
@@ -419,7 +419,7 @@ async def open_content(
         raise NotFound(
             "Le contenu de ce document est introuvable sur le serveur : signalez-le à "
             "l'administrateur (le document reste listé).",
-            errcode="AZ_CONTENT_MISSING",
+            errcode=ErrCode.CONTENT_MISSING,
         )
     await _record(session, actor, "document.downloaded", doc)
     await session.commit()

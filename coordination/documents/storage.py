@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordination.errors import TooLarge
+from coordination.errors import ErrCode, TooLarge
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -27,7 +27,7 @@ def too_large(max_bytes: int) -> TooLarge:
     return TooLarge(
         f"Le fichier dépasse la taille maximale de {mb:g} Mo : réduisez-le (par exemple en "
         "l'exportant en PDF ou en baissant la résolution de la photo) puis réessayez.",
-        errcode="AZ_TOO_LARGE",
+        errcode=ErrCode.TOO_LARGE,
     )
 
 

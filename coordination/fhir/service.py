@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from coordination.audit import service as audit
+from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
 from coordination.db import utcnow
@@ -275,7 +276,7 @@ def _task_resource(patient: Patient, task: Task) -> dict[str, Any]:
 
 async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> FhirBundleOut:
     """The dossier as a FHIR R4 ``collection`` Bundle (authorised members only, audited)."""
-    patient = await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    patient = await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     members = await circle.members_of(session=session, patient_id=patient_id)
     tasks = (
         await session.scalars(

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from coordination.db import SessionDep
-from coordination.errors import Forbidden, Unauthenticated
+from coordination.errors import ErrCode, Forbidden, Unauthenticated
 from coordination.ids import UserId
 from coordination.outbox import service
 from coordination.outbox.schemas import MAX_CURSOR, AckIn, AckOut, EventOut, EventPageOut
@@ -40,7 +40,7 @@ async def require_bot(request: Request) -> UserId:
         raise Forbidden(
             "Seul le robot de coordination lit et acquitte le journal des événements : "
             "ces notifications vous parviennent par la messagerie.",
-            errcode="AZ_BOT_ONLY",
+            errcode=ErrCode.BOT_ONLY,
         )
     return user_id
 

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from coordination.audit import service as audit
+from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.db import utcnow
-from coordination.errors import Conflict, Invalid
+from coordination.errors import Conflict, ErrCode, Invalid
 from coordination.patients import rules
 from coordination.patients.models import Patient
 from coordination.patients.schemas import (
@@ -70,7 +71,7 @@ PLAIN_FIELDS = {
 class DuplicateSuspected(Conflict):
     """Likely duplicates of a patient being created; the router answers 409 with the candidates."""
 
-    errcode = "AZ_DUPLICATE_SUSPECTED"
+    errcode = ErrCode.DUPLICATE_SUSPECTED
 
     def __init__(self, message: str, *, candidates: list[DuplicateCandidate]) -> None:
         super().__init__(message)
@@ -81,7 +82,7 @@ def _stale(read: int, current: int) -> Conflict:
     return Conflict(
         f"Le dossier a été modifié par quelqu'un d'autre depuis votre lecture (version {current}, "
         f"vous aviez la version {read}) : rechargez-le puis refaites votre modification.",
-        errcode="AZ_STALE_VERSION",
+        errcode=ErrCode.STALE_VERSION,
     )
 
 
@@ -293,7 +294,7 @@ async def _duplicate_candidates(
 async def _candidates_out(
     session: AsyncSession, actor: Actor, found: Sequence[tuple[Patient, str]]
 ) -> list[DuplicateCandidate]:
-    members = await circle.authorised_patient_ids(
+    members = await circle_access.authorised_patient_ids(
         session=session, actor=actor, patient_ids=[p.id for p, _ in found]
     )
     return [
@@ -418,14 +419,14 @@ async def _commit(session: AsyncSession) -> None:
         raise Conflict(
             "Un patient porte déjà ce matricule INS : recherchez son dossier au lieu d'en créer "
             "ou d'en modifier un autre.",
-            errcode="AZ_INS_EXISTS",
+            errcode=ErrCode.INS_EXISTS,
         ) from exc
     except StaleDataError as exc:
         await session.rollback()
         raise Conflict(
             "Le dossier a été modifié par quelqu'un d'autre au même moment : rechargez-le puis "
             "refaites votre modification.",
-            errcode="AZ_STALE_VERSION",
+            errcode=ErrCode.STALE_VERSION,
         ) from exc
 
 
@@ -434,7 +435,7 @@ async def _commit(session: AsyncSession) -> None:
 
 async def get_patient(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> PatientOut:
     """The full dossier (authorised members only); the read is audited."""
-    patient = await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    patient = await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     await audit.record(
         session=session,
         actor=actor,
@@ -487,7 +488,7 @@ async def search_patients(
     ordered = sorted(found.values(), key=lambda hit: (hit[0], hit[1].birth_date, hit[1].id))
     truncated = len(ordered) > limit
     rows = [p for _, p in ordered[:limit]]
-    members = await circle.authorised_patient_ids(
+    members = await circle_access.authorised_patient_ids(
         session=session, actor=actor, patient_ids=[p.id for p in rows]
     )
     await audit.record_many(
@@ -512,7 +513,7 @@ async def my_patients(
     offset: int = 0,
 ) -> PatientListOut:
     """Patients whose circle authorises the caller (directly or through their structure)."""
-    stmt = select(Patient).where(Patient.id.in_(circle.authorised_patients_subquery(actor)))
+    stmt = select(Patient).where(Patient.id.in_(circle_access.authorised_patients_subquery(actor)))
     if status is not None:
         stmt = stmt.where(Patient.status == status)
     stmt = stmt.order_by(Patient.search_birth_name, Patient.id).offset(offset).limit(limit + 1)
@@ -537,7 +538,7 @@ async def my_patients(
 
 
 async def _for_update(session: AsyncSession, actor: Actor, patient_id: uuid.UUID, version: int) -> Patient:
-    patient = await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    patient = await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     if patient.version != version:
         raise _stale(version, patient.version)
     return patient
@@ -591,7 +592,7 @@ async def update_patient(
         raise Conflict(
             "Un autre patient porte déjà ce matricule INS : vérifiez le numéro, ou signalez le "
             "doublon à la cellule d'identitovigilance.",
-            errcode="AZ_INS_EXISTS",
+            errcode=ErrCode.INS_EXISTS,
         )
     _refresh_derived(patient)
     patient.updated_at = utcnow()
@@ -615,7 +616,7 @@ async def discharge_patient(
     if patient.status == "sortie":
         raise Conflict(
             "Ce patient est déjà sorti du dispositif : réactivez-le d'abord si besoin.",
-            errcode="AZ_ALREADY_DISCHARGED",
+            errcode=ErrCode.ALREADY_DISCHARGED,
         )
     when = data.date or date.today()
     if when > date.today():
@@ -647,7 +648,7 @@ async def reactivate_patient(
     """Bring a patient back into coordination after a "sortie"."""
     patient = await _for_update(session, actor, patient_id, data.version)
     if patient.status == "active":
-        raise Conflict("Ce patient est déjà actif : rien à réactiver.", errcode="AZ_ALREADY_ACTIVE")
+        raise Conflict("Ce patient est déjà actif : rien à réactiver.", errcode=ErrCode.ALREADY_ACTIVE)
     patient.status = "active"
     patient.discharge_reason = None
     patient.discharge_date = None

@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
-from coordination.circle import service as circle
+from coordination.circle import access as circle_access
 from coordination.db import utcnow
-from coordination.errors import Conflict, NotFound
+from coordination.errors import Conflict, ErrCode, NotFound
 from coordination.rooms.models import PatientRoom, ThemeRoom
 from coordination.rooms.schemas import PatientRoomOut, RoomOut, ThemeOut
 from coordination.security import Actor
@@ -44,7 +44,7 @@ async def _commit_link(session: AsyncSession) -> None:
         await session.commit()
     except IntegrityError as exc:  # two links of the same room at the same moment
         await session.rollback()
-        raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode="AZ_ROOM_TAKEN") from exc
+        raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode=ErrCode.ROOM_TAKEN) from exc
 
 
 def _patient_room_out(row: PatientRoom) -> PatientRoomOut:
@@ -67,14 +67,14 @@ async def link_patient_room(
     Returns the link and whether it was created (linking again the same pair is a no-op).
     A room already linked to another patient or to a theme answers 409.
     """
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     existing = await session.get(PatientRoom, room_id)
     if existing is not None:
         if existing.patient_id == patient_id:
             return _patient_room_out(existing), False
-        raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode="AZ_ROOM_TAKEN")
+        raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode=ErrCode.ROOM_TAKEN)
     if await _room_taken(session, room_id) == "theme":
-        raise Conflict(ROOM_TAKEN.format(what="à un thème"), errcode="AZ_ROOM_TAKEN")
+        raise Conflict(ROOM_TAKEN.format(what="à un thème"), errcode=ErrCode.ROOM_TAKEN)
     row = PatientRoom(room_id=room_id, patient_id=patient_id, linked_by=actor.national_id, linked_at=utcnow())
     session.add(row)
     await audit.record(
@@ -94,7 +94,7 @@ async def patient_rooms(
     *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID
 ) -> list[PatientRoomOut]:
     """The rooms of a patient (authorised members only, audited read)."""
-    await circle.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     rows = await session.scalars(
         select(PatientRoom).where(PatientRoom.patient_id == patient_id).order_by(PatientRoom.linked_at)
     )
@@ -116,7 +116,7 @@ async def create_theme(*, session: AsyncSession, actor: Actor, name: str, room_i
     taken = await _room_taken(session, room_id)
     if taken is not None:
         what = "à un dossier patient" if taken == "patient" else "à un thème"
-        raise Conflict(ROOM_TAKEN.format(what=what), errcode="AZ_ROOM_TAKEN")
+        raise Conflict(ROOM_TAKEN.format(what=what), errcode=ErrCode.ROOM_TAKEN)
     row = ThemeRoom(
         id=uuid.uuid4(), room_id=room_id, name=name, created_by=actor.national_id, created_at=utcnow()
     )
@@ -135,7 +135,7 @@ async def describe_room(*, session: AsyncSession, actor: Actor, room_id: str) ->
     otherwise, audited when told); an unknown room answers 404."""
     link = await session.get(PatientRoom, room_id)
     if link is not None:
-        await circle.require_authorised(session=session, actor=actor, patient_id=link.patient_id)
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=link.patient_id)
         await audit.record(
             session=session,
             actor=actor,
@@ -149,6 +149,6 @@ async def describe_room(*, session: AsyncSession, actor: Actor, room_id: str) ->
     theme = await session.scalar(select(ThemeRoom).where(ThemeRoom.room_id == room_id))
     if theme is None:
         raise NotFound(
-            "Ce salon n'est rattaché à aucun dossier patient ni à aucun thème.", errcode="AZ_UNKNOWN_ROOM"
+            "Ce salon n'est rattaché à aucun dossier patient ni à aucun thème.", errcode=ErrCode.UNKNOWN_ROOM
         )
     return RoomOut(room_id=room_id, kind="theme", theme=_theme_out(theme))

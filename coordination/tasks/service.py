@@ -40,11 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, joinedload, selectinload
 
 from coordination.audit import service as audit
-from coordination.circle import service as circle
+from coordination.circle import access as circle_access
 from coordination.circle.models import CircleMember
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
-from coordination.errors import Conflict, Forbidden, Invalid, NotFound
+from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
 from coordination.ids import PatientId, StructureId, TaskId
 from coordination.outbox import service as outbox
 from coordination.security import Actor
@@ -88,7 +88,7 @@ def _stale() -> Conflict:
     return Conflict(
         "La tâche a été modifiée entre-temps par quelqu'un d'autre : rechargez-la, puis refaites "
         "votre modification.",
-        errcode="AZ_STALE_VERSION",
+        errcode=ErrCode.STALE_VERSION,
     )
 
 
@@ -257,7 +257,7 @@ async def _can_see(session: AsyncSession, actor: Actor, task: Task) -> bool:
     if actor_keys(actor) & {a.key for a in task.assignees}:
         return True
     if task.patient_id is not None:
-        return await circle.is_authorised(session=session, actor=actor, patient_id=task.patient_id)
+        return await circle_access.is_authorised(session=session, actor=actor, patient_id=task.patient_id)
     return False
 
 
@@ -320,7 +320,7 @@ async def list_tasks(
     statuses = filters.statuses or tuple(rules.TASK_STATUSES)
     scope = filters.scope
     if filters.patient_id is not None:
-        await circle.require_authorised(session=session, actor=actor, patient_id=filters.patient_id)
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=filters.patient_id)
     elif scope is None:
         scope = "mine"
 
@@ -385,7 +385,7 @@ async def list_tasks(
                     raise Forbidden(
                         "Vous n'exercez pas dans cette structure selon l'annuaire : vous ne pouvez "
                         "pas consulter ses tâches. Choisissez l'une de vos structures.",
-                        errcode="AZ_NOT_YOUR_STRUCTURE",
+                        errcode=ErrCode.NOT_YOUR_STRUCTURE,
                     )
                 structures: Iterable[str] = [filters.structure_id]
             else:
@@ -472,7 +472,7 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
     """Create a task. With a patient, the actor must be an authorised member and every assignee a
     habilité member of the circle. Assignees are notified ("task.assigned") when it commits."""
     if data.patient_id is not None:
-        await circle.require_authorised(session=session, actor=actor, patient_id=data.patient_id)
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=data.patient_id)
     keys = await _validated_keys(
         session=session,
         patient_id=data.patient_id,
@@ -526,10 +526,10 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
     if not is_party:
         raise Forbidden(
             "Seuls l'auteur de la tâche et ses assignés peuvent la modifier : demandez-leur.",
-            errcode="AZ_NOT_TASK_PARTY",
+            errcode=ErrCode.NOT_TASK_PARTY,
         )
     if task.patient_id is not None:
-        await circle.require_authorised(session=session, actor=actor, patient_id=task.patient_id)
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=task.patient_id)
     if data.version != task.version:
         raise _stale()
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
 from coordination.circle.schemas import ProfessionalMemberIn
@@ -139,7 +140,9 @@ async def test_a_relative_is_never_authorised(
     )
     assert upgrade.status_code == 422 and upgrade.json()["fields"][0]["field"] == "habilite"
     async with session_maker() as session:
-        assert await circle.authorised_user_ids(session=session, patient_id=uuid.UUID(pid)) == [alice.user_id]
+        assert await circle_access.authorised_user_ids(session=session, patient_id=uuid.UUID(pid)) == [
+            alice.user_id
+        ]
 
 
 async def test_structure_membership_gives_access_to_its_professionals(
@@ -153,7 +156,7 @@ async def test_structure_membership_gives_access_to_its_professionals(
     assert member["display_name"] == "Cabinet infirmier du Port"
     assert (await client.get(f"/api/v1/patients/{pid}", headers=nurse.headers)).status_code == 200
     async with session_maker() as session:
-        users = await circle.authorised_user_ids(session=session, patient_id=uuid.UUID(pid))
+        users = await circle_access.authorised_user_ids(session=session, patient_id=uuid.UUID(pid))
     assert users == sorted([alice.user_id, nurse.user_id])
 
     card = await client.get(f"/api/v1/patients/{pid}/circle/{member['id']}", headers=nurse.headers)
@@ -228,18 +231,18 @@ async def test_require_authorised_and_is_authorised(
     async with session_maker() as session:
         a = await actor_for_user(session=session, user_id=UserId(alice.user_id))
         b = await actor_for_user(session=session, user_id=UserId(bob.user_id))
-        patient = await circle.require_authorised(session=session, actor=a, patient_id=pid)
+        patient = await circle_access.require_authorised(session=session, actor=a, patient_id=pid)
         assert patient.id == pid
-        assert await circle.is_authorised(session=session, actor=a, patient_id=pid)
-        assert not await circle.is_authorised(session=session, actor=b, patient_id=pid)
+        assert await circle_access.is_authorised(session=session, actor=a, patient_id=pid)
+        assert not await circle_access.is_authorised(session=session, actor=b, patient_id=pid)
         with pytest.raises(Forbidden) as refused:
-            await circle.require_authorised(session=session, actor=b, patient_id=pid)
+            await circle_access.require_authorised(session=session, actor=b, patient_id=pid)
         assert refused.value.message == (
             "Vous n'êtes pas membre habilité du cercle de soins de ce patient : "
             "demandez à un membre de vous y ajouter."
         )
         with pytest.raises(NotFound):
-            await circle.require_authorised(session=session, actor=a, patient_id=uuid.uuid4())
+            await circle_access.require_authorised(session=session, actor=a, patient_id=uuid.uuid4())
 
 
 async def test_system_member_is_idempotent_and_announced(

@@ -1,0 +1,120 @@
+"""THE access rule of every patient-scoped domain. Reads only: this module writes nothing.
+
+Access rule (the one place it is decided):
+    an actor may read and change a patient's data if and only if
+    - the actor's ``national_id`` is a *professional* member of the circle with ``habilite`` true, or
+    - one of ``actor.structure_ids`` (the structures the actor works at, from the directory) is a
+      *structure* member of the circle with ``habilite`` true.
+    The actor is by construction an active directory professional bound to a Matrix account
+    (``coordination.security.get_actor`` refuses anyone else), which is the "habilité AND bound"
+    condition of the product. Relatives are never habilité, so never have access.
+
+Every patient-scoped service calls ``require_authorised`` first thing, then records its audit entry in
+the same transaction. The audit domain and every other domain import this module; it imports no
+service, so there is no cycle.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coordination.circle.models import CircleMember
+from coordination.directory.models import AccountBinding, Activity, Person
+from coordination.errors import ErrCode, Forbidden, NotFound
+from coordination.patients.models import Patient
+from coordination.security import Actor
+
+NOT_AUTHORISED = (
+    "Vous n'êtes pas membre habilité du cercle de soins de ce patient : "
+    "demandez à un membre de vous y ajouter."
+)
+UNKNOWN_PATIENT = "Patient inconnu : vérifiez l'identifiant du dossier."
+
+
+def _authorised_clause(actor: Actor) -> ColumnElement[bool]:
+    """SQL condition: this circle row grants access to ``actor`` (see the module docstring)."""
+    via_person = and_(CircleMember.kind == "professional", CircleMember.national_id == actor.national_id)
+    via_structure = (
+        and_(CircleMember.kind == "structure", CircleMember.structure_id.in_(sorted(actor.structure_ids)))
+        if actor.structure_ids
+        else false()
+    )
+    return and_(CircleMember.habilite.is_(True), or_(via_person, via_structure))
+
+
+async def is_authorised(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> bool:
+    """Whether ``actor`` is an authorised member of the patient's circle (no check the patient exists)."""
+    stmt = (
+        select(CircleMember.id)
+        .where(CircleMember.patient_id == patient_id, _authorised_clause(actor))
+        .limit(1)
+    )
+    return (await session.scalar(stmt)) is not None
+
+
+async def authorised_patient_ids(
+    *, session: AsyncSession, actor: Actor, patient_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Among ``patient_ids``, those the actor may read (one query, for search answers)."""
+    if not patient_ids:
+        return set()
+    stmt = select(CircleMember.patient_id).where(
+        CircleMember.patient_id.in_(list(patient_ids)),
+        _authorised_clause(actor),
+    )
+    return set((await session.scalars(stmt)).all())
+
+
+def authorised_patients_subquery(actor: Actor) -> Select[uuid.UUID]:
+    """A ``SELECT patient_id`` of every patient the actor may read ("my patients")."""
+    return select(CircleMember.patient_id).where(_authorised_clause(actor))
+
+
+async def require_authorised(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> Patient:
+    """Return the patient if ``actor`` may access it.
+
+    Raises ``NotFound`` for an unknown id and ``Forbidden`` (French, says whom to ask) when the
+    patient exists but the actor is not an authorised member: authorised means the actor's
+    national id is a habilité professional member, or one of ``actor.structure_ids`` is a habilité
+    structure member.
+    """
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(UNKNOWN_PATIENT, errcode=ErrCode.UNKNOWN_PATIENT)
+    if not await is_authorised(session=session, actor=actor, patient_id=patient_id):
+        raise Forbidden(NOT_AUTHORISED, errcode=ErrCode.NOT_IN_CIRCLE)
+    return patient
+
+
+async def authorised_user_ids(*, session: AsyncSession, patient_id: uuid.UUID) -> list[str]:
+    """Matrix IDs of everyone who may read the dossier now (sorted, no duplicates).
+
+    Habilité professional members and every professional working at a habilité structure member,
+    in both cases only if active in the directory and bound to a Matrix account.
+    """
+    habilite = and_(CircleMember.patient_id == patient_id, CircleMember.habilite.is_(True))
+    direct = (
+        select(AccountBinding.user_id)
+        .join(Person, Person.national_id == AccountBinding.national_id)
+        .join(
+            CircleMember,
+            and_(CircleMember.national_id == Person.national_id, CircleMember.kind == "professional"),
+        )
+        .where(habilite, Person.active.is_(True))
+    )
+    through_structures = (
+        select(AccountBinding.user_id)
+        .join(Person, Person.national_id == AccountBinding.national_id)
+        .join(Activity, Activity.national_id == Person.national_id)
+        .join(
+            CircleMember,
+            and_(CircleMember.structure_id == Activity.structure_id, CircleMember.kind == "structure"),
+        )
+        .where(habilite, Person.active.is_(True))
+    )
+    rows = (await session.scalars(direct.union(through_structures))).all()
+    return sorted(set(rows))

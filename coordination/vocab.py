@@ -1,0 +1,206 @@
+"""The fixed vocabularies of the service: one ``Vocabulary`` (a ``StrEnum``) each, code + French label.
+
+API codes are ASCII without accents (``a_faire``), stable, and what the database stores; labels carry
+the accents and are what people read (dashboard, bot, error messages). Clients may send any spelling
+of a code or its label ("À faire", "A_FAIRE", "a faire"): ``_missing_`` folds case, accents and
+separators, so a bot command or a form never fails on typography. Codes that an earlier version stored
+with accents are renamed by the migration ``c3_vocabulary_codes``.
+
+Add a vocabulary here (not a ``Literal`` plus a label dict in a domain) so the OpenAPI schema, the
+dashboard and the bot all read the same list.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from enum import StrEnum
+from typing import Self
+
+
+def fold(value: str) -> str:
+    """A comparable form of a code or label: lower case, no accents, ``_`` between words."""
+    folded = unicodedata.normalize("NFKD", value.strip().lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    folded = folded.replace("'", " ").replace("’", " ").replace("-", " ").replace("_", " ")
+    return "_".join(folded.split())
+
+
+class Vocabulary(StrEnum):
+    """A code with its French label: ``TaskStatus.A_FAIRE.label == "À faire"``."""
+
+    label: str
+
+    def __new__(cls, code: str, label: str) -> Self:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.label = label
+        return member
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str):
+            return None
+        wanted = fold(value)
+        for member in cls:
+            if fold(member.value) == wanted or fold(member.label) == wanted:
+                return member
+        return None
+
+    @classmethod
+    def labels(cls) -> dict[str, str]:
+        """``{code: label}`` in declaration order (for select boxes and help texts)."""
+        return {m.value: m.label for m in cls}
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+class TaskType(Vocabulary):
+    CONCERTATION_PLURIPROFESSIONNELLE = (
+        "concertation_pluriprofessionnelle",
+        "Concertation pluriprofessionnelle",
+    )
+    VISITE = ("visite", "Visite")
+    APPEL = ("appel", "Appel")
+    EVALUATION = ("evaluation", "Évaluation")
+    SOINS = ("soins", "Soins")
+    RENDEZ_VOUS = ("rendez_vous", "Rendez-vous")
+    ADMINISTRATIF = ("administratif", "Administratif")
+    AUTRE = ("autre", "Autre")
+
+
+class TaskStatus(Vocabulary):
+    A_FAIRE = ("a_faire", "À faire")
+    EN_COURS = ("en_cours", "En cours")
+    TERMINEE = ("terminee", "Terminée")
+    ANNULEE = ("annulee", "Annulée")
+
+
+OPEN_TASK_STATUSES = (TaskStatus.A_FAIRE, TaskStatus.EN_COURS)
+
+
+class TaskPriority(Vocabulary):
+    BASSE = ("basse", "Basse")
+    NORMALE = ("normale", "Normale")
+    HAUTE = ("haute", "Haute")
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+
+class DocumentCategory(Vocabulary):
+    ORDONNANCE = ("ordonnance", "Ordonnance")
+    COMPTE_RENDU = ("compte_rendu", "Compte rendu")
+    LETTRE_DE_LIAISON = ("lettre_de_liaison", "Lettre de liaison")
+    LETTRE_DE_SORTIE = ("lettre_de_sortie", "Lettre de sortie")
+    RESULTAT_BIOLOGIE = ("resultat_biologie", "Résultat de biologie")
+    IMAGERIE = ("imagerie", "Imagerie")
+    PHOTO = ("photo", "Photo")
+    EVALUATION = ("evaluation", "Évaluation")
+    ADMINISTRATIF = ("administratif", "Document administratif")
+    AUTRE = ("autre", "Autre")
+
+
+class DocumentVisibility(Vocabulary):
+    CERCLE = ("cercle", "Tout le cercle de soins habilité")
+    RESTREINTE = ("restreinte", "Membres choisis (et l'auteur)")
+
+
+# --- DAC requests --------------------------------------------------------------------------------
+
+
+class RequestStatus(Vocabulary):
+    BROUILLON = ("brouillon", "Brouillon")
+    ENVOYEE = ("envoyee", "Envoyée")
+    EN_COURS = ("en_cours", "En cours")
+    CLOTUREE = ("cloturee", "Clôturée")
+    REFUSEE = ("refusee", "Refusée")
+    ANNULEE = ("annulee", "Annulée")
+
+
+class Urgency(Vocabulary):
+    NORMALE = ("normale", "Normale")
+    URGENTE = ("urgente", "Urgente")
+    TRES_URGENTE = ("tres_urgente", "Très urgente")
+
+
+class Decision(Vocabulary):
+    ACCEPTEE = ("acceptee", "Acceptée")
+    REORIENTEE = ("reorientee", "Réorientée")
+    REFUSEE = ("refusee", "Refusée")
+    INFORMATION = ("information", "Information donnée")
+
+
+# --- patients (identity vigilance) ---------------------------------------------------------------
+
+
+class IdentityStatus(Vocabulary):
+    """RNIV identity statuses; any of homonyme / douteuse / fictive keeps it ``provisoire``."""
+
+    PROVISOIRE = ("provisoire", "Provisoire")
+    RECUPEREE = ("recuperee", "Récupérée")
+    VALIDEE = ("validee", "Validée")
+    QUALIFIEE = ("qualifiee", "Qualifiée")
+
+
+class ConsentMode(Vocabulary):
+    ORAL = ("oral", "Oral")
+    ECRIT = ("ecrit", "Écrit")
+    ELECTRONIQUE = ("electronique", "Électronique")
+    REPRESENTANT_LEGAL = ("representant_legal", "Représentant légal")
+
+
+class IdentityDocumentType(Vocabulary):
+    """Documents the RNIV accepts to validate an identity (for a minor: livret de famille or birth
+    certificate, with a parent's ID). A driving licence or a health card is not one of them."""
+
+    PASSEPORT = ("passeport", "Passeport")
+    CNI = ("cni", "Carte nationale d'identité")
+    TITRE_DE_SEJOUR = ("titre_de_sejour", "Titre de séjour")
+    LIVRET_DE_FAMILLE = ("livret_de_famille", "Livret de famille")
+    EXTRAIT_ACTE_DE_NAISSANCE = ("extrait_acte_de_naissance", "Extrait d'acte de naissance")
+
+
+class DischargeReason(Vocabulary):
+    DECES = ("deces", "Décès")
+    DEMENAGEMENT = ("demenagement", "Déménagement")
+    FIN_DE_PRISE_EN_CHARGE = ("fin_de_prise_en_charge", "Fin de prise en charge")
+    HOSPITALISATION = ("hospitalisation", "Hospitalisation")
+    AUTRE = ("autre", "Autre")
+
+
+# Stored codes an earlier version wrote (with accents or spaces) -> today's code, per column.
+# Used by the migration and kept here so the two lists cannot drift apart.
+LEGACY_CODES: dict[tuple[str, str], dict[str, str]] = {
+    ("tasks", "status"): {"à_faire": "a_faire", "terminée": "terminee", "annulée": "annulee"},
+    ("task_assignees", "status"): {"à_faire": "a_faire", "terminée": "terminee", "annulée": "annulee"},
+    ("dac_requests", "status"): {
+        "envoyée": "envoyee",
+        "clôturée": "cloturee",
+        "refusée": "refusee",
+        "annulée": "annulee",
+    },
+    ("dac_requests", "urgency"): {"très_urgente": "tres_urgente"},
+    ("dac_requests", "decision"): {"acceptée": "acceptee", "réorientée": "reorientee", "refusée": "refusee"},
+    ("patients", "identity_status"): {
+        "récupérée": "recuperee",
+        "validée": "validee",
+        "qualifiée": "qualifiee",
+    },
+    ("patients", "consent_mode"): {
+        "écrit": "ecrit",
+        "électronique": "electronique",
+        "représentant légal": "representant_legal",
+    },
+    ("patients", "identity_document_type"): {
+        "CNI": "cni",
+        "titre de séjour": "titre_de_sejour",
+        "livret de famille": "livret_de_famille",
+        "extrait d'acte de naissance": "extrait_acte_de_naissance",
+    },
+    ("patients", "discharge_reason"): {
+        "décès": "deces",
+        "déménagement": "demenagement",
+        "fin de prise en charge": "fin_de_prise_en_charge",
+    },
+}
