@@ -7,9 +7,9 @@ Every function is keyword-only and takes the caller's ``AsyncSession``; only :fu
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -260,3 +260,107 @@ async def binding_for_user(*, session: AsyncSession, user_id: str) -> BindingSta
         active=person.active,
         display_name=display_name(person),
     )
+
+
+# --- look-ups for the other domains ---------------------------------------------------------------
+# Every other domain reads the directory through these (never its tables): one place decides what
+# "active", "bound" and a person's displayed name mean.
+
+
+async def display_names(*, session: AsyncSession, national_ids: Iterable[str]) -> dict[str, str]:
+    """``{national_id: "Dr Jeanne MARTIN"}`` for the ids known to the directory (active or not)."""
+    ids = sorted(set(national_ids))
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Person).where(Person.national_id.in_(ids)))
+    return {p.national_id: display_name(p) for p in rows}
+
+
+async def structure_names(*, session: AsyncSession, structure_ids: Iterable[str]) -> dict[str, str]:
+    """``{structure_id: name}`` for the structures known to the directory (active or not)."""
+    ids = sorted(set(structure_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Structure.structure_id, Structure.name).where(Structure.structure_id.in_(ids))
+    )
+    return {sid: name for sid, name in rows.tuples()}
+
+
+async def active_national_ids(*, session: AsyncSession, national_ids: Iterable[str]) -> set[str]:
+    """Those of ``national_ids`` that are active professionals of the directory."""
+    ids = sorted(set(national_ids))
+    if not ids:
+        return set()
+    rows = await session.scalars(
+        select(Person.national_id).where(Person.national_id.in_(ids), Person.active.is_(True))
+    )
+    return set(rows)
+
+
+async def active_structure_ids(*, session: AsyncSession, structure_ids: Iterable[str]) -> set[str]:
+    """Those of ``structure_ids`` that are active structures of the directory."""
+    ids = sorted(set(structure_ids))
+    if not ids:
+        return set()
+    rows = await session.scalars(
+        select(Structure.structure_id).where(Structure.structure_id.in_(ids), Structure.active.is_(True))
+    )
+    return set(rows)
+
+
+def bound_active_users_query(
+    *, national_ids: Iterable[str] = (), structure_ids: Iterable[str] = ()
+) -> Select[str]:
+    """``SELECT user_id`` of the Matrix accounts of active professionals who are one of
+    ``national_ids`` or work at one of ``structure_ids`` (a query, to compose into larger ones)."""
+    nids, sids = sorted(set(national_ids)), sorted(set(structure_ids))
+    bound_active = (
+        select(AccountBinding.user_id)
+        .join(Person, Person.national_id == AccountBinding.national_id)
+        .where(Person.active.is_(True))
+    )
+    direct = bound_active.where(Person.national_id.in_(nids)) if nids else None
+    at_structures = (
+        bound_active.where(
+            Person.national_id.in_(select(Activity.national_id).where(Activity.structure_id.in_(sids)))
+        )
+        if sids
+        else None
+    )
+    if direct is not None and at_structures is not None:
+        return select(direct.union(at_structures).subquery().c.user_id)
+    if direct is not None:
+        return direct
+    if at_structures is not None:
+        return at_structures
+    return select(AccountBinding.user_id).where(false())
+
+
+async def bound_active_user_ids(
+    *, session: AsyncSession, national_ids: Iterable[str] = (), structure_ids: Iterable[str] = ()
+) -> list[str]:
+    """Matrix IDs (sorted, unique) of the active professionals among ``national_ids`` or working at
+    one of ``structure_ids`` who have an account: who can be told, or let in, now."""
+    query = bound_active_users_query(national_ids=national_ids, structure_ids=structure_ids)
+    return sorted(set(await session.scalars(query)))
+
+
+async def person_for_user(*, session: AsyncSession, user_id: str) -> tuple[Person, list[str]] | None:
+    """The directory person bound to a Matrix account and the structures they work at (active or not:
+    the caller decides), or None when the account is not bound. For ``coordination.security``."""
+    person = (
+        await session.scalars(
+            select(Person)
+            .join(AccountBinding, AccountBinding.national_id == Person.national_id)
+            .where(AccountBinding.user_id == user_id)
+        )
+    ).one_or_none()
+    if person is None:
+        return None
+    structures = await session.scalars(
+        select(Activity.structure_id)
+        .where(Activity.national_id == person.national_id, Activity.structure_id.is_not(None))
+        .distinct()
+    )
+    return person, sorted(s for s in structures if s)
