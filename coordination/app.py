@@ -11,6 +11,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination.audit.router import router as audit_router
@@ -22,6 +23,7 @@ from coordination.documents import service as documents
 from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
 from coordination.fhir.router import router as fhir_router
+from coordination.guard import BodyTooLarge, RequestGuard
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.router import router as patients_router
 from coordination.rooms.router import router as rooms_router
@@ -138,10 +140,33 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             ("Requête refusée : vérifiez l'adresse et le contenu envoyés.", ErrCode.BAD_REQUEST),
         )
+        if isinstance(exc, BodyTooLarge):
+            message, errcode = str(exc.detail), ErrCode.BODY_TOO_LARGE
         return JSONResponse(
             status_code=exc.status_code,
             content={"errcode": errcode, "error": message},
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite's write lock held past the busy timeout (a long directory import), or the database
+        # server unreachable: nothing was saved, and retrying later will work. Never a 500.
+        locked = "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
+        logger.warning(
+            "database unavailable (%s): %s", "locked" if locked else "error", type(exc.orig).__name__
+        )
+        message = (
+            "La base de données est occupée (une mise à jour de l'annuaire est sans doute en cours) : "
+            "rien n'a été enregistré. Réessayez dans une minute."
+            if locked
+            else "La base de données ne répond pas : rien n'a été enregistré. Réessayez dans une minute, "
+            "et prévenez l'exploitant si cela dure."
+        )
+        return JSONResponse(
+            status_code=503,
+            content={"errcode": ErrCode.BUSY, "error": message},
+            headers={"Retry-After": "30"},
         )
 
     @app.exception_handler(Exception)
@@ -162,7 +187,11 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+            sqlite_immediate=True,
+        )
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         async with httpx.AsyncClient() as client:
@@ -185,6 +214,8 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Authenticates and bounds every body before FastAPI reads it (issue 6 item 2).
+    app.add_middleware(RequestGuard, upload_limit=settings.max_upload_bytes)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:

@@ -50,8 +50,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(database_url: str) -> AsyncEngine:
-    """Create the async engine; on SQLite, turn on foreign keys and WAL for concurrent readers."""
+def make_engine(
+    database_url: str, *, sqlite_busy_timeout: float = 5.0, sqlite_immediate: bool = False
+) -> AsyncEngine:
+    """Create the async engine; on SQLite, turn on foreign keys and WAL for concurrent readers.
+
+    ``sqlite_immediate`` (the service's engine): every transaction starts with ``BEGIN IMMEDIATE``, so it
+    takes the write lock up front and *waits* for it (``sqlite_busy_timeout`` seconds) while another
+    process writes, e.g. a directory import. With SQLite's default deferred transactions, a request that
+    reads then writes (every audited read does) fails at once with "database is locked" when another
+    writer committed in between (WAL snapshot conflict): the busy timeout never applies to that case.
+    SQLite has one writer at a time anyway, so this costs no real concurrency.
+    """
     engine = create_async_engine(
         database_url,
         pool_pre_ping=not database_url.startswith("sqlite"),
@@ -67,8 +77,17 @@ def make_engine(database_url: str) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute(f"PRAGMA busy_timeout={int(sqlite_busy_timeout * 1000)}")
             cur.close()
+            if sqlite_immediate:
+                # Let SQLAlchemy's "begin" event below emit BEGIN instead of the driver's implicit one.
+                dbapi_conn.isolation_level = None
+
+        if sqlite_immediate:
+
+            @event.listens_for(engine.sync_engine, "begin")
+            def _sqlite_begin_immediate(conn):  # type: ignore[no-untyped-def]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
