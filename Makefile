@@ -33,6 +33,7 @@ test: .stamp-install-test
 lint: .stamp-install-test
 	$(BIN)/ruff check $(SOURCES) tests bench
 	$(BIN)/ruff format --check $(SOURCES) tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: .stamp-install-test
 	$(BIN)/mypy $(SOURCES)
