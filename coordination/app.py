@@ -51,6 +51,11 @@ def _french_validation_message(err: dict[str, Any]) -> str:
     """Translate a pydantic error into a French sentence a professional can act on."""
     kind = str(err.get("type", ""))
     ctx = err.get("ctx") or {}
+    # pydantic joins the choices with an English "or": "'F', 'M' or 'I'".
+    expected = str(ctx.get("expected", "")).replace(" or ", " ou ")
+    loc = tuple(err.get("loc", ()))
+    if loc == ("body",) and kind == "missing":
+        return "le corps de la requête est vide : envoyez un objet JSON (voir /docs pour ses champs)"
     messages = {
         "missing": "ce champ est obligatoire",
         "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
@@ -66,8 +71,8 @@ def _french_validation_message(err: dict[str, Any]) -> str:
         "date_from_datetime_inexact": "date invalide : attendu AAAA-MM-JJ",
         "datetime_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
         "datetime_from_date_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
-        "enum": f"valeur non reconnue : choisissez parmi {ctx.get('expected')}",
-        "literal_error": f"valeur non reconnue : choisissez parmi {ctx.get('expected')}",
+        "enum": f"valeur non reconnue : choisissez parmi {expected}",
+        "literal_error": f"valeur non reconnue : choisissez parmi {expected}",
         "int_parsing": "nombre entier attendu",
         "int_type": "nombre entier attendu",
         "bool_parsing": "vrai ou faux attendu",
@@ -78,6 +83,7 @@ def _french_validation_message(err: dict[str, Any]) -> str:
         "extra_forbidden": "champ inconnu : retirez-le",
         "json_invalid": "le corps de la requête n'est pas du JSON valide",
         "model_type": "objet JSON attendu",
+        "model_attributes_type": "objet JSON attendu (entre accolades { })",
         "list_type": "liste attendue",
         "dict_type": "objet JSON attendu",
         "greater_than_equal": f"doit être supérieur ou égal à {ctx.get('ge')}",
@@ -104,8 +110,12 @@ _FRAMEWORK_ERRORS: dict[int, tuple[str, ErrCode]] = {
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """The offending field, dotted (``birth_first_names.0``); ``corps`` for the body as a whole."""
+    loc = tuple(loc)
+    if loc[:1] == ("body",) and (len(loc) == 1 or isinstance(loc[1], int)) and len(loc) <= 2:
+        return "corps"  # the whole body: missing, not JSON (pydantic reports its byte offset), not an object
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "requête"
+    return ".".join(parts) or "corps"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -122,7 +132,9 @@ def install_error_handlers(app: FastAPI) -> None:
             {"field": _field_name(e.get("loc", ())), "error": _french_validation_message(e)}
             for e in exc.errors()
         ]
-        summary = "; ".join(f"{f['field']} : {f['error']}" for f in fields[:5])
+        summary = "; ".join(
+            f["error"] if f["field"] == "corps" else f"{f['field']} : {f['error']}" for f in fields[:5]
+        )
         return JSONResponse(
             status_code=422,
             content={
@@ -225,7 +237,7 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
         "/api/v1/me",
         tags=["identité"],
         response_model=MeOut,
-        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+        responses={k: COMMON_ERRORS[k] for k in (401, 403, 503)},
     )
     async def me(actor: CurrentActor) -> MeOut:
         """Who the service thinks you are: your Matrix ID bound to your directory identity."""
