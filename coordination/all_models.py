@@ -8,6 +8,7 @@ from coordination.circle import models as circle_models
 from coordination.dac_requests import models as dac_requests_models
 from coordination.directory import models as directory_models
 from coordination.documents import models as documents_models
+from coordination.idempotency import models as idempotency_models
 from coordination.outbox import models as outbox_models
 from coordination.patients import models as patients_models
 from coordination.rooms import models as rooms_models
@@ -19,6 +20,7 @@ __all__ = [
     "dac_requests_models",
     "directory_models",
     "documents_models",
+    "idempotency_models",
     "outbox_models",
     "patients_models",
     "rooms_models",

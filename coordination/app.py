@@ -24,6 +24,8 @@ from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
 from coordination.fhir.router import router as fhir_router
 from coordination.guard import BodyTooLarge, RequestGuard
+from coordination.idempotency import service as idempotency
+from coordination.idempotency.service import IdempotencyMiddleware
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.router import router as patients_router
 from coordination.rooms.router import router as rooms_router
@@ -212,6 +214,7 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
                 settings.synapse_url, cache_seconds=settings.whoami_cache_seconds, client=client
             )
             await _sweep_documents(app)
+            await _sweep_idempotency(app)
             try:
                 yield
             finally:
@@ -226,7 +229,9 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Authenticates and bounds every body before FastAPI reads it (issue 6 item 2).
+    # Middleware run outermost last-added: RequestGuard authenticates and bounds every body before
+    # anything reads it (issue 6 item 2), then writes with an Idempotency-Key run exactly once.
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestGuard, upload_limit=settings.max_upload_bytes)
 
     @app.get("/health", tags=["ops"])
@@ -266,6 +271,17 @@ async def _sweep_documents(app: FastAPI) -> None:
             logger.info("removed %d orphan document file(s)", removed)
     except Exception:  # the schema may not exist yet (tests, first start before migration)
         logger.warning("orphan document sweep skipped", exc_info=True)
+
+
+async def _sweep_idempotency(app: FastAPI) -> None:
+    """On start, forget idempotency answers past their retention (never blocks start-up on failure)."""
+    try:
+        async with app.state.sessionmaker() as session:
+            removed = await idempotency.sweep(session=session)
+        if removed:
+            logger.info("forgot %d expired idempotency answer(s)", removed)
+    except Exception:  # the schema may not exist yet (tests, first start before migration)
+        logger.warning("idempotency sweep skipped", exc_info=True)
 
 
 def _routers() -> list[APIRouter]:

@@ -9,7 +9,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -97,7 +103,19 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request; the service functions commit, an exception rolls back."""
+    """One session per request; the service functions commit, an exception rolls back.
+
+    When the request carries an ``Idempotency-Key``, ``coordination.idempotency`` has opened the
+    request's outer transaction: the session joins it, and its commits only release savepoints, so the
+    write and its stored answer commit together.
+    """
+    outer: AsyncConnection | None = getattr(request.state, "azurezo.connection", None)
+    if outer is not None:
+        async with AsyncSession(
+            bind=outer, join_transaction_mode="create_savepoint", expire_on_commit=False
+        ) as session:
+            yield session
+        return
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with maker() as session:
         yield session
