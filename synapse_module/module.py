@@ -1,6 +1,6 @@
 """``AzurezoModule``: Synapse callbacks gating accounts, memberships and media on the directory.
 
-The callbacks only translate between Synapse and the pure rules (``rules``, ``filetypes``); the
+The callbacks only translate between Synapse and the pure rules (``rules``, ``filetyping``); the
 directory is asked over HTTP from the reactor (``DirectoryCache`` + the module API's HTTP client).
 
 Where each rule is enforced, and why there:
@@ -41,7 +41,7 @@ from twisted.internet import defer
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
-from synapse_module import filetypes
+import filetyping
 from synapse_module.config import ModuleConfig, check_upload_limit, parse_config
 from synapse_module.directory import (
     Answer,
@@ -280,13 +280,13 @@ class AzurezoModule:
         path = getattr(file_wrapper, "path", None)
         if isinstance(path, str):
             verdict = await self._api.defer_to_thread(
-                filetypes.classify_path, path, max_bytes=limit, allow_encrypted=True
+                filetyping.classify_path, path, max_bytes=limit, allow_encrypted=True
             )
         else:  # a Synapse without the (non-API) `path` attribute: buffer once, bounded
             buffer = io.BytesIO()
             await file_wrapper.write_chunks_to(buffer.write)
             verdict = await self._api.defer_to_thread(
-                filetypes.classify, buffer, max_bytes=limit, allow_encrypted=True
+                filetyping.classify, buffer, max_bytes=limit, allow_encrypted=True
             )
         if verdict.allowed:
             return NOT_SPAM

@@ -18,7 +18,7 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from tests.support.stack import Stack
-from tests.synapse_module import samples
+from tests.filetyping import samples
 from tests.synapse_module.matrix import client_api, new_professional, upload
 
 pytestmark = pytest.mark.synapse

@@ -22,7 +22,7 @@ from coordination.events.models import OutboxEvent
 from coordination.settings import Settings
 from tests.coordination.tasks.factories import add_member, add_patient, add_relative
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
-from tests.synapse_module import samples
+from tests.filetyping import samples
 
 SSIAD = "finess:060000002"
 MAX = 10 * 1024 * 1024
