@@ -124,7 +124,7 @@ class AzurezoModule:
         url = f"{self._config.directory_url}/internal/v1/directory/matrix-users/{quote(user_id, safe='@:')}"
         headers = Headers(
             {
-                b"Authorization": [f"Bearer {self._config.directory_secret}".encode()],
+                b"Authorization": [f"Bearer {self._config.directory_secret.get_secret_value()}".encode()],
                 b"Accept": [b"application/json"],
             }
         )
