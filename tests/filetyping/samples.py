@@ -500,7 +500,7 @@ def mz_then_random() -> bytes:
 
 def shebang_then_random() -> bytes:
     """A shell script line followed by a binary payload (a self-extracting installer)."""
-    return b"#!/bin/sh\nexec tail -c +42 \"$0\" | sh\n" + random.Random(12).randbytes(4096)
+    return b'#!/bin/sh\nexec tail -c +42 "$0" | sh\n' + random.Random(12).randbytes(4096)
 
 
 def pdf_header_then_garbage() -> bytes:

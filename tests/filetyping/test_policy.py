@@ -272,8 +272,8 @@ def test_hostile_sample_is_refused_with_a_french_reason(
     assert not verdict.allowed
     assert verdict.refusal == refusal, verdict
     assert verdict.reason is not None and words in verdict.reason
-    assert "réessayez" in verdict.reason or "Formats acceptés" in verdict.reason or (
-        "envoyée" in verdict.reason
+    assert (
+        "réessayez" in verdict.reason or "Formats acceptés" in verdict.reason or ("envoyée" in verdict.reason)
     )
 
 
