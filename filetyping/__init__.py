@@ -13,6 +13,7 @@ from filetyping.policy import (
     Verdict,
     classify,
     classify_path,
+    too_large_reason,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "Verdict",
     "classify",
     "classify_path",
+    "too_large_reason",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "Verdict",
     "classify",
     "classify_path",
+    "too_large_reason",
 ]
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -208,6 +209,15 @@ def classify_path(
         return classify(fp, max_bytes=max_bytes, allow_encrypted=allow_encrypted)
 
 
+def too_large_reason(max_bytes: int) -> str:
+    """The French reason given for a file over ``max_bytes`` (also by Synapse's size check)."""
+    limit = max_bytes / (1024 * 1024)
+    return (
+        f"Le fichier dépasse la taille maximale autorisée ({limit:g} Mo) : réduisez-le "
+        "(PDF compressé, photo moins lourde) ou partagez-le en plusieurs parties."
+    )
+
+
 def _with_size(verdict: Verdict, size: int) -> Verdict:
     return Verdict(
         allowed=verdict.allowed,
@@ -325,13 +335,7 @@ def _classify(fp: BinaryIO, *, size: int, max_bytes: int, allow_encrypted: bool)
     if size == 0:
         return _no(Refusal.EMPTY, "Le fichier est vide : choisissez un document ou une photo.")
     if size > max_bytes:
-        limit = max_bytes / (1024 * 1024)
-        return _no(
-            Refusal.TOO_LARGE,
-            f"Le fichier dépasse la taille maximale autorisée ({limit:g} Mo) : réduisez-le "
-            "(PDF compressé, photo moins lourde) ou partagez-le en plusieurs parties.",
-            "too_large",
-        )
+        return _no(Refusal.TOO_LARGE, too_large_reason(max_bytes), "too_large")
     head = fp.read(_HEAD_BYTES)
 
     # A file that starts like a program is refused whatever follows (issue 6, item 8): these
@@ -461,9 +465,7 @@ def _inspect_pdf(fp: BinaryIO, *, size: int) -> Verdict:
 
 # Markup that a browser would run if it sniffed the file as a page (JPEG+HTML polyglots). At least
 # six fixed bytes each: in compressed image data a false match is below 1 in 2^40 per position.
-_MARKUP = re.compile(
-    rb"<(?:script|html|body|iframe)[\s>/]|<!doctype\s+html|<\?php\s", re.IGNORECASE
-)
+_MARKUP = re.compile(rb"<(?:script|html|body|iframe)[\s>/]|<!doctype\s+html|<\?php\s", re.IGNORECASE)
 _MARKUP_OVERLAP = 32
 
 

@@ -2,7 +2,7 @@
 
 WHAT THE RENDERED homeserver.yaml MUST CONTAIN (contract with azurezo_cli, see docs/ARCHITECTURE.md):
 
-    max_upload_size: 10M                     # == max_upload_bytes below; checked at start-up
+    max_upload_size: 12800K                  # > max_upload_bytes below; checked at start-up
     modules:
       - module: synapse_module.AzurezoModule
         config:
@@ -117,16 +117,18 @@ def parse_config(raw: Any) -> ModuleConfig:
 
 
 def check_upload_limit(config: ModuleConfig, synapse_max_upload_size: int | None) -> None:
-    """Refuse to start when ``max_upload_bytes`` and Synapse's ``max_upload_size`` disagree.
+    """Refuse to start unless Synapse's ``max_upload_size`` is above ``max_upload_bytes``.
 
-    Synapse refuses bigger bodies itself (413) before the module sees them; if the two differed, a
-    professional would get two different limits depending on the path.
+    The module enforces the product's limit itself, in French (``is_user_allowed_to_upload_media_of_
+    size``). Synapse checks its own ``max_upload_size`` first and answers in English ("Upload request
+    body is too large"), so it must be higher, or a professional over the limit would read English.
     """
     if synapse_max_upload_size is None:
         return
-    if synapse_max_upload_size != config.max_upload_bytes:
+    if synapse_max_upload_size <= config.max_upload_bytes:
         raise ConfigError(
-            f"`max_upload_bytes` ({config.max_upload_bytes}) differs from Synapse's "
-            f"`max_upload_size` ({synapse_max_upload_size}): set both to the same value",
+            f"Synapse's `max_upload_size` ({synapse_max_upload_size}) must be greater than "
+            f"`max_upload_bytes` ({config.max_upload_bytes}), so that the module, not Synapse, "
+            "refuses larger uploads (12800K, Synapse's own request size cap, is the expected value)",
             _path("max_upload_bytes"),
         )

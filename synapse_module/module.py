@@ -14,7 +14,10 @@ Where each rule is enforced, and why there:
   before the room exists.
 - sessions: ``is_user_expired`` (account validity), asked on every authenticated request;
   logins: ``check_login_for_spam`` (an expired account can otherwise still log in).
-- media: ``check_media_file_for_spam``, classified in a worker thread.
+- media: ``check_media_file_for_spam``, classified in a worker thread; the size limit by
+  ``is_user_allowed_to_upload_media_of_size`` (French 413; Synapse's own ``max_upload_size`` is set
+  above ours so that its English "Upload request body is too large" is never the one answered) and
+  announced to clients by ``get_media_config_for_user`` (issue 6, item 14).
 """
 
 from __future__ import annotations
@@ -112,6 +115,10 @@ class AzurezoModule:
             on_create_room=self.on_create_room,
         )
         api.register_account_validity_callbacks(is_user_expired=self.is_user_expired)
+        api.register_media_repository_callbacks(
+            get_media_config_for_user=self.get_media_config_for_user,
+            is_user_allowed_to_upload_media_of_size=self.is_user_allowed_to_upload_media_of_size,
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -269,6 +276,17 @@ class AzurezoModule:
             raise SynapseError(403, reason, Codes.FORBIDDEN)
 
     # --- media ---------------------------------------------------------------------------------
+
+    async def get_media_config_for_user(self, user_id: str) -> dict[str, Any]:
+        """Announce the product's limit (not Synapse's higher technical one) to every client."""
+        return {"m.upload.size": self._config.max_upload_bytes}
+
+    async def is_user_allowed_to_upload_media_of_size(self, user_id: str, size: int) -> bool:
+        """Refuse an upload over ``max_upload_bytes`` with a French 413 (before it is stored)."""
+        if size <= self._config.max_upload_bytes:
+            return True
+        logger.info("refused upload of %d bytes by %s: over the limit", size, user_id)
+        raise SynapseError(413, filetyping.too_large_reason(self._config.max_upload_bytes), Codes.TOO_LARGE)
 
     async def check_media_file_for_spam(self, file_wrapper: Any, file_info: Any) -> SpamResult:
         """Allow a stored file only by its real content (size, magic bytes, container inspection).

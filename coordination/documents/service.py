@@ -30,6 +30,7 @@ from sqlalchemy import exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+import filetyping
 from coordination.audit import service as audit
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
@@ -42,7 +43,6 @@ from coordination.errors import Conflict, Forbidden, Invalid, NotFound, ServiceE
 from coordination.events import service as events
 from coordination.ids import DocumentId, PatientId
 from coordination.security import Actor
-import filetyping
 
 logger = logging.getLogger(__name__)
 

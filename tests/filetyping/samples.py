@@ -587,11 +587,13 @@ def jpeg_then_html() -> bytes:
 def docx_inflating_to(total: int = 1536 * 1024 * 1024) -> bytes:
     """A valid .docx whose extra part inflates to ``total`` bytes of zeros (1.5 GB by default)."""
     buf = io.BytesIO(docx())
-    with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("word/media/image1.bin", "w", force_zip64=True) as member:
-            chunk = b"\0" * (8 * 1024 * 1024)
-            for _ in range(total // len(chunk)):
-                member.write(chunk)
+    with (
+        zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("word/media/image1.bin", "w", force_zip64=True) as member,
+    ):
+        chunk = b"\0" * (8 * 1024 * 1024)
+        for _ in range(total // len(chunk)):
+            member.write(chunk)
     return buf.getvalue()
 
 

@@ -6,11 +6,9 @@ import io
 import os
 import random
 import resource
-import struct
 import subprocess
 import sys
 import time
-import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path

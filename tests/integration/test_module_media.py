@@ -17,8 +17,8 @@ from nio import (
 )
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
-from tests.support.stack import Stack
 from tests.filetyping import samples
+from tests.support.stack import Stack
 from tests.synapse_module.matrix import client_api, eventually, new_professional, upload
 
 pytestmark = pytest.mark.synapse
@@ -144,6 +144,14 @@ async def test_size_limit_is_exactly_ten_megabytes(stack: Stack, uploader_token:
     )
     assert too_big.status_code == 413
     assert too_big.json()["errcode"] == "M_TOO_LARGE"
+    # Issue 6, item 14: the module answers, in French, not Synapse ("Upload request body is too large").
+    assert "dépasse la taille maximale autorisée (10 Mo)" in too_big.json()["error"]
+
+
+async def test_clients_are_told_the_product_upload_limit(stack: Stack, uploader_token: str) -> None:
+    resp = await client_api(stack, "GET", "/_matrix/client/v1/media/config", uploader_token)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"m.upload.size": 10 * 1024 * 1024}
 
 
 async def test_synapse_thumbnails_of_an_uploaded_photo_pass_the_check(

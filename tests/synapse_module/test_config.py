@@ -125,10 +125,11 @@ def test_config_must_be_a_mapping() -> None:
         parse_config(["directory_url"])
 
 
-def test_upload_limit_must_agree_with_synapse() -> None:
+def test_synapse_upload_limit_must_be_above_the_module_limit() -> None:
     config = parse_config(valid())
-    check_upload_limit(config, 10 * 1024 * 1024)
+    check_upload_limit(config, 12800 * 1024)
     check_upload_limit(config, None)  # not readable: nothing to compare
-    with pytest.raises(ConfigError, match="max_upload_size") as excinfo:
-        check_upload_limit(config, 50 * 1024 * 1024)
-    assert "10485760" in excinfo.value.msg and "52428800" in excinfo.value.msg
+    for synapse_limit in (10 * 1024 * 1024, 5 * 1024 * 1024):
+        with pytest.raises(ConfigError, match="max_upload_size") as excinfo:
+            check_upload_limit(config, synapse_limit)
+        assert "10485760" in excinfo.value.msg and str(synapse_limit) in excinfo.value.msg
