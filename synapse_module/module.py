@@ -4,7 +4,9 @@ The callbacks only translate between Synapse and the pure rules (``rules``, ``fi
 directory is asked over HTTP from the reactor (``DirectoryCache`` + the module API's HTTP client).
 
 Where each rule is enforced, and why there:
-- registration (client ``/register`` and the shared-secret admin API): ``check_registration_for_spam``.
+- registration (client ``/register`` and the shared-secret admin API): ``check_registration_for_spam``;
+  Synapse's own "registration/guest access disabled" answers are given in French by the
+  ``/_matrix`` web resource of ``french_refusals`` (issue 6, item 14).
   Returning ``DENY`` reaches the client as 429 "Rate limited"; raising a ``SynapseError`` from the
   callback propagates as is, so the refusal is a 403 with the French reason.
 - invites and joins: ``user_may_invite`` / ``user_may_join_room`` (a clear M_FORBIDDEN for normal
@@ -53,6 +55,7 @@ from synapse_module.directory import (
     Standing,
     parse_directory_response,
 )
+from synapse_module.french_refusals import MatrixPrefix
 from synapse_module.rules import (
     Action,
     Check,
@@ -76,6 +79,17 @@ _NO_LOCALPART = (
     "Un identifiant est nécessaire pour créer un compte, et il doit être rattaché à un "
     "professionnel de l'annuaire (RPPS/ROR)."
 )
+
+
+def _french_refusals(api: ModuleApi) -> MatrixPrefix | None:
+    """The ``/_matrix`` resource answering Synapse's registration refusals in French."""
+    try:
+        registration = api._hs.config.registration
+        enabled, guests = bool(registration.enable_registration), bool(registration.allow_guest_access)
+    except AttributeError:
+        logger.warning("cannot read Synapse's registration settings: its refusals stay in English")
+        return None
+    return MatrixPrefix(registration_enabled=enabled, guest_access_enabled=guests)
 
 
 def _synapse_max_upload_size(api: ModuleApi) -> int | None:
@@ -115,6 +129,9 @@ class AzurezoModule:
             on_create_room=self.on_create_room,
         )
         api.register_account_validity_callbacks(is_user_expired=self.is_user_expired)
+        french = _french_refusals(api)
+        if french is not None:
+            api.register_web_resource("/_matrix", french)
         api.register_media_repository_callbacks(
             get_media_config_for_user=self.get_media_config_for_user,
             is_user_allowed_to_upload_media_of_size=self.is_user_allowed_to_upload_media_of_size,
