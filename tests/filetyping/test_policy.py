@@ -6,9 +6,11 @@ import io
 import os
 import random
 import resource
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -300,3 +302,28 @@ def test_pdf_inflating_to_gigabytes_is_parsed_outside_the_calling_process() -> N
     assert time.monotonic() - start < PDF_TIMEOUT_SECONDS
     assert verdict.refusal in (None, Refusal.INVALID_PDF)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100 * 1024  # KiB
+
+
+def test_office_package_understating_its_sizes_is_refused() -> None:
+    # 64 MiB of zeros declared as 1 byte (local header and central directory): the member is
+    # inflated anyway and zipfile's size/CRC check refuses the package.
+    buf = io.BytesIO(samples.docx())
+    with (
+        zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("word/media/image1.bin", "w") as member,
+    ):
+        for _ in range(64):
+            member.write(b"\0" * (1024 * 1024))
+    honest = buf.getvalue()
+    assert classify(honest).kind is ALLOWED_KINDS["docx"]
+    with zipfile.ZipFile(io.BytesIO(honest)) as zf:
+        info = zf.getinfo("word/media/image1.bin")
+    lying = bytearray(honest)
+    struct.pack_into("<I", lying, info.header_offset + 22, 1)  # local header: uncompressed size
+    central = lying.rfind(b"PK\x01\x02")  # the appended member is the last central entry
+    struct.pack_into("<I", lying, central + 24, 1)  # central directory: uncompressed size
+    with zipfile.ZipFile(io.BytesIO(bytes(lying))) as zf:
+        assert zf.getinfo("word/media/image1.bin").file_size == 1
+    verdict = classify(bytes(lying))
+    assert not verdict.allowed
+    assert verdict.detected == "zip illisible ou corrompu"  # our inflation, before olevba sees it
