@@ -359,13 +359,9 @@ def _classify(fp: BinaryIO, *, size: int, max_bytes: int, allow_encrypted: bool)
     if head.startswith(b"PK\x03\x04"):
         return _inspect_zip(fp, size=size)
 
-    for offset, magic, what in _ARCHIVE_MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return _archive(what)
-    if head.startswith(b"BZh") and head[3:4].isdigit() and head[3:4] != b"0":
-        return _archive("bzip2")
-    if head.startswith(b"\x1f\x8b") and len(head) > 3 and head[2] == 8 and head[3] & 0xE0 == 0:
-        return _archive("gzip")
+    archive = _archive_kind(head)
+    if archive is not None:
+        return archive
     if head.startswith(b"MZ") and _is_dos_or_pe(head, fp, size=size):
         return _executable("Windows PE/MZ")
 
@@ -380,6 +376,17 @@ def _classify(fp: BinaryIO, *, size: int, max_bytes: int, allow_encrypted: bool)
         "Le type de ce fichier n'a pas pu être reconnu, il n'est donc pas accepté. " + _ACCEPTED,
         "unknown",
     )
+
+
+def _archive_kind(head: bytes) -> Verdict | None:
+    for offset, magic, what in _ARCHIVE_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return _archive(what)
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[3:4] != b"0":
+        return _archive("bzip2")
+    if head.startswith(b"\x1f\x8b") and len(head) > 3 and head[2] == 8 and head[3] & 0xE0 == 0:
+        return _archive("gzip")
+    return None
 
 
 def _image_kind(head: bytes) -> Verdict | None:
