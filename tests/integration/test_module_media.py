@@ -18,8 +18,9 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from tests.filetyping import samples
+from tests.support.polling import eventually
 from tests.support.stack import Stack
-from tests.synapse_module.matrix import client_api, eventually, new_professional, upload
+from tests.synapse_module.matrix import client_api, new_professional, upload
 
 pytestmark = pytest.mark.synapse
 
