@@ -88,7 +88,14 @@ def _die_with_parent() -> None:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on ``host:port`` now.
+
+    Binds the way Synapse (Twisted) and uvicorn do, with ``SO_REUSEADDR``: connections of a stopped
+    instance left in TIME_WAIT (for up to a minute after a stop or a crash) do not hold the port, a
+    listener does (issue 6, item 11).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

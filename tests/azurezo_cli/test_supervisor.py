@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -192,9 +193,52 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
 def test_port_is_free() -> None:
     port = free_port()
     assert port_is_free(port)
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
         assert not port_is_free(port)
+
+
+def test_a_listener_that_reuses_addresses_still_holds_its_port() -> None:
+    """uvicorn and Twisted set SO_REUSEADDR on their listeners: the check must still see them."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert not port_is_free(sock.getsockname()[1])
+
+
+def _serve_and_close_first(port: int, connections: int = 5) -> None:
+    """A server's life on ``port``: it accepts clients and closes each connection first (as an HTTP
+    server does at shutdown), which leaves them in TIME_WAIT on the server's port, then it stops."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+        for _ in clients:
+            conn, _addr = server.accept()
+            conn.sendall(b"bye")
+            conn.close()
+        for client in clients:
+            assert client.recv(3) == b"bye"
+            client.close()
+
+
+def _time_wait_on(port: int) -> bool:
+    """True when a TCP socket bound to 127.0.0.1:``port`` is in TIME_WAIT (state 06 of /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if local == f"0100007F:{port:04X}" and state == "06":
+            return True
+    return False
+
+
+def test_stop_then_start_again_at_once_ten_times() -> None:
+    """Issue 6 item 11: TIME_WAIT connections of a stopped server do not make its port "used"."""
+    port = free_port()
+    for attempt in range(10):
+        _serve_and_close_first(port)
+        assert _time_wait_on(port), f"attempt {attempt}: no TIME_WAIT connection to test against"
+        assert port_is_free(port), f"attempt {attempt}: port {port} reported used while nobody listens"
