@@ -15,6 +15,9 @@ Everything an instance needs to run lives under its home, written once at first 
     logs/                            one log file per process started by ``azurezo up``
 
 Secrets come from ``secrets`` and are never defaulted: a home is the only place they exist.
+azurezo.json is parsed once by the frozen pydantic model ``HomeFile`` (unknown keys refused, secrets
+as ``SecretStr``; every error a French ``HomeError`` naming the key) into the ``Home`` the rest of
+the package uses; a ``Home``'s repr never shows a secret.
 
 PostgreSQL (the production choice): azurezo.json ``synapse_database_url`` (a libpq URL,
 ``postgresql://user:password@host:5432/dbname``) and ``database_url`` (the service's async
