@@ -27,7 +27,9 @@ PACKAGE_MARKERS := $(wildcard */__init__.py)
 run: .stamp-install
 	$(BIN)/azurezo --home $(HOME_DIR) up
 
+# curl runs the README's session (tests/integration/test_cli_readme.py).
 test: .stamp-install-test
+	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: .stamp-install-test
