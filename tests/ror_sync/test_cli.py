@@ -82,3 +82,15 @@ async def test_a_mass_deactivation_is_refused_with_the_way_to_force_it(
     assert (await invoke(home, "import-rpps", str(full))).exit_code == 0  # all back (reactivations)
     forced = await invoke(home, "import-rpps", str(truncated), "--allow-mass-deactivation")
     assert forced.exit_code == 0 and "désactivés 80" in forced.output
+
+
+async def test_a_header_only_file_is_refused(database_url: str, tmp_path: Path) -> None:
+    home = FakeHome(database_url)
+    full = write_rpps(tmp_path / "complet.txt", [rpps_line(n) for n in range(1, 4)])
+    assert (await invoke(home, "import-rpps", str(full))).exit_code == 0
+    empty = write_rpps(tmp_path / "entete.txt", [])
+    refused = await invoke(home, "import-rpps", str(empty))
+    assert refused.exit_code == 1, refused.output
+    assert f"Erreur : {empty} : aucune ligne valide" in refused.output
+    found = await invoke(home, "search", "dupont2", "--json")
+    assert json.loads(found.output)[0]["active"] is True
