@@ -266,13 +266,16 @@ class _SecondHalf:
         return self
 
     def take_into(self, staging: SqliteStaging) -> None:
-        assert self._future is not None
+        assert self._future is not None and self._pool is not None
         try:
             part = self._future.result()
         except Exception as exc:  # whatever stopped the helper (I/O, disk full, killed) fails the import
             raise OSError(
                 f"{self._path} : lecture de la seconde moitié impossible ({exc}) ; rien n'a été importé."
             ) from exc
+        # The worker's memory goes back now, before the merge (the import's own peak).
+        self._pool.shutdown(wait=True)
+        self._pool = None
         offset = self._position.line_no
         staging.absorb(self._part_file, line_offset=offset)
         for line, reason in part.kept:

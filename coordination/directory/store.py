@@ -473,7 +473,7 @@ def _apply_sql(
             "deactivated_at, source, fhir_id, updated_at) "
             f"SELECT t.structure_id, {struct_vals}, TRUE, NULL, '{source}', {_n('t.fhir_id')}, :now "
             "FROM stg_structs t JOIN stg_struct_state s ON s.structure_id = t.structure_id "
-            "WHERE s.state = 'N'",
+            "WHERE s.state = 'N' ORDER BY t.structure_id",
             None,
             True,
         )
