@@ -21,9 +21,13 @@ DAC recognition: see :func:`coordination.directory.rules.any_dac` (TRE_R66 code 
 or "Dispositif d'appui à la coordination" spelled out in a coding display or type text).
 
 Each resource is validated with the ``fhir.resources.R4B`` models (the default classes are R5 and refuse
-R4 data); an invalid resource is rejected with its place (file or page URL, entry number) and the reason.
-The reader keeps compact records (a few hundred bytes per resource), not the Bundles, so a region's ROR
-fits easily; the RPPS file is the one that needs streaming.
+R4 data); an invalid resource is rejected with its place (file or page URL, entry number) and the reason,
+and the records are read from the validated model, never from the raw JSON. The reader keeps compact
+records (a few hundred bytes per resource), not the Bundles, so a region's ROR fits easily; the RPPS
+file is the one that needs streaming.
+
+Pages of a FHIR server are asked again, with exponential backoff, when the server answers 429 or 5xx,
+times out or drops the connection (``RETRIES``, ``BACKOFF_SECONDS``); past that, nothing is imported.
 """
 
 from __future__ import annotations

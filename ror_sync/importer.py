@@ -11,8 +11,10 @@ must exist.
 - Malformed lines are counted and reported with file, line and reason; they never stop the import.
 - A full import that would deactivate a large part of its source's active persons (a truncated or wrong
   file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
-- On SQLite, a large RPPS file is parsed by two processes, one per half (``python -m ror_sync.part``
-  stages the second half in its own file, taken in before the merge): parsing is most of the time.
+- On SQLite, a large RPPS file is parsed by two processes, one per half (:func:`ror_sync.part.stage_part`,
+  in a ``ProcessPoolExecutor`` worker, stages the second half in its own file, taken in before the
+  merge): parsing is most of the time. Temporary files stay under the instance's home
+  (:mod:`ror_sync.workdir`), and what a killed import left there is swept by the next one.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
 """
 
