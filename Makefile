@@ -44,7 +44,7 @@ check: lint typecheck test
 
 # Benchmarks (never part of `make test`); figures and how to read them: bench/README.md.
 bench-import: .stamp-install-test
-	@command -v sqlite3 >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq sqlite3 time; }
+	@command -v sqlite3 >/dev/null && command -v psql >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq sqlite3 time postgresql-client; }
 	$(BIN)/python bench/bench_import.py $(BENCH_ARGS)
 
 bench-invite: .stamp-install-test

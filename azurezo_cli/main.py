@@ -27,6 +27,7 @@ from azurezo_cli.home import (
 )
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
+from ror_sync.workdir import sweep_stale_import_files
 
 app = typer.Typer(
     name="azurezo",
@@ -262,6 +263,9 @@ def _prepare(
                 f"ou choisissez un autre port avec {option}."
             )
     render_synapse_config(home)
+    swept = sweep_stale_import_files(home.path / "tmp")
+    if swept:
+        typer.echo(f"{swept} dossier(s) temporaire(s) laissé(s) par un import interrompu supprimé(s).")
     typer.echo("Mise à jour du schéma de la base de coordination…")
     bootstrap.migrate(home.database_url)
     if home.demo_enabled and not home.demo_imported:
