@@ -71,7 +71,7 @@ async def test_create_assign_and_notify(client: httpx.AsyncClient, world: World,
     )
     assert resp.status_code == 201, resp.text
     task = resp.json()
-    assert task["status"] == "à_faire" and task["status_label"] == "À faire"
+    assert task["status"] == "a_faire" and task["status_label"] == "À faire"
     assert task["type_label"] == "Visite"
     assert {a["label"] for a in task["assignees"]} == {"Jeanne MARTIN", "SSIAD de Nice"}
     (event,) = await _events(db, "task.assigned")
@@ -307,4 +307,4 @@ async def test_vocabulary_lists_french_labels(client: httpx.AsyncClient, world: 
     resp = await client.get("/api/v1/tasks/vocabulary", headers=world.alice.headers)
     types = {e["code"]: e["label"] for e in resp.json()["types"]}
     assert types["concertation_pluriprofessionnelle"] == "Concertation pluriprofessionnelle"
-    assert [e["code"] for e in resp.json()["statuses"]] == ["à_faire", "en_cours", "terminée", "annulée"]
+    assert [e["code"] for e in resp.json()["statuses"]] == ["a_faire", "en_cours", "terminee", "annulee"]
