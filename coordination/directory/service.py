@@ -364,3 +364,30 @@ async def person_for_user(*, session: AsyncSession, user_id: str) -> tuple[Perso
         .distinct()
     )
     return person, sorted(s for s in structures if s)
+
+
+# --- look-ups for documents --------------------------------------------------------------------------
+
+
+async def workplaces_of_users(
+    *, session: AsyncSession, user_ids: Iterable[str]
+) -> dict[str, tuple[str, set[str]]]:
+    """``{user_id: (national_id, structures they work at)}`` for the bound accounts among ``user_ids``
+    (two queries, whatever their number; unbound accounts are absent)."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(AccountBinding.user_id, AccountBinding.national_id).where(AccountBinding.user_id.in_(ids))
+    )
+    bindings = {user_id: national_id for user_id, national_id in rows.tuples()}
+    works_at: dict[str, set[str]] = {}
+    activities = await session.execute(
+        select(Activity.national_id, Activity.structure_id).where(
+            Activity.national_id.in_(sorted(set(bindings.values()))), Activity.structure_id.is_not(None)
+        )
+    )
+    for nid, sid in activities.tuples():
+        if sid is not None:
+            works_at.setdefault(nid, set()).add(sid)
+    return {u: (nid, works_at.get(nid, set())) for u, nid in bindings.items()}

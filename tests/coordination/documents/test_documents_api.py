@@ -271,14 +271,14 @@ async def test_restricted_visibility_checked_on_every_request(
     assert (await client.get(doc["download_url"], headers=world.bob.headers)).status_code == 403
 
     # Only the uploader changes visibility; opening it to the circle notifies the newcomers.
-    by_nurse = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    by_nurse = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={"version": doc["version"], "visibility": "cercle"},
         headers=world.nurse.headers,
     )
     assert by_nurse.status_code == 403
-    opened = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    opened = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={"version": doc["version"], "visibility": "cercle"},
         headers=world.alice.headers,
     )
@@ -287,15 +287,15 @@ async def test_restricted_visibility_checked_on_every_request(
     assert (await client.get(doc["download_url"], headers=world.carol.headers)).status_code == 200
     events = await _events(db)
     assert len(events) == 2 and events[1].recipients == [world.carol.user_id]
-    stale = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    stale = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={"version": doc["version"], "visibility": "restreinte"},
         headers=world.alice.headers,
     )
     assert stale.status_code == 409
     # Narrow again to the same member chosen before (same primary key as a deleted row).
-    narrowed = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    narrowed = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={
             "version": opened.json()["version"],
             "visibility": "restreinte",
@@ -400,8 +400,8 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
         await client.get(_url(world), headers=h),
         await client.get(_url(world, f"/{doc['id']}"), headers=h),
         await client.get(doc["download_url"], headers=h),
-        await client.put(
-            _url(world, f"/{doc['id']}/visibility"),
+        await client.patch(
+            _url(world, f"/{doc['id']}"),
             json={"version": 1, "visibility": "cercle"},
             headers=h,
         ),
