@@ -36,7 +36,6 @@ from coordination.ids import PatientId, RequestId, StructureId
 from coordination.outbox import service as outbox
 from coordination.outbox.events import RequestAnswered, RequestReceived
 from coordination.security import Actor
-from coordination.vocab import Decision, Urgency
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +247,7 @@ async def send_request(
         event=RequestReceived(
             request_id=RequestId(req.id),
             dac_structure_id=StructureId(req.dac_structure_id),
-            urgency=Urgency(req.urgency),
+            urgency=req.urgency,
             patient_id=PatientId(req.patient_id) if req.patient_id else None,
         ),
     )
@@ -354,7 +353,7 @@ async def answer_request(
         event=RequestAnswered(
             request_id=RequestId(req.id),
             dac_structure_id=StructureId(req.dac_structure_id),
-            decision=Decision(req.decision) if req.decision else None,
+            decision=req.decision,
             patient_included=bool(req.patient_included),
             patient_id=PatientId(req.patient_id) if req.patient_id else None,
         ),

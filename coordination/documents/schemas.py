@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from coordination import text
 from coordination.ids import DocumentId, MemberId, NationalId, PatientId, UserId
@@ -91,7 +91,6 @@ class DocumentOut(BaseModel):
     patient_id: PatientId
     title: str
     category: DocumentCategory
-    category_label: str
     kind: str = Field(description="Type détecté d'après le contenu, par exemple pdf, jpeg, docx")
     mime_type: str
     extension: str
@@ -105,6 +104,11 @@ class DocumentOut(BaseModel):
     updated_at: datetime
     deleted_at: datetime | None
     download_url: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def category_label(self) -> str:
+        return self.category.label
 
 
 class CategoryOut(BaseModel):

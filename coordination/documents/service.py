@@ -172,14 +172,12 @@ async def _commit(session: AsyncSession) -> None:
 
 def document_out(doc: Document) -> DocumentOut:
     """The read model of a document (its audience loaded)."""
-    category = DocumentCategory(doc.category)
     return DocumentOut(
         id=DocumentId(doc.id),
         version=doc.version,
         patient_id=PatientId(doc.patient_id),
         title=doc.title,
-        category=category,
-        category_label=category.label,
+        category=doc.category,
         kind=doc.kind,
         mime_type=doc.mime_type,
         extension=doc.extension,
@@ -187,7 +185,7 @@ def document_out(doc: Document) -> DocumentOut:
         sha256=doc.sha256,
         uploader_national_id=NationalId(doc.uploader_national_id),
         uploader_user_id=UserId(doc.uploader_user_id),
-        visibility=DocumentVisibility(doc.visibility),
+        visibility=doc.visibility,
         member_ids=[MemberId(a.member_id) for a in doc.audience],
         created_at=doc.created_at,
         updated_at=doc.updated_at,
@@ -204,7 +202,7 @@ async def _emit_shared(session: AsyncSession, doc: Document, recipients: Sequenc
             event=DocumentShared(
                 document_id=DocumentId(doc.id),
                 patient_id=PatientId(doc.patient_id),
-                category=DocumentCategory(doc.category),
+                category=doc.category,
             ),
         )
 

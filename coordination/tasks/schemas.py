@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
 from coordination import text
 from coordination.ids import NationalId, PatientId, StructureId, TaskId, UserId
@@ -90,9 +90,7 @@ class TaskOut(BaseModel):
     title: str
     description: str
     type: TaskType
-    type_label: str
     status: TaskStatus
-    status_label: str
     priority: TaskPriority | None
     due_date: date | None
     creator_national_id: NationalId
@@ -101,6 +99,16 @@ class TaskOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def type_label(self) -> str:
+        return self.type.label
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status_label(self) -> str:
+        return self.status.label
 
 
 class VocabularyEntry(BaseModel):

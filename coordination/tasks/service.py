@@ -50,13 +50,13 @@ from coordination.security import Actor
 from coordination.tasks import rules
 from coordination.tasks.models import Task, TaskAssignee
 from coordination.tasks.schemas import AssigneeOut, TaskCreate, TaskOut, TaskScope, TaskUpdate
-from coordination.vocab import TaskPriority, TaskStatus, TaskType
+from coordination.vocab import TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)
 
 MAX_PAGE = 200
 
-PageQuery = Select[tuple[date, uuid.UUID]] | CompoundSelect
+PageQuery = Select[date, uuid.UUID] | CompoundSelect[date, uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +116,15 @@ def _assignee_out(key: str, labels: Mapping[str, str]) -> AssigneeOut:
 
 
 def _task_out(task: Task, labels: Mapping[str, str]) -> TaskOut:
-    task_type, status = TaskType(task.type), TaskStatus(task.status)
     return TaskOut(
         id=TaskId(task.id),
         version=task.version,
         patient_id=PatientId(task.patient_id) if task.patient_id is not None else None,
         title=task.title,
         description=task.description,
-        type=task_type,
-        type_label=task_type.label,
-        status=status,
-        status_label=status.label,
-        priority=TaskPriority(task.priority) if task.priority else None,
+        type=task.type,
+        status=task.status,
+        priority=task.priority,
         due_date=task.due_date,
         creator_national_id=NationalId(task.creator_national_id),
         creator_user_id=UserId(task.creator_user_id),
@@ -210,7 +207,7 @@ async def _emit_assigned(session: AsyncSession, task: Task, recipients: Sequence
             event=TaskAssigned(
                 task_id=TaskId(task.id),
                 patient_id=PatientId(task.patient_id) if task.patient_id else None,
-                type=TaskType(task.type),
+                type=task.type,
                 assigned_by=actor.user_id,
             ),
         )
@@ -322,7 +319,7 @@ def _from_tasks(
     filters: TaskFilters,
     after: tuple[date, uuid.UUID] | None,
     limit: int,
-) -> Select[tuple[date, uuid.UUID]]:
+) -> Select[date, uuid.UUID]:
     """One scan of the tasks table (by patient or by creator), in index order."""
     stmt = select(Task.sort_due.label("d"), Task.id.label("i")).where(where, Task.status == status.value)
     if filters.type is not None:
@@ -339,7 +336,7 @@ def _from_assignees(
     filters: TaskFilters,
     after: tuple[date, uuid.UUID] | None,
     limit: int,
-) -> Select[tuple[date, uuid.UUID]]:
+) -> Select[date, uuid.UUID]:
     """One scan of the assignees of ``key``, in index order (the type is copied on the assignee row,
     served by ``ix_task_assignees_key_type_status_due``; only a patient filter needs the task row)."""
     stmt = select(TaskAssignee.sort_due.label("d"), TaskAssignee.task_id.label("i")).where(
@@ -371,7 +368,7 @@ def page_query(
     twice) and cuts the page. The columns are named, not taken from ``subquery().c``, which would
     rebuild a column collection per branch on every request.
     """
-    branches: list[Select[tuple[date, uuid.UUID]]] = []
+    branches: list[Select[date, uuid.UUID]] = []
     for status in filters.statuses or tuple(TaskStatus):
         if sources.patient_id is not None:
             branches.append(_from_tasks(Task.patient_id == sources.patient_id, status, filters, after, limit))
