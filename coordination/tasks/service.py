@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import Enum
 from typing import Any
@@ -314,14 +314,16 @@ def _assigned_to(filters: TaskFilters, task_id: QueryableAttribute[uuid.UUID]) -
 
 
 def _from_tasks(
-    where: ColumnElement[bool],
+    where: ColumnElement[bool] | None,
     status: TaskStatus,
     filters: TaskFilters,
     after: tuple[date, uuid.UUID] | None,
     limit: int,
 ) -> Select[date, uuid.UUID]:
-    """One scan of the tasks table (by patient or by creator), in index order."""
-    stmt = select(Task.sort_due.label("d"), Task.id.label("i")).where(where, Task.status == status.value)
+    """One scan of the tasks table (by creator, or by patient when ``where`` is None), in index order."""
+    stmt = select(Task.sort_due.label("d"), Task.id.label("i")).where(Task.status == status.value)
+    if where is not None:
+        stmt = stmt.where(where)
     if filters.type is not None:
         stmt = stmt.where(Task.type == filters.type.value)
     if filters.patient_id is not None:
@@ -371,7 +373,8 @@ def page_query(
     branches: list[Select[date, uuid.UUID]] = []
     for status in filters.statuses or tuple(TaskStatus):
         if sources.patient_id is not None:
-            branches.append(_from_tasks(Task.patient_id == sources.patient_id, status, filters, after, limit))
+            of_patient = replace(filters, patient_id=sources.patient_id)  # _from_tasks filters on it
+            branches.append(_from_tasks(None, status, of_patient, after, limit))
         if sources.creator is not None:
             branches.append(
                 _from_tasks(Task.creator_national_id == sources.creator, status, filters, after, limit)
