@@ -413,3 +413,71 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
     cats = await client.get("/api/v1/documents/categories", headers=h)
     assert cats.status_code == (200 if who == "dave" else 403)
     assert len(_blobs(settings)) == 1 and _incoming(settings) == []
+
+
+async def test_patch_renames_recategorises_and_refuses_null(client: httpx.AsyncClient, world: World) -> None:
+    """The one PATCH convention on documents: only the fields sent change, one version per change."""
+    doc = (await _upload(client, world, world.alice, samples.pdf(), title="CR", category="autre")).json()
+    url = _url(world, f"/{doc['id']}")
+    renamed = await client.patch(
+        url,
+        json={"version": doc["version"], "title": "Compte rendu du 3 mars", "category": "Compte rendu"},
+        headers=world.alice.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    body = renamed.json()
+    assert (body["title"], body["category"], body["category_label"]) == (
+        "Compte rendu du 3 mars",
+        "compte_rendu",
+        "Compte rendu",
+    )
+    assert body["visibility"] == "cercle" and body["version"] == doc["version"] + 1
+    for field in ("title", "category", "visibility"):
+        refused = await client.patch(
+            url, json={"version": body["version"], field: None}, headers=world.alice.headers
+        )
+        assert refused.status_code == 422 and refused.json()["fields"][0]["field"] == field, refused.text
+    not_uploader = await client.patch(
+        url, json={"version": body["version"], "title": "Autre"}, headers=world.bob.headers
+    )
+    assert not_uploader.status_code == 403 and not_uploader.json()["errcode"] == "AZ_NOT_UPLOADER"
+
+
+@pytest.mark.parametrize("title", ["CR\x00", "CR\x07 bip", "Deux\nlignes"])
+async def test_control_characters_in_titles_are_refused(
+    client: httpx.AsyncClient, world: World, settings: Settings, title: str
+) -> None:
+    """NUL in a title was stored on SQLite and a 500 on PostgreSQL (issue 6, item 5): a 422 on both,
+    at upload (nothing kept) and at rename."""
+    resp = await _upload(client, world, world.alice, samples.pdf(), title=title)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["fields"][0]["field"] == "title"
+    assert _blobs(settings) == [] and _incoming(settings) == []
+    doc = (await _upload(client, world, world.alice, samples.pdf())).json()
+    renamed = await client.patch(
+        _url(world, f"/{doc['id']}"),
+        json={"version": doc["version"], "title": title},
+        headers=world.alice.headers,
+    )
+    assert renamed.status_code == 422, renamed.text
+
+
+async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, world: World) -> None:
+    """Newest first, ``limit`` at a time, following ``next_cursor`` to the end; a foreign cursor is 422."""
+    ids = [
+        (await _upload(client, world, world.alice, samples.pdf(), title=f"D{i}")).json()["id"]
+        for i in range(5)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = await client.get(_url(world), params=params, headers=world.bob.headers)
+        assert page.status_code == 200, page.text
+        seen += [d["id"] for d in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    bad = await client.get(_url(world), params={"cursor": "eyJvIjoxfQ"}, headers=world.bob.headers)
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "cursor"
