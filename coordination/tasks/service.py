@@ -588,3 +588,19 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
     await _emit_assigned(session, task, recipients, actor)
     await commit_or_conflict(session, on_stale=_stale())
     return (await _read_models(session, [task]))[0]
+
+
+# --- for the other domains ------------------------------------------------------------------------
+# Other domains read tasks through these (never the task tables); they check access and audit.
+
+
+async def tasks_of_patient(*, session: AsyncSession, patient_id: PatientId) -> list[TaskOut]:
+    """Every task about ``patient_id``, oldest first, unaudited: for a caller that has already
+    required the actor's access and records its own audit entry (e.g. the FHIR export)."""
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.patient_id == patient_id)
+        .options(selectinload(Task.assignees))
+        .order_by(Task.created_at, Task.id)
+    )
+    return await _read_models(session, rows.all())
