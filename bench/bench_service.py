@@ -59,8 +59,8 @@ from coordination.patients import rules as patient_rules
 from coordination.patients.models import Patient
 from coordination.settings import Settings
 from coordination.tasks import rules as task_rules
-from coordination.vocab import OPEN_TASK_STATUSES, TaskStatus
 from coordination.tasks.models import Task, TaskAssignee
+from coordination.vocab import OPEN_TASK_STATUSES, TaskStatus
 
 OUT = Path(__file__).with_name("out")
 SERVER = "bench.azurezo"
