@@ -8,6 +8,7 @@ event id is the idempotency key).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,12 +34,21 @@ async def emit(*, session: AsyncSession, event: Event, recipients: Iterable[str]
     )
 
 
+def _fields(row: OutboxEvent) -> dict[str, Any]:
+    """The event's fields from a stored row. Rows written before events were typed named the circle
+    member's kind ``kind`` in the payload (now the discriminator): read them as ``member_kind``."""
+    payload = dict(row.payload)
+    if row.kind == "circle.member_added" and "member_kind" not in payload and "kind" in payload:
+        payload["member_kind"] = payload.pop("kind")
+    return {**payload, "kind": row.kind}
+
+
 def _out(row: OutboxEvent) -> EventOut:
     return EventOut(
         id=row.id,
         created_at=row.created_at,
         recipients=[UserId(u) for u in row.recipients],
-        event=EVENT_ADAPTER.validate_python({**row.payload, "kind": row.kind}),
+        event=EVENT_ADAPTER.validate_python(_fields(row)),
     )
 
 

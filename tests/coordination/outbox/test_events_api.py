@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 from sqlalchemy import select
@@ -160,3 +161,47 @@ async def test_anyone_else_is_refused(
             assert resp.json()["errcode"] == "AZ_BOT_ONLY" and "robot" in resp.json()["error"]
     assert (await client.get("/api/v1/events")).status_code == 401
     assert (await client.get("/api/v1/events", headers={"Authorization": "Bearer nope"})).status_code == 401
+
+
+async def test_events_stored_before_typing_stay_readable(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens
+) -> None:
+    """Unacknowledged rows written by the previous version (member kind under ``kind``, accented
+    codes) are served as typed events, not a 500 that would stop the bot."""
+    pid = "00000000-0000-4000-8000-000000000001"
+    db.add_all(
+        [
+            OutboxEvent(
+                kind="circle.member_added",
+                recipients=["@a:azurezo.test"],
+                patient_id=uuid.UUID(pid),
+                payload={
+                    "patient_id": pid,
+                    "member_id": "00000000-0000-4000-8000-000000000002",
+                    "kind": "professional",
+                    "national_id": "810000000001",
+                    "structure_id": None,
+                    "role": "médecin traitant",
+                    "habilite": True,
+                    "added_by": "@b:azurezo.test",
+                },
+            ),
+            OutboxEvent(
+                kind="request.received",
+                recipients=["@a:azurezo.test"],
+                payload={
+                    "request_id": "00000000-0000-4000-8000-000000000003",
+                    "dac_structure_id": "finess:060000001",
+                    "urgency": "très_urgente",
+                    "patient_id": None,
+                },
+            ),
+        ]
+    )
+    await db.commit()
+    bot = {"Authorization": f"Bearer {tokens.issue(BOT)}"}
+    page = await client.get("/api/v1/events", headers=bot)
+    assert page.status_code == 200, page.text
+    member, request = (e["event"] for e in page.json()["items"])
+    assert member["member_kind"] == "professional" and member["kind"] == "circle.member_added"
+    assert request["urgency"] == "tres_urgente"
