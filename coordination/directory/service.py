@@ -30,10 +30,14 @@ MAX_OFFSET = 10_000
 T = TypeVar("T")
 
 
+def _display(civility: str | None, given_name: str, family_name: str) -> str:
+    prefix = "Dr " if (civility or "").strip().upper() in ("DR", "DOCTEUR", "DR.") else ""
+    return f"{prefix}{given_name} {family_name}".strip()
+
+
 def display_name(person: Person) -> str:
     """``Dr Jeanne MARTIN`` for doctors (civility Docteur/DR), ``Jeanne MARTIN`` otherwise."""
-    prefix = "Dr " if (person.civility or "").strip().upper() in ("DR", "DOCTEUR", "DR.") else ""
-    return f"{prefix}{person.given_name} {person.family_name}".strip()
+    return _display(person.civility, person.given_name, person.family_name)
 
 
 def _site(activity: Activity, structure: Structure | None) -> Site:
@@ -328,8 +332,12 @@ async def display_names(*, session: AsyncSession, national_ids: Iterable[str]) -
     ids = sorted(set(national_ids))
     if not ids:
         return {}
-    rows = await session.scalars(select(Person).where(Person.national_id.in_(ids)))
-    return {p.national_id: display_name(p) for p in rows}
+    rows = await session.execute(
+        select(Person.national_id, Person.civility, Person.given_name, Person.family_name).where(
+            Person.national_id.in_(ids)
+        )
+    )
+    return {nid: _display(civility, given, family) for nid, civility, given, family in rows.tuples()}
 
 
 async def structure_names(*, session: AsyncSession, structure_ids: Iterable[str]) -> dict[str, str]:
