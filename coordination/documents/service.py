@@ -376,7 +376,10 @@ def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     if position is None:
         return None
     try:
-        return datetime.fromisoformat(str(position["c"])), uuid.UUID(hex=str(position["i"]))
+        created, doc_id = datetime.fromisoformat(str(position["c"])), uuid.UUID(hex=str(position["i"]))
+        if created.tzinfo is None:
+            raise ValueError("our cursors carry the UTC offset")
+        return created, doc_id
     except (KeyError, ValueError) as exc:
         raise Invalid(
             "Curseur de pagination invalide : reprenez la liste depuis le début (sans « cursor »).",

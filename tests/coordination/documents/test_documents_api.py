@@ -19,6 +19,7 @@ from coordination.audit.models import AuditEntry
 from coordination.circle.models import CircleMember
 from coordination.documents.models import Document
 from coordination.outbox.models import OutboxEvent
+from coordination.pagination import encode_cursor
 from coordination.settings import Settings
 from tests.coordination.tasks.factories import add_member, add_patient, add_relative
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
@@ -479,5 +480,7 @@ async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, world: World)
         if cursor is None:
             break
     assert seen == list(reversed(ids))
-    bad = await client.get(_url(world), params={"cursor": "eyJvIjoxfQ"}, headers=world.bob.headers)
-    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "cursor"
+    naive = encode_cursor({"c": "2030-01-01T00:00:00", "i": uuid.uuid4().hex})  # no offset: not ours
+    for cursor in ("eyJvIjoxfQ", naive, encode_cursor({"c": "hier", "i": "x"})):
+        bad = await client.get(_url(world), params={"cursor": cursor}, headers=world.bob.headers)
+        assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "cursor", bad.text
