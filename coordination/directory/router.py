@@ -86,7 +86,7 @@ async def structure_members(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[PersonCard]:
-    return await service.structure_members(
+    return await service.structure_members_page(
         session=session, structure_id=structure_id, limit=limit, cursor=cursor
     )
 

@@ -228,26 +228,32 @@ async def get_structure(*, session: AsyncSession, structure_id: str) -> Structur
 
 
 async def structure_members(
+    *, session: AsyncSession, structure_id: str, limit: int | None = None, offset: int = 0
+) -> list[PersonCard]:
+    """Active professionals with an activity at the structure (for a DAC: its coordinators), by name;
+    all of them unless ``limit``."""
+    await get_structure(session=session, structure_id=structure_id)
+    query = (
+        select(Person)
+        .where(
+            Person.active.is_(True),
+            Person.national_id.in_(select(Activity.national_id).where(Activity.structure_id == structure_id)),
+        )
+        .order_by(Person.search_name, Person.national_id)
+        .offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(max(1, limit))
+    return await _cards(session, (await session.scalars(query)).all())
+
+
+async def structure_members_page(
     *, session: AsyncSession, structure_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[PersonCard]:
-    """Active professionals with an activity at the structure (for a DAC: its coordinators), by name."""
-    await get_structure(session=session, structure_id=structure_id)
+    """A page of ``structure_members`` (the API's)."""
     offset, limit = _offset(cursor), max(1, min(limit, MAX_LIMIT))
-    persons = (
-        await session.scalars(
-            select(Person)
-            .where(
-                Person.active.is_(True),
-                Person.national_id.in_(
-                    select(Activity.national_id).where(Activity.structure_id == structure_id)
-                ),
-            )
-            .order_by(Person.search_name, Person.national_id)
-            .offset(offset)
-            .limit(limit + 1)
-        )
-    ).all()
-    return _page(await _cards(session, persons), offset=offset, limit=limit)
+    rows = await structure_members(session=session, structure_id=structure_id, limit=limit + 1, offset=offset)
+    return _page(rows, offset=offset, limit=limit)
 
 
 async def bind_account(*, session: AsyncSession, national_id: str, user_id: str) -> PersonCard:

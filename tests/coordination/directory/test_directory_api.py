@@ -35,7 +35,7 @@ async def test_demo_directory_imports_cleanly(database_url: str, db: AsyncSessio
     assert [d.name for d in dacs] == ["DAC 06 - Alpes-Maritimes", "DAC 13 - Bouches-du-Rhône"]
     coordinators = await service.structure_members(session=db, structure_id=dacs[1].structure_id)
     # An RPPS nurse keeps his RPPS card and gains the DAC activity from the ROR.
-    assert sorted(c.family_name for c in coordinators.items) == ["AMRANI", "BENSAÏD"]
+    assert sorted(c.family_name for c in coordinators) == ["AMRANI", "BENSAÏD"]
 
 
 async def test_bind_account_rules(db: AsyncSession, demo: None, tokens: FakeTokens) -> None:
