@@ -59,7 +59,7 @@ from coordination.patients import rules as patient_rules
 from coordination.patients.models import Patient
 from coordination.settings import Settings
 from coordination.tasks import rules as task_rules
-from coordination.tasks.models import Task, TaskAssignee
+from coordination.tasks.models import Task, TaskAssignee, TaskNumberCounter
 from coordination.vocab import OPEN_TASK_STATUSES, TaskStatus
 
 OUT = Path(__file__).with_name("out")
@@ -354,6 +354,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
     # assigned to another member (and, one time in four, to the patient's structure member).
     status_names, status_w = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
     type_names, type_w = list(TYPE_WEIGHTS), list(TYPE_WEIGHTS.values())
+    numbers: dict[str, int] = {}  # short numbers per scope, as the service gives them
     for start in range(0, scale.tasks, 100_000):
         trows, arows = [], []
         for _ in range(start, min(scale.tasks, start + 100_000)):
@@ -377,11 +378,15 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     keys.add(task_rules.structure_key(sid(any_structure())))
             created = now - timedelta(minutes=rnd.randrange(2 * 365 * 24 * 60))
             sort_due = task_rules.sort_due(due)
+            scope = task_rules.number_scope(patient_id=patient_id, creator_national_id=creator)
+            numbers[scope] = numbers.get(scope, 0) + 1
             task_type = rnd.choices(type_names, type_w)[0]
             trows.append(
                 {
                     "id": tid,
                     "version": 1,
+                    "number": numbers[scope],
+                    "number_scope": scope,
                     "patient_id": patient_id,
                     "title": "Tâche de coordination",
                     "description": "",
@@ -404,6 +409,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
         await bulk(Task.__table__, trows)
         await bulk(TaskAssignee.__table__, arows)
         print(f"  {start + len(trows):>9,} tasks", flush=True)
+    await bulk(TaskNumberCounter.__table__, [{"scope": k, "last": v} for k, v in numbers.items()])
     if engine.dialect.name == "postgresql":
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")

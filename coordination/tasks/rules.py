@@ -68,3 +68,8 @@ def canonical(value: object, vocabulary: dict[str, str]) -> object:
         if fold(code) == wanted:
             return code
     return value
+
+
+def number_scope(*, patient_id: uuid.UUID | None, creator_national_id: str) -> str:
+    """Where a task's short number is unique: its patient, or its creator for a task with no patient."""
+    return f"patient:{patient_id}" if patient_id is not None else f"creator:{creator_national_id}"

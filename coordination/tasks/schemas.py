@@ -85,6 +85,10 @@ class TaskOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: TaskId
+    number: int = Field(
+        description="N° court de la tâche (« !fait 12 ») : unique pour le patient, "
+        "ou pour l'auteur d'une tâche sans patient"
+    )
     version: int
     patient_id: PatientId | None
     title: str

@@ -33,6 +33,8 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import ColumnElement, CompoundSelect, Select, exists, literal_column, select, tuple_, union
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, joinedload, selectinload
 
@@ -48,7 +50,7 @@ from coordination.outbox.events import TaskAssigned
 from coordination.pagination import Page
 from coordination.security import Actor
 from coordination.tasks import rules
-from coordination.tasks.models import Task, TaskAssignee
+from coordination.tasks.models import Task, TaskAssignee, TaskNumberCounter
 from coordination.tasks.schemas import AssigneeOut, TaskCreate, TaskOut, TaskScope, TaskUpdate
 from coordination.vocab import TaskStatus, TaskType
 
@@ -118,6 +120,7 @@ def _assignee_out(key: str, labels: Mapping[str, str]) -> AssigneeOut:
 def _task_out(task: Task, labels: Mapping[str, str]) -> TaskOut:
     return TaskOut(
         id=TaskId(task.id),
+        number=task.number,
         version=task.version,
         patient_id=PatientId(task.patient_id) if task.patient_id is not None else None,
         title=task.title,
@@ -455,6 +458,21 @@ async def list_tasks(
 # --- writing ------------------------------------------------------------------------------------
 
 
+async def _next_number(session: AsyncSession, scope: str) -> int:
+    """The next short number of ``scope``: one atomic upsert (``INSERT … ON CONFLICT DO UPDATE …
+    RETURNING``), in the caller's transaction, so a rolled-back creation gives its number back."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    statement = (
+        insert(TaskNumberCounter)
+        .values(scope=scope, last=1)
+        .on_conflict_do_update(
+            index_elements=[TaskNumberCounter.scope], set_={"last": TaskNumberCounter.last + 1}
+        )
+        .returning(TaskNumberCounter.last)
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
 async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) -> TaskOut:
     """Create a task. With a patient, the actor must be an authorised member and every assignee a
     habilité member of the circle. Assignees are notified ("task.assigned") when it commits."""
@@ -468,8 +486,11 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
     )
     now = utcnow()
     due = rules.sort_due(data.due_date)
+    scope = rules.number_scope(patient_id=data.patient_id, creator_national_id=actor.national_id)
     task = Task(
         id=uuid.uuid4(),
+        number=await _next_number(session, scope),
+        number_scope=scope,
         patient_id=data.patient_id,
         title=data.title,
         description=data.description,

@@ -406,3 +406,22 @@ async def test_text_is_nfc_and_line_breaks_stay_in_descriptions(
     assert created.status_code == 201, created.text
     assert created.json()["title"] == "\u00c9valuation de Mme D."
     assert created.json()["description"] == "Ligne 1\nLigne 2\tfin"
+
+
+async def test_short_numbers_per_patient_and_per_creator(client: httpx.AsyncClient, world: World) -> None:
+    """« !fait 12 »: each patient's tasks are numbered 1, 2, …; a task with no patient is numbered among
+    its creator's; concurrent creations never share a number; a refused creation uses none."""
+    import asyncio
+
+    first = await _create(client, world.alice, patient_id=str(world.patient))
+    refused = await _create(client, world.alice, patient_id=str(world.patient), type="inconnu")
+    burst = await asyncio.gather(
+        *(_create(client, world.alice, patient_id=str(world.patient), title=f"t{i}") for i in range(6))
+    )
+    alone = await _create(client, world.bob)
+    alone_again = await _create(client, world.bob)
+    other_creator = await _create(client, world.alice)
+    assert refused.status_code == 422
+    assert first.json()["number"] == 1
+    assert sorted(r.json()["number"] for r in burst) == [2, 3, 4, 5, 6, 7]
+    assert (alone.json()["number"], alone_again.json()["number"], other_creator.json()["number"]) == (1, 2, 1)
