@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= var
-SOURCES  := synapse_module coordination ror_sync azurezo_cli
+SOURCES  := synapse_module coordination ror_sync azurezo_cli coordination_bot
 
 .PHONY: run test lint typecheck check clean bench-import bench-invite bench-service
 
