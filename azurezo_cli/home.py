@@ -13,6 +13,7 @@ Everything an instance needs to run lives under its home, written once at first 
     coordination/coordination.db     the service's SQLite database (unless database_url is set)
     coordination/documents/
     logs/                            one log file per process started by ``azurezo up``
+    bot/                             the coordination bot's device, token, crypto store, keys (0700)
 
 Secrets come from ``secrets`` and are never defaulted: a home is the only place they exist.
 
@@ -44,6 +45,7 @@ HOME_FORMAT = 1
 DEFAULT_SERVER_NAME = "azurezo.local"
 DEFAULT_SYNAPSE_PORT = 8008
 DEFAULT_SERVICE_PORT = 8080
+DEFAULT_BOT_PORT = 8090  # the bot's loopback health endpoint
 BOT_LOCALPART = "azurezo-bot"
 NOTICES_LOCALPART = "notices"
 LOOPBACK = "127.0.0.1"
@@ -107,6 +109,7 @@ class Home:
     # Chosen at creation (`--no-demo` for a real instance): import the fictitious demo directory
     # and provision its accounts.
     demo_enabled: bool = True
+    bot_port: int = DEFAULT_BOT_PORT
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -152,6 +155,11 @@ class Home:
     @property
     def logs_dir(self) -> Path:
         return self.path / "logs"
+
+    @property
+    def bot_dir(self) -> Path:
+        """The bot's device, token, crypto store and cross-signing seeds (coordination_bot.state)."""
+        return self.path / "bot"
 
     # --- derived settings ---------------------------------------------------------------------
     @property
@@ -211,6 +219,7 @@ class Home:
             "demo_passwords": dict(self.demo_passwords),
             "demo_imported": self.demo_imported,
             "demo_enabled": self.demo_enabled,
+            "bot_port": self.bot_port,
         }
 
 
@@ -295,6 +304,7 @@ def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
             demo_passwords={str(k): str(v) for k, v in demo_passwords.items()},
             demo_imported=bool(raw.get("demo_imported", False)),
             demo_enabled=bool(raw.get("demo_enabled", True)),
+            bot_port=_check_port(raw.get("bot_port", DEFAULT_BOT_PORT), "du robot"),
         )
     except KeyError as exc:
         raise HomeError(f"{where} : la clé {exc} manque. Restaurez le fichier d'origine.") from exc

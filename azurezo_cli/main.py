@@ -13,6 +13,8 @@ from typing import Annotated, NoReturn
 import typer
 
 from azurezo_cli import accounts, bootstrap
+from azurezo_cli.bot import app as bot_app
+from azurezo_cli.bot import health_url as bot_health_url
 from azurezo_cli.home import (
     DEFAULT_SERVER_NAME,
     HOME_FILE,
@@ -43,6 +45,7 @@ service_app = typer.Typer(
 )
 app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
+app.add_typer(bot_app, name="bot")
 
 try:
     from azurezo_cli.directory import app as directory_app
@@ -54,6 +57,7 @@ else:
 
 READY_TIMEOUT_SERVICE = 60.0
 READY_TIMEOUT_SYNAPSE = 120.0  # a first start creates Synapse's whole SQLite schema
+READY_TIMEOUT_BOT = 60.0
 
 
 SynapsePort = Annotated[
@@ -161,6 +165,7 @@ def up(
             else "Création du compte du robot…"
         )
         asyncio.run(bootstrap.provision_accounts(home, demo_accounts))
+        _start_bot(home, supervisor)  # after provisioning: the bot's account must exist
         _print_ready(home, demo_accounts)
         supervisor.watch()
     except KeyboardInterrupt:
@@ -244,7 +249,11 @@ def _prepare(
         typer.echo(f"Nouvelle instance « {home.server_name} » initialisée dans {home.path}")
     else:
         typer.echo(f"Instance « {home.server_name} » reprise depuis {home.path}")
-    ports = ((home.synapse_port, "--synapse-port"), (home.service_port, "--service-port"))
+    ports = (
+        (home.synapse_port, "--synapse-port"),
+        (home.service_port, "--service-port"),
+        (home.bot_port, "bot_port d'azurezo.json"),
+    )
     for port, option in ports if check_ports else ():
         if not port_is_free(port, LOOPBACK):
             raise HomeError(
@@ -293,6 +302,19 @@ def _start_children(home: Home, supervisor: Supervisor) -> None:
     supervisor.wait_ready(synapse, timeout=READY_TIMEOUT_SYNAPSE)
 
 
+def _start_bot(home: Home, supervisor: Supervisor) -> None:
+    typer.echo("Démarrage du robot de coordination…")
+    bot = supervisor.start(
+        ChildSpec(
+            name="bot",
+            argv=[sys.executable, "-m", "azurezo_cli", "--home", str(home.path), "bot", "run"],
+            log_path=home.logs_dir / "bot.log",
+            ready_url=bot_health_url(home),
+        )
+    )
+    supervisor.wait_ready(bot, timeout=READY_TIMEOUT_BOT)
+
+
 def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
     lines = [
         "",
@@ -301,6 +323,7 @@ def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
         "    (dans Element ou tout client Matrix : « Modifier » le serveur d'accueil et coller "
         "cette adresse)",
         f"  Service de coordination : {home.service_url}   documentation de l'API : {home.service_url}/docs",
+        f"  Robot de coordination : {home.bot_user_id}   (invitez-le dans un salon ; « !aide »)",
         f"  Journaux : {home.logs_dir}",
     ]
     if demo:
