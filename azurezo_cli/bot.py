@@ -58,8 +58,10 @@ def run(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # nio logs event contents at DEBUG/INFO in places: keep it at WARNING (no message text in logs).
+    # nio logs event contents at DEBUG/INFO in places, httpx logs URLs with their query string (a
+    # searched patient's name): both at WARNING, so no message text or name reaches the log.
     logging.getLogger("nio").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     config = bot_config(home)
 
     async def main() -> None:
