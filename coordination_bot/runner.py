@@ -195,16 +195,20 @@ class Bot:
         )
         self.marks = MarkStore(self.dir.marks_file)
         self.handlers = Handlers(service=self.service, gateway=NioGateway(client), marks=self.marks)
-        for source in self.dir.load_pending():
-            event = MegolmEvent.from_dict(source)
-            if isinstance(event, MegolmEvent):
-                event.room_id = str(source.get("room_id", ""))
-                self._pending[event.event_id] = (RoomId(event.room_id), event)
+        self.load_pending()
         client.add_event_callback(
             self._collect, (RoomMessageText, MegolmEvent, ReactionEvent, RedactionEvent)
         )
         client.add_event_callback(self._on_invite, InviteMemberEvent)
         return client
+
+    def load_pending(self) -> None:
+        """Undecryptable events kept by an earlier run: retried with the next batch."""
+        for source in self.dir.load_pending():
+            event = MegolmEvent.from_dict(source)
+            if isinstance(event, MegolmEvent):
+                event.room_id = str(source.get("room_id", ""))
+                self._pending[event.event_id] = (RoomId(event.room_id), event)
 
     async def _token_valid(self, token: str) -> bool:
         resp = await self._http.get(
@@ -271,19 +275,24 @@ class Bot:
                     continue
                 backoff = 1.0
                 await self._keys_housekeeping(client)
-                batch, self._batch = self._batch, _Batch([], [])
-                if first:
-                    # A brand-new device: history from before it existed is not for it to answer.
-                    logger.info("first sync: %d old events skipped", len(batch.messages))
-                    for room_id in client.rooms:
-                        await self._advertise(RoomId(room_id))
-                else:
-                    await self.handle_batch(batch)
-                self.state = self.dir.save_sync_token(self.state, resp.next_batch)
+                await self.process(resp.next_batch, first=first)
                 first = False
                 self.ready.set()
         finally:
             await self.close()
+
+    async def process(self, next_batch: str, *, first: bool) -> None:
+        """Handle what the callbacks collected from one sync, then (only then) save its token."""
+        batch, self._batch = self._batch, _Batch([], [])
+        if first:
+            # A brand-new device: history from before it existed is not for it to answer.
+            logger.info("first sync: %d old events skipped", len(batch.messages))
+            if self.client is not None:
+                for room_id in list(self.client.rooms):
+                    await self._advertise(RoomId(room_id))
+        else:
+            await self.handle_batch(batch)
+        self.state = self.dir.save_sync_token(self.state, next_batch)
 
     async def _keys_housekeeping(self, client: AsyncClient) -> None:
         """What ``sync_forever`` does between syncs: to-device messages and Olm key management."""
