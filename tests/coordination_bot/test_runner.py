@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nio import EncryptionError, MegolmEvent, RoomMessageText
 
 from coordination_bot.gateway import Incoming
@@ -34,9 +35,9 @@ def megolm(event_id: str = "$enc1") -> MegolmEvent:
             },
         }
     )
-    assert isinstance(megolm_event := event, MegolmEvent)
-    megolm_event.room_id = ROOM
-    return megolm_event
+    assert isinstance(event, MegolmEvent)
+    event.room_id = ROOM
+    return event
 
 
 def text(event_id: str, body: str) -> RoomMessageText:
@@ -126,10 +127,8 @@ async def test_a_failing_batch_keeps_the_old_token(tmp_path: Path) -> None:
 
     handlers.handle = boom  # type: ignore[method-assign]
     bot._batch = _Batch([(ROOM, text("$a", "!aide"))], [])
-    try:
+    with pytest.raises(Killed):
         await bot.process("s2", first=False)
-    except Killed:
-        pass
     assert bot.dir.load().sync_token == "s1"  # the batch will be replayed at restart
 
 
