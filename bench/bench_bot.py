@@ -136,7 +136,7 @@ async def patient_with_tasks(stack: Stack, token: str, i: int) -> str:
         resp = await http.post(
             "/api/v1/patients",
             json={
-                "birth_name": f"BENCH{chr(65 + i % 26)}{i}",
+                "birth_name": f"BENCH{chr(65 + i // 26)}{chr(65 + i % 26)}",
                 "birth_first_names": ["Test"],
                 "birth_date": "1940-01-01",
                 "sex": "F",
