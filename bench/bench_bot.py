@@ -10,7 +10,8 @@ echo bot.
 
 1. Round trip: the first professional sends ``!taches`` (reply: the decrypted task list) and, in
    turn, a message to the echo bot; ``--rounds`` of each, alternating so machine noise hits both
-   alike, while the other professionals keep their rooms active (a message each per second).
+   alike, while the other professionals keep their rooms active (a message each every ``--chatter``
+   seconds, default 5).
 2. Burst: every professional sends ``--burst`` ``!taches`` at once (``users x burst`` commands);
    counts replies, errors and lost commands.
 """
@@ -213,7 +214,7 @@ async def bench(stack: Stack, args: argparse.Namespace, work: Path) -> None:
                 while not stop_chatter.is_set():
                     await pro.send(pro.bot_room, "message ordinaire")
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop_chatter.wait(), 1.0)
+                        await asyncio.wait_for(stop_chatter.wait(), args.chatter)
 
             chatters = [asyncio.ensure_future(chatter(p)) for p in pros[1:]]
             bot_rtt: list[float] = []
@@ -292,6 +293,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument(
+        "--chatter", type=float, default=5.0, help="seconds between messages in each other room"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="azurezo-bench-bot-") as tmp:
         work = Path(tmp)

@@ -12,6 +12,7 @@ a bare list, ``results``, or a ``Page`` (``items`` + ``next_cursor``).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -175,6 +176,10 @@ class ServiceClient:
         self._internal = internal_secret
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
+        # Directory bindings, briefly cached like the Synapse module does (30 s): the service still
+        # checks the acting professional on every call, this only spares a lookup per command.
+        self._bindings: dict[str, tuple[float, Binding | None]] = {}
+        self.binding_ttl = 30.0
 
     def set_bot_token(self, token: str) -> None:
         self._token = token
@@ -229,6 +234,17 @@ class ServiceClient:
     # --- directory -----------------------------------------------------------------------------
     async def binding(self, user_id: UserId) -> Binding | None:
         """The directory identity bound to a Matrix account (internal API), None when unbound."""
+        now = time.monotonic()
+        hit = self._bindings.get(user_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self._fetch_binding(user_id)
+        if len(self._bindings) > 10_000:
+            self._bindings.clear()
+        self._bindings[user_id] = (now + self.binding_ttl, found)
+        return found
+
+    async def _fetch_binding(self, user_id: UserId) -> Binding | None:
         try:
             resp = await self._client.get(
                 f"{self._base}/internal/v1/directory/matrix-users/{user_id}",

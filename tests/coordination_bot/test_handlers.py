@@ -71,6 +71,7 @@ async def world(client: httpx.AsyncClient, tokens: FakeTokens, db: AsyncSession)
     service = ServiceClient(
         base_url="http://service", bot_token=tokens.issue(BOT), internal_secret="t" * 48, client=client
     )
+    service.binding_ttl = 0.0  # tests flip directory state between commands
     gateway = RecordingGateway()
     marks = MarkStore(None)
     handlers = Handlers(service=service, gateway=gateway, marks=marks, today=lambda: date(2026, 11, 29))
@@ -237,3 +238,22 @@ async def test_every_write_carries_the_idempotency_key(
     await world.say(world.alice, "!tache Bilan")
     writes = [key for method, key in seen if method != "GET"]
     assert writes and all(key and key.startswith("$cmd") for key in writes)
+
+
+async def test_bindings_are_cached_briefly(
+    world: World, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = world.handlers._service
+    service.binding_ttl = 30.0
+    lookups: list[str] = []
+    original = client.get
+
+    async def spy(url: str, **kw: object) -> httpx.Response:
+        if "/internal/v1/directory/matrix-users/" in url:
+            lookups.append(url)
+        return await original(url, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "get", spy)
+    await world.say(world.alice, "!aide")
+    await world.say(world.alice, "!aide")
+    assert len(lookups) == 1
