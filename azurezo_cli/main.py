@@ -169,7 +169,7 @@ def up(
         _print_ready(home, demo_accounts)
         supervisor.watch()
     except KeyboardInterrupt:
-        typer.echo("\nArrêt demandé : arrêt de Synapse et du service…")
+        typer.echo("\nArrêt demandé : arrêt du robot, de Synapse et du service…")
         supervisor.stop_all()
         typer.echo("AZUREZO est arrêté.")
     except ChildFailed as exc:
