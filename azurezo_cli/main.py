@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn
@@ -26,6 +27,7 @@ from azurezo_cli.home import (
     load_home,
     new_password,
     postgres_database_urls,
+    save_home,
 )
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
@@ -66,6 +68,12 @@ SynapsePort = Annotated[
 ServicePort = Annotated[
     int | None,
     typer.Option(help="Port du service de coordination (défaut 8080).", min=1, max=65535),
+]
+BotPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Port local de l'état de santé du robot de coordination (défaut 8090).", min=1, max=65535
+    ),
 ]
 ServerName = Annotated[
     str | None,
@@ -145,8 +153,9 @@ def up(
     server_name: ServerName = None,
     demo: Demo = True,
     postgres: Postgres = None,
+    bot_port: BotPort = None,
 ) -> None:
-    """Initialise l'instance au premier lancement, puis démarre Synapse et le service.
+    """Initialise l'instance au premier lancement, puis démarre Synapse, le service et le robot.
 
     Affiche les adresses et les comptes de démonstration ; Ctrl-C arrête tout.
     """
@@ -154,7 +163,9 @@ def up(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     supervisor = Supervisor()
     try:
-        home = _prepare(path, synapse_port, service_port, server_name, demo=demo, postgres=postgres)
+        home = _prepare(
+            path, synapse_port, service_port, server_name, demo=demo, postgres=postgres, bot_port=bot_port
+        )
         ctx.obj = home
         demo_accounts = _demo_accounts(home)
         home = bootstrap.ensure_demo_passwords(home, demo_accounts)
@@ -224,6 +235,7 @@ def _prepare(
     demo: bool,
     postgres: str | None = None,
     check_ports: bool = True,
+    bot_port: int | None = None,
 ) -> Home:
     synapse_database_url = database_url = None
     if postgres is not None:
@@ -245,6 +257,9 @@ def _prepare(
         for db in (synapse_db, service_db):
             if asyncio.run(create_postgres_database(postgres, db)):
                 typer.echo(f"Base PostgreSQL « {db} » créée.")
+    if bot_port is not None and bot_port != home.bot_port:
+        home = replace(home, bot_port=bot_port)
+        save_home(home)
     if created:
         typer.echo(f"Nouvelle instance « {home.server_name} » initialisée dans {home.path}")
     else:
@@ -252,7 +267,7 @@ def _prepare(
     ports = (
         (home.synapse_port, "--synapse-port"),
         (home.service_port, "--service-port"),
-        (home.bot_port, "bot_port d'azurezo.json"),
+        (home.bot_port, "--bot-port"),
     )
     for port, option in ports if check_ports else ():
         if not port_is_free(port, LOOPBACK):
