@@ -24,9 +24,18 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    data: bytes
+    mimetype: str
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     html: str
+    # Sent right after the notice, as a reply to the same command (encrypted in encrypted rooms).
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,8 @@ class Gateway(Protocol):
     """What handlers may do on Matrix."""
 
     async def reply(self, incoming: Incoming, reply: Reply) -> EventId:
-        """Send ``reply`` as an ``m.notice`` answering ``incoming`` (in its thread, if any)."""
+        """Send ``reply`` as an ``m.notice`` answering ``incoming`` (in its thread, if any), then its
+        attachment if any."""
         ...
 
     async def fetch_message(self, room_id: RoomId, event_id: EventId) -> QuotedMessage | None:
@@ -70,6 +80,22 @@ def notice_content(incoming: Incoming, reply: Reply) -> dict[str, Any]:
     return content
 
 
+def file_content(incoming: Incoming, attachment: Attachment, media: dict[str, Any]) -> dict[str, Any]:
+    """An ``m.file`` answering ``incoming``; ``media`` is ``{"url": mxc}`` or ``{"file": {...}}``
+    (encrypted attachment, spec "Sending encrypted attachments")."""
+    content: dict[str, Any] = {
+        "msgtype": "m.file",
+        "body": attachment.filename,
+        "filename": attachment.filename,
+        "info": {"mimetype": attachment.mimetype, "size": len(attachment.data)},
+        "m.mentions": {},
+        **media,
+    }
+    relates = notice_content(incoming, Reply("", ""))["m.relates_to"]
+    content["m.relates_to"] = relates
+    return content
+
+
 @dataclass
 class Sent:
     room_id: RoomId
@@ -83,11 +109,17 @@ class RecordingGateway:
 
     sent: list[Sent] = field(default_factory=list)
     messages: dict[tuple[RoomId, EventId], QuotedMessage] = field(default_factory=dict)
+    files: list[Attachment] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def reply(self, incoming: Incoming, reply: Reply) -> EventId:
         event_id = EventId(f"$sent{next(self._ids)}")
         self.sent.append(Sent(incoming.room_id, notice_content(incoming, reply), event_id))
+        if reply.attachment is not None:
+            self.files.append(reply.attachment)
+            media = {"url": f"mxc://fake/{len(self.files)}"}
+            content = file_content(incoming, reply.attachment, media)
+            self.sent.append(Sent(incoming.room_id, content, EventId(f"$sent{next(self._ids)}")))
         return event_id
 
     async def fetch_message(self, room_id: RoomId, event_id: EventId) -> QuotedMessage | None:
@@ -98,5 +130,7 @@ class RecordingGateway:
         return [
             s.content["body"]
             for s in self.sent
-            if s.content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == incoming.event_id
+            if s.content.get("msgtype") == "m.notice"
+            and s.content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+            == incoming.event_id
         ]

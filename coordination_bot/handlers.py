@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from coordination_bot import commands as c
-from coordination_bot.gateway import Gateway, Incoming, Reply
+from coordination_bot.gateway import Attachment, Gateway, Incoming, Reply
 from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.marks import IMPORTANT, MarkStore
+from coordination_bot.pdf import text_pdf
 from coordination_bot.service_client import (
     DacRequest,
     Member,
@@ -410,7 +411,10 @@ class Handlers:
         else:
             out.line("(aucun texte : « !synthese modifier <texte> » pour l'écrire)")
         await self._marked(m.room_id, out)
-        return out.reply()
+        reply = out.reply()
+        pdf = text_pdf(f"Synthèse - {patient_label(patient)}", reply.text.splitlines())
+        # The file name says nothing of the patient: it shows in notifications and file lists.
+        return Reply(reply.text, reply.html, Attachment("synthese.pdf", pdf, "application/pdf"))
 
     async def _marked(self, room_id: RoomId, out: _Out) -> None:
         marks = self._marks.for_room(room_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 from collections import defaultdict
@@ -42,12 +43,20 @@ from nio import (
     RoomSendResponse,
     SyncError,
     SyncResponse,
+    UploadResponse,
 )
 from nio.rooms import MatrixRoom
 
 from coordination_bot import commands
 from coordination_bot.crosssigning import ensure_cross_signed
-from coordination_bot.gateway import Incoming, QuotedMessage, Reply, notice_content
+from coordination_bot.gateway import (
+    Attachment,
+    Incoming,
+    QuotedMessage,
+    Reply,
+    file_content,
+    notice_content,
+)
 from coordination_bot.handlers import Handlers
 from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.marks import MarkStore
@@ -96,7 +105,34 @@ class NioGateway:
         )
         if not isinstance(resp, RoomSendResponse):
             raise RuntimeError(f"reply to {incoming.event_id} in {incoming.room_id} failed: {resp}")
+        if reply.attachment is not None:
+            await self._send_file(incoming, reply.attachment, tx_id + "-file")
         return EventId(resp.event_id)
+
+    async def _send_file(self, incoming: Incoming, attachment: Attachment, tx_id: str) -> None:
+        room = self._client.rooms.get(incoming.room_id)
+        encrypt = bool(room is not None and room.encrypted)
+        upload, keys = await self._client.upload(
+            io.BytesIO(attachment.data),
+            content_type=attachment.mimetype,
+            filename=attachment.filename,
+            encrypt=encrypt,
+            filesize=len(attachment.data),
+        )
+        if not isinstance(upload, UploadResponse):
+            raise RuntimeError(f"upload for {incoming.event_id} failed: {upload}")
+        media: dict[str, Any] = (
+            {"file": {**(keys or {}), "url": upload.content_uri}} if encrypt else {"url": upload.content_uri}
+        )
+        resp = await self._client.room_send(
+            incoming.room_id,
+            "m.room.message",
+            file_content(incoming, attachment, media),
+            tx_id=tx_id,
+            ignore_unverified_devices=True,
+        )
+        if not isinstance(resp, RoomSendResponse):
+            raise RuntimeError(f"attachment for {incoming.event_id} failed: {resp}")
 
     async def fetch_message(self, room_id: RoomId, event_id: EventId) -> QuotedMessage | None:
         resp = await self._client.room_get_event(room_id, event_id)

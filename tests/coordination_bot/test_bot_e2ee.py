@@ -16,7 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from nio import AsyncClient, MegolmEvent, RoomCreateResponse, RoomMessageNotice, RoomSendResponse
+from nio import (
+    AsyncClient,
+    DownloadResponse,
+    MegolmEvent,
+    RoomCreateResponse,
+    RoomEncryptedFile,
+    RoomMessageNotice,
+    RoomSendResponse,
+)
+from nio.crypto.attachments import decrypt_attachment
 
 from azurezo_cli.bot import health_url
 from azurezo_cli.home import save_home
@@ -99,12 +108,18 @@ class Conversation:
         self.room_id = room_id
         self.notices: list[RoomMessageNotice] = []
         self.undecryptable: list[MegolmEvent] = []
+        self.files: list[RoomEncryptedFile] = []
         client.add_event_callback(self._on_notice, RoomMessageNotice)
+        client.add_event_callback(self._on_file, RoomEncryptedFile)
         client.add_event_callback(self._on_megolm, MegolmEvent)
 
     async def _on_notice(self, room: Any, event: RoomMessageNotice) -> None:
         if event.sender == self.stack.bot_user_id:
             self.notices.append(event)
+
+    async def _on_file(self, room: Any, event: RoomEncryptedFile) -> None:
+        if event.sender == self.stack.bot_user_id:
+            self.files.append(event)
 
     async def _on_megolm(self, room: Any, event: MegolmEvent) -> None:
         self.undecryptable.append(event)
@@ -191,6 +206,21 @@ async def test_strict_client_and_bot_exchange_encrypted_commands_across_restarts
         reply, _ = await conversation.ask("!taches")
         assert "Appeler la pharmacie" in reply
 
+        # The synthesis comes with its PDF, encrypted in this encrypted room.
+        reply, _ = await conversation.ask("!synthese")
+        assert "Patient : LAMBERT Rose" in reply and "Appeler la pharmacie" in reply
+        for _ in range(20):
+            if conversation.files:
+                break
+            await alice.sync(timeout=500)
+        [pdf_event] = conversation.files
+        assert pdf_event.body == "synthese.pdf"
+        download = await alice.download(pdf_event.url)
+        assert isinstance(download, DownloadResponse)
+        assert not download.body.startswith(b"%PDF")  # stored encrypted on the server
+        pdf = decrypt_attachment(download.body, pdf_event.key["k"], pdf_event.hashes["sha256"], pdf_event.iv)
+        assert pdf.startswith(b"%PDF") and b"LAMBERT Rose" in pdf
+
         # Restart: same device, same keys, still cross-signed, still reads the room.
         [child] = [c for c in stack.supervisor.children if c.name == "bot"]
         stop_bot(stack, child)
@@ -259,3 +289,47 @@ async def test_link_a_room_v12(bot_stack: Stack) -> None:
             )
         reply, _ = await conversation.ask(f"!patient lier {created.json()['id']}")
         assert "lié au dossier de ROUX Léa" in reply
+
+
+async def test_a_command_whose_key_arrives_late_is_answered_then(bot_stack: Stack) -> None:
+    """The room key reaches the bot only after the command (as when a client shares it late):
+    the bot says nothing meanwhile — no error — and answers the command once the key arrives."""
+    stack = bot_stack
+    user_id, password = await stack.create_account(stack.people[2].national_id)
+    async with stack.client(user_id, password) as claire:
+        await claire.sync(timeout=0, full_state=True)
+        conversation = await open_room(stack, claire)
+        [device_id] = await trust_only_cross_signed(stack, claire)
+        device = claire.device_store[stack.bot_user_id][device_id]
+        claire.blacklist_device(device)  # the key is withheld from the bot for now
+        resp = await claire.room_send(
+            conversation.room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": "!aide"},
+            ignore_unverified_devices=True,
+        )
+        assert isinstance(resp, RoomSendResponse), resp
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            await claire.sync(timeout=500)
+        assert conversation.notices == []  # no error, no reply without the key
+
+        claire.unblacklist_device(device)
+        claire.verify_device(device)
+        session = claire.olm.outbound_group_sessions[conversation.room_id]
+        session.users_ignored.discard((stack.bot_user_id, device_id))
+        await claire.share_group_session(conversation.room_id)  # the same Megolm session, late
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            replies = [
+                n
+                for n in conversation.notices
+                if n.source["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+                == resp.event_id
+            ]
+            if replies:
+                assert "Commandes du robot de coordination" in replies[0].body
+                assert len(conversation.notices) == 1
+                return
+            await claire.sync(timeout=1000)
+        raise AssertionError("the late command was not answered\n" + stack.log_tail("bot", 60))

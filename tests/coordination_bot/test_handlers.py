@@ -205,6 +205,9 @@ async def test_synthesis_quotes_marked_messages(world: World, client: httpx.Asyn
     assert f"{world.paul.user_id} : « Chute hier soir »" in synthesis
     assert f"https://matrix.to/#/{ROOM}/$important" in synthesis
     assert "Questions ❓ (1)" in synthesis and "(message illisible par le robot)" in synthesis
+    [pdf] = world.gateway.files
+    assert pdf.filename == "synthese.pdf" and pdf.mimetype == "application/pdf"
+    assert pdf.data.startswith(b"%PDF-1.4") and b"DUPONT Marie" in pdf.data and b"Chute hier soir" in pdf.data
     world.marks.remove(reaction=EventId("$r1"))
     [after] = await world.say(world.alice, "!synthese")
     assert "Chute hier soir" not in after
