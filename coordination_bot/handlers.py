@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,7 @@ class Handlers:
         if command is None:
             return False
         name = type(command).__name__
+        started = time.monotonic()
         try:
             if isinstance(command, c.Refusal):
                 reply = _say(command.message)
@@ -162,7 +164,13 @@ class Handlers:
             )
             reply = _say(exc.message)
         await self._gateway.reply(incoming, reply)
-        logger.info("command %s (%s) in %s answered", name, incoming.event_id, incoming.room_id)
+        logger.info(
+            "command %s (%s) in %s answered in %.0f ms",
+            name,
+            incoming.event_id,
+            incoming.room_id,
+            (time.monotonic() - started) * 1000,
+        )
         return True
 
     async def _require_professional(self, sender: UserId) -> None:
