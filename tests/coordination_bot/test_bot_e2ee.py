@@ -292,21 +292,26 @@ async def test_link_a_room_v12(bot_stack: Stack) -> None:
 
 
 async def test_a_command_whose_key_arrives_late_is_answered_then(bot_stack: Stack) -> None:
-    """The room key reaches the bot only after the command (as when a client shares it late):
-    the bot says nothing meanwhile — no error — and answers the command once the key arrives."""
+    """The room key reaches the bot after the command (its to-device message is held back, as when it
+    is delayed): the bot says nothing meanwhile — no error — and answers once the key arrives."""
     stack = bot_stack
     user_id, password = await stack.create_account(stack.people[2].national_id)
     async with stack.client(user_id, password) as claire:
         await claire.sync(timeout=0, full_state=True)
         conversation = await open_room(stack, claire)
-        [device_id] = await trust_only_cross_signed(stack, claire)
-        device = claire.device_store[stack.bot_user_id][device_id]
-        claire.blacklist_device(device)  # the key is withheld from the bot for now
+        await trust_only_cross_signed(stack, claire)
+        room_id = conversation.room_id
+        missing = claire.get_missing_sessions(room_id)
+        if missing:
+            await claire.keys_claim(missing)
+        # Encrypt the room key for the bot's device now, but hold the to-device messages back.
+        held = list(
+            claire.olm.share_group_session_parallel(room_id, list(claire.rooms[room_id].users), False)
+        )
+        assert held, "the room key was not encrypted for the bot"
+        claire.olm.outbound_group_sessions[room_id].shared = True
         resp = await claire.room_send(
-            conversation.room_id,
-            "m.room.message",
-            {"msgtype": "m.text", "body": "!aide"},
-            ignore_unverified_devices=True,
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "!aide"}, ignore_unverified_devices=False
         )
         assert isinstance(resp, RoomSendResponse), resp
         deadline = time.monotonic() + 5
@@ -314,12 +319,15 @@ async def test_a_command_whose_key_arrives_late_is_answered_then(bot_stack: Stac
             await claire.sync(timeout=500)
         assert conversation.notices == []  # no error, no reply without the key
 
-        claire.unblacklist_device(device)
-        claire.verify_device(device)
-        session = claire.olm.outbound_group_sessions[conversation.room_id]
-        session.users_ignored.discard((stack.bot_user_id, device_id))
-        await claire.share_group_session(conversation.room_id)  # the same Megolm session, late
-        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient() as http:
+            for index, (_, messages) in enumerate(held):
+                sent = await http.put(
+                    f"{stack.synapse_url}/_matrix/client/v3/sendToDevice/m.room.encrypted/late{index}",
+                    headers={"Authorization": f"Bearer {claire.access_token}"},
+                    json=messages,  # already {"messages": {user: {device: ...}}}
+                )
+                assert sent.status_code == 200, sent.text
+        deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             replies = [
                 n
