@@ -178,6 +178,7 @@ class Bot:
         """Log in (or restore the saved device), upload device keys, make the device cross-signed."""
         self.dir.prepare()
         self.state = self.dir.load()
+        await self._forget_device_without_store()
         cfg = self.config
         client = AsyncClient(
             cfg.homeserver,
@@ -188,8 +189,8 @@ class Bot:
                 encryption_enabled=True,
                 store_sync_tokens=False,  # the bot saves its own token, after handling a batch
                 pickle_key=self.state.pickle_key,
-                max_limit_exceeded=0,
-                max_timeouts=0,
+                # max_limit_exceeded / max_timeouts left unset: nio retries a 429 or a timeout
+                # (honouring retry_after_ms) instead of dropping a reply.
             ),
         )
         self.client = client
@@ -245,6 +246,20 @@ class Bot:
             if isinstance(event, MegolmEvent):
                 event.room_id = str(source.get("room_id", ""))
                 self._pending[event.event_id] = (RoomId(event.room_id), event)
+
+    async def _forget_device_without_store(self) -> None:
+        """A saved device whose crypto store is gone cannot be reused (its one-time keys are on the
+        server, its Olm account is lost): start a new device; the cross-signing seeds are kept, so
+        the new device is cross-signed like the old one."""
+        if not (self.state.device_id and not any(self.dir.store_dir.iterdir())):
+            return
+        logger.warning(
+            "device %s has no crypto store any more: a new device is created (remove the old one "
+            "from the bot's account sessions)",
+            self.state.device_id,
+        )
+        self.state = replace(self.state, device_id=None, access_token=None, sync_token=None)
+        self.dir.save(self.state)
 
     async def _token_valid(self, token: str) -> bool:
         resp = await self._http.get(

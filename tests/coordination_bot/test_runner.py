@@ -5,6 +5,7 @@ ciphertext only) and handled once their key arrives — never answered with an e
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,19 @@ def test_structured_command_and_notices() -> None:
     )
     assert isinstance(notice, RoomMessageText)
     assert incoming_from_event(ROOM, notice) is None
+
+
+async def test_a_device_whose_store_is_gone_is_not_reused(tmp_path: Path) -> None:
+    bot, _, _ = make_bot(tmp_path)
+    seeds = bot.state.cross_signing
+    bot.dir.save(replace(bot.state, device_id="OLD", access_token="tok", sync_token="s9"))
+    bot.state = bot.dir.load()
+    (bot.dir.store_dir / "azurezo-bot_OLD.db").write_bytes(b"store")
+    await bot._forget_device_without_store()
+    assert bot.state.device_id == "OLD"  # store present: reused
+
+    (bot.dir.store_dir / "azurezo-bot_OLD.db").unlink()
+    await bot._forget_device_without_store()
+    again = bot.dir.load()
+    assert (again.device_id, again.access_token, again.sync_token) == (None, None, None)
+    assert again.cross_signing == seeds  # the new device will be signed by the same keys
