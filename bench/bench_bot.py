@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import statistics
 import sys
 import tempfile
@@ -272,6 +273,13 @@ async def bench(stack: Stack, args: argparse.Namespace, work: Path) -> None:
             if latencies:
                 print(
                     f"  latence p50 {statistics.median(latencies):.0f} ms   p95 {pct(latencies, 0.95):.0f} ms"
+                )
+            log = (stack.home.logs_dir / "bot.log").read_text()
+            handled = [float(m[1]) for m in re.finditer(r"answered in (\d+) ms", log)]
+            if handled:
+                print(
+                    f"  traitement par le robot (son journal, toutes les commandes) : "
+                    f"p50 {statistics.median(handled):.0f} ms   p95 {pct(handled, 0.95):.0f} ms"
                 )
         finally:
             for task in syncers:
