@@ -277,7 +277,10 @@ class Handlers:
 
     # --- tasks -----------------------------------------------------------------------------------
     async def _task_create(self, m: Incoming, command: c.TaskCreate) -> Reply:
-        patient_id = await self._room_patient(m)
+        room = await self._service.room(sender=m.sender, room_id=m.room_id)
+        theme = room.theme.get("name") if room is not None and room.kind == "theme" and room.theme else None
+        # In a thematic room the task is about the theme, not a patient (SERVICE_NEEDS 7: theme_id).
+        patient_id = None if theme else await self._room_patient(m)
         national_ids = [await self._national_id(m.sender, u) for u in command.assignees]
         task = await self._service.create_task(
             sender=m.sender,
@@ -287,7 +290,8 @@ class Handlers:
             assignee_national_ids=national_ids,
             due=command.due,
         )
-        return _say(f"Tâche n° {task.short_ref} créée : {task_line(task).split(' : ', 1)[1]}")
+        about = f" (thème « {theme} »)" if theme else ""
+        return _say(f"Tâche n° {task.short_ref} créée{about} : {task_line(task).split(' : ', 1)[1]}")
 
     async def _task_list(self, m: Incoming, *, mine: bool) -> Reply:
         if mine:

@@ -307,7 +307,7 @@ class ServiceClient:
         if patient_id is not None:
             params.append(("patient_id", str(patient_id)))
         if mine:
-            params.append(("scope", "assigned"))
+            params.append(("scope", "mine"))  # assigned to me or created by me
         params.append(("limit", "50"))
         return self._many(Task, await self._request("GET", "/api/v1/tasks", sender=sender, params=params))
 

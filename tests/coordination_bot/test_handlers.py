@@ -260,3 +260,17 @@ async def test_bindings_are_cached_briefly(
     await world.say(world.alice, "!aide")
     await world.say(world.alice, "!aide")
     assert len(lookups) == 1
+
+
+async def test_task_in_a_thematic_room(world: World, client: httpx.AsyncClient) -> None:
+    theme_room = RoomId("!theme:azurezo.test")
+    resp = await client.post(
+        "/api/v1/themes",
+        json={"name": "vaccination grippe", "room_id": theme_room},
+        headers=world.alice.headers,
+    )
+    assert resp.status_code == 201, resp.text
+    [created] = await world.say(world.alice, "!tache Commander les vaccins", room=theme_room)
+    assert created.startswith("Tâche n° ") and "(thème « vaccination grippe »)" in created
+    [mine] = await world.say(world.alice, "!taches moi", room=theme_room)
+    assert "Commander les vaccins" in mine
