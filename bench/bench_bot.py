@@ -36,6 +36,7 @@ from nio import (
     InviteMemberEvent,
     LoginResponse,
     MatrixRoom,
+    MegolmEvent,
     RoomCreateResponse,
     RoomMessageNotice,
     RoomMessageText,
@@ -96,7 +97,12 @@ class Pro:
         self.bodies: dict[str, str] = {}
         self.bot_room = ""
         self.echo_room = ""
+        self.undecryptable: list[MegolmEvent] = []
         client.add_event_callback(self._on_notice, RoomMessageNotice)  # type: ignore[arg-type]
+        client.add_event_callback(self._on_megolm, MegolmEvent)  # type: ignore[arg-type]
+
+    async def _on_megolm(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        self.undecryptable.append(event)
 
     async def _on_notice(self, room: MatrixRoom, event: RoomMessageNotice) -> None:
         target = event.source["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
@@ -205,7 +211,12 @@ async def bench(stack: Stack, args: argparse.Namespace, work: Path) -> None:
             # Warm up: the first message of a room shares its room key.
             for pro in pros:
                 event_id, _ = await pro.send(pro.bot_room, "!taches")
-                assert await pro.wait(event_id) is not None, "no reply while warming up"
+                if await pro.wait(event_id) is None:
+                    raise RuntimeError(
+                        f"no reply while warming up ({len(pro.undecryptable)} undecryptable events: "
+                        + ", ".join(f"{e.sender} {e.session_id}" for e in pro.undecryptable)
+                        + ")"
+                    )
             event_id, _ = await pros[0].send(pros[0].echo_room, "warm-up")
             assert await pros[0].wait(event_id) is not None, "the echo bot does not answer"
 
