@@ -34,6 +34,7 @@ from nio import (
     Event,
     InviteMemberEvent,
     JoinError,
+    LocalProtocolError,
     LoginResponse,
     MegolmEvent,
     ReactionEvent,
@@ -91,11 +92,20 @@ class NioGateway:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self._keys_lock = asyncio.Lock()
+
+    async def _fresh_device_lists(self) -> None:
+        """Query outdated device lists before encrypting: a member's new device gets the room key."""
+        async with self._keys_lock:
+            if self._client.should_query_keys:
+                with contextlib.suppress(LocalProtocolError):
+                    await self._client.keys_query()
 
     async def reply(self, incoming: Incoming, reply: Reply) -> EventId:
         # A transaction id derived from the command: replaying a command after a crash makes Synapse
         # return the first reply rather than send a second one (same device and token).
         tx_id = "reply-" + hashlib.sha256(f"{incoming.room_id}{incoming.event_id}".encode()).hexdigest()[:32]
+        await self._fresh_device_lists()
         resp = await self._client.room_send(
             incoming.room_id,
             "m.room.message",
