@@ -37,9 +37,11 @@ from nio import (
     LocalProtocolError,
     LoginResponse,
     MegolmEvent,
+    MessageDirection,
     ReactionEvent,
     RedactionEvent,
     RoomGetEventResponse,
+    RoomMessagesResponse,
     RoomMessageText,
     RoomSendResponse,
     SyncError,
@@ -68,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 DEVICE_NAME = "Robot de coordination AZUREZO"
 SYNC_TIMEOUT_MS = 30_000
+# Room events per sync; beyond it Synapse sends a "limited" timeline and the bot fetches the gap.
+SYNC_FILTER = {"room": {"timeline": {"limit": 100}}}
+GAP_PAGES = 50  # at most 50 x 100 events fetched per room and sync (a bot down for a long time)
 MAX_PENDING = 1000  # undecryptable events kept; the oldest go first beyond that
 
 
@@ -320,7 +325,11 @@ class Bot:
         try:
             while not stop.is_set():
                 sync = asyncio.ensure_future(
-                    client.sync(timeout=0 if first else SYNC_TIMEOUT_MS, since=self.state.sync_token)
+                    client.sync(
+                        timeout=0 if first else SYNC_TIMEOUT_MS,
+                        sync_filter=SYNC_FILTER,
+                        since=self.state.sync_token,
+                    )
                 )
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -336,11 +345,54 @@ class Bot:
                     continue
                 backoff = 1.0
                 await self._keys_housekeeping(client)
+                if not first:
+                    await self.fill_gaps(resp, since=self.state.sync_token)
                 await self.process(resp.next_batch, first=first)
                 first = False
                 self.ready.set()
         finally:
             await self.close()
+
+    async def fill_gaps(self, resp: SyncResponse, *, since: str | None) -> None:
+        """A "limited" timeline skipped events between ``since`` and this sync (many commands while
+        the bot was down, or a burst): fetch them with ``/messages`` so none is lost."""
+        if since is None or self.client is None:
+            return
+        for room_id, info in resp.rooms.join.items():
+            if not info.timeline.limited or not info.timeline.prev_batch:
+                continue
+            gap = await self._gap_events(room_id, info.timeline.prev_batch, since)
+            logger.info("room %s: %d events fetched from a sync gap", room_id, len(gap))
+            messages: list[tuple[RoomId, Event]] = []
+            encrypted: list[tuple[RoomId, MegolmEvent]] = []
+            for event in gap:
+                if event.sender == self.config.user_id:
+                    continue
+                if isinstance(event, MegolmEvent):
+                    event.room_id = room_id
+                    encrypted.append((RoomId(room_id), event))
+                else:
+                    messages.append((RoomId(room_id), event))
+            self._batch.messages[:0] = messages
+            self._batch.encrypted[:0] = encrypted
+
+    async def _gap_events(self, room_id: str, prev_batch: str, since: str) -> list[Event]:
+        assert self.client is not None
+        events: list[Event] = []
+        token = prev_batch
+        for _ in range(GAP_PAGES):
+            page = await self.client.room_messages(
+                room_id, start=token, end=since, direction=MessageDirection.back, limit=100
+            )
+            if not isinstance(page, RoomMessagesResponse):
+                logger.warning("room %s: the sync gap could not be fetched (%s)", room_id, page)
+                break
+            events.extend(page.chunk)
+            if not page.chunk or not page.end or page.end == token:
+                break
+            token = page.end
+        events.reverse()  # oldest first, as in a timeline
+        return events
 
     async def process(self, next_batch: str, *, first: bool) -> None:
         """Handle what the callbacks collected from one sync, then (only then) save its token."""

@@ -341,3 +341,74 @@ async def test_a_command_whose_key_arrives_late_is_answered_then(bot_stack: Stac
                 return
             await claire.sync(timeout=1000)
         raise AssertionError("the late command was not answered\n" + stack.log_tail("bot", 60))
+
+
+async def test_kill_9_in_a_burst_of_50_tasks(bot_stack: Stack) -> None:
+    """Issue 8 « never lost, never twice »: the bot is killed (SIGKILL) in the middle of a burst of 50
+    `!tache`, then restarted: every command is answered exactly once. Exactly 50 tasks needs the
+    service's idempotency key (SERVICE_NEEDS 2): until then a replayed batch may create a task twice,
+    and the test says so (xfail) instead of passing."""
+    stack = bot_stack
+    person = await stack.add_person(family_name="RAFALE")
+    user_id, password = await stack.create_account(person.national_id)
+    async with stack.client(user_id, password) as pro:
+        await pro.sync(timeout=0, full_state=True)
+        conversation = await open_room(stack, pro)
+        await trust_only_cross_signed(stack, pro)
+        headers = {"Authorization": f"Bearer {pro.access_token}"}
+        async with httpx.AsyncClient(base_url=stack.service_url, headers=headers) as http:
+            created = await http.post(
+                "/api/v1/patients",
+                json={
+                    "birth_name": "RAFALE",
+                    "birth_first_names": ["Test"],
+                    "birth_date": "1950-01-01",
+                    "sex": "M",
+                    "birth_place_code": "06088",
+                },
+            )
+            patient_id = created.json()["id"]
+            linked = await http.post(
+                f"/api/v1/patients/{patient_id}/rooms", json={"room_id": conversation.room_id}
+            )
+            assert linked.status_code == 201, linked.text
+
+        sent: list[str] = []
+        [child] = [c for c in stack.supervisor.children if c.name == "bot"]
+        for i in range(50):
+            resp = await pro.room_send(
+                conversation.room_id,
+                "m.room.message",
+                {"msgtype": "m.text", "body": f"!tache Rafale {i:02d}"},
+                ignore_unverified_devices=False,
+            )
+            assert isinstance(resp, RoomSendResponse), resp
+            sent.append(resp.event_id)
+            if i == 25:
+                stop_bot(stack, child, signal.SIGKILL)
+        start_bot(stack)
+
+        def answered() -> dict[str, int]:
+            counts = dict.fromkeys(sent, 0)
+            for notice in conversation.notices:
+                target = (
+                    notice.source["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+                )
+                if target in counts:
+                    counts[target] += 1
+            return counts
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and min(answered().values()) == 0:
+            await pro.sync(timeout=1000)
+        for _ in range(3):  # late duplicates would come now
+            await pro.sync(timeout=1000)
+        counts = answered()
+        assert sorted(set(counts.values())) == [1], counts  # each command answered, none twice
+
+        async with httpx.AsyncClient(base_url=stack.service_url, headers=headers) as http:
+            page = await http.get("/api/v1/tasks", params={"patient_id": patient_id, "limit": 100})
+        titles = [t["title"] for t in page.json()["items"]]
+        assert set(titles) == {f"Rafale {i:02d}" for i in range(50)}  # none lost
+        if len(titles) != 50:
+            pytest.xfail(f"{len(titles) - 50} task(s) created twice: the service has no idempotency key yet")

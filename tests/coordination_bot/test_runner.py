@@ -207,3 +207,42 @@ async def test_a_device_whose_store_is_gone_is_not_reused(tmp_path: Path) -> Non
     again = bot.dir.load()
     assert (again.device_id, again.access_token, again.sync_token) == (None, None, None)
     assert again.cross_signing == seeds  # the new device will be signed by the same keys
+
+
+async def test_a_limited_sync_timeline_is_completed_from_messages(tmp_path: Path) -> None:
+    """Synapse sends only the last events of a busy room ("limited"); the skipped ones are fetched
+    with /messages back to the previous token and handled first, in order."""
+    from nio import RoomMessagesResponse, SyncResponse
+
+    bot, fake, handlers = make_bot(tmp_path)
+    pages = {
+        "prev": RoomMessagesResponse(ROOM, [text("$3", "!taches"), text("$2", "bonjour")], "prev", "p2"),
+        "p2": RoomMessagesResponse(ROOM, [text("$1", "!aide")], "p2", "p3"),
+        "p3": RoomMessagesResponse(ROOM, [], "p3", None),
+    }
+    calls: list[tuple[str, str | None]] = []
+
+    async def room_messages(room_id: str, start: str, end: str | None = None, **kw: Any) -> Any:
+        calls.append((start, end))
+        return pages[start]
+
+    fake.room_messages = room_messages  # type: ignore[attr-defined]
+    resp = SyncResponse.from_dict(
+        {
+            "next_batch": "s2",
+            "rooms": {
+                "join": {
+                    ROOM: {
+                        "timeline": {"events": [], "limited": True, "prev_batch": "prev"},
+                        "state": {"events": []},
+                    }
+                }
+            },
+        }
+    )
+    assert isinstance(resp, SyncResponse)
+    bot._batch = _Batch([(ROOM, text("$4", "!demandes"))], [])
+    await bot.fill_gaps(resp, since="s1")
+    await bot.process("s2", first=False)
+    assert calls == [("prev", "s1"), ("p2", "s1"), ("p3", "s1")]
+    assert [i.event_id for i in handlers.handled] == ["$1", "$3", "$4"]
