@@ -193,7 +193,11 @@ async def bench(stack: Stack, args: argparse.Namespace, work: Path) -> None:
             user_id, password = await stack.create_account(person.national_id)
             client = await exits.enter_async_context(stack.client(user_id, password))
             pros.append(Pro(client))
-        syncers = [asyncio.ensure_future(p.client.sync_forever(timeout=30000)) for p in pros]
+        # A large timeline limit: a client must not miss replies in a "limited" sync during the burst.
+        full = {"room": {"timeline": {"limit": 500}}}
+        syncers = [
+            asyncio.ensure_future(p.client.sync_forever(timeout=30000, sync_filter=full)) for p in pros
+        ]
         try:
             print(f"Préparation : {args.users} salons chiffrés avec le robot, liés à un patient (3 tâches)…")
             for i, pro in enumerate(pros):
