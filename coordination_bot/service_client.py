@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 ON_BEHALF_HEADER = "X-Azurezo-On-Behalf-Of"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-OPEN_TASK_STATUSES = ("à_faire", "en_cours")
+OPEN_TASK_STATUSES = ("a_faire", "en_cours")  # ASCII codes: the service folds accents
 
 
 class ServiceError(Exception):
@@ -340,7 +340,7 @@ class ServiceClient:
             f"/api/v1/tasks/{task.id}",
             sender=sender,
             idempotency_key=event_id,
-            json={"version": task.version, "status": "terminée"},
+            json={"version": task.version, "status": "terminee"},
         )
         return self._one(Task, payload)
 
