@@ -10,7 +10,7 @@ import difflib
 import html
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -226,6 +226,19 @@ def _fold(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+@dataclass(frozen=True)
+class _Args:
+    """What follows a command's name: the raw rest, its words, the folded first word (a
+    sub-command) and what follows it."""
+
+    rest: str
+    words: list[str]
+    sub: str
+    after_sub: str
+    today: date
+    mentions: Sequence[UserId]
+
+
 def parse(text: str, *, today: date, mentions: Sequence[UserId] = ()) -> Command | Refusal | None:
     """Parse a message's text. ``None``: not a command (no ``!`` first). ``mentions``: users the
     message mentions (``m.mentions``), added to those written as ``@user:server`` in the text."""
@@ -233,70 +246,101 @@ def parse(text: str, *, today: date, mentions: Sequence[UserId] = ()) -> Command
     if not text.startswith(SIGIL) or len(text) < 2 or not text[1].isalpha():
         return None
     head, _, rest = text[1:].partition(" ")
-    name = _fold(head)
     rest = rest.strip()
     words = rest.split()
-    sub = _fold(words[0]) if words else ""
-    after_sub = rest[len(words[0]) :].strip() if words else ""
+    args = _Args(
+        rest=rest,
+        words=words,
+        sub=_fold(words[0]) if words else "",
+        after_sub=rest[len(words[0]) :].strip() if words else "",
+        today=today,
+        mentions=mentions,
+    )
+    parser = _PARSERS.get(_fold(head))
+    return parser(args) if parser is not None else _unknown(head)
 
-    if name == "aide":
-        return Help()
-    if name == "patient":
-        if sub == "lier":
-            if not after_sub:
-                return _missing("patient lier", "l'identifiant du dossier")
-            return PatientLink(after_sub.split()[0])
-        if not rest:
-            return PatientShow()
-        if len(rest.replace(" ", "")) < 3:
-            return Refusal("Tapez au moins 3 lettres du nom du patient, par exemple « !patient dup ».")
-        return PatientSearch(rest)
-    if name == "tache":
-        return _parse_task(rest, today=today, mentions=mentions)
-    if name == "taches":
-        if not rest:
-            return TaskList(mine=False)
-        if sub == "moi" and len(words) == 1:
-            return TaskList(mine=True)
+
+def _parse_help(_args: _Args) -> Command | Refusal:
+    return Help()
+
+
+def _parse_patient(args: _Args) -> Command | Refusal:
+    if args.sub == "lier":
+        if not args.after_sub:
+            return _missing("patient lier", "l'identifiant du dossier")
+        return PatientLink(args.after_sub.split()[0])
+    if not args.rest:
+        return PatientShow()
+    if len(args.rest.replace(" ", "")) < 3:
+        return Refusal("Tapez au moins 3 lettres du nom du patient, par exemple « !patient dup ».")
+    return PatientSearch(args.rest)
+
+
+def _parse_tasks(args: _Args) -> Command | Refusal:
+    if not args.rest:
+        return TaskList(mine=False)
+    if args.sub == "moi" and len(args.words) == 1:
+        return TaskList(mine=True)
+    return Refusal("« !taches » s'utilise seul (tâches du patient du salon) ou « !taches moi » (les vôtres).")
+
+
+def _parse_done(args: _Args) -> Command | Refusal:
+    if not args.words:
+        return _missing("fait", "le numéro de la tâche (donné par « !taches »)")
+    return TaskDone(args.words[0].lstrip("#").removeprefix("n°"))
+
+
+def _parse_circle(args: _Args) -> Command | Refusal:
+    if not args.rest:
+        return CircleShow()
+    if args.sub not in ("ajouter", "retirer"):
         return Refusal(
-            "« !taches » s'utilise seul (tâches du patient du salon) ou « !taches moi » (les vôtres)."
+            f"Sous-commande inconnue « {args.words[0]} » : utilisez « !cercle », "
+            "« !cercle ajouter @pro [rôle] » ou « !cercle retirer @pro »."
         )
-    if name == "fait":
-        if not words:
-            return _missing("fait", "le numéro de la tâche (donné par « !taches »)")
-        return TaskDone(words[0].lstrip("#").removeprefix("n°"))
-    if name == "cercle":
-        if not rest:
-            return CircleShow()
-        if sub in ("ajouter", "retirer"):
-            users = _users(after_sub, mentions)
-            if not users:
-                return _missing(f"cercle {sub}", "le professionnel, mentionné (@prenom.nom:serveur)")
-            if sub == "retirer":
-                return CircleRemove(users[0])
-            role = _USER_ID.sub(" ", after_sub).strip()
-            return CircleAdd(users[0], role or None)
-        return Refusal(
-            f"Sous-commande inconnue « {words[0]} » : utilisez « !cercle », « !cercle ajouter @pro [rôle] » "
-            "ou « !cercle retirer @pro »."
-        )
-    if name == "demande":
-        if len(words) < 2:
-            return _missing("demande", "le DAC puis le motif")
-        urgent = _fold(words[-1]) in ("urgente", "urgent")
-        reason_words = words[1:-1] if urgent else words[1:]
-        if not reason_words:
-            return _missing("demande", "le motif")
-        return RequestCreate(dac=words[0], reason=" ".join(reason_words), urgent=urgent)
-    if name == "demandes":
-        return RequestList()
-    if name == "synthese":
-        if sub == "modifier":
-            if not after_sub:
-                return _missing("synthese modifier", "le texte de la synthèse")
-            return SynthesisEdit(after_sub)
-        return SynthesisShow()
-    return _unknown(head)
+    users = _users(args.after_sub, args.mentions)
+    if not users:
+        return _missing(f"cercle {args.sub}", "le professionnel, mentionné (@prenom.nom:serveur)")
+    if args.sub == "retirer":
+        return CircleRemove(users[0])
+    role = _USER_ID.sub(" ", args.after_sub).strip()
+    return CircleAdd(users[0], role or None)
+
+
+def _parse_request(args: _Args) -> Command | Refusal:
+    words = args.words
+    if len(words) < 2:
+        return _missing("demande", "le DAC puis le motif")
+    urgent = _fold(words[-1]) in ("urgente", "urgent")
+    reason_words = words[1:-1] if urgent else words[1:]
+    if not reason_words:
+        return _missing("demande", "le motif")
+    return RequestCreate(dac=words[0], reason=" ".join(reason_words), urgent=urgent)
+
+
+def _parse_requests(_args: _Args) -> Command | Refusal:
+    return RequestList()
+
+
+def _parse_synthesis(args: _Args) -> Command | Refusal:
+    if args.sub == "modifier":
+        if not args.after_sub:
+            return _missing("synthese modifier", "le texte de la synthèse")
+        return SynthesisEdit(args.after_sub)
+    return SynthesisShow()
+
+
+_PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
+    "aide": _parse_help,
+    "patient": _parse_patient,
+    "tache": lambda args: _parse_task(args.rest, today=args.today, mentions=args.mentions),
+    "taches": _parse_tasks,
+    "fait": _parse_done,
+    "cercle": _parse_circle,
+    "demande": _parse_request,
+    "demandes": _parse_requests,
+    "synthese": _parse_synthesis,
+}
 
 
 def _parse_task(rest: str, *, today: date, mentions: Sequence[UserId]) -> Command | Refusal:

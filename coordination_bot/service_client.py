@@ -142,8 +142,8 @@ class Structure(_Model):
 class Synthesis(_Model):
     text: str = ""
     version: int = 0
-    updated_by: str | None = None
-    updated_at: datetime | None = None
+    author_display_name: str | None = None  # who saved this version
+    created_at: datetime | None = None  # when
 
 
 M = TypeVar("M", bound=_Model)

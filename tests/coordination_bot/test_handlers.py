@@ -19,7 +19,7 @@ from coordination_bot.handlers import Handlers
 from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.marks import MarkStore
 from coordination_bot.service_client import ServiceClient
-from tests.coordination.dossiers.support import create_patient
+from tests.coordination.patients.support import create_patient
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 
 BOT = "@azurezo-bot:azurezo.test"
