@@ -345,9 +345,9 @@ async def test_a_command_whose_key_arrives_late_is_answered_then(bot_stack: Stac
 
 async def test_kill_9_in_a_burst_of_50_tasks(bot_stack: Stack) -> None:
     """Issue 8 « never lost, never twice »: the bot is killed (SIGKILL) in the middle of a burst of 50
-    `!tache`, then restarted: every command is answered exactly once. Exactly 50 tasks needs the
-    service's idempotency key (SERVICE_NEEDS 2): until then a replayed batch may create a task twice,
-    and the test says so (xfail) instead of passing."""
+    `!tache`, then restarted: every command is answered exactly once and exactly 50 tasks exist (the
+    bot sends the command's event id as the service's ``Idempotency-Key``, so a replayed command finds
+    its first answer instead of creating a second task)."""
     stack = bot_stack
     person = await stack.add_person(family_name="RAFALE")
     user_id, password = await stack.create_account(person.national_id)
@@ -412,5 +412,4 @@ async def test_kill_9_in_a_burst_of_50_tasks(bot_stack: Stack) -> None:
             page = await http.get("/api/v1/tasks", params={"patient_id": patient_id, "limit": 100})
         titles = [t["title"] for t in page.json()["items"]]
         assert set(titles) == {f"Rafale {i:02d}" for i in range(50)}  # none lost
-        if len(titles) != 50:
-            pytest.xfail(f"{len(titles) - 50} task(s) created twice: the service has no idempotency key yet")
+        assert len(titles) == 50, f"{len(titles) - 50} task(s) created twice"  # none twice
