@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot
+.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -52,6 +52,9 @@ bench-invite: .stamp-install-test
 
 bench-service: .stamp-install-test
 	$(BIN)/python bench/bench_service.py $(BENCH_ARGS)
+
+bench-whoami: .stamp-install-test
+	$(BIN)/python bench/bench_whoami.py $(BENCH_ARGS)
 
 bench-bot: .stamp-install-test
 	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)
