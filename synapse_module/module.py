@@ -40,6 +40,7 @@ from synapse.module_api import (
     make_deferred_yieldable,
     run_in_background,
 )
+from synapse.module_api.callbacks.ratelimit_callbacks import RatelimitOverride
 from synapse.module_api.errors import Codes, SynapseError
 from synapse.spam_checker_api import RegistrationBehaviour
 from twisted.internet import defer
@@ -64,6 +65,7 @@ from synapse_module.rules import (
     membership_checks,
     registration_reason,
     room_creation_checks,
+    service_rate_override,
     session_expired,
 )
 
@@ -136,10 +138,24 @@ class AzurezoModule:
             get_media_config_for_user=self.get_media_config_for_user,
             is_user_allowed_to_upload_media_of_size=self.is_user_allowed_to_upload_media_of_size,
         )
+        # Synapse >= 1.132: the bot answers the whole region; its message rate is lifted here
+        # (no admin token, no database row: the module is the one place service accounts are named).
+        if hasattr(api, "register_ratelimit_callbacks"):
+            api.register_ratelimit_callbacks(
+                get_ratelimit_override_for_user=self.get_ratelimit_override_for_user
+            )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> ModuleConfig:
         return parse_config(config)
+
+    async def get_ratelimit_override_for_user(
+        self, user_id: str, limiter_name: str
+    ) -> RatelimitOverride | None:
+        """Service accounts (the bot) send messages at ``SERVICE_MESSAGE_RATE``; everyone else and every
+        other limiter keep Synapse's configured rates."""
+        rate = service_rate_override(user_id, limiter_name, service_accounts=self._config.service_accounts)
+        return RatelimitOverride(per_second=rate[0], burst_count=rate[1]) if rate is not None else None
 
     # --- directory ----------------------------------------------------------------------------
 

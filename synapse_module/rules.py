@@ -7,6 +7,7 @@ answers and turn the result into Synapse's return values.
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from synapse_module.directory import Answer, Standing
@@ -143,3 +144,18 @@ def membership_checks(
 def room_creation_checks(*, creator: str, invitees: list[str]) -> list[Check]:
     """Whose standing creating a room (a DM is a room created with ``invite``) requires."""
     return [Check(creator, Role.ACTOR), *(Check(i, Role.TARGET) for i in invitees)]
+
+
+SERVICE_MESSAGE_RATE = (20.0, 200)
+"""Messages per second and burst allowed to our service accounts (the coordination bot answers every
+professional of the region: Synapse's per-user default, 0.2/s burst 10, would make it queue replies)."""
+
+
+def service_rate_override(
+    user_id: str, limiter_name: str, *, service_accounts: Collection[str]
+) -> tuple[float, int] | None:
+    """The message rate a service account gets instead of Synapse's per-user one; None for everyone
+    else and for every other limiter (logins, joins, invites stay limited for the bot too)."""
+    if limiter_name == "rc_messages" and user_id in service_accounts:
+        return SERVICE_MESSAGE_RATE
+    return None

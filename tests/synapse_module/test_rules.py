@@ -114,3 +114,14 @@ def test_room_creation_checks_creator_then_invitees() -> None:
         Check("@b:s", Role.TARGET),
         Check("@c:s", Role.TARGET),
     ]
+
+
+def test_service_accounts_get_a_message_rate_of_their_own() -> None:
+    from synapse_module.rules import SERVICE_MESSAGE_RATE, service_rate_override
+
+    bots = frozenset({"@azurezo-bot:azurezo.test"})
+    assert service_rate_override("@azurezo-bot:azurezo.test", "rc_messages", service_accounts=bots) == (
+        SERVICE_MESSAGE_RATE
+    )
+    assert service_rate_override("@jeanne:azurezo.test", "rc_messages", service_accounts=bots) is None
+    assert service_rate_override("@azurezo-bot:azurezo.test", "rc_login", service_accounts=bots) is None
