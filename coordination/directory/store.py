@@ -788,6 +788,31 @@ def _absorb_sql(line_offset: int, *, conflicts: bool) -> list[str]:
     ]
 
 
+_ABSORB_BATCH = 20_000
+
+
+def _pg_absorb_conflicts_sql(line_offset: int) -> list[str]:
+    """PostgreSQL: once a part's rows are copied after ``line_offset`` lines, its lines that rely on a
+    structure's own site the part saw first, while the structure appeared earlier with other
+    coordinates, point to that site explicitly (the second statement of :func:`_absorb_sql`)."""
+    off = int(line_offset)
+    differs = " OR ".join(f"p.{c} IS DISTINCT FROM t.{c}" for c in SITE_COLUMNS if c not in ("line_no",))
+    first = (
+        "SELECT structure_id, MIN(line_no) AS first_line FROM stg_sites WHERE {where} "
+        "AND structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id"
+    )
+    return [
+        "CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS SELECT p.structure_id, p.line_no "
+        f"FROM stg_sites p JOIN ({first.format(where=f'line_no > {off}')}) pf "
+        f"ON p.line_no = pf.first_line JOIN ({first.format(where=f'line_no <= {off}')}) tf "
+        f"ON tf.structure_id = p.structure_id JOIN stg_sites t ON t.line_no = tf.first_line "
+        f"WHERE {differs}",
+        "UPDATE stg_lines l SET site_line = c.line_no FROM stg_conflicts c "
+        f"WHERE l.line_no > {off} AND l.site_line IS NULL AND l.structure_id = c.structure_id",
+        "DROP TABLE stg_conflicts",
+    ]
+
+
 def _secondary_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """Explicit indexes of the directory tables the merge fills (autoindexes of keys excluded, and
     partial ones: bulk rows do not enter them, and rebuilding one would scan its whole table)."""
@@ -815,6 +840,15 @@ _PG_SECONDARY_INDEXES = (
     "('directory_persons', 'directory_activities', 'directory_structures') "
     "AND NOT x.indisprimary AND NOT x.indisunique AND x.indpred IS NULL"
 )
+# Foreign keys of the activities (to their person), with their definitions: on a first import they are
+# dropped and added back once, which checks every row with one join instead of a trigger call per row.
+_PG_ACTIVITY_FOREIGN_KEYS = (
+    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conrelid = 'directory_activities'::regclass AND contype = 'f'"
+)
+# The merge's joins, sorts and index builds over millions of staged rows: in memory rather than spilled
+# to disk in 4 MB pieces (server defaults). Set for this transaction only.
+_PG_MERGE_SETTINGS = ("SET LOCAL work_mem = '64MB'", "SET LOCAL maintenance_work_mem = '256MB'")
 
 
 class PostgresStaging:
@@ -867,6 +901,28 @@ class PostgresStaging:
             await copy("stg_structs", records=structs, columns=STRUCT_COLUMNS)
             self._structs += len(structs)
 
+    async def absorb(self, part_file: str, *, line_offset: int) -> int:
+        """Take in a :class:`PartStaging` file whose lines follow the ``line_offset`` lines staged here
+        (``COPY``, numbered after them); returns the number of lines taken in. See :func:`_absorb_sql`
+        for the structures the part saw first with other coordinates."""
+        off = int(line_offset)
+        taken = 0
+        part = sqlite3.connect(part_file)
+        try:
+            for table, columns in (("stg_sites", self._format.sites), ("stg_lines", self._format.lines)):
+                shifted = ", ".join(f"{c} + {off}" if c in ("line_no", "site_line") else c for c in columns)
+                cursor = part.execute(f"SELECT {shifted} FROM {table}")
+                while rows := cursor.fetchmany(_ABSORB_BATCH):
+                    await self._conn.copy_records_to_table(table, records=rows, columns=columns)
+                    if table == "stg_lines":
+                        taken += len(rows)
+        finally:
+            part.close()
+        for sql in _pg_absorb_conflicts_sql(off):
+            await self._conn.execute(sql)
+        self._staged += taken
+        return taken
+
     async def merge(
         self,
         *,
@@ -880,6 +936,7 @@ class PostgresStaging:
         result = MergeResult()
         now = datetime.now(UTC)
         for ddl in (
+            *_PG_MERGE_SETTINGS,
             "CREATE INDEX ON stg_lines (line_no)",
             "CREATE INDEX ON stg_lines (national_id)",
             "CREATE INDEX ON stg_sites (line_no)",
@@ -906,14 +963,7 @@ class PostgresStaging:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")
         existing = int(await conn.fetchval("SELECT COUNT(*) FROM directory_activities"))
-        # As on SQLite: loading much more than the tables hold, rebuilding the secondary indexes from a
-        # sort beats inserting into them row by row. (Dropping an index locks its table until commit:
-        # this is the first import, before anyone can use the directory.)
-        rebuild: list[tuple[str, str]] = []
-        if self._staged > max(100_000, 2 * existing):
-            rebuild = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
-        for name, _sql in rebuild:
-            await conn.execute(f'DROP INDEX "{name}"')
+        rebuild = await self._drop_for_bulk_load(existing)
         steps = _apply_sql("postgresql", source, full=full, deactivate_persons=deactivating > 0)
         for sql, counter, needs_now in steps:
             if needs_now:
@@ -923,13 +973,39 @@ class PostgresStaging:
             if sql.startswith("INSERT INTO stg_"):
                 await conn.execute(f"ANALYZE {sql.split()[2]}")
             _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
-        for _name, index_sql in rebuild:
-            await conn.execute(index_sql)
+        for restore in rebuild:
+            await conn.execute(restore)
         _tally_persons(await conn.fetch(_COUNT_PERSONS), result)
         _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
         await self._tx.commit()
         self._tx = None
         return result
+
+    async def _drop_for_bulk_load(self, existing: int) -> list[str]:
+        """When the import loads much more than the directory holds (a first import), drop what is
+        cheaper to rebuild once than to maintain row by row; returns the statements that restore it.
+
+        As on SQLite, rebuilding the secondary indexes from a sort beats inserting into them row by row.
+        The activities' foreign key likewise: one trigger call per inserted row costs more than one join
+        of the whole table when it is added back (same transaction: had that check failed, the import
+        would fail and roll back with it). Dropping an index locks its table until commit: this is the
+        first import, before anyone can use the directory."""
+        conn = self._conn
+        if self._staged <= max(100_000, 2 * existing):
+            return []
+        indexes = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
+        foreign_keys = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_ACTIVITY_FOREIGN_KEYS)]
+        for name, _sql in indexes:
+            await conn.execute(f'DROP INDEX "{name}"')
+        for name, _sql in foreign_keys:
+            await conn.execute(f'ALTER TABLE directory_activities DROP CONSTRAINT "{name}"')
+        return [
+            *(sql for _name, sql in indexes),
+            *(
+                f'ALTER TABLE directory_activities ADD CONSTRAINT "{name}" {definition}'
+                for name, definition in foreign_keys
+            ),
+        ]
 
     async def close(self) -> None:
         if self._tx is not None:

@@ -315,9 +315,11 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     (tmp_path / "two").mkdir()
     async with fresh_database_url(tmp_path / "two") as other_url:
         await create_schema(other_url)
-        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2)
+        # temp_dir: on PostgreSQL the helper's file has no default place (the CLI gives <home>/tmp).
+        temp = tmp_path / "tmp"
+        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
         assert await _directory_view(other_url) == await _directory_view(database_url)
-        again = await asyncio.to_thread(import_rpps, other_url, path, processes=2)
+        again = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
     assert (again.added, again.updated, again.deactivated) == (0, 0, 0)
     assert (two.lines, two.persons, two.structures, two.activities) == (
         one.lines, one.persons, one.structures, one.activities
