@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory import service
 from coordination.directory.models import Activity, Person, Structure
+from ror_sync import rpps
 from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
 from ror_sync.rpps import NEW_HEADERS, RppsFormatError
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
@@ -396,3 +397,25 @@ def test_the_sweep_removes_a_directory_nobody_locks_even_under_a_live_process_nu
     assert sweep_stale_import_files(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["autre"]
     assert sweep_stale_import_files(tmp_path / "absent") == 0
+
+
+async def test_a_full_structure_table_gives_the_same_directory(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 6 item 18: the parser's table of structures is bounded (ror_sync.rpps.STRUCTURE_SLOTS, so
+    # that an extract of one structure per line does not grow it); once it is full, the lines of
+    # structures not seen yet carry their site: the directory must be the same as with room to spare.
+    antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
+    lines = [rpps_line(n, site=n % 30 + 1, **(antibes if n % 7 == 0 else {})) for n in range(1, 150)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    roomy = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
+    monkeypatch.setattr(rpps, "STRUCTURE_SLOTS", 8)  # room for 6 structures out of 30
+    (tmp_path / "full").mkdir()
+    async with fresh_database_url(tmp_path / "full") as other_url:
+        await create_schema(other_url)
+        full = await asyncio.to_thread(import_rpps, other_url, path, processes=1)
+        assert await _directory_view(other_url) == await _directory_view(database_url)
+    assert (full.persons, full.structures, full.activities) == (
+        roomy.persons, roomy.structures, roomy.activities
+    )  # fmt: skip
+    assert full.structures.added == 30
