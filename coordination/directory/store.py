@@ -613,6 +613,9 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
+MERGE_TEMP_CACHE_KIB = 65536
+
+
 class SqliteStaging:
     """Bulk staging + merge on SQLite through the stdlib driver (synchronous)."""
 
@@ -623,9 +626,11 @@ class SqliteStaging:
         cur = self._conn
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        # Bounded caches keep the import's memory flat whatever the file size.
+        # Bounded caches keep the import's memory flat whatever the file size. Staging only appends to
+        # the TEMP tables, which needs little cache, while a helper process parses beside this one: the
+        # TEMP cache grows to MERGE_TEMP_CACHE_KIB for the merge's joins and sorts, once alone.
         cur.execute("PRAGMA cache_size=-32768")
-        cur.execute("PRAGMA temp.cache_size=-65536")
+        cur.execute("PRAGMA temp.cache_size=-16384")
         cur.execute("PRAGMA temp_store=FILE")
         # Alone on the database (the service stopped, e.g. at first start): a rollback journal writes
         # the new pages once instead of twice (WAL, then checkpoint). Leaving WAL needs an exclusive
@@ -706,6 +711,7 @@ class SqliteStaging:
         """
         conn = self._conn
         conn.execute("COMMIT")  # end of the staging transaction (TEMP only)
+        conn.execute(f"PRAGMA temp.cache_size=-{MERGE_TEMP_CACHE_KIB}")
         result = MergeResult()
         now = {"now": _sqlite_now(datetime.now(UTC))}
         # The merge only adds activities to persons it has just written or found (the classification
@@ -781,7 +787,7 @@ class PartStaging:
 
     def __init__(self, path: str, *, staging_format: StagingFormat) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16384"):
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192"):  # appends only
             self._conn.execute(f"PRAGMA {pragma}")
         for ddl in _staging_ddl("sqlite")[:2]:  # stg_lines, stg_sites
             self._conn.execute(ddl.replace("CREATE TEMP TABLE", "CREATE TABLE"))
@@ -899,9 +905,16 @@ _PG_ACTIVITY_FOREIGN_KEYS = (
     "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
     "WHERE conrelid = 'directory_activities'::regclass AND contype = 'f'"
 )
-# The merge's joins, sorts and index builds over millions of staged rows: in memory rather than spilled
-# to disk in 4 MB pieces (server defaults). Set for this transaction only.
-_PG_MERGE_SETTINGS = ("SET LOCAL work_mem = '64MB'", "SET LOCAL maintenance_work_mem = '256MB'")
+# The staging tables (hundreds of MB for a 2M-line extract) live in the session's temporary buffers, and
+# the merge's joins, sorts and index builds run over them: in memory rather than through 8 MB of buffers
+# and 4 MB sorts spilled to disk (server defaults). temp_buffers only takes effect before the session's
+# first temporary table, and is a ceiling (buffers are allocated as used); the others hold for this
+# transaction only. Server memory, not the importing process's.
+_PG_IMPORT_SETTINGS = (
+    "SET temp_buffers = '256MB'",
+    "SET LOCAL work_mem = '128MB'",
+    "SET LOCAL maintenance_work_mem = '256MB'",
+)
 
 
 class PostgresStaging:
@@ -933,7 +946,7 @@ class PostgresStaging:
         self = cls(conn, staging_format)
         self._tx = conn.transaction()
         await self._tx.start()
-        for ddl in _staging_ddl("postgresql"):
+        for ddl in (*_PG_IMPORT_SETTINGS, *_staging_ddl("postgresql")):
             await conn.execute(ddl)
         return self
 
@@ -989,7 +1002,6 @@ class PostgresStaging:
         result = MergeResult()
         now = datetime.now(UTC)
         for ddl in (
-            *_PG_MERGE_SETTINGS,
             "CREATE INDEX ON stg_lines (line_no)",
             "CREATE INDEX ON stg_lines (national_id)",
             "CREATE INDEX ON stg_sites (line_no)",
