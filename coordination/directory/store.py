@@ -613,9 +613,6 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
-MERGE_TEMP_CACHE_KIB = 65536
-
-
 class SqliteStaging:
     """Bulk staging + merge on SQLite through the stdlib driver (synchronous)."""
 
@@ -626,11 +623,9 @@ class SqliteStaging:
         cur = self._conn
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        # Bounded caches keep the import's memory flat whatever the file size. Staging only appends to
-        # the TEMP tables, which needs little cache, while a helper process parses beside this one: the
-        # TEMP cache grows to MERGE_TEMP_CACHE_KIB for the merge's joins and sorts, once alone.
+        # Bounded caches keep the import's memory flat whatever the file size.
         cur.execute("PRAGMA cache_size=-32768")
-        cur.execute("PRAGMA temp.cache_size=-16384")
+        cur.execute("PRAGMA temp.cache_size=-65536")
         cur.execute("PRAGMA temp_store=FILE")
         # Alone on the database (the service stopped, e.g. at first start): a rollback journal writes
         # the new pages once instead of twice (WAL, then checkpoint). Leaving WAL needs an exclusive
@@ -711,7 +706,6 @@ class SqliteStaging:
         """
         conn = self._conn
         conn.execute("COMMIT")  # end of the staging transaction (TEMP only)
-        conn.execute(f"PRAGMA temp.cache_size=-{MERGE_TEMP_CACHE_KIB}")
         result = MergeResult()
         now = {"now": _sqlite_now(datetime.now(UTC))}
         # The merge only adds activities to persons it has just written or found (the classification
