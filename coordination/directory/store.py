@@ -9,6 +9,12 @@ extract never sits in Python memory and an import that fails leaves the previous
   and is locked out of writes only while the merge runs.
 - PostgreSQL: ``asyncpg`` ``COPY`` into ``ON COMMIT DROP`` temp tables, merge, commit: one transaction.
 
+Either way, the second half of a large RPPS file may come staged by a helper process in a SQLite file of
+its own (:class:`PartStaging`), taken in before the merge (``absorb``). A first import (a directory
+without persons, or without structures) skips what only a directory with rows needs: the structures go in
+straight from the sites, the activities without looking their person up, and the secondary indexes (and,
+on PostgreSQL, the activities' foreign key) are rebuilt once at the end instead of maintained row by row.
+
 Staging rows
 ------------
 ``LINE_COLUMNS``: one row per activity line (RPPS line or FHIR PractitionerRole) or person line
@@ -734,7 +740,8 @@ class SqliteStaging:
             # Loading much more than the tables hold: inserting into secondary indexes row by row
             # costs more than rebuilding them from a sort afterwards (same transaction: a failure
             # rolls the drop back too).
-            rebuild = _secondary_indexes(conn) if self._staged > max(100_000, 2 * existing) else []
+            bulk = self._staged > max(BULK_LOAD_MIN_LINES, 2 * existing)
+            rebuild = _secondary_indexes(conn) if bulk else []
             for _name, _sql in rebuild:
                 conn.execute(f'DROP INDEX "{_name}"')
             steps = _apply_sql(
@@ -862,6 +869,11 @@ def _pg_absorb_conflicts_sql(line_offset: int) -> list[str]:
         f"WHERE l.line_no > {off} AND l.site_line IS NULL AND l.structure_id = c.structure_id",
         "DROP TABLE stg_conflicts",
     ]
+
+
+# An import staging more lines than this, and more than twice the activities the directory holds, is a
+# bulk load: secondary indexes (and, on PostgreSQL, the activities' foreign key) are rebuilt at the end.
+BULK_LOAD_MIN_LINES = 100_000
 
 
 def _secondary_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -1060,7 +1072,7 @@ class PostgresStaging:
         would fail and roll back with it). Dropping an index locks its table until commit: this is the
         first import, before anyone can use the directory."""
         conn = self._conn
-        if self._staged <= max(100_000, 2 * existing):
+        if self._staged <= max(BULK_LOAD_MIN_LINES, 2 * existing):
             return []
         indexes = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
         foreign_keys = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_ACTIVITY_FOREIGN_KEYS)]

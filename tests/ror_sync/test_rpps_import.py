@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import make_engine, make_sessionmaker
-from coordination.directory import service
+from coordination.directory import service, store
 from coordination.directory.models import Activity, Person, Structure
 from ror_sync import rpps
 from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
@@ -419,3 +419,40 @@ async def test_a_full_structure_table_gives_the_same_directory(
         roomy.persons, roomy.structures, roomy.activities
     )  # fmt: skip
     assert full.structures.added == 30
+
+
+def _constraints(sync_conn: Connection) -> dict[str, object]:
+    inspector = inspect(sync_conn)
+    return {
+        table: (
+            sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+            sorted(
+                (tuple(k["constrained_columns"]), k["referred_table"], str(k["options"]))
+                for k in inspector.get_foreign_keys(table)
+            ),
+        )
+        for table in ("directory_persons", "directory_structures", "directory_activities")
+    }
+
+
+async def test_a_bulk_load_puts_back_every_index_and_foreign_key(
+    database_url: str, db: AsyncSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 6 item 18: a first import drops the directory's secondary indexes (and, on PostgreSQL, the
+    # activities' foreign key, instead of a trigger call per row) and builds them again at the end.
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            before = await conn.run_sync(_constraints)
+        monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)  # 2M lines in real life
+        await run_import(database_url, write_rpps(tmp_path / "a.txt", [rpps_line(n) for n in range(1, 30)]))
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_constraints) == before
+    finally:
+        await engine.dispose()
+    # The foreign key is the one it was, cascade included.
+    nid = national_id(3)
+    await db.execute(delete(Person).where(Person.national_id == nid))
+    await db.commit()
+    left = await db.scalar(select(func.count()).select_from(Activity).where(Activity.national_id == nid))
+    assert left == 0
