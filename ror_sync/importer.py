@@ -11,10 +11,11 @@ must exist.
 - Malformed lines are counted and reported with file, line and reason; they never stop the import.
 - A full import that would deactivate a large part of its source's active persons (a truncated or wrong
   file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
-- On SQLite, a large RPPS file is parsed by two processes, one per half (:func:`ror_sync.part.stage_part`,
-  in a ``ProcessPoolExecutor`` worker, stages the second half in its own file, taken in before the
-  merge): parsing is most of the time. Temporary files stay under the instance's home
-  (:mod:`ror_sync.workdir`), and what a killed import left there is swept by the next one.
+- A large RPPS file is parsed by two processes, one per half (:func:`ror_sync.part.stage_part`, in a
+  ``ProcessPoolExecutor`` worker, stages the second half in its own SQLite file, taken in before the
+  merge: attached on SQLite, copied with ``COPY`` on PostgreSQL): parsing is most of the time.
+  Temporary files stay under the instance's home (:mod:`ror_sync.workdir`), and what a killed import
+  left there is swept by the next one.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
 """
 
@@ -197,12 +198,19 @@ def _merge_sqlite(
 
 
 async def _merge_postgres(
-    database_url: str, batches: Batches, plan: _Plan, progress: _Progress
+    database_url: str,
+    batches: Batches,
+    plan: _Plan,
+    progress: _Progress,
+    second_half: _SecondHalf | None = None,
 ) -> MergeResult:
     staging = await PostgresStaging.connect(database_url, staging_format=plan.staging_format)
     try:
         for lines, sites, structs in batches:
             await staging.add(lines, sites, structs)
+        if second_half is not None:
+            with progress.phase("Lecture de la seconde moitié du fichier…"):
+                await second_half.take_into_postgres(staging)
         with progress.phase("Fusion dans l'annuaire…"):
             return await staging.merge(
                 source=plan.source,
@@ -223,8 +231,7 @@ def _run(
 ) -> MergeResult:
     if _backend(database_url) == "sqlite":
         return _merge_sqlite(database_url, batches, plan, progress, second_half)
-    assert second_half is None  # only the SQLite path splits a file
-    return asyncio.run(_merge_postgres(database_url, batches, plan, progress))
+    return asyncio.run(_merge_postgres(database_url, batches, plan, progress, second_half))
 
 
 # A file this large is parsed in two halves at once, on two processes, when two CPUs are there.
@@ -268,6 +275,17 @@ class _SecondHalf:
         return self
 
     def take_into(self, staging: SqliteStaging) -> None:
+        part = self._finish()
+        staging.absorb(self._part_file, line_offset=self._position.line_no)
+        self._record(part)
+
+    async def take_into_postgres(self, staging: PostgresStaging) -> None:
+        part = await asyncio.to_thread(self._finish)
+        await staging.absorb(self._part_file, line_offset=self._position.line_no)
+        self._record(part)
+
+    def _finish(self) -> PartResult:
+        """Wait for the helper, then let its process go."""
         assert self._future is not None and self._pool is not None
         try:
             part = self._future.result()
@@ -278,8 +296,10 @@ class _SecondHalf:
         # The worker's memory goes back now, before the merge (the import's own peak).
         self._pool.shutdown(wait=True)
         self._pool = None
+        return part
+
+    def _record(self, part: PartResult) -> None:
         offset = self._position.line_no
-        staging.absorb(self._part_file, line_offset=offset)
         for line, reason in part.kept:
             self._rejections.add(str(self._path), line + offset, reason)
         self._rejections.total += part.rejected - len(part.kept)
@@ -409,11 +429,12 @@ def import_rpps(
 ) -> ImportReport:
     """Import an RPPS ``PS_LibreAcces_Personne_activite`` extract as a full snapshot of the RPPS.
 
-    On SQLite, a file of ``PARALLEL_MIN_BYTES`` or more is parsed by two processes (one per half) when
-    two CPUs are available; ``processes`` forces 1 or 2 (the result is the same).
+    A file of ``PARALLEL_MIN_BYTES`` or more is parsed by two processes (one per half) when two CPUs
+    are available; ``processes`` forces 1 or 2 (the result is the same). The second half is staged in a
+    temporary file: on PostgreSQL without ``temp_dir``, one process parses the whole file.
 
-    Temporary files go to ``temp_dir`` (the CLI gives ``<home>/tmp``; by default a ``tmp`` folder
-    beside the SQLite database), never to the system's ``/tmp``; what a killed import left there is
+    Temporary files go to ``temp_dir`` (the CLI gives ``<home>/tmp``; on SQLite by default a ``tmp``
+    folder beside the database), never to the system's ``/tmp``; what a killed import left there is
     swept first (:func:`ror_sync.workdir.sweep_stale_import_files`).
 
     Raises ``FileNotFoundError``/``OSError`` for an unreadable file,
@@ -436,7 +457,7 @@ def import_rpps(
         if processes is None:
             processes = 2 if size >= PARALLEL_MIN_BYTES and _cpus() >= 2 else 1
         split_at = None
-        if processes >= 2 and sqlite:
+        if processes >= 2 and temp_dir is not None:  # the helper's file needs a place of its own
             split_at = _split_point(path, size)
         return _import_rpps(
             database_url,

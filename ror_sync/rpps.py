@@ -19,6 +19,7 @@ it (``site_line``), and a person's fields ride only on their first line.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -179,10 +180,13 @@ _site_key = lru_cache(maxsize=1 << 16)(search_key)
 
 CHUNK_BYTES = 1 << 20
 # Structures whose site has been staged: structure key -> hash of the columns of its first site in the
-# file, which the merge turns into the structure. ~100 bytes an entry, never evicted (that would make a
-# later line look like the structure's own site when it may not be): past this many structures, lines
-# of structures not yet seen carry their site like any other line (exact, only slower).
-STRUCTURE_CACHE_ENTRIES = 1 << 19
+# file, which the merge turns into the structure. An open-addressing table in two arrays of 64-bit
+# integers (16 bytes a slot, 16 MB in all, against ~100 bytes an entry in a dict of int objects: an
+# extract where nearly every line has a structure of its own fills it with structures seen once, issue 6
+# item 18), filled up to 3/4. Never evicted (that would make a later line look like the structure's own
+# site when it may not be): past that many structures, lines of structures not yet seen carry their
+# site like any other line (exact, only slower).
+STRUCTURE_SLOTS = 1 << 20
 # Other sites already staged (a structure's site that differs from its first one, a line without a
 # structure). Bounded, emptied when full: a site seen again is then simply staged once more.
 SITE_CACHE_ENTRIES = 1 << 16
@@ -328,13 +332,17 @@ class _Sites:
     they stage the structure key only, and show the structure's coordinates. A line whose site differs
     points to its own site row (``site_line``)."""
 
-    __slots__ = ("_columns", "_sites", "_structures", "new")
+    __slots__ = ("_columns", "_keys", "_mask", "_owns", "_room", "_sites", "new")
 
     def __init__(self, columns: _Columns) -> None:
         self._columns = columns
-        # Structure key hash -> hash of its own site's columns (a site's columns include its key: two
-        # structures can only share an entry if their site hashes collide too, a 2**-64 chance).
-        self._structures: dict[int, int] = {}
+        # Structure key hash (0: empty slot) -> hash of its own site's columns, in STRUCTURE_SLOTS slots
+        # (a site's columns include its key: two structures can only share an entry if their site
+        # hashes collide too, a 2**-64 chance).
+        self._keys = array("q", bytes(8 * STRUCTURE_SLOTS))
+        self._owns = array("q", bytes(8 * STRUCTURE_SLOTS))
+        self._mask = STRUCTURE_SLOTS - 1
+        self._room = STRUCTURE_SLOTS * 3 // 4
         # Other sites already staged: hash of their columns -> their line << 32 | CRC-32 of the
         # columns. Integers keep the cache small; the CRC confirms a hit (a 2**-96 chance otherwise).
         self._sites: dict[int, int] = {}
@@ -355,14 +363,24 @@ class _Sites:
         else:
             structure_id = ""
         if structure_id:
-            structures = self._structures
-            structure_hash = hash(structure_id)
-            own = structures.get(structure_hash)
-            if own is None and len(structures) < STRUCTURE_CACHE_ENTRIES:
-                structures[structure_hash] = own = site_hash
-                self.new.append(_site_row(line_no, structure_id, c.site_get(f)))
-            if own == site_hash:
-                return structure_id, None
+            keys = self._keys
+            key = hash(structure_id) or 1
+            slot = key & self._mask
+            while True:  # linear probing
+                found = keys[slot]
+                if found == key:
+                    if self._owns[slot] == site_hash:
+                        return structure_id, None
+                    break
+                if found == 0:  # not seen yet: its site is the structure's own, if there is room
+                    if self._room:
+                        self._room -= 1
+                        keys[slot] = key
+                        self._owns[slot] = site_hash
+                        self.new.append(_site_row(line_no, structure_id, c.site_get(f)))
+                        return structure_id, None
+                    break
+                slot = (slot + 1) & self._mask
         site_check = crc32(site_text.encode())
         known = self._sites.get(site_hash)
         if known is not None and known & 0xFFFFFFFF == site_check:

@@ -9,6 +9,12 @@ extract never sits in Python memory and an import that fails leaves the previous
   and is locked out of writes only while the merge runs.
 - PostgreSQL: ``asyncpg`` ``COPY`` into ``ON COMMIT DROP`` temp tables, merge, commit: one transaction.
 
+Either way, the second half of a large RPPS file may come staged by a helper process in a SQLite file of
+its own (:class:`PartStaging`), taken in before the merge (``absorb``). A first import (a directory
+without persons, or without structures) skips what only a directory with rows needs: the structures go in
+straight from the sites, the activities without looking their person up, and the secondary indexes (and,
+on PostgreSQL, the activities' foreign key) are rebuilt once at the end instead of maintained row by row.
+
 Staging rows
 ------------
 ``LINE_COLUMNS``: one row per activity line (RPPS line or FHIR PractitionerRole) or person line
@@ -255,17 +261,43 @@ def _resolve_refs_sql() -> list[str]:
     ]
 
 
+# RPPS: one structure per site key, its fields taken from the key's first site in the file, with the
+# columns of ``stg_structs``.
+_DERIVED_STRUCTURES = (
+    "SELECT t.line_no, t.structure_id, 'site' AS kind, t.site_name AS name, t.site_search AS search_name, "
+    "t.finess, t.siret, CAST(NULL AS TEXT) AS parent_id, FALSE AS is_dac, t.address, t.postal_code, "
+    "t.city, t.department, t.phone, t.email, CAST(NULL AS TEXT) AS fhir_id "
+    "FROM stg_sites t JOIN (SELECT structure_id, MIN(line_no) AS first_line FROM stg_sites "
+    "WHERE structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id) f "
+    "ON t.line_no = f.first_line"
+)
+
+
 def _derive_structures_sql() -> str:
-    """RPPS: one structure per site key, its fields taken from the key's first site in the file."""
+    """RPPS: stage the structures derived from the sites (see ``_DERIVED_STRUCTURES``)."""
     return (
         "INSERT INTO stg_structs (line_no, structure_id, kind, name, search_name, finess, siret, "
-        "is_dac, address, postal_code, city, department, phone, email) "
-        "SELECT t.line_no, t.structure_id, 'site', t.site_name, t.site_search, t.finess, t.siret, "
-        "FALSE, t.address, t.postal_code, t.city, t.department, t.phone, t.email "
-        "FROM stg_sites t JOIN (SELECT structure_id, MIN(line_no) AS first_line FROM stg_sites "
-        "WHERE structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id) f "
-        "ON t.line_no = f.first_line"
+        "parent_id, is_dac, address, postal_code, city, department, phone, email, fhir_id) "
+        + _DERIVED_STRUCTURES
     )
+
+
+def _first_structures_sql(dialect: Dialect, source: Source) -> str:
+    """RPPS into a directory without any structure (a first import): every derived structure is new,
+    none to keep, update or deactivate, so they go straight in, without being staged and classified
+    first (about 5 s of a 2M-line extract with one structure per line, issue 6 item 18). They go in in
+    key order: SQLite's GROUP BY gives them so already (sorting them again cost 1.5 s there)."""
+    struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
+    return (
+        f"INSERT INTO directory_structures (structure_id, {', '.join(_STRUCT_FIELDS)}, active, "
+        "deactivated_at, source, fhir_id, updated_at) "
+        f"SELECT t.structure_id, {struct_vals}, TRUE, NULL, '{source}', {_n('t.fhir_id')}, :now "
+        f"FROM ({_DERIVED_STRUCTURES}) t" + ("" if dialect == "sqlite" else " ORDER BY t.structure_id")
+    )
+
+
+_ANY_STRUCTURE = "SELECT 1 FROM directory_structures LIMIT 1"
+_ANY_PERSON = "SELECT 1 FROM directory_persons LIMIT 1"
 
 
 def _n(col: str) -> str:
@@ -356,7 +388,13 @@ def _guard_sql(source: Source) -> tuple[str, str]:
 
 
 def _apply_sql(
-    dialect: Dialect, source: Source, *, full: bool, deactivate_persons: bool
+    dialect: Dialect,
+    source: Source,
+    *,
+    full: bool,
+    deactivate_persons: bool,
+    first_structures: bool = False,
+    first_persons: bool = False,
 ) -> list[tuple[str, str | None, bool]]:
     """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
     distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
@@ -431,15 +469,24 @@ def _apply_sql(
             f"SELECT l.national_id, COALESCE({_n('l.structure_id')}, {_n('t.structure_id')}), "
             f"{', '.join(_n(f'TRIM(l.{c})') for c in line_fields)}, "
             f"{', '.join(_n('t.' + c) for c in site_fields)}, '{source}' "
-            "FROM stg_lines l JOIN stg_persons s ON s.national_id = l.national_id "
-            "LEFT JOIN stg_sites t ON t.line_no = l.site_line "
-            "WHERE l.act = 1 AND s.state IN ('N', 'U', 'K', 'A') ORDER BY l.line_no",
+            "FROM stg_lines l "
+            + (
+                # Into a directory without persons, every staged person is new: no need to look
+                # each line's person up (2M lookups).
+                "" if first_persons else "JOIN stg_persons s ON s.national_id = l.national_id "
+            )
+            + "LEFT JOIN stg_sites t ON t.line_no = l.site_line WHERE l.act = 1 "
+            + ("" if first_persons else "AND s.state IN ('N', 'U', 'K', 'A') ")
+            + "ORDER BY l.line_no",
             "activities",
             False,
         )
     )
 
     # Structures.
+    if first_structures:
+        steps.append((_first_structures_sql(dialect, source), "structures_added", True))
+        return steps
     differs = " OR ".join(f"d.{c} {distinct} {_struct_expr(c)}" for c in _STRUCT_FIELDS)
     steps.append(
         (
@@ -685,23 +732,34 @@ class SqliteStaging:
                 kept = int(conn.execute(kept_sql).fetchone()[0])
                 empty = self._staged == 0 and self._structs == 0
                 deactivating = _check_guard(source, active, kept, guard, result, empty=empty)
-            if derive_structures:
+            first_structures = derive_structures and conn.execute(_ANY_STRUCTURE).fetchone() is None
+            first_persons = conn.execute(_ANY_PERSON).fetchone() is None
+            if derive_structures and not first_structures:
                 conn.execute(_derive_structures_sql())
             existing = int(conn.execute("SELECT COUNT(*) FROM directory_activities").fetchone()[0])
             # Loading much more than the tables hold: inserting into secondary indexes row by row
             # costs more than rebuilding them from a sort afterwards (same transaction: a failure
             # rolls the drop back too).
-            rebuild = _secondary_indexes(conn) if self._staged > max(100_000, 2 * existing) else []
+            bulk = self._staged > max(BULK_LOAD_MIN_LINES, 2 * existing)
+            rebuild = _secondary_indexes(conn) if bulk else []
             for _name, _sql in rebuild:
                 conn.execute(f'DROP INDEX "{_name}"')
-            steps = _apply_sql("sqlite", source, full=full, deactivate_persons=deactivating > 0)
+            steps = _apply_sql(
+                "sqlite",
+                source,
+                full=full,
+                deactivate_persons=deactivating > 0,
+                first_structures=first_structures,
+                first_persons=first_persons,
+            )
             for sql, counter, needs_now in steps:
                 cur = conn.execute(sql, now if needs_now else {})
                 _count(result, counter, cur.rowcount)
             for _name, index_sql in rebuild:
                 conn.execute(index_sql)
             _tally_persons(conn.execute(_COUNT_PERSONS).fetchall(), result)
-            _tally(conn.execute(_COUNT_STRUCTS).fetchall(), result.structures)
+            if not first_structures:
+                _tally(conn.execute(_COUNT_STRUCTS).fetchall(), result.structures)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -730,7 +788,7 @@ class PartStaging:
 
     def __init__(self, path: str, *, staging_format: StagingFormat) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16384"):
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192"):  # appends only
             self._conn.execute(f"PRAGMA {pragma}")
         for ddl in _staging_ddl("sqlite")[:2]:  # stg_lines, stg_sites
             self._conn.execute(ddl.replace("CREATE TEMP TABLE", "CREATE TABLE"))
@@ -788,6 +846,36 @@ def _absorb_sql(line_offset: int, *, conflicts: bool) -> list[str]:
     ]
 
 
+_ABSORB_BATCH = 20_000
+
+
+def _pg_absorb_conflicts_sql(line_offset: int) -> list[str]:
+    """PostgreSQL: once a part's rows are copied after ``line_offset`` lines, its lines that rely on a
+    structure's own site the part saw first, while the structure appeared earlier with other
+    coordinates, point to that site explicitly (the second statement of :func:`_absorb_sql`)."""
+    off = int(line_offset)
+    differs = " OR ".join(f"p.{c} IS DISTINCT FROM t.{c}" for c in SITE_COLUMNS if c not in ("line_no",))
+    first = (
+        "SELECT structure_id, MIN(line_no) AS first_line FROM stg_sites WHERE {where} "
+        "AND structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id"
+    )
+    return [
+        "CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS SELECT p.structure_id, p.line_no "
+        f"FROM stg_sites p JOIN ({first.format(where=f'line_no > {off}')}) pf "
+        f"ON p.line_no = pf.first_line JOIN ({first.format(where=f'line_no <= {off}')}) tf "
+        f"ON tf.structure_id = p.structure_id JOIN stg_sites t ON t.line_no = tf.first_line "
+        f"WHERE {differs}",
+        "UPDATE stg_lines l SET site_line = c.line_no FROM stg_conflicts c "
+        f"WHERE l.line_no > {off} AND l.site_line IS NULL AND l.structure_id = c.structure_id",
+        "DROP TABLE stg_conflicts",
+    ]
+
+
+# An import staging more lines than this, and more than twice the activities the directory holds, is a
+# bulk load: secondary indexes (and, on PostgreSQL, the activities' foreign key) are rebuilt at the end.
+BULK_LOAD_MIN_LINES = 100_000
+
+
 def _secondary_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """Explicit indexes of the directory tables the merge fills (autoindexes of keys excluded, and
     partial ones: bulk rows do not enter them, and rebuilding one would scan its whole table)."""
@@ -806,6 +894,8 @@ def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:
         result.persons.deactivated = rowcount
     elif counter == "structures_deactivated":
         result.structures.deactivated = rowcount
+    elif counter == "structures_added":
+        result.structures.seen = result.structures.added = rowcount
 
 
 # Secondary indexes of the directory tables (not keys, not partial ones), with their definitions.
@@ -814,6 +904,22 @@ _PG_SECONDARY_INDEXES = (
     "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.schemaname = current_schema() AND i.tablename IN "
     "('directory_persons', 'directory_activities', 'directory_structures') "
     "AND NOT x.indisprimary AND NOT x.indisunique AND x.indpred IS NULL"
+)
+# Foreign keys of the activities (to their person), with their definitions: on a first import they are
+# dropped and added back once, which checks every row with one join instead of a trigger call per row.
+_PG_ACTIVITY_FOREIGN_KEYS = (
+    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conrelid = 'directory_activities'::regclass AND contype = 'f'"
+)
+# The staging tables (hundreds of MB for a 2M-line extract) live in the session's temporary buffers, and
+# the merge's joins, sorts and index builds run over them: in memory rather than through 8 MB of buffers
+# and 4 MB sorts spilled to disk (server defaults). temp_buffers only takes effect before the session's
+# first temporary table, and is a ceiling (buffers are allocated as used); the others hold for this
+# transaction only. Server memory, not the importing process's.
+_PG_IMPORT_SETTINGS = (
+    "SET temp_buffers = '256MB'",
+    "SET LOCAL work_mem = '128MB'",
+    "SET LOCAL maintenance_work_mem = '256MB'",
 )
 
 
@@ -846,7 +952,7 @@ class PostgresStaging:
         self = cls(conn, staging_format)
         self._tx = conn.transaction()
         await self._tx.start()
-        for ddl in _staging_ddl("postgresql"):
+        for ddl in (*_PG_IMPORT_SETTINGS, *_staging_ddl("postgresql")):
             await conn.execute(ddl)
         return self
 
@@ -866,6 +972,28 @@ class PostgresStaging:
         if structs:
             await copy("stg_structs", records=structs, columns=STRUCT_COLUMNS)
             self._structs += len(structs)
+
+    async def absorb(self, part_file: str, *, line_offset: int) -> int:
+        """Take in a :class:`PartStaging` file whose lines follow the ``line_offset`` lines staged here
+        (``COPY``, numbered after them); returns the number of lines taken in. See :func:`_absorb_sql`
+        for the structures the part saw first with other coordinates."""
+        off = int(line_offset)
+        taken = 0
+        part = sqlite3.connect(part_file)
+        try:
+            for table, columns in (("stg_sites", self._format.sites), ("stg_lines", self._format.lines)):
+                shifted = ", ".join(f"{c} + {off}" if c in ("line_no", "site_line") else c for c in columns)
+                cursor = part.execute(f"SELECT {shifted} FROM {table}")
+                while rows := cursor.fetchmany(_ABSORB_BATCH):
+                    await self._conn.copy_records_to_table(table, records=rows, columns=columns)
+                    if table == "stg_lines":
+                        taken += len(rows)
+        finally:
+            part.close()
+        for sql in _pg_absorb_conflicts_sql(off):
+            await self._conn.execute(sql)
+        self._staged += taken
+        return taken
 
     async def merge(
         self,
@@ -902,19 +1030,21 @@ class PostgresStaging:
             kept = int(await conn.fetchval(kept_sql))
             empty = self._staged == 0 and self._structs == 0
             deactivating = _check_guard(source, active, kept, guard, result, empty=empty)
-        if derive_structures:
+        first_structures = derive_structures and await conn.fetchval(_ANY_STRUCTURE) is None
+        first_persons = await conn.fetchval(_ANY_PERSON) is None
+        if derive_structures and not first_structures:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")
         existing = int(await conn.fetchval("SELECT COUNT(*) FROM directory_activities"))
-        # As on SQLite: loading much more than the tables hold, rebuilding the secondary indexes from a
-        # sort beats inserting into them row by row. (Dropping an index locks its table until commit:
-        # this is the first import, before anyone can use the directory.)
-        rebuild: list[tuple[str, str]] = []
-        if self._staged > max(100_000, 2 * existing):
-            rebuild = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
-        for name, _sql in rebuild:
-            await conn.execute(f'DROP INDEX "{name}"')
-        steps = _apply_sql("postgresql", source, full=full, deactivate_persons=deactivating > 0)
+        rebuild = await self._drop_for_bulk_load(existing)
+        steps = _apply_sql(
+            "postgresql",
+            source,
+            full=full,
+            deactivate_persons=deactivating > 0,
+            first_structures=first_structures,
+            first_persons=first_persons,
+        )
         for sql, counter, needs_now in steps:
             if needs_now:
                 status = await conn.execute(sql.replace(":now", "$1"), now)
@@ -923,13 +1053,40 @@ class PostgresStaging:
             if sql.startswith("INSERT INTO stg_"):
                 await conn.execute(f"ANALYZE {sql.split()[2]}")
             _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
-        for _name, index_sql in rebuild:
-            await conn.execute(index_sql)
+        for restore in rebuild:
+            await conn.execute(restore)
         _tally_persons(await conn.fetch(_COUNT_PERSONS), result)
-        _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
+        if not first_structures:
+            _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
         await self._tx.commit()
         self._tx = None
         return result
+
+    async def _drop_for_bulk_load(self, existing: int) -> list[str]:
+        """When the import loads much more than the directory holds (a first import), drop what is
+        cheaper to rebuild once than to maintain row by row; returns the statements that restore it.
+
+        As on SQLite, rebuilding the secondary indexes from a sort beats inserting into them row by row.
+        The activities' foreign key likewise: one trigger call per inserted row costs more than one join
+        of the whole table when it is added back (same transaction: had that check failed, the import
+        would fail and roll back with it). Dropping an index locks its table until commit: this is the
+        first import, before anyone can use the directory."""
+        conn = self._conn
+        if self._staged <= max(BULK_LOAD_MIN_LINES, 2 * existing):
+            return []
+        indexes = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
+        foreign_keys = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_ACTIVITY_FOREIGN_KEYS)]
+        for name, _sql in indexes:
+            await conn.execute(f'DROP INDEX "{name}"')
+        for name, _sql in foreign_keys:
+            await conn.execute(f'ALTER TABLE directory_activities DROP CONSTRAINT "{name}"')
+        return [
+            *(sql for _name, sql in indexes),
+            *(
+                f'ALTER TABLE directory_activities ADD CONSTRAINT "{name}" {definition}'
+                for name, definition in foreign_keys
+            ),
+        ]
 
     async def close(self) -> None:
         if self._tx is not None:

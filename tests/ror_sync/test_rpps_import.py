@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import make_engine, make_sessionmaker
-from coordination.directory import service
+from coordination.directory import service, store
 from coordination.directory.models import Activity, Person, Structure
+from ror_sync import rpps
 from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
 from ror_sync.rpps import NEW_HEADERS, RppsFormatError
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
@@ -315,9 +316,11 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     (tmp_path / "two").mkdir()
     async with fresh_database_url(tmp_path / "two") as other_url:
         await create_schema(other_url)
-        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2)
+        # temp_dir: on PostgreSQL the helper's file has no default place (the CLI gives <home>/tmp).
+        temp = tmp_path / "tmp"
+        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
         assert await _directory_view(other_url) == await _directory_view(database_url)
-        again = await asyncio.to_thread(import_rpps, other_url, path, processes=2)
+        again = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
     assert (again.added, again.updated, again.deactivated) == (0, 0, 0)
     assert (two.lines, two.persons, two.structures, two.activities) == (
         one.lines, one.persons, one.structures, one.activities
@@ -394,3 +397,62 @@ def test_the_sweep_removes_a_directory_nobody_locks_even_under_a_live_process_nu
     assert sweep_stale_import_files(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["autre"]
     assert sweep_stale_import_files(tmp_path / "absent") == 0
+
+
+async def test_a_full_structure_table_gives_the_same_directory(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 6 item 18: the parser's table of structures is bounded (ror_sync.rpps.STRUCTURE_SLOTS, so
+    # that an extract of one structure per line does not grow it); once it is full, the lines of
+    # structures not seen yet carry their site: the directory must be the same as with room to spare.
+    antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
+    lines = [rpps_line(n, site=n % 30 + 1, **(antibes if n % 7 == 0 else {})) for n in range(1, 150)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    roomy = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
+    monkeypatch.setattr(rpps, "STRUCTURE_SLOTS", 8)  # room for 6 structures out of 30
+    (tmp_path / "full").mkdir()
+    async with fresh_database_url(tmp_path / "full") as other_url:
+        await create_schema(other_url)
+        full = await asyncio.to_thread(import_rpps, other_url, path, processes=1)
+        assert await _directory_view(other_url) == await _directory_view(database_url)
+    assert (full.persons, full.structures, full.activities) == (
+        roomy.persons, roomy.structures, roomy.activities
+    )  # fmt: skip
+    assert full.structures.added == 30
+
+
+def _constraints(sync_conn: Connection) -> dict[str, object]:
+    inspector = inspect(sync_conn)
+    return {
+        table: (
+            sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+            sorted(
+                (tuple(k["constrained_columns"]), k["referred_table"], str(k["options"]))
+                for k in inspector.get_foreign_keys(table)
+            ),
+        )
+        for table in ("directory_persons", "directory_structures", "directory_activities")
+    }
+
+
+async def test_a_bulk_load_puts_back_every_index_and_foreign_key(
+    database_url: str, db: AsyncSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 6 item 18: a first import drops the directory's secondary indexes (and, on PostgreSQL, the
+    # activities' foreign key, instead of a trigger call per row) and builds them again at the end.
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            before = await conn.run_sync(_constraints)
+        monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)  # 2M lines in real life
+        await run_import(database_url, write_rpps(tmp_path / "a.txt", [rpps_line(n) for n in range(1, 30)]))
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_constraints) == before
+    finally:
+        await engine.dispose()
+    # The foreign key is the one it was, cascade included.
+    nid = national_id(3)
+    await db.execute(delete(Person).where(Person.national_id == nid))
+    await db.commit()
+    left = await db.scalar(select(func.count()).select_from(Activity).where(Activity.national_id == nid))
+    assert left == 0
