@@ -364,3 +364,19 @@ async def person_for_user(*, session: AsyncSession, user_id: str) -> tuple[Perso
         .distinct()
     )
     return person, sorted(s for s in structures if s)
+
+
+# --- look-ups for requests to a DAC and patients (h/svc-a) -----------------------------------------
+
+
+async def active_dac_ids(*, session: AsyncSession, structure_ids: Iterable[str]) -> set[str]:
+    """Those of ``structure_ids`` that are active structures marked DAC in the directory."""
+    ids = sorted(set(structure_ids))
+    if not ids:
+        return set()
+    rows = await session.scalars(
+        select(Structure.structure_id).where(
+            Structure.structure_id.in_(ids), Structure.active.is_(True), Structure.is_dac.is_(True)
+        )
+    )
+    return set(rows)

@@ -107,7 +107,7 @@ async def test_full_lifecycle_with_inclusion(
 
     sent = await _post(client, world.requester, f"/{rid}/send", version=edited.json()["version"])
     assert sent.status_code == 200, sent.text
-    assert sent.json()["status"] == "envoyée" and sent.json()["sent_at"]
+    assert sent.json()["status"] == "envoyee" and sent.json()["sent_at"]
     (received,) = await _events(db, "request.received")
     assert received.recipients == sorted([world.coord.user_id, world.coord2.user_id])
     assert received.payload["request_id"] == rid
@@ -157,7 +157,7 @@ async def test_full_lifecycle_with_inclusion(
     )
     assert answered.status_code == 200, answered.text
     body = answered.json()
-    assert body["status"] == "clôturée" and body["decision"] == "acceptée"
+    assert body["status"] == "cloturee" and body["decision"] == "acceptee"
     assert body["patient_included"] is True and body["answered_at"]
     assert body["version"] == taken.json()["version"] + 1
 
@@ -211,11 +211,11 @@ async def test_refusal_and_cancel(client: httpx.AsyncClient, world: World) -> No
         comment="Hors territoire : contactez le DAC du Var.",
     )
     assert refused.status_code == 200
-    assert refused.json()["status"] == "refusée"
+    assert refused.json()["status"] == "refusee"
 
     draft = (await _post(client, world.requester, "", **_body())).json()
     cancelled = await _post(client, world.requester, f"/{draft['id']}/cancel", version=1)
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "annulée"
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "annulee"
     resend = await _post(client, world.requester, f"/{draft['id']}/send", version=cancelled.json()["version"])
     assert resend.status_code == 409
 
@@ -255,7 +255,7 @@ async def test_addressee_must_be_a_dac_and_patient_needs_membership(
     bad_urgency = await _post(client, world.requester, "", **_body(urgency="pressée"))
     assert bad_urgency.status_code == 422
     very = await _post(client, world.requester, "", **_body(urgency="très urgente"))
-    assert very.status_code == 201 and very.json()["urgency"] == "très_urgente"
+    assert very.status_code == 201 and very.json()["urgency"] == "tres_urgente"
 
 
 async def test_dashboard_filters(client: httpx.AsyncClient, world: World, db: AsyncSession) -> None:
@@ -298,11 +298,19 @@ async def test_dashboard_filters(client: httpx.AsyncClient, world: World, db: As
     page = await client.get(
         "/api/v1/requests", params={"mine": True, "limit": 3}, headers=world.requester.headers
     )
-    assert page.json()["next_offset"] == 3
+    assert [ids[r["id"]] for r in page.json()["items"]] == ["var", "draft", "urgent"]
+    cursor = page.json()["next_cursor"]
+    assert cursor
     rest = await client.get(
-        "/api/v1/requests", params={"mine": True, "limit": 3, "offset": 3}, headers=world.requester.headers
+        "/api/v1/requests",
+        params={"mine": True, "limit": 3, "cursor": cursor},
+        headers=world.requester.headers,
     )
-    assert [ids[r["id"]] for r in rest.json()["items"]] == ["old"] and rest.json()["next_offset"] is None
+    assert [ids[r["id"]] for r in rest.json()["items"]] == ["old"] and rest.json()["next_cursor"] is None
+    foreign = await client.get(
+        "/api/v1/requests", params={"cursor": "pas-un-curseur"}, headers=world.requester.headers
+    )
+    assert foreign.status_code == 422
     old = await client.get(f"/api/v1/requests/{old_id}", headers=world.coord.headers)
     assert old.json()["age_days"] == 10
 
