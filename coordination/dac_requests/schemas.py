@@ -5,18 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from coordination import text
 from coordination.contact import Email, Phone
 from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
-from coordination.text import Line200, Line300, Paragraph5000
+from coordination.text import Line200, Line300
 from coordination.vocab import Decision, RequestStatus, Urgency
 
 StructureIdStr = Annotated[
     StructureId, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
 ]
-# Free text that may be left empty (a Paragraph with min_length 0 would not be one of the shared types).
-OptionalParagraph = Paragraph5000 | Annotated[str, StringConstraints(max_length=0)]
+# Free text that may be left empty: the shared paragraph rule (NFC, no control character but line
+# breaks and tabs) with no minimum length.
+OptionalParagraph = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=5000, pattern=text.PARAGRAPH_PATTERN),
+    AfterValidator(text.nfc),
+]
 
 
 class _In(BaseModel):

@@ -374,3 +374,29 @@ async def test_failed_inclusion_rolls_back_answer_and_event(
     req = await db.get(DacRequest, uuid.UUID(rid))
     assert req is not None and req.status == "en_cours" and req.decision is None
     assert not (await db.scalars(select(CircleMember).where(CircleMember.structure_id == DAC))).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("reason", "Chutes\x00"), ("description", "Aidant\x00épuisé"), ("reason", "deux\nlignes")],
+)
+async def test_control_characters_are_refused_in_french(
+    client: httpx.AsyncClient, world: World, field: str, value: str
+) -> None:
+    """Issue 6 item 5: NUL was stored on SQLite and a 500 on PostgreSQL; now a 422 on both."""
+    resp = await _post(client, world.requester, "", **_body(**{field: value}))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["fields"][0]["field"] == field
+    assert "caractère de contrôle" in resp.json()["fields"][0]["error"]
+
+
+async def test_contact_phone_and_email_are_checked(client: httpx.AsyncClient, world: World) -> None:
+    ok = await _post(client, world.requester, "", **_body(contact_email="Equipe@Cabinet-Port.FR"))
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["contact_phone"] == "+33493000000"  # French by default, stored in E.164
+    assert ok.json()["contact_email"] == "Equipe@cabinet-port.fr"
+    bad = await _post(client, world.requester, "", **_body(contact_phone="12", contact_email="x@y"))
+    assert bad.status_code == 422
+    errors = {f["field"]: f["error"] for f in bad.json()["fields"]}
+    assert "numéro de téléphone invalide" in errors["contact_phone"]
+    assert "adresse e-mail invalide" in errors["contact_email"]
