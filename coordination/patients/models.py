@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coordination.db import Base, UTCDateTime, utcnow
@@ -20,10 +20,20 @@ class Patient(Base):
 
     __tablename__ = "patients"
     # Name prefix search walks one of these in order and stops after a page (see
-    # ``service.search_patients``); the birth-name one also serves the duplicate check.
+    # ``service.search_patients``). ``uq_patients_identity`` makes the duplicate check hold under
+    # concurrency (issue 6, item 3): one identity key (normalised birth name, first birth first name,
+    # birth date) has one row per ``homonym_rank``; a creation that did not see a concurrent one
+    # collides on rank 0 and is answered 409 with the candidates (see ``service.create_patient``).
     __table_args__ = (
         Index("ix_patients_search_birth_name", "search_birth_name", "birth_date"),
         Index("ix_patients_search_used_name", "search_used_name", "birth_date"),
+        UniqueConstraint(
+            "search_birth_name",
+            "search_first_given_name",
+            "birth_date",
+            "homonym_rank",
+            name="uq_patients_identity",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -44,6 +54,8 @@ class Patient(Base):
     search_birth_name: Mapped[str] = mapped_column(SearchKey)
     search_used_name: Mapped[str | None] = mapped_column(SearchKey)
     search_first_given_name: Mapped[str] = mapped_column(String(100))
+    # 0 for the first dossier of an identity key; confirmed homonyms (``confirm_duplicate``) get 1, 2...
+    homonym_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     address: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(40))

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -309,17 +309,132 @@ async def _candidates_out(
 # --- creating ------------------------------------------------------------------------------------
 
 
+# How many times a creation that collided with a concurrent one is checked again (each retry sees the
+# rows the others committed, so the second attempt normally answers 409 with them as candidates).
+CREATE_ATTEMPTS = 5
+
+
 async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCreate) -> PatientOut:
     """Create a dossier; the creator becomes its first authorised circle member.
 
     Likely duplicates (same INS; same five strict traits; or homonyms: same birth name, first birth
     first name and birth date) raise ``DuplicateSuspected`` (409 with the candidates' minimal
     identity) unless ``confirm_duplicate`` is set; a confirmed creation gets the ``homonyme``
-    attribute, and so do the existing candidates. The same INS number is never confirmable: an INS
-    identifies one person.
+    attribute and the next ``homonym_rank``, and the existing candidates get the attribute too. The
+    same INS number is never confirmable: an INS identifies one person.
+
+    Concurrency (issue 6, item 3): the check is not trusted alone. The database refuses a second row
+    with the same identity key and rank (``uq_patients_identity``) or INS number, so of concurrent
+    creations that all saw no candidate, one commits and the others fail to insert; those roll back
+    and check again, and now get their 409 with the committed dossier as candidate. Never a 500.
     """
     _check_birth_date(data.birth_date)
     ins_number = _checked_ins(data.ins_number, sex=data.sex)
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return await _create_once(session, actor, data, ins_number)
+        except (IntegrityError, StaleDataError):
+            await session.rollback()
+            logger.info(
+                "patient creation by %s raced a concurrent one (attempt %d)", actor.national_id, attempt
+            )
+    raise Conflict(
+        "Trop de créations simultanées de dossiers pour cette identité : patientez quelques secondes "
+        "puis réessayez (une recherche montrera peut-être le dossier déjà créé).",
+        errcode=ErrCode.CONFLICT,
+    )
+
+
+async def _refuse_duplicates(
+    session: AsyncSession, actor: Actor, found: list[tuple[Patient, str]], *, confirmed: bool
+) -> None:
+    """Raise ``DuplicateSuspected`` (after auditing who saw which candidates) unless the creation may go
+    on: no candidate, or confirmed homonyms without the same INS."""
+    same_ins = [f for f in found if f[1] == "même INS"]
+    if not found or (confirmed and not same_ins):
+        return
+    candidates = await _candidates_out(session, actor, same_ins or found)
+    await audit.record_many(
+        session=session,
+        actor=actor,
+        action="patient.duplicate_candidate",
+        object_type="patient",
+        patient_ids=[c.id for c in candidates],
+    )
+    await session.commit()
+    if same_ins:
+        raise DuplicateSuspected(
+            "Un patient porte déjà ce matricule INS : ouvrez son dossier (demandez à un membre "
+            "de son cercle de vous y ajouter) au lieu d'en créer un second.",
+            candidates=candidates,
+        )
+    raise DuplicateSuspected(
+        "Des patients aux traits d'identité proches existent déjà : vérifiez qu'il ne s'agit "
+        "pas de la même personne. S'il s'agit bien d'une autre personne, renvoyez la demande "
+        "avec « confirm_duplicate » à vrai ; le dossier portera l'attribut « homonyme ».",
+        candidates=candidates,
+    )
+
+
+def _identity_key(patient: Patient) -> tuple[str, str, date]:
+    """What ``uq_patients_identity`` compares (with the rank): normalised birth name, normalised first
+    birth first name, birth date."""
+    return (patient.search_birth_name, patient.search_first_given_name, patient.birth_date)
+
+
+async def _serialise_identity(session: AsyncSession, key: tuple[str, str, date]) -> None:
+    """On PostgreSQL, queue creations of one identity key behind each other until their transaction
+    ends (an advisory lock, no table lock), so confirmed homonyms get their ranks without a storm of
+    retries. SQLite serialises writers itself; on both, ``uq_patients_identity`` is the guarantee."""
+    if session.bind.dialect.name != "postgresql":
+        return
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"patient-identity:{key[0]}|{key[1]}|{key[2].isoformat()}"},
+    )
+
+
+async def _next_homonym_rank(session: AsyncSession, patient: Patient) -> int:
+    """0 when no other dossier has the patient's identity key, else one more than the highest rank."""
+    highest = await session.scalar(
+        select(func.max(Patient.homonym_rank)).where(
+            Patient.search_birth_name == patient.search_birth_name,
+            Patient.search_first_given_name == patient.search_first_given_name,
+            Patient.birth_date == patient.birth_date,
+            Patient.id != patient.id,
+        )
+    )
+    return 0 if highest is None else highest + 1
+
+
+async def _flag_homonyms(
+    session: AsyncSession, actor: Actor, found: list[tuple[Patient, str]], now: datetime
+) -> None:
+    """Identity vigilance: a homonymy concerns both identities, so the existing dossiers get the
+    attribute too (which keeps them "provisoire" until someone resolves it), each change traced."""
+    for existing, _match in found:
+        if not existing.homonyme:
+            existing.homonyme = True
+            existing.updated_at = now
+            _refresh_derived(existing)
+            await audit.record(
+                session=session,
+                actor=actor,
+                action="patient.homonym_flagged",
+                object_type="patient",
+                object_id=existing.id,
+                patient_id=existing.id,
+            )
+
+
+async def _create_once(
+    session: AsyncSession, actor: Actor, data: PatientCreate, ins_number: str | None
+) -> PatientOut:
+    """One attempt of ``create_patient``; ``IntegrityError`` when a concurrent creation won."""
+    await _serialise_identity(
+        session,
+        (rules.search_key(data.birth_name), rules.search_key(data.birth_first_names[0]), data.birth_date),
+    )
     found = await _duplicate_candidates(
         session,
         birth_name=data.birth_name,
@@ -329,30 +444,7 @@ async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCr
         birth_place_code=data.birth_place_code,
         ins_number=ins_number,
     )
-    same_ins = [f for f in found if f[1] == "même INS"]
-    if found and (same_ins or not data.confirm_duplicate):
-        candidates = await _candidates_out(session, actor, same_ins or found)
-        await audit.record_many(
-            session=session,
-            actor=actor,
-            action="patient.duplicate_candidate",
-            object_type="patient",
-            patient_ids=[c.id for c in candidates],
-        )
-        await session.commit()
-        if same_ins:
-            raise DuplicateSuspected(
-                "Un patient porte déjà ce matricule INS : ouvrez son dossier (demandez à un membre "
-                "de son cercle de vous y ajouter) au lieu d'en créer un second.",
-                candidates=candidates,
-            )
-        raise DuplicateSuspected(
-            "Des patients aux traits d'identité proches existent déjà : vérifiez qu'il ne s'agit "
-            "pas de la même personne. S'il s'agit bien d'une autre personne, renvoyez la demande "
-            "avec « confirm_duplicate » à vrai ; le dossier portera l'attribut « homonyme ».",
-            candidates=candidates,
-        )
-
+    await _refuse_duplicates(session, actor, found, confirmed=data.confirm_duplicate)
     now = utcnow()
     patient = Patient(
         id=uuid.uuid4(),
@@ -379,23 +471,10 @@ async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCr
     _apply_document(patient, data.identity_document, actor)
     _apply_insi(patient, data.insi, actor)
     _refresh_derived(patient)
+    patient.homonym_rank = await _next_homonym_rank(session, patient) if found else 0
     session.add(patient)
-    await session.flush()
-    # Identity vigilance: a homonymy concerns both identities, so the existing dossiers get the
-    # attribute too (which keeps them "provisoire" until someone resolves it), each change traced.
-    for existing, _match in found:
-        if not existing.homonyme:
-            existing.homonyme = True
-            existing.updated_at = now
-            _refresh_derived(existing)
-            await audit.record(
-                session=session,
-                actor=actor,
-                action="patient.homonym_flagged",
-                object_type="patient",
-                object_id=existing.id,
-                patient_id=existing.id,
-            )
+    await session.flush()  # the unique constraints speak here when a concurrent creation won
+    await _flag_homonyms(session, actor, found, now)
     circle.add_creator(session=session, actor=actor, patient_id=patient.id)
     await audit.record(
         session=session,
@@ -405,7 +484,7 @@ async def create_patient(*, session: AsyncSession, actor: Actor, data: PatientCr
         object_id=patient.id,
         patient_id=patient.id,
     )
-    await _commit(session)
+    await session.commit()
     logger.info("patient %s created by %s", patient.id, actor.national_id)
     return to_out(patient)
 
@@ -416,10 +495,16 @@ async def _commit(session: AsyncSession) -> None:
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
+        if "ins_number" in str(exc.orig):
+            raise Conflict(
+                "Un patient porte déjà ce matricule INS : recherchez son dossier au lieu d'en créer "
+                "ou d'en modifier un autre.",
+                errcode=ErrCode.INS_EXISTS,
+            ) from exc
         raise Conflict(
-            "Un patient porte déjà ce matricule INS : recherchez son dossier au lieu d'en créer "
-            "ou d'en modifier un autre.",
-            errcode=ErrCode.INS_EXISTS,
+            "Un autre dossier a pris les mêmes traits d'identité au même moment : rechargez le dossier "
+            "puis refaites votre modification.",
+            errcode=ErrCode.STALE_VERSION,
         ) from exc
     except StaleDataError as exc:
         await session.rollback()
@@ -553,6 +638,7 @@ async def update_patient(
     have not been checked (RNIV). Checks sent in the same request are kept.
     """
     patient = await _for_update(session, actor, patient_id, change.version)
+    key_before = _identity_key(patient)
     sent = change.model_fields_set - {"version"}
     for name in STRICT_TRAITS:
         if name in sent and getattr(change, name) is None:
@@ -595,6 +681,11 @@ async def update_patient(
             errcode=ErrCode.INS_EXISTS,
         )
     _refresh_derived(patient)
+    if _identity_key(patient) != key_before:
+        patient.homonym_rank = await _next_homonym_rank(session, patient)
+        if patient.homonym_rank > 0:  # the new traits are those of another dossier: identity vigilance
+            patient.homonyme = True
+            _refresh_derived(patient)
     patient.updated_at = utcnow()
     await audit.record(
         session=session,
