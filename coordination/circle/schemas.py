@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
 
+from coordination.contact import Email, Phone
 from coordination.directory.schemas import PersonCard, StructureCard
-from coordination.patients.schemas import NO_CONTROL, Email, Phone, Text200
+from coordination.text import Line60, Line200
 
 MemberKind = Literal["professional", "structure", "relative"]
 
@@ -28,9 +29,7 @@ SUGGESTED_ROLES = (
     "proche",
 )
 
-Role = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=NO_CONTROL)
-]
+Role = Line60
 NationalIdStr = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
 # A directory key: finess:<n>, siret:<n>, rpps-struct:<id>, fhir:<ref>...
 StructureIdStr = Annotated[
@@ -70,7 +69,7 @@ class RelativeMemberIn(_In):
     """A relative or caregiver typed by hand. Never authorised: a relative never reads the dossier."""
 
     kind: Literal["relative"]
-    name: Text200
+    name: Line200
     relationship: Role = Field(examples=["fille", "conjoint"])
     phone: Phone | None = None
     email: Email | None = None

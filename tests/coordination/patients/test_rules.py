@@ -86,9 +86,9 @@ def test_normalise_drops_typing_separators() -> None:
     ("insi", "document", "attributes", "status"),
     [
         (False, False, {}, "provisoire"),
-        (True, False, {}, "récupérée"),
-        (False, True, {}, "validée"),
-        (True, True, {}, "qualifiée"),
+        (True, False, {}, "recuperee"),
+        (False, True, {}, "validee"),
+        (True, True, {}, "qualifiee"),
         (True, True, {"homonyme": True}, "provisoire"),
         (True, True, {"douteuse": True}, "provisoire"),
         (True, False, {"fictive": True}, "provisoire"),
