@@ -22,12 +22,14 @@ from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
 from coordination.db import utcnow
-from coordination.directory.models import Person, Structure
+from coordination.directory import service as directory
 from coordination.fhir.schemas import FhirBundleOut
+from coordination.ids import PatientId
 from coordination.patients import rules
 from coordination.patients.models import Patient
 from coordination.security import Actor
 from coordination.tasks.models import Task
+from coordination.vocab import DischargeReason, IdentityDocumentType, IdentityStatus, TaskStatus, parse
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +49,23 @@ COMMUNE_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-
 COUNTRY_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R20-Pays/FHIR/TRE-R20-Pays"
 
 _STATUS_CODES = {
-    "provisoire": ("PROV", "Identité provisoire"),
-    "récupérée": ("RECUP", "Identité récupérée"),
-    "validée": ("VALI", "Identité validée"),
-    "qualifiée": ("QUAL", "Identité qualifiée"),
+    IdentityStatus.PROVISOIRE: ("PROV", "Identité provisoire"),
+    IdentityStatus.RECUPEREE: ("RECUP", "Identité récupérée"),
+    IdentityStatus.VALIDEE: ("VALI", "Identité validée"),
+    IdentityStatus.QUALIFIEE: ("QUAL", "Identité qualifiée"),
 }
 _GENDER = {"F": "female", "M": "male", "I": "other"}
-_TASK_STATUS = {
-    "à_faire": "requested",
-    "en_cours": "in-progress",
-    "terminée": "completed",
-    "annulée": "cancelled",
+_TASK_STATUS: dict[str, str] = {
+    TaskStatus.A_FAIRE: "requested",
+    TaskStatus.EN_COURS: "in-progress",
+    TaskStatus.TERMINEE: "completed",
+    TaskStatus.ANNULEE: "cancelled",
 }
 _TASK_PRIORITY = {"basse": "routine", "normale": "routine", "haute": "urgent"}
+
+
+def _document_label(code: str | None) -> str:
+    return parse(IdentityDocumentType, code).label if code else ""
 
 
 def _ref(resource_id: uuid.UUID) -> str:
@@ -94,7 +100,10 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
             {"url": "validationDate", "valueDate": patient.identity_document_checked_at.date().isoformat()}
         )
         reliability.append(
-            {"url": "validationMode", "valueCoding": {"display": patient.identity_document_type or ""}}
+            {
+                "url": "validationMode",
+                "valueCoding": {"display": _document_label(patient.identity_document_type)},
+            }
         )
     extensions: list[dict[str, Any]] = [{"url": RELIABILITY_URL, "extension": reliability}]
     for attribute in forced:
@@ -132,7 +141,7 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
     ]
     # The national identity-vigilance rules (RNIV, référentiel INS) allow the INS to be shared only
     # once the identity is "qualifiée": before that the number is kept but never exported.
-    if patient.ins_number and patient.identity_status == "qualifiée":
+    if patient.ins_number and status is IdentityStatus.QUALIFIEE:
         nia = rules.is_nia(patient.ins_number)
         identifiers.append(
             {
@@ -171,7 +180,11 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
         resource["telecom"] = telecom
     if patient.address:
         resource["address"] = [{"text": patient.address}]
-    if patient.status == "sortie" and patient.discharge_reason == "décès" and patient.discharge_date:
+    if (
+        patient.status == "sortie"
+        and patient.discharge_reason == DischargeReason.DECES
+        and patient.discharge_date
+    ):
         resource["deceasedDateTime"] = patient.discharge_date.isoformat()
     return resource
 
@@ -180,33 +193,27 @@ async def _care_team(
     session: AsyncSession, patient: Patient, members: list[CircleMember]
 ) -> list[dict[str, Any]]:
     """The CareTeam resource, then one RelatedPerson per relative."""
-    nids = [m.national_id for m in members if m.national_id]
-    sids = [m.structure_id for m in members if m.structure_id]
-    persons: dict[str, Person] = {}
-    structures: dict[str, Structure] = {}
-    if nids:
-        rows = await session.scalars(select(Person).where(Person.national_id.in_(nids)))
-        persons = {p.national_id: p for p in rows}
-    if sids:
-        found = await session.scalars(select(Structure).where(Structure.structure_id.in_(sids)))
-        structures = {s.structure_id: s for s in found}
+    persons = await directory.display_names(
+        session=session, national_ids=[m.national_id for m in members if m.national_id]
+    )
+    structures = await directory.structure_names(
+        session=session, structure_ids=[m.structure_id for m in members if m.structure_id]
+    )
     participants: list[dict[str, Any]] = []
     related: list[dict[str, Any]] = []
     for m in members:
         role = [{"text": m.role}]
         if m.kind == "professional" and m.national_id:
-            person = persons.get(m.national_id)
             member_ref: dict[str, Any] = {
                 "type": "Practitioner",
                 "identifier": {"system": IDNATPS_SYSTEM, "value": m.national_id},
             }
-            if person is not None:
-                member_ref["display"] = f"{person.given_name} {person.family_name}".strip()
+            if m.national_id in persons:
+                member_ref["display"] = persons[m.national_id]
         elif m.kind == "structure" and m.structure_id:
-            structure = structures.get(m.structure_id)
             member_ref = {"type": "Organization", "identifier": _structure_identifier(m.structure_id)}
-            if structure is not None:
-                member_ref["display"] = structure.name
+            if m.structure_id in structures:
+                member_ref["display"] = structures[m.structure_id]
         else:
             person_resource: dict[str, Any] = {
                 "resourceType": "RelatedPerson",
@@ -274,7 +281,7 @@ def _task_resource(patient: Patient, task: Task) -> dict[str, Any]:
     return resource
 
 
-async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> FhirBundleOut:
+async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: PatientId) -> FhirBundleOut:
     """The dossier as a FHIR R4 ``collection`` Bundle (authorised members only, audited)."""
     patient = await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     members = await circle.members_of(session=session, patient_id=patient_id)
