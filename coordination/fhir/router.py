@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter
 
 from coordination.db import SessionDep
-from coordination.ids import PatientId
 from coordination.fhir import service
 from coordination.fhir.schemas import FhirBundleOut
+from coordination.ids import PatientId
 from coordination.security import CurrentActor
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}/fhir", tags=["FHIR"])
