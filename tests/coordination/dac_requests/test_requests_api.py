@@ -316,35 +316,15 @@ async def test_dashboard_filters(client: httpx.AsyncClient, world: World, db: As
 
 
 @pytest.mark.parametrize("who", ["outsider", "delisted"])
-async def test_every_endpoint_refuses_outsiders_and_delisted(
-    client: httpx.AsyncClient, world: World, who: str
-) -> None:
+async def test_dashboard_of_outsiders_and_delisted(client: httpx.AsyncClient, world: World, who: str) -> None:
+    """Each request route is in tests/coordination/test_access_matrix.py; here, the dashboard."""
     rid = (await _post(client, world.requester, "", **_body(patient_id=str(world.patient)))).json()["id"]
     await _post(client, world.requester, f"/{rid}/send", version=1)
     pro: Pro = getattr(world, who)
-    h = pro.headers
-    calls = [
-        await client.post(
-            "/api/v1/requests",
-            json=_body(patient_id=str(world.patient), requester_structure_id=None),
-            headers=h,
-        ),
-        await client.get(f"/api/v1/requests/{rid}", headers=h),
-        await client.patch(f"/api/v1/requests/{rid}", json={"version": 2, "reason": "x"}, headers=h),
-        await client.post(f"/api/v1/requests/{rid}/send", json={"version": 2}, headers=h),
-        await client.post(f"/api/v1/requests/{rid}/cancel", json={"version": 2}, headers=h),
-        await client.post(f"/api/v1/requests/{rid}/take", json={"version": 2}, headers=h),
-        await client.post(
-            f"/api/v1/requests/{rid}/answer", json={"version": 2, "decision": "acceptée"}, headers=h
-        ),
-    ]
-    for resp in calls:
-        assert resp.status_code in (403, 404), (resp.request.url, resp.text)
-    listed = await client.get("/api/v1/requests", headers=h)
+    listed = await client.get("/api/v1/requests", headers=pro.headers)
     if who == "delisted":
         # Even though they still have an activity at the DAC in the directory.
         assert listed.status_code == 403 and listed.json()["errcode"] == "AZ_INACTIVE"
-        assert all(r.json()["errcode"] == "AZ_INACTIVE" for r in calls)
     else:
         assert listed.status_code == 200 and listed.json()["items"] == []
 
