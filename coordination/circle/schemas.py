@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstrai
 
 from coordination.contact import Email, Phone
 from coordination.directory.schemas import PersonCard, StructureCard
+from coordination.ids import MemberId, PatientId
 from coordination.text import Line60, Line200
 
 MemberKind = Literal["professional", "structure", "relative"]
@@ -118,8 +118,8 @@ class MemberUpdate(_In):
 class MemberOut(BaseModel):
     """A circle member as listed. ``has_access`` tells whether this member can read the dossier now."""
 
-    id: uuid.UUID
-    patient_id: uuid.UUID
+    id: MemberId
+    patient_id: PatientId
     kind: MemberKind
     national_id: str | None = None
     structure_id: str | None = None
@@ -142,8 +142,3 @@ class MemberCard(MemberOut):
 
     person: PersonCard | None = None
     structure: StructureCard | None = None
-
-
-class CircleOut(BaseModel):
-    patient_id: uuid.UUID
-    members: list[MemberOut]

@@ -380,3 +380,15 @@ async def active_dac_ids(*, session: AsyncSession, structure_ids: Iterable[str])
         )
     )
     return set(rows)
+
+
+async def bound_user_ids(*, session: AsyncSession, national_ids: Iterable[str]) -> dict[str, str]:
+    """``{national_id: Matrix user ID}`` of those of ``national_ids`` bound to an account (active or
+    not: the caller decides what an inactive one may do)."""
+    ids = sorted(set(national_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(AccountBinding.national_id, AccountBinding.user_id).where(AccountBinding.national_id.in_(ids))
+    )
+    return {nid: uid for nid, uid in rows.tuples()}

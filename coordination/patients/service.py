@@ -499,7 +499,7 @@ async def _create_once(
     session.add(patient)
     await session.flush()  # the unique constraints speak here when a concurrent creation won
     await _flag_homonyms(session, actor, found, now)
-    circle.add_creator(session=session, actor=actor, patient_id=patient.id)
+    circle.add_creator(session=session, actor=actor, patient_id=PatientId(patient.id))
     await audit.record(
         session=session,
         actor=actor,

@@ -53,7 +53,7 @@ async def test_creation_makes_the_creator_the_first_authorised_member(
 
     circle = await client.get(f"/api/v1/patients/{created['id']}/circle", headers=alice.headers)
     assert circle.status_code == 200
-    [member] = circle.json()["members"]
+    [member] = circle.json()["items"]
     assert (member["national_id"], member["habilite"], member["has_access"]) == (
         alice.national_id,
         True,
