@@ -152,13 +152,13 @@ def _identifiers(patient: Patient, status: IdentityStatus) -> list[Identifier]:
 
 
 def _names(patient: Patient) -> list[HumanName]:
-    names = [HumanName(use="official", family=patient.birth_name, given=list(patient.birth_given_names))]
-    if patient.used_name or patient.used_given_name:
+    names = [HumanName(use="official", family=patient.birth_name, given=list(patient.birth_first_names))]
+    if patient.used_name or patient.used_first_name:
         names.append(
             HumanName(
                 use="usual",
                 family=patient.used_name or patient.birth_name,
-                given=[patient.used_given_name] if patient.used_given_name else None,
+                given=[patient.used_first_name] if patient.used_first_name else None,
             )
         )
     return names
@@ -183,7 +183,7 @@ def patient_resource(patient: Patient) -> FhirPatient:
     deceased = patient.status == "sortie" and patient.discharge_reason == DischargeReason.DECES
     return FhirPatient(
         id=str(patient.id),
-        extension=[*_reliability(patient, status, forced), _birth_place(patient.birthplace_code)],
+        extension=[*_reliability(patient, status, forced), _birth_place(patient.birth_place_code)],
         identifier=_identifiers(patient, status),
         active=patient.status == "active",
         name=_names(patient),

@@ -42,14 +42,14 @@ class Patient(Base):
 
     # The five strict traits.
     birth_name: Mapped[str] = mapped_column(String(100))
-    birth_given_names: Mapped[list[str]] = mapped_column(JSON)
-    first_birth_given_name: Mapped[str] = mapped_column(String(100))
+    birth_first_names: Mapped[list[str]] = mapped_column(JSON)
+    first_birth_first_name: Mapped[str] = mapped_column(String(100))
     birth_date: Mapped[date] = mapped_column(Date)
     sex: Mapped[str] = mapped_column(String(1))  # "F", "M", "I" (indéterminé)
-    birthplace_code: Mapped[str] = mapped_column(String(5))  # INSEE code; "99xxx" born abroad
+    birth_place_code: Mapped[str] = mapped_column(String(5))  # INSEE code; "99xxx" born abroad
 
     used_name: Mapped[str | None] = mapped_column(String(100))
-    used_given_name: Mapped[str | None] = mapped_column(String(100))
+    used_first_name: Mapped[str | None] = mapped_column(String(100))
 
     search_birth_name: Mapped[str] = mapped_column(SearchKey)
     search_used_name: Mapped[str | None] = mapped_column(SearchKey)

@@ -55,22 +55,9 @@ logger = logging.getLogger(__name__)
 OLDEST_BIRTH_DATE = date(1890, 1, 1)
 # A check recorded "now" by a client whose clock is a little ahead must not be refused.
 CLOCK_SKEW = timedelta(minutes=5)
-# API field -> Patient column, for the fields a PATCH copies as they are.
-STRICT_TRAITS = {
-    "birth_name": "birth_name",
-    "birth_first_names": "birth_given_names",
-    "birth_date": "birth_date",
-    "sex": "sex",
-    "birth_place_code": "birthplace_code",
-}
-PLAIN_FIELDS = {
-    **STRICT_TRAITS,
-    "used_name": "used_name",
-    "used_first_name": "used_given_name",
-    "address": "address",
-    "phone": "phone",
-    "email": "email",
-}
+# The fields a PATCH copies as they are (API field names are the column names).
+STRICT_TRAITS = ("birth_name", "birth_first_names", "birth_date", "sex", "birth_place_code")
+PLAIN_FIELDS = (*STRICT_TRAITS, "used_name", "used_first_name", "address", "phone", "email")
 
 
 class DuplicateSuspected(Conflict):
@@ -130,10 +117,10 @@ def _checked_ins(value: str | None, *, sex: str) -> str | None:
 
 def _refresh_derived(patient: Patient) -> None:
     """Recompute what the client never sends: search keys and the identity status."""
-    patient.first_birth_given_name = patient.birth_given_names[0]
+    patient.first_birth_first_name = patient.birth_first_names[0]
     patient.search_birth_name = rules.search_key(patient.birth_name)
     patient.search_used_name = rules.search_key(patient.used_name) if patient.used_name else None
-    patient.search_first_given_name = rules.search_key(patient.first_birth_given_name)
+    patient.search_first_given_name = rules.search_key(patient.first_birth_first_name)
     status, _forced = rules.identity_status(
         insi_retrieved=patient.insi_retrieved_at is not None,
         document_checked=patient.identity_document_checked_at is not None,
@@ -189,13 +176,13 @@ def to_out(patient: Patient) -> PatientOut:
         id=PatientId(patient.id),
         version=patient.version,
         birth_name=patient.birth_name,
-        birth_first_names=list(patient.birth_given_names),
-        first_birth_first_name=patient.first_birth_given_name,
+        birth_first_names=list(patient.birth_first_names),
+        first_birth_first_name=patient.first_birth_first_name,
         birth_date=patient.birth_date,
         sex=patient.sex,
-        birth_place_code=patient.birthplace_code,
+        birth_place_code=patient.birth_place_code,
         used_name=patient.used_name,
-        used_first_name=patient.used_given_name,
+        used_first_name=patient.used_first_name,
         address=patient.address,
         phone=patient.phone,
         email=patient.email,
@@ -221,9 +208,9 @@ def _summary(patient: Patient, *, is_member: bool) -> PatientSummary:
     return PatientSummary(
         id=PatientId(patient.id),
         birth_name=patient.birth_name,
-        first_birth_first_name=patient.first_birth_given_name,
+        first_birth_first_name=patient.first_birth_first_name,
         used_name=patient.used_name,
-        used_first_name=patient.used_given_name,
+        used_first_name=patient.used_first_name,
         birth_date=patient.birth_date,
         sex=patient.sex,
         identity_status=parse(IdentityStatus, patient.identity_status),
@@ -292,7 +279,7 @@ async def _duplicate_candidates(
     for p in await session.scalars(stmt):
         if ins_number and p.ins_number == ins_number:
             match = "même INS"
-        elif p.sex == sex and p.birthplace_code == birth_place_code:
+        elif p.sex == sex and p.birth_place_code == birth_place_code:
             match = "identique"
         else:
             match = "homonyme"
@@ -473,12 +460,12 @@ async def _create_once(
     patient = Patient(
         id=uuid.uuid4(),
         birth_name=data.birth_name,
-        birth_given_names=list(data.birth_first_names),
+        birth_first_names=list(data.birth_first_names),
         birth_date=data.birth_date,
         sex=data.sex,
-        birthplace_code=data.birth_place_code,
+        birth_place_code=data.birth_place_code,
         used_name=data.used_name,
-        used_given_name=data.used_first_name,
+        used_first_name=data.used_first_name,
         address=data.address,
         phone=data.phone,
         email=data.email,
@@ -706,12 +693,9 @@ def _apply_fields(patient: Patient, changed: dict[str, Any], actor: Actor) -> No
         if name in changed and changed[name] is None:
             raise Invalid("Ce trait strict d'identité ne peut pas être effacé.", field=name)
     traits_changed = any(
-        name in changed and changed[name] != getattr(patient, column)
-        for name, column in STRICT_TRAITS.items()
+        name in changed and changed[name] != getattr(patient, name) for name in STRICT_TRAITS
     )
-    for name, column in PLAIN_FIELDS.items():
-        if name in changed:
-            setattr(patient, column, changed[name])
+    patch.apply(patient, {name: changed[name] for name in PLAIN_FIELDS if name in changed})
     if "birth_date" in changed:
         _check_birth_date(patient.birth_date)
     if traits_changed:
