@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= var
-SOURCES  := synapse_module coordination ror_sync azurezo_cli
+SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli
 
 .PHONY: run test lint typecheck check clean bench-import bench-invite bench-service
 
@@ -27,12 +27,15 @@ PACKAGE_MARKERS := $(wildcard */__init__.py)
 run: .stamp-install
 	$(BIN)/azurezo --home $(HOME_DIR) up
 
+# curl runs the README's session (tests/integration/test_cli_readme.py).
 test: .stamp-install-test
+	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: .stamp-install-test
 	$(BIN)/ruff check $(SOURCES) tests bench
 	$(BIN)/ruff format --check $(SOURCES) tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: .stamp-install-test
 	$(BIN)/mypy $(SOURCES)
@@ -41,7 +44,7 @@ check: lint typecheck test
 
 # Benchmarks (never part of `make test`); figures and how to read them: bench/README.md.
 bench-import: .stamp-install-test
-	@command -v sqlite3 >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq sqlite3 time; }
+	@command -v sqlite3 >/dev/null && command -v psql >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq sqlite3 time postgresql-client; }
 	$(BIN)/python bench/bench_import.py $(BENCH_ARGS)
 
 bench-invite: .stamp-install-test

@@ -15,12 +15,13 @@ import re
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from azurezo_cli.home import BOT_LOCALPART, NOTICES_LOCALPART, Home
 from coordination.db import make_engine, make_sessionmaker
+from coordination.directory import service as directory
 from coordination.directory.models import AccountBinding
-from coordination.directory.service import bind_account
+from coordination.directory.schemas import BindingStatus
 from coordination.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -174,11 +175,11 @@ async def bind(*, home: Home, national_id: str, user_id: str) -> bool:
     engine = make_engine(home.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            existing = await session.get(AccountBinding, user_id)
-            if existing is not None and existing.national_id == national_id:
+            existing = await directory.binding_for_user(session=session, user_id=user_id)
+            if existing is not None and existing.national_id == national_id.strip().upper():
                 return False
             try:
-                await bind_account(session=session, national_id=national_id, user_id=user_id)
+                await directory.bind_account(session=session, national_id=national_id, user_id=user_id)
                 await session.commit()
             except ServiceError as exc:
                 await session.rollback()
@@ -195,7 +196,8 @@ async def unbind(*, home: Home, national_id: str, user_id: str) -> None:
         async with make_sessionmaker(engine)() as session:
             await session.execute(
                 delete(AccountBinding).where(
-                    AccountBinding.user_id == user_id, AccountBinding.national_id == national_id
+                    AccountBinding.user_id == user_id,
+                    AccountBinding.national_id == national_id.strip().upper(),
                 )
             )
             await session.commit()
@@ -203,14 +205,12 @@ async def unbind(*, home: Home, national_id: str, user_id: str) -> None:
         await engine.dispose()
 
 
-async def binding_of(*, home: Home, user_id: str) -> str | None:
-    """The national id bound to ``user_id``, if any."""
+async def binding_of(*, home: Home, user_id: str) -> BindingStatus | None:
+    """The directory identity bound to ``user_id`` (the directory's ``binding_for_user``), if any."""
     engine = make_engine(home.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            return await session.scalar(
-                select(AccountBinding.national_id).where(AccountBinding.user_id == user_id)
-            )
+            return await directory.binding_for_user(session=session, user_id=user_id)
     finally:
         await engine.dispose()
 

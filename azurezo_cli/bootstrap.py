@@ -111,14 +111,43 @@ def ensure_demo_passwords(home: Home, demo: list[DemoAccount]) -> Home:
     return home
 
 
-async def provision_accounts(home: Home, demo: list[DemoAccount]) -> None:
-    """Create the bot account and the demo accounts on the running stack (idempotent)."""
+@dataclass(frozen=True)
+class Skipped:
+    """A demo account that could not be created, and why (a French sentence)."""
+
+    account: DemoAccount
+    reason: str
+
+
+async def provision_accounts(home: Home, demo: list[DemoAccount]) -> list[Skipped]:
+    """Create the bot account and the demo accounts on the running stack (idempotent).
+
+    A demo account that cannot be created (its person deactivated by a real import, for example)
+    is skipped and returned with the reason: the demo must never stop an instance from starting
+    (issue 6, item 10). The bot's account is required.
+    """
     await accounts.ensure_service_account(home=home, localpart=home.bot_localpart, password=home.bot_password)
+    skipped = []
     for account in demo:
-        await accounts.create_account(
-            home=home,
-            national_id=account.national_id,
-            localpart=account.localpart,
-            password=home.demo_passwords[account.localpart],
-            exist_ok=True,
-        )
+        status = await accounts.binding_of(home=home, user_id=home.user_id(account.localpart))
+        if status is not None and not status.active:
+            skipped.append(
+                Skipped(
+                    account,
+                    f"{status.display_name} ({status.national_id}) n'est plus actif dans l'annuaire "
+                    "national (un import l'a désactivé) : son compte reste bloqué tant qu'un import "
+                    "ne le réactive pas.",
+                )
+            )
+            continue
+        try:
+            await accounts.create_account(
+                home=home,
+                national_id=account.national_id,
+                localpart=account.localpart,
+                password=home.demo_passwords[account.localpart],
+                exist_ok=True,
+            )
+        except accounts.AccountError as exc:
+            skipped.append(Skipped(account, " ".join(str(exc).split())))
+    return skipped

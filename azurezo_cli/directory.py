@@ -25,6 +25,7 @@ app = typer.Typer(
 
 class _HasDatabase(Protocol):
     database_url: str
+    path: Path
 
 
 def _fail(message: str) -> NoReturn:
@@ -38,6 +39,12 @@ def _database_url(ctx: typer.Context) -> str:
     if not isinstance(url, str) or not url:
         _fail("aucune instance : lancez d'abord « azurezo up » (ou précisez --home).")
     return url
+
+
+def _temp_dir(ctx: typer.Context) -> Path | None:
+    """``<home>/tmp``: an import's temporary files stay in the home, swept after a crash."""
+    home = getattr(ctx.obj, "path", None)
+    return Path(home) / "tmp" if home is not None else None
 
 
 def _print_report(report: Any) -> None:
@@ -79,9 +86,10 @@ def import_rpps_command(
 ) -> None:
     """Importer une extraction RPPS complète : c'est un instantané du RPPS (les professionnels absents
     sont désactivés, ceux qui reviennent sont réactivés). Les lignes mal formées sont signalées avec leur
-    numéro de ligne, sans arrêter l'import. Un import qui désactiverait plus de 5 % des professionnels
-    actifs (et plus de 50) est refusé : fichier tronqué ou erroné ? Code de sortie 1 si le fichier est
-    illisible ou l'import refusé ; l'annuaire reste alors intact."""
+    numéro de ligne, sans arrêter l'import. Est refusé, sauf --allow-mass-deactivation, un import sans
+    aucune ligne valide, ou qui désactiverait tous les professionnels actifs, ou plus de 5 % d'entre eux
+    (et plus de 50) : fichier tronqué ou erroné ? Code de sortie 1 si le fichier est illisible ou
+    l'import refusé ; l'annuaire reste alors intact."""
     from ror_sync.importer import MassDeactivationError, import_rpps
     from ror_sync.rpps import RppsFormatError
 
@@ -95,6 +103,7 @@ def import_rpps_command(
             progress=True,
             allow_mass_deactivation=allow_mass_deactivation,
             max_deactivation_ratio=max_deactivation_ratio,
+            temp_dir=_temp_dir(ctx),
         )
     except RppsFormatError as exc:
         _fail(f"{exc} Rien n'a été importé.")

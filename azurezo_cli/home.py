@@ -15,6 +15,9 @@ Everything an instance needs to run lives under its home, written once at first 
     logs/                            one log file per process started by ``azurezo up``
 
 Secrets come from ``secrets`` and are never defaulted: a home is the only place they exist.
+azurezo.json is parsed once by the frozen pydantic model ``HomeFile`` (unknown keys refused, secrets
+as ``SecretStr``; every error a French ``HomeError`` naming the key) into the ``Home`` the rest of
+the package uses; a ``Home``'s repr never shows a secret.
 
 PostgreSQL (the production choice): azurezo.json ``synapse_database_url`` (a libpq URL,
 ``postgresql://user:password@host:5432/dbname``) and ``database_url`` (the service's async
@@ -33,7 +36,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from coordination.settings import Settings
 
@@ -75,10 +82,11 @@ def new_password() -> str:
 
 @dataclass(frozen=True)
 class Secrets:
-    registration_shared_secret: str
-    macaroon_secret_key: str
-    form_secret: str
-    internal_api_secret: str
+    # repr=False: a Home printed in a traceback or a log never shows a secret.
+    registration_shared_secret: str = field(repr=False)
+    macaroon_secret_key: str = field(repr=False)
+    form_secret: str = field(repr=False)
+    internal_api_secret: str = field(repr=False)
 
     @classmethod
     def generate(cls) -> Secrets:
@@ -95,14 +103,14 @@ class Home:
     service_port: int
     profile: Profile
     secrets: Secrets
-    bot_password: str
+    bot_password: str = field(repr=False)
     # Federation is off unless peers are listed here (azurezo.json "federation_peers").
     federation_peers: tuple[str, ...] = ()
     database_url_override: str | None = None
     # Synapse's PostgreSQL database (libpq URL); None: SQLite inside the home.
     synapse_database_url: str | None = None
     # Generated passwords of the demo accounts, by localpart (printed by `azurezo up`).
-    demo_passwords: Mapping[str, str] = field(default_factory=dict)
+    demo_passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
     demo_imported: bool = False
     # Chosen at creation (`--no-demo` for a real instance): import the fictitious demo directory
     # and provision its accounts.
@@ -228,8 +236,16 @@ def save_home(home: Home) -> None:
     write_private(home.settings_file, json.dumps(home.to_json(), indent=2, ensure_ascii=False) + "\n")
 
 
+def _is_server_name(name: str) -> bool:
+    return bool(_SERVER_NAME.match(name))
+
+
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
 def _check_server_name(name: str) -> str:
-    if not _SERVER_NAME.match(name):
+    if not _is_server_name(name):
         raise HomeError(
             f"Nom de serveur invalide : « {name} ». Donnez un nom de domaine "
             "(ex. azurezo.exemple.fr), éventuellement suivi de :port."
@@ -238,66 +254,156 @@ def _check_server_name(name: str) -> str:
 
 
 def _check_port(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+    if not _is_port(value):
         raise HomeError(f"Port {what} invalide : « {value} ». Donnez un entier entre 1 et 65535.")
-    return value
+    return int(value)
 
 
-def _parse(path: Path, raw: Mapping[str, Any]) -> Home:
-    """Parse azurezo.json; every error names the bad key."""
-    where = path / HOME_FILE
-    try:
-        if raw.get("format") != HOME_FORMAT:
-            raise HomeError(f"{where} : format {raw.get('format')!r} inconnu (attendu {HOME_FORMAT}).")
-        raw_secrets = raw["secrets"]
-        for name in _SECRET_NAMES:
-            value = raw_secrets.get(name)
-            if not isinstance(value, str) or len(value) < 32:
-                raise HomeError(
-                    f"{where} : le secret « {name} » est absent ou trop court (32 caractères au "
-                    "moins). Ne modifiez pas les secrets à la main ; restaurez le fichier d'origine."
-                )
-        profile = raw.get("profile", "production")
-        if profile not in ("production", "test"):
-            raise HomeError(f"{where} : « profile » vaut {profile!r} ; attendu production ou test.")
-        peers = raw.get("federation_peers") or []
-        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
-            raise HomeError(
-                f"{where} : « federation_peers » doit être une liste de noms de serveurs, "
-                'par exemple ["autre-region.exemple.fr"].'
+# --- the home file (azurezo.json), parsed once into frozen pydantic models --------------------------
+
+
+class _FileModel(BaseModel):
+    # strict: what `save_home` writes is exactly typed; a hand edit that changes a type is an error.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SecretsFile(_FileModel):
+    """``secrets`` of azurezo.json: generated once, never typed by hand."""
+
+    registration_shared_secret: SecretStr
+    macaroon_secret_key: SecretStr
+    form_secret: SecretStr
+    internal_api_secret: SecretStr
+
+    @field_validator("*")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "secret trop court (32 caractères au moins). Ne modifiez pas les secrets à la main ; "
+                "restaurez le fichier d'origine."
             )
-        for peer in peers:
-            _check_server_name(peer)
-        database_url = raw.get("database_url")
-        if database_url is not None and not isinstance(database_url, str):
-            raise HomeError(f"{where} : « database_url » doit être une URL SQLAlchemy ou null.")
-        synapse_database_url = raw.get("synapse_database_url")
-        if synapse_database_url is not None and not _is_postgres_url(synapse_database_url):
-            raise HomeError(
-                f"{where} : « synapse_database_url » doit être null (SQLite) ou une URL "
-                "PostgreSQL, par exemple postgresql://azurezo@127.0.0.1:5432/azurezo_synapse."
+        return value
+
+
+class HomeFile(_FileModel):
+    """azurezo.json as written by ``save_home``. Keys added later have defaults, so every older
+    home keeps loading; unknown keys are refused (a typo must not be silently ignored)."""
+
+    format: Literal[1]
+    server_name: str
+    synapse_port: int
+    service_port: int
+    profile: Profile = "production"
+    federation_peers: tuple[str, ...] | None = None
+    database_url: str | None = None
+    synapse_database_url: str | None = None
+    secrets: SecretsFile
+    bot_password: SecretStr
+    demo_passwords: dict[str, SecretStr] | None = None
+    demo_imported: bool = False
+    demo_enabled: bool = True
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name(cls, value: str) -> str:
+        if not _is_server_name(value):
+            raise ValueError(_EXPECTED["server_name"])
+        return value
+
+    @field_validator("synapse_port", "service_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not _is_port(value):
+            raise ValueError(_EXPECTED["synapse_port"])
+        return value
+
+    @field_validator("federation_peers")
+    @classmethod
+    def _peers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for peer in value or ():
+            if not _is_server_name(peer):
+                raise ValueError(f"« {peer} » n'est pas un nom de serveur ; {_EXPECTED['federation_peers']}")
+        return value
+
+    @field_validator("synapse_database_url")
+    @classmethod
+    def _synapse_database(cls, value: str | None) -> str | None:
+        if value is not None and not _is_postgres_url(value):
+            raise ValueError(_EXPECTED["synapse_database_url"])
+        return value
+
+    @field_validator("bot_password")
+    @classmethod
+    def _bot_password(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "mot de passe trop court (16 caractères au moins) ; restaurez le fichier d'origine."
             )
-        demo_passwords = raw.get("demo_passwords") or {}
-        bot_password = raw["bot_password"]
-        if not isinstance(bot_password, str) or len(bot_password) < 16:
-            raise HomeError(f"{where} : « bot_password » est absent ou trop court.")
+        return value
+
+    def to_home(self, path: Path) -> Home:
         return Home(
             path=path,
-            server_name=_check_server_name(str(raw["server_name"])),
-            synapse_port=_check_port(raw["synapse_port"], "Synapse"),
-            service_port=_check_port(raw["service_port"], "du service"),
-            profile=profile,
-            secrets=Secrets(**{name: raw_secrets[name] for name in _SECRET_NAMES}),
-            bot_password=bot_password,
-            federation_peers=tuple(peers),
-            database_url_override=database_url,
-            synapse_database_url=synapse_database_url,
-            demo_passwords={str(k): str(v) for k, v in demo_passwords.items()},
-            demo_imported=bool(raw.get("demo_imported", False)),
-            demo_enabled=bool(raw.get("demo_enabled", True)),
+            server_name=self.server_name,
+            synapse_port=self.synapse_port,
+            service_port=self.service_port,
+            profile=self.profile,
+            secrets=Secrets(
+                **{name: getattr(self.secrets, name).get_secret_value() for name in _SECRET_NAMES}
+            ),
+            bot_password=self.bot_password.get_secret_value(),
+            federation_peers=self.federation_peers or (),
+            database_url_override=self.database_url,
+            synapse_database_url=self.synapse_database_url,
+            demo_passwords={k: v.get_secret_value() for k, v in (self.demo_passwords or {}).items()},
+            demo_imported=self.demo_imported,
+            demo_enabled=self.demo_enabled,
         )
-    except KeyError as exc:
-        raise HomeError(f"{where} : la clé {exc} manque. Restaurez le fichier d'origine.") from exc
+
+
+# What each key must hold, in French, for error messages.
+_EXPECTED = {
+    "format": f"attendu {HOME_FORMAT} ; ce fichier vient d'une autre version d'AZUREZO.",
+    "server_name": "donnez un nom de domaine (ex. azurezo.exemple.fr), éventuellement suivi de :port.",
+    "synapse_port": "donnez un entier entre 1 et 65535.",
+    "service_port": "donnez un entier entre 1 et 65535.",
+    "profile": "attendu production ou test.",
+    "federation_peers": 'donnez une liste de noms de serveurs, par exemple ["autre-region.exemple.fr"].',
+    "database_url": "donnez une URL SQLAlchemy (chaîne) ou null.",
+    "synapse_database_url": (
+        "donnez null (SQLite) ou une URL PostgreSQL, par exemple "
+        "postgresql://azurezo@127.0.0.1:5432/azurezo_synapse."
+    ),
+    "secrets": "restaurez le fichier d'origine (les secrets ne se modifient pas à la main).",
+    "bot_password": "restaurez le fichier d'origine.",
+    "demo_passwords": "restaurez le fichier d'origine.",
+    "demo_imported": "attendu true ou false.",
+    "demo_enabled": "attendu true ou false.",
+}
+
+
+def _home_file_error(where: Path, error: ErrorDetails) -> HomeError:
+    """One French sentence naming the bad key (never its value: it may be a secret)."""
+    key = ".".join(str(part) for part in error["loc"])
+    top = str(error["loc"][0]) if error["loc"] else ""
+    kind = error["type"]
+    if kind == "json_invalid":
+        return HomeError(f"{where} est illisible (JSON invalide). Restaurez-le.")
+    if kind == "model_type" and not error["loc"]:
+        return HomeError(f"{where} doit contenir un objet JSON. Restaurez-le.")
+    if kind == "missing":
+        return HomeError(f"{where} : la clé « {key} » manque. Restaurez le fichier d'origine.")
+    if kind == "extra_forbidden":
+        return HomeError(
+            f"{where} : clé « {key} » inconnue ; retirez-la (faute de frappe ?) ou restaurez le "
+            "fichier d'origine."
+        )
+    if kind == "value_error":
+        reason = str(error.get("ctx", {}).get("error", ""))
+        return HomeError(f"{where} : « {key} » invalide : {reason}")
+    expected = _EXPECTED.get(top, "restaurez le fichier d'origine.")
+    return HomeError(f"{where} : « {key} » invalide : {expected}")
 
 
 def load_home(path: Path) -> Home:
@@ -310,12 +416,14 @@ def load_home(path: Path) -> Home:
             "(ou `make run`), qui l'initialise."
         )
     try:
-        raw = json.loads(settings_file.read_text(encoding="utf-8"))
+        text = settings_file.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
         raise HomeError(f"{settings_file} est illisible ({exc}). Restaurez-le.") from exc
-    if not isinstance(raw, dict):
-        raise HomeError(f"{settings_file} doit contenir un objet JSON. Restaurez-le.")
-    return _parse(path, raw)
+    try:
+        parsed = HomeFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise _home_file_error(settings_file, exc.errors()[0]) from None
+    return parsed.to_home(path)
 
 
 def _write_signing_key(home: Home) -> None:
@@ -428,17 +536,26 @@ def _check_distinct_ports(home: Home) -> None:
         )
 
 
+def _parse_url(value: str) -> URL | None:
+    try:
+        return make_url(value)
+    except ArgumentError:
+        return None
+
+
 def _is_postgres_url(value: object) -> bool:
-    return isinstance(value, str) and urlsplit(value).scheme in ("postgresql", "postgres")
+    """A libpq URL (``postgresql://…``, no ``+driver``): what Synapse's database setting takes."""
+    url = _parse_url(value) if isinstance(value, str) else None
+    return url is not None and url.drivername in ("postgresql", "postgres")
 
 
 def _without_password(url: str) -> str:
-    """``url`` fit for a message or a log: the password, if any, masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` fit for a message or a log: the password, if any, masked (percent-encoding aware)."""
+    parsed = _parse_url(url)
+    if parsed is None:
+        # Not a URL: it may still hold a password (``user:pw@host``), so it is never echoed.
+        return "(adresse illisible)" if "@" in url else url
+    return parsed.render_as_string(hide_password=True)
 
 
 def postgres_database_urls(server_url: str, server_name: str) -> tuple[str, str, str, str]:
@@ -449,14 +566,14 @@ def postgres_database_urls(server_url: str, server_name: str) -> tuple[str, str,
     Returns ``(synapse_name, synapse_url, service_name, service_url)``: Synapse's libpq URL and the
     service's async SQLAlchemy (asyncpg) URL.
     """
-    parts = urlsplit(server_url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+    url = _parse_url(server_url)
+    if url is None or url.drivername not in ("postgresql", "postgres") or not url.host:
         raise HomeError(
             f"URL PostgreSQL invalide : « {_without_password(server_url)} ». Donnez l'adresse du "
             "serveur, par exemple postgresql://azurezo@127.0.0.1:5432/ ; les bases sont créées "
             "et nommées d'après l'instance."
         )
-    if parts.path.strip("/"):
+    if url.database:
         raise HomeError(
             f"« {_without_password(server_url)} » nomme une base : donnez l'adresse du serveur seule "
             "(postgresql://utilisateur@hôte:5432/), AZUREZO crée ses deux bases."
@@ -464,12 +581,13 @@ def postgres_database_urls(server_url: str, server_name: str) -> tuple[str, str,
     # PostgreSQL identifiers: 63 bytes at most; keep the suffix whole.
     slug = re.sub(r"[^a-z0-9]+", "_", server_name.lower()).strip("_")[:40]
     synapse_name, service_name = f"azurezo_{slug}_synapse", f"azurezo_{slug}_coordination"
-    base = urlunsplit(("postgresql", parts.netloc, "", "", ""))
+    synapse_url = url.set(drivername="postgresql", database=synapse_name)
+    service_url = url.set(drivername="postgresql+asyncpg", database=service_name)
     return (
         synapse_name,
-        f"{base}/{synapse_name}",
+        synapse_url.render_as_string(hide_password=False),
         service_name,
-        f"{urlunsplit(('postgresql+asyncpg', parts.netloc, '', '', ''))}/{service_name}",
+        service_url.render_as_string(hide_password=False),
     )
 
 
@@ -483,13 +601,22 @@ async def create_postgres_database(server_url: str, name: str) -> bool:
 
     if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
         raise HomeError(f"Nom de base PostgreSQL invalide : « {name} ».")
-    parts = urlsplit(server_url.replace("postgresql+asyncpg://", "postgresql://", 1))
-    admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    server = _parse_url(server_url)
+    if server is None or not server.host:
+        raise HomeError(f"URL PostgreSQL invalide : « {_without_password(server_url)} ».")
+    admin = server.set(drivername="postgresql", database="postgres")
     try:
-        conn = await asyncpg.connect(admin_url)
+        # Parts, not a DSN string: the password is passed as it is, whatever it contains.
+        conn = await asyncpg.connect(
+            user=admin.username,
+            password=admin.password,
+            host=admin.host,
+            port=admin.port,
+            database=admin.database,
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         raise HomeError(
-            f"Serveur PostgreSQL injoignable ({_without_password(admin_url)}) : {exc}. "
+            f"Serveur PostgreSQL injoignable ({admin.render_as_string(hide_password=True)}) : {exc}. "
             "Vérifiez l'adresse, l'utilisateur et que le serveur accepte les connexions."
         ) from exc
     try:

@@ -27,6 +27,7 @@ from azurezo_cli.home import (
 )
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
+from ror_sync.workdir import sweep_stale_import_files
 
 app = typer.Typer(
     name="azurezo",
@@ -147,6 +148,9 @@ def up(
     Affiche les adresses et les comptes de démonstration ; Ctrl-C arrête tout.
     """
     path: Path = ctx.obj
+    # Installed explicitly: a process started in the background by a shell script inherits SIGINT
+    # ignored, and Ctrl-C (or kill -INT) would then never stop it (issue 6, item 12).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     supervisor = Supervisor()
     try:
@@ -160,8 +164,15 @@ def up(
             if demo_accounts
             else "Création du compte du robot…"
         )
-        asyncio.run(bootstrap.provision_accounts(home, demo_accounts))
-        _print_ready(home, demo_accounts)
+        skipped = asyncio.run(bootstrap.provision_accounts(home, demo_accounts))
+        for item in skipped:
+            typer.echo(
+                f"Attention : compte de démonstration {home.user_id(item.account.localpart)} "
+                f"ignoré : {item.reason}",
+                err=True,
+            )
+        ignored = {item.account for item in skipped}
+        _print_ready(home, [a for a in demo_accounts if a not in ignored])
         supervisor.watch()
     except KeyboardInterrupt:
         typer.echo("\nArrêt demandé : arrêt de Synapse et du service…")
@@ -252,6 +263,9 @@ def _prepare(
                 f"ou choisissez un autre port avec {option}."
             )
     render_synapse_config(home)
+    swept = sweep_stale_import_files(home.path / "tmp")
+    if swept:
+        typer.echo(f"{swept} dossier(s) temporaire(s) laissé(s) par un import interrompu supprimé(s).")
     typer.echo("Mise à jour du schéma de la base de coordination…")
     bootstrap.migrate(home.database_url)
     if home.demo_enabled and not home.demo_imported:

@@ -28,6 +28,8 @@ import httpx
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Logs of earlier runs kept beside the current one: <name>.log.1 (the previous run) … .5.
+KEPT_RUNS = 5
 # Resolved once here: the pre-exec hook runs in the forked child, where it must not start processes
 # (ctypes.util.find_library would) nor import anything.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -88,7 +90,14 @@ def _die_with_parent() -> None:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on ``host:port`` now.
+
+    Binds the way Synapse (Twisted) and uvicorn do, with ``SO_REUSEADDR``: connections of a stopped
+    instance left in TIME_WAIT (for up to a minute after a stop or a crash) do not hold the port, a
+    listener does (issue 6, item 11).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -106,6 +115,7 @@ class Supervisor:
 
     def start(self, spec: ChildSpec) -> Child:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _rotate(spec.log_path)
         log_file = spec.log_path.open("ab")
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         log_file.write(f"=== azurezo: start of {spec.name} at {stamp} ===\n".encode())
@@ -206,6 +216,22 @@ class Supervisor:
         # Grandchildren left in the child's group (none expected) go with it.
         _signal_group(process.pid, signal.SIGKILL)
         child.log_file.close()
+
+
+def _rotate(log_path: Path) -> None:
+    """Start every run in a fresh log file; the previous ones become ``<name>.log.1`` … ``.5``.
+
+    A process of an earlier run may still be writing (stopping after a crash of ``azurezo up``):
+    it keeps writing to its own, renamed, file, so the tail shown when this run's child fails
+    holds only lines written since this start (issue 6, item 12).
+    """
+    if not log_path.exists():
+        return
+    for n in range(KEPT_RUNS - 1, 0, -1):
+        older = log_path.with_name(f"{log_path.name}.{n}")
+        if older.exists():
+            os.replace(older, log_path.with_name(f"{log_path.name}.{n + 1}"))
+    os.replace(log_path, log_path.with_name(f"{log_path.name}.1"))
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

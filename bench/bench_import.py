@@ -1,14 +1,21 @@
-"""Benchmark: RPPS import vs the ``sqlite3`` CLI ``.import`` of the same file, in the same run.
+"""Benchmark: RPPS import vs a bulk load of the same file by the database's own client, in the same run.
 
-    .venv/bin/python bench/bench_import.py [--lines 2000000] [--postgres URL]
+    .venv/bin/python bench/bench_import.py [--lines 2000000] [--distribution shared liberal]
+                                           [--postgres URL] [--no-sqlite]
 
-1. generates (once, seeded) ``bench/out/rpps_<n>.txt`` with ``bench/gen_rpps.py``;
-2. baseline: ``sqlite3`` CLI ``.import`` of the file into a plain 53-column table;
-3. ours: ``import_rpps`` into a fresh service schema, in a child process (first import), then again on
+For each distribution of sites (``bench/gen_rpps.py``: ``shared``, 300,000 sites drawn at random;
+``liberal``, most lines with a structure of their own, about one structure per line):
+
+1. generates (once, seeded) ``bench/out/rpps_<n>.txt`` / ``rpps_liberal_<n>.txt``;
+2. SQLite baseline: ``sqlite3`` CLI ``.import`` of the file into a plain 53-column table;
+   ours: ``import_rpps`` into a fresh service schema, in a child process (first import), then again on
    the same file (re-import: nothing changes);
-and prints wall times, the ratio to the baseline, each child's peak RSS (``wait4`` rusage) and the peak
-of the RSS summed over it and the helper process that parses the second half of the file.
-Budget (issue): first import <= 3 x baseline, peak RSS <= 300 MB.
+3. with ``--postgres``, PostgreSQL baseline: ``psql`` ``\\copy`` of the file into a plain 53-column table
+   of a fresh database; ours: the same two imports into a fresh database with the service schema;
+
+and prints wall times, the ratio to the baseline of the same backend, each child's peak RSS (``wait4``
+rusage) and the peak of the RSS summed over it and the helper process that parses the second half.
+Budget (issue 6, item 18): first import <= 3 x baseline, peak RSS ~235 MB.
 """
 
 from __future__ import annotations
@@ -117,25 +124,38 @@ asyncio.run(create_schema(sys.argv[1]))
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lines", type=int, default=2_000_000)
-    parser.add_argument(
-        "--postgres", help="also run on PostgreSQL, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432"
-    )
-    args = parser.parse_args()
-    data = OUT / f"rpps_{args.lines}.txt"
+def _data_file(lines: int, distribution: str) -> Path:
+    name = f"rpps_{lines}.txt" if distribution == "shared" else f"rpps_{distribution}_{lines}.txt"
+    data = OUT / name
     if not data.exists():
         print(f"génération de {data} …", flush=True)
         subprocess.run(
-            [PY, str(ROOT / "bench" / "gen_rpps.py"), "--lines", str(args.lines), "--out", str(data)],
+            [
+                *(PY, str(ROOT / "bench" / "gen_rpps.py"), "--lines", str(lines)),
+                *("--distribution", distribution, "--out", str(data)),
+            ],
             check=True,
         )
-    size_mb = data.stat().st_size / 1e6
-    print(f"fichier : {data} ({args.lines} lignes, {size_mb:.0f} Mo)")
-    if shutil.which("sqlite3") is None:
-        raise SystemExit("le client sqlite3 est requis : apt-get install sqlite3")
+    return data
 
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _ours(label: str, url: str, data: Path, base_wall: float) -> None:
+    for step in ("1er import", "réimport  "):
+        wall, rss, tree, out = run_measured([PY, "-c", IMPORT_SNIPPET, url, str(data)])
+        print(
+            f"  {label} import_rpps ({step}) : {wall:6.2f} s   RSS max {rss:6.0f} Mo "
+            f"(avec le processus d'aide : {tree:4.0f} Mo)   ratio {wall / base_wall:.2f} x "
+            f"(budget 3 x)   charge {_load()}",
+            flush=True,
+        )
+        print("     " + "\n     ".join(out.strip().splitlines()[:5]))
+
+
+def bench_sqlite(data: Path) -> None:
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         base_db = Path(tmp) / "baseline.db"
         cols = ", ".join(f"c{i} TEXT" for i in range(53))
@@ -144,51 +164,84 @@ def main() -> None:
         )
         base_wall, base_rss, _, base_out = run_measured(["sqlite3", str(base_db)], stdin=script)
         print(
-            f"référence sqlite3 .import : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
-            f"({base_out.strip()} lignes)"
+            f"  référence sqlite3 .import : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
+            f"({base_out.strip()} lignes)   charge {_load()}",
+            flush=True,
         )
         base_db.unlink()
-
         url = f"sqlite+aiosqlite:///{tmp}/coordination.db"
         run_child([PY, "-c", SCHEMA_SNIPPET, url])
-        for label in ("1er import", "réimport  "):
-            wall, rss, tree, out = run_measured([PY, "-c", IMPORT_SNIPPET, url, str(data)])
-            print(
-                f"import_rpps ({label}) : {wall:6.2f} s   RSS max {rss:6.0f} Mo "
-                f"(avec le processus d'aide : {tree:4.0f} Mo)   ratio {wall / base_wall:.2f} x "
-                "(budget 3 x)"
-            )
-            print("   " + "\n   ".join(out.strip().splitlines()))
+        _ours("SQLite", url, data, base_wall)
 
-    if args.postgres:
-        import asyncio
-        import uuid
 
-        import asyncpg
+def bench_postgres(server: str, data: Path) -> None:
+    import asyncio
+    import uuid
 
-        name = f"azbench_{uuid.uuid4().hex[:8]}"
-        dsn = args.postgres.replace("postgresql+asyncpg://", "postgresql://").rstrip("/")
+    import asyncpg
 
-        async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(f"{dsn}/postgres")
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
+    dsn = server.replace("postgresql+asyncpg://", "postgresql://").rstrip("/")
 
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{dsn}/postgres")
         try:
-            url = f"{args.postgres.rstrip('/')}/{name}"
-            run_child([PY, "-c", SCHEMA_SNIPPET, url])
-            for label in ("1er import", "réimport"):
-                wall, rss, _, out = run_measured([PY, "-c", IMPORT_SNIPPET, url, str(data)])
-                print(
-                    f"PostgreSQL import_rpps ({label}) : {wall:6.2f} s   RSS max {rss:6.0f} Mo   "
-                    f"ratio {wall / base_wall:.2f} x la référence sqlite3"
-                )
-                print("   " + "\n   ".join(out.strip().splitlines()[:4]))
+            await conn.execute(sql)
         finally:
+            await conn.close()
+
+    base, ours = f"azbench_{uuid.uuid4().hex[:8]}", f"azbench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(admin(f'CREATE DATABASE "{base}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{ours}"'))
+    try:
+        cols = ", ".join(f"c{i} TEXT" for i in range(53))
+        # CSV with a quote character the file never holds: every byte is data, as for sqlite3 .import.
+        copy = (
+            f"CREATE TABLE t ({cols});\n"
+            f"\\copy t FROM '{data}' WITH (FORMAT csv, DELIMITER '|', QUOTE E'\\x01', HEADER true)\n"
+        )
+        base_wall, base_rss, _, _ = run_measured(
+            ["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{dsn}/{base}"], stdin=copy
+        )
+        print(
+            f"  référence PostgreSQL psql \\copy : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
+            f"charge {_load()}",
+            flush=True,
+        )
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)'))
+        url = f"{server.rstrip('/')}/{ours}"
+        run_child([PY, "-c", SCHEMA_SNIPPET, url])
+        _ours("PostgreSQL", url, data, base_wall)
+    finally:
+        for name in (base, ours):
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lines", type=int, default=2_000_000)
+    parser.add_argument(
+        "--distribution", nargs="+", choices=("shared", "liberal"), default=["shared", "liberal"]
+    )
+    parser.add_argument(
+        "--postgres", help="also run on PostgreSQL, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432"
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    args = parser.parse_args()
+    if shutil.which("sqlite3") is None:
+        raise SystemExit("le client sqlite3 est requis : apt-get install sqlite3")
+    if args.postgres and shutil.which("psql") is None:
+        raise SystemExit("le client psql est requis : apt-get install postgresql-client")
+    print(f"{os.cpu_count()} CPU, charge au départ {_load()}")
+    for distribution in args.distribution:
+        data = _data_file(args.lines, distribution)
+        size_mb = data.stat().st_size / 1e6
+        print(f"\n== {distribution} : {data} ({args.lines} lignes, {size_mb:.0f} Mo)", flush=True)
+        if not args.no_sqlite:
+            bench_sqlite(data)
+        if args.postgres:
+            bench_postgres(args.postgres, data)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,13 @@
 
 About 1.35 lines per person (a fifth of the professionals have 2-3 sites), every line 52 columns with
 its trailing ``|``, fields filled the way the public file fills them (~330 bytes a line). All invented.
+
+Two distributions of sites (``--distribution``):
+
+- ``shared`` (default): every line works at one of 300,000 sites drawn at random (~6.7 lines a site);
+- ``liberal``: most lines carry a site of their own, as liberal practice does (a cabinet per
+  professional): 85 % of the lines get a structure nobody else has, the rest one of 20,000 shared
+  sites (hospitals, health centres): about one structure per line.
 """
 
 from __future__ import annotations
@@ -76,19 +83,34 @@ def _rpps(n: int) -> str:
     return body + luhn_key(body)
 
 
-def generate(path: Path, lines: int, *, seed: int = 20260101, sites: int = 300_000) -> None:
+DISTRIBUTIONS = ("shared", "liberal")
+OWN_SITE_SHARE = 0.85  # liberal: share of the lines with a structure of their own
+LIBERAL_SHARED_SITES = 20_000
+
+
+def _site(s: int, rnd: random.Random) -> tuple[str, str, str, str, str, str, str, int]:
+    cp, insee, town = TOWNS[s % len(TOWNS)]
+    kind = rnd.random()
+    finess = f"{cp[:2]}{s:07d}" if kind < 0.15 else ""
+    siret = f"{s:09d}{rnd.randrange(10**5):05d}" if kind < 0.6 else ""
+    tech = f"R{s + 10**13}"
+    name = f"CABINET {rnd.choice(FAMILY)}" if kind > 0.15 else f"CENTRE HOSPITALIER {town}"
+    return (finess, siret, tech, name, cp, insee, town, s)
+
+
+def generate(
+    path: Path, lines: int, *, seed: int = 20260101, sites: int = 300_000, distribution: str = "shared"
+) -> None:
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution inconnue : {distribution} (attendu : {', '.join(DISTRIBUTIONS)})")
+    liberal = distribution == "liberal"
+    if liberal:
+        sites = LIBERAL_SHARED_SITES
     rnd = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = [w for *_, w in PROFESSIONS]
-    site_rows = []
-    for s in range(sites):
-        cp, insee, town = TOWNS[s % len(TOWNS)]
-        kind = rnd.random()
-        finess = f"{cp[:2]}{s:07d}" if kind < 0.15 else ""
-        siret = f"{s:09d}{rnd.randrange(10**5):05d}" if kind < 0.6 else ""
-        tech = f"R{s + 10**13}"
-        name = f"CABINET {rnd.choice(FAMILY)}" if kind > 0.15 else f"CENTRE HOSPITALIER {town}"
-        site_rows.append((finess, siret, tech, name, cp, insee, town, s))
+    site_rows = [_site(s, rnd) for s in range(sites)]
+    next_own = sites  # liberal: the next structure of its own gets this number
     header = "|".join(CLASSIC_HEADERS) + "|\n"
     written = 0
     person = 0
@@ -105,7 +127,11 @@ def generate(path: Path, lines: int, *, seed: int = 20260101, sites: int = 300_0
             civ = ("DR", "Docteur") if code in ("10", "40") else ("", "")
             sexe = rnd.choice((("M", "Monsieur"), ("MME", "Madame")))
             for _ in range(min(count, lines - written)):
-                finess, siret, tech, name, cp, insee, town, s = site_rows[rnd.randrange(sites)]
+                if liberal and rnd.random() < OWN_SITE_SHARE:
+                    finess, siret, tech, name, cp, insee, town, s = _site(next_own, rnd)
+                    next_own += 1
+                else:
+                    finess, siret, tech, name, cp, insee, town, s = site_rows[rnd.randrange(sites)]
                 spec = rnd.choice(SPECIALTIES) if code == "10" else ("", "")
                 mode = rnd.choice(MODES)
                 sector = rnd.choice(SECTORS)
@@ -172,8 +198,9 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/out/rpps_2m.txt"))
     parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument("--distribution", choices=DISTRIBUTIONS, default="shared")
     args = parser.parse_args()
-    generate(args.out, args.lines, seed=args.seed)
+    generate(args.out, args.lines, seed=args.seed, distribution=args.distribution)
     print(f"{args.out}: {args.lines} lignes, {args.out.stat().st_size / 1e6:.0f} Mo")
 
 

@@ -8,9 +8,11 @@ from coordination.circle import models as circle_models
 from coordination.dac_requests import models as dac_requests_models
 from coordination.directory import models as directory_models
 from coordination.documents import models as documents_models
+from coordination.idempotency import models as idempotency_models
 from coordination.outbox import models as outbox_models
 from coordination.patients import models as patients_models
 from coordination.rooms import models as rooms_models
+from coordination.syntheses import models as syntheses_models
 from coordination.tasks import models as tasks_models
 
 __all__ = [
@@ -19,8 +21,10 @@ __all__ = [
     "dac_requests_models",
     "directory_models",
     "documents_models",
+    "idempotency_models",
     "outbox_models",
     "patients_models",
     "rooms_models",
+    "syntheses_models",
     "tasks_models",
 ]

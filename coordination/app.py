@@ -11,6 +11,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination.audit.router import router as audit_router
@@ -22,12 +23,16 @@ from coordination.documents import service as documents
 from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
 from coordination.fhir.router import router as fhir_router
+from coordination.guard import BodyTooLarge, RequestGuard
+from coordination.idempotency import service as idempotency
+from coordination.idempotency.service import IdempotencyMiddleware
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.router import router as patients_router
 from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
 from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
+from coordination.syntheses.router import router as syntheses_router
 from coordination.tasks.router import router as tasks_router
 from coordination.text import CONTROL_PATTERNS
 
@@ -49,6 +54,11 @@ def _french_validation_message(err: dict[str, Any]) -> str:
     """Translate a pydantic error into a French sentence a professional can act on."""
     kind = str(err.get("type", ""))
     ctx = err.get("ctx") or {}
+    # pydantic joins the choices with an English "or": "'F', 'M' or 'I'".
+    expected = str(ctx.get("expected", "")).replace(" or ", " ou ")
+    loc = tuple(err.get("loc", ()))
+    if loc == ("body",) and kind == "missing":
+        return "le corps de la requête est vide : envoyez un objet JSON (voir /docs pour ses champs)"
     messages = {
         "missing": "ce champ est obligatoire",
         "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
@@ -64,8 +74,8 @@ def _french_validation_message(err: dict[str, Any]) -> str:
         "date_from_datetime_inexact": "date invalide : attendu AAAA-MM-JJ",
         "datetime_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
         "datetime_from_date_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
-        "enum": f"valeur non reconnue : choisissez parmi {ctx.get('expected')}",
-        "literal_error": f"valeur non reconnue : choisissez parmi {ctx.get('expected')}",
+        "enum": f"valeur non reconnue : choisissez parmi {expected}",
+        "literal_error": f"valeur non reconnue : choisissez parmi {expected}",
         "int_parsing": "nombre entier attendu",
         "int_type": "nombre entier attendu",
         "bool_parsing": "vrai ou faux attendu",
@@ -76,6 +86,7 @@ def _french_validation_message(err: dict[str, Any]) -> str:
         "extra_forbidden": "champ inconnu : retirez-le",
         "json_invalid": "le corps de la requête n'est pas du JSON valide",
         "model_type": "objet JSON attendu",
+        "model_attributes_type": "objet JSON attendu (entre accolades { })",
         "list_type": "liste attendue",
         "dict_type": "objet JSON attendu",
         "greater_than_equal": f"doit être supérieur ou égal à {ctx.get('ge')}",
@@ -102,8 +113,12 @@ _FRAMEWORK_ERRORS: dict[int, tuple[str, ErrCode]] = {
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """The offending field, dotted (``birth_first_names.0``); ``corps`` for the body as a whole."""
+    loc = tuple(loc)
+    if loc[:1] == ("body",) and (len(loc) == 1 or isinstance(loc[1], int)) and len(loc) <= 2:
+        return "corps"  # the whole body: missing, not JSON (pydantic reports its byte offset), not an object
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "requête"
+    return ".".join(parts) or "corps"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -120,7 +135,9 @@ def install_error_handlers(app: FastAPI) -> None:
             {"field": _field_name(e.get("loc", ())), "error": _french_validation_message(e)}
             for e in exc.errors()
         ]
-        summary = "; ".join(f"{f['field']} : {f['error']}" for f in fields[:5])
+        summary = "; ".join(
+            f["error"] if f["field"] == "corps" else f"{f['field']} : {f['error']}" for f in fields[:5]
+        )
         return JSONResponse(
             status_code=422,
             content={
@@ -138,10 +155,33 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             ("Requête refusée : vérifiez l'adresse et le contenu envoyés.", ErrCode.BAD_REQUEST),
         )
+        if isinstance(exc, BodyTooLarge):
+            message, errcode = str(exc.detail), ErrCode.BODY_TOO_LARGE
         return JSONResponse(
             status_code=exc.status_code,
             content={"errcode": errcode, "error": message},
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite's write lock held past the busy timeout (a long directory import), or the database
+        # server unreachable: nothing was saved, and retrying later will work. Never a 500.
+        locked = "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
+        logger.warning(
+            "database unavailable (%s): %s", "locked" if locked else "error", type(exc.orig).__name__
+        )
+        message = (
+            "La base de données est occupée (une mise à jour de l'annuaire est sans doute en cours) : "
+            "rien n'a été enregistré. Réessayez dans une minute."
+            if locked
+            else "La base de données ne répond pas : rien n'a été enregistré. Réessayez dans une minute, "
+            "et prévenez l'exploitant si cela dure."
+        )
+        return JSONResponse(
+            status_code=503,
+            content={"errcode": ErrCode.BUSY, "error": message},
+            headers={"Retry-After": "30"},
         )
 
     @app.exception_handler(Exception)
@@ -162,7 +202,11 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+            sqlite_immediate=True,
+        )
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         async with httpx.AsyncClient() as client:
@@ -171,6 +215,7 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
                 settings.synapse_url, cache_seconds=settings.whoami_cache_seconds, client=client
             )
             await _sweep_documents(app)
+            await _sweep_idempotency(app)
             try:
                 yield
             finally:
@@ -185,6 +230,10 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Middleware run outermost last-added: RequestGuard authenticates and bounds every body before
+    # anything reads it (issue 6 item 2), then writes with an Idempotency-Key run exactly once.
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestGuard, upload_limit=settings.max_upload_bytes)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:
@@ -194,7 +243,7 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
         "/api/v1/me",
         tags=["identité"],
         response_model=MeOut,
-        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+        responses={k: COMMON_ERRORS[k] for k in (401, 403, 503)},
     )
     async def me(actor: CurrentActor) -> MeOut:
         """Who the service thinks you are: your Matrix ID bound to your directory identity."""
@@ -225,6 +274,17 @@ async def _sweep_documents(app: FastAPI) -> None:
         logger.warning("orphan document sweep skipped", exc_info=True)
 
 
+async def _sweep_idempotency(app: FastAPI) -> None:
+    """On start, forget idempotency answers past their retention (never blocks start-up on failure)."""
+    try:
+        async with app.state.sessionmaker() as session:
+            removed = await idempotency.sweep(session=session)
+        if removed:
+            logger.info("forgot %d expired idempotency answer(s)", removed)
+    except Exception:  # the schema may not exist yet (tests, first start before migration)
+        logger.warning("idempotency sweep skipped", exc_info=True)
+
+
 def _routers() -> list[APIRouter]:
     """Every domain's router. Add a line when a domain gets one."""
     return [
@@ -238,4 +298,5 @@ def _routers() -> list[APIRouter]:
         tasks_router,
         dac_requests_router,
         documents_router,
+        syntheses_router,
     ]

@@ -9,7 +9,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -50,8 +56,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(database_url: str) -> AsyncEngine:
-    """Create the async engine; on SQLite, turn on foreign keys and WAL for concurrent readers."""
+def make_engine(
+    database_url: str, *, sqlite_busy_timeout: float = 5.0, sqlite_immediate: bool = False
+) -> AsyncEngine:
+    """Create the async engine; on SQLite, turn on foreign keys and WAL for concurrent readers.
+
+    ``sqlite_immediate`` (the service's engine): every transaction starts with ``BEGIN IMMEDIATE``, so it
+    takes the write lock up front and *waits* for it (``sqlite_busy_timeout`` seconds) while another
+    process writes, e.g. a directory import. With SQLite's default deferred transactions, a request that
+    reads then writes (every audited read does) fails at once with "database is locked" when another
+    writer committed in between (WAL snapshot conflict): the busy timeout never applies to that case.
+    SQLite has one writer at a time anyway, so this costs no real concurrency.
+    """
     engine = create_async_engine(
         database_url,
         pool_pre_ping=not database_url.startswith("sqlite"),
@@ -67,8 +83,17 @@ def make_engine(database_url: str) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute(f"PRAGMA busy_timeout={int(sqlite_busy_timeout * 1000)}")
             cur.close()
+            if sqlite_immediate:
+                # Let SQLAlchemy's "begin" event below emit BEGIN instead of the driver's implicit one.
+                dbapi_conn.isolation_level = None
+
+        if sqlite_immediate:
+
+            @event.listens_for(engine.sync_engine, "begin")
+            def _sqlite_begin_immediate(conn):  # type: ignore[no-untyped-def]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -78,7 +103,19 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request; the service functions commit, an exception rolls back."""
+    """One session per request; the service functions commit, an exception rolls back.
+
+    When the request carries an ``Idempotency-Key``, ``coordination.idempotency`` has opened the
+    request's outer transaction: the session joins it, and its commits only release savepoints, so the
+    write and its stored answer commit together.
+    """
+    outer: AsyncConnection | None = getattr(request.state, "azurezo.connection", None)
+    if outer is not None:
+        async with AsyncSession(
+            bind=outer, join_transaction_mode="create_savepoint", expire_on_commit=False
+        ) as session:
+            yield session
+        return
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with maker() as session:
         yield session

@@ -38,6 +38,8 @@ class ErrCode(StrEnum):
     """A dossier with the same identity traits exists (candidates given)."""
     FORBIDDEN = "AZ_FORBIDDEN"
     """Access refused."""
+    IDEMPOTENCY_MISMATCH = "AZ_IDEMPOTENCY_MISMATCH"
+    """This Idempotency-Key was already used for another write."""
     INACTIVE = "AZ_INACTIVE"
     """The professional is no longer active in the directory."""
     INS_EXISTS = "AZ_INS_EXISTS"

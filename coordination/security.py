@@ -9,16 +9,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
 import httpx
-from fastapi import Depends, Request
-from sqlalchemy import select
+from cachetools import TTLCache
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import SessionDep
-from coordination.directory.models import AccountBinding, Activity, Person
+from coordination.directory import service as directory
 from coordination.errors import ErrCode, Forbidden, Unauthenticated, Unavailable
 from coordination.ids import NationalId, StructureId, UserId
 
@@ -34,20 +36,32 @@ class TokenVerifier(Protocol):
 
 
 class SynapseWhoami:
-    """Asks Synapse ``/account/whoami``; answers are cached briefly (keyed by a hash of the token)."""
+    """Asks Synapse ``/account/whoami``; answers are cached briefly, keyed by a hash of the token.
 
-    def __init__(self, synapse_url: str, *, cache_seconds: float, client: httpx.AsyncClient) -> None:
+    The cache bounds how long a logged-out token keeps working here (``cache_seconds``, 5 s by
+    default: issue 6 item 17); delisting takes effect at once since the directory is read on every
+    request. ``TTLCache`` also bounds the memory (at most ``max_tokens`` entries, oldest evicted).
+    """
+
+    def __init__(
+        self,
+        synapse_url: str,
+        *,
+        cache_seconds: float,
+        client: httpx.AsyncClient,
+        max_tokens: int = 10_000,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._url = f"{synapse_url}/_matrix/client/v3/account/whoami"
-        self._ttl = cache_seconds
         self._client = client
-        self._cache: dict[str, tuple[float, UserId]] = {}
+        self._cache: TTLCache[str, UserId] | None = (
+            TTLCache(maxsize=max_tokens, ttl=cache_seconds, timer=timer) if cache_seconds > 0 else None
+        )
 
     async def user_for_token(self, token: str) -> UserId | None:
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if self._cache is not None and (hit := self._cache.get(key)) is not None:
+            return hit
         try:
             resp = await self._client.get(
                 self._url, headers={"Authorization": f"Bearer {token}"}, timeout=5.0
@@ -58,16 +72,16 @@ class SynapseWhoami:
                 "Le serveur de messagerie ne répond pas ; réessayez dans quelques instants."
             ) from exc
         if resp.status_code in (401, 403):
-            self._cache.pop(key, None)
+            if self._cache is not None:
+                self._cache.pop(key, None)
             return None
         if resp.status_code != 200:
             raise Unavailable(
                 "Le serveur de messagerie n'a pas pu vérifier votre session ; réessayez plus tard."
             )
         user_id = UserId(str(resp.json()["user_id"]))
-        if len(self._cache) > 10_000:  # bounded: drop everything rather than grow without limit
-            self._cache.clear()
-        self._cache[key] = (now + self._ttl, user_id)
+        if self._cache is not None:
+            self._cache[key] = user_id
         return user_id
 
 
@@ -85,53 +99,52 @@ class Actor:
 
 async def actor_for_user(*, session: AsyncSession, user_id: UserId, via_bot: bool = False) -> Actor:
     """Map a Matrix user to its active directory identity, or raise ``Forbidden`` in French."""
-    row = (
-        await session.execute(
-            select(Person)
-            .join(AccountBinding, AccountBinding.national_id == Person.national_id)
-            .where(AccountBinding.user_id == user_id)
-        )
-    ).scalar_one_or_none()
-    if row is None:
+    found = await directory.person_for_user(session=session, user_id=user_id)
+    if found is None:
         raise Forbidden(
             "Votre compte n'est rattaché à aucun professionnel de l'annuaire : "
             "contactez l'administrateur régional pour le faire rattacher.",
             errcode=ErrCode.NOT_IN_DIRECTORY,
         )
-    if not row.active:
+    person, structures = found
+    if not person.active:
         raise Forbidden(
             "Vous n'êtes plus inscrit comme actif dans l'annuaire national (RPPS/ROR) : "
             "l'accès à la coordination est suspendu. Contactez votre ordre ou l'administrateur régional.",
             errcode=ErrCode.INACTIVE,
         )
-    structures = (
-        await session.scalars(
-            select(Activity.structure_id)
-            .where(Activity.national_id == row.national_id, Activity.structure_id.is_not(None))
-            .distinct()
-        )
-    ).all()
     return Actor(
         user_id=user_id,
-        national_id=NationalId(row.national_id),
-        display_name=f"{row.given_name} {row.family_name}".strip(),
-        profession_code=row.profession_code,
-        structure_ids=frozenset(StructureId(s) for s in structures if s),
+        national_id=NationalId(person.national_id),
+        display_name=directory.display_name(person),
+        profession_code=person.profession_code,
+        structure_ids=frozenset(StructureId(s) for s in structures),
         via_bot=via_bot,
     )
 
 
-async def get_actor(request: Request, session: SessionDep) -> Actor:
+# ``auto_error=False``: a missing or malformed header gets our French 401, not Starlette's English 403.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="Jeton Matrix",
+    description="Le jeton d'accès Matrix de votre session (celui de votre client, Element par exemple).",
+)
+
+
+async def get_actor(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Actor:
     """FastAPI dependency: authenticate the Matrix token and resolve the (possibly represented) actor."""
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise Unauthenticated(
             "Authentification requise : envoyez votre jeton Matrix dans l'en-tête "
             "« Authorization: Bearer <jeton> »."
         )
     verifier: TokenVerifier = request.app.state.token_verifier
-    user_id = await verifier.user_for_token(token.strip())
+    user_id = await verifier.user_for_token(token)
     if user_id is None:
         raise Unauthenticated(
             "Jeton Matrix invalide ou expiré : reconnectez-vous à votre messagerie puis réessayez."
@@ -144,7 +157,7 @@ async def get_actor(request: Request, session: SessionDep) -> Actor:
                 "Seul le robot de coordination peut agir pour le compte d'un autre professionnel.",
                 errcode=ErrCode.ON_BEHALF_REFUSED,
             )
-        return await actor_for_user(session=session, user_id=UserId(on_behalf), via_bot=True)
+        return await actor_for_user(session=session, user_id=UserId(on_behalf.strip()), via_bot=True)
     return await actor_for_user(session=session, user_id=user_id)
 
 

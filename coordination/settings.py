@@ -32,7 +32,20 @@ class Settings(BaseSettings):
     bot_user_id: str | None = Field(
         default=None, description="Matrix ID of the coordination bot, which may act on behalf of members"
     )
-    whoami_cache_seconds: float = Field(default=30.0, ge=0, le=300)
+    whoami_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=5,
+        description="How long a token Synapse vouched for is trusted without asking again: a logged-out "
+        "token works here at most this long",
+    )
+    sqlite_busy_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="SQLite only: how long a request waits for the write lock (a directory import holds "
+        "it for seconds) before answering 503 with Retry-After",
+    )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 
     @field_validator("internal_api_secret")

@@ -11,8 +11,10 @@ must exist.
 - Malformed lines are counted and reported with file, line and reason; they never stop the import.
 - A full import that would deactivate a large part of its source's active persons (a truncated or wrong
   file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
-- On SQLite, a large RPPS file is parsed by two processes, one per half (``python -m ror_sync.part``
-  stages the second half in its own file, taken in before the merge): parsing is most of the time.
+- On SQLite, a large RPPS file is parsed by two processes, one per half (:func:`ror_sync.part.stage_part`,
+  in a ``ProcessPoolExecutor`` worker, stages the second half in its own file, taken in before the
+  merge): parsing is most of the time. Temporary files stay under the instance's home
+  (:mod:`ror_sync.workdir`), and what a killed import left there is swept by the next one.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
 """
 
@@ -20,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import multiprocessing
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,11 +56,13 @@ from coordination.directory.store import (
     Source,
     SqliteStaging,
     StagingFormat,
+    sqlite_path,
 )
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
-from ror_sync.part import PartResult
+from ror_sync.part import PartResult, stage_part
 from ror_sync.report import ImportReport, Rejections
 from ror_sync.rpps import ParsePosition, parse_rpps
+from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
 
 logger = logging.getLogger(__name__)
 
@@ -131,16 +132,32 @@ class MassDeactivationError(Exception):
 
 
 def _refusal(exc: MassDeactivationRefused, *, files: list[str], command: str) -> MassDeactivationError:
-    share = exc.deactivating / exc.active if exc.active else 1.0
     named = " ".join(files)
+    source = exc.source.upper()
+    if exc.reason == "empty":
+        what = (
+            f"{named} : aucune ligne valide (fichier réduit à son en-tête, ou toutes ses lignes "
+            f"rejetées) : cet import complet désactiverait tous les professionnels actifs issus de la "
+            f"source {source} ({exc.active})."
+        )
+    elif exc.reason == "everyone":
+        what = (
+            f"{named} : cet import désactiverait les {exc.active} professionnels actifs issus de la "
+            f"source {source} : tous, aucun d'eux n'est dans le fichier."
+        )
+    else:
+        share = exc.deactivating / exc.active if exc.active else 1.0
+        what = (
+            f"{named} : cet import désactiverait {exc.deactivating} professionnels sur les {exc.active} "
+            f"actifs issus de la source {source} ({share:.1%}, au-delà du seuil de "
+            f"{exc.guard.max_ratio:.1%})."
+        )
     message = (
-        f"{named} : cet import désactiverait {exc.deactivating} professionnels sur les {exc.active} "
-        f"actifs issus de la source {exc.source.upper()} ({share:.1%}, au-delà du seuil de "
-        f"{exc.guard.max_ratio:.1%}). Un professionnel désactivé perd son accès à la messagerie dans la "
-        "minute : le fichier est peut-être tronqué ou n'est pas le bon. Rien n'a été modifié ; "
-        "l'annuaire précédent est intact. Vérifiez le fichier ; si ces départs sont attendus, relancez "
-        f"avec « azurezo directory {command} {named} --allow-mass-deactivation » (ou relevez le seuil "
-        "avec --max-deactivation-ratio)."
+        f"{what} Un professionnel désactivé perd son accès à la messagerie dans la minute : le fichier "
+        "est peut-être tronqué ou n'est pas le bon. Rien n'a été modifié ; l'annuaire précédent est "
+        "intact. Vérifiez le fichier ; si ces départs sont attendus, relancez avec "
+        f"« azurezo directory {command} {named} --allow-mass-deactivation »"
+        + (" (ou relevez le seuil avec --max-deactivation-ratio)." if exc.reason == "share" else ".")
     )
     return MassDeactivationError(message, deactivating=exc.deactivating, active=exc.active)
 
@@ -224,50 +241,43 @@ def _split_point(path: Path, size: int) -> int | None:
 
 
 class _SecondHalf:
-    """The second half of an extract, parsed and staged by a child process (``python -m
-    ror_sync.part``, into its own SQLite file) while this process does the first half; then copied into
-    this process's staging, numbered after it.
+    """The second half of an extract, parsed and staged by a helper process (:func:`ror_sync.part.
+    stage_part` in a one-worker ``ProcessPoolExecutor``, into its own SQLite file under this import's
+    temporary directory) while this process does the first half; then copied into this process's
+    staging, numbered after it.
 
-    Two CPUs do the Python parsing at once: it is most of an import's time. Any failure of the child
-    fails the import (nothing is written); leaving the block stops the child and removes its file."""
+    Two CPUs do the Python parsing at once: it is most of an import's time. Any failure of the helper
+    fails the import (nothing is written); leaving the block stops the helper if it still runs."""
 
-    def __init__(self, path: Path, start: int, *, rejections: Rejections, position: ParsePosition) -> None:
+    def __init__(
+        self, path: Path, start: int, *, work_dir: Path, rejections: Rejections, position: ParsePosition
+    ) -> None:
         self._path = path
         self._start = start
+        self._part_file = str(work_dir / "part.db")
         self._rejections = rejections
         self._position = position  # where the first half stopped: the offset of the second's lines
         self.staged = 0
-        self._dir = ""
-        self._process: subprocess.Popen[bytes] | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._future: Future[PartResult] | None = None
 
     def __enter__(self) -> _SecondHalf:
-        self._dir = tempfile.mkdtemp(prefix="azurezo-rpps-")
-        # The child imports the same packages as this process, from wherever they were found.
-        root = str(Path(__file__).resolve().parent.parent)
-        paths = [root, os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "ror_sync.part", str(self._path), str(self._start), self._part_file],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
+        # "spawn": a fresh interpreter, never a fork of a process that may run threads (asyncio).
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._future = self._pool.submit(stage_part, str(self._path), self._start, self._part_file)
         return self
 
-    @property
-    def _part_file(self) -> str:
-        return os.path.join(self._dir, "part.db")
-
     def take_into(self, staging: SqliteStaging) -> None:
-        assert self._process is not None
-        out, err = self._process.communicate()
-        if self._process.returncode != 0:
-            message = err.decode("utf-8", "replace").strip().splitlines()
+        assert self._future is not None and self._pool is not None
+        try:
+            part = self._future.result()
+        except Exception as exc:  # whatever stopped the helper (I/O, disk full, killed) fails the import
             raise OSError(
-                f"{self._path} : lecture de la seconde moitié impossible "
-                f"({message[-1] if message else self._process.returncode}) ; rien n'a été importé."
-            )
-        part = PartResult(**json.loads(out))
+                f"{self._path} : lecture de la seconde moitié impossible ({exc}) ; rien n'a été importé."
+            ) from exc
+        # The worker's memory goes back now, before the merge (the import's own peak).
+        self._pool.shutdown(wait=True)
+        self._pool = None
         offset = self._position.line_no
         staging.absorb(self._part_file, line_offset=offset)
         for line, reason in part.kept:
@@ -276,10 +286,15 @@ class _SecondHalf:
         self.staged = part.staged
 
     def __exit__(self, *exc: object) -> None:
-        if self._process is not None and self._process.returncode is None:  # not taken in: stop it
-            self._process.kill()
-            self._process.communicate()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._pool is None:
+            return
+        if self._future is not None and not self._future.done():
+            # Not taken in (the first half failed): stop the helper now rather than let it finish.
+            # ProcessPoolExecutor has no public way to kill a running task before Python 3.14.
+            for process in list(self._pool._processes.values()):
+                process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
 
 
 def _cpus() -> int:
@@ -331,6 +346,7 @@ def _import_rpps(
     progress: bool,
     guard: DeactivationGuard | None,
     split_at: int | None = None,
+    temp_dir: Path | None = None,
 ) -> ImportReport:
     started = time.monotonic()
     rejections = Rejections()
@@ -340,8 +356,10 @@ def _import_rpps(
     with contextlib.ExitStack() as stack:
         second_half = None
         if split_at is not None:
+            assert temp_dir is not None
+            work_dir = stack.enter_context(import_temp_dir(temp_dir))
             second_half = stack.enter_context(
-                _SecondHalf(Path(name), split_at, rejections=rejections, position=position)
+                _SecondHalf(Path(name), split_at, work_dir=work_dir, rejections=rejections, position=position)
             )
         bar = stack.enter_context(
             _Progress(progress, label=f"Lecture {Path(name).name}", total=split_at or size)
@@ -387,27 +405,38 @@ def import_rpps(
     allow_mass_deactivation: bool = False,
     max_deactivation_ratio: float = MASS_DEACTIVATION_RATIO,
     processes: int | None = None,
+    temp_dir: Path | None = None,
 ) -> ImportReport:
     """Import an RPPS ``PS_LibreAcces_Personne_activite`` extract as a full snapshot of the RPPS.
 
     On SQLite, a file of ``PARALLEL_MIN_BYTES`` or more is parsed by two processes (one per half) when
     two CPUs are available; ``processes`` forces 1 or 2 (the result is the same).
 
+    Temporary files go to ``temp_dir`` (the CLI gives ``<home>/tmp``; by default a ``tmp`` folder
+    beside the SQLite database), never to the system's ``/tmp``; what a killed import left there is
+    swept first (:func:`ror_sync.workdir.sweep_stale_import_files`).
+
     Raises ``FileNotFoundError``/``OSError`` for an unreadable file,
     :class:`ror_sync.rpps.RppsFormatError` for a file whose header is not an RPPS header, and
     :class:`MassDeactivationError` when the snapshot would deactivate more than
     ``max_deactivation_ratio`` of the RPPS's active persons (and more than
-    ``coordination.directory.rules.MASS_DEACTIVATION_FLOOR``) without ``allow_mass_deactivation``;
-    in every case the directory is left untouched.
+    ``coordination.directory.rules.MASS_DEACTIVATION_FLOOR``), would deactivate every one of them, or
+    holds no valid line, without ``allow_mass_deactivation``; in every case the directory is left
+    untouched.
     """
     guard = _guard(allow_mass_deactivation, max_deactivation_ratio)  # a bad threshold fails early
     path = Path(path)
+    sqlite = _backend(database_url) == "sqlite"
+    if temp_dir is None and sqlite:
+        temp_dir = Path(sqlite_path(database_url)).resolve().parent / "tmp"
+    if temp_dir is not None:
+        sweep_stale_import_files(temp_dir)
     with path.open("rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         if processes is None:
             processes = 2 if size >= PARALLEL_MIN_BYTES and _cpus() >= 2 else 1
         split_at = None
-        if processes >= 2 and _backend(database_url) == "sqlite":
+        if processes >= 2 and sqlite:
             split_at = _split_point(path, size)
         return _import_rpps(
             database_url,
@@ -417,6 +446,7 @@ def import_rpps(
             progress=progress,
             guard=guard,
             split_at=split_at,
+            temp_dir=temp_dir,
         )
 
 

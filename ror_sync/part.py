@@ -1,15 +1,12 @@
-"""``python -m ror_sync.part FILE START PART_FILE``: stage the second half of an RPPS extract.
+"""The second half of a large RPPS extract, staged by a helper process (:mod:`ror_sync.importer`).
 
-Started by :mod:`ror_sync.importer` for a large file, so that two CPUs parse it at once; prints a JSON
-:class:`PartResult` on success, the error on stderr (exit code 1) otherwise. Imports only what it needs:
-it runs beside the importing process and adds to its memory.
+:func:`stage_part` runs in a ``concurrent.futures.ProcessPoolExecutor`` worker while the importing
+process parses the first half, so that two CPUs parse at once. This module imports only what the worker
+needs: it runs beside the importing process and adds to its memory.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import sys
 from dataclasses import dataclass
 
 from coordination.directory.store import RPPS_FORMAT, PartStaging
@@ -46,18 +43,3 @@ def stage_part(path: str, start: int, part_file: str) -> PartResult:
         staging.close()
     kept = [(r.line, r.reason) for r in rejections.kept]
     return PartResult(position.line_no, staged, rejections.total, kept)
-
-
-def main(argv: list[str]) -> int:
-    path, start, part_file = argv
-    try:
-        result = stage_part(path, int(start), part_file)
-    except Exception as exc:  # reported to the parent, which fails the import
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    json.dump(dataclasses.asdict(result), sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

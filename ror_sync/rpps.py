@@ -277,6 +277,117 @@ def read_header(stream: IO[bytes]) -> str:
     return _decode_line(stream.readline()).rstrip("\r\n")
 
 
+class _Columns:
+    """Where a file's fields are, once its header is read: the parse's setup, out of its hot loop."""
+
+    def __init__(self, header: str, *, file: str) -> None:
+        if not header.strip():
+            raise RppsFormatError(f"{file}:1: fichier vide : aucun en-tête RPPS.")
+        layout = read_layout(header, file=file)
+        self.file = file
+        self.width = width = layout.width
+        self.trailing = layout.trailing
+        self.expected = width - 1 if layout.trailing else width  # columns as a person counts them
+        index = layout.index
+        # Absent optional columns read the sentinel "" appended at index ``width`` of every line.
+        self.activity_get = itemgetter(*(index.get(name, width) for name in _ACTIVITY_FIELDS))
+        self.person_get = itemgetter(*(index.get(name, width) for name in _PERSON_FIELDS))
+        self.site_get = itemgetter(*(index.get(name, width) for name in _SITE_FIELDS))
+        # The site columns sit side by side in both layouts: the slice covering them (a few unused
+        # columns in between do no harm) identifies a site without picking its columns one by one.
+        site_positions = [index[name] for name in _SITE_FIELDS if name in index] or [width]
+        self.site_from, self.site_to = min(site_positions), max(site_positions) + 1
+        self.i_nid = index["national_id"]
+        self.i_family = index["family_name"]
+        self.i_finess, self.i_siret, self.i_tech = (
+            index.get(n, width) for n in ("finess", "siret", "technical_id")
+        )
+
+    def misfit(self, fields: list[str], line: str, line_no: int, rejections: Rejections) -> bool:
+        """A line that does not split into ``width`` fields: True when it is still usable (``fields``
+        completed in place), False when it is blank or rejected."""
+        n = len(fields)
+        if n == 1 and not line.strip():
+            return False  # blank line (e.g. at the end of the file)
+        if self.trailing and n == self.width - 1:
+            fields.append("")  # the line lacks its final "|": same columns, accept it
+            return True
+        got = n - 1 if line.endswith("|") else n
+        rejections.add(
+            self.file,
+            line_no,
+            f"{got} colonnes au lieu de {self.expected} (séparateur « | » en trop ou manquant)",
+        )
+        return False
+
+
+class _Sites:
+    """Which sites are already staged, so that a site repeated on many lines is staged once.
+
+    Most lines exercise at their structure's own site (the one the merge derives the structure from):
+    they stage the structure key only, and show the structure's coordinates. A line whose site differs
+    points to its own site row (``site_line``)."""
+
+    __slots__ = ("_columns", "_sites", "_structures", "new")
+
+    def __init__(self, columns: _Columns) -> None:
+        self._columns = columns
+        # Structure key hash -> hash of its own site's columns (a site's columns include its key: two
+        # structures can only share an entry if their site hashes collide too, a 2**-64 chance).
+        self._structures: dict[int, int] = {}
+        # Other sites already staged: hash of their columns -> their line << 32 | CRC-32 of the
+        # columns. Integers keep the cache small; the CRC confirms a hit (a 2**-96 chance otherwise).
+        self._sites: dict[int, int] = {}
+        self.new: list[tuple[Any, ...]] = []  # site rows first seen since the last batch
+
+    def place(self, f: list[str], line_no: int) -> tuple[str, int | None]:
+        """(structure key, line of the site row to show, or None for the structure's own site)."""
+        c = self._columns
+        site_text = "|".join(f[c.site_from : c.site_to])
+        site_hash = hash(site_text)
+        finess, siret, tech = f[c.i_finess], f[c.i_siret], f[c.i_tech]
+        if finess:  # rules.rpps_structure_key, inlined: it runs for every line
+            structure_id = "finess:" + finess.strip()
+        elif siret:
+            structure_id = "siret:" + siret.strip()
+        elif tech:
+            structure_id = "rpps-struct:" + tech.strip()
+        else:
+            structure_id = ""
+        if structure_id:
+            structures = self._structures
+            structure_hash = hash(structure_id)
+            own = structures.get(structure_hash)
+            if own is None and len(structures) < STRUCTURE_CACHE_ENTRIES:
+                structures[structure_hash] = own = site_hash
+                self.new.append(_site_row(line_no, structure_id, c.site_get(f)))
+            if own == site_hash:
+                return structure_id, None
+        site_check = crc32(site_text.encode())
+        known = self._sites.get(site_hash)
+        if known is not None and known & 0xFFFFFFFF == site_check:
+            return structure_id, known >> 32
+        self.new.append(_site_row(line_no, structure_id, c.site_get(f)))
+        if len(self._sites) >= SITE_CACHE_ENTRIES:
+            self._sites.clear()
+        self._sites[site_hash] = line_no << 32 | site_check
+        return structure_id, line_no
+
+
+def _fast_nid_problem(nid: str) -> str | None:
+    """``national_id_problem``, with a fast path for the usual "8" + 11-digit RPPS number: its Luhn key
+    computed on the bytes (0.8 us a call against 8.7 us for ``stdnum.luhn``; it runs once a person)."""
+    b = nid.encode()
+    if (
+        len(b) == 12
+        and b[0] == 56
+        and b.isdigit()
+        and (sum(b[1::2]) + sum(b[2::2].translate(_LUHN_DOUBLE_BYTES)) - 528) % 10 == 0
+    ):
+        return None
+    return national_id_problem(nid)
+
+
 def parse_rpps(
     stream: IO[bytes],
     *,
@@ -305,116 +416,55 @@ def parse_rpps(
     else:
         first = ([], 0)
         line_no = 0
-    if not header.strip():
-        raise RppsFormatError(f"{file}:1: fichier vide : aucun en-tête RPPS.")
-    layout = read_layout(header, file=file)
-    width = layout.width
-    expected = width - 1 if layout.trailing else width  # columns as a person counts them
-    index = layout.index
-    # Absent optional columns read the sentinel "" appended at index ``width`` of every line.
-    activity_get = itemgetter(*(index.get(name, width) for name in _ACTIVITY_FIELDS))
-    person_get = itemgetter(*(index.get(name, width) for name in _PERSON_FIELDS))
-    site_get = itemgetter(*(index.get(name, width) for name in _SITE_FIELDS))
-    # The site columns sit side by side in both layouts: the slice covering them (a few unused columns
-    # in between do no harm) identifies a site without picking its columns one by one.
-    site_positions = [index[name] for name in _SITE_FIELDS if name in index] or [width]
-    site_from, site_to = min(site_positions), max(site_positions) + 1
-    i_nid = index["national_id"]
-    i_family = index["family_name"]
-    version = _DIGEST_SEED
-    double = _LUHN_DOUBLE_BYTES
-    i_finess, i_siret, i_tech = (index.get(n, width) for n in ("finess", "siret", "technical_id"))
-    # Structure key hash -> hash of its own site's columns (a site's columns include its key: two
-    # structures can only share an entry if their site hashes collide too, a 2**-64 chance).
-    structures: dict[int, int] = {}
-    # Sites already staged: hash of their columns -> their line << 32 | CRC-32 of the columns. Integers
-    # keep the cache small; the CRC confirms a hit (two sites agreeing on both is a 2**-96 chance).
-    sites: dict[int, int] = {}
-    lines: list[tuple[Any, ...]] = []
-    new_sites: list[tuple[Any, ...]] = []
-    last_nid = nid = ""
-    last_nid_problem: str | None = None
-    person_staged = False  # the current person's fields are already on one of their lines
+    columns = _Columns(header, file=file)
+    chunks = itertools.chain((first,), chunks)
+    del first  # let the first chunk go once read
+    position = position if position is not None else ParsePosition()
+    position.line_no = line_no
+    yield from _parse_lines(chunks, columns, rejections, batch_size, on_batch, position)
 
-    consumed = first[1]
-    for chunk, consumed in itertools.chain((first,), chunks):
-        first = ([], consumed)  # let the first chunk go once read
+
+def _parse_lines(
+    chunks: Iterator[tuple[list[str], int]],
+    columns: _Columns,
+    rejections: Rejections,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None,
+    position: ParsePosition,
+) -> Iterator[RppsBatch]:
+    """The hot loop: one pass over the lines, everything it needs in local variables."""
+    file, width, misfit = columns.file, columns.width, columns.misfit
+    i_nid, i_family = columns.i_nid, columns.i_family
+    activity_get, person_get = columns.activity_get, columns.person_get
+    sites = _Sites(columns)
+    place = sites.place
+    version = _DIGEST_SEED
+    lines: list[tuple[Any, ...]] = []
+    line_no = position.line_no
+    last_nid = nid = ""
+    nid_problem: str | None = None
+    person_staged = False  # the current person's fields are already on one of their lines
+    consumed = 0
+    for chunk, consumed in chunks:
         for line in chunk:
             line_no += 1
             f = line.split("|")
-            if len(f) != width:
-                n = len(f)
-                if n == 1 and not line.strip():
-                    continue  # blank line (e.g. at the end of the file)
-                if layout.trailing and n == width - 1:
-                    f.append("")  # the line lacks its final "|": same columns, accept it
-                else:
-                    got = n - 1 if line.endswith("|") else n
-                    rejections.add(
-                        file,
-                        line_no,
-                        f"{got} colonnes au lieu de {expected} (séparateur « | » en trop ou manquant)",
-                    )
-                    continue
+            if len(f) != width and not misfit(f, line, line_no, rejections):
+                continue
             f.append("")
             # Fields padded with spaces are trimmed by the merge (in C); only the values Python
             # decides on are stripped here.
             raw_nid = f[i_nid]
             if raw_nid != last_nid:
-                last_nid = raw_nid
-                nid = raw_nid.strip()
-                person_staged = False
-                # Fast path for the usual "8" + 11-digit RPPS number: its Luhn key, on the bytes.
-                b = nid.encode()
-                if (
-                    len(b) == 12
-                    and b[0] == 56
-                    and b.isdigit()
-                    and (sum(b[1::2]) + sum(b[2::2].translate(double)) - 528) % 10 == 0
-                ):
-                    last_nid_problem = None
-                else:
-                    last_nid_problem = national_id_problem(nid)
-            if last_nid_problem is not None:
-                rejections.add(file, line_no, f"colonne « Identification nationale PP » : {last_nid_problem}")
+                last_nid, nid, person_staged = raw_nid, raw_nid.strip(), False
+                nid_problem = _fast_nid_problem(nid)
+            if nid_problem is not None:
+                rejections.add(file, line_no, f"colonne « Identification nationale PP » : {nid_problem}")
                 continue
             if not f[i_family].strip():
                 rejections.add(file, line_no, "colonne « Nom d'exercice » vide : nom du professionnel absent")
                 continue
-            # Most lines exercise at their structure's own site (the one the merge derives the structure
-            # from): they stage the structure key only, and show the structure's coordinates. A line
-            # whose site differs points to its own site row (``site_line``).
-            site_text = "|".join(f[site_from:site_to])
-            site_hash = hash(site_text)
-            finess, siret, tech = f[i_finess], f[i_siret], f[i_tech]
-            if finess:  # rules.rpps_structure_key, inlined: it runs for every line
-                structure_id = "finess:" + finess.strip()
-            elif siret:
-                structure_id = "siret:" + siret.strip()
-            elif tech:
-                structure_id = "rpps-struct:" + tech.strip()
-            else:
-                structure_id = ""
-            at_own_site = False
-            if structure_id:
-                structure_hash = hash(structure_id)
-                own = structures.get(structure_hash)
-                if own is None and len(structures) < STRUCTURE_CACHE_ENTRIES:
-                    structures[structure_hash] = own = site_hash
-                    new_sites.append(_site_row(line_no, structure_id, site_get(f)))
-                at_own_site = own == site_hash
-            site_line: int | None = None
-            if not at_own_site:
-                site_check = crc32(site_text.encode())
-                known = sites.get(site_hash)
-                if known is not None and known & 0xFFFFFFFF == site_check:
-                    site_line = known >> 32
-                else:
-                    site_line = line_no
-                    new_sites.append(_site_row(line_no, structure_id, site_get(f)))
-                    if len(sites) >= SITE_CACHE_ENTRIES:
-                        sites.clear()
-                    sites[site_hash] = line_no << 32 | site_check
+            structure_id, site_line = place(f, line_no)
             # The whole line is digested: a person is unchanged when their lines are the same bytes.
             data = line.encode()
             h = crc32(data, version) | (adler32(data) & 0xFFFF) << 32
@@ -438,13 +488,12 @@ def parse_rpps(
                     )
                 )  # fmt: skip
             if len(lines) >= batch_size:
-                yield RppsBatch(lines, new_sites)
-                lines, new_sites = [], []
+                yield RppsBatch(lines, sites.new)
+                lines, sites.new = [], []
                 if on_batch is not None:
                     on_batch(consumed)
-    if lines or new_sites:
-        yield RppsBatch(lines, new_sites)
+    if lines or sites.new:
+        yield RppsBatch(lines, sites.new)
     if on_batch is not None:
         on_batch(consumed)
-    if position is not None:
-        position.line_no = line_no
+    position.line_no = line_no

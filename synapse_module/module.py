@@ -1,10 +1,12 @@
 """``AzurezoModule``: Synapse callbacks gating accounts, memberships and media on the directory.
 
-The callbacks only translate between Synapse and the pure rules (``rules``, ``filetypes``); the
+The callbacks only translate between Synapse and the pure rules (``rules``, ``filetyping``); the
 directory is asked over HTTP from the reactor (``DirectoryCache`` + the module API's HTTP client).
 
 Where each rule is enforced, and why there:
-- registration (client ``/register`` and the shared-secret admin API): ``check_registration_for_spam``.
+- registration (client ``/register`` and the shared-secret admin API): ``check_registration_for_spam``;
+  Synapse's own "registration/guest access disabled" answers are given in French by the
+  ``/_matrix`` web resource of ``french_refusals`` (issue 6, item 14).
   Returning ``DENY`` reaches the client as 429 "Rate limited"; raising a ``SynapseError`` from the
   callback propagates as is, so the refusal is a 403 with the French reason.
 - invites and joins: ``user_may_invite`` / ``user_may_join_room`` (a clear M_FORBIDDEN for normal
@@ -14,7 +16,10 @@ Where each rule is enforced, and why there:
   before the room exists.
 - sessions: ``is_user_expired`` (account validity), asked on every authenticated request;
   logins: ``check_login_for_spam`` (an expired account can otherwise still log in).
-- media: ``check_media_file_for_spam``, classified in a worker thread.
+- media: ``check_media_file_for_spam``, classified in a worker thread; the size limit by
+  ``is_user_allowed_to_upload_media_of_size`` (French 413; Synapse's own ``max_upload_size`` is set
+  above ours so that its English "Upload request body is too large" is never the one answered) and
+  announced to clients by ``get_media_config_for_user`` (issue 6, item 14).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from twisted.internet import defer
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
-from synapse_module import filetypes
+import filetyping
 from synapse_module.config import ModuleConfig, check_upload_limit, parse_config
 from synapse_module.directory import (
     Answer,
@@ -50,6 +55,7 @@ from synapse_module.directory import (
     Standing,
     parse_directory_response,
 )
+from synapse_module.french_refusals import MatrixPrefix
 from synapse_module.rules import (
     Action,
     Check,
@@ -73,6 +79,17 @@ _NO_LOCALPART = (
     "Un identifiant est nécessaire pour créer un compte, et il doit être rattaché à un "
     "professionnel de l'annuaire (RPPS/ROR)."
 )
+
+
+def _french_refusals(api: ModuleApi) -> MatrixPrefix | None:
+    """The ``/_matrix`` resource answering Synapse's registration refusals in French."""
+    try:
+        registration = api._hs.config.registration
+        enabled, guests = bool(registration.enable_registration), bool(registration.allow_guest_access)
+    except AttributeError:
+        logger.warning("cannot read Synapse's registration settings: its refusals stay in English")
+        return None
+    return MatrixPrefix(registration_enabled=enabled, guest_access_enabled=guests)
 
 
 def _synapse_max_upload_size(api: ModuleApi) -> int | None:
@@ -112,6 +129,13 @@ class AzurezoModule:
             on_create_room=self.on_create_room,
         )
         api.register_account_validity_callbacks(is_user_expired=self.is_user_expired)
+        french = _french_refusals(api)
+        if french is not None:
+            api.register_web_resource("/_matrix", french)
+        api.register_media_repository_callbacks(
+            get_media_config_for_user=self.get_media_config_for_user,
+            is_user_allowed_to_upload_media_of_size=self.is_user_allowed_to_upload_media_of_size,
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -124,7 +148,7 @@ class AzurezoModule:
         url = f"{self._config.directory_url}/internal/v1/directory/matrix-users/{quote(user_id, safe='@:')}"
         headers = Headers(
             {
-                b"Authorization": [f"Bearer {self._config.directory_secret}".encode()],
+                b"Authorization": [f"Bearer {self._config.directory_secret.get_secret_value()}".encode()],
                 b"Accept": [b"application/json"],
             }
         )
@@ -270,6 +294,17 @@ class AzurezoModule:
 
     # --- media ---------------------------------------------------------------------------------
 
+    async def get_media_config_for_user(self, user_id: str) -> dict[str, Any]:
+        """Announce the product's limit (not Synapse's higher technical one) to every client."""
+        return {"m.upload.size": self._config.max_upload_bytes}
+
+    async def is_user_allowed_to_upload_media_of_size(self, user_id: str, size: int) -> bool:
+        """Refuse an upload over ``max_upload_bytes`` with a French 413 (before it is stored)."""
+        if size <= self._config.max_upload_bytes:
+            return True
+        logger.info("refused upload of %d bytes by %s: over the limit", size, user_id)
+        raise SynapseError(413, filetyping.too_large_reason(self._config.max_upload_bytes), Codes.TOO_LARGE)
+
     async def check_media_file_for_spam(self, file_wrapper: Any, file_info: Any) -> SpamResult:
         """Allow a stored file only by its real content (size, magic bytes, container inspection).
 
@@ -280,13 +315,13 @@ class AzurezoModule:
         path = getattr(file_wrapper, "path", None)
         if isinstance(path, str):
             verdict = await self._api.defer_to_thread(
-                filetypes.classify_path, path, max_bytes=limit, allow_encrypted=True
+                filetyping.classify_path, path, max_bytes=limit, allow_encrypted=True
             )
         else:  # a Synapse without the (non-API) `path` attribute: buffer once, bounded
             buffer = io.BytesIO()
             await file_wrapper.write_chunks_to(buffer.write)
             verdict = await self._api.defer_to_thread(
-                filetypes.classify, buffer, max_bytes=limit, allow_encrypted=True
+                filetyping.classify, buffer, max_bytes=limit, allow_encrypted=True
             )
         if verdict.allowed:
             return NOT_SPAM

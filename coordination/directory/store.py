@@ -139,24 +139,55 @@ RPPS_FORMAT = StagingFormat(lines=RPPS_LINE_COLUMNS, sites=RPPS_SITE_COLUMNS)
 FHIR_FORMAT = StagingFormat()
 
 
+RefusalReason = Literal["empty", "everyone", "share"]
+
+
 @dataclass(frozen=True, slots=True)
 class DeactivationGuard:
-    """Refuse a full import that would deactivate more than ``max_ratio`` of the source's active persons
-    **and** more than ``floor`` persons (small directories may lose a few people a day)."""
+    """When a full import needs the operator's explicit consent (issue 6, item 9), whatever the size of
+    the directory:
+
+    - it holds no valid row at all (a header-only or wholly rejected file);
+    - it would deactivate every active person of its source;
+    - it would deactivate more than ``max_ratio`` of them **and** more than ``floor`` persons (below the
+      floor, a small directory may lose a few people a day).
+    """
 
     max_ratio: float = MASS_DEACTIVATION_RATIO
     floor: int = MASS_DEACTIVATION_FLOOR
+
+    def refusal(self, *, deactivating: int, active: int, empty: bool) -> RefusalReason | None:
+        if empty:
+            return "empty"
+        if deactivating > 0 and deactivating >= active:
+            return "everyone"
+        if is_mass_deactivation(
+            deactivating=deactivating, active=active, max_ratio=self.max_ratio, floor=self.floor
+        ):
+            return "share"
+        return None
 
 
 class MassDeactivationRefused(Exception):
     """The import would deactivate too many persons (see :class:`DeactivationGuard`): nothing written."""
 
-    def __init__(self, *, source: Source, deactivating: int, active: int, guard: DeactivationGuard) -> None:
-        super().__init__(f"{source}: {deactivating} of {active} active persons would be deactivated")
+    def __init__(
+        self,
+        *,
+        source: Source,
+        deactivating: int,
+        active: int,
+        guard: DeactivationGuard,
+        reason: RefusalReason = "share",
+    ) -> None:
+        super().__init__(
+            f"{source}: {deactivating} of {active} active persons would be deactivated ({reason})"
+        )
         self.source = source
         self.deactivating = deactivating
         self.active = active
         self.guard = guard
+        self.reason = reason
 
 
 @dataclass
@@ -442,7 +473,7 @@ def _apply_sql(
             "deactivated_at, source, fhir_id, updated_at) "
             f"SELECT t.structure_id, {struct_vals}, TRUE, NULL, '{source}', {_n('t.fhir_id')}, :now "
             "FROM stg_structs t JOIN stg_struct_state s ON s.structure_id = t.structure_id "
-            "WHERE s.state = 'N'",
+            "WHERE s.state = 'N' ORDER BY t.structure_id",
             None,
             True,
         )
@@ -505,14 +536,22 @@ def _tally_one(counts: Counts, react: int, state: str, n: int) -> None:
 
 
 def _check_guard(
-    source: Source, active: int, kept: int, guard: DeactivationGuard | None, result: MergeResult
+    source: Source,
+    active: int,
+    kept: int,
+    guard: DeactivationGuard | None,
+    result: MergeResult,
+    *,
+    empty: bool,
 ) -> int:
     """Persons the import will deactivate; raises :class:`MassDeactivationRefused` past the guard."""
     deactivating = max(0, active - kept)
-    if guard is not None and is_mass_deactivation(
-        deactivating=deactivating, active=active, max_ratio=guard.max_ratio, floor=guard.floor
-    ):
-        raise MassDeactivationRefused(source=source, deactivating=deactivating, active=active, guard=guard)
+    if guard is not None:
+        reason = guard.refusal(deactivating=deactivating, active=active, empty=empty)
+        if reason is not None:
+            raise MassDeactivationRefused(
+                source=source, deactivating=deactivating, active=active, guard=guard, reason=reason
+            )
     result.persons.deactivated = deactivating
     return deactivating
 
@@ -568,6 +607,7 @@ class SqliteStaging:
         self._insert_sites = _insert_sql("stg_sites", staging_format.sites)
         self._insert_structs = _insert_sql("stg_structs", STRUCT_COLUMNS)
         self._staged = 0
+        self._structs = 0
 
     def add(
         self,
@@ -583,6 +623,7 @@ class SqliteStaging:
             self._staged += len(lines)
         if structs:
             self._conn.executemany(self._insert_structs, structs)
+            self._structs += len(structs)
 
     def absorb(self, part_file: str, *, line_offset: int) -> int:
         """Take in a :class:`PartStaging` file whose lines follow the ``line_offset`` lines staged here;
@@ -642,7 +683,8 @@ class SqliteStaging:
                 active_sql, kept_sql = _guard_sql(source)
                 active = int(conn.execute(active_sql).fetchone()[0])
                 kept = int(conn.execute(kept_sql).fetchone()[0])
-                deactivating = _check_guard(source, active, kept, guard, result)
+                empty = self._staged == 0 and self._structs == 0
+                deactivating = _check_guard(source, active, kept, guard, result, empty=empty)
             if derive_structures:
                 conn.execute(_derive_structures_sql())
             existing = int(conn.execute("SELECT COUNT(*) FROM directory_activities").fetchone()[0])
@@ -785,6 +827,7 @@ class PostgresStaging:
         self._format = staging_format
         self._tx: Any = None
         self._staged = 0
+        self._structs = 0
 
     @classmethod
     async def connect(
@@ -822,6 +865,7 @@ class PostgresStaging:
             self._staged += len(lines)
         if structs:
             await copy("stg_structs", records=structs, columns=STRUCT_COLUMNS)
+            self._structs += len(structs)
 
     async def merge(
         self,
@@ -856,7 +900,8 @@ class PostgresStaging:
             active_sql, kept_sql = _guard_sql(source)
             active = int(await conn.fetchval(active_sql))
             kept = int(await conn.fetchval(kept_sql))
-            deactivating = _check_guard(source, active, kept, guard, result)
+            empty = self._staged == 0 and self._structs == 0
+            deactivating = _check_guard(source, active, kept, guard, result, empty=empty)
         if derive_structures:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")

@@ -27,7 +27,7 @@ class Document(Base):
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
     title: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(30))
-    # What the content really is (synapse_module.filetypes), never what the client declared.
+    # What the content really is (filetyping), never what the client declared.
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(10))

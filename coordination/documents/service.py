@@ -10,7 +10,7 @@ Changes. Only the uploader changes a document's visibility or deletes it. Deleti
 (``deleted_at``): the document disappears from lists and downloads, its audit trail and stored content
 stay (content is shared by every document with the same sha256, so it is never removed here).
 
-Content. Uploads are typed from their bytes by ``synapse_module.filetypes`` (THE typing
+Content. Uploads are typed from their bytes by ``filetyping`` (THE typing
 implementation) with ``allow_encrypted=False``: the service receives plaintext, so bytes that only
 "look encrypted" are refused like any unknown type. Downloads are served with the detected type.
 
@@ -30,6 +30,7 @@ from sqlalchemy import exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+import filetyping
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.circle.models import CircleMember
@@ -42,7 +43,6 @@ from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound,
 from coordination.ids import DocumentId, PatientId
 from coordination.outbox import service as outbox
 from coordination.security import Actor
-from synapse_module import filetypes
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +201,11 @@ async def require_uploader(*, session: AsyncSession, actor: Actor, patient_id: P
     await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
 
 
-def _refusal(verdict: filetypes.Verdict, max_bytes: int) -> ServiceError:
-    if verdict.refusal == filetypes.Refusal.TOO_LARGE:
+def _refusal(verdict: filetyping.Verdict, max_bytes: int) -> ServiceError:
+    if verdict.refusal == filetyping.Refusal.TOO_LARGE:
         return storage.too_large(max_bytes)
     reason = verdict.reason or "Ce type de fichier n'est pas accepté."
-    if verdict.refusal == filetypes.Refusal.EMPTY:
+    if verdict.refusal == filetyping.Refusal.EMPTY:
         return Invalid(reason, field="file")
     return UnsupportedType(reason)
 
@@ -223,7 +223,7 @@ async def upload_document(
     """Type, store and register an upload already received into ``.incoming``.
 
     Refuses content that is not an accepted document or image (415, French reason from
-    ``filetypes``), an empty file (422) and chosen members outside the circle (422). The bytes are
+    ``filetyping``), an empty file (422) and chosen members outside the circle (422). The bytes are
     stored under their sha256 (once, whatever the number of uploads); the caller removes
     ``received.path`` if it is still there afterwards.
     """
@@ -231,7 +231,7 @@ async def upload_document(
     if received.size == 0:
         raise Invalid("Le fichier est vide : choisissez le bon fichier puis réessayez.", field="file")
     verdict = await anyio.to_thread.run_sync(
-        lambda: filetypes.classify_path(str(received.path), max_bytes=max_bytes, allow_encrypted=False)
+        lambda: filetyping.classify_path(str(received.path), max_bytes=max_bytes, allow_encrypted=False)
     )
     if not verdict.allowed or verdict.kind is None:
         logger.info("upload refused for patient %s: %s (%s)", patient_id, verdict.refusal, verdict.detected)

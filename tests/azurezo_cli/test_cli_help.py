@@ -91,3 +91,21 @@ def test_account_create_says_when_synapse_is_not_running(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "Synapse ne répond pas" in result.stderr
     assert "azurezo --home" in result.stderr
+
+
+def test_starting_sweeps_what_a_killed_import_left(tmp_path: Path) -> None:
+    """Issue 6 item 13: a killed `import-rpps` left its temporary folder in <home>/tmp; the next
+    start (`init` does what `up` does before starting anything) removes it."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / "home" / "tmp" / f"azurezo-rpps-{dead.stdout.strip()}-x1"
+    stale.mkdir(parents=True)
+    (stale / "part.db").write_bytes(b"\0" * 1024)
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "init", "--no-demo"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
+    assert "import interrompu" in result.output

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from signedjson.key import read_signing_keys
+from sqlalchemy.engine import make_url
 
-from azurezo_cli.home import HomeError, init_home, load_home
+from azurezo_cli.home import HomeError, init_home, load_home, postgres_database_urls
 from coordination.settings import Settings
 
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "password", "xxx", "todo"}
@@ -138,3 +143,99 @@ def test_service_settings_point_at_the_home(tmp_path: Path) -> None:
     assert settings.documents_dir == home.path / "coordination" / "documents"
     assert settings.bot_user_id == "@azurezo-bot:a.test"
     assert settings.server_name == "a.test"
+
+
+def edit_home_file(home_path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    settings_file = home_path / "azurezo.json"
+    raw = json.loads(settings_file.read_text())
+    change(raw)
+    settings_file.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        (lambda raw: raw.update(federation_peer=[]), "federation_peer", "inconnue"),
+        (lambda raw: raw.pop("bot_password"), "bot_password", "manque"),
+        (lambda raw: raw.update(synapse_port="8008"), "synapse_port", "entier entre 1 et 65535"),
+        (lambda raw: raw.update(service_port=70000), "service_port", "entier entre 1 et 65535"),
+        (lambda raw: raw.update(profile="dev"), "profile", "production ou test"),
+        (lambda raw: raw.update(server_name="has space"), "server_name", "nom de domaine"),
+        (lambda raw: raw.update(format=2), "format", "autre version"),
+        (lambda raw: raw["secrets"].update(extra="x" * 40), "secrets.extra", "inconnue"),
+        (lambda raw: raw.update(synapse_database_url="mysql://u@h/db"), "synapse_database_url", "PostgreSQL"),
+        (lambda raw: raw.update(demo_enabled="oui"), "demo_enabled", "true ou false"),
+    ],
+)
+def test_a_damaged_home_file_is_refused_in_french_naming_the_key(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], key: str, words: str
+) -> None:
+    home, _ = init_home(tmp_path / "var")
+    edit_home_file(home.path, change)
+
+    with pytest.raises(HomeError) as caught:
+        load_home(home.path)
+
+    assert f"« {key} »" in str(caught.value)
+    assert words in str(caught.value)
+    assert home.secrets.registration_shared_secret not in str(caught.value)
+
+
+def test_a_home_written_by_an_older_version_still_loads(tmp_path: Path) -> None:
+    """The first home format had no synapse_database_url nor demo_enabled (commit d711c37)."""
+    home, _ = init_home(tmp_path / "var", server_name="ancien.test")
+    edit_home_file(home.path, lambda raw: [raw.pop(k) for k in ("synapse_database_url", "demo_enabled")])
+    edit_home_file(home.path, lambda raw: raw.update(federation_peers=None, demo_passwords=None))
+
+    loaded = load_home(home.path)
+
+    assert loaded.synapse_database_url is None
+    assert loaded.demo_enabled is True
+    assert loaded.federation_peers == ()
+    assert loaded.demo_passwords == {}
+    assert loaded.secrets == home.secrets
+
+
+def test_a_home_never_shows_its_secrets_in_its_repr(tmp_path: Path) -> None:
+    home, _ = init_home(tmp_path / "var")
+    home = replace(home, demo_passwords={"a": "demo-password-value"})
+
+    text = repr(home)
+
+    for secret in (home.secrets.registration_shared_secret, home.bot_password, "demo-password-value"):
+        assert secret not in text
+
+
+# A password with the characters URLs reserve, percent-encoded as libpq and SQLAlchemy expect.
+PASSWORD = "p@ss:w/rd%?#"
+ENCODED = quote(PASSWORD, safe="")
+
+
+def test_postgres_urls_keep_a_percent_encoded_password_whole() -> None:
+    _, synapse_url, _, service_url = postgres_database_urls(
+        f"postgresql://azurezo:{ENCODED}@db.exemple.fr:5432/", "a.test"
+    )
+
+    for url in (synapse_url, service_url):
+        parsed = make_url(url)
+        assert parsed.password == PASSWORD
+        assert (parsed.username, parsed.host, parsed.port) == ("azurezo", "db.exemple.fr", 5432)
+    assert make_url(service_url).drivername == "postgresql+asyncpg"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: postgres_database_urls(f"postgresql://azurezo:{ENCODED}@db.exemple.fr:5432/base", "a.test"),
+        lambda: postgres_database_urls(f"mysql://azurezo:{ENCODED}@db.exemple.fr/", "a.test"),
+        lambda: init_home(Path("/nonexistent/never"), synapse_database_url=f"mysql://u:{ENCODED}@h/db"),
+    ],
+)
+def test_messages_never_show_a_percent_encoded_password(call: Callable[[], object]) -> None:
+    with pytest.raises(HomeError) as caught:
+        call()
+
+    message = str(caught.value)
+    assert "***" in message
+    for form in (PASSWORD, ENCODED, "p@ss", "p%40ss"):
+        assert form not in message

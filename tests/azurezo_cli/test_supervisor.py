@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
+from azurezo_cli.supervisor import KEPT_RUNS, ChildFailed, ChildSpec, Supervisor, port_is_free
 from tests.support.stack import free_port
 
 
@@ -97,6 +98,60 @@ def test_a_crash_is_reported_with_its_code_and_only_this_runs_log(tmp_path: Path
     assert failure.tail.splitlines()[-1] == "line 49"
     assert "older run" not in failure.tail
     assert len(failure.tail.splitlines()) == 30
+
+
+def test_a_crash_report_never_shows_what_a_process_of_an_older_run_still_writes(tmp_path: Path) -> None:
+    """Issue 6 item 12: a process of the previous run, still stopping, appends a traceback to the
+    log after this run started; the failure of this run's child must not show it."""
+    log = tmp_path / "logs" / "crash.log"
+    log.parent.mkdir()
+    stale = log.open("ab")  # the older run's process holds its log open, in append mode
+    stale.write(b"=== azurezo: start of crash (older run) ===\n")
+    stale.flush()
+    go = tmp_path / "go"
+    spec = python_child(
+        tmp_path,
+        "crash",
+        f"""
+        import pathlib, sys, time
+        print("fresh line of this run", flush=True)
+        while not pathlib.Path({str(go)!r}).exists():
+            time.sleep(0.02)
+        sys.exit(3)
+        """,
+    )
+    supervisor = Supervisor(poll_interval=0.05)
+    child = supervisor.start(spec)
+    try:
+        deadline = time.monotonic() + 20
+        while "fresh line" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stale.write(b"Traceback (most recent call last):\nOldError: from the older run\n")
+        stale.flush()
+        go.touch()
+        with pytest.raises(ChildFailed) as caught:
+            supervisor.wait_ready(child, timeout=30)
+    finally:
+        supervisor.stop_all()
+        stale.close()
+
+    assert "fresh line of this run" in caught.value.tail
+    assert "OldError" not in caught.value.tail
+    assert "Traceback" not in caught.value.tail
+    # The older run's log is kept beside the new one, whole.
+    assert "OldError: from the older run" in (tmp_path / "logs" / "crash.log.1").read_text()
+
+
+def test_logs_of_the_last_runs_are_kept(tmp_path: Path) -> None:
+    spec = python_child(tmp_path, "once", "print('run')\n")
+    for _ in range(KEPT_RUNS + 2):
+        supervisor = Supervisor()
+        child = supervisor.start(spec)
+        child.process.wait()
+        supervisor.stop_all()
+
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs == ["once.log"] + [f"once.log.{n}" for n in range(1, KEPT_RUNS + 1)]
 
 
 def test_watch_reports_a_child_killed_later(tmp_path: Path) -> None:
@@ -192,9 +247,52 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
 def test_port_is_free() -> None:
     port = free_port()
     assert port_is_free(port)
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
         assert not port_is_free(port)
+
+
+def test_a_listener_that_reuses_addresses_still_holds_its_port() -> None:
+    """uvicorn and Twisted set SO_REUSEADDR on their listeners: the check must still see them."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert not port_is_free(sock.getsockname()[1])
+
+
+def _serve_and_close_first(port: int, connections: int = 5) -> None:
+    """A server's life on ``port``: it accepts clients and closes each connection first (as an HTTP
+    server does at shutdown), which leaves them in TIME_WAIT on the server's port, then it stops."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+        for _ in clients:
+            conn, _addr = server.accept()
+            conn.sendall(b"bye")
+            conn.close()
+        for client in clients:
+            assert client.recv(3) == b"bye"
+            client.close()
+
+
+def _time_wait_on(port: int) -> bool:
+    """True when a TCP socket bound to 127.0.0.1:``port`` is in TIME_WAIT (state 06 of /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if local == f"0100007F:{port:04X}" and state == "06":
+            return True
+    return False
+
+
+def test_stop_then_start_again_at_once_ten_times() -> None:
+    """Issue 6 item 11: TIME_WAIT connections of a stopped server do not make its port "used"."""
+    port = free_port()
+    for attempt in range(10):
+        _serve_and_close_first(port)
+        assert _time_wait_on(port), f"attempt {attempt}: no TIME_WAIT connection to test against"
+        assert port_is_free(port), f"attempt {attempt}: port {port} reported used while nobody listens"

@@ -47,7 +47,7 @@ def test_production_config_is_valid_for_synapse_and_closed(tmp_path: Path) -> No
 
     assert config.server.server_name == "soins.exemple.fr"
     assert config.registration.enable_registration is False
-    assert config.media.max_upload_size == 10 * 1024 * 1024
+    assert config.media.max_upload_size == 12800 * 1024  # above the module's limit (French refusals)
     assert config.key.key_servers == []
     # Federation off: an empty whitelist refuses every remote server, and no listener serves it.
     assert config.federation.federation_domain_whitelist == {}

@@ -37,7 +37,7 @@ from coordination.audit.models import AuditEntry
 from coordination.settings import Settings
 from tests.coordination.patients.support import add_circle_member, create_patient, delist
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
-from tests.synapse_module import samples
+from tests.filetyping import samples
 
 DAC = "finess:060000099"
 PERSONAS = ("outsider", "removed", "not_habilite", "relative", "delisted")
@@ -73,6 +73,7 @@ def _bodies(w: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("PATCH", f"{p}/circle/{{member_id}}"): {"role": "aidant principal"},
         ("POST", f"{p}/rooms"): {"room_id": "!nouveau:azurezo.test"},
         ("PUT", f"{p}/documents/{{doc_id}}/visibility"): {"version": 1, "visibility": "cercle"},
+        ("PUT", f"{p}/synthesis"): {"version": 0, "text": "Synthèse écrite par un intrus."},
         ("PATCH", "/api/v1/tasks/{task_id}"): {"version": 1, "title": "Autre titre"},
         ("POST", "/api/v1/tasks"): {
             "title": "Passage",

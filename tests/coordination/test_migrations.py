@@ -67,8 +67,9 @@ async def test_old_codes_are_renamed_on_upgrade(tmp_path: Path) -> None:
                 # The columns the rename touches, and the minimum the constraints ask for.
                 await conn.execute(
                     text(
-                        "INSERT INTO directory_structures (structure_id, name, search_name, is_dac, active, "
-                        "source, updated_at) VALUES ('x', 'DAC', 'DAC', true, true, 'fhir', CURRENT_TIMESTAMP)"
+                        "INSERT INTO directory_structures (structure_id, name, search_name, is_dac, "
+                        "active, source, updated_at) "
+                        "VALUES ('x', 'DAC', 'DAC', true, true, 'fhir', CURRENT_TIMESTAMP)"
                     )
                 )
                 await conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -52,13 +54,14 @@ def children_of(pid: int) -> list[int]:
 class Up:
     """A running `azurezo up` whose output is read line by line in the background."""
 
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, preexec_fn: Callable[[], None] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "azurezo_cli", "--home", str(home), "up", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -167,6 +170,101 @@ def test_up_initialises_runs_stops_and_restarts_on_the_same_home(tmp_path: Path)
         assert second.drain() != 0
         assert "« synapse » s'est arrêté (code de sortie -9)" in second.output
         assert "dernières lignes de son journal" in second.output
+        assert not [pid for pid in children if alive(pid)]
+    finally:
+        second.kill()
+
+
+def deactivate(home: Path, national_id: str) -> None:
+    """Make a directory person inactive, as a real import without them does."""
+    from sqlalchemy import update
+
+    from azurezo_cli.home import load_home
+    from coordination.db import make_engine, make_sessionmaker, utcnow
+    from coordination.directory.models import Person
+
+    async def run() -> None:
+        engine = make_engine(load_home(home).database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                result = await session.execute(
+                    update(Person)
+                    .where(Person.national_id == national_id)
+                    .values(active=False, deactivated_at=utcnow(), updated_at=utcnow())
+                )
+                await session.commit()
+                assert result.rowcount == 1  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def ignore_sigint() -> None:
+    """What a shell does to a command it starts in the background (`azurezo up &` in a script)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_up_skips_demo_accounts_of_inactive_people_and_stops_on_sigint_even_if_ignored(
+    tmp_path: Path,
+) -> None:
+    """Issue 6 items 10 and 12: inactive demo people never stop `up`; SIGINT always stops it."""
+    up_home = tmp_path / "var"
+    synapse_port, service_port = free_port(), free_port()
+    ports = ["--synapse-port", str(synapse_port), "--service-port", str(service_port)]
+    synapse_url = f"http://127.0.0.1:{synapse_port}"
+    server = "demo.azurezo.test"
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "azurezo_cli",
+            "--home",
+            str(up_home),
+            "init",
+            *ports,
+            "--server-name",
+            server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+
+    # An import before the first start made a demo person inactive: their account is never created.
+    deactivate(up_home, "819990000101")  # kamrani
+    first = Up(up_home, *ports)
+    try:
+        first.wait_for(READY_LINE)
+        warnings = [line for line in first.lines if line.startswith("Attention :")]
+        assert len(warnings) == 1, first.output
+        assert f"@kamrani:{server}" in warnings[0] and "819990000101" in warnings[0]
+        logins = dict(m.groups() for line in first.lines if (m := LOGIN.match(line)))
+        assert f"@kamrani:{server}" not in logins
+        assert login(synapse_url, f"@lgarnier:{server}", logins[f"@lgarnier:{server}"]).status_code == 200
+        first.process.send_signal(signal.SIGINT)
+        assert first.drain() == 0, first.output
+    finally:
+        first.kill()
+
+    # A later import deactivates a demo person who has an account; the next start goes on, and
+    # Ctrl-C still stops it although it was started with SIGINT ignored.
+    deactivate(up_home, "0069900001")  # lgarnier
+    second = Up(up_home, *ports, preexec_fn=ignore_sigint)
+    try:
+        second.wait_for(READY_LINE)
+        warnings = [line for line in second.lines if line.startswith("Attention :")]
+        assert len(warnings) == 2, second.output
+        assert any(f"@lgarnier:{server}" in w and "n'est plus actif" in w for w in warnings)
+        logins = dict(m.groups() for line in second.lines if (m := LOGIN.match(line)))
+        assert f"@lgarnier:{server}" not in logins and f"@kamrani:{server}" not in logins
+        assert login(synapse_url, f"@jmartin:{server}", logins[f"@jmartin:{server}"]).status_code == 200
+
+        children = children_of(second.process.pid)
+        second.process.send_signal(signal.SIGINT)
+        assert second.drain() == 0, second.output
+        assert "AZUREZO est arrêté." in second.output
         assert not [pid for pid in children if alive(pid)]
     finally:
         second.kill()

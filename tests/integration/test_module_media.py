@@ -17,8 +17,9 @@ from nio import (
 )
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
+from tests.filetyping import samples
+from tests.support.polling import eventually
 from tests.support.stack import Stack
-from tests.synapse_module import samples
 from tests.synapse_module.matrix import client_api, new_professional, upload
 
 pytestmark = pytest.mark.synapse
@@ -55,6 +56,18 @@ REFUSED: list[tuple[str, str, Callable[[], bytes], str]] = [
         "macros",
     ),
     ("dossier.zip", "application/zip", samples.plain_zip, "archives compressées"),
+    # Issue 6, item 8: each was stored before the shared policy checked them.
+    ("ordonnance.pdf", "application/pdf", samples.mz_then_random, "programme exécutable"),
+    ("ordonnance.pdf", "application/pdf", samples.pdf_header_then_garbage, "pas un valide"),
+    ("ordonnance.pdf", "application/pdf", samples.pdf_open_action_javascript, "JavaScript"),
+    ("ordonnance.pdf", "application/pdf", samples.pdf_then_zip_with_exe, "archive ZIP"),
+    ("photo.jpg", "image/jpeg", samples.jpeg_then_html, "page web"),
+    (
+        "courrier.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        samples.docx_inflating_to,
+        "décompresse",
+    ),
 ]
 
 
@@ -93,7 +106,20 @@ async def test_each_allowed_type_uploads_and_downloads(
 @pytest.mark.parametrize(
     ("filename", "content_type", "make", "why"),
     REFUSED,
-    ids=["elf-as-pdf", "pe-as-pdf", "html", "svg", "docm-as-docx", "zip"],
+    ids=[
+        "elf-as-pdf",
+        "pe-as-pdf",
+        "html",
+        "svg",
+        "docm-as-docx",
+        "zip",
+        "mz-then-random",
+        "pdf-garbage",
+        "pdf-javascript",
+        "pdf-plus-zip-exe",
+        "jpeg-plus-html",
+        "docx-zip-bomb",
+    ],
 )
 async def test_refused_uploads_answer_forbidden_with_the_french_reason(
     stack: Stack,
@@ -119,6 +145,14 @@ async def test_size_limit_is_exactly_ten_megabytes(stack: Stack, uploader_token:
     )
     assert too_big.status_code == 413
     assert too_big.json()["errcode"] == "M_TOO_LARGE"
+    # Issue 6, item 14: the module answers, in French, not Synapse ("Upload request body is too large").
+    assert "dépasse la taille maximale autorisée (10 Mo)" in too_big.json()["error"]
+
+
+async def test_clients_are_told_the_product_upload_limit(stack: Stack, uploader_token: str) -> None:
+    resp = await client_api(stack, "GET", "/_matrix/client/v1/media/config", uploader_token)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"m.upload.size": 10 * 1024 * 1024}
 
 
 async def test_synapse_thumbnails_of_an_uploaded_photo_pass_the_check(
@@ -212,3 +246,30 @@ async def test_a_disguised_executable_encrypted_client_side_is_not_seen_by_the_s
         stack, uploader_token, ciphertext, content_type="application/octet-stream", filename="ordonnance.pdf"
     )
     assert resp.status_code == 200
+
+
+async def test_upload_and_download_file_names_never_reach_synapse_log(
+    stack: Stack, uploader_token: str
+) -> None:
+    # Issue 6, item 7: clients put the file name in the URI, and Synapse logs every URI.
+    name = "CR_NOM_Prénom_1940-02-03.pdf"
+    resp = await upload(stack, uploader_token, samples.pdf(), content_type="application/pdf", filename=name)
+    assert resp.status_code == 200, resp.text
+    parts = urlsplit(resp.json()["content_uri"])
+    got = await client_api(
+        stack,
+        "GET",
+        f"/_matrix/client/v1/media/download/{parts.netloc}{parts.path}/{name}",
+        uploader_token,
+    )
+    assert got.status_code == 200
+    log = stack.home.logs_dir / "synapse.log"
+
+    async def both_requests_logged() -> bool:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        return f"{parts.path}/<redacted>" in text and "/_matrix/media/v3/upload?<redacted>" in text
+
+    await eventually(both_requests_logged, within=10)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    for leak in ("CR_NOM", "1940-02-03", "Pr%C3%A9nom", "Prénom"):
+        assert leak not in text

@@ -14,8 +14,9 @@ from nio import (
     RoomInviteResponse,
 )
 
+from tests.support.polling import eventually
 from tests.support.stack import Stack
-from tests.synapse_module.matrix import client_api, eventually, login_raw, new_professional
+from tests.synapse_module.matrix import client_api, login_raw, new_professional
 
 pytestmark = pytest.mark.synapse
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from synapse_module.french_refusals import GUEST_ACCESS_CLOSED, REGISTRATION_CLOSED
 from tests.support.stack import Stack, fictitious_national_id, start_stack
 
 pytestmark = pytest.mark.synapse
@@ -132,3 +133,39 @@ def test_open_stack_really_has_registration_on(open_stack: Stack) -> None:
     flows = httpx.post(f"{open_stack.synapse_url}/_matrix/client/v3/register", json={}, timeout=30)
     assert flows.status_code == 401
     assert Path(open_stack.home.synapse_overrides_dir / "registration.yaml").exists()
+
+
+# --- Synapse's own refusals, in French (issue 6, item 14) ------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["r0", "v3"])
+async def test_closed_client_registration_is_refused_in_french(stack: Stack, version: str) -> None:
+    async with httpx.AsyncClient(base_url=stack.synapse_url, timeout=30) as client:
+        resp = await client.post(f"/_matrix/client/{version}/register", json={})
+        available = await client.get(
+            f"/_matrix/client/{version}/register/available", params={"username": "quelquun"}
+        )
+    for answer in (resp, available):
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["errcode"] == "M_FORBIDDEN"
+        assert answer.json()["error"] == REGISTRATION_CLOSED
+        assert answer.headers["access-control-allow-origin"] == "*"
+
+
+async def test_guest_access_is_refused_in_french(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.synapse_url, timeout=30) as client:
+        resp = await client.post("/_matrix/client/v3/register", params={"kind": "guest"}, json={})
+    assert resp.status_code == 403, resp.text
+    assert resp.json() == {"errcode": "M_FORBIDDEN", "error": GUEST_ACCESS_CLOSED}
+
+
+async def test_the_rest_of_the_client_api_is_still_synapse(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.synapse_url, timeout=30) as client:
+        versions = await client.get("/_matrix/client/versions")
+        flows = await client.get("/_matrix/client/v3/login")
+        preflight = await client.options("/_matrix/client/v3/register")
+        unknown = await client.get("/_matrix/nothing-here")
+    assert versions.status_code == 200 and "versions" in versions.json()
+    assert flows.status_code == 200 and flows.json()["flows"]
+    assert preflight.status_code in (200, 204)
+    assert unknown.status_code in (400, 404) and unknown.json()["errcode"] == "M_UNRECOGNIZED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ DEMO = Path(__file__).resolve().parents[2] / "config" / "demo"
 @dataclass
 class FakeHome:
     database_url: str
+    path: Path | None = None
 
 
 async def invoke(home: FakeHome, *args: str) -> Result:
@@ -82,3 +84,30 @@ async def test_a_mass_deactivation_is_refused_with_the_way_to_force_it(
     assert (await invoke(home, "import-rpps", str(full))).exit_code == 0  # all back (reactivations)
     forced = await invoke(home, "import-rpps", str(truncated), "--allow-mass-deactivation")
     assert forced.exit_code == 0 and "désactivés 80" in forced.output
+
+
+async def test_a_header_only_file_is_refused(database_url: str, tmp_path: Path) -> None:
+    home = FakeHome(database_url)
+    full = write_rpps(tmp_path / "complet.txt", [rpps_line(n) for n in range(1, 4)])
+    assert (await invoke(home, "import-rpps", str(full))).exit_code == 0
+    empty = write_rpps(tmp_path / "entete.txt", [])
+    refused = await invoke(home, "import-rpps", str(empty))
+    assert refused.exit_code == 1, refused.output
+    assert f"Erreur : {empty} : aucune ligne valide" in refused.output
+    found = await invoke(home, "search", "dupont2", "--json")
+    assert json.loads(found.output)[0]["active"] is True
+
+
+async def test_an_import_sweeps_what_a_killed_import_left_in_the_home(
+    database_url: str, tmp_path: Path
+) -> None:
+    home = FakeHome(database_url, path=tmp_path / "home")
+    dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await dead.wait()
+    stale = tmp_path / "home" / "tmp" / f"azurezo-rpps-{dead.pid}-x1"
+    stale.mkdir(parents=True)
+    (stale / "part.db").write_bytes(b"\0" * 1024)
+    path = write_rpps(tmp_path / "r.txt", [rpps_line(1)])
+    result = await invoke(home, "import-rpps", str(path))
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()

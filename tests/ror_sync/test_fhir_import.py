@@ -12,9 +12,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fhir.resources.R4B.identifier import Identifier
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.directory import service
+from ror_sync import fhir as fhir_reader
 from ror_sync.fhir import FhirSourceError, identifier_kind
 from ror_sync.importer import MassDeactivationError, import_fhir, import_rpps
 from tests.ror_sync.helpers import bundle, national_id, rpps_line, write_rpps
@@ -69,15 +71,29 @@ def role(rid: str, prac: str, org: str, *, updated: str = OLD, active: bool = Tr
 class FhirServer:
     """A real FHIR-ish server on 127.0.0.1: paged searchsets per type, ``_lastUpdated=ge`` honoured."""
 
-    def __init__(self, resources: list[dict[str, Any]], page_size: int = 2) -> None:
+    def __init__(
+        self, resources: list[dict[str, Any]], page_size: int = 2, failures: list[int | str] | None = None
+    ) -> None:
         self.resources = resources
         self.page_size = page_size
         self.requests: list[str] = []
+        # The first requests fail, one planned failure each: an HTTP status, or "drop" (the connection
+        # is closed without an answer).
+        self.failures = list(failures or [])
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 outer.requests.append(self.path)
+                if outer.failures:
+                    failure = outer.failures.pop(0)
+                    if failure == "drop":
+                        self.close_connection = True
+                        return
+                    self.send_response(int(failure))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 parts = urlsplit(self.path)
                 kind = parts.path.rsplit("/", 1)[-1]
                 query = parse_qs(parts.query)
@@ -140,12 +156,16 @@ async def fhir(database_url: str, sources: list[str], since: datetime | None = N
 
 
 def test_identifier_kind_uses_the_type_before_the_system() -> None:
-    assert identifier_kind({"type": {"coding": [{"code": "FINEG"}]}, "system": "x"}) == "finess"
-    assert identifier_kind({"system": "https://finess.esante.gouv.fr", "value": "1"}) == "finess"
-    assert identifier_kind({"system": "http://finess.sante.gouv.fr", "value": "1"}) == "finess"
-    assert identifier_kind({"system": "https://rpps.esante.gouv.fr", "value": "1"}) == "rpps"
+    def kind(data: dict[str, Any]) -> str | None:
+        return identifier_kind(Identifier.model_validate(data))
+
+    assert kind({"type": {"coding": [{"code": "FINEG"}]}, "system": "x"}) == "finess"
+    assert kind({"system": "https://finess.esante.gouv.fr", "value": "1"}) == "finess"
+    assert kind({"system": "http://finess.sante.gouv.fr", "value": "1"}) == "finess"
+    assert kind({"system": "https://rpps.esante.gouv.fr", "value": "1"}) == "rpps"
+    assert kind({"type": {"text": "RPPS"}, "value": "1"}) == "rpps"
     # A typed identifier we do not use is never guessed from its URI.
-    assert identifier_kind({"type": {"coding": [{"code": "INTRN"}]}, "system": "finess"}) is None
+    assert kind({"type": {"coding": [{"code": "INTRN"}]}, "system": "finess"}) is None
 
 
 async def test_paging_over_http_dac_detection_and_members(
@@ -226,7 +246,35 @@ async def test_invalid_resources_and_unknown_practitioners_are_reported(
     assert "Practitioner/ghost" in reasons and f"{path}:2:" in reasons
 
 
-async def test_an_unreachable_server_imports_nothing(database_url: str) -> None:
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fhir_reader, "BACKOFF_SECONDS", 0.01)
+
+
+async def test_transient_failures_are_retried_with_backoff(
+    database_url: str, resources: list[dict[str, Any]], quick_backoff: None
+) -> None:
+    with FhirServer(resources, failures=[503, "drop", 502, 500]) as server:
+        report = await fhir(database_url, [server.url])
+    assert (report.persons.added, report.structures.added, report.activities) == (3, 3, 3)
+    # The first search was asked five times: four failures, then its answer.
+    assert server.requests[:5] == [server.requests[0]] * 5
+    assert server.requests.count(server.requests[0]) == 5
+
+
+async def test_a_server_that_keeps_failing_imports_nothing(
+    database_url: str, resources: list[dict[str, Any]], quick_backoff: None
+) -> None:
+    with FhirServer(resources, failures=[503] * 5) as server, pytest.raises(FhirSourceError) as failed:
+        await fhir(database_url, [server.url])
+    assert "a répondu 503, 5 essais ; rien n'a été importé" in str(failed.value)
+    assert len(server.requests) == 5
+    with FhirServer(resources, failures=[404]) as server, pytest.raises(FhirSourceError, match="404 ;"):
+        await fhir(database_url, [server.url])
+    assert len(server.requests) == 1  # not transient: not asked again
+
+
+async def test_an_unreachable_server_imports_nothing(database_url: str, quick_backoff: None) -> None:
     with FhirServer([]) as server:
         url = server.url
     with pytest.raises(FhirSourceError, match="injoignable"):

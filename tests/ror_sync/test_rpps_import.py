@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from coordination.directory import service
 from coordination.directory.models import Activity, Person, Structure
 from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
 from ror_sync.rpps import NEW_HEADERS, RppsFormatError
+from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
 from tests.ror_sync.helpers import national_id, rpps_line, write_rpps
 from tests.support.service import create_schema, fresh_database_url
 
@@ -322,3 +325,72 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     assert [str(r) for r in two.rejections] == [str(r) for r in one.rejections]
     assert [r.line for r in one.rejections] == [124]
     assert two.persons.added == 200 and two.activities == 220
+
+
+@pytest.mark.parametrize("active", [0, 3, 100])
+async def test_a_file_with_no_valid_line_is_refused_whatever_the_directory_size(
+    database_url: str, db: AsyncSession, tmp_path: Path, active: int
+) -> None:
+    # Issue 6 item 9: a header-only file used to exit 0 and deactivate everyone (the guard needed
+    # "more than 50"). Same for a file whose every line is malformed.
+    if active:
+        await run_import(database_url, write_rpps(tmp_path / "a.txt", [rpps_line(n) for n in range(active)]))
+    header_only = write_rpps(tmp_path / "entete.txt", [])
+    all_bad = write_rpps(tmp_path / "rejets.txt", ["x|y|", rpps_line(1, **{"Nom d'exercice": ""})])
+    for path in (header_only, all_bad):
+        with pytest.raises(MassDeactivationError) as refused:
+            await run_import(database_url, path)
+        message = str(refused.value)
+        assert f"{path} : aucune ligne valide" in message
+        assert f"azurezo directory import-rpps {path} --allow-mass-deactivation" in message
+        assert await _active_count(db) == active  # nothing changed
+    forced = await asyncio.to_thread(import_rpps, database_url, header_only, allow_mass_deactivation=True)
+    assert forced.persons.deactivated == active
+    assert await _active_count(db) == 0
+
+
+async def test_an_import_that_would_deactivate_everyone_is_refused_in_a_small_directory(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    # Three persons, none of them in the new file: under the floor of 50, but it is everyone.
+    await run_import(database_url, write_rpps(tmp_path / "a.txt", [rpps_line(n) for n in range(1, 4)]))
+    others = write_rpps(tmp_path / "b.txt", [rpps_line(n) for n in range(10, 12)])
+    with pytest.raises(MassDeactivationError) as refused:
+        await run_import(database_url, others)
+    assert "désactiverait les 3 professionnels actifs" in str(refused.value)
+    assert await _active_count(db) == 3
+    # One of them still listed: a normal departure of two, under the floor, passes.
+    report = await run_import(
+        database_url, write_rpps(tmp_path / "c.txt", [rpps_line(1), *(rpps_line(n) for n in (10, 11))])
+    )
+    assert report.persons.deactivated == 2
+
+
+async def test_temporary_files_stay_in_the_home_and_a_dead_import_s_are_swept(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Issue 6 item 13: a killed import left /tmp/azurezo-rpps-*/part.db forever.
+    temp_dir = tmp_path / "home" / "tmp"
+    dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await dead.wait()
+    stale = temp_dir / f"azurezo-rpps-{dead.pid}-x1"
+    stale.mkdir(parents=True)
+    (stale / "part.db").write_bytes(b"\0" * 1024)
+    # A directory whose process lives and holds its lock (an import running now) is kept.
+    with import_temp_dir(temp_dir) as running:
+        path = write_rpps(tmp_path / "r.txt", [rpps_line(n, site=n % 3 + 1) for n in range(1, 60)])
+        report = await asyncio.to_thread(import_rpps, database_url, path, processes=2, temp_dir=temp_dir)
+        assert report.persons.added == 59
+        assert sorted(p.name for p in temp_dir.iterdir()) == [running.name]
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_the_sweep_removes_a_directory_nobody_locks_even_under_a_live_process_number(tmp_path: Path) -> None:
+    # After a reboot the number of the dead import may be a live process's: the lock tells.
+    reused = tmp_path / f"azurezo-rpps-{os.getpid()}-x2"
+    reused.mkdir()
+    (reused / ".lock").touch()
+    (tmp_path / "autre").mkdir()  # not ours: never touched
+    assert sweep_stale_import_files(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["autre"]
+    assert sweep_stale_import_files(tmp_path / "absent") == 0

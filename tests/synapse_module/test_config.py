@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
+from pydantic import SecretStr, ValidationError
 from synapse.module_api.errors import ConfigError
 
 from synapse_module import AzurezoModule
@@ -28,7 +28,7 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     config = parse_config(valid())
     assert config == ModuleConfig(
         directory_url="http://127.0.0.1:8080",
-        directory_secret=SECRET,
+        directory_secret=SecretStr(SECRET),
         service_accounts=frozenset({"@azurezo-bot:azurezo.test", "@notices:azurezo.test"}),
         cache_ttl_seconds=30.0,
         directory_timeout_seconds=2.0,
@@ -37,8 +37,21 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     )
     # The default TTL keeps the product's promise: inactive -> no access within 60 s.
     assert 2 * config.cache_ttl_seconds <= 60
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError):
         config.cache_ttl_seconds = 1  # type: ignore[misc]
+
+
+def test_secret_is_never_shown_in_the_config_repr() -> None:
+    config = parse_config(valid())
+    assert SECRET not in repr(config) and SECRET not in str(config)
+    assert config.directory_secret.get_secret_value() == SECRET
+
+
+def test_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(valid(directory_urll="http://x"))
+    assert "unknown key `directory_urll`" in excinfo.value.msg
+    assert "directory_url" in excinfo.value.msg.split("known:")[1]
 
 
 def test_module_class_exposes_parse_config() -> None:
@@ -112,10 +125,11 @@ def test_config_must_be_a_mapping() -> None:
         parse_config(["directory_url"])
 
 
-def test_upload_limit_must_agree_with_synapse() -> None:
+def test_synapse_upload_limit_must_be_above_the_module_limit() -> None:
     config = parse_config(valid())
-    check_upload_limit(config, 10 * 1024 * 1024)
+    check_upload_limit(config, 12800 * 1024)
     check_upload_limit(config, None)  # not readable: nothing to compare
-    with pytest.raises(ConfigError, match="max_upload_size") as excinfo:
-        check_upload_limit(config, 50 * 1024 * 1024)
-    assert "10485760" in excinfo.value.msg and "52428800" in excinfo.value.msg
+    for synapse_limit in (10 * 1024 * 1024, 5 * 1024 * 1024):
+        with pytest.raises(ConfigError, match="max_upload_size") as excinfo:
+            check_upload_limit(config, synapse_limit)
+        assert "10485760" in excinfo.value.msg and str(synapse_limit) in excinfo.value.msg

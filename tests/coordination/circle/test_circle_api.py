@@ -98,7 +98,7 @@ async def test_directory_checks_on_members(
             "habilite",
             "proche",
         ),
-        ({"kind": "robot", "role": "x"}, "requête", "« kind » doit valoir"),
+        ({"kind": "robot", "role": "x"}, "corps", "« kind » doit valoir"),
         ({"kind": "professional", "national_id": "81 0000'; --", "role": "x"}, "national_id", ""),
     ]
     before = len(await _events(db, "circle.member_added"))

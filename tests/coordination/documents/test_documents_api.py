@@ -21,8 +21,8 @@ from coordination.documents.models import Document
 from coordination.outbox.models import OutboxEvent
 from coordination.settings import Settings
 from tests.coordination.tasks.factories import add_member, add_patient, add_relative
+from tests.filetyping import samples
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
-from tests.synapse_module import samples
 
 SSIAD = "finess:060000002"
 MAX = 10 * 1024 * 1024
@@ -161,6 +161,13 @@ FORBIDDEN = {
     "docm": (samples.docm, "courrier.docx", 415),
     "random": (lambda: os.urandom(8192), "chiffre.pdf", 415),
     "fake_pdf": (samples.plain_text, "analyse.pdf", 415),
+    # Issue 6, item 8: the service and the Synapse module share the filetyping policy.
+    "mz_then_random": (samples.mz_then_random, "ordonnance.pdf", 415),
+    "pdf_garbage": (samples.pdf_header_then_garbage, "ordonnance.pdf", 415),
+    "pdf_javascript": (samples.pdf_open_action_javascript, "ordonnance.pdf", 415),
+    "pdf_zip_exe": (samples.pdf_then_zip_with_exe, "ordonnance.pdf", 415),
+    "jpeg_html": (samples.jpeg_then_html, "photo.jpg", 415),
+    "docx_bomb": (samples.docx_inflating_to, "courrier.docx", 415),
     "empty": (lambda: b"", "vide.pdf", 422),
 }
 
@@ -181,7 +188,7 @@ async def test_forbidden_kinds_refused_and_nothing_kept(
 
 
 async def test_size_cap(client: httpx.AsyncClient, world: World, settings: Settings) -> None:
-    at_limit = b"%PDF-1.4\n" + b"0" * (MAX - 9)
+    at_limit = samples.pdf().ljust(MAX, b"\n")  # a real PDF: "%PDF-1.4" + zeros is refused now
     ok = await _upload(client, world, world.alice, at_limit)
     assert ok.status_code == 201, ok.text
     assert ok.json()["size"] == MAX

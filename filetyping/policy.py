@@ -1,14 +1,18 @@
-"""What a file really is, from its bytes: the single file-typing implementation of AZUREZO.
+"""What a file really is, from its bytes: the single upload policy of AZUREZO.
 
-Used by the Synapse module on every stored media (uploads, thumbnails, remote media) and by the
-coordination service on document uploads. Names and declared types are never trusted: the decision
-comes from magic bytes and, for containers (OLE2 compound files, zip-based Office and OpenDocument
-files), from inspecting their directory. Pure: standard library and ``olefile`` only, no Synapse
-import, no I/O besides reading the given file object.
+Used by the Synapse module on every stored media (uploads, thumbnails, remote media), by the
+coordination service on document uploads, and by the bot. Names and declared types are never
+trusted: the decision comes from magic bytes, the structure of the format (qpdf for PDF, ``zipfile``
+and ``olefile`` for containers) and what the file would make a reader do (scripts, macros,
+hidden content). Standard library and its own libraries only: no package of AZUREZO is imported.
 
 Encrypted attachments of end-to-end encrypted rooms reach the server as AES-CTR ciphertext, which
 cannot be typed. They are told apart as "no known signature, not text, and a byte distribution that
 is statistically uniform" (see ``_looks_random``); ``synapse_module/README.md`` explains the limits.
+A file that *starts* like a program is refused even when the rest looks random (issue 6, item 8).
+
+Blocking and bounded: read in pieces, at most ``_ZIP_MAX_INFLATED`` bytes inflated, PDF parsing
+in a child process with its own memory and CPU limits. Call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from types import MappingProxyType
 from typing import BinaryIO
 
 import olefile
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeElementTree
+from oletools.olevba import VBA_Parser
+
+from filetyping.pdf import PdfProblem, inspect_pdf
 
 __all__ = [
     "ALLOWED_KINDS",
@@ -36,6 +45,7 @@ __all__ = [
     "Verdict",
     "classify",
     "classify_path",
+    "too_large_reason",
 ]
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -102,6 +112,10 @@ class Refusal:
     MACRO = "macro"
     PROTECTED = "protected"
     INVALID_OFFICE = "invalid_office"
+    INVALID_PDF = "invalid_pdf"
+    ACTIVE_CONTENT = "active_content"
+    HIDDEN_CONTENT = "hidden_content"
+    COMPRESSION_BOMB = "compression_bomb"
     UNSUPPORTED = "unsupported"
     UNKNOWN = "unknown"
 
@@ -148,6 +162,11 @@ _ZIP_MAX_ENTRIES = 5000
 _ZIP_MAX_CENTRAL_DIRECTORY = 2 * 1024 * 1024
 _ZIP_MAX_XML_READ = 1024 * 1024
 _ZIP_EOCD_SEARCH = 22 + 65535
+# What all members of an Office/OpenDocument package may inflate to, together. Every member is
+# inflated (and its CRC checked) within this budget, so a lying central directory is caught too.
+_ZIP_MAX_INFLATED = 256 * 1024 * 1024
+_INFLATE_CHUNK = 1024 * 1024
+_SCAN_CHUNK = 1024 * 1024
 
 # Random-looking test (see _looks_random). With 256 bins the chi-square statistic of uniform bytes
 # follows chi2(255): mean 255, sd 22.6. The band 130..420 holds real ciphertext except with a
@@ -188,6 +207,15 @@ def classify_path(
     """``classify`` on a file on disk (blocking: call it from a worker thread)."""
     with open(path, "rb") as fp:
         return classify(fp, max_bytes=max_bytes, allow_encrypted=allow_encrypted)
+
+
+def too_large_reason(max_bytes: int) -> str:
+    """The French reason given for a file over ``max_bytes`` (also by Synapse's size check)."""
+    limit = max_bytes / (1024 * 1024)
+    return (
+        f"Le fichier dépasse la taille maximale autorisée ({limit:g} Mo) : réduisez-le "
+        "(PDF compressé, photo moins lourde) ou partagez-le en plusieurs parties."
+    )
 
 
 def _with_size(verdict: Verdict, size: int) -> Verdict:
@@ -307,45 +335,33 @@ def _classify(fp: BinaryIO, *, size: int, max_bytes: int, allow_encrypted: bool)
     if size == 0:
         return _no(Refusal.EMPTY, "Le fichier est vide : choisissez un document ou une photo.")
     if size > max_bytes:
-        limit = max_bytes / (1024 * 1024)
-        return _no(
-            Refusal.TOO_LARGE,
-            f"Le fichier dépasse la taille maximale autorisée ({limit:g} Mo) : réduisez-le "
-            "(PDF compressé, photo moins lourde) ou partagez-le en plusieurs parties.",
-            "too_large",
-        )
+        return _no(Refusal.TOO_LARGE, too_large_reason(max_bytes), "too_large")
     head = fp.read(_HEAD_BYTES)
 
-    # Accepted images and PDF: their first bytes are unambiguous.
+    # A file that starts like a program is refused whatever follows (issue 6, item 8): these
+    # prefixes are long enough that ciphertext starts with one of them less than once in 2^32.
+    starts_as_program = _program_start(head)
+    if starts_as_program is not None:
+        return starts_as_program
+
+    # PDF: the magic says which parser to ask; qpdf says whether it is really one, and safe.
     if head.startswith(b"%PDF-"):
-        return _ok("pdf")
-    if head.startswith(b"\xff\xd8\xff"):
-        return _ok("jpeg")
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return _ok("png")
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return _ok("gif")
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return _ok("webp")
-    if head[4:8] == b"ftyp":
-        return _iso_media(head)
+        return _inspect_pdf(fp, size=size)
+    image = _image_kind(head)
+    if image is not None:
+        if not image.allowed:
+            return image
+        return _hidden_content(fp, size=size, markup=True) or image
 
     # Containers: Office 97-2003 (OLE2) and zip (OOXML, OpenDocument, or a plain archive).
     if head.startswith(_OLE_MAGIC):
-        return _inspect_ole(fp)
+        return _inspect_ole(fp, size=size)
     if head.startswith(b"PK\x03\x04"):
         return _inspect_zip(fp, size=size)
 
-    for magic, what in _EXECUTABLE_MAGIC:
-        if head.startswith(magic):
-            return _executable(what)
-    for offset, magic, what in _ARCHIVE_MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return _archive(what)
-    if head.startswith(b"BZh") and head[3:4].isdigit() and head[3:4] != b"0":
-        return _archive("bzip2")
-    if head.startswith(b"\x1f\x8b") and len(head) > 3 and head[2] == 8 and head[3] & 0xE0 == 0:
-        return _archive("gzip")
+    archive = _archive_kind(head)
+    if archive is not None:
+        return archive
     if head.startswith(b"MZ") and _is_dos_or_pe(head, fp, size=size):
         return _executable("Windows PE/MZ")
 
@@ -359,6 +375,143 @@ def _classify(fp: BinaryIO, *, size: int, max_bytes: int, allow_encrypted: bool)
         Refusal.UNKNOWN,
         "Le type de ce fichier n'a pas pu être reconnu, il n'est donc pas accepté. " + _ACCEPTED,
         "unknown",
+    )
+
+
+def _archive_kind(head: bytes) -> Verdict | None:
+    for offset, magic, what in _ARCHIVE_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return _archive(what)
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[3:4] != b"0":
+        return _archive("bzip2")
+    if head.startswith(b"\x1f\x8b") and len(head) > 3 and head[2] == 8 and head[3] & 0xE0 == 0:
+        return _archive("gzip")
+    return None
+
+
+def _image_kind(head: bytes) -> Verdict | None:
+    """Accepted images, by their unambiguous first bytes (then checked for hidden content)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return _ok("jpeg")
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _ok("png")
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return _ok("gif")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _ok("webp")
+    if head[4:8] == b"ftyp":
+        return _iso_media(head)
+    return None
+
+
+_MZ_LINKER_PREFIXES = (b"MZ\x90\x00", b"MZP\x00", b"MZ\x80\x00")
+_DOS_STUB_TEXTS = (b"This program cannot be run in DOS mode", b"This program must be run under Win32")
+# "#!" then an absolute interpreter path and the end of the line, as every script starts; random
+# bytes make a printable line ending in a newline with a vanishing probability.
+_SHEBANG = re.compile(rb"#! ?/[\x21-\x7e]{1,200}[ \t\x21-\x7e]{0,200}\r?\n")
+
+
+def _program_start(head: bytes) -> Verdict | None:
+    for magic, what in _EXECUTABLE_MAGIC:
+        if head.startswith(magic):
+            return _executable(what)
+    if head.startswith(_MZ_LINKER_PREFIXES) or (
+        head.startswith(b"MZ") and any(text in head[:512] for text in _DOS_STUB_TEXTS)
+    ):
+        return _executable("Windows PE/MZ")
+    if _SHEBANG.match(head):
+        return _script()
+    return None
+
+
+def _script() -> Verdict:
+    return _no(
+        Refusal.SCRIPT,
+        "Ce fichier est un script (programme en texte), quel que soit son nom : il ne peut pas "
+        "être partagé. " + _ACCEPTED,
+        "script",
+    )
+
+
+_REPRINT = (
+    "Ouvrez-le dans votre lecteur PDF et imprimez-le en PDF (Imprimer, puis « Enregistrer au format "
+    "PDF ») : la copie obtenue peut être envoyée."
+)
+
+
+def _inspect_pdf(fp: BinaryIO, *, size: int) -> Verdict:
+    hidden = _hidden_content(fp, size=size, markup=False)
+    if hidden is not None:
+        return hidden
+    fp.seek(0)
+    problem = inspect_pdf(fp.read(size))
+    if problem is None:
+        return _ok("pdf")
+    if problem is PdfProblem.ENCRYPTED:
+        return _protected("pdf-chiffré")
+    if problem in (PdfProblem.JAVASCRIPT, PdfProblem.LAUNCH):
+        what = "du JavaScript" if problem is PdfProblem.JAVASCRIPT else "une commande qui lance un programme"
+        return _no(
+            Refusal.ACTIVE_CONTENT,
+            f"Ce PDF contient {what}, qui s'exécuterait à l'ouverture : il n'est pas accepté. " + _REPRINT,
+            f"pdf-{problem.value}",
+        )
+    if problem is PdfProblem.TOO_COMPLEX:
+        return _no(
+            Refusal.INVALID_PDF,
+            "Ce PDF est trop complexe pour être vérifié : il n'est pas accepté. " + _REPRINT,
+            "pdf-trop-complexe",
+        )
+    return _no(
+        Refusal.INVALID_PDF,
+        "Ce fichier se présente comme un PDF mais n'en est pas un valide (structure illisible) : il "
+        "n'est pas accepté. " + _REPRINT,
+        f"pdf-{problem.value}",
+    )
+
+
+# Markup that a browser would run if it sniffed the file as a page (JPEG+HTML polyglots). At least
+# six fixed bytes each: in compressed image data a false match is below 1 in 2^40 per position.
+_MARKUP = re.compile(rb"<(?:script|html|body|iframe)[\s>/]|<!doctype\s+html|<\?php\s", re.IGNORECASE)
+_MARKUP_OVERLAP = 32
+
+
+def _hidden_content(fp: BinaryIO, *, size: int, markup: bool) -> Verdict | None:
+    """A refusal if a document or an image also carries a second file (a polyglot).
+
+    A zip is read from its end record, so a zip appended to a PDF or an image is a working archive
+    (PDF + zip holding an .exe, GIF + zip): refused when a real end record points to a real
+    central directory. Images are also scanned whole for HTML or PHP markup (JPEG + HTML).
+    """
+    tail_len = min(size, _ZIP_EOCD_SEARCH)
+    fp.seek(size - tail_len)
+    tail = fp.read(tail_len)
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos >= 0 and pos + 22 <= len(tail):
+        cd_size = struct.unpack_from("<I", tail, pos + 12)[0]
+        cd_start = size - tail_len + pos - cd_size
+        if 0 <= cd_start < size:
+            fp.seek(cd_start)
+            if fp.read(4) == b"PK\x01\x02":
+                return _hidden("une archive ZIP ajoutée à la fin", "polyglotte-zip")
+    if not markup:
+        return None
+    fp.seek(0)
+    previous = b""
+    while chunk := fp.read(_SCAN_CHUNK):
+        if _MARKUP.search(previous + chunk):
+            return _hidden("du code de page web (HTML ou PHP)", "polyglotte-html")
+        previous = chunk[-_MARKUP_OVERLAP:]
+    return None
+
+
+def _hidden(what: str, detected: str) -> Verdict:
+    return _no(
+        Refusal.HIDDEN_CONTENT,
+        f"Ce fichier cache un second contenu ({what}) en plus du document : il n'est pas accepté. "
+        "Enregistrez ou exportez à nouveau le document depuis son logiciel d'origine, puis "
+        "réessayez.",
+        detected,
     )
 
 
@@ -407,12 +560,7 @@ def _text_kind(head: bytes) -> Verdict | None:
     lowered = text.lstrip().lower()
     sample = lowered[:_HEAD_BYTES].encode("utf-8", "ignore")
     if lowered.startswith("#!") or sample.startswith(b"<?php") or b"<?php" in sample:
-        return _no(
-            Refusal.SCRIPT,
-            "Ce fichier est un script (programme en texte), quel que soit son nom : il ne peut pas "
-            "être partagé. " + _ACCEPTED,
-            "script",
-        )
+        return _script()
     if b"<svg" in sample:
         return _no(
             Refusal.SVG,
@@ -530,8 +678,6 @@ _ODF_KINDS = {
     "application/vnd.oasis.opendocument.text": "odt",
     "application/vnd.oasis.opendocument.spreadsheet": "ods",
 }
-_OVERRIDE = re.compile(rb"<(?:\w+:)?Override\b([^>]*)>", re.IGNORECASE)
-_ATTR = re.compile(rb"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
 def _inspect_zip(fp: BinaryIO, *, size: int) -> Verdict:
@@ -547,7 +693,9 @@ def _inspect_zip(fp: BinaryIO, *, size: int) -> Verdict:
     fp.seek(0)
     try:
         with zipfile.ZipFile(fp) as zf:
-            return _inspect_zip_entries(zf)
+            verdict = _inspect_zip_entries(zf)
+            if verdict.allowed:
+                verdict = _inflates_within_budget(zf) or verdict
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -560,6 +708,60 @@ def _inspect_zip(fp: BinaryIO, *, size: int) -> Verdict:
     ):
         # RuntimeError: an encrypted member; NotImplementedError: an exotic compression method.
         return _archive("zip illisible ou corrompu")
+    if verdict.allowed and verdict.kind is not None and verdict.kind.kind in ("docx", "xlsx"):
+        return _vba_macros(fp, size=size) or verdict
+    return verdict
+
+
+def _inflates_within_budget(zf: zipfile.ZipFile) -> Verdict | None:
+    """Refuse a package that inflates past ``_ZIP_MAX_INFLATED`` (zip bomb), declared or real.
+
+    Every member is inflated in pieces and thrown away, so ``zipfile`` checks each one's size and
+    CRC: a central directory that understates sizes fails here (``BadZipFile``) instead of later in
+    the professional's office suite.
+    """
+    infos = zf.infolist()
+    declared = sum(info.file_size for info in infos)
+    if declared > _ZIP_MAX_INFLATED:
+        return _bomb(declared)
+    inflated = 0
+    for info in infos:
+        with zf.open(info) as member:
+            while chunk := member.read(_INFLATE_CHUNK):
+                inflated += len(chunk)
+                if inflated > _ZIP_MAX_INFLATED:
+                    return _bomb(inflated)
+    return None
+
+
+def _bomb(inflated: int) -> Verdict:
+    return _no(
+        Refusal.COMPRESSION_BOMB,
+        "Ce document se décompresse en un volume anormal (plus de "
+        f"{_ZIP_MAX_INFLATED // (1024 * 1024)} Mo) : il n'est pas accepté. Ouvrez-le dans votre "
+        "logiciel, enregistrez-le à nouveau (ou exportez-le en PDF) puis réessayez.",
+        f"bombe-zip ({inflated} octets)",
+    )
+
+
+def _vba_macros(fp: BinaryIO, *, size: int) -> Verdict | None:
+    """oletools' olevba on the whole file: VBA projects and Excel 4 (XLM) macros, wherever stored."""
+    fp.seek(0)
+    data = fp.read(size)
+    try:
+        parser = VBA_Parser("document", data=data)
+    except Exception:  # olevba raises its own and many library exceptions on malformed input
+        return _invalid_office("olevba-illisible")
+    try:
+        if parser.detect_vba_macros():
+            return _macro("vba")
+        if parser.type == "OLE" and parser.detect_xlm_macros():
+            return _macro("xlm")
+        return None
+    except Exception:
+        return _invalid_office("olevba-illisible")
+    finally:
+        parser.close()
 
 
 def _zip_bounds(fp: BinaryIO, *, size: int) -> Verdict | None:
@@ -614,16 +816,17 @@ def _inspect_ooxml(zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], low
         return _invalid_office("ooxml-content-types-trop-grand")
     if re.search(rb"macroEnabled|vnd\.ms-office\.vbaProject|vnd\.ms-office\.activeX", raw, re.I):
         return _macro("ooxml-macro")
+    try:
+        # defusedxml: no entity expansion, no external entities (a billion-laughs part is refused).
+        root = SafeElementTree.fromstring(raw)
+    except (SafeElementTree.ParseError, ValueError, DefusedXmlException):
+        return _invalid_office("ooxml-content-types-illisible")
     parts: dict[str, str] = {}
-    for match in _OVERRIDE.finditer(raw):
-        attrs = {
-            m.group(1).decode("ascii", "replace"): (m.group(2) or m.group(3) or b"").decode(
-                "utf-8", "replace"
-            )
-            for m in _ATTR.finditer(match.group(1))
-        }
-        if "PartName" in attrs and "ContentType" in attrs:
-            parts[attrs["PartName"].lstrip("/")] = attrs["ContentType"].strip()
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == "Override":
+            name, content_type = element.get("PartName"), element.get("ContentType")
+            if name is not None and content_type is not None:
+                parts[name.lstrip("/")] = content_type.strip()
     for part, content_type in parts.items():
         if content_type in (_WORD_MAIN, _SHEET_MAIN) and part in by_name:
             return _ok("docx" if content_type == _WORD_MAIN else "xlsx")
@@ -657,7 +860,14 @@ def _inspect_odf(zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], first
 # --- OLE2 compound files (Office 97-2003) ------------------------------------------------------
 
 
-def _inspect_ole(fp: BinaryIO) -> Verdict:
+def _inspect_ole(fp: BinaryIO, *, size: int) -> Verdict:
+    verdict = _inspect_ole_directory(fp)
+    if verdict.allowed:
+        return _vba_macros(fp, size=size) or verdict
+    return verdict
+
+
+def _inspect_ole_directory(fp: BinaryIO) -> Verdict:
     """Word .doc (``WordDocument`` stream) and Excel .xls (``Workbook``/``Book``) pass.
 
     Refused: any VBA project (Word's ``Macros`` storage, Excel's ``_VBA_PROJECT_CUR``, a ``VBA``

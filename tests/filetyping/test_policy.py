@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import os
 import random
+import resource
+import struct
 import subprocess
 import sys
+import time
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +18,10 @@ from pathlib import Path
 import pytest
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
-from synapse_module import filetypes
-from synapse_module.filetypes import ALLOWED_KINDS, Refusal, classify, classify_path
-from tests.synapse_module import samples
+import filetyping
+from filetyping import ALLOWED_KINDS, Refusal, classify, classify_path
+from filetyping.pdf import PDF_TIMEOUT_SECONDS
+from tests.filetyping import samples
 
 ALLOWED: list[tuple[str, Callable[[], bytes]]] = [
     ("pdf", samples.pdf),
@@ -58,18 +63,19 @@ def test_xls_written_by_old_excel_with_a_book_stream_is_accepted() -> None:
 
 def test_a_file_object_is_read_without_being_loaded_whole(tmp_path: Path) -> None:
     class CountingReader(io.BytesIO):
-        read_bytes = 0
+        largest_read = 0
 
         def read(self, size: int | None = -1) -> bytes:
             data = super().read(size)
-            CountingReader.read_bytes += len(data)
+            CountingReader.largest_read = max(CountingReader.largest_read, len(data))
             return data
 
+    # Images are scanned whole for hidden markup, but in pieces of at most 1 MiB.
     big_jpeg = samples.jpeg() + b"\0" * (9 * 1024 * 1024)
     verdict = classify(CountingReader(big_jpeg))
     assert verdict.kind is ALLOWED_KINDS["jpeg"]
     assert verdict.size == len(big_jpeg)
-    assert CountingReader.read_bytes <= 64 * 1024
+    assert CountingReader.largest_read <= 1024 * 1024
 
     path = tmp_path / "ordonnance.pdf"
     path.write_bytes(samples.pdf())
@@ -130,7 +136,7 @@ def test_disguised_executable_reason_names_the_executable() -> None:
 
 
 def test_size_limit_refuses_one_byte_more_without_reading() -> None:
-    limit = filetypes.DEFAULT_MAX_UPLOAD_BYTES
+    limit = filetyping.DEFAULT_MAX_UPLOAD_BYTES
     exactly = samples.pdf().ljust(limit, b"\0")
     assert classify(exactly).allowed
     verdict = classify(exactly + b"\0")
@@ -226,6 +232,98 @@ def test_known_signatures_are_refused_before_the_randomness_test() -> None:
     assert classify(gz).refusal == Refusal.ARCHIVE
 
 
-def test_filetypes_does_not_import_synapse() -> None:
-    code = "import sys, synapse_module.filetypes; assert 'synapse' not in sys.modules"
+def test_filetyping_imports_no_package_of_ours_nor_synapse() -> None:
+    code = (
+        "import sys, filetyping, filetyping.pdf; "
+        "ours = {'synapse', 'synapse_module', 'coordination', 'ror_sync', 'azurezo_cli'}; "
+        "assert not ours & {m.split('.')[0] for m in sys.modules}, sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+# --- hostile samples (issue 6, item 8) -------------------------------------------------------------
+
+HOSTILE: list[tuple[str, Callable[[], bytes], str, str]] = [
+    ("mz-then-random", samples.mz_then_random, Refusal.EXECUTABLE, "programme exécutable"),
+    ("shebang-then-random", samples.shebang_then_random, Refusal.SCRIPT, "script"),
+    ("pdf-header-then-garbage", samples.pdf_header_then_garbage, Refusal.INVALID_PDF, "pas un valide"),
+    ("pdf-openaction-js", samples.pdf_open_action_javascript, Refusal.ACTIVE_CONTENT, "JavaScript"),
+    ("pdf-js-name-tree", samples.pdf_javascript_name_tree, Refusal.ACTIVE_CONTENT, "JavaScript"),
+    (
+        "pdf-page-js-in-object-stream",
+        samples.pdf_page_action_in_object_stream,
+        Refusal.ACTIVE_CONTENT,
+        "JavaScript",
+    ),
+    ("pdf-js-hex-name", samples.pdf_javascript_hex_encoded_name, Refusal.ACTIVE_CONTENT, "JavaScript"),
+    ("pdf-launch", samples.pdf_launch_action, Refusal.ACTIVE_CONTENT, "lance un programme"),
+    ("pdf-plus-zip-exe", samples.pdf_then_zip_with_exe, Refusal.HIDDEN_CONTENT, "archive ZIP"),
+    ("gif-plus-zip", samples.gif_then_zip, Refusal.HIDDEN_CONTENT, "archive ZIP"),
+    ("jpeg-plus-html", samples.jpeg_then_html, Refusal.HIDDEN_CONTENT, "page web"),
+    ("docx-inflating-to-1.5-GB", samples.docx_inflating_to, Refusal.COMPRESSION_BOMB, "décompresse"),
+]
+
+
+@pytest.mark.parametrize(("make", "refusal", "words"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_sample_is_refused_with_a_french_reason(
+    make: Callable[[], bytes], refusal: str, words: str
+) -> None:
+    verdict = classify(make())
+    assert not verdict.allowed
+    assert verdict.refusal == refusal, verdict
+    assert verdict.reason is not None and words in verdict.reason
+    assert (
+        "réessayez" in verdict.reason or "Formats acceptés" in verdict.reason or ("envoyée" in verdict.reason)
+    )
+
+
+def test_pdf_with_a_web_link_is_still_accepted() -> None:
+    assert classify(samples.pdf_with_link()).kind is ALLOWED_KINDS["pdf"]
+
+
+def test_pdf_in_object_streams_without_script_is_accepted() -> None:
+    assert classify(samples._pdf_with(lambda doc: None, object_streams=True)).kind is ALLOWED_KINDS["pdf"]
+
+
+def test_office_bomb_is_refused_in_bounded_time() -> None:
+    bomb = samples.docx_inflating_to()
+    start = time.monotonic()
+    assert classify(bomb).refusal == Refusal.COMPRESSION_BOMB
+    assert time.monotonic() - start < 2.0
+
+
+def test_pdf_inflating_to_gigabytes_is_parsed_outside_the_calling_process() -> None:
+    # One object stream inflating to 1.5 GB: qpdf parses it in the limited child process; the
+    # caller (Synapse's reactor process, the service) neither inflates it nor waits unboundedly.
+    sample = samples.pdf_with_huge_object_stream()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    verdict = classify(sample)
+    assert time.monotonic() - start < PDF_TIMEOUT_SECONDS
+    assert verdict.refusal in (None, Refusal.INVALID_PDF)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100 * 1024  # KiB
+
+
+def test_office_package_understating_its_sizes_is_refused() -> None:
+    # 64 MiB of zeros declared as 1 byte (local header and central directory): the member is
+    # inflated anyway and zipfile's size/CRC check refuses the package.
+    buf = io.BytesIO(samples.docx())
+    with (
+        zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("word/media/image1.bin", "w") as member,
+    ):
+        for _ in range(64):
+            member.write(b"\0" * (1024 * 1024))
+    honest = buf.getvalue()
+    assert classify(honest).kind is ALLOWED_KINDS["docx"]
+    with zipfile.ZipFile(io.BytesIO(honest)) as zf:
+        info = zf.getinfo("word/media/image1.bin")
+    lying = bytearray(honest)
+    struct.pack_into("<I", lying, info.header_offset + 22, 1)  # local header: uncompressed size
+    central = lying.rfind(b"PK\x01\x02")  # the appended member is the last central entry
+    struct.pack_into("<I", lying, central + 24, 1)  # central directory: uncompressed size
+    with zipfile.ZipFile(io.BytesIO(bytes(lying))) as zf:
+        assert zf.getinfo("word/media/image1.bin").file_size == 1
+    verdict = classify(bytes(lying))
+    assert not verdict.allowed
+    assert verdict.detected == "zip illisible ou corrompu"  # our inflation, before olevba sees it

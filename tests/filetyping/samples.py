@@ -6,6 +6,7 @@ Also used by the integration tests, which upload each of them to a real Synapse.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import random
@@ -13,8 +14,11 @@ import shutil
 import struct
 import tarfile
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import pikepdf
 from PIL import Image
 
 
@@ -484,3 +488,152 @@ def random_bytes(size: int, seed: int = 0) -> bytes:
 def low_entropy_unknown(size: int = 4096) -> bytes:
     """Binary, no known signature, clearly structured (a table of small integers)."""
     return b"".join(struct.pack("<IHH", i, i % 7, 0) for i in range(size // 8))
+
+
+# --- hostile samples (issue 6, item 8) -------------------------------------------------------------
+
+
+def mz_then_random() -> bytes:
+    """A DOS/PE header start followed by random bytes: looks like ciphertext after five bytes."""
+    return b"MZ\x90\x00\x03" + random.Random(11).randbytes(4096)
+
+
+def shebang_then_random() -> bytes:
+    """A shell script line followed by a binary payload (a self-extracting installer)."""
+    return b'#!/bin/sh\nexec tail -c +42 "$0" | sh\n' + random.Random(12).randbytes(4096)
+
+
+def pdf_header_then_garbage() -> bytes:
+    return b"%PDF-1.4\ngarbage"
+
+
+def _pdf_with(change: Callable[[pikepdf.Pdf], None], *, object_streams: bool = False) -> bytes:
+    with pikepdf.open(io.BytesIO(pdf())) as doc:
+        change(doc)
+        buf = io.BytesIO()
+        mode = pikepdf.ObjectStreamMode.generate if object_streams else pikepdf.ObjectStreamMode.disable
+        doc.save(buf, object_stream_mode=mode, compress_streams=object_streams)
+    return buf.getvalue()
+
+
+def _javascript_action() -> pikepdf.Dictionary:
+    return pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert('x')"))
+
+
+def pdf_open_action_javascript() -> bytes:
+    def change(doc: pikepdf.Pdf) -> None:
+        doc.Root.OpenAction = _javascript_action()
+
+    return _pdf_with(change)
+
+
+def pdf_javascript_name_tree() -> bytes:
+    def change(doc: pikepdf.Pdf) -> None:
+        action = doc.make_indirect(_javascript_action())
+        doc.Root.Names = pikepdf.Dictionary(
+            JavaScript=pikepdf.Dictionary(Names=pikepdf.Array([pikepdf.String("init"), action]))
+        )
+
+    return _pdf_with(change)
+
+
+def pdf_page_action_in_object_stream() -> bytes:
+    """JavaScript on a page's open trigger, stored in a compressed object stream."""
+
+    def change(doc: pikepdf.Pdf) -> None:
+        doc.pages[0].obj.AA = pikepdf.Dictionary(O=doc.make_indirect(_javascript_action()))
+
+    return _pdf_with(change, object_streams=True)
+
+
+def pdf_launch_action() -> bytes:
+    def change(doc: pikepdf.Pdf) -> None:
+        doc.Root.OpenAction = pikepdf.Dictionary(
+            S=pikepdf.Name.Launch, F=pikepdf.String("C:\\Windows\\System32\\cmd.exe")
+        )
+
+    return _pdf_with(change)
+
+
+def pdf_javascript_hex_encoded_name() -> bytes:
+    """``/J#61vaScript`` is ``/JavaScript`` for every PDF reader; offsets are left broken too."""
+    return pdf_open_action_javascript().replace(b"/JavaScript", b"/J#61vaScript")
+
+
+def pdf_with_link() -> bytes:
+    """A legitimate PDF with a web link (a URI action, not a script)."""
+
+    def change(doc: pikepdf.Pdf) -> None:
+        doc.Root.OpenAction = pikepdf.Dictionary(
+            S=pikepdf.Name.URI, URI=pikepdf.String("https://www.has-sante.fr/")
+        )
+
+    return _pdf_with(change)
+
+
+def pdf_then_zip_with_exe() -> bytes:
+    return pdf() + _zip([("setup.exe", pe())])
+
+
+def gif_then_zip() -> bytes:
+    return gif() + plain_zip()
+
+
+def jpeg_then_html() -> bytes:
+    return jpeg() + b"<html><body><script>document.location='https://x.invalid/'</script></body></html>"
+
+
+@functools.cache
+def docx_inflating_to(total: int = 1536 * 1024 * 1024) -> bytes:
+    """A valid .docx whose extra part inflates to ``total`` bytes of zeros (1.5 GB by default)."""
+    buf = io.BytesIO(docx())
+    with (
+        zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("word/media/image1.bin", "w", force_zip64=True) as member,
+    ):
+        chunk = b"\0" * (8 * 1024 * 1024)
+        for _ in range(total // len(chunk)):
+            member.write(chunk)
+    return buf.getvalue()
+
+
+@functools.cache
+def pdf_with_huge_object_stream(inflated: int = 1536 * 1024 * 1024) -> bytes:
+    """A valid one-page PDF 1.5 whose object stream (holding the page resources) inflates to 1.5 GB."""
+    out = bytearray(b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
+    offsets: dict[int, int] = {}
+
+    def obj(num: int, body: bytes) -> None:
+        offsets[num] = len(out)
+        out.extend(b"%d 0 obj\n" % num + body + b"\nendobj\n")
+
+    obj(1, b"<< /Type /Catalog /Pages 2 0 R >>")
+    obj(2, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>")
+    obj(3, b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Resources 5 0 R >>")
+    header = b"5 0 "
+    compressor = zlib.compressobj(9)
+    packed = [compressor.compress(header + b"<< >>")]
+    chunk = b" " * (16 * 1024 * 1024)
+    for _ in range(inflated // len(chunk)):
+        packed.append(compressor.compress(chunk))
+    packed.append(compressor.flush())
+    data = b"".join(packed)
+    obj(
+        4,
+        b"<< /Type /ObjStm /N 1 /First %d /Filter /FlateDecode /Length %d >>\nstream\n"
+        % (len(header), len(data))
+        + data
+        + b"\nendstream",
+    )
+    xref_at = len(out)
+    rows = [struct.pack(">BIH", 0, 0, 65535)]
+    rows += [struct.pack(">BIH", 1, offsets[n], 0) for n in (1, 2, 3, 4)]
+    rows.append(struct.pack(">BIH", 2, 4, 0))
+    rows.append(struct.pack(">BIH", 1, xref_at, 0))
+    table = b"".join(rows)
+    out.extend(
+        b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Length %d >>\nstream\n" % len(table)
+        + table
+        + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    )
+    return bytes(out)

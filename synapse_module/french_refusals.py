@@ -1,0 +1,123 @@
+"""Synapse's own registration refusals, answered in French (issue 6, item 14).
+
+With registration and guest access closed (accounts are created by ``azurezo account create``
+only), Synapse answers ``/register`` in English: "Registration has been disabled", "Guest access
+is disabled". No module callback runs before those checks, so the module serves these refusals
+itself, from a web resource registered at ``/_matrix``.
+
+How it is reached, using public behaviour only: modules' web resources are attached after Synapse's
+own (``ModuleApi.register_web_resource``), and a resource attached at a parent path takes over the
+children already there (``synapse.util.httpresourcetree.create_resource_tree``). Every request
+under ``/_matrix`` therefore walks through ``MatrixPrefix.getChildWithDefault``, which hands it to
+Synapse's resource unchanged, except the refusals below, answered with the same status and
+``errcode`` as Synapse's, only in French. If a future Synapse stopped routing through it, the
+refusals would be Synapse's English ones again, nothing else would change: the integration tests
+(tests/integration/test_module_registration.py) would tell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from synapse.http.server import UnrecognizedRequestResource
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+logger = logging.getLogger(__name__)
+
+REGISTRATION_CLOSED = (
+    "La création de compte n'est pas ouverte sur AZUREZO : les comptes des professionnels sont "
+    "créés par votre structure de coordination, à partir de l'annuaire (RPPS/ROR). Demandez-lui "
+    "votre compte, puis connectez-vous avec l'identifiant reçu."
+)
+GUEST_ACCESS_CLOSED = (
+    "L'accès invité n'existe pas sur AZUREZO : seuls les professionnels de l'annuaire, avec leur "
+    "compte, peuvent se connecter. Demandez votre compte à votre structure de coordination."
+)
+
+_REGISTER = b"register"
+
+
+def registration_refusal(
+    *,
+    method: bytes,
+    client_path: list[bytes],
+    kind: bytes | None,
+    authenticated: bool,
+    registration_enabled: bool,
+    guest_access_enabled: bool,
+) -> str | None:
+    """The French refusal Synapse would give in English for this request, or None to let it pass.
+
+    ``client_path`` is the path after ``/_matrix/client`` (``[b"v3", b"register"]``). Requests
+    carrying an access token (application services) are always left to Synapse.
+    """
+    if authenticated or len(client_path) < 2 or client_path[1] != _REGISTER:
+        return None
+    rest = client_path[2:]
+    if method == b"POST" and not rest:
+        if kind == b"guest":
+            return None if guest_access_enabled else GUEST_ACCESS_CLOSED
+        if kind in (None, b"user") and not registration_enabled:
+            return REGISTRATION_CLOSED
+        return None
+    if method == b"GET" and rest == [b"available"] and not registration_enabled:
+        return REGISTRATION_CLOSED
+    return None
+
+
+_HEADERS = (
+    (b"Content-Type", b"application/json; charset=utf-8"),
+    # The CORS headers Synapse sends on every client API answer (web clients read the error).
+    (b"Access-Control-Allow-Origin", b"*"),
+    (b"Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (b"Access-Control-Allow-Headers", b"X-Requested-With, Content-Type, Authorization, Date"),
+)
+
+
+class _Refusal(Resource):
+    isLeaf = True
+
+    def __init__(self, code: int, errcode: str, error: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._code = code
+        self._body = json.dumps({"errcode": errcode, "error": error}, ensure_ascii=False).encode()
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(self._code)
+        for name, value in _HEADERS:
+            request.setHeader(name, value)  # type: ignore[no-untyped-call]
+        return self._body
+
+
+class MatrixPrefix(Resource):
+    """Installed at ``/_matrix``: passes every request to Synapse's resources but the refusals above."""
+
+    def __init__(self, *, registration_enabled: bool, guest_access_enabled: bool) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._registration_enabled = registration_enabled
+        self._guest_access_enabled = guest_access_enabled
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        if path == b"client":
+            args = getattr(request, "args", None) or {}
+            kinds = args.get(b"kind") or [None]
+            authenticated = bool(request.getHeader(b"Authorization")) or b"access_token" in args
+            refusal = registration_refusal(
+                method=request.method,
+                client_path=list(request.postpath),
+                kind=kinds[0],
+                authenticated=authenticated,
+                registration_enabled=self._registration_enabled,
+                guest_access_enabled=self._guest_access_enabled,
+            )
+            if refusal is not None:
+                return _Refusal(403, "M_FORBIDDEN", refusal)
+        child: Resource = super().getChildWithDefault(path, request)  # type: ignore[no-untyped-call]
+        return child
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        # What Synapse's own placeholder at /_matrix answers for an unknown prefix (JSON 404).
+        return UnrecognizedRequestResource()  # type: ignore[no-untyped-call]

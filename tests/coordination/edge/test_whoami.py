@@ -1,0 +1,101 @@
+"""Token checks against Synapse's whoami: the short cache (issue 6 item 17) and Synapse down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from coordination.app import create_app
+from coordination.security import SynapseWhoami
+from coordination.settings import Settings
+from tests.support.service import running_app
+
+
+class FakeSynapse:
+    """Synapse's whoami as seen over HTTP (an edge we don't own): tokens can be logged out."""
+
+    def __init__(self) -> None:
+        self.valid = {"tok": "@jmartin:azurezo.test"}
+        self.calls = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        if token in self.valid:
+            return httpx.Response(200, json={"user_id": self.valid[token]})
+        return httpx.Response(401, json={"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def synapse_and_verifier() -> AsyncIterator[tuple[FakeSynapse, Clock, SynapseWhoami]]:
+    fake, clock = FakeSynapse(), Clock()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        verifier = SynapseWhoami(
+            "http://synapse",
+            cache_seconds=Settings.model_fields["whoami_cache_seconds"].default,
+            client=client,
+            timer=clock,
+        )
+        yield fake, clock, verifier
+
+
+async def test_a_logged_out_token_stops_working_within_5_seconds(
+    synapse_and_verifier: tuple[FakeSynapse, Clock, SynapseWhoami],
+) -> None:
+    fake, clock, verifier = synapse_and_verifier
+    assert await verifier.user_for_token("tok") == "@jmartin:azurezo.test"
+    assert await verifier.user_for_token("tok") == "@jmartin:azurezo.test"
+    assert fake.calls == 1  # the second check came from the cache
+    del fake.valid["tok"]  # the professional logs out in Element
+    clock.now += 5.01
+    assert await verifier.user_for_token("tok") is None
+    assert fake.calls == 2
+
+
+async def test_the_cache_is_bounded(synapse_and_verifier: tuple[FakeSynapse, Clock, SynapseWhoami]) -> None:
+    fake, _clock, _ = synapse_and_verifier
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        small = SynapseWhoami("http://synapse", cache_seconds=5, client=client, max_tokens=2)
+        for i in range(5):
+            fake.valid[f"t{i}"] = f"@u{i}:azurezo.test"
+            await small.user_for_token(f"t{i}")
+        calls = fake.calls
+        await small.user_for_token("t0")  # evicted: asks Synapse again
+        assert fake.calls == calls + 1
+
+
+def test_the_cache_cannot_be_configured_past_5_seconds(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="whoami_cache_seconds"):
+        Settings(
+            database_url="sqlite+aiosqlite:///x.db",
+            synapse_url="http://127.0.0.1:9",
+            server_name="azurezo.test",
+            internal_api_secret="t" * 48,
+            documents_dir=tmp_path,
+            whoami_cache_seconds=30,
+        )
+
+
+async def test_synapse_unreachable_is_503_in_french(settings: Settings) -> None:
+    # No token verifier injected: the real whoami client, pointed at a port where nothing listens.
+    app = create_app(settings.model_copy(update={"synapse_url": "http://127.0.0.1:9"}))
+    async with running_app(app) as client:
+        resp = await client.get("/api/v1/me", headers={"Authorization": "Bearer whatever"})
+        assert resp.status_code == 503
+        assert resp.json()["errcode"] == "AZ_UNAVAILABLE"
+        assert "ne répond pas" in resp.json()["error"]
+        body = await client.post(
+            "/api/v1/patients", json={"birth_name": "X"}, headers={"Authorization": "Bearer whatever"}
+        )
+        assert body.status_code == 503
