@@ -36,8 +36,8 @@ from coordination.app import create_app
 from coordination.audit.models import AuditEntry
 from coordination.settings import Settings
 from tests.coordination.patients.support import add_circle_member, create_patient, delist
-from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 from tests.filetyping import samples
+from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 
 DAC = "finess:060000099"
 PERSONAS = ("outsider", "removed", "not_habilite", "relative", "delisted")
