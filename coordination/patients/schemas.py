@@ -200,9 +200,9 @@ class PatientSummary(BaseModel):
 
 
 class DuplicateCandidate(PatientSummary):
-    match: Literal["identique", "homonyme", "même INS"] = Field(
+    match: Literal["identique", "homonyme", "meme_ins"] = Field(
         description="identique: same five strict traits; homonyme: same birth name, first first "
-        "name and birth date; même INS: same INS number (never confirmable)"
+        "name and birth date; meme_ins: same INS number (never confirmable)"
     )
 
 

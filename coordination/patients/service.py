@@ -278,7 +278,7 @@ async def _duplicate_candidates(
     found: list[tuple[Patient, str]] = []
     for p in await session.scalars(stmt):
         if ins_number and p.ins_number == ins_number:
-            match = "même INS"
+            match = "meme_ins"
         elif p.sex == sex and p.birth_place_code == birth_place_code:
             match = "identique"
         else:
@@ -348,7 +348,7 @@ async def _refuse_duplicates(
 ) -> None:
     """Raise ``DuplicateSuspected`` (after auditing who saw which candidates) unless the creation may go
     on: no candidate, or confirmed homonyms without the same INS."""
-    same_ins = [f for f in found if f[1] == "même INS"]
+    same_ins = [f for f in found if f[1] == "meme_ins"]
     if not found or (confirmed and not same_ins):
         return
     candidates = await _candidates_out(session, actor, same_ins or found)

@@ -208,7 +208,7 @@ async def test_same_ins_is_never_confirmable(client: httpx.AsyncClient, alice: P
         headers=alice.headers,
     )
     assert resp.status_code == 409
-    assert [c["match"] for c in resp.json()["candidates"]] == ["même INS"]
+    assert [c["match"] for c in resp.json()["candidates"]] == ["meme_ins"]
 
 
 async def test_search_answers_the_minimal_identity_and_audits_every_hit(
