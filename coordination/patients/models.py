@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coordination.db import Base, UTCDateTime, utcnow
@@ -20,19 +20,22 @@ class Patient(Base):
 
     __tablename__ = "patients"
     # Name prefix search walks one of these in order and stops after a page (see
-    # ``service.search_patients``). ``uq_patients_identity`` makes the duplicate check hold under
+    # ``service.search_patients``). ``uq_patients_identity`` (a unique index) makes the duplicate check hold under
     # concurrency (issue 6, item 3): one identity key (normalised birth name, first birth first name,
     # birth date) has one row per ``homonym_rank``; a creation that did not see a concurrent one
     # collides on rank 0 and is answered 409 with the candidates (see ``service.create_patient``).
     __table_args__ = (
         Index("ix_patients_search_birth_name", "search_birth_name", "birth_date"),
         Index("ix_patients_search_used_name", "search_used_name", "birth_date"),
-        UniqueConstraint(
+        # A unique index rather than a table constraint: SQLite adds it without rebuilding the table
+        # (a rebuild cannot drop a table other rows reference).
+        Index(
+            "uq_patients_identity",
             "search_birth_name",
             "search_first_given_name",
             "birth_date",
             "homonym_rank",
-            name="uq_patients_identity",
+            unique=True,
         ),
     )
 

@@ -1,6 +1,6 @@
 """Duplicate detection that holds under concurrency: one patient row per identity key and rank.
 
-Adds ``patients.homonym_rank`` and the unique constraint ``uq_patients_identity`` on (normalised birth
+Adds ``patients.homonym_rank`` and the unique index ``uq_patients_identity`` on (normalised birth
 name, normalised first birth first name, birth date, rank). Dossiers that concurrent creations already
 duplicated (issue 6, item 3) are kept: they get ranks 0, 1, 2... in creation order, and every one of
 them the ``homonyme`` attribute, so their identity is provisoire until someone resolves it (RNIV).
@@ -23,8 +23,9 @@ KEY = "search_birth_name, search_first_given_name, birth_date"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("patients") as batch:
-        batch.add_column(sa.Column("homonym_rank", sa.Integer(), server_default="0", nullable=False))
+    # Plain ALTER TABLE ... ADD COLUMN and CREATE UNIQUE INDEX: no table rebuild on SQLite, which could
+    # not drop "patients" while tasks, documents or requests reference it.
+    op.add_column("patients", sa.Column("homonym_rank", sa.Integer(), server_default="0", nullable=False))
     # UPDATE ... FROM and window functions: SQLite >= 3.33 and PostgreSQL.
     op.execute(
         f"""
@@ -39,14 +40,14 @@ def upgrade() -> None:
         WHERE patients.id = ranked.id AND ranked.same > 1
         """
     )
-    with op.batch_alter_table("patients") as batch:
-        batch.create_unique_constraint(
-            "uq_patients_identity",
-            ["search_birth_name", "search_first_given_name", "birth_date", "homonym_rank"],
-        )
+    op.create_index(
+        "uq_patients_identity",
+        "patients",
+        ["search_birth_name", "search_first_given_name", "birth_date", "homonym_rank"],
+        unique=True,
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("patients") as batch:
-        batch.drop_constraint("uq_patients_identity", type_="unique")
-        batch.drop_column("homonym_rank")
+    op.drop_index("uq_patients_identity", table_name="patients")
+    op.execute("ALTER TABLE patients DROP COLUMN homonym_rank")  # SQLite >= 3.35: no rebuild either

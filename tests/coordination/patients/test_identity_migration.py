@@ -13,8 +13,9 @@ from coordination.db import UTCDateTime, make_engine
 from coordination.migrate import upgrade_to_head_async
 from tests.support.service import fresh_database_url
 
-# The table as it was at ``c3_vocabulary_codes`` (no rank yet): only the columns the rows need.
-_PATIENTS_C3 = table(
+# The patients table as it was before ``d1_patient_identity_unique`` (no rank, the old column names):
+# only the columns a row needs. Migration tests insert patients through it.
+PATIENTS_C3 = table(
     "patients",
     column("id", Uuid),
     column("version", Integer),
@@ -37,7 +38,31 @@ _PATIENTS_C3 = table(
 )
 
 
-def _row(n: int, name: str, created: datetime) -> dict[str, object]:
+_CIRCLE_C3 = table(
+    "circle_members",
+    column("id", Uuid),
+    column("patient_id", Uuid),
+    column("kind", String),
+    column("role", String),
+    column("habilite", Boolean),
+    column("added_at", UTCDateTime()),
+    column("added_by", String),
+)
+
+
+def _member(patient_id: uuid.UUID) -> dict[str, object]:
+    return {
+        "id": uuid.uuid4(),
+        "patient_id": patient_id,
+        "kind": "professional",
+        "role": "médecin traitant",
+        "habilite": True,
+        "added_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "added_by": "810000000001",
+    }
+
+
+def legacy_patient_row(n: int, name: str, created: datetime) -> dict[str, object]:
     return {
         "id": uuid.UUID(int=n + 1),
         "version": 1,
@@ -68,14 +93,18 @@ async def test_existing_duplicates_are_ranked_and_flagged(tmp_path: Path) -> Non
             async with engine.begin() as conn:
                 rows_before = [("DUPONT", 2), ("DUPONT", 1), ("DUPONT", 3), ("DURAND", 1)]
                 await conn.execute(
-                    insert(_PATIENTS_C3),
+                    insert(PATIENTS_C3),
                     [
-                        _row(n, name, datetime(2026, 1, day, tzinfo=UTC))
+                        legacy_patient_row(n, name, datetime(2026, 1, day, tzinfo=UTC))
                         for n, (name, day) in enumerate(rows_before)
                     ],
                 )
+                # Rows of other tables that reference a patient (circle members are deleted with their
+                # patient: a migration that rebuilt "patients" on SQLite would lose them, or fail).
+                await conn.execute(insert(_CIRCLE_C3).values(_member(uuid.UUID(int=1))))
             await upgrade_to_head_async(url)
             async with engine.connect() as conn:
+                members = (await conn.execute(text("SELECT count(*) FROM circle_members"))).scalar()
                 rows = (
                     await conn.execute(
                         text(
@@ -86,6 +115,7 @@ async def test_existing_duplicates_are_ranked_and_flagged(tmp_path: Path) -> Non
                 ).all()
         finally:
             await engine.dispose()
+    assert members == 1
     summary = [(r[0], str(r[1])[:10], r[2], bool(r[3]), r[4]) for r in rows]
     assert summary == [
         ("DUPONT", "2026-01-01", 0, True, "provisoire"),
