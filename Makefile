@@ -3,9 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= var
-SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli
+SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service
+.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -52,6 +52,9 @@ bench-invite: .stamp-install-test
 
 bench-service: .stamp-install-test
 	$(BIN)/python bench/bench_service.py $(BENCH_ARGS)
+
+bench-bot: .stamp-install-test
+	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

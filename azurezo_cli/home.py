@@ -13,6 +13,7 @@ Everything an instance needs to run lives under its home, written once at first 
     coordination/coordination.db     the service's SQLite database (unless database_url is set)
     coordination/documents/
     logs/                            one log file per process started by ``azurezo up``
+    bot/                             the coordination bot's device, token, crypto store, keys (0700)
 
 Secrets come from ``secrets`` and are never defaulted: a home is the only place they exist.
 azurezo.json is parsed once by the frozen pydantic model ``HomeFile`` (unknown keys refused, secrets
@@ -51,6 +52,7 @@ HOME_FORMAT = 1
 DEFAULT_SERVER_NAME = "azurezo.local"
 DEFAULT_SYNAPSE_PORT = 8008
 DEFAULT_SERVICE_PORT = 8080
+DEFAULT_BOT_PORT = 8090  # the bot's loopback health endpoint
 BOT_LOCALPART = "azurezo-bot"
 NOTICES_LOCALPART = "notices"
 LOOPBACK = "127.0.0.1"
@@ -115,6 +117,7 @@ class Home:
     # Chosen at creation (`--no-demo` for a real instance): import the fictitious demo directory
     # and provision its accounts.
     demo_enabled: bool = True
+    bot_port: int = DEFAULT_BOT_PORT
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -160,6 +163,11 @@ class Home:
     @property
     def logs_dir(self) -> Path:
         return self.path / "logs"
+
+    @property
+    def bot_dir(self) -> Path:
+        """The bot's device, token, crypto store and cross-signing seeds (coordination_bot.state)."""
+        return self.path / "bot"
 
     # --- derived settings ---------------------------------------------------------------------
     @property
@@ -219,6 +227,7 @@ class Home:
             "demo_passwords": dict(self.demo_passwords),
             "demo_imported": self.demo_imported,
             "demo_enabled": self.demo_enabled,
+            "bot_port": self.bot_port,
         }
 
 
@@ -303,6 +312,7 @@ class HomeFile(_FileModel):
     demo_passwords: dict[str, SecretStr] | None = None
     demo_imported: bool = False
     demo_enabled: bool = True
+    bot_port: int = DEFAULT_BOT_PORT
 
     @field_validator("server_name")
     @classmethod
@@ -311,7 +321,7 @@ class HomeFile(_FileModel):
             raise ValueError(_EXPECTED["server_name"])
         return value
 
-    @field_validator("synapse_port", "service_port")
+    @field_validator("synapse_port", "service_port", "bot_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not _is_port(value):
@@ -359,6 +369,7 @@ class HomeFile(_FileModel):
             demo_passwords={k: v.get_secret_value() for k, v in (self.demo_passwords or {}).items()},
             demo_imported=self.demo_imported,
             demo_enabled=self.demo_enabled,
+            bot_port=self.bot_port,
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn
@@ -13,6 +14,8 @@ from typing import Annotated, NoReturn
 import typer
 
 from azurezo_cli import accounts, bootstrap
+from azurezo_cli.bot import app as bot_app
+from azurezo_cli.bot import health_url as bot_health_url
 from azurezo_cli.home import (
     DEFAULT_SERVER_NAME,
     HOME_FILE,
@@ -24,6 +27,7 @@ from azurezo_cli.home import (
     load_home,
     new_password,
     postgres_database_urls,
+    save_home,
 )
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
@@ -44,6 +48,7 @@ service_app = typer.Typer(
 )
 app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
+app.add_typer(bot_app, name="bot")
 
 try:
     from azurezo_cli.directory import app as directory_app
@@ -55,6 +60,7 @@ else:
 
 READY_TIMEOUT_SERVICE = 60.0
 READY_TIMEOUT_SYNAPSE = 120.0  # a first start creates Synapse's whole SQLite schema
+READY_TIMEOUT_BOT = 60.0
 
 
 SynapsePort = Annotated[
@@ -63,6 +69,12 @@ SynapsePort = Annotated[
 ServicePort = Annotated[
     int | None,
     typer.Option(help="Port du service de coordination (défaut 8080).", min=1, max=65535),
+]
+BotPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Port local de l'état de santé du robot de coordination (défaut 8090).", min=1, max=65535
+    ),
 ]
 ServerName = Annotated[
     str | None,
@@ -142,8 +154,9 @@ def up(
     server_name: ServerName = None,
     demo: Demo = True,
     postgres: Postgres = None,
+    bot_port: BotPort = None,
 ) -> None:
-    """Initialise l'instance au premier lancement, puis démarre Synapse et le service.
+    """Initialise l'instance au premier lancement, puis démarre Synapse, le service et le robot.
 
     Affiche les adresses et les comptes de démonstration ; Ctrl-C arrête tout.
     """
@@ -154,7 +167,9 @@ def up(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     supervisor = Supervisor()
     try:
-        home = _prepare(path, synapse_port, service_port, server_name, demo=demo, postgres=postgres)
+        home = _prepare(
+            path, synapse_port, service_port, server_name, demo=demo, postgres=postgres, bot_port=bot_port
+        )
         ctx.obj = home
         demo_accounts = _demo_accounts(home)
         home = bootstrap.ensure_demo_passwords(home, demo_accounts)
@@ -172,10 +187,11 @@ def up(
                 err=True,
             )
         ignored = {item.account for item in skipped}
+        _start_bot(home, supervisor)  # after provisioning: the bot's account must exist
         _print_ready(home, [a for a in demo_accounts if a not in ignored])
         supervisor.watch()
     except KeyboardInterrupt:
-        typer.echo("\nArrêt demandé : arrêt de Synapse et du service…")
+        typer.echo("\nArrêt demandé : arrêt du robot, de Synapse et du service…")
         supervisor.stop_all()
         typer.echo("AZUREZO est arrêté.")
     except ChildFailed as exc:
@@ -230,6 +246,7 @@ def _prepare(
     demo: bool,
     postgres: str | None = None,
     check_ports: bool = True,
+    bot_port: int | None = None,
 ) -> Home:
     synapse_database_url = database_url = None
     if postgres is not None:
@@ -251,11 +268,18 @@ def _prepare(
         for db in (synapse_db, service_db):
             if asyncio.run(create_postgres_database(postgres, db)):
                 typer.echo(f"Base PostgreSQL « {db} » créée.")
+    if bot_port is not None and bot_port != home.bot_port:
+        home = replace(home, bot_port=bot_port)
+        save_home(home)
     if created:
         typer.echo(f"Nouvelle instance « {home.server_name} » initialisée dans {home.path}")
     else:
         typer.echo(f"Instance « {home.server_name} » reprise depuis {home.path}")
-    ports = ((home.synapse_port, "--synapse-port"), (home.service_port, "--service-port"))
+    ports = (
+        (home.synapse_port, "--synapse-port"),
+        (home.service_port, "--service-port"),
+        (home.bot_port, "--bot-port"),
+    )
     for port, option in ports if check_ports else ():
         if not port_is_free(port, LOOPBACK):
             raise HomeError(
@@ -307,6 +331,19 @@ def _start_children(home: Home, supervisor: Supervisor) -> None:
     supervisor.wait_ready(synapse, timeout=READY_TIMEOUT_SYNAPSE)
 
 
+def _start_bot(home: Home, supervisor: Supervisor) -> None:
+    typer.echo("Démarrage du robot de coordination…")
+    bot = supervisor.start(
+        ChildSpec(
+            name="bot",
+            argv=[sys.executable, "-m", "azurezo_cli", "--home", str(home.path), "bot", "run"],
+            log_path=home.logs_dir / "bot.log",
+            ready_url=bot_health_url(home),
+        )
+    )
+    supervisor.wait_ready(bot, timeout=READY_TIMEOUT_BOT)
+
+
 def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
     lines = [
         "",
@@ -315,6 +352,7 @@ def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
         "    (dans Element ou tout client Matrix : « Modifier » le serveur d'accueil et coller "
         "cette adresse)",
         f"  Service de coordination : {home.service_url}   documentation de l'API : {home.service_url}/docs",
+        f"  Robot de coordination : {home.bot_user_id}   (invitez-le dans un salon ; « !aide »)",
         f"  Journaux : {home.logs_dir}",
     ]
     if demo:

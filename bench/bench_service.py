@@ -59,7 +59,8 @@ from coordination.patients import rules as patient_rules
 from coordination.patients.models import Patient
 from coordination.settings import Settings
 from coordination.tasks import rules as task_rules
-from coordination.tasks.models import Task, TaskAssignee
+from coordination.tasks.models import Task, TaskAssignee, TaskNumberCounter
+from coordination.vocab import OPEN_TASK_STATUSES, TaskStatus
 
 OUT = Path(__file__).with_name("out")
 SERVER = "bench.azurezo"
@@ -140,7 +141,9 @@ SYLLABLES = (
     "ZO",
 )
 FIRST = ("Marie", "Jean", "Louise", "Paul", "Camille", "Lucas", "Emma", "Hugo", "Léa", "Jules", "Zoé", "Noé")
-STATUS_WEIGHTS = {"à_faire": 25, "en_cours": 10, "terminée": 55, "annulée": 10}
+TASK_STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
+OPEN_STATUSES: tuple[str, ...] = tuple(s.value for s in OPEN_TASK_STATUSES)
+STATUS_WEIGHTS = {"a_faire": 25, "en_cours": 10, "terminee": 55, "annulee": 10}
 TYPE_WEIGHTS = {
     "visite": 25,
     "appel": 20,
@@ -351,6 +354,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
     # assigned to another member (and, one time in four, to the patient's structure member).
     status_names, status_w = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
     type_names, type_w = list(TYPE_WEIGHTS), list(TYPE_WEIGHTS.values())
+    numbers: dict[str, int] = {}  # short numbers per scope, as the service gives them
     for start in range(0, scale.tasks, 100_000):
         trows, arows = [], []
         for _ in range(start, min(scale.tasks, start + 100_000)):
@@ -374,11 +378,15 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     keys.add(task_rules.structure_key(sid(any_structure())))
             created = now - timedelta(minutes=rnd.randrange(2 * 365 * 24 * 60))
             sort_due = task_rules.sort_due(due)
+            scope = task_rules.number_scope(patient_id=patient_id, creator_national_id=creator)
+            numbers[scope] = numbers.get(scope, 0) + 1
             task_type = rnd.choices(type_names, type_w)[0]
             trows.append(
                 {
                     "id": tid,
                     "version": 1,
+                    "number": numbers[scope],
+                    "number_scope": scope,
                     "patient_id": patient_id,
                     "title": "Tâche de coordination",
                     "description": "",
@@ -391,7 +399,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     "creator_national_id": creator,
                     "created_at": created,
                     "updated_at": created,
-                    "completed_at": created if status == "terminée" else None,
+                    "completed_at": created if status == "terminee" else None,
                 }
             )
             arows += [
@@ -401,6 +409,7 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
         await bulk(Task.__table__, trows)
         await bulk(TaskAssignee.__table__, arows)
         print(f"  {start + len(trows):>9,} tasks", flush=True)
+    await bulk(TaskNumberCounter.__table__, [{"scope": k, "last": v} for k, v in numbers.items()])
     if engine.dialect.name == "postgresql":
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -574,7 +583,7 @@ class TaskQuery:
 
     actor: ActorInfo
     api: tuple[tuple[str, str], ...]
-    statuses: tuple[str, ...] = tuple(task_rules.TASK_STATUSES)
+    statuses: tuple[str, ...] = TASK_STATUSES
     patient: uuid.UUID | None = None
     assignee_keys: tuple[str, ...] = ()  # scans of ix_task_assignees_key_status_due
     creator: str | None = None  # a scan of ix_tasks_creator_status_due
@@ -760,13 +769,13 @@ async def pick_cases(raw: Raw, *, runs: int, rng_seed: int) -> list[Shape]:
     def mine(n: str, **kw: Any) -> TaskQuery:
         return TaskQuery(actor(n), assignee_keys=(task_rules.person_key(n),), creator=n, **kw)
 
-    open_ = task_rules.OPEN_STATUSES
+    open_ = OPEN_STATUSES
 
     def patient_tasks(statuses: tuple[str, ...]) -> TaskQuery:
         p = rnd.choice(by_task)
         a = actor(rnd.choice(members[p]))
         api = (("patient_id", str(p)), *tuple(("status", s) for s in statuses))
-        return TaskQuery(a, api, statuses=statuses or tuple(task_rules.TASK_STATUSES), patient=p)
+        return TaskQuery(a, api, statuses=statuses or TASK_STATUSES, patient=p)
 
     def created_assigned_to() -> TaskQuery:
         n = rnd.choice(creators)
@@ -778,7 +787,7 @@ async def pick_cases(raw: Raw, *, runs: int, rng_seed: int) -> list[Shape]:
         a = actor(rnd.choice(hospital_staff))
         api = (("scope", "structure"), *tuple(("status", s) for s in statuses))
         keys = tuple(task_rules.structure_key(s) for s in a.structures)
-        return TaskQuery(a, api, statuses=statuses or tuple(task_rules.TASK_STATUSES), assignee_keys=keys)
+        return TaskQuery(a, api, statuses=statuses or TASK_STATUSES, assignee_keys=keys)
 
     def common_prefix() -> tuple[str, None]:
         return rnd.choices(COMMON, [1 / (r + 1) ** 0.6 for r in range(len(COMMON))])[0][:3], None
@@ -804,12 +813,12 @@ async def pick_cases(raw: Raw, *, runs: int, rng_seed: int) -> list[Shape]:
         tasks(
             "tasks: mine, status open, busiest",
             lambda: mine(
-                rnd.choice(heavy), api=(("status", "à_faire"), ("status", "en_cours")), statuses=open_
+                rnd.choice(heavy), api=(("status", "a_faire"), ("status", "en_cours")), statuses=open_
             ),
         ),
         tasks("tasks: mine, by type, busiest", by_type),
         tasks("tasks: by patient", lambda: patient_tasks(())),
-        tasks("tasks: by patient + status", lambda: patient_tasks(("à_faire",))),
+        tasks("tasks: by patient + status", lambda: patient_tasks(("a_faire",))),
         tasks("tasks: created by me, by assignee", created_assigned_to),
         tasks("tasks: my structures, open", lambda: structure(open_)),
         tasks("tasks: my structures, all statuses", lambda: structure(())),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,3 +107,66 @@ async def authorised_user_ids(*, session: AsyncSession, patient_id: uuid.UUID) -
         national_ids=[n for kind, n, _ in rows if kind == "professional" and n],
         structure_ids=[s for kind, _, s in rows if kind == "structure" and s],
     )
+
+
+# --- circle look-ups for tasks and documents --------------------------------------------------------
+# Read-only views of circle rows, so that other domains never query the circle table themselves.
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """What another domain may know of a circle member: who it designates and whether habilité."""
+
+    member_id: uuid.UUID
+    kind: str
+    habilite: bool
+    national_id: str | None
+    structure_id: str | None
+
+
+async def member_refs(
+    *, session: AsyncSession, patient_id: uuid.UUID, member_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, MemberRef]:
+    """The members of ``patient_id``'s circle among ``member_ids`` (others are simply absent)."""
+    if not member_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            CircleMember.id,
+            CircleMember.kind,
+            CircleMember.habilite,
+            CircleMember.national_id,
+            CircleMember.structure_id,
+        ).where(CircleMember.patient_id == patient_id, CircleMember.id.in_(sorted(set(member_ids))))
+    )
+    return {r[0]: MemberRef(*r) for r in rows.tuples()}
+
+
+async def habilite_among(
+    *,
+    session: AsyncSession,
+    patient_id: uuid.UUID,
+    national_ids: Sequence[str] = (),
+    structure_ids: Sequence[str] = (),
+) -> tuple[set[str], set[str]]:
+    """Those of ``national_ids`` / ``structure_ids`` that are habilité members of the circle."""
+    if not national_ids and not structure_ids:
+        return set(), set()
+    rows = await session.execute(
+        select(CircleMember.national_id, CircleMember.structure_id).where(
+            CircleMember.patient_id == patient_id,
+            CircleMember.habilite.is_(True),
+            or_(
+                CircleMember.national_id.in_(sorted(set(national_ids))) if national_ids else false(),
+                CircleMember.structure_id.in_(sorted(set(structure_ids))) if structure_ids else false(),
+            ),
+        )
+    )
+    persons: set[str] = set()
+    structures: set[str] = set()
+    for nid, sid in rows.tuples():
+        if nid is not None:
+            persons.add(nid)
+        if sid is not None:
+            structures.add(sid)
+    return persons, structures

@@ -30,8 +30,9 @@ from coordination.circle.schemas import (
 from coordination.db import utcnow
 from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Invalid, NotFound
-from coordination.ids import MemberId, PatientId
+from coordination.ids import MemberId, NationalId, PatientId, StructureId
 from coordination.outbox import service as outbox
+from coordination.outbox.events import CircleMemberAdded
 from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.patients.models import Patient
 from coordination.security import Actor
@@ -241,19 +242,17 @@ async def _announce_member(
         )
     await outbox.emit(
         session=session,
-        kind="circle.member_added",
         recipients=recipients,
-        patient_id=row.patient_id,
-        payload={
-            "patient_id": str(row.patient_id),
-            "member_id": str(row.id),
-            "kind": row.kind,
-            "national_id": row.national_id,
-            "structure_id": row.structure_id,
-            "role": row.role,
-            "habilite": row.habilite,
-            "added_by": added_by,
-        },
+        event=CircleMemberAdded(
+            patient_id=PatientId(row.patient_id),
+            member_id=MemberId(row.id),
+            member_kind=row.kind,
+            national_id=NationalId(row.national_id) if row.national_id else None,
+            structure_id=StructureId(row.structure_id) if row.structure_id else None,
+            role=row.role,
+            habilite=row.habilite,
+            added_by=added_by,
+        ),
     )
 
 

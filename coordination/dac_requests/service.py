@@ -38,6 +38,7 @@ from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
 from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
 from coordination.outbox import service as outbox
+from coordination.outbox.events import RequestAnswered, RequestReceived
 from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.security import Actor, actor_for_user
 from coordination.vocab import Decision, RequestStatus, Urgency, parse
@@ -311,15 +312,13 @@ async def send_request(
     await _record(session, actor, "request.sent", req)
     await outbox.emit(
         session=session,
-        kind="request.received",
         recipients=[u for u in recipients if u != actor.user_id],
-        payload={
-            "request_id": str(req.id),
-            "dac_structure_id": req.dac_structure_id,
-            "urgency": req.urgency,
-            "patient_id": str(req.patient_id) if req.patient_id else None,
-        },
-        patient_id=req.patient_id,
+        event=RequestReceived(
+            request_id=RequestId(req.id),
+            dac_structure_id=StructureId(req.dac_structure_id),
+            urgency=req.urgency,
+            patient_id=PatientId(req.patient_id) if req.patient_id else None,
+        ),
     )
     await _commit(session)
     logger.info("dac request %s sent to %s", req.id, req.dac_structure_id)
@@ -449,16 +448,14 @@ async def answer_request(
         await _record(session, actor, "request.patient_included", req)
     await outbox.emit(
         session=session,
-        kind="request.answered",
         recipients=[req.requester_user_id],
-        payload={
-            "request_id": str(req.id),
-            "dac_structure_id": req.dac_structure_id,
-            "decision": req.decision,
-            "patient_included": req.patient_included,
-            "patient_id": str(req.patient_id) if req.patient_id else None,
-        },
-        patient_id=req.patient_id,
+        event=RequestAnswered(
+            request_id=RequestId(req.id),
+            dac_structure_id=StructureId(req.dac_structure_id),
+            decision=req.decision,
+            patient_included=bool(req.patient_included),
+            patient_id=PatientId(req.patient_id) if req.patient_id else None,
+        ),
     )
     await _commit(session)
     logger.info("dac request %s answered (%s)", req.id, req.decision)

@@ -11,6 +11,7 @@ from coordination.db import SessionDep
 from coordination.directory import service
 from coordination.directory.schemas import BindingStatus, PersonCard, StructureCard
 from coordination.errors import ErrCode, NotFound, Unauthenticated
+from coordination.pagination import Cursor, Page
 from coordination.security import CurrentActor
 
 SearchText = Annotated[
@@ -27,15 +28,18 @@ Limit = Annotated[int, Query(ge=1, le=service.MAX_LIMIT, description="Nombre max
 public = APIRouter(prefix="/api/v1/directory", tags=["directory"])
 
 
-@public.get("/persons", response_model=list[PersonCard], summary="Rechercher un professionnel")
+@public.get("/persons", response_model=Page[PersonCard], summary="Rechercher un professionnel")
 async def search_persons(
     session: SessionDep,
     _actor: CurrentActor,
     q: SearchText,
     limit: Limit = 50,
+    cursor: Cursor = None,
     active_only: Annotated[bool, Query(description="Seulement les professionnels actifs")] = False,
-) -> list[PersonCard]:
-    return await service.search_persons(session=session, text=q, limit=limit, active_only=active_only)
+) -> Page[PersonCard]:
+    return await service.search_persons_page(
+        session=session, text=q, limit=limit, active_only=active_only, cursor=cursor
+    )
 
 
 @public.get("/persons/{national_id}", response_model=PersonCard, summary="Fiche d'un professionnel")
@@ -47,15 +51,18 @@ async def get_person(
     return await service.get_person(session=session, national_id=national_id)
 
 
-@public.get("/structures", response_model=list[StructureCard], summary="Rechercher une structure")
+@public.get("/structures", response_model=Page[StructureCard], summary="Rechercher une structure")
 async def search_structures(
     session: SessionDep,
     _actor: CurrentActor,
     q: SearchText,
     dac: Annotated[bool, Query(description="Seulement les DAC")] = False,
     limit: Limit = 50,
-) -> list[StructureCard]:
-    return await service.search_structures(session=session, text=q, dac_only=dac, limit=limit)
+    cursor: Cursor = None,
+) -> Page[StructureCard]:
+    return await service.search_structures_page(
+        session=session, text=q, dac_only=dac, limit=limit, cursor=cursor
+    )
 
 
 @public.get("/structures/{structure_id}", response_model=StructureCard, summary="Fiche d'une structure")
@@ -69,15 +76,19 @@ async def get_structure(
 
 @public.get(
     "/structures/{structure_id}/members",
-    response_model=list[PersonCard],
+    response_model=Page[PersonCard],
     summary="Professionnels actifs d'une structure (coordinateurs d'un DAC)",
 )
 async def structure_members(
     session: SessionDep,
     _actor: CurrentActor,
     structure_id: Annotated[str, Path(min_length=1, max_length=80)],
-) -> list[PersonCard]:
-    return await service.structure_members(session=session, structure_id=structure_id)
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[PersonCard]:
+    return await service.structure_members_page(
+        session=session, structure_id=structure_id, limit=limit, cursor=cursor
+    )
 
 
 # Not for professionals: the Synapse module asks it with the internal secret (docs/ARCHITECTURE.md).

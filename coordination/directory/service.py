@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -17,17 +18,26 @@ from sqlalchemy.orm import InstrumentedAttribute
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
 from coordination.directory.rules import national_id_from_query, search_key
 from coordination.directory.schemas import BindingStatus, PersonCard, Site, StructureCard
-from coordination.errors import Conflict, ErrCode, Forbidden, NotFound
+from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
+from coordination.pagination import Page, decode_cursor, encode_cursor
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 200
+MAX_OFFSET = 10_000
+"""Searches rank by name: nobody pages past this; a narrower search is the answer."""
+
+T = TypeVar("T")
+
+
+def _display(civility: str | None, given_name: str, family_name: str) -> str:
+    prefix = "Dr " if (civility or "").strip().upper() in ("DR", "DOCTEUR", "DR.") else ""
+    return f"{prefix}{given_name} {family_name}".strip()
 
 
 def display_name(person: Person) -> str:
     """``Dr Jeanne MARTIN`` for doctors (civility Docteur/DR), ``Jeanne MARTIN`` otherwise."""
-    prefix = "Dr " if (person.civility or "").strip().upper() in ("DR", "DOCTEUR", "DR.") else ""
-    return f"{prefix}{person.given_name} {person.family_name}".strip()
+    return _display(person.civility, person.given_name, person.family_name)
 
 
 def _site(activity: Activity, structure: Structure | None) -> Site:
@@ -89,12 +99,35 @@ def _word_conditions(column: InstrumentedAttribute[str], text: str) -> list[Colu
     return [or_(column.like(f"{w}%"), column.like(f"% {w}%")) for w in search_key(text).split()]
 
 
+def _offset(cursor: str | None) -> int:
+    """The offset a search cursor stands for (searches are short, ranked lists: an offset is enough)."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return 0
+    offset = position.get("o")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise Invalid(
+            "Curseur de page illisible : renvoyez la valeur `next_cursor` de la page précédente telle "
+            "quelle, ou omettez-la pour la première page.",
+            field="cursor",
+        )
+    return offset
+
+
+def _page(rows: Sequence[T], *, offset: int, limit: int) -> Page[T]:
+    """A page of ``rows`` fetched with ``limit + 1``: the extra row says that another page follows."""
+    more = len(rows) > limit
+    return Page[T](
+        items=list(rows[:limit]), next_cursor=encode_cursor({"o": offset + limit}) if more else None
+    )
+
+
 async def search_persons(
-    *, session: AsyncSession, text: str, limit: int = 50, active_only: bool = False
+    *, session: AsyncSession, text: str, limit: int = 50, active_only: bool = False, offset: int = 0
 ) -> list[PersonCard]:
     """Professionals whose family or given names start with every word of ``text`` (accents and case
     ignored, any order), or whose national id / RPPS number is exactly ``text``. Active ones first."""
-    limit = max(1, min(limit, MAX_LIMIT))
+    limit = max(1, min(limit, MAX_LIMIT + 1))
     national_id = national_id_from_query(text)
     if national_id is not None:
         condition: ColumnElement[bool] = Person.national_id == national_id
@@ -106,9 +139,20 @@ async def search_persons(
     query = select(Person).where(condition)
     if active_only:
         query = query.where(Person.active.is_(True))
-    query = query.order_by(Person.active.desc(), Person.search_name, Person.national_id).limit(limit)
-    persons = (await session.scalars(query)).all()
+    query = query.order_by(Person.active.desc(), Person.search_name, Person.national_id)
+    persons = (await session.scalars(query.offset(offset).limit(limit))).all()
     return await _cards(session, persons)
+
+
+async def search_persons_page(
+    *, session: AsyncSession, text: str, limit: int = 50, active_only: bool = False, cursor: str | None = None
+) -> Page[PersonCard]:
+    """A page of ``search_persons`` (the API's)."""
+    offset, limit = _offset(cursor), max(1, min(limit, MAX_LIMIT))
+    rows = await search_persons(
+        session=session, text=text, limit=limit + 1, active_only=active_only, offset=offset
+    )
+    return _page(rows, offset=offset, limit=limit)
 
 
 async def get_person(*, session: AsyncSession, national_id: str) -> PersonCard:
@@ -144,11 +188,11 @@ def _structure_card(s: Structure) -> StructureCard:
 
 
 async def search_structures(
-    *, session: AsyncSession, text: str, dac_only: bool = False, limit: int = 50
+    *, session: AsyncSession, text: str, dac_only: bool = False, limit: int = 50, offset: int = 0
 ) -> list[StructureCard]:
     """Structures whose name words start with the words of ``text``, or whose key / FINESS / SIRET is
     exactly ``text``; ``dac_only`` keeps the DACs. Active ones first."""
-    limit = max(1, min(limit, MAX_LIMIT))
+    limit = max(1, min(limit, MAX_LIMIT + 1))
     exact = text.strip()
     by_id = or_(Structure.structure_id == exact, Structure.finess == exact, Structure.siret == exact)
     words = _word_conditions(Structure.search_name, text)
@@ -157,8 +201,19 @@ async def search_structures(
     if dac_only:
         query = query.where(Structure.is_dac.is_(True))
     query = query.order_by(Structure.active.desc(), Structure.search_name, Structure.structure_id)
-    rows = (await session.scalars(query.limit(limit))).all()
+    rows = (await session.scalars(query.offset(offset).limit(limit))).all()
     return [_structure_card(s) for s in rows]
+
+
+async def search_structures_page(
+    *, session: AsyncSession, text: str, dac_only: bool = False, limit: int = 50, cursor: str | None = None
+) -> Page[StructureCard]:
+    """A page of ``search_structures`` (the API's)."""
+    offset, limit = _offset(cursor), max(1, min(limit, MAX_LIMIT))
+    rows = await search_structures(
+        session=session, text=text, dac_only=dac_only, limit=limit + 1, offset=offset
+    )
+    return _page(rows, offset=offset, limit=limit)
 
 
 async def get_structure(*, session: AsyncSession, structure_id: str) -> StructureCard:
@@ -172,22 +227,33 @@ async def get_structure(*, session: AsyncSession, structure_id: str) -> Structur
     return _structure_card(structure)
 
 
-async def structure_members(*, session: AsyncSession, structure_id: str) -> list[PersonCard]:
-    """Active professionals with an activity at the structure (for a DAC: its coordinators)."""
+async def structure_members(
+    *, session: AsyncSession, structure_id: str, limit: int | None = None, offset: int = 0
+) -> list[PersonCard]:
+    """Active professionals with an activity at the structure (for a DAC: its coordinators), by name;
+    all of them unless ``limit``."""
     await get_structure(session=session, structure_id=structure_id)
-    persons = (
-        await session.scalars(
-            select(Person)
-            .where(
-                Person.active.is_(True),
-                Person.national_id.in_(
-                    select(Activity.national_id).where(Activity.structure_id == structure_id)
-                ),
-            )
-            .order_by(Person.search_name, Person.national_id)
+    query = (
+        select(Person)
+        .where(
+            Person.active.is_(True),
+            Person.national_id.in_(select(Activity.national_id).where(Activity.structure_id == structure_id)),
         )
-    ).all()
-    return await _cards(session, persons)
+        .order_by(Person.search_name, Person.national_id)
+        .offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(max(1, limit))
+    return await _cards(session, (await session.scalars(query)).all())
+
+
+async def structure_members_page(
+    *, session: AsyncSession, structure_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[PersonCard]:
+    """A page of ``structure_members`` (the API's)."""
+    offset, limit = _offset(cursor), max(1, min(limit, MAX_LIMIT))
+    rows = await structure_members(session=session, structure_id=structure_id, limit=limit + 1, offset=offset)
+    return _page(rows, offset=offset, limit=limit)
 
 
 async def bind_account(*, session: AsyncSession, national_id: str, user_id: str) -> PersonCard:
@@ -272,8 +338,12 @@ async def display_names(*, session: AsyncSession, national_ids: Iterable[str]) -
     ids = sorted(set(national_ids))
     if not ids:
         return {}
-    rows = await session.scalars(select(Person).where(Person.national_id.in_(ids)))
-    return {p.national_id: display_name(p) for p in rows}
+    rows = await session.execute(
+        select(Person.national_id, Person.civility, Person.given_name, Person.family_name).where(
+            Person.national_id.in_(ids)
+        )
+    )
+    return {nid: _display(civility, given, family) for nid, civility, given, family in rows.tuples()}
 
 
 async def structure_names(*, session: AsyncSession, structure_ids: Iterable[str]) -> dict[str, str]:
@@ -364,6 +434,33 @@ async def person_for_user(*, session: AsyncSession, user_id: str) -> tuple[Perso
         .distinct()
     )
     return person, sorted(s for s in structures if s)
+
+
+# --- look-ups for documents --------------------------------------------------------------------------
+
+
+async def workplaces_of_users(
+    *, session: AsyncSession, user_ids: Iterable[str]
+) -> dict[str, tuple[str, set[str]]]:
+    """``{user_id: (national_id, structures they work at)}`` for the bound accounts among ``user_ids``
+    (two queries, whatever their number; unbound accounts are absent)."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(AccountBinding.user_id, AccountBinding.national_id).where(AccountBinding.user_id.in_(ids))
+    )
+    bindings = {user_id: national_id for user_id, national_id in rows.tuples()}
+    works_at: dict[str, set[str]] = {}
+    activities = await session.execute(
+        select(Activity.national_id, Activity.structure_id).where(
+            Activity.national_id.in_(sorted(set(bindings.values()))), Activity.structure_id.is_not(None)
+        )
+    )
+    for nid, sid in activities.tuples():
+        if sid is not None:
+            works_at.setdefault(nid, set()).add(sid)
+    return {u: (nid, works_at.get(nid, set())) for u, nid in bindings.items()}
 
 
 # --- look-ups for requests to a DAC and patients (h/svc-a) -----------------------------------------

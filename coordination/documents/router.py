@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -13,22 +12,21 @@ from pydantic import ValidationError
 from coordination.db import SessionDep
 from coordination.documents import rules
 from coordination.documents import service as documents
-from coordination.documents.models import Document
 from coordination.documents.schemas import (
-    Category,
     CategoryOut,
     DocumentOut,
-    DocumentPage,
+    DocumentUpdate,
     UploadForm,
-    VisibilityIn,
     upload_openapi,
 )
 from coordination.documents.upload import receive_form
 from coordination.errors import Invalid
 from coordination.ids import DocumentId, PatientId
+from coordination.pagination import Cursor, Page
 from coordination.schemas import ErrorOut
 from coordination.security import CurrentActor
 from coordination.settings import Settings
+from coordination.vocab import DocumentCategory
 
 router = APIRouter(tags=["documents"])
 
@@ -42,30 +40,6 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = _ERRORS | {
     413: {"model": ErrorOut, "description": "Fichier de plus de 10 Mo"},
     415: {"model": ErrorOut, "description": "Type de fichier refusé (d'après son contenu réel)"},
 }
-
-
-def _out(doc: Document) -> DocumentOut:
-    return DocumentOut(
-        id=doc.id,
-        version=doc.version,
-        patient_id=doc.patient_id,
-        title=doc.title,
-        category=doc.category,
-        category_label=rules.CATEGORIES.get(doc.category, doc.category),
-        kind=doc.kind,
-        mime_type=doc.mime_type,
-        extension=doc.extension,
-        size=doc.size,
-        sha256=doc.sha256,
-        uploader_national_id=doc.uploader_national_id,
-        uploader_user_id=doc.uploader_user_id,
-        visibility=doc.visibility,
-        member_ids=[a.member_id for a in doc.audience],
-        created_at=doc.created_at,
-        updated_at=doc.updated_at,
-        deleted_at=doc.deleted_at,
-        download_url=f"/api/v1/patients/{doc.patient_id}/documents/{doc.id}/content",
-    )
 
 
 def _settings(request: Request) -> Settings:
@@ -94,7 +68,7 @@ def _upload_form(fields: dict[str, list[str]]) -> UploadForm:
 )
 async def categories(actor: CurrentActor) -> list[CategoryOut]:
     """The fixed list of categories with their French labels."""
-    return [CategoryOut(code=k, label=v) for k, v in rules.CATEGORIES.items()]
+    return [CategoryOut(code=code, label=label) for code, label in DocumentCategory.labels().items()]
 
 
 @router.post(
@@ -106,20 +80,19 @@ async def categories(actor: CurrentActor) -> list[CategoryOut]:
     responses=_UPLOAD_ERRORS,
 )
 async def upload_document(
-    patient_id: uuid.UUID, request: Request, actor: CurrentActor, session: SessionDep
+    patient_id: PatientId, request: Request, actor: CurrentActor, session: SessionDep
 ) -> DocumentOut:
     """Multipart form: ``file``, ``title``, ``category``, optional ``visibility`` and ``member_ids``."""
     settings = _settings(request)
-    pid = PatientId(patient_id)
-    await documents.require_uploader(session=session, actor=actor, patient_id=pid)
+    await documents.require_uploader(session=session, actor=actor, patient_id=patient_id)
     received = await receive_form(request, root=settings.documents_dir, max_bytes=settings.max_upload_bytes)
     try:
         if received.file is None:
             raise Invalid("Aucun fichier reçu : joignez le document dans le champ « file ».", field="file")
-        doc = await documents.upload_document(
+        return await documents.upload_document(
             session=session,
             actor=actor,
-            patient_id=pid,
+            patient_id=patient_id,
             form=_upload_form(received.fields),
             received=received.file,
             documents_dir=settings.documents_dir,
@@ -128,32 +101,25 @@ async def upload_document(
     finally:
         if received.file is not None:
             received.file.path.unlink(missing_ok=True)  # already moved when stored
-    return _out(doc)
 
 
 @router.get(
     "/api/v1/patients/{patient_id}/documents",
-    response_model=DocumentPage,
+    response_model=Page[DocumentOut],
     summary="Documents du dossier",
     responses=_ERRORS,
 )
 async def list_documents(
-    patient_id: uuid.UUID,
+    patient_id: PatientId,
     actor: CurrentActor,
     session: SessionDep,
-    category: Annotated[Category | None, Query()] = None,
+    category: Annotated[DocumentCategory | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=documents.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> DocumentPage:
-    rows, next_offset = await documents.list_documents(
-        session=session,
-        actor=actor,
-        patient_id=PatientId(patient_id),
-        category=category,
-        limit=limit,
-        offset=offset,
+    cursor: Cursor = None,
+) -> Page[DocumentOut]:
+    return await documents.list_documents(
+        session=session, actor=actor, patient_id=patient_id, category=category, limit=limit, cursor=cursor
     )
-    return DocumentPage(items=[_out(d) for d in rows], next_offset=next_offset)
 
 
 @router.get(
@@ -163,12 +129,9 @@ async def list_documents(
     responses=_ERRORS,
 )
 async def get_document(
-    patient_id: uuid.UUID, doc_id: uuid.UUID, actor: CurrentActor, session: SessionDep
+    patient_id: PatientId, doc_id: DocumentId, actor: CurrentActor, session: SessionDep
 ) -> DocumentOut:
-    doc = await documents.get_document(
-        session=session, actor=actor, patient_id=PatientId(patient_id), doc_id=DocumentId(doc_id)
-    )
-    return _out(doc)
+    return await documents.get_document(session=session, actor=actor, patient_id=patient_id, doc_id=doc_id)
 
 
 @router.get(
@@ -184,8 +147,8 @@ async def get_document(
     },
 )
 async def download_document(
-    patient_id: uuid.UUID,
-    doc_id: uuid.UUID,
+    patient_id: PatientId,
+    doc_id: DocumentId,
     request: Request,
     actor: CurrentActor,
     session: SessionDep,
@@ -193,8 +156,8 @@ async def download_document(
     doc, path = await documents.open_content(
         session=session,
         actor=actor,
-        patient_id=PatientId(patient_id),
-        doc_id=DocumentId(doc_id),
+        patient_id=patient_id,
+        doc_id=doc_id,
         documents_dir=_settings(request).documents_dir,
     )
     return FileResponse(
@@ -210,29 +173,22 @@ async def download_document(
     )
 
 
-@router.put(
-    "/api/v1/patients/{patient_id}/documents/{doc_id}/visibility",
+@router.patch(
+    "/api/v1/patients/{patient_id}/documents/{doc_id}",
     response_model=DocumentOut,
-    summary="Changer la visibilité (auteur)",
+    summary="Modifier un document : titre, catégorie, visibilité (auteur)",
     responses=_ERRORS,
 )
-async def change_visibility(
-    patient_id: uuid.UUID,
-    doc_id: uuid.UUID,
-    body: VisibilityIn,
+async def update_document(
+    patient_id: PatientId,
+    doc_id: DocumentId,
+    body: DocumentUpdate,
     actor: CurrentActor,
     session: SessionDep,
 ) -> DocumentOut:
-    doc = await documents.change_visibility(
-        session=session,
-        actor=actor,
-        patient_id=PatientId(patient_id),
-        doc_id=DocumentId(doc_id),
-        version=body.version,
-        visibility=body.visibility,
-        member_ids=body.member_ids,
+    return await documents.update_document(
+        session=session, actor=actor, patient_id=patient_id, doc_id=doc_id, data=body
     )
-    return _out(doc)
 
 
 @router.delete(
@@ -242,17 +198,12 @@ async def change_visibility(
     responses=_ERRORS,
 )
 async def delete_document(
-    patient_id: uuid.UUID,
-    doc_id: uuid.UUID,
+    patient_id: PatientId,
+    doc_id: DocumentId,
     actor: CurrentActor,
     session: SessionDep,
     version: Annotated[int, Query(ge=1, description="La version lue (sinon 409)")],
 ) -> DocumentOut:
-    doc = await documents.delete_document(
-        session=session,
-        actor=actor,
-        patient_id=PatientId(patient_id),
-        doc_id=DocumentId(doc_id),
-        version=version,
+    return await documents.delete_document(
+        session=session, actor=actor, patient_id=patient_id, doc_id=doc_id, version=version
     )
-    return _out(doc)

@@ -1,4 +1,5 @@
-"""Pure rules of documents: the fixed categories, who sees a document, and safe download names."""
+"""Pure rules of documents: who sees a document, and safe download names (categories and visibilities
+are ``coordination.vocab.DocumentCategory`` / ``DocumentVisibility``)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,6 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable
 from urllib.parse import quote
-
-CATEGORIES: dict[str, str] = {
-    "ordonnance": "Ordonnance",
-    "compte_rendu": "Compte rendu",
-    "lettre_de_liaison": "Lettre de liaison",
-    "lettre_de_sortie": "Lettre de sortie",
-    "resultat_biologie": "Résultat de biologie",
-    "imagerie": "Imagerie",
-    "photo": "Photo",
-    "evaluation": "Évaluation",
-    "administratif": "Document administratif",
-    "autre": "Autre",
-}
-VISIBILITIES: dict[str, str] = {
-    "cercle": "Tout le cercle de soins habilité",
-    "restreinte": "Membres choisis (et l'auteur)",
-}
 
 
 def can_see(

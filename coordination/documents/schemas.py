@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from coordination.documents.rules import CATEGORIES, VISIBILITIES
-from coordination.tasks.rules import canonical
-
-Category = Annotated[
-    Literal[
-        "ordonnance",
-        "compte_rendu",
-        "lettre_de_liaison",
-        "lettre_de_sortie",
-        "resultat_biologie",
-        "imagerie",
-        "photo",
-        "evaluation",
-        "administratif",
-        "autre",
-    ],
-    BeforeValidator(lambda v: canonical(v, CATEGORIES)),
-]
-Visibility = Annotated[Literal["cercle", "restreinte"], BeforeValidator(lambda v: canonical(v, VISIBILITIES))]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from coordination import text
+from coordination.ids import DocumentId, MemberId, NationalId, PatientId, UserId
+from coordination.vocab import DocumentCategory, DocumentVisibility
 
 
 class UploadForm(BaseModel):
@@ -35,10 +17,12 @@ class UploadForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title = Field(description="A clear name, e.g. « Compte rendu d'hospitalisation du 3 mars »")
-    category: Category
-    visibility: Visibility = "cercle"
-    member_ids: list[uuid.UUID] = Field(
+    title: text.Line200 = Field(
+        description="Un nom clair, par exemple « Compte rendu d'hospitalisation du 3 mars »"
+    )
+    category: DocumentCategory
+    visibility: DocumentVisibility = DocumentVisibility.CERCLE
+    member_ids: list[MemberId] = Field(
         default_factory=list,
         max_length=50,
         description="With visibility=restreinte: the circle members (ids) who may see it",
@@ -57,10 +41,10 @@ def upload_openapi() -> dict[str, Any]:
                         "required": ["title", "category", "file"],
                         "properties": {
                             "title": {"type": "string", "minLength": 1, "maxLength": 200},
-                            "category": {"type": "string", "enum": list(CATEGORIES)},
+                            "category": {"type": "string", "enum": [c.value for c in DocumentCategory]},
                             "visibility": {
                                 "type": "string",
-                                "enum": list(VISIBILITIES),
+                                "enum": [v.value for v in DocumentVisibility],
                                 "default": "cercle",
                             },
                             "member_ids": {
@@ -81,39 +65,50 @@ def upload_openapi() -> dict[str, Any]:
     }
 
 
-class VisibilityIn(BaseModel):
+class DocumentUpdate(BaseModel):
+    """A partial change by the uploader (``coordination.patch``): fields left out are kept.
+
+    ``member_ids`` (the chosen members, with ``visibility=restreinte``) replaces the current choice;
+    ``null`` means nobody but the uploader. ``version`` is the one you read (else 409).
+    """
+
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="The version you read (else 409)")
-    visibility: Visibility
-    member_ids: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+    version: int = Field(ge=1, le=2**31 - 1)
+    title: text.Line200 | None = None
+    category: DocumentCategory | None = None
+    visibility: DocumentVisibility | None = None
+    member_ids: list[MemberId] | None = Field(default=None, max_length=50)
 
 
 class DocumentOut(BaseModel):
-    id: uuid.UUID
+    """A document's metadata as the service returns it (no ORM object leaves the service)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: DocumentId
     version: int
-    patient_id: uuid.UUID
+    patient_id: PatientId
     title: str
-    category: str
-    category_label: str
-    kind: str = Field(description="Detected kind from the content, e.g. pdf, jpeg, docx")
+    category: DocumentCategory
+    kind: str = Field(description="Type détecté d'après le contenu, par exemple pdf, jpeg, docx")
     mime_type: str
     extension: str
     size: int
     sha256: str
-    uploader_national_id: str
-    uploader_user_id: str
-    visibility: str
-    member_ids: list[uuid.UUID] = Field(description="Chosen members when visibility=restreinte")
+    uploader_national_id: NationalId
+    uploader_user_id: UserId
+    visibility: DocumentVisibility
+    member_ids: list[MemberId] = Field(description="Membres choisis quand visibility=restreinte")
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
     download_url: str
 
-
-class DocumentPage(BaseModel):
-    items: list[DocumentOut]
-    next_offset: int | None
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def category_label(self) -> str:
+        return self.category.label
 
 
 class CategoryOut(BaseModel):

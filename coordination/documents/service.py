@@ -23,26 +23,31 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import exists, false, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 import filetyping
+from coordination import patch
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
-from coordination.circle.models import CircleMember
 from coordination.db import commit_or_conflict, utcnow
-from coordination.directory.models import AccountBinding, Activity
+from coordination.directory import service as directory
 from coordination.documents import rules, storage
 from coordination.documents.models import Document, DocumentAudience
-from coordination.documents.schemas import UploadForm
+from coordination.documents.schemas import DocumentOut, DocumentUpdate, UploadForm
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound, ServiceError
-from coordination.ids import DocumentId, PatientId
+from coordination.ids import DocumentId, MemberId, NationalId, PatientId, UserId
 from coordination.outbox import service as outbox
+from coordination.outbox.events import DocumentShared
+from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.security import Actor
+from coordination.vocab import DocumentCategory, DocumentVisibility
 
 logger = logging.getLogger(__name__)
 
@@ -89,28 +94,19 @@ async def _audience(
     session: AsyncSession, patient_id: uuid.UUID, visibility: str, member_ids: Sequence[uuid.UUID]
 ) -> list[DocumentAudience]:
     """Check the chosen members (habilité professionals or structures of this circle)."""
-    if visibility == "cercle":
+    if visibility == DocumentVisibility.CERCLE:
         return []  # everyone authorised sees it: a member list would mean nothing
     wanted = sorted(set(member_ids))
-    if not wanted:
-        return []
-    rows = {
-        m.id: m
-        for m in (
-            await session.scalars(
-                select(CircleMember).where(CircleMember.patient_id == patient_id, CircleMember.id.in_(wanted))
-            )
-        ).all()
-    }
+    refs = await circle_access.member_refs(session=session, patient_id=patient_id, member_ids=wanted)
     for mid in wanted:
-        row = rows.get(mid)
-        if row is None:
+        ref = refs.get(mid)
+        if ref is None:
             raise Invalid(
                 f"Le membre {mid} ne fait pas partie du cercle de soins de ce patient : rechargez "
                 "le cercle et choisissez parmi ses membres.",
                 field="member_ids",
             )
-        if row.kind == "relative" or not row.habilite:
+        if ref.kind == "relative" or not ref.habilite:
             raise Invalid(
                 "Un document ne peut être montré qu'à des professionnels ou structures habilités "
                 "du cercle : un proche ou un membre non habilité n'accède pas au dossier.",
@@ -118,7 +114,7 @@ async def _audience(
             )
     return [
         DocumentAudience(
-            member_id=mid, national_id=rows[mid].national_id, structure_id=rows[mid].structure_id
+            member_id=mid, national_id=refs[mid].national_id, structure_id=refs[mid].structure_id
         )
         for mid in wanted
     ]
@@ -127,35 +123,16 @@ async def _audience(
 async def viewer_user_ids(*, session: AsyncSession, doc: Document) -> list[str]:
     """Matrix IDs of everyone who may see ``doc`` now (authorised members, narrowed by visibility)."""
     users = await circle_access.authorised_user_ids(session=session, patient_id=doc.patient_id)
-    if doc.visibility == "cercle" or not users:
+    if doc.visibility == DocumentVisibility.CERCLE or not users:
         return users
-    bindings: dict[str, str] = {
-        u: n
-        for u, n in (
-            await session.execute(
-                select(AccountBinding.user_id, AccountBinding.national_id).where(
-                    AccountBinding.user_id.in_(users)
-                )
-            )
-        ).all()
-    }
-    works_at: dict[str, set[str]] = {}
-    for nid, sid in (
-        await session.execute(
-            select(Activity.national_id, Activity.structure_id).where(
-                Activity.national_id.in_(set(bindings.values())), Activity.structure_id.is_not(None)
-            )
-        )
-    ).all():
-        if sid is not None:
-            works_at.setdefault(nid, set()).add(sid)
+    workplaces = await directory.workplaces_of_users(session=session, user_ids=users)
     pairs = _pairs(doc)
     return [
         u
-        for u, nid in bindings.items()
+        for u, (nid, structures) in sorted(workplaces.items())
         if rules.can_see(
             national_id=nid,
-            structure_ids=works_at.get(nid, set()),
+            structure_ids=structures,
             uploader_national_id=doc.uploader_national_id,
             visibility=doc.visibility,
             audience=pairs,
@@ -193,6 +170,43 @@ async def _commit(session: AsyncSession) -> None:
     await commit_or_conflict(session, on_stale=_stale())
 
 
+def document_out(doc: Document) -> DocumentOut:
+    """The read model of a document (its audience loaded)."""
+    return DocumentOut(
+        id=DocumentId(doc.id),
+        version=doc.version,
+        patient_id=PatientId(doc.patient_id),
+        title=doc.title,
+        category=doc.category,
+        kind=doc.kind,
+        mime_type=doc.mime_type,
+        extension=doc.extension,
+        size=doc.size,
+        sha256=doc.sha256,
+        uploader_national_id=NationalId(doc.uploader_national_id),
+        uploader_user_id=UserId(doc.uploader_user_id),
+        visibility=doc.visibility,
+        member_ids=[MemberId(a.member_id) for a in doc.audience],
+        created_at=doc.created_at,
+        updated_at=doc.updated_at,
+        deleted_at=doc.deleted_at,
+        download_url=f"/api/v1/patients/{doc.patient_id}/documents/{doc.id}/content",
+    )
+
+
+async def _emit_shared(session: AsyncSession, doc: Document, recipients: Sequence[str]) -> None:
+    if recipients:
+        await outbox.emit(
+            session=session,
+            recipients=recipients,
+            event=DocumentShared(
+                document_id=DocumentId(doc.id),
+                patient_id=PatientId(doc.patient_id),
+                category=doc.category,
+            ),
+        )
+
+
 # --- writing ------------------------------------------------------------------------------------
 
 
@@ -219,7 +233,7 @@ async def upload_document(
     received: storage.ReceivedFile,
     documents_dir: Path,
     max_bytes: int,
-) -> Document:
+) -> DocumentOut:
     """Type, store and register an upload already received into ``.incoming``.
 
     Refuses content that is not an accepted document or image (415, French reason from
@@ -243,7 +257,7 @@ async def upload_document(
         id=uuid.uuid4(),
         patient_id=patient_id,
         title=form.title,
-        category=form.category,
+        category=form.category.value,
         sha256=received.sha256,
         size=received.size,
         kind=verdict.kind.kind,
@@ -251,7 +265,7 @@ async def upload_document(
         extension=verdict.kind.extension,
         uploader_user_id=actor.user_id,
         uploader_national_id=actor.national_id,
-        visibility=form.visibility,
+        visibility=form.visibility.value,
         created_at=now,
         updated_at=now,
     )
@@ -260,17 +274,10 @@ async def upload_document(
     await _record(session, actor, "document.uploaded", doc)
     await session.flush()
     recipients = [u for u in await viewer_user_ids(session=session, doc=doc) if u != actor.user_id]
-    if recipients:
-        await outbox.emit(
-            session=session,
-            kind="document.shared",
-            recipients=recipients,
-            payload={"document_id": str(doc.id), "patient_id": str(patient_id), "category": doc.category},
-            patient_id=patient_id,
-        )
+    await _emit_shared(session, doc, recipients)
     await session.commit()
     logger.info("document %s (%s, %d bytes) added to patient %s", doc.id, doc.kind, doc.size, patient_id)
-    return doc
+    return document_out(doc)
 
 
 def _require_uploader_of(actor: Actor, doc: Document, what: str) -> None:
@@ -281,56 +288,74 @@ def _require_uploader_of(actor: Actor, doc: Document, what: str) -> None:
         )
 
 
-async def change_visibility(
+_REQUIRED = {"title": "un titre", "category": "une catégorie", "visibility": "une visibilité"}
+
+
+def _refuse_nulls(changed: dict[str, Any]) -> None:
+    for name, what in _REQUIRED.items():
+        if name in changed and changed[name] is None:
+            raise Invalid(
+                f"Un document a toujours {what} : donnez une valeur, ou n'envoyez pas le champ « {name} ».",
+                field=name,
+            )
+
+
+async def _replace_audience(session: AsyncSession, doc: Document, changed: dict[str, Any]) -> set[str] | None:
+    """Set the new visibility / choice of members when the body changes them; return who saw the
+    document before (None when nothing changes). The document row itself is written once, later."""
+    if "visibility" not in changed and "member_ids" not in changed:
+        return None
+    visibility = changed.get("visibility", doc.visibility)
+    members = (
+        (changed["member_ids"] or []) if "member_ids" in changed else [a.member_id for a in doc.audience]
+    )
+    audience = await _audience(session, doc.patient_id, visibility, members)
+    before = set(await viewer_user_ids(session=session, doc=doc))
+    # Old rows go first: a member chosen again gets the same primary key.
+    doc.audience = []
+    await session.flush()
+    doc.audience = audience
+    doc.visibility = str(visibility)
+    return before
+
+
+async def update_document(
     *,
     session: AsyncSession,
     actor: Actor,
     patient_id: PatientId,
     doc_id: DocumentId,
-    version: int,
-    visibility: str,
-    member_ids: Sequence[uuid.UUID],
-) -> Document:
-    """Uploader only: share with the whole circle or with chosen members; newcomers are notified."""
+    data: DocumentUpdate,
+) -> DocumentOut:
+    """Uploader only, the ``coordination.patch`` way: rename, recategorise, or share with the whole
+    circle or chosen members (``visibility`` / ``member_ids``); newcomers are notified."""
     doc = await _visible(session, actor, patient_id, doc_id)
-    _require_uploader_of(actor, doc, "changer la visibilité de")
-    if doc.version != version:
+    _require_uploader_of(actor, doc, "modifier")
+    if doc.version != data.version:
         raise _stale()
-    audience = await _audience(session, patient_id, visibility, member_ids)
-    before = set(await viewer_user_ids(session=session, doc=doc))
+    changed = patch.changes(data)
+    _refuse_nulls(changed)
     try:
-        # Old rows go first: a member chosen again gets the same primary key.
-        doc.audience = []
-        await session.flush()
-        doc.audience = audience
-        doc.visibility = visibility
+        before = await _replace_audience(session, doc, changed)
+        renamed = patch.apply(doc, {k: str(v) for k, v in changed.items() if k in ("title", "category")})
         doc.updated_at = utcnow()
-        await _record(session, actor, "document.visibility_changed", doc)
-        await session.flush()
-        after = set(await viewer_user_ids(session=session, doc=doc))
-        newcomers = sorted(after - before - {actor.user_id})
-        if newcomers:
-            await outbox.emit(
-                session=session,
-                kind="document.shared",
-                recipients=newcomers,
-                payload={
-                    "document_id": str(doc.id),
-                    "patient_id": str(patient_id),
-                    "category": doc.category,
-                },
-                patient_id=patient_id,
-            )
+        await session.flush()  # the one write of the document row (its version bumps once)
+        if before is not None:
+            await _record(session, actor, "document.visibility_changed", doc)
+            after = set(await viewer_user_ids(session=session, doc=doc))
+            await _emit_shared(session, doc, sorted(after - before - {actor.user_id}))
+        if renamed:
+            await _record(session, actor, "document.updated", doc)
     except StaleDataError as exc:
         await session.rollback()
         raise _stale() from exc
     await _commit(session)
-    return doc
+    return document_out(doc)
 
 
 async def delete_document(
     *, session: AsyncSession, actor: Actor, patient_id: PatientId, doc_id: DocumentId, version: int
-) -> Document:
+) -> DocumentOut:
     """Uploader only: hide the document from everyone (soft delete, audited)."""
     doc = await _visible(session, actor, patient_id, doc_id)
     _require_uploader_of(actor, doc, "supprimer")
@@ -340,25 +365,35 @@ async def delete_document(
     doc.deleted_by = actor.national_id
     await _record(session, actor, "document.deleted", doc)
     await _commit(session)
-    return doc
+    return document_out(doc)
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 
-async def list_documents(
-    *,
-    session: AsyncSession,
-    actor: Actor,
-    patient_id: PatientId,
-    category: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[Sequence[Document], int | None]:
-    """The documents of a dossier the actor may see, newest first (``ix_documents_patient_created``).
-    The read is audited."""
-    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
-    limit = max(1, min(limit, MAX_PAGE))
+def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        created, doc_id = datetime.fromisoformat(str(position["c"])), uuid.UUID(hex=str(position["i"]))
+        if created.tzinfo is None:
+            raise ValueError("our cursors carry the UTC offset")
+        return created, doc_id
+    except (KeyError, ValueError) as exc:
+        raise Invalid(
+            "Curseur de pagination invalide : reprenez la liste depuis le début (sans « cursor »).",
+            field="cursor",
+        ) from exc
+
+
+def _older_than(after: tuple[datetime, uuid.UUID]) -> ColumnElement[bool]:
+    """Keyset condition of the next page (newest first: strictly older, or same instant, smaller id)."""
+    created, doc_id = after
+    return or_(Document.created_at < created, and_(Document.created_at == created, Document.id < doc_id))
+
+
+def _seen_by(actor: Actor) -> ColumnElement[bool]:
     chosen = exists().where(
         DocumentAudience.document_id == Document.id,
         or_(
@@ -368,19 +403,37 @@ async def list_documents(
             else false(),
         ),
     )
+    return or_(
+        Document.visibility == DocumentVisibility.CERCLE.value,
+        Document.uploader_national_id == actor.national_id,
+        chosen,
+    )
+
+
+async def list_documents(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    patient_id: PatientId,
+    category: DocumentCategory | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[DocumentOut]:
+    """The documents of a dossier the actor may see, newest first, keyset-paginated on
+    ``(created_at, id)`` (``ix_documents_patient_created``). The read is audited."""
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    limit = max(1, min(limit, MAX_PAGE))
+    after = _position(cursor)
     stmt = select(Document).where(
-        Document.patient_id == patient_id,
-        Document.deleted_at.is_(None),
-        or_(
-            Document.visibility == "cercle",
-            Document.uploader_national_id == actor.national_id,
-            chosen,
-        ),
+        Document.patient_id == patient_id, Document.deleted_at.is_(None), _seen_by(actor)
     )
     if category is not None:
-        stmt = stmt.where(Document.category == category)
-    stmt = stmt.order_by(Document.created_at.desc(), Document.id.desc()).offset(offset).limit(limit + 1)
+        stmt = stmt.where(Document.category == category.value)
+    if after is not None:
+        stmt = stmt.where(_older_than(after))
+    stmt = stmt.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit + 1)
     rows = (await session.scalars(stmt)).all()
+    items = [document_out(d) for d in rows[:limit]]
     await audit.record(
         session=session,
         actor=actor,
@@ -390,17 +443,21 @@ async def list_documents(
         patient_id=patient_id,
     )
     await session.commit()
-    return rows[:limit], (offset + limit if len(rows) > limit else None)
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor({"c": last.created_at.isoformat(), "i": last.id.hex})
+    return Page[DocumentOut](items=items, next_cursor=next_cursor)
 
 
 async def get_document(
     *, session: AsyncSession, actor: Actor, patient_id: PatientId, doc_id: DocumentId
-) -> Document:
+) -> DocumentOut:
     """A document's metadata (audited read)."""
     doc = await _visible(session, actor, patient_id, doc_id)
     await _record(session, actor, "document.read", doc)
     await session.commit()
-    return doc
+    return document_out(doc)
 
 
 async def open_content(
@@ -410,7 +467,7 @@ async def open_content(
     patient_id: PatientId,
     doc_id: DocumentId,
     documents_dir: Path,
-) -> tuple[Document, Path]:
+) -> tuple[DocumentOut, Path]:
     """Check membership and visibility (on every download), audit, and return the stored file."""
     doc = await _visible(session, actor, patient_id, doc_id)
     path = storage.blob_path(documents_dir, doc.sha256)
@@ -423,7 +480,7 @@ async def open_content(
         )
     await _record(session, actor, "document.downloaded", doc)
     await session.commit()
-    return doc, path
+    return document_out(doc), path
 
 
 async def sweep_orphans(*, session: AsyncSession, root: Path, older_than_seconds: float = 3600) -> int:

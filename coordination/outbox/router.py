@@ -15,7 +15,8 @@ from coordination.db import SessionDep
 from coordination.errors import ErrCode, Forbidden, Unauthenticated
 from coordination.ids import UserId
 from coordination.outbox import service
-from coordination.outbox.schemas import MAX_CURSOR, AckIn, AckOut, EventOut, EventPageOut
+from coordination.outbox.schemas import AckIn, AckOut, EventOut
+from coordination.pagination import Cursor, Page
 from coordination.security import ON_BEHALF_HEADER, TokenVerifier
 
 CONSUMER = "bot"
@@ -48,18 +49,20 @@ async def require_bot(request: Request) -> UserId:
 BotCaller = Annotated[UserId, Depends(require_bot)]
 
 
-@router.get("", response_model=EventPageOut, summary="Events after a cursor, oldest first (bot only)")
+@router.get(
+    "",
+    response_model=Page[EventOut],
+    summary="Événements après un curseur, du plus ancien au plus récent (robot seulement)",
+)
 async def read_events(
     session: SessionDep,
     _bot: BotCaller,
-    after: Annotated[
-        int | None, Query(ge=0, le=MAX_CURSOR, description="Default: the acknowledged cursor")
-    ] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> EventPageOut:
-    start, events = await service.read(session=session, consumer=CONSUMER, after=after, limit=limit)
-    out = [EventOut.model_validate(e, from_attributes=True) for e in events]
-    return EventPageOut(after=start, events=out, last_id=out[-1].id if out else None)
+) -> Page[EventOut]:
+    """Without ``cursor``: the events after the last acknowledged one. Acknowledge with
+    ``POST /ack`` once handled; ``next_cursor`` reads on without acknowledging."""
+    return await service.read(session=session, consumer=CONSUMER, cursor=cursor, limit=limit)
 
 
 @router.post("/ack", response_model=AckOut, summary="Acknowledge events up to an id (bot only)")

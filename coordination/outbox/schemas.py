@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from coordination.ids import UserId
+from coordination.outbox.events import Event
 
 MAX_CURSOR = 2**31 - 1  # event ids are 32-bit integers on PostgreSQL
 
 
 class EventOut(BaseModel):
-    """One event. Payloads carry identifiers and labels only, never a patient's identity."""
+    """One stored event: where it stands in the outbox, who to tell, and the typed event."""
 
     id: int = Field(description="Monotonic; the idempotency key of the consumer's handler")
     created_at: datetime
-    kind: str = Field(examples=["circle.member_added"])
-    patient_id: uuid.UUID | None = None
-    recipients: list[str] = Field(description="Matrix IDs to notify")
-    payload: dict[str, Any]
-
-
-class EventPageOut(BaseModel):
-    after: int = Field(description="The cursor this page starts after")
-    events: list[EventOut]
-    last_id: int | None = Field(default=None, description="The id to acknowledge once handled")
+    recipients: list[UserId] = Field(description="Matrix IDs to notify")
+    event: Event
 
 
 class AckIn(BaseModel):

@@ -19,6 +19,7 @@ from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode
 from coordination.ids import NationalId, PatientId
 from coordination.outbox import service as outbox
+from coordination.outbox.events import SynthesisUpdated
 from coordination.security import Actor
 from coordination.syntheses.models import SynthesisVersion
 from coordination.syntheses.schemas import SynthesisOut
@@ -111,10 +112,8 @@ async def replace_synthesis(
     )
     await outbox.emit(
         session=session,
-        kind="synthesis.updated",
+        event=SynthesisUpdated(patient_id=patient_id, version=current + 1, updated_by=actor.user_id),
         recipients=recipients,
-        payload={"patient_id": str(patient_id), "version": current + 1, "by": actor.user_id},
-        patient_id=patient_id,
     )
     try:
         await session.commit()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, Uuid, select
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, select
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,12 +33,17 @@ class Task(Base):
         Index("ix_tasks_patient_status_due", "patient_id", "status", "sort_due", "id"),
         Index("ix_tasks_creator_status_due", "creator_national_id", "status", "sort_due", "id"),
         Index("ix_tasks_creator_type_status_due", "creator_national_id", "type", "status", "sort_due", "id"),
+        UniqueConstraint("number_scope", "number"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # Optimistic concurrency: SQLAlchemy adds "WHERE version = <read>" to every UPDATE and bumps it.
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     patient_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("patients.id"))
+    # The short number people type (« !fait 12 »): unique per patient, or per creator for a task with
+    # no patient (``number_scope``), given at creation from ``TaskNumberCounter``, never reused.
+    number: Mapped[int] = mapped_column(Integer)
+    number_scope: Mapped[str] = mapped_column(String(60))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     type: Mapped[str] = mapped_column(String(40))
@@ -90,3 +95,15 @@ class TaskAssignee(Base):
     sort_due: Mapped[date] = mapped_column(Date)
 
     task: Mapped[Task] = relationship(back_populates="assignees", lazy="raise")
+
+
+class TaskNumberCounter(Base):
+    """The last short number given in a scope (``patient:<id>`` or ``creator:<national id>``).
+
+    Bumped with one atomic upsert, so concurrent creations in a scope get distinct numbers without
+    retries (the row lock serialises them on PostgreSQL; SQLite has a single writer)."""
+
+    __tablename__ = "task_number_counters"
+
+    scope: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)

@@ -1,41 +1,26 @@
-"""Request and answer bodies of the tasks API."""
+"""Request and answer bodies of the tasks API (the answers are also the service's read models)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
-from coordination.tasks.rules import TASK_PRIORITIES, TASK_STATUSES, TASK_TYPES, canonical
+from coordination import text
+from coordination.ids import NationalId, PatientId, StructureId, TaskId, UserId
+from coordination.vocab import TaskPriority, TaskStatus, TaskType
 
-TaskType = Annotated[
-    Literal[
-        "concertation_pluriprofessionnelle",
-        "visite",
-        "appel",
-        "evaluation",
-        "soins",
-        "rendez_vous",
-        "administratif",
-        "autre",
-    ],
-    BeforeValidator(lambda v: canonical(v, TASK_TYPES)),
-]
-TaskStatus = Annotated[
-    Literal["à_faire", "en_cours", "terminée", "annulée"],
-    BeforeValidator(lambda v: canonical(v, TASK_STATUSES)),
-]
-TaskPriority = Annotated[
-    Literal["basse", "normale", "haute"], BeforeValidator(lambda v: canonical(v, TASK_PRIORITIES))
-]
 TaskScope = Literal["mine", "assigned", "created", "structure"]
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
-NationalIdStr = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
-StructureIdStr = Annotated[
+Description = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=5000, pattern=text.PARAGRAPH_PATTERN),
+    AfterValidator(text.nfc),
+]
+"""Free text that may be empty (``text.Paragraph5000`` requires one character)."""
+NationalIdIn = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
+StructureIdIn = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
 ]
 
@@ -45,78 +30,89 @@ class _In(BaseModel):
 
 
 class TaskCreate(_In):
-    title: Title = Field(examples=["Organiser la concertation de sortie"])
+    title: text.Line200 = Field(examples=["Organiser la concertation de sortie"])
     description: Description = ""
     type: TaskType
-    patient_id: uuid.UUID | None = Field(
-        default=None, description="The patient the task is about; assignees must then be in its circle"
+    patient_id: PatientId | None = Field(
+        default=None, description="Le patient concerné ; les assignés sont alors des membres de son cercle"
     )
-    assignee_national_ids: list[NationalIdStr] = Field(
+    assignee_national_ids: list[NationalIdIn] = Field(
         default_factory=list,
         max_length=50,
-        description="Professionals (idNatPS); with a patient, habilité members of its care circle",
+        description="Professionnels (idNatPS) ; avec un patient, membres habilités de son cercle de soins",
     )
-    assignee_structure_ids: list[StructureIdStr] = Field(
+    assignee_structure_ids: list[StructureIdIn] = Field(
         default_factory=list,
         max_length=50,
-        description="Structures; with a patient, habilité structures of its care circle",
+        description="Structures ; avec un patient, structures habilitées de son cercle de soins",
     )
     due_date: date | None = None
     priority: TaskPriority | None = None
-    status: TaskStatus = "à_faire"
+    status: TaskStatus = TaskStatus.A_FAIRE
 
 
 class TaskUpdate(_In):
-    """Fields to change; absent fields keep their value. ``version`` is the one you read (else 409)."""
+    """A partial change (``coordination.patch``): fields left out are kept, ``null`` clears
+    ``due_date``, ``priority`` or ``description``; ``version`` is the one you read (else 409)."""
 
-    version: int = Field(ge=1)
-    title: Title | None = None
+    version: int = Field(ge=1, le=2**31 - 1)
+    title: text.Line200 | None = None
     description: Description | None = None
     type: TaskType | None = None
     status: TaskStatus | None = None
     priority: TaskPriority | None = None
     due_date: date | None = None
-    clear_due_date: bool = Field(default=False, description="Remove the due date")
-    assignee_national_ids: list[NationalIdStr] | None = Field(
-        default=None, max_length=50, description="Replaces the professional assignees when given"
+    assignee_national_ids: list[NationalIdIn] | None = Field(
+        default=None, max_length=50, description="Remplace les professionnels assignés"
     )
-    assignee_structure_ids: list[StructureIdStr] | None = Field(
-        default=None, max_length=50, description="Replaces the structure assignees when given"
+    assignee_structure_ids: list[StructureIdIn] | None = Field(
+        default=None, max_length=50, description="Remplace les structures assignées"
     )
 
 
 class AssigneeOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     kind: Literal["professionnel", "structure"]
-    national_id: str | None = None
-    structure_id: str | None = None
-    label: str = Field(description="Name from the directory, for display")
+    national_id: NationalId | None = None
+    structure_id: StructureId | None = None
+    label: str = Field(description="Nom dans l'annuaire, pour l'affichage (« Dr Jeanne MARTIN »)")
 
 
 class TaskOut(BaseModel):
-    id: uuid.UUID
+    """A task as the service returns it (no ORM object leaves the service)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: TaskId
+    number: int = Field(
+        description="N° court de la tâche (« !fait 12 ») : unique pour le patient, "
+        "ou pour l'auteur d'une tâche sans patient"
+    )
     version: int
-    patient_id: uuid.UUID | None
+    patient_id: PatientId | None
     title: str
     description: str
-    type: str
-    type_label: str
-    status: str
-    status_label: str
-    priority: str | None
+    type: TaskType
+    status: TaskStatus
+    priority: TaskPriority | None
     due_date: date | None
-    creator_national_id: str
-    creator_user_id: str
+    creator_national_id: NationalId
+    creator_user_id: UserId
     assignees: list[AssigneeOut]
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def type_label(self) -> str:
+        return self.type.label
 
-class TaskPage(BaseModel):
-    items: list[TaskOut]
-    next_cursor: str | None = Field(
-        description="Pass as ``cursor`` to get the next page; null on the last page"
-    )
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status_label(self) -> str:
+        return self.status.label
 
 
 class VocabularyEntry(BaseModel):

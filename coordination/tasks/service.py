@@ -16,45 +16,49 @@ creator / key (``ix_tasks_creator_type_status_due``, ``ix_task_assignees_key_typ
 rare type still costs one page, not every task of a busy professional.
 Splitting by status (4 fixed values) keeps every scan in index order: an ``IN`` over statuses would make
 the database sort every matching row of a busy structure before applying the limit.
+
+``list_tasks`` is three steps: ``sources_for`` (whose tasks: pure, from the actor and the filters),
+``page_query`` (the SQL of one page: pure, tested on its own) and the executor (run it, load the page,
+audit). Every function returns read models (``TaskOut``), never ORM rows.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
+from enum import Enum
+from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    CompoundSelect,
-    Select,
-    exists,
-    literal_column,
-    select,
-    tuple_,
-    union,
-)
+from sqlalchemy import ColumnElement, CompoundSelect, Select, exists, literal_column, select, tuple_, union
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, joinedload, selectinload
 
+from coordination import patch
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
-from coordination.circle.models import CircleMember
 from coordination.db import commit_or_conflict, utcnow
-from coordination.directory.models import AccountBinding, Activity, Person, Structure
+from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
-from coordination.ids import PatientId, StructureId, TaskId
+from coordination.ids import NationalId, PatientId, StructureId, TaskId, UserId
 from coordination.outbox import service as outbox
+from coordination.outbox.events import TaskAssigned
+from coordination.pagination import Page
 from coordination.security import Actor
 from coordination.tasks import rules
-from coordination.tasks.models import Task, TaskAssignee
-from coordination.tasks.schemas import TaskCreate, TaskScope, TaskUpdate
+from coordination.tasks.models import Task, TaskAssignee, TaskNumberCounter
+from coordination.tasks.schemas import AssigneeOut, TaskCreate, TaskOut, TaskScope, TaskUpdate
+from coordination.vocab import TaskStatus, TaskType
 
 logger = logging.getLogger(__name__)
 
 MAX_PAGE = 200
+
+PageQuery = Select[date, uuid.UUID] | CompoundSelect[date, uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +69,22 @@ class TaskFilters:
     scope: TaskScope | None = None
     patient_id: PatientId | None = None
     structure_id: StructureId | None = None
-    statuses: tuple[str, ...] = ()
-    type: str | None = None
-    assignee_national_id: str | None = None
-    assignee_structure_id: str | None = None
+    statuses: tuple[TaskStatus, ...] = ()
+    type: TaskType | None = None
+    assignee_national_id: NationalId | None = None
+    assignee_structure_id: StructureId | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class TaskPageResult:
-    tasks: list[Task]
-    next_cursor: str | None
+class TaskSources:
+    """Whose tasks a list scans (one range scan per source and status)."""
+
+    patient_id: PatientId | None = None
+    """The patient's tasks (``ix_tasks_patient_status_due``)."""
+    creator: NationalId | None = None
+    """Tasks created by this professional (``ix_tasks_creator_status_due``)."""
+    assignee_keys: tuple[str, ...] = ()
+    """Tasks assigned to these keys (``ix_task_assignees_key_status_due``)."""
 
 
 def _not_found() -> NotFound:
@@ -97,64 +107,64 @@ def actor_keys(actor: Actor) -> set[str]:
     return {rules.person_key(actor.national_id)} | {rules.structure_key(s) for s in actor.structure_ids}
 
 
-# --- directory look-ups (read-only) -------------------------------------------------------------
+# --- read models --------------------------------------------------------------------------------
 
 
-async def _labels(
-    session: AsyncSession, national_ids: Iterable[str], structure_ids: Iterable[str]
-) -> dict[str, str]:
-    """Display names by assignee key, in two small queries."""
-    out: dict[str, str] = {}
-    nids = set(national_ids)
-    sids = set(structure_ids)
-    if nids:
-        for nid, given, family in (
-            await session.execute(
-                select(Person.national_id, Person.given_name, Person.family_name).where(
-                    Person.national_id.in_(nids)
-                )
-            )
-        ).all():
-            out[rules.person_key(nid)] = f"{given} {family}".strip()
-    if sids:
-        for sid, name in (
-            await session.execute(
-                select(Structure.structure_id, Structure.name).where(Structure.structure_id.in_(sids))
-            )
-        ).all():
-            out[rules.structure_key(sid)] = name
-    return out
+def _assignee_out(key: str, labels: Mapping[str, str]) -> AssigneeOut:
+    code = key[3:]
+    if key.startswith(rules.PERSON):
+        return AssigneeOut(kind="professionnel", national_id=NationalId(code), label=labels.get(key, code))
+    return AssigneeOut(kind="structure", structure_id=StructureId(code), label=labels.get(key, code))
+
+
+def _task_out(task: Task, labels: Mapping[str, str]) -> TaskOut:
+    return TaskOut(
+        id=TaskId(task.id),
+        number=task.number,
+        version=task.version,
+        patient_id=PatientId(task.patient_id) if task.patient_id is not None else None,
+        title=task.title,
+        description=task.description,
+        type=task.type,
+        status=task.status,
+        priority=task.priority,
+        due_date=task.due_date,
+        creator_national_id=NationalId(task.creator_national_id),
+        creator_user_id=UserId(task.creator_user_id),
+        assignees=[_assignee_out(a.key, labels) for a in task.assignees],
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        completed_at=task.completed_at,
+    )
+
+
+async def _read_models(session: AsyncSession, tasks: Sequence[Task]) -> list[TaskOut]:
+    """Read models of ``tasks`` (assignees loaded), with the directory names of their assignees."""
+    nids, sids = rules.split_keys({a.key for t in tasks for a in t.assignees})
+    labels = {
+        rules.person_key(n): name
+        for n, name in (await directory.display_names(session=session, national_ids=nids)).items()
+    }
+    labels.update(
+        (rules.structure_key(s), name)
+        for s, name in (await directory.structure_names(session=session, structure_ids=sids)).items()
+    )
+    return [_task_out(t, labels) for t in tasks]
+
+
+# --- who is assigned, who is told ---------------------------------------------------------------
 
 
 async def matrix_ids_for_keys(*, session: AsyncSession, keys: Iterable[str]) -> list[str]:
     """Matrix IDs to notify for assignee keys: the professional's bound account, and every active,
     bound professional working at an assigned structure."""
-    nids = {k[3:] for k in keys if k.startswith("pp:")}
-    sids = {k[3:] for k in keys if k.startswith("st:")}
-    users: set[str] = set()
-    if nids:
-        users.update(
-            (
-                await session.scalars(
-                    select(AccountBinding.user_id)
-                    .join(Person, Person.national_id == AccountBinding.national_id)
-                    .where(AccountBinding.national_id.in_(nids), Person.active.is_(True))
-                )
-            ).all()
-        )
-    if sids:
-        users.update(
-            (
-                await session.scalars(
-                    select(AccountBinding.user_id)
-                    .join(Person, Person.national_id == AccountBinding.national_id)
-                    .join(Activity, Activity.national_id == Person.national_id)
-                    .where(Activity.structure_id.in_(sids), Person.active.is_(True))
-                    .distinct()
-                )
-            ).all()
-        )
-    return sorted(users)
+    nids, sids = rules.split_keys(set(keys))
+    return await directory.bound_active_user_ids(session=session, national_ids=nids, structure_ids=sids)
+
+
+def _refuse_assignees(bad: Sequence[str], why: str) -> None:
+    if bad:
+        raise Invalid(f"Assignation impossible : {', '.join(bad)} {why}", field="assignees")
 
 
 async def _validated_keys(
@@ -170,79 +180,55 @@ async def _validated_keys(
     may not read the dossier cannot be one). Without: any active professional or structure of the
     directory.
     """
-    nids = sorted(set(national_ids))
-    sids = sorted(set(structure_ids))
+    nids, sids = sorted(set(national_ids)), sorted(set(structure_ids))
     if patient_id is not None:
-        ok_n: set[str] = set()
-        ok_s: set[str] = set()
-        if nids:
-            ok_n = {
-                n
-                for n in (
-                    await session.scalars(
-                        select(CircleMember.national_id).where(
-                            CircleMember.patient_id == patient_id,
-                            CircleMember.habilite.is_(True),
-                            CircleMember.national_id.in_(nids),
-                        )
-                    )
-                ).all()
-                if n is not None
-            }
-        if sids:
-            ok_s = {
-                s
-                for s in (
-                    await session.scalars(
-                        select(CircleMember.structure_id).where(
-                            CircleMember.patient_id == patient_id,
-                            CircleMember.habilite.is_(True),
-                            CircleMember.structure_id.in_(sids),
-                        )
-                    )
-                ).all()
-                if s is not None
-            }
-        bad = [n for n in nids if n not in ok_n] + [s for s in sids if s not in ok_s]
-        if bad:
-            raise Invalid(
-                "Assignation impossible : " + ", ".join(bad) + " ne fait pas partie des membres "
-                "habilités du cercle de soins de ce patient. Ajoutez-le au cercle (habilité) ou "
-                "choisissez un autre membre.",
-                field="assignees",
-            )
+        ok_n, ok_s = await circle_access.habilite_among(
+            session=session, patient_id=patient_id, national_ids=nids, structure_ids=sids
+        )
+        why = (
+            "ne fait pas partie des membres habilités du cercle de soins de ce patient. Ajoutez-le au "
+            "cercle (habilité) ou choisissez un autre membre."
+        )
     else:
-        ok_n = set(
-            (
-                await session.scalars(
-                    select(Person.national_id).where(Person.national_id.in_(nids), Person.active.is_(True))
-                )
-            ).all()
-            if nids
-            else []
-        )
-        ok_s = set(
-            (
-                await session.scalars(
-                    select(Structure.structure_id).where(
-                        Structure.structure_id.in_(sids), Structure.active.is_(True)
-                    )
-                )
-            ).all()
-            if sids
-            else []
-        )
-        bad = [n for n in nids if n not in ok_n] + [s for s in sids if s not in ok_s]
-        if bad:
-            raise Invalid(
-                "Assignation impossible : " + ", ".join(bad) + " n'est pas un professionnel ou une "
-                "structure active de l'annuaire. Vérifiez l'identifiant.",
-                field="assignees",
-            )
+        ok_n = await directory.active_national_ids(session=session, national_ids=nids)
+        ok_s = await directory.active_structure_ids(session=session, structure_ids=sids)
+        why = "n'est pas un professionnel ou une structure active de l'annuaire. Vérifiez l'identifiant."
+    _refuse_assignees([n for n in nids if n not in ok_n] + [s for s in sids if s not in ok_s], why)
     return [rules.person_key(n) for n in nids] + [rules.structure_key(s) for s in sids]
 
 
-# --- reading ------------------------------------------------------------------------------------
+async def _recipients(session: AsyncSession, keys: Iterable[str], actor: Actor) -> list[str]:
+    """Who to tell about an assignment: everyone the keys designate, except the actor."""
+    return [u for u in await matrix_ids_for_keys(session=session, keys=keys) if u != actor.user_id]
+
+
+async def _emit_assigned(session: AsyncSession, task: Task, recipients: Sequence[str], actor: Actor) -> None:
+    if recipients:
+        await outbox.emit(
+            session=session,
+            recipients=recipients,
+            event=TaskAssigned(
+                task_id=TaskId(task.id),
+                patient_id=PatientId(task.patient_id) if task.patient_id else None,
+                type=task.type,
+                assigned_by=actor.user_id,
+            ),
+        )
+
+
+async def _record(session: AsyncSession, actor: Actor, action: str, task: Task) -> None:
+    if task.patient_id is not None:
+        await audit.record(
+            session=session,
+            actor=actor,
+            action=action,
+            object_type="task",
+            object_id=task.id,
+            patient_id=task.patient_id,
+        )
+
+
+# --- reading one --------------------------------------------------------------------------------
 
 
 async def _load(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
@@ -261,43 +247,167 @@ async def _can_see(session: AsyncSession, actor: Actor, task: Task) -> bool:
     return False
 
 
-async def labels_for(*, session: AsyncSession, tasks: Sequence[Task]) -> dict[str, str]:
-    """Display names of every assignee of ``tasks`` (for the answers)."""
-    keys = {a.key for t in tasks for a in t.assignees}
-    return await _labels(
-        session,
-        (k[3:] for k in keys if k.startswith("pp:")),
-        (k[3:] for k in keys if k.startswith("st:")),
-    )
-
-
-async def get_task(*, session: AsyncSession, actor: Actor, task_id: TaskId) -> Task:
-    """One task the actor may see (404 otherwise, without telling whether it exists). Audited when it
-    is about a patient."""
+async def _visible(session: AsyncSession, actor: Actor, task_id: TaskId) -> Task:
     task = await _load(session, task_id)
     if task is None or not await _can_see(session, actor, task):
         raise _not_found()
-    if task.patient_id is not None:
-        await audit.record(
-            session=session,
-            actor=actor,
-            action="task.read",
-            object_type="task",
-            object_id=task.id,
-            patient_id=task.patient_id,
-        )
-        await session.commit()
     return task
+
+
+async def get_task(*, session: AsyncSession, actor: Actor, task_id: TaskId) -> TaskOut:
+    """One task the actor may see (404 otherwise, without telling whether it exists). Audited when it
+    is about a patient."""
+    task = await _visible(session, actor, task_id)
+    if task.patient_id is not None:
+        await _record(session, actor, "task.read", task)
+        await session.commit()
+    return (await _read_models(session, [task]))[0]
+
+
+# --- lists: sources (pure), page query (pure), executor ----------------------------------------
+
+
+def _my_structures(actor: Actor, structure_id: StructureId | None) -> list[str]:
+    if structure_id is None:
+        return sorted(actor.structure_ids)
+    if structure_id not in actor.structure_ids:
+        raise Forbidden(
+            "Vous n'exercez pas dans cette structure selon l'annuaire : vous ne pouvez "
+            "pas consulter ses tâches. Choisissez l'une de vos structures.",
+            errcode=ErrCode.NOT_YOUR_STRUCTURE,
+        )
+    return [structure_id]
+
+
+def sources_for(*, actor: Actor, filters: TaskFilters) -> TaskSources:
+    """Whose tasks the list scans. Without ``patient_id`` the scope defaults to "mine" (assigned to me
+    or created by me); "structure" is my structures (or ``structure_id``, which must be one of mine:
+    else 403)."""
+    scope = filters.scope
+    if scope is None:
+        if filters.patient_id is not None:
+            return TaskSources(patient_id=filters.patient_id)
+        scope = "mine"
+    if scope == "structure":
+        structures = _my_structures(actor, filters.structure_id)
+        return TaskSources(assignee_keys=tuple(rules.structure_key(s) for s in structures))
+    return TaskSources(
+        creator=actor.national_id if scope in ("mine", "created") else None,
+        assignee_keys=(rules.person_key(actor.national_id),) if scope in ("mine", "assigned") else (),
+    )
 
 
 def _keyset(
     sort_col: QueryableAttribute[date],
     id_col: QueryableAttribute[uuid.UUID],
     after: tuple[date, uuid.UUID] | None,
-) -> ColumnElement[bool] | None:
-    if after is None:
+) -> list[ColumnElement[bool]]:
+    return [] if after is None else [tuple_(sort_col, id_col) > tuple_(after[0], after[1])]
+
+
+def _assigned_to(filters: TaskFilters, task_id: QueryableAttribute[uuid.UUID]) -> list[ColumnElement[bool]]:
+    """The "assigned to this professional / structure" filters, on any branch."""
+    wanted = []
+    if filters.assignee_national_id:
+        wanted.append(rules.person_key(filters.assignee_national_id))
+    if filters.assignee_structure_id:
+        wanted.append(rules.structure_key(filters.assignee_structure_id))
+    other = TaskAssignee.__table__.alias("wanted")
+    return [exists().where(other.c.task_id == task_id, other.c.key == k) for k in wanted]
+
+
+def _from_tasks(
+    where: ColumnElement[bool] | None,
+    status: TaskStatus,
+    filters: TaskFilters,
+    after: tuple[date, uuid.UUID] | None,
+    limit: int,
+) -> Select[date, uuid.UUID]:
+    """One scan of the tasks table (by creator, or by patient when ``where`` is None), in index order."""
+    stmt = select(Task.sort_due.label("d"), Task.id.label("i")).where(Task.status == status.value)
+    if where is not None:
+        stmt = stmt.where(where)
+    if filters.type is not None:
+        stmt = stmt.where(Task.type == filters.type.value)
+    if filters.patient_id is not None:
+        stmt = stmt.where(Task.patient_id == filters.patient_id)
+    stmt = stmt.where(*_assigned_to(filters, Task.id), *_keyset(Task.sort_due, Task.id, after))
+    return stmt.order_by(Task.sort_due, Task.id).limit(limit + 1)
+
+
+def _from_assignees(
+    key: str,
+    status: TaskStatus,
+    filters: TaskFilters,
+    after: tuple[date, uuid.UUID] | None,
+    limit: int,
+) -> Select[date, uuid.UUID]:
+    """One scan of the assignees of ``key``, in index order (the type is copied on the assignee row,
+    served by ``ix_task_assignees_key_type_status_due``; only a patient filter needs the task row)."""
+    stmt = select(TaskAssignee.sort_due.label("d"), TaskAssignee.task_id.label("i")).where(
+        TaskAssignee.key == key, TaskAssignee.status == status.value
+    )
+    if filters.type is not None:
+        stmt = stmt.where(TaskAssignee.type == filters.type.value)
+    if filters.patient_id is not None:
+        stmt = stmt.join(Task, Task.id == TaskAssignee.task_id).where(Task.patient_id == filters.patient_id)
+    stmt = stmt.where(
+        *_assigned_to(filters, TaskAssignee.task_id),
+        *_keyset(TaskAssignee.sort_due, TaskAssignee.task_id, after),
+    )
+    return stmt.order_by(TaskAssignee.sort_due, TaskAssignee.task_id).limit(limit + 1)
+
+
+def page_query(
+    *,
+    sources: TaskSources,
+    filters: TaskFilters,
+    after: tuple[date, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> PageQuery | None:
+    """``SELECT sort_due, id`` of the next ``limit + 1`` tasks after ``after``; None when there is
+    nothing to scan (e.g. scope "structure" for someone working at none).
+
+    One round trip: each branch keeps its own ORDER BY / LIMIT (an index range scan); the database
+    merges the branches (at most sources x statuses x (limit + 1) short rows; UNION drops a task found
+    twice) and cuts the page. The columns are named, not taken from ``subquery().c``, which would
+    rebuild a column collection per branch on every request.
+    """
+    branches: list[Select[date, uuid.UUID]] = []
+    for status in filters.statuses or tuple(TaskStatus):
+        if sources.patient_id is not None:
+            of_patient = replace(filters, patient_id=sources.patient_id)  # _from_tasks filters on it
+            branches.append(_from_tasks(None, status, of_patient, after, limit))
+        if sources.creator is not None:
+            branches.append(
+                _from_tasks(Task.creator_national_id == sources.creator, status, filters, after, limit)
+            )
+        branches.extend(_from_assignees(k, status, filters, after, limit) for k in sources.assignee_keys)
+    if not branches:
         return None
-    return tuple_(sort_col, id_col) > tuple_(after[0], after[1])
+    if len(branches) == 1:
+        return branches[0]
+    due_col = literal_column("d", Task.sort_due.type)
+    id_col = literal_column("i", Task.id.type)
+    return (
+        union(*(select(due_col, id_col).select_from(b.subquery()) for b in branches))
+        .order_by(due_col, id_col)
+        .limit(limit + 1)
+    )
+
+
+def _cut(rows: Iterable[tuple[date, uuid.UUID]], limit: int) -> tuple[list[uuid.UUID], str | None]:
+    """The ids of the page (first ``limit`` distinct) and the cursor of the next page, if any."""
+    picked: list[tuple[date, uuid.UUID]] = []
+    seen: set[uuid.UUID] = set()
+    for d, i in sorted(rows):
+        if i not in seen:
+            seen.add(i)
+            picked.append((d, i))
+    if len(picked) <= limit:
+        return [i for _, i in picked], None
+    last_due, last_id = picked[limit - 1]
+    return [i for _, i in picked[:limit]], rules.task_cursor(last_due, last_id)
 
 
 async def list_tasks(
@@ -307,168 +417,63 @@ async def list_tasks(
     filters: TaskFilters,
     limit: int = 50,
     cursor: str | None = None,
-) -> TaskPageResult:
+) -> Page[TaskOut]:
     """A page of the tasks matching ``filters`` that the actor may see, by due date (undated last).
 
-    Without ``patient_id`` the scope defaults to "mine" (assigned to me or created by me); "structure"
-    lists tasks assigned to my structures (or to ``structure_id``, which must be one of mine). With
-    ``patient_id`` the actor must be an authorised member; every patient whose tasks are returned is
-    recorded in the audit trail.
+    With ``patient_id`` the actor must be an authorised member; every patient whose tasks are returned
+    is recorded in the audit trail. See ``sources_for`` for the scopes.
     """
     limit = max(1, min(limit, MAX_PAGE))
-    after = rules.decode_cursor(cursor) if cursor else None
-    statuses = filters.statuses or tuple(rules.TASK_STATUSES)
-    scope = filters.scope
+    after = rules.task_position(cursor)
     if filters.patient_id is not None:
         await circle_access.require_authorised(session=session, actor=actor, patient_id=filters.patient_id)
-    elif scope is None:
-        scope = "mine"
-
-    # Filters that every source applies on the task row.
-    task_conds: list[ColumnElement[bool]] = []
-    if filters.type is not None:
-        task_conds.append(Task.type == filters.type)
-    if filters.patient_id is not None:
-        task_conds.append(Task.patient_id == filters.patient_id)
-    wanted_keys = []
-    if filters.assignee_national_id:
-        wanted_keys.append(rules.person_key(filters.assignee_national_id))
-    if filters.assignee_structure_id:
-        wanted_keys.append(rules.structure_key(filters.assignee_structure_id))
-
-    def assigned_to(key_col: QueryableAttribute[uuid.UUID]) -> list[ColumnElement[bool]]:
-        other = TaskAssignee.__table__.alias("wanted")
-        return [exists().where(other.c.task_id == key_col, other.c.key == k) for k in wanted_keys]
-
-    stmts: list[Select[date, uuid.UUID]] = []
-
-    def from_tasks(where: ColumnElement[bool], status: str) -> None:
-        stmt = select(Task.sort_due.label("d"), Task.id.label("i")).where(
-            where, Task.status == status, *task_conds
-        )
-        stmt = stmt.where(*assigned_to(Task.id))
-        ks = _keyset(Task.sort_due, Task.id, after)
-        if ks is not None:
-            stmt = stmt.where(ks)
-        stmts.append(stmt.order_by(Task.sort_due, Task.id).limit(limit + 1))
-
-    def from_assignees(key: str, status: str) -> None:
-        stmt = select(TaskAssignee.sort_due.label("d"), TaskAssignee.task_id.label("i")).where(
-            TaskAssignee.key == key, TaskAssignee.status == status
-        )
-        # The type is copied on the assignee row (served by ix_task_assignees_key_type_status_due);
-        # only a patient filter needs the task row.
-        if filters.type is not None:
-            stmt = stmt.where(TaskAssignee.type == filters.type)
-        if filters.patient_id is not None:
-            stmt = stmt.join(Task, Task.id == TaskAssignee.task_id).where(
-                Task.patient_id == filters.patient_id
-            )
-        stmt = stmt.where(*assigned_to(TaskAssignee.task_id))
-        ks = _keyset(TaskAssignee.sort_due, TaskAssignee.task_id, after)
-        if ks is not None:
-            stmt = stmt.where(ks)
-        stmts.append(stmt.order_by(TaskAssignee.sort_due, TaskAssignee.task_id).limit(limit + 1))
-
-    for status in statuses:
-        if scope is None:
-            assert filters.patient_id is not None
-            from_tasks(Task.patient_id == filters.patient_id, status)
-            continue
-        if scope in ("mine", "assigned"):
-            from_assignees(rules.person_key(actor.national_id), status)
-        if scope in ("mine", "created"):
-            from_tasks(Task.creator_national_id == actor.national_id, status)
-        if scope == "structure":
-            if filters.structure_id is not None:
-                if filters.structure_id not in actor.structure_ids:
-                    raise Forbidden(
-                        "Vous n'exercez pas dans cette structure selon l'annuaire : vous ne pouvez "
-                        "pas consulter ses tâches. Choisissez l'une de vos structures.",
-                        errcode=ErrCode.NOT_YOUR_STRUCTURE,
-                    )
-                structures: Iterable[str] = [filters.structure_id]
-            else:
-                structures = sorted(actor.structure_ids)
-            for sid in structures:
-                from_assignees(rules.structure_key(sid), status)
-
-    # One round trip: each branch keeps its own ORDER BY / LIMIT (an index range scan); the database
-    # merges the branches (at most sources x (limit + 1) short rows, UNION drops a task found twice)
-    # and cuts the page, so only limit + 1 rows come back to Python. The columns are named, not taken
-    # from ``subquery().c``, which would rebuild a column collection per branch on every request.
-    if len(stmts) == 1:
-        combined: Select[date, uuid.UUID] | CompoundSelect[date, uuid.UUID] = stmts[0]
-    else:
-        due_col = literal_column("d", Task.sort_due.type)
-        id_col = literal_column("i", Task.id.type)
-        combined = (
-            union(*(select(due_col, id_col).select_from(stmt.subquery()) for stmt in stmts))
-            .order_by(due_col, id_col)
-            .limit(limit + 1)
-        )
-    rows = sorted((d, i) for d, i in (await session.execute(combined)).all())
-    picked: list[tuple[date, uuid.UUID]] = []
-    seen: set[uuid.UUID] = set()
-    for d, i in rows:
-        if i in seen:
-            continue
-        seen.add(i)
-        picked.append((d, i))
-        if len(picked) > limit:
-            break
-    next_cursor = None
-    if len(picked) > limit:
-        picked = picked[:limit]
-        last_due, last_id = picked[-1]
-        next_cursor = rules.encode_cursor(last_due, last_id)
-    ids = [i for _, i in picked]
+    query = page_query(
+        sources=sources_for(actor=actor, filters=filters), filters=filters, after=after, limit=limit
+    )
+    if query is None:
+        return Page[TaskOut](items=[])
+    ids, next_cursor = _cut((await session.execute(query)).tuples(), limit)
     if not ids:
-        return TaskPageResult(tasks=[], next_cursor=None)
+        return Page[TaskOut](items=[])
+    # One round trip for the tasks and their assignees (a page is at most 200 tasks).
     loaded = {
         t.id: t
         for t in (
-            # One round trip for the tasks and their assignees (a page is at most 200 tasks).
             await session.scalars(select(Task).where(Task.id.in_(ids)).options(joinedload(Task.assignees)))
         )
         .unique()
         .all()
     }
     tasks = [loaded[i] for i in ids if i in loaded]
+    items = await _read_models(session, tasks)
     patient_ids = sorted({t.patient_id for t in tasks if t.patient_id is not None})
     if patient_ids:
         await audit.record_many(
             session=session, actor=actor, action="task.list", object_type="task", patient_ids=patient_ids
         )
         await session.commit()
-    return TaskPageResult(tasks=tasks, next_cursor=next_cursor)
+    return Page[TaskOut](items=items, next_cursor=next_cursor)
 
 
 # --- writing ------------------------------------------------------------------------------------
 
 
-async def _recipients(session: AsyncSession, keys: Iterable[str], actor: Actor) -> list[str]:
-    """Who to tell about an assignment: everyone the keys designate, except the actor."""
-    return [u for u in await matrix_ids_for_keys(session=session, keys=keys) if u != actor.user_id]
-
-
-async def _emit_assigned(session: AsyncSession, task: Task, recipients: Sequence[str], actor: Actor) -> None:
-    if recipients:
-        await outbox.emit(
-            session=session,
-            kind="task.assigned",
-            recipients=recipients,
-            payload={
-                "task_id": str(task.id),
-                "patient_id": str(task.patient_id) if task.patient_id else None,
-                "type": task.type,
-                "assigned_by": actor.user_id,
-            },
-            patient_id=task.patient_id,
+async def _next_number(session: AsyncSession, scope: str) -> int:
+    """The next short number of ``scope``: one atomic upsert (``INSERT … ON CONFLICT DO UPDATE …
+    RETURNING``), in the caller's transaction, so a rolled-back creation gives its number back."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    statement = (
+        insert(TaskNumberCounter)
+        .values(scope=scope, last=1)
+        .on_conflict_do_update(
+            index_elements=[TaskNumberCounter.scope], set_={"last": TaskNumberCounter.last + 1}
         )
+        .returning(TaskNumberCounter.last)
+    )
+    return int((await session.execute(statement)).scalar_one())
 
 
-async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) -> Task:
+async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) -> TaskOut:
     """Create a task. With a patient, the actor must be an authorised member and every assignee a
     habilité member of the circle. Assignees are notified ("task.assigned") when it commits."""
     if data.patient_id is not None:
@@ -481,45 +486,51 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
     )
     now = utcnow()
     due = rules.sort_due(data.due_date)
+    scope = rules.number_scope(patient_id=data.patient_id, creator_national_id=actor.national_id)
     task = Task(
         id=uuid.uuid4(),
+        number=await _next_number(session, scope),
+        number_scope=scope,
         patient_id=data.patient_id,
         title=data.title,
         description=data.description,
-        type=data.type,
-        status=data.status,
-        priority=data.priority,
+        type=data.type.value,
+        status=data.status.value,
+        priority=data.priority.value if data.priority else None,
         due_date=data.due_date,
         sort_due=due,
         creator_user_id=actor.user_id,
         creator_national_id=actor.national_id,
         created_at=now,
         updated_at=now,
-        completed_at=now if data.status == "terminée" else None,
+        completed_at=now if data.status == TaskStatus.TERMINEE else None,
     )
     task.assignees = [TaskAssignee(key=k, status=task.status, type=task.type, sort_due=due) for k in keys]
     session.add(task)
-    if task.patient_id is not None:
-        await audit.record(
-            session=session,
-            actor=actor,
-            action="task.created",
-            object_type="task",
-            object_id=task.id,
-            patient_id=task.patient_id,
-        )
+    await _record(session, actor, "task.created", task)
     await _emit_assigned(session, task, await _recipients(session, keys, actor), actor)
     await session.commit()
     logger.info("task %s created by %s", task.id, actor.national_id)
-    return task
+    return (await _read_models(session, [task]))[0]
 
 
-async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, data: TaskUpdate) -> Task:
-    """Change a task (creator or assignee). ``data.version`` must be the current version, else 409;
-    newly added assignees are notified."""
-    task = await _load(session, task_id)
-    if task is None or not await _can_see(session, actor, task):
-        raise _not_found()
+_REQUIRED = {"title": "le titre", "type": "le type", "status": "le statut"}
+
+
+def _refuse_nulls(changed: Mapping[str, Any]) -> None:
+    """``null`` clears an optional field; these ones a task cannot do without."""
+    for name, what in _REQUIRED.items():
+        if name in changed and changed[name] is None:
+            raise Invalid(
+                f"Une tâche a toujours {what} : donnez une valeur, ou n'envoyez pas le champ « {name} ».",
+                field=name,
+            )
+
+
+async def _party_task(session: AsyncSession, actor: Actor, task_id: TaskId) -> Task:
+    """The task, if the actor may change it: its creator or an assignee, still authorised on the
+    patient for a patient task."""
+    task = await _visible(session, actor, task_id)
     is_party = task.creator_national_id == actor.national_id or bool(
         actor_keys(actor) & {a.key for a in task.assignees}
     )
@@ -530,70 +541,87 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
         )
     if task.patient_id is not None:
         await circle_access.require_authorised(session=session, actor=actor, patient_id=task.patient_id)
-    if data.version != task.version:
-        raise _stale()
+    return task
 
-    # Every query comes before the first change, so the task row is written (and its version
-    # bumped) exactly once, at commit.
-    added: list[str] = []
-    wanted: set[str] | None = None
-    if data.assignee_national_ids is not None or data.assignee_structure_ids is not None:
-        current = {a.key for a in task.assignees}
-        nids = (
-            data.assignee_national_ids
-            if data.assignee_national_ids is not None
-            else [k[3:] for k in current if k.startswith("pp:")]
-        )
-        sids = (
-            data.assignee_structure_ids
-            if data.assignee_structure_ids is not None
-            else [k[3:] for k in current if k.startswith("st:")]
-        )
-        # Only the newly named assignees are checked: someone already assigned stays valid even if
-        # the rule would now refuse them (they are removed by naming the others, not by accident).
-        new_nids = [n for n in nids if rules.person_key(n) not in current]
-        new_sids = [s for s in sids if rules.structure_key(s) not in current]
-        added = await _validated_keys(
-            session=session, patient_id=task.patient_id, national_ids=new_nids, structure_ids=new_sids
-        )
-        wanted = {rules.person_key(n) for n in nids} | {rules.structure_key(s) for s in sids}
-    recipients = await _recipients(session, added, actor) if added else []
 
-    if data.title is not None:
-        task.title = data.title
-    if data.description is not None:
-        task.description = data.description
-    if data.type is not None:
-        task.type = data.type
-    if data.priority is not None:
-        task.priority = data.priority
-    if data.clear_due_date:
-        task.due_date = None
-    elif data.due_date is not None:
-        task.due_date = data.due_date
+async def _assignee_change(
+    session: AsyncSession, task: Task, changed: Mapping[str, Any]
+) -> tuple[set[str] | None, list[str]]:
+    """(every wanted key, the newly added keys) when the body names assignees; (None, []) otherwise.
+
+    Only the newly named assignees are checked: someone already assigned stays valid even if the rule
+    would now refuse them (they are removed by naming the others, not by accident). ``null`` for a
+    list means "none".
+    """
+    if "assignee_national_ids" not in changed and "assignee_structure_ids" not in changed:
+        return None, []
+    current = {a.key for a in task.assignees}
+    cur_nids, cur_sids = rules.split_keys(current)
+    nids = changed.get("assignee_national_ids", cur_nids) or []
+    sids = changed.get("assignee_structure_ids", cur_sids) or []
+    added = await _validated_keys(
+        session=session,
+        patient_id=task.patient_id,
+        national_ids=[n for n in nids if rules.person_key(n) not in current],
+        structure_ids=[s for s in sids if rules.structure_key(s) not in current],
+    )
+    return {rules.person_key(n) for n in nids} | {rules.structure_key(s) for s in sids}, added
+
+
+def _apply(task: Task, changed: Mapping[str, Any], wanted: set[str] | None, added: Sequence[str]) -> None:
+    """Write the changes on the task and keep the denormalised assignee copies in step (they serve the
+    "assigned to" indexes)."""
+    fields = {
+        k: (v.value if isinstance(v, Enum) else v)
+        for k, v in changed.items()
+        if k not in ("assignee_national_ids", "assignee_structure_ids")
+    }
+    if "description" in fields and fields["description"] is None:
+        fields["description"] = ""
+    if "status" in fields and fields["status"] != task.status:
+        task.completed_at = utcnow() if fields["status"] == TaskStatus.TERMINEE else None
+    patch.apply(task, fields)
     task.sort_due = rules.sort_due(task.due_date)
-    if data.status is not None and data.status != task.status:
-        task.status = data.status
-        task.completed_at = utcnow() if data.status == "terminée" else None
     if wanted is not None:
         task.assignees = [a for a in task.assignees if a.key in wanted] + [
             TaskAssignee(key=k, status=task.status, type=task.type, sort_due=task.sort_due) for k in added
         ]
-    # Keep the denormalised copies in step (they serve the "assigned to" indexes).
     for a in task.assignees:
-        a.status = task.status
-        a.type = task.type
-        a.sort_due = task.sort_due
+        a.status, a.type, a.sort_due = task.status, task.type, task.sort_due
     task.updated_at = utcnow()
-    if task.patient_id is not None:
-        await audit.record(
-            session=session,
-            actor=actor,
-            action="task.updated",
-            object_type="task",
-            object_id=task.id,
-            patient_id=task.patient_id,
-        )
+
+
+async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, data: TaskUpdate) -> TaskOut:
+    """Change a task (creator or assignee), the ``coordination.patch`` way: only the fields sent, and
+    ``null`` clears ``due_date`` / ``priority`` / ``description``. ``data.version`` must be the
+    current version, else 409; newly added assignees are notified."""
+    task = await _party_task(session, actor, task_id)
+    if data.version != task.version:
+        raise _stale()
+    changed = patch.changes(data)
+    _refuse_nulls(changed)
+    # Every query comes before the first change, so the task row is written (and its version bumped)
+    # exactly once, at commit.
+    wanted, added = await _assignee_change(session, task, changed)
+    recipients = await _recipients(session, added, actor) if added else []
+    _apply(task, changed, wanted, added)
+    await _record(session, actor, "task.updated", task)
     await _emit_assigned(session, task, recipients, actor)
     await commit_or_conflict(session, on_stale=_stale())
-    return task
+    return (await _read_models(session, [task]))[0]
+
+
+# --- for the other domains ------------------------------------------------------------------------
+# Other domains read tasks through these (never the task tables); they check access and audit.
+
+
+async def tasks_of_patient(*, session: AsyncSession, patient_id: PatientId) -> list[TaskOut]:
+    """Every task about ``patient_id``, oldest first, unaudited: for a caller that has already
+    required the actor's access and records its own audit entry (e.g. the FHIR export)."""
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.patient_id == patient_id)
+        .options(selectinload(Task.assignees))
+        .order_by(Task.created_at, Task.id)
+    )
+    return await _read_models(session, rows.all())

@@ -74,6 +74,7 @@ def _bodies(w: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", f"{p}/rooms"): {"room_id": "!nouveau:azurezo.test"},
         ("PUT", f"{p}/documents/{{doc_id}}/visibility"): {"version": 1, "visibility": "cercle"},
         ("PUT", f"{p}/synthesis"): {"version": 0, "text": "Synthèse écrite par un intrus."},
+        ("PATCH", f"{p}/documents/{{doc_id}}"): {"version": 1, "title": "Renommé par un intrus"},
         ("PATCH", "/api/v1/tasks/{task_id}"): {"version": 1, "title": "Autre titre"},
         ("POST", "/api/v1/tasks"): {
             "title": "Passage",

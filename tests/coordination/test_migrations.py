@@ -88,3 +88,69 @@ async def test_old_codes_are_renamed_on_upgrade(tmp_path: Path) -> None:
         finally:
             await engine.dispose()
         assert tuple(row) == ("cloturee", "tres_urgente", "reorientee")
+
+
+async def test_existing_tasks_get_short_numbers_in_creation_order(tmp_path: Path) -> None:
+    """Tasks written before short numbers are numbered 1, 2, … per patient (and per creator without a
+    patient), and the counters continue after them, so the next task of the patient is n° 3."""
+    import datetime as dt
+    import uuid
+
+    from sqlalchemy import insert, select, text
+
+    from coordination.tasks.rules import number_scope
+    from tests.coordination.patients.test_identity_migration import PATIENTS_C3, legacy_patient_row
+
+    patient_id = uuid.UUID(int=1)  # legacy_patient_row(0, ...)
+    async with fresh_database_url(tmp_path) as url:
+        await upgrade_to_head_async(url, revision="e5_synthesis_versions")
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                # The patients table as it was then (later migrations rename its columns).
+                await conn.execute(
+                    insert(PATIENTS_C3).values(
+                        legacy_patient_row(0, "DUPONT", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+                    )
+                )
+                for i, (pid, creator) in enumerate(
+                    [(patient_id, "8A"), (None, "8B"), (patient_id, "8C"), (None, "8B")]
+                ):
+                    await conn.execute(
+                        text(
+                            "INSERT INTO tasks (id, version, patient_id, title, description, type, status, "
+                            "sort_due, creator_user_id, creator_national_id, created_at, updated_at) VALUES "
+                            "(:id, 1, :pid, 't', '', 'autre', 'a_faire', :due, '@u:x', :creator, :at, :at)"
+                        ).bindparams(
+                            id=uuid.uuid4() if engine.dialect.name == "postgresql" else uuid.uuid4().hex,
+                            pid=(patient_id if engine.dialect.name == "postgresql" else patient_id.hex)
+                            if pid
+                            else None,
+                            due=dt.date(9999, 12, 31),
+                            creator=creator,
+                            at=dt.datetime(2026, 1, 1, 0, i, tzinfo=dt.UTC),
+                        )
+                    )
+            await upgrade_to_head_async(url)
+            async with engine.connect() as conn:
+                numbers = (
+                    await conn.execute(text("SELECT number_scope, number FROM tasks ORDER BY created_at"))
+                ).all()
+                counters = dict(
+                    (
+                        await conn.execute(
+                            select(text("scope"), text("last")).select_from(text("task_number_counters"))
+                        )
+                    ).all()
+                )
+        finally:
+            await engine.dispose()
+    patient_scope = number_scope(patient_id=patient_id, creator_national_id="8A")
+    creator_scope = number_scope(patient_id=None, creator_national_id="8B")
+    assert [tuple(r) for r in numbers] == [
+        (patient_scope, 1),
+        (creator_scope, 1),
+        (patient_scope, 2),
+        (creator_scope, 2),
+    ]
+    assert counters == {patient_scope: 2, creator_scope: 2}

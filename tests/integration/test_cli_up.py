@@ -119,8 +119,15 @@ def login(synapse_url: str, user_id: str, password: str) -> httpx.Response:
 
 def test_up_initialises_runs_stops_and_restarts_on_the_same_home(tmp_path: Path) -> None:
     up_home = tmp_path / "var"
-    synapse_port, service_port = free_port(), free_port()
-    ports = ["--synapse-port", str(synapse_port), "--service-port", str(service_port)]
+    synapse_port, service_port, bot_port = free_port(), free_port(), free_port()
+    ports = [
+        "--synapse-port",
+        str(synapse_port),
+        "--service-port",
+        str(service_port),
+        "--bot-port",
+        str(bot_port),
+    ]
     synapse_url = f"http://127.0.0.1:{synapse_port}"
 
     # First start: initialises, prints the URLs and the demo logins.
@@ -139,9 +146,11 @@ def test_up_initialises_runs_stops_and_restarts_on_the_same_home(tmp_path: Path)
         assert login(synapse_url, user_id, password).status_code == 200
         assert login(synapse_url, user_id, "wrong-password").status_code == 403
         assert httpx.get(f"http://127.0.0.1:{service_port}/health", timeout=10).status_code == 200
+        assert "Robot de coordination : @azurezo-bot:up.azurezo.test" in out
+        assert httpx.get(f"http://127.0.0.1:{bot_port}/health", timeout=10).status_code == 200
 
         children = children_of(first.process.pid)
-        assert len(children) == 2
+        assert len(children) == 3  # service, Synapse, bot
 
         # Ctrl-C stops every child and up exits cleanly.
         first.process.send_signal(signal.SIGINT)
@@ -152,6 +161,8 @@ def test_up_initialises_runs_stops_and_restarts_on_the_same_home(tmp_path: Path)
         first.kill()
 
     settings = json.loads((up_home / "azurezo.json").read_text())
+    bot_state = json.loads((up_home / "bot" / "state.json").read_text())
+    assert (up_home / "bot" / "state.json").stat().st_mode & 0o777 == 0o600
     signing_key = (up_home / "synapse" / "up.azurezo.test.signing.key").read_text()
 
     # Second start: same home, same secrets and key, same passwords; a killed Synapse is reported.
@@ -162,6 +173,11 @@ def test_up_initialises_runs_stops_and_restarts_on_the_same_home(tmp_path: Path)
         assert json.loads((up_home / "azurezo.json").read_text())["secrets"] == settings["secrets"]
         assert (up_home / "synapse" / "up.azurezo.test.signing.key").read_text() == signing_key
         assert login(synapse_url, user_id, password).status_code == 200
+        # The bot came back on the same device, with the same token and cross-signing seeds.
+        again = json.loads((up_home / "bot" / "state.json").read_text())
+        assert {k: again[k] for k in ("device_id", "access_token", "pickle_key", "cross_signing")} == {
+            k: bot_state[k] for k in ("device_id", "access_token", "pickle_key", "cross_signing")
+        }
 
         children = children_of(second.process.pid)
         [synapse_pid] = [pid for pid in children if b"synapse.app.homeserver" in cmdline(pid)]

@@ -6,7 +6,7 @@ duplicated (issue 6, item 3) are kept: they get ranks 0, 1, 2... in creation ord
 them the ``homonyme`` attribute, so their identity is provisoire until someone resolves it (RNIV).
 
 Revision ID: d1_patient_identity_unique
-Revises: e5_synthesis_versions
+Revises: f6_task_numbers
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d1_patient_identity_unique"
-down_revision: str | None = "e5_synthesis_versions"
+down_revision: str | None = "f6_task_numbers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

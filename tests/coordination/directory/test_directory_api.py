@@ -108,12 +108,13 @@ async def test_public_search_and_cards(
 
     resp = await client.get("/api/v1/directory/persons", params={"q": "martin-rou"}, headers=headers)
     assert resp.status_code == 200
-    [card] = resp.json()
+    [card] = resp.json()["items"]
+    assert resp.json()["next_cursor"] is None
     assert card["national_id"] == JEANNE and card["profession_code"] == "10"
     assert {s["city"] for s in card["sites"]} == {"NICE"} and len(card["sites"]) == 2
 
     by_rpps = await client.get("/api/v1/directory/persons", params={"q": JEANNE[1:]}, headers=headers)
-    assert [c["national_id"] for c in by_rpps.json()] == [JEANNE]
+    assert [c["national_id"] for c in by_rpps.json()["items"]] == [JEANNE]
 
     short = await client.get("/api/v1/directory/persons", params={"q": "m"}, headers=headers)
     assert short.status_code == 422 and "au moins 2" in short.json()["error"]
@@ -126,8 +127,42 @@ async def test_public_search_and_cards(
     dacs = await client.get(
         "/api/v1/directory/structures", params={"q": "dac", "dac": "true"}, headers=headers
     )
-    assert [s["name"] for s in dacs.json()] == ["DAC 06 - Alpes-Maritimes", "DAC 13 - Bouches-du-Rhône"]
-    sid = dacs.json()[0]["structure_id"]
+    names = ["DAC 06 - Alpes-Maritimes", "DAC 13 - Bouches-du-Rhône"]
+    assert [s["name"] for s in dacs.json()["items"]] == names
+    sid = dacs.json()["items"][0]["structure_id"]
     assert (await client.get(f"/api/v1/directory/structures/{sid}", headers=headers)).json()["is_dac"]
     gone = await client.get("/api/v1/directory/structures/finess:000000000", headers=headers)
     assert gone.status_code == 404
+
+
+async def test_every_list_pages_with_a_cursor(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens, demo: None
+) -> None:
+    """Searches and structure members answer the one page shape; following ``next_cursor`` one by
+    one gives the same list as one big page, and a foreign cursor is a French 422."""
+    await service.bind_account(session=db, national_id=JEANNE, user_id="@jm:azurezo.test")
+    headers = {"Authorization": f"Bearer {tokens.issue('@jm:azurezo.test')}"}
+    dac = (await service.search_structures(session=db, text="DAC", dac_only=True))[1].structure_id
+    for url, params in (
+        ("/api/v1/directory/persons", {"q": "ma"}),
+        ("/api/v1/directory/structures", {"q": "dac"}),
+        (f"/api/v1/directory/structures/{dac}/members", {}),
+    ):
+        whole = await client.get(url, params=params | {"limit": 200}, headers=headers)
+        assert whole.status_code == 200, whole.text
+        expected = whole.json()["items"]
+        assert len(expected) >= 2 and whole.json()["next_cursor"] is None
+        seen: list[object] = []
+        cursor = None
+        while True:
+            page = await client.get(
+                url, params=params | {"limit": 1} | ({"cursor": cursor} if cursor else {}), headers=headers
+            )
+            assert page.status_code == 200, page.text
+            seen += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected, url
+        bad = await client.get(url, params=params | {"cursor": "eyJvIjotMX0"}, headers=headers)
+        assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "cursor", bad.text

@@ -19,6 +19,7 @@ from coordination.audit.models import AuditEntry
 from coordination.circle.models import CircleMember
 from coordination.documents.models import Document
 from coordination.outbox.models import OutboxEvent
+from coordination.pagination import encode_cursor
 from coordination.settings import Settings
 from tests.coordination.tasks.factories import add_member, add_patient, add_relative
 from tests.filetyping import samples
@@ -278,14 +279,14 @@ async def test_restricted_visibility_checked_on_every_request(
     assert (await client.get(doc["download_url"], headers=world.bob.headers)).status_code == 403
 
     # Only the uploader changes visibility; opening it to the circle notifies the newcomers.
-    by_nurse = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    by_nurse = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={"version": doc["version"], "visibility": "cercle"},
         headers=world.nurse.headers,
     )
     assert by_nurse.status_code == 403
-    opened = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    opened = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={"version": doc["version"], "visibility": "cercle"},
         headers=world.alice.headers,
     )
@@ -294,15 +295,15 @@ async def test_restricted_visibility_checked_on_every_request(
     assert (await client.get(doc["download_url"], headers=world.carol.headers)).status_code == 200
     events = await _events(db)
     assert len(events) == 2 and events[1].recipients == [world.carol.user_id]
-    stale = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    stale = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={"version": doc["version"], "visibility": "restreinte"},
         headers=world.alice.headers,
     )
     assert stale.status_code == 409
     # Narrow again to the same member chosen before (same primary key as a deleted row).
-    narrowed = await client.put(
-        _url(world, f"/{doc['id']}/visibility"),
+    narrowed = await client.patch(
+        _url(world, f"/{doc['id']}"),
         json={
             "version": opened.json()["version"],
             "visibility": "restreinte",
@@ -407,8 +408,8 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
         await client.get(_url(world), headers=h),
         await client.get(_url(world, f"/{doc['id']}"), headers=h),
         await client.get(doc["download_url"], headers=h),
-        await client.put(
-            _url(world, f"/{doc['id']}/visibility"),
+        await client.patch(
+            _url(world, f"/{doc['id']}"),
             json={"version": 1, "visibility": "cercle"},
             headers=h,
         ),
@@ -420,3 +421,73 @@ async def test_every_endpoint_refuses_outsiders_and_delisted(
     cats = await client.get("/api/v1/documents/categories", headers=h)
     assert cats.status_code == (200 if who == "dave" else 403)
     assert len(_blobs(settings)) == 1 and _incoming(settings) == []
+
+
+async def test_patch_renames_recategorises_and_refuses_null(client: httpx.AsyncClient, world: World) -> None:
+    """The one PATCH convention on documents: only the fields sent change, one version per change."""
+    doc = (await _upload(client, world, world.alice, samples.pdf(), title="CR", category="autre")).json()
+    url = _url(world, f"/{doc['id']}")
+    renamed = await client.patch(
+        url,
+        json={"version": doc["version"], "title": "Compte rendu du 3 mars", "category": "Compte rendu"},
+        headers=world.alice.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    body = renamed.json()
+    assert (body["title"], body["category"], body["category_label"]) == (
+        "Compte rendu du 3 mars",
+        "compte_rendu",
+        "Compte rendu",
+    )
+    assert body["visibility"] == "cercle" and body["version"] == doc["version"] + 1
+    for field in ("title", "category", "visibility"):
+        refused = await client.patch(
+            url, json={"version": body["version"], field: None}, headers=world.alice.headers
+        )
+        assert refused.status_code == 422 and refused.json()["fields"][0]["field"] == field, refused.text
+    not_uploader = await client.patch(
+        url, json={"version": body["version"], "title": "Autre"}, headers=world.bob.headers
+    )
+    assert not_uploader.status_code == 403 and not_uploader.json()["errcode"] == "AZ_NOT_UPLOADER"
+
+
+@pytest.mark.parametrize("title", ["CR\x00", "CR\x07 bip", "Deux\nlignes"])
+async def test_control_characters_in_titles_are_refused(
+    client: httpx.AsyncClient, world: World, settings: Settings, title: str
+) -> None:
+    """NUL in a title was stored on SQLite and a 500 on PostgreSQL (issue 6, item 5): a 422 on both,
+    at upload (nothing kept) and at rename."""
+    resp = await _upload(client, world, world.alice, samples.pdf(), title=title)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["fields"][0]["field"] == "title"
+    assert _blobs(settings) == [] and _incoming(settings) == []
+    doc = (await _upload(client, world, world.alice, samples.pdf())).json()
+    renamed = await client.patch(
+        _url(world, f"/{doc['id']}"),
+        json={"version": doc["version"], "title": title},
+        headers=world.alice.headers,
+    )
+    assert renamed.status_code == 422, renamed.text
+
+
+async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, world: World) -> None:
+    """Newest first, ``limit`` at a time, following ``next_cursor`` to the end; a foreign cursor is 422."""
+    ids = [
+        (await _upload(client, world, world.alice, samples.pdf(), title=f"D{i}")).json()["id"]
+        for i in range(5)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = await client.get(_url(world), params=params, headers=world.bob.headers)
+        assert page.status_code == 200, page.text
+        seen += [d["id"] for d in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    naive = encode_cursor({"c": "2030-01-01T00:00:00", "i": uuid.uuid4().hex})  # no offset: not ours
+    for cursor in ("eyJvIjoxfQ", naive, encode_cursor({"c": "hier", "i": "x"})):
+        bad = await client.get(_url(world), params={"cursor": cursor}, headers=world.bob.headers)
+        assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "cursor", bad.text

@@ -27,6 +27,8 @@ async def _add_task(session: AsyncSession, patient_id: str, creator: str, assign
         Task(
             id=tid,
             patient_id=uuid.UUID(patient_id),
+            number=1,
+            number_scope=f"patient:{patient_id}",
             title="Organiser la concertation de sortie",
             description="Appeler l'infirmière libérale",
             type="concertation_pluriprofessionnelle",

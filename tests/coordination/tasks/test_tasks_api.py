@@ -71,7 +71,7 @@ async def test_create_assign_and_notify(client: httpx.AsyncClient, world: World,
     )
     assert resp.status_code == 201, resp.text
     task = resp.json()
-    assert task["status"] == "à_faire" and task["status_label"] == "À faire"
+    assert task["status"] == "a_faire" and task["status_label"] == "À faire"
     assert task["type_label"] == "Visite"
     assert {a["label"] for a in task["assignees"]} == {"Jeanne MARTIN", "SSIAD de Nice"}
     (event,) = await _events(db, "task.assigned")
@@ -307,4 +307,121 @@ async def test_vocabulary_lists_french_labels(client: httpx.AsyncClient, world: 
     resp = await client.get("/api/v1/tasks/vocabulary", headers=world.alice.headers)
     types = {e["code"]: e["label"] for e in resp.json()["types"]}
     assert types["concertation_pluriprofessionnelle"] == "Concertation pluriprofessionnelle"
-    assert [e["code"] for e in resp.json()["statuses"]] == ["à_faire", "en_cours", "terminée", "annulée"]
+    assert [e["code"] for e in resp.json()["statuses"]] == ["a_faire", "en_cours", "terminee", "annulee"]
+
+
+async def test_patch_sends_only_what_changes_and_null_clears(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    """The one PATCH convention: absent fields are kept, ``null`` clears an optional field (the due
+    date: no more ``clear_due_date``), a field a task cannot do without refuses ``null`` in French."""
+    bob = [world.bob.national_id]
+    dated = (
+        await _create(
+            client,
+            world.alice,
+            title="Daté",
+            due_date="2030-01-01",
+            priority="haute",
+            assignee_national_ids=bob,
+        )
+    ).json()
+    await _create(client, world.alice, title="Plus tard", due_date="2031-01-01", assignee_national_ids=bob)
+
+    async def bobs_list() -> list[str]:
+        listed = await client.get("/api/v1/tasks", params={"scope": "assigned"}, headers=world.bob.headers)
+        return [t["title"] for t in listed.json()["items"]]
+
+    assert await bobs_list() == ["Daté", "Plus tard"]
+    url = f"/api/v1/tasks/{dated['id']}"
+    cleared = await client.patch(
+        url,
+        json={"version": dated["version"], "due_date": None, "priority": None},
+        headers=world.alice.headers,
+    )
+    assert cleared.status_code == 200, cleared.text
+    body = cleared.json()
+    assert body["due_date"] is None and body["priority"] is None
+    assert body["title"] == "Daté" and body["type"] == "visite" and body["description"] == ""
+    # Undated now, it sorts last, in the assignee's list too (the denormalised sort key followed).
+    assert await bobs_list() == ["Plus tard", "Daté"]
+
+    for field in ("title", "type", "status"):
+        refused = await client.patch(
+            url, json={"version": body["version"], field: None}, headers=world.alice.headers
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["fields"][0]["field"] == field and "toujours" in refused.json()["error"]
+    old_flag = await client.patch(
+        url, json={"version": body["version"], "clear_due_date": True}, headers=world.alice.headers
+    )
+    assert old_flag.status_code == 422
+    # ``null`` for assignees means "nobody".
+    nobody = await client.patch(
+        url,
+        json={"version": body["version"], "assignee_national_ids": [world.carol.national_id]},
+        headers=world.alice.headers,
+    )
+    assert [a["national_id"] for a in nobody.json()["assignees"]] == [world.carol.national_id]
+    emptied = await client.patch(
+        url,
+        json={"version": nobody.json()["version"], "assignee_national_ids": None},
+        headers=world.alice.headers,
+    )
+    assert emptied.status_code == 200 and emptied.json()["assignees"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "Appel\x00urgent"},
+        {"title": "Appel\x07"},
+        {"title": "Deux\nlignes"},
+        {"description": "Rappeler\x00"},
+        {"description": "x\x1b[31m"},
+    ],
+)
+async def test_control_characters_are_refused_with_422(
+    client: httpx.AsyncClient, world: World, body: dict[str, str]
+) -> None:
+    """NUL was stored on SQLite and a 500 on PostgreSQL (issue 6, item 5): now a French 422 on both,
+    at creation and at change."""
+    created = await _create(client, world.alice, **body)
+    assert created.status_code == 422, created.text
+    field = next(iter(body))
+    assert created.json()["fields"][0]["field"] == field
+    ok = (await _create(client, world.alice)).json()
+    changed = await client.patch(
+        f"/api/v1/tasks/{ok['id']}", json={"version": ok["version"]} | body, headers=world.alice.headers
+    )
+    assert changed.status_code == 422, changed.text
+
+
+async def test_text_is_nfc_and_line_breaks_stay_in_descriptions(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    created = await _create(
+        client, world.alice, title="E\u0301valuation de Mme D.", description="Ligne 1\nLigne 2\tfin"
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["title"] == "\u00c9valuation de Mme D."
+    assert created.json()["description"] == "Ligne 1\nLigne 2\tfin"
+
+
+async def test_short_numbers_per_patient_and_per_creator(client: httpx.AsyncClient, world: World) -> None:
+    """« !fait 12 »: each patient's tasks are numbered 1, 2, …; a task with no patient is numbered among
+    its creator's; concurrent creations never share a number; a refused creation uses none."""
+    import asyncio
+
+    first = await _create(client, world.alice, patient_id=str(world.patient))
+    refused = await _create(client, world.alice, patient_id=str(world.patient), type="inconnu")
+    burst = await asyncio.gather(
+        *(_create(client, world.alice, patient_id=str(world.patient), title=f"t{i}") for i in range(6))
+    )
+    alone = await _create(client, world.bob)
+    alone_again = await _create(client, world.bob)
+    other_creator = await _create(client, world.alice)
+    assert refused.status_code == 422
+    assert first.json()["number"] == 1
+    assert sorted(r.json()["number"] for r in burst) == [2, 3, 4, 5, 6, 7]
+    assert (alone.json()["number"], alone_again.json()["number"], other_creator.json()["number"]) == (1, 2, 1)

@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coordination.errors import Conflict
-from coordination.ids import TaskId, UserId
+from coordination.ids import PatientId, TaskId, UserId
 from coordination.security import actor_for_user
 from coordination.tasks import service as tasks
 from coordination.tasks.schemas import TaskCreate, TaskUpdate
+from tests.coordination.tasks.factories import add_member, add_patient
 from tests.support.service import FakeTokens, add_professional
 
 
@@ -58,3 +59,25 @@ async def test_stale_row_detected_at_write_time(
     db.expire_all()
     refreshed = await tasks.get_task(session=db, actor=actor, task_id=task_id)
     assert refreshed.title == "A" and refreshed.version == 2
+
+
+async def test_tasks_of_patient_for_other_domains(db: AsyncSession, tokens: FakeTokens) -> None:
+    """Read models of a patient's tasks, oldest first, with assignee labels (what FHIR exports)."""
+    pro = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
+    actor = await actor_for_user(session=db, user_id=UserId(pro.user_id))
+    patient = PatientId(await add_patient(db))
+    await add_member(db, patient, national_id=pro.national_id)
+    first = await tasks.create_task(
+        session=db,
+        actor=actor,
+        data=TaskCreate(
+            title="Un", type="appel", patient_id=patient, assignee_national_ids=[pro.national_id]
+        ),
+    )
+    second = await tasks.create_task(
+        session=db, actor=actor, data=TaskCreate(title="Deux", type="visite", patient_id=patient)
+    )
+    await tasks.create_task(session=db, actor=actor, data=TaskCreate(title="Sans patient", type="appel"))
+    found = await tasks.tasks_of_patient(session=db, patient_id=patient)
+    assert [t.id for t in found] == [first.id, second.id]
+    assert found[0].assignees[0].label == "Jeanne MARTIN" and found[0].type_label == "Appel"

@@ -1,0 +1,467 @@
+"""The ``!`` commands: a pure parser from a message's text to a typed command (or a French refusal).
+
+No I/O here: the handlers (``coordination_bot.handlers``) do the work. The command table (``COMMANDS``)
+is the single source for ``!aide``, the closest-command suggestion and the MSC4332 advertisement.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from urllib.parse import unquote
+
+from coordination_bot.ids import UserId
+
+SIGIL = "!"
+# MSC4332 (open), unstable names: the state event the bot advertises, and the content block a client
+# puts in a message when it sends a command in structured form.
+COMMANDS_STATE_TYPE = "org.matrix.msc4332.commands"
+COMMAND_CONTENT_KEYS = ("org.matrix.msc4332.command", "m.bot.command")
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str  # without the sigil, accents removed ("synthese")
+    syntax: str  # what follows "!" in !aide ("tache <titre> [@pro …] [pour le JJ/MM[/AAAA]]")
+    description: str
+    example: str
+    # MSC4332 arguments, in order: (name, type, description, required)
+    arguments: tuple[tuple[str, str, str, bool], ...] = ()
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("aide", "aide", "toutes les commandes, avec un exemple", "!aide"),
+    CommandSpec(
+        "patient",
+        "patient <3 lettres ou plus>",
+        "chercher un patient par son nom (identité minimale)",
+        "!patient dup",
+        (("recherche", "string", "au moins 3 lettres du nom", True),),
+    ),
+    CommandSpec(
+        "patient lier",
+        "patient lier <identifiant du dossier>",
+        "lier ce salon au dossier d'un patient ; ensuite « !patient » seul affiche son en-tête",
+        "!patient lier 3f2a9c1e-…",
+        (("dossier", "string", "identifiant du dossier", True),),
+    ),
+    CommandSpec(
+        "tache",
+        "tache <titre> [@pro …] [pour le JJ/MM[/AAAA]]",
+        "créer une tâche sur le patient du salon, assignée aux professionnels mentionnés",
+        "!tache Passage infirmier @paul.durand:azurezo.local pour le 12/03",
+        (("titre", "string", "titre de la tâche, mentions et échéance", True),),
+    ),
+    CommandSpec("taches", "taches", "les tâches ouvertes du patient du salon", "!taches"),
+    CommandSpec("taches moi", "taches moi", "mes tâches ouvertes", "!taches moi"),
+    CommandSpec(
+        "fait",
+        "fait <n°>",
+        "clore une tâche (son numéro est donné par « !taches »)",
+        "!fait 3",
+        (("numero", "string", "numéro de la tâche", True),),
+    ),
+    CommandSpec("cercle", "cercle", "le cercle de soins du patient du salon", "!cercle"),
+    CommandSpec(
+        "cercle ajouter",
+        "cercle ajouter @pro [rôle]",
+        "ajouter un professionnel au cercle de soins (habilité)",
+        "!cercle ajouter @claire.bernard:azurezo.local kinésithérapeute",
+        (
+            ("pro", "user_id", "le professionnel à ajouter", True),
+            ("role", "string", "son rôle auprès du patient", False),
+        ),
+    ),
+    CommandSpec(
+        "cercle retirer",
+        "cercle retirer @pro",
+        "retirer un professionnel du cercle de soins",
+        "!cercle retirer @claire.bernard:azurezo.local",
+        (("pro", "user_id", "le professionnel à retirer", True),),
+    ),
+    CommandSpec(
+        "demande",
+        "demande <DAC> <motif> [urgente]",
+        "adresser une demande d'appui au DAC pour le patient du salon (créée et envoyée)",
+        "!demande finess:060000099 Situation complexe à domicile urgente",
+        (
+            ("dac", "string", "le DAC : identifiant de structure ou nom", True),
+            ("motif", "string", "motif de la demande (terminé par « urgente » si urgente)", True),
+        ),
+    ),
+    CommandSpec("demandes", "demandes", "les demandes au DAC du patient du salon et leur état", "!demandes"),
+    CommandSpec(
+        "synthese",
+        "synthese",
+        "la synthèse du patient : identité, cercle, tâches, demandes, texte, messages marqués ❗ et ❓",
+        "!synthese",
+    ),
+    CommandSpec(
+        "synthese modifier",
+        "synthese modifier <texte>",
+        "remplacer le texte de synthèse du dossier (versionné)",
+        "!synthese modifier Retour à domicile prévu lundi, aide-ménagère en place.",
+        (("texte", "string", "le nouveau texte de synthèse", True),),
+    ),
+)
+_TOP_LEVEL = sorted({spec.name.split()[0] for spec in COMMANDS})
+
+
+# --- the commands -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class PatientSearch:
+    query: str
+
+
+@dataclass(frozen=True)
+class PatientLink:
+    patient_ref: str
+
+
+@dataclass(frozen=True)
+class PatientShow:
+    pass
+
+
+@dataclass(frozen=True)
+class TaskCreate:
+    title: str
+    assignees: tuple[UserId, ...]
+    due: date | None
+
+
+@dataclass(frozen=True)
+class TaskList:
+    mine: bool
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    ref: str
+
+
+@dataclass(frozen=True)
+class CircleShow:
+    pass
+
+
+@dataclass(frozen=True)
+class CircleAdd:
+    user_id: UserId
+    role: str | None
+
+
+@dataclass(frozen=True)
+class CircleRemove:
+    user_id: UserId
+
+
+@dataclass(frozen=True)
+class RequestCreate:
+    dac: str
+    reason: str
+    urgent: bool
+
+
+@dataclass(frozen=True)
+class RequestList:
+    pass
+
+
+@dataclass(frozen=True)
+class SynthesisShow:
+    pass
+
+
+@dataclass(frozen=True)
+class SynthesisEdit:
+    text: str
+
+
+Command = (
+    Help
+    | PatientSearch
+    | PatientLink
+    | PatientShow
+    | TaskCreate
+    | TaskList
+    | TaskDone
+    | CircleShow
+    | CircleAdd
+    | CircleRemove
+    | RequestCreate
+    | RequestList
+    | SynthesisShow
+    | SynthesisEdit
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A message that is a command but cannot be understood; ``message`` is French, says what to do."""
+
+    message: str
+
+
+# --- parsing ----------------------------------------------------------------------------------
+# A user ID (spec "User Identifiers", historical characters allowed): @localpart:server[:port]
+_USER_ID = re.compile(r"@[A-Za-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?")
+_DUE = re.compile(r"(?:^|\s)pour\s+le\s+(\d{1,2})/(\d{1,2})(?:/(\d{4}|\d{2}))?\s*$", re.IGNORECASE)
+
+
+def _fold(word: str) -> str:
+    """Lower case without accents: « Tâches » and « taches » are the same command."""
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@dataclass(frozen=True)
+class _Args:
+    """What follows a command's name: the raw rest, its words, the folded first word (a
+    sub-command) and what follows it."""
+
+    rest: str
+    words: list[str]
+    sub: str
+    after_sub: str
+    today: date
+    mentions: Sequence[UserId]
+
+
+def parse(text: str, *, today: date, mentions: Sequence[UserId] = ()) -> Command | Refusal | None:
+    """Parse a message's text. ``None``: not a command (no ``!`` first). ``mentions``: users the
+    message mentions (``m.mentions``), added to those written as ``@user:server`` in the text."""
+    text = text.strip()
+    if not text.startswith(SIGIL) or len(text) < 2 or not text[1].isalpha():
+        return None
+    head, _, rest = text[1:].partition(" ")
+    rest = rest.strip()
+    words = rest.split()
+    args = _Args(
+        rest=rest,
+        words=words,
+        sub=_fold(words[0]) if words else "",
+        after_sub=rest[len(words[0]) :].strip() if words else "",
+        today=today,
+        mentions=mentions,
+    )
+    parser = _PARSERS.get(_fold(head))
+    return parser(args) if parser is not None else _unknown(head)
+
+
+def _parse_help(_args: _Args) -> Command | Refusal:
+    return Help()
+
+
+def _parse_patient(args: _Args) -> Command | Refusal:
+    if args.sub == "lier":
+        if not args.after_sub:
+            return _missing("patient lier", "l'identifiant du dossier")
+        return PatientLink(args.after_sub.split()[0])
+    if not args.rest:
+        return PatientShow()
+    if len(args.rest.replace(" ", "")) < 3:
+        return Refusal("Tapez au moins 3 lettres du nom du patient, par exemple « !patient dup ».")
+    return PatientSearch(args.rest)
+
+
+def _parse_tasks(args: _Args) -> Command | Refusal:
+    if not args.rest:
+        return TaskList(mine=False)
+    if args.sub == "moi" and len(args.words) == 1:
+        return TaskList(mine=True)
+    return Refusal("« !taches » s'utilise seul (tâches du patient du salon) ou « !taches moi » (les vôtres).")
+
+
+def _parse_done(args: _Args) -> Command | Refusal:
+    if not args.words:
+        return _missing("fait", "le numéro de la tâche (donné par « !taches »)")
+    return TaskDone(args.words[0].lstrip("#").removeprefix("n°"))
+
+
+def _parse_circle(args: _Args) -> Command | Refusal:
+    if not args.rest:
+        return CircleShow()
+    if args.sub not in ("ajouter", "retirer"):
+        return Refusal(
+            f"Sous-commande inconnue « {args.words[0]} » : utilisez « !cercle », "
+            "« !cercle ajouter @pro [rôle] » ou « !cercle retirer @pro »."
+        )
+    users = _users(args.after_sub, args.mentions)
+    if not users:
+        return _missing(f"cercle {args.sub}", "le professionnel, mentionné (@prenom.nom:serveur)")
+    if args.sub == "retirer":
+        return CircleRemove(users[0])
+    role = _USER_ID.sub(" ", args.after_sub).strip()
+    return CircleAdd(users[0], role or None)
+
+
+def _parse_request(args: _Args) -> Command | Refusal:
+    words = args.words
+    if len(words) < 2:
+        return _missing("demande", "le DAC puis le motif")
+    urgent = _fold(words[-1]) in ("urgente", "urgent")
+    reason_words = words[1:-1] if urgent else words[1:]
+    if not reason_words:
+        return _missing("demande", "le motif")
+    return RequestCreate(dac=words[0], reason=" ".join(reason_words), urgent=urgent)
+
+
+def _parse_requests(_args: _Args) -> Command | Refusal:
+    return RequestList()
+
+
+def _parse_synthesis(args: _Args) -> Command | Refusal:
+    if args.sub == "modifier":
+        if not args.after_sub:
+            return _missing("synthese modifier", "le texte de la synthèse")
+        return SynthesisEdit(args.after_sub)
+    return SynthesisShow()
+
+
+_PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
+    "aide": _parse_help,
+    "patient": _parse_patient,
+    "tache": lambda args: _parse_task(args.rest, today=args.today, mentions=args.mentions),
+    "taches": _parse_tasks,
+    "fait": _parse_done,
+    "cercle": _parse_circle,
+    "demande": _parse_request,
+    "demandes": _parse_requests,
+    "synthese": _parse_synthesis,
+}
+
+
+def _parse_task(rest: str, *, today: date, mentions: Sequence[UserId]) -> Command | Refusal:
+    assignees = _users(rest, mentions)
+    remaining = re.sub(r"\s+", " ", _USER_ID.sub(" ", rest)).strip()
+    due: date | None = None
+    match = _DUE.search(remaining)
+    if match is not None:
+        day, month, year_text = int(match[1]), int(match[2]), match[3]
+        year = today.year if year_text is None else int(year_text) + (2000 if len(year_text) == 2 else 0)
+        try:
+            due = date(year, month, day)
+        except ValueError:
+            return Refusal(
+                f"Échéance invalide « {match[0].strip()} » : "
+                "écrivez « pour le JJ/MM » ou « pour le JJ/MM/AAAA »."
+            )
+        if year_text is None and due < today:
+            due = due.replace(year=today.year + 1)
+        remaining = remaining[: match.start()].strip()
+    remaining = remaining.rstrip(" :,-")
+    if not remaining:
+        return _missing("tache", "le titre de la tâche")
+    if len(remaining) > 200:
+        return Refusal("Titre trop long (200 caractères au plus) : raccourcissez-le.")
+    return TaskCreate(title=remaining, assignees=assignees, due=due)
+
+
+def _users(text: str, mentions: Sequence[UserId]) -> tuple[UserId, ...]:
+    found = [UserId(m) for m in _USER_ID.findall(text)]
+    return tuple(dict.fromkeys([*found, *mentions]))
+
+
+def _spec(name: str) -> CommandSpec:
+    return next(spec for spec in COMMANDS if spec.name == name)
+
+
+def _missing(name: str, what: str) -> Refusal:
+    spec = _spec(name)
+    return Refusal(f"Il manque {what}. Syntaxe : « !{spec.syntax} », par exemple « {spec.example} ».")
+
+
+def _unknown(head: str) -> Refusal:
+    close = difflib.get_close_matches(_fold(head), _TOP_LEVEL, n=1, cutoff=0.5)
+    hint = f" Vouliez-vous dire « !{close[0]} » ?" if close else ""
+    return Refusal(f"Commande inconnue « !{head} ».{hint} Tapez « !aide » pour la liste des commandes.")
+
+
+def suggestion(head: str) -> str | None:
+    """The closest command name to ``head`` (for tests and help), or None."""
+    close = difflib.get_close_matches(_fold(head), _TOP_LEVEL, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+# --- message text -----------------------------------------------------------------------------
+_PILL = re.compile(r'<a\s+href="https://matrix\.to/#/(@[^"?]+)[^"]*"\s*>.*?</a>', re.IGNORECASE | re.DOTALL)
+_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def message_text(body: str, formatted_body: str | None = None) -> str:
+    """The command text of a message: pills (``matrix.to`` links) become user IDs, reply fallbacks
+    are dropped (clients put the quoted message first)."""
+    if formatted_body:
+        text = _REPLY.sub("", formatted_body)
+        text = _PILL.sub(lambda m: unquote(m[1]), text)
+        text = re.sub(r"<br\s*/?>", "\n", text, flags=re.IGNORECASE)
+        return html.unescape(_TAG.sub("", text)).strip()
+    lines = body.splitlines()
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).strip()
+
+
+def structured_text(content: Mapping[str, Any]) -> str | None:
+    """A command sent in MSC4332 structured form, as the equivalent text command (or None).
+
+    Two schema revisions circulate: ``{"syntax": "tache {titre}", "arguments": {...}}`` and
+    ``{"designator": ["tache"], "arguments": {...}}``; both are read.
+    """
+    block = next((content[k] for k in COMMAND_CONTENT_KEYS if isinstance(content.get(k), dict)), None)
+    if block is None:
+        return None
+    arguments = block.get("arguments") if isinstance(block.get("arguments"), dict) else {}
+    assert isinstance(arguments, dict)
+    if isinstance(block.get("designator"), list):
+        words = [str(w) for w in block["designator"]]
+        spec = next((s for s in COMMANDS if s.name == " ".join(words)), None)
+        order = [a[0] for a in spec.arguments] if spec else list(arguments)
+        values = [_argument_text(arguments[k]) for k in order if k in arguments]
+        return SIGIL + " ".join([*words, *values]).strip()
+    syntax = block.get("syntax")
+    if isinstance(syntax, str):
+        text = re.sub(r"\{(\w+)\}", lambda m: _argument_text(arguments.get(m[1], "")), syntax)
+        return SIGIL + re.sub(r"\s+", " ", text).strip().lstrip(SIGIL)
+    return None
+
+
+def _argument_text(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(_argument_text(v) for v in value)
+    if isinstance(value, dict):
+        return str(value.get("id") or value.get("room_id") or value.get("event_id") or "")
+    if isinstance(value, bool):
+        return "oui" if value else ""
+    return str(value)
+
+
+def advertisement() -> dict[str, Any]:
+    """The MSC4332 state event content listing every command (state_key: the bot's user ID)."""
+    commands = []
+    for spec in COMMANDS:
+        syntax = spec.name + "".join(f" {{{a[0]}}}" for a in spec.arguments)
+        commands.append(
+            {
+                "syntax": syntax,
+                "description": spec.description,
+                "arguments": {
+                    name: {"type": kind, "description": text, "required": required}
+                    for name, kind, text, required in spec.arguments
+                },
+            }
+        )
+    return {"sigil": SIGIL, "commands": commands}

@@ -1,0 +1,463 @@
+"""A thin typed HTTP client of the coordination service, acting on behalf of a room member.
+
+Every ``/api/v1`` call carries the bot's Matrix access token and ``X-Azurezo-On-Behalf-Of: <sender>``
+(docs/ARCHITECTURE.md "Service authentication"): the service checks the sender, not the bot. Every
+write carries ``Idempotency-Key: <Matrix event id of the command>`` (coordination_bot/SERVICE_NEEDS.md).
+
+The response models are the bot's own and tolerant (unknown fields ignored, most fields optional), so
+the service's schemas can move without breaking the bot; list answers are read whether they come as
+a bare list, ``results``, or a ``Page`` (``items`` + ``next_cursor``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from coordination_bot.ids import EventId, RoomId, UserId
+
+logger = logging.getLogger(__name__)
+
+ON_BEHALF_HEADER = "X-Azurezo-On-Behalf-Of"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+OPEN_TASK_STATUSES = ("a_faire", "en_cours")  # ASCII codes: the service folds accents
+
+
+class ServiceError(Exception):
+    """The service refused or failed; ``message`` is French and fit to show the sender."""
+
+    def __init__(self, status: int, errcode: str, message: str) -> None:
+        self.status = status
+        self.errcode = errcode
+        self.message = message
+        super().__init__(f"{status} {errcode}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class PatientSummary(_Model):
+    id: uuid.UUID
+    birth_name: str = ""
+    first_birth_first_name: str = ""
+    used_name: str | None = None
+    used_first_name: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+    identity_status: str = "provisoire"
+    status: str = "active"
+    is_member: bool = False
+
+
+class Patient(PatientSummary):
+    version: int = 1
+    identity_status_forced_by: list[str] = []
+    discharge: dict[str, Any] | None = None
+
+
+class RoomInfo(_Model):
+    room_id: str
+    kind: str
+    patient_id: uuid.UUID | None = None
+    theme: dict[str, Any] | None = None
+
+
+class Assignee(_Model):
+    kind: str = "professionnel"
+    national_id: str | None = None
+    structure_id: str | None = None
+    label: str = ""
+
+
+class Task(_Model):
+    id: uuid.UUID
+    version: int = 1
+    number: int | None = None  # SERVICE_NEEDS: a short number per task
+    patient_id: uuid.UUID | None = None
+    title: str = ""
+    status: str = ""
+    status_label: str = ""
+    due_date: date | None = None
+    assignees: list[Assignee] = []
+    creator_user_id: str | None = None
+
+    @property
+    def short_ref(self) -> str:
+        """What the bot shows and ``!fait`` accepts: the service's number, else the id's first 8."""
+        return str(self.number) if self.number is not None else self.id.hex[:8]
+
+
+class Member(_Model):
+    id: uuid.UUID
+    kind: str = "professional"
+    national_id: str | None = None
+    structure_id: str | None = None
+    display_name: str = ""
+    role: str = ""
+    habilite: bool = False
+    user_id: str | None = None
+
+
+class DacRequest(_Model):
+    id: uuid.UUID
+    version: int = 1
+    number: int | None = None
+    patient_id: uuid.UUID | None = None
+    dac_structure_id: str = ""
+    dac_name: str = ""
+    status: str = ""
+    status_label: str = ""
+    urgency: str = "normale"
+    urgency_label: str = ""
+    reason: str = ""
+
+
+class Document(_Model):
+    id: uuid.UUID
+    title: str = ""
+    category_label: str = ""
+    created_at: datetime | None = None
+
+
+class Binding(_Model):
+    user_id: str
+    national_id: str
+    active: bool
+    display_name: str = ""
+
+
+class Structure(_Model):
+    structure_id: str
+    name: str = ""
+    is_dac: bool = False
+
+
+class Synthesis(_Model):
+    text: str = ""
+    version: int = 0
+    author_display_name: str | None = None  # who saved this version
+    created_at: datetime | None = None  # when
+
+
+M = TypeVar("M", bound=_Model)
+
+
+def _items(payload: Any) -> list[Any]:
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        for key in ("items", "results", "members"):
+            if isinstance(payload.get(key), list):
+                return list(payload[key])
+    raise ServiceError(502, "AZ_BAD_ANSWER", "Le service de coordination a répondu de façon inattendue.")
+
+
+class ServiceClient:
+    """The service's API, as the bot uses it. One instance per bot; ``httpx.AsyncClient`` inside."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        bot_token: str,
+        internal_secret: str,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._token = bot_token
+        self._internal = internal_secret
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._owns_client = client is None
+        # Directory bindings, briefly cached like the Synapse module does (30 s): the service still
+        # checks the acting professional on every call, this only spares a lookup per command.
+        self._bindings: dict[str, tuple[float, Binding | None]] = {}
+        self.binding_ttl = 30.0
+
+    def set_bot_token(self, token: str) -> None:
+        self._token = token
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # --- plumbing ------------------------------------------------------------------------------
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        sender: UserId,
+        idempotency_key: EventId | None = None,
+        params: Any = None,
+        json: Any = None,
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self._token}", ON_BEHALF_HEADER: sender}
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
+        try:
+            resp = await self._client.request(
+                method, f"{self._base}{path}", headers=headers, params=params, json=json
+            )
+        except httpx.HTTPError as exc:
+            logger.warning("service %s %s failed: %s", method, path.split("?")[0], type(exc).__name__)
+            raise ServiceError(
+                503,
+                "AZ_UNAVAILABLE",
+                "Le service de coordination ne répond pas ; réessayez dans quelques instants.",
+            ) from exc
+        if resp.status_code == 204:
+            return None
+        if resp.is_success:
+            return resp.json()
+        raise _error(resp)
+
+    @staticmethod
+    def _one(model: type[M], payload: Any) -> M:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            raise ServiceError(
+                502, "AZ_BAD_ANSWER", "Le service de coordination a répondu de façon inattendue."
+            ) from exc
+
+    def _many(self, model: type[M], payload: Any) -> list[M]:
+        return [self._one(model, item) for item in _items(payload)]
+
+    # --- directory -----------------------------------------------------------------------------
+    async def binding(self, user_id: UserId) -> Binding | None:
+        """The directory identity bound to a Matrix account (internal API), None when unbound."""
+        now = time.monotonic()
+        hit = self._bindings.get(user_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self._fetch_binding(user_id)
+        if len(self._bindings) > 10_000:
+            self._bindings.clear()
+        self._bindings[user_id] = (now + self.binding_ttl, found)
+        return found
+
+    async def _fetch_binding(self, user_id: UserId) -> Binding | None:
+        try:
+            resp = await self._client.get(
+                f"{self._base}/internal/v1/directory/matrix-users/{user_id}",
+                headers={"Authorization": f"Bearer {self._internal}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                503, "AZ_UNAVAILABLE", "Le service de coordination ne répond pas ; réessayez plus tard."
+            ) from exc
+        if resp.status_code == 404:
+            return None
+        if not resp.is_success:
+            raise _error(resp)
+        return self._one(Binding, resp.json())
+
+    async def find_dacs(self, *, sender: UserId, text: str) -> list[Structure]:
+        payload = await self._request(
+            "GET", "/api/v1/directory/structures", sender=sender, params={"q": text, "dac": "true"}
+        )
+        return self._many(Structure, payload)
+
+    async def structure(self, *, sender: UserId, structure_id: str) -> Structure:
+        payload = await self._request("GET", f"/api/v1/directory/structures/{structure_id}", sender=sender)
+        return self._one(Structure, payload)
+
+    # --- patients and rooms ---------------------------------------------------------------------
+    async def search_patients(self, *, sender: UserId, q: str) -> list[PatientSummary]:
+        payload = await self._request("GET", "/api/v1/patients", sender=sender, params={"q": q, "limit": 10})
+        return self._many(PatientSummary, payload)
+
+    async def patient(self, *, sender: UserId, patient_id: uuid.UUID) -> Patient:
+        return self._one(Patient, await self._request("GET", f"/api/v1/patients/{patient_id}", sender=sender))
+
+    async def room(self, *, sender: UserId, room_id: RoomId) -> RoomInfo | None:
+        """What the room is about; None when it is linked to nothing."""
+        try:
+            payload = await self._request("GET", f"/api/v1/rooms/{room_id}", sender=sender)
+        except ServiceError as exc:
+            if exc.status == 404 and exc.errcode == "AZ_UNKNOWN_ROOM":
+                return None
+            raise
+        return self._one(RoomInfo, payload)
+
+    async def link_room(
+        self, *, sender: UserId, patient_id: uuid.UUID, room_id: RoomId, event_id: EventId
+    ) -> None:
+        await self._request(
+            "POST",
+            f"/api/v1/patients/{patient_id}/rooms",
+            sender=sender,
+            idempotency_key=event_id,
+            json={"room_id": room_id},
+        )
+
+    # --- tasks ----------------------------------------------------------------------------------
+    async def tasks(
+        self, *, sender: UserId, patient_id: uuid.UUID | None = None, mine: bool = False
+    ) -> list[Task]:
+        params: list[tuple[str, str]] = [("status", s) for s in OPEN_TASK_STATUSES]
+        if patient_id is not None:
+            params.append(("patient_id", str(patient_id)))
+        if mine:
+            params.append(("scope", "mine"))  # assigned to me or created by me
+        params.append(("limit", "50"))
+        return self._many(Task, await self._request("GET", "/api/v1/tasks", sender=sender, params=params))
+
+    async def create_task(
+        self,
+        *,
+        sender: UserId,
+        event_id: EventId,
+        title: str,
+        patient_id: uuid.UUID | None,
+        assignee_national_ids: list[str],
+        due: date | None,
+    ) -> Task:
+        body: dict[str, Any] = {
+            "title": title,
+            "type": "autre",
+            "patient_id": str(patient_id) if patient_id else None,
+            "assignee_national_ids": assignee_national_ids,
+        }
+        if due is not None:
+            body["due_date"] = due.isoformat()
+        payload = await self._request(
+            "POST", "/api/v1/tasks", sender=sender, idempotency_key=event_id, json=body
+        )
+        return self._one(Task, payload)
+
+    async def close_task(self, *, sender: UserId, event_id: EventId, task: Task) -> Task:
+        payload = await self._request(
+            "PATCH",
+            f"/api/v1/tasks/{task.id}",
+            sender=sender,
+            idempotency_key=event_id,
+            json={"version": task.version, "status": "terminee"},
+        )
+        return self._one(Task, payload)
+
+    # --- circle ---------------------------------------------------------------------------------
+    async def circle(self, *, sender: UserId, patient_id: uuid.UUID) -> list[Member]:
+        payload = await self._request("GET", f"/api/v1/patients/{patient_id}/circle", sender=sender)
+        return self._many(Member, payload)
+
+    async def add_member(
+        self, *, sender: UserId, event_id: EventId, patient_id: uuid.UUID, national_id: str, role: str
+    ) -> Member:
+        payload = await self._request(
+            "POST",
+            f"/api/v1/patients/{patient_id}/circle",
+            sender=sender,
+            idempotency_key=event_id,
+            json={"kind": "professional", "national_id": national_id, "role": role, "habilite": True},
+        )
+        return self._one(Member, payload)
+
+    async def remove_member(
+        self, *, sender: UserId, event_id: EventId, patient_id: uuid.UUID, member_id: uuid.UUID
+    ) -> None:
+        await self._request(
+            "DELETE",
+            f"/api/v1/patients/{patient_id}/circle/{member_id}",
+            sender=sender,
+            idempotency_key=event_id,
+        )
+
+    # --- DAC requests ---------------------------------------------------------------------------
+    async def create_and_send_request(
+        self,
+        *,
+        sender: UserId,
+        event_id: EventId,
+        patient_id: uuid.UUID,
+        dac_structure_id: str,
+        reason: str,
+        urgent: bool,
+    ) -> DacRequest:
+        draft = self._one(
+            DacRequest,
+            await self._request(
+                "POST",
+                "/api/v1/requests",
+                sender=sender,
+                idempotency_key=event_id,
+                json={
+                    "dac_structure_id": dac_structure_id,
+                    "patient_id": str(patient_id),
+                    "reason": reason,
+                    "urgency": "urgente" if urgent else "normale",
+                },
+            ),
+        )
+        payload = await self._request(
+            "POST",
+            f"/api/v1/requests/{draft.id}/send",
+            sender=sender,
+            idempotency_key=EventId(f"{event_id}/send"),
+            json={"version": draft.version},
+        )
+        return self._one(DacRequest, payload)
+
+    async def requests(self, *, sender: UserId, patient_id: uuid.UUID) -> list[DacRequest]:
+        payload = await self._request(
+            "GET", "/api/v1/requests", sender=sender, params={"patient_id": str(patient_id)}
+        )
+        return self._many(DacRequest, payload)
+
+    # --- documents and synthesis ----------------------------------------------------------------
+    async def documents(self, *, sender: UserId, patient_id: uuid.UUID, limit: int = 5) -> list[Document]:
+        payload = await self._request(
+            "GET", f"/api/v1/patients/{patient_id}/documents", sender=sender, params={"limit": limit}
+        )
+        return self._many(Document, payload)
+
+    async def synthesis(self, *, sender: UserId, patient_id: uuid.UUID) -> Synthesis | None:
+        """The dossier's synthesis text; None while the service has no synthesis API (SERVICE_NEEDS)."""
+        try:
+            payload = await self._request("GET", f"/api/v1/patients/{patient_id}/synthesis", sender=sender)
+        except ServiceError as exc:
+            if exc.status in (404, 405) and exc.errcode in ("AZ_NOT_FOUND", "M_UNRECOGNIZED", "AZ_UNKNOWN"):
+                return None
+            raise
+        return self._one(Synthesis, payload)
+
+    async def update_synthesis(
+        self, *, sender: UserId, event_id: EventId, patient_id: uuid.UUID, text: str, version: int
+    ) -> Synthesis:
+        payload = await self._request(
+            "PUT",
+            f"/api/v1/patients/{patient_id}/synthesis",
+            sender=sender,
+            idempotency_key=event_id,
+            json={"text": text, "version": version},
+        )
+        return self._one(Synthesis, payload)
+
+
+def _error(resp: httpx.Response) -> ServiceError:
+    errcode, message = "AZ_UNKNOWN", ""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errcode = str(body.get("errcode") or errcode)
+        message = str(body.get("error") or body.get("detail") or "")
+        if body.get("detail") == "Not Found":  # FastAPI's own 404: a route the service lacks
+            errcode, message = "AZ_UNKNOWN", ""
+    if not message:
+        message = {
+            401: "Le robot n'est pas reconnu par le service de coordination : prévenez l'administrateur.",
+            403: "Vous n'êtes pas autorisé à faire cela.",
+            404: "Introuvable.",
+            409: "Quelqu'un l'a modifié entre-temps : réessayez.",
+        }.get(resp.status_code, "Le service de coordination a rencontré une erreur ; réessayez plus tard.")
+    return ServiceError(resp.status_code, errcode, message)
