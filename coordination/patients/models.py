@@ -20,10 +20,10 @@ class Patient(Base):
 
     __tablename__ = "patients"
     # Name prefix search walks one of these in order and stops after a page (see
-    # ``service.search_patients``). ``uq_patients_identity`` (a unique index) makes the duplicate check hold under
-    # concurrency (issue 6, item 3): one identity key (normalised birth name, first birth first name,
-    # birth date) has one row per ``homonym_rank``; a creation that did not see a concurrent one
-    # collides on rank 0 and is answered 409 with the candidates (see ``service.create_patient``).
+    # ``service.search_patients``). ``uq_patients_identity`` (a unique index) makes the duplicate check
+    # hold under concurrency (issue 6, item 3): one identity key (normalised birth name, first birth
+    # first name, birth date) has one row per ``homonym_rank``; a creation that did not see a concurrent
+    # one collides on rank 0 and is answered 409 with the candidates (see ``service.create_patient``).
     __table_args__ = (
         Index("ix_patients_search_birth_name", "search_birth_name", "birth_date"),
         Index("ix_patients_search_used_name", "search_used_name", "birth_date"),
