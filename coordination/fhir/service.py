@@ -29,9 +29,7 @@ from fhir.resources.R4B.relatedperson import RelatedPerson
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.task import Task as FhirTask
 from fhir.resources.R4B.task import TaskRestriction
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
@@ -44,7 +42,8 @@ from coordination.ids import PatientId
 from coordination.patients import rules
 from coordination.patients.models import Patient
 from coordination.security import Actor
-from coordination.tasks.models import Task
+from coordination.tasks import service as tasks_service
+from coordination.tasks.schemas import AssigneeOut, TaskOut
 from coordination.vocab import DischargeReason, IdentityDocumentType, IdentityStatus, TaskStatus, parse
 
 logger = logging.getLogger(__name__)
@@ -238,23 +237,30 @@ async def _care_team(session: AsyncSession, patient: Patient, members: list[Circ
     return [team, *related]
 
 
-def _task_owner(task: Task) -> Reference | None:
+def _assignee_key(assignee: AssigneeOut) -> str:
+    return f"pp:{assignee.national_id}" if assignee.national_id else f"st:{assignee.structure_id}"
+
+
+def _task_owner(task: TaskOut) -> Reference | None:
     """FHIR gives a Task one owner: the first assignee (by key order) stands for all of them."""
-    for assignee in task.assignees:
-        kind, _, value = assignee.key.partition(":")
-        if kind == "pp":
-            return _practitioner(value)
-        if kind == "st":
-            return Reference(type="Organization", identifier=_structure_identifier(value))
+    first = min(task.assignees, key=_assignee_key, default=None)
+    if first is None:
+        return None
+    if first.national_id:
+        return _practitioner(first.national_id, first.label)
+    if first.structure_id:
+        return Reference(
+            type="Organization", identifier=_structure_identifier(first.structure_id), display=first.label
+        )
     return None
 
 
-def _task_resource(patient: Patient, task: Task) -> FhirTask:
+def _task_resource(patient: Patient, task: TaskOut) -> FhirTask:
     return FhirTask(
         id=str(task.id),
         status=_TASK_STATUS.get(task.status, "requested"),
         intent="order",
-        code=CodeableConcept(text=task.type),
+        code=CodeableConcept(text=task.type.label),
         description=task.title,
         for_fhir=Reference(reference=_ref(patient.id), type="Patient"),
         authoredOn=task.created_at,
@@ -272,14 +278,7 @@ async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: Pat
     """The dossier as a FHIR R4 ``collection`` Bundle (authorised members only, audited)."""
     patient = await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     members = await circle.members_of(session=session, patient_id=patient_id)
-    tasks = (
-        await session.scalars(
-            select(Task)
-            .where(Task.patient_id == patient_id)
-            .options(selectinload(Task.assignees))
-            .order_by(Task.created_at, Task.id)
-        )
-    ).all()
+    tasks = await tasks_service.tasks_of_patient(session=session, patient_id=patient_id)
     resources: list[Resource] = [
         patient_resource(patient),
         *await _care_team(session, patient, members),
