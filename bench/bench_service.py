@@ -297,11 +297,11 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     "id": pid,
                     "version": 1,
                     "birth_name": birth,
-                    "birth_given_names": [first],
-                    "first_birth_given_name": first,
+                    "birth_first_names": [first],
+                    "first_birth_first_name": first,
                     "birth_date": date(1925, 1, 1) + timedelta(days=rnd.randrange(33_000)),
                     "sex": rnd.choice("FM"),
-                    "birthplace_code": f"06{rnd.randint(1, 999):03d}",
+                    "birth_place_code": f"06{rnd.randint(1, 999):03d}",
                     "used_name": used,
                     "search_birth_name": patient_rules.search_key(birth),
                     "search_used_name": patient_rules.search_key(used) if used else None,
@@ -570,7 +570,7 @@ def search_sql(actor: ActorInfo, q: str, birth: date | None) -> tuple[str, dict[
     sql = (
         f"WITH hits AS ({' UNION ALL '.join(branches)}), "
         "page AS (SELECT id, min(k) AS k, b FROM hits GROUP BY id, b ORDER BY 2, 3, 1 LIMIT :lim) "
-        "SELECT p.id, p.birth_name, p.first_birth_given_name, p.used_name, p.used_given_name, "
+        "SELECT p.id, p.birth_name, p.first_birth_first_name, p.used_name, p.used_first_name, "
         f"p.birth_date, p.sex, p.identity_status, p.status, {_auth(actor, params, 'p.id')} AS is_member "
         "FROM page JOIN patients p ON p.id = page.id ORDER BY page.k, page.b, page.id"
     )

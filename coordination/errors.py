@@ -72,6 +72,8 @@ class ErrCode(StrEnum):
     """The caller does not work at this structure."""
     ON_BEHALF_REFUSED = "AZ_ON_BEHALF_REFUSED"
     """Only the bot may act on behalf of someone."""
+    OWN_REQUEST = "AZ_OWN_REQUEST"
+    """A DAC coordinator may not take or answer a request they created."""
     ROOM_TAKEN = "AZ_ROOM_TAKEN"
     """The room is already linked."""
     STALE_VERSION = "AZ_STALE_VERSION"

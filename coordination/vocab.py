@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import unicodedata
 from enum import StrEnum
-from typing import Self
+from typing import Self, TypeVar
 
 
 def fold(value: str) -> str:
@@ -50,6 +50,15 @@ class Vocabulary(StrEnum):
     def labels(cls) -> dict[str, str]:
         """``{code: label}`` in declaration order (for select boxes and help texts)."""
         return {m.value: m.label for m in cls}
+
+
+V = TypeVar("V", bound=Vocabulary)
+
+
+def parse(vocabulary: type[V], value: str) -> V:
+    """``vocabulary(value)`` (any spelling of a code or label; ``ValueError`` otherwise), typed for mypy,
+    which reads the two-argument ``__new__`` as the constructor."""
+    return vocabulary(value)  # type: ignore[call-arg]
 
 
 # --- tasks ---------------------------------------------------------------------------------------

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from coordination.audit import service
-from coordination.audit.schemas import AuditEntryOut, AuditPageOut
+from coordination.audit.schemas import AuditEntryOut
 from coordination.db import SessionDep
+from coordination.ids import PatientId
+from coordination.pagination import Cursor, Page
 from coordination.security import CurrentActor
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}/audit", tags=["traçabilité"])
@@ -17,20 +18,16 @@ router = APIRouter(prefix="/api/v1/patients/{patient_id}/audit", tags=["traçabi
 
 @router.get(
     "",
-    response_model=AuditPageOut,
+    response_model=Page[AuditEntryOut],
     summary="The patient's audit trail (authorised members only), newest first",
 )
 async def patient_trail(
-    patient_id: uuid.UUID,
+    patient_id: PatientId,
     session: SessionDep,
     actor: CurrentActor,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="From the previous page")] = None,
-) -> AuditPageOut:
-    entries, next_before = await service.patient_trail(
-        session=session, actor=actor, patient_id=patient_id, limit=limit, before_id=before_id
-    )
-    return AuditPageOut(
-        entries=[AuditEntryOut.model_validate(e, from_attributes=True) for e in entries],
-        next_before_id=next_before,
+) -> Page[AuditEntryOut]:
+    return await service.patient_trail(
+        session=session, actor=actor, patient_id=patient_id, limit=limit, cursor=cursor
     )

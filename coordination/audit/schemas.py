@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, Field
+
+from coordination.ids import PatientId
 
 
 class AuditEntryOut(BaseModel):
@@ -17,11 +18,4 @@ class AuditEntryOut(BaseModel):
     action: str = Field(examples=["patient.read", "circle.member_added"])
     object_type: str
     object_id: str | None = None
-    patient_id: uuid.UUID | None = None
-
-
-class AuditPageOut(BaseModel):
-    """Newest first. Pass ``next_before_id`` as ``before_id`` for the next (older) page."""
-
-    entries: list[AuditEntryOut]
-    next_before_id: int | None = None
+    patient_id: PatientId | None = None

@@ -13,9 +13,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit.models import AuditEntry
+from coordination.audit.schemas import AuditEntryOut
 from coordination.circle import access as circle_access
 from coordination.db import utcnow
+from coordination.errors import Invalid
 from coordination.ids import PatientId
+from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.security import Actor
 
 
@@ -86,25 +89,37 @@ async def list_for_patient(
     return (await session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit))).all()
 
 
+def _before(cursor: str | None) -> int | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    before = position.get("b")
+    if not isinstance(before, int) or not 0 < before < 2**63:
+        raise Invalid(
+            "Curseur de page illisible : renvoyez la valeur `next_cursor` de la page précédente.",
+            field="cursor",
+        )
+    return before
+
+
 async def patient_trail(
     *,
     session: AsyncSession,
     actor: Actor,
-    patient_id: uuid.UUID,
+    patient_id: PatientId,
     limit: int = 50,
-    before_id: int | None = None,
-) -> tuple[Sequence[AuditEntry], int | None]:
+    cursor: str | None = None,
+) -> Page[AuditEntryOut]:
     """A page of the patient's trail, newest first, for an authorised member of the circle.
 
-    Returns the entries and the ``before_id`` of the next (older) page, or None on the last page.
     Reading the trail is itself recorded (after the page is read, so it shows on the next one).
     """
     await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     rows = await list_for_patient(
-        session=session, patient_id=PatientId(patient_id), limit=limit + 1, before_id=before_id
+        session=session, patient_id=patient_id, limit=limit + 1, before_id=_before(cursor)
     )
-    page = list(rows[:limit])
-    next_before = page[-1].id if len(rows) > limit else None
+    page = [AuditEntryOut.model_validate(e, from_attributes=True) for e in rows[:limit]]
+    next_cursor = encode_cursor({"b": page[-1].id}) if len(rows) > limit else None
     await record(
         session=session,
         actor=actor,
@@ -114,4 +129,4 @@ async def patient_trail(
         patient_id=patient_id,
     )
     await session.commit()
-    return page, next_before
+    return Page[AuditEntryOut](items=page, next_cursor=next_cursor)

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.circle.models import CircleMember
-from coordination.directory.models import AccountBinding, Activity, Person
+from coordination.directory import service as directory
 from coordination.errors import ErrCode, Forbidden, NotFound
 from coordination.patients.models import Patient
 from coordination.security import Actor
@@ -95,30 +95,18 @@ async def authorised_user_ids(*, session: AsyncSession, patient_id: uuid.UUID) -
     """Matrix IDs of everyone who may read the dossier now (sorted, no duplicates).
 
     Habilité professional members and every professional working at a habilité structure member,
-    in both cases only if active in the directory and bound to a Matrix account.
+    in both cases only if active in the directory and bound to a Matrix account (the directory's
+    ``bound_active_users_query``, so "bound and active" means the same thing everywhere).
     """
-    habilite = and_(CircleMember.patient_id == patient_id, CircleMember.habilite.is_(True))
-    direct = (
-        select(AccountBinding.user_id)
-        .join(Person, Person.national_id == AccountBinding.national_id)
-        .join(
-            CircleMember,
-            and_(CircleMember.national_id == Person.national_id, CircleMember.kind == "professional"),
-        )
-        .where(habilite, Person.active.is_(True))
+    habilite = select(CircleMember.kind, CircleMember.national_id, CircleMember.structure_id).where(
+        CircleMember.patient_id == patient_id, CircleMember.habilite.is_(True)
     )
-    through_structures = (
-        select(AccountBinding.user_id)
-        .join(Person, Person.national_id == AccountBinding.national_id)
-        .join(Activity, Activity.national_id == Person.national_id)
-        .join(
-            CircleMember,
-            and_(CircleMember.structure_id == Activity.structure_id, CircleMember.kind == "structure"),
-        )
-        .where(habilite, Person.active.is_(True))
+    rows = (await session.execute(habilite)).all()
+    return await directory.bound_active_user_ids(
+        session=session,
+        national_ids=[n for kind, n, _ in rows if kind == "professional" and n],
+        structure_ids=[s for kind, _, s in rows if kind == "structure" and s],
     )
-    rows = (await session.scalars(direct.union(through_structures))).all()
-    return sorted(set(rows))
 
 
 # --- circle look-ups for tasks and documents --------------------------------------------------------

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
 
+from coordination.contact import Email, Phone
 from coordination.directory.schemas import PersonCard, StructureCard
-from coordination.patients.schemas import NO_CONTROL, Email, Phone, Text200
+from coordination.ids import MemberId, PatientId
+from coordination.text import Line60, Line200
 
 MemberKind = Literal["professional", "structure", "relative"]
 
@@ -28,9 +29,7 @@ SUGGESTED_ROLES = (
     "proche",
 )
 
-Role = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=NO_CONTROL)
-]
+Role = Line60
 NationalIdStr = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z]{2,20}$")]
 # A directory key: finess:<n>, siret:<n>, rpps-struct:<id>, fhir:<ref>...
 StructureIdStr = Annotated[
@@ -70,7 +69,7 @@ class RelativeMemberIn(_In):
     """A relative or caregiver typed by hand. Never authorised: a relative never reads the dossier."""
 
     kind: Literal["relative"]
-    name: Text200
+    name: Line200
     relationship: Role = Field(examples=["fille", "conjoint"])
     phone: Phone | None = None
     email: Email | None = None
@@ -119,8 +118,8 @@ class MemberUpdate(_In):
 class MemberOut(BaseModel):
     """A circle member as listed. ``has_access`` tells whether this member can read the dossier now."""
 
-    id: uuid.UUID
-    patient_id: uuid.UUID
+    id: MemberId
+    patient_id: PatientId
     kind: MemberKind
     national_id: str | None = None
     structure_id: str | None = None
@@ -143,8 +142,3 @@ class MemberCard(MemberOut):
 
     person: PersonCard | None = None
     structure: StructureCard | None = None
-
-
-class CircleOut(BaseModel):
-    patient_id: uuid.UUID
-    members: list[MemberOut]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,11 +29,11 @@ from coordination.circle.schemas import (
 )
 from coordination.db import utcnow
 from coordination.directory import service as directory
-from coordination.directory.models import AccountBinding, Person, Structure
 from coordination.errors import Conflict, ErrCode, Invalid, NotFound
 from coordination.ids import MemberId, NationalId, PatientId, StructureId
 from coordination.outbox import service as outbox
 from coordination.outbox.events import CircleMemberAdded
+from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.patients.models import Patient
 from coordination.security import Actor
 
@@ -52,47 +53,31 @@ LAST_AUTHORISED = (
 # --- directory look-ups ------------------------------------------------------------------------
 
 
-async def _person(session: AsyncSession, national_id: str) -> Person | None:
-    return await session.get(Person, national_id)
-
-
-async def _structure(session: AsyncSession, structure_id: str) -> Structure | None:
-    return await session.get(Structure, structure_id)
-
-
-async def _bound_user(session: AsyncSession, national_id: str) -> str | None:
-    return await session.scalar(
-        select(AccountBinding.user_id).where(AccountBinding.national_id == national_id)
-    )
-
-
 async def _checked_directory_entry(
     session: AsyncSession, *, national_id: str | None, structure_id: str | None
 ) -> None:
     """Refuse (422, French) a professional or structure that is not an active directory entry."""
     if national_id is not None:
-        person = await _person(session, national_id)
-        if person is None:
+        if not await directory.display_names(session=session, national_ids=[national_id]):
             raise Invalid(
                 "Ce professionnel n'est pas dans l'annuaire national : vérifiez son identifiant "
                 "RPPS/ADELI (idNatPS) ou recherchez-le dans l'annuaire.",
                 field="national_id",
             )
-        if not person.active:
+        if not await directory.active_national_ids(session=session, national_ids=[national_id]):
             raise Invalid(
                 "Ce professionnel n'est plus actif dans l'annuaire national : il ne peut pas "
                 "rejoindre un cercle de soins.",
                 field="national_id",
             )
     if structure_id is not None:
-        structure = await _structure(session, structure_id)
-        if structure is None:
+        if not await directory.structure_names(session=session, structure_ids=[structure_id]):
             raise Invalid(
                 "Cette structure n'est pas dans l'annuaire : vérifiez son identifiant "
                 "(par exemple « finess:060780491 ») ou recherchez-la dans l'annuaire.",
                 field="structure_id",
             )
-        if not structure.active:
+        if not await directory.active_structure_ids(session=session, structure_ids=[structure_id]):
             raise Invalid(
                 "Cette structure n'est plus active dans l'annuaire : elle ne peut pas rejoindre "
                 "un cercle de soins.",
@@ -104,44 +89,30 @@ async def _checked_directory_entry(
 
 
 async def _to_out(session: AsyncSession, rows: Sequence[CircleMember]) -> list[MemberOut]:
-    """Attach display names, bindings and effective access to member rows (three queries at most)."""
-    nids = sorted({r.national_id for r in rows if r.national_id})
-    sids = sorted({r.structure_id for r in rows if r.structure_id})
-    persons: dict[str, Person] = {}
-    users: dict[str, str] = {}
-    structures: dict[str, Structure] = {}
-    if nids:
-        persons = {
-            p.national_id: p
-            for p in (await session.scalars(select(Person).where(Person.national_id.in_(nids))))
-        }
-        users = {
-            b.national_id: b.user_id
-            for b in await session.scalars(select(AccountBinding).where(AccountBinding.national_id.in_(nids)))
-        }
-    if sids:
-        structures = {
-            s.structure_id: s
-            for s in await session.scalars(select(Structure).where(Structure.structure_id.in_(sids)))
-        }
+    """Attach display names, bindings and effective access to member rows (directory look-ups through
+    ``coordination.directory.service``, so names read the same everywhere)."""
+    nids = [r.national_id for r in rows if r.national_id]
+    sids = [r.structure_id for r in rows if r.structure_id]
+    names = await directory.display_names(session=session, national_ids=nids)
+    active = await directory.active_national_ids(session=session, national_ids=nids)
+    users = await directory.bound_user_ids(session=session, national_ids=nids)
+    structures = await directory.structure_names(session=session, structure_ids=sids)
     out: list[MemberOut] = []
     for r in rows:
         name = r.relative_name or ""
         has_access = False
         user_id = None
         if r.kind == "professional" and r.national_id:
-            p = persons.get(r.national_id)
-            name = f"{p.given_name} {p.family_name}".strip() if p else r.national_id
+            name = names.get(r.national_id, r.national_id)
             user_id = users.get(r.national_id)
-            has_access = bool(r.habilite and p is not None and p.active and user_id)
+            has_access = bool(r.habilite and r.national_id in active and user_id)
         elif r.kind == "structure" and r.structure_id:
-            s = structures.get(r.structure_id)
-            name = s.name if s else r.structure_id
+            name = structures.get(r.structure_id, r.structure_id)
             has_access = r.habilite  # through the professionals working there
         out.append(
             MemberOut(
-                id=r.id,
-                patient_id=r.patient_id,
+                id=MemberId(r.id),
+                patient_id=PatientId(r.patient_id),
                 kind=r.kind,
                 national_id=r.national_id,
                 structure_id=r.structure_id,
@@ -160,7 +131,7 @@ async def _to_out(session: AsyncSession, rows: Sequence[CircleMember]) -> list[M
     return out
 
 
-async def members_of(*, session: AsyncSession, patient_id: uuid.UUID) -> list[CircleMember]:
+async def members_of(*, session: AsyncSession, patient_id: PatientId) -> list[CircleMember]:
     """The circle rows, professionals and structures first (no access check: internal use)."""
     rows = await session.scalars(
         select(CircleMember)
@@ -170,11 +141,36 @@ async def members_of(*, session: AsyncSession, patient_id: uuid.UUID) -> list[Ci
     return list(rows)
 
 
-async def list_members(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> list[MemberOut]:
-    """The patient's circle (authorised members only); the read is audited."""
+MAX_PAGE = 200
+
+
+def _after(cursor: str | None) -> ColumnElement[bool] | None:
+    """Keyset condition of the page after ``cursor`` (members in the order they joined)."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        at, last = datetime.fromisoformat(str(position["t"])), uuid.UUID(str(position["i"]))
+    except (KeyError, ValueError) as exc:
+        raise Invalid(
+            "Curseur de page illisible : renvoyez la valeur `next_cursor` de la page précédente.",
+            field="cursor",
+        ) from exc
+    return or_(CircleMember.added_at > at, and_(CircleMember.added_at == at, CircleMember.id > last))
+
+
+async def list_members(
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId, limit: int = 100, cursor: str | None = None
+) -> Page[MemberOut]:
+    """The patient's circle in the order members joined (authorised members only); audited read."""
     await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
-    rows = await members_of(session=session, patient_id=patient_id)
-    out = await _to_out(session, rows)
+    stmt = select(CircleMember).where(CircleMember.patient_id == patient_id)
+    after = _after(cursor)
+    if after is not None:
+        stmt = stmt.where(after)
+    rows = list(await session.scalars(stmt.order_by(CircleMember.added_at, CircleMember.id).limit(limit + 1)))
+    page = rows[:limit]
+    out = await _to_out(session, page)
     await audit.record(
         session=session,
         actor=actor,
@@ -184,10 +180,15 @@ async def list_members(*, session: AsyncSession, actor: Actor, patient_id: uuid.
         patient_id=patient_id,
     )
     await session.commit()
-    return out
+    next_cursor = (
+        encode_cursor({"t": page[-1].added_at.isoformat(), "i": str(page[-1].id)})
+        if len(rows) > limit
+        else None
+    )
+    return Page[MemberOut](items=out, next_cursor=next_cursor)
 
 
-async def _member(session: AsyncSession, patient_id: uuid.UUID, member_id: uuid.UUID) -> CircleMember:
+async def _member(session: AsyncSession, patient_id: PatientId, member_id: MemberId) -> CircleMember:
     row = await session.get(CircleMember, member_id)
     if row is None or row.patient_id != patient_id:
         raise NotFound(UNKNOWN_MEMBER, errcode=ErrCode.UNKNOWN_MEMBER)
@@ -195,7 +196,7 @@ async def _member(session: AsyncSession, patient_id: uuid.UUID, member_id: uuid.
 
 
 async def get_member_card(
-    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, member_id: uuid.UUID
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId, member_id: MemberId
 ) -> MemberCard:
     """One member with the directory details of the professional or structure (audited read)."""
     await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
@@ -224,7 +225,7 @@ async def get_member_card(
 # --- writing -----------------------------------------------------------------------------------
 
 
-async def _lock_patient(session: AsyncSession, patient_id: uuid.UUID) -> None:
+async def _lock_patient(session: AsyncSession, patient_id: PatientId) -> None:
     """Serialise circle changes of one patient (PostgreSQL row lock; SQLite serialises writers)."""
     await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
 
@@ -236,9 +237,9 @@ async def _announce_member(
     recipients = set(await access.authorised_user_ids(session=session, patient_id=row.patient_id))
     recipients.update(recipients_extra)
     if row.kind == "professional" and row.national_id:
-        bound = await _bound_user(session, row.national_id)
-        if bound:
-            recipients.add(bound)
+        recipients.update(
+            (await directory.bound_user_ids(session=session, national_ids=[row.national_id])).values()
+        )
     await outbox.emit(
         session=session,
         recipients=recipients,
@@ -259,7 +260,7 @@ async def add_member(
     *,
     session: AsyncSession,
     actor: Actor,
-    patient_id: uuid.UUID,
+    patient_id: PatientId,
     member: MemberIn,
     commit: bool = True,
 ) -> MemberOut:
@@ -318,7 +319,7 @@ async def add_member(
 
 async def _refuse_existing(
     session: AsyncSession,
-    patient_id: uuid.UUID,
+    patient_id: PatientId,
     *,
     national_id: str | None = None,
     structure_id: str | None = None,
@@ -335,7 +336,7 @@ async def _refuse_existing(
 async def add_system_member(
     *,
     session: AsyncSession,
-    patient_id: uuid.UUID,
+    patient_id: PatientId,
     national_id: str | None = None,
     structure_id: str | None = None,
     role: str,
@@ -383,7 +384,7 @@ async def add_system_member(
     await _announce_member(session, row=row, added_by="system")
 
 
-async def _remaining_authorised(session: AsyncSession, patient_id: uuid.UUID, *, excluding: uuid.UUID) -> int:
+async def _remaining_authorised(session: AsyncSession, patient_id: PatientId, *, excluding: uuid.UUID) -> int:
     count = await session.scalar(
         select(func.count(CircleMember.id)).where(
             CircleMember.patient_id == patient_id,
@@ -399,8 +400,8 @@ async def update_member(
     *,
     session: AsyncSession,
     actor: Actor,
-    patient_id: uuid.UUID,
-    member_id: uuid.UUID,
+    patient_id: PatientId,
+    member_id: MemberId,
     change: MemberUpdate,
 ) -> MemberOut:
     """Change a member's role or habilitation (authorised members only, audited).
@@ -442,7 +443,7 @@ async def update_member(
 
 
 async def remove_member(
-    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, member_id: uuid.UUID
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId, member_id: MemberId
 ) -> None:
     """Remove a member (authorised members only, audited); never the last authorised one (409)."""
     await access.require_authorised(session=session, actor=actor, patient_id=patient_id)
@@ -462,7 +463,7 @@ async def remove_member(
     await session.commit()
 
 
-def add_creator(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> CircleMember:
+def add_creator(*, session: AsyncSession, actor: Actor, patient_id: PatientId) -> CircleMember:
     """The creator of a dossier becomes its first authorised member (called by ``dossiers``)."""
     row = CircleMember(
         id=uuid.uuid4(),

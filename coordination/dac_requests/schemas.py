@@ -1,41 +1,27 @@
-"""Request and answer bodies of the DAC requests API."""
+"""Request and answer bodies of the DAC requests API, and the read model services return."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from coordination.dac_requests.rules import DECISIONS, REQUEST_STATUSES, URGENCIES
-from coordination.tasks.rules import canonical
+from coordination import text
+from coordination.contact import Email, Phone
+from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
+from coordination.text import Line200, Line300
+from coordination.vocab import Decision, RequestStatus, Urgency
 
-RequestStatus = Annotated[
-    Literal["brouillon", "envoyée", "en_cours", "clôturée", "refusée", "annulée"],
-    BeforeValidator(lambda v: canonical(v, REQUEST_STATUSES)),
-]
-Urgency = Annotated[
-    Literal["normale", "urgente", "très_urgente"],
-    BeforeValidator(lambda v: canonical(v, URGENCIES)),
-]
-Decision = Annotated[
-    Literal["acceptée", "réorientée", "refusée", "information"],
-    BeforeValidator(lambda v: canonical(v, DECISIONS)),
-]
-
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=5000)]
-Item = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 StructureIdStr = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
+    StructureId, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$")
 ]
-Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .()\-]{4,30}$", max_length=40)
-]
-Email = Annotated[
+# Free text that may be left empty: the shared paragraph rule (NFC, no control character but line
+# breaks and tabs) with no minimum length.
+OptionalParagraph = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"),
+    StringConstraints(strip_whitespace=True, max_length=5000, pattern=text.PARAGRAPH_PATTERN),
+    AfterValidator(text.nfc),
 ]
 
 
@@ -49,34 +35,37 @@ class RequestCreate(_In):
     dac_structure_id: StructureIdStr = Field(
         description="The DAC addressed: a directory structure marked as DAC", examples=["finess:060000099"]
     )
-    patient_id: uuid.UUID | None = Field(
+    patient_id: PatientId | None = Field(
         default=None, description="The patient concerned, if any (you must be an authorised member)"
     )
-    reason: Reason = Field(description="Motif de la demande", examples=["Situation complexe à domicile"])
-    description: LongText = ""
-    urgency: Urgency = "normale"
+    reason: Line200 = Field(description="Motif de la demande", examples=["Situation complexe à domicile"])
+    description: OptionalParagraph = ""
+    urgency: Urgency = Urgency.NORMALE
     requester_structure_id: StructureIdStr | None = Field(
         default=None, description="The structure you act for: one where you work per the directory"
     )
     contact_phone: Phone | None = None
     contact_email: Email | None = None
-    actions: list[Item] = Field(default_factory=list, max_length=30, description="Actions à mettre en place")
-    alerts: list[Item] = Field(default_factory=list, max_length=30, description="Alertes identifiées")
+    actions: list[Line300] = Field(
+        default_factory=list, max_length=30, description="Actions à mettre en place"
+    )
+    alerts: list[Line300] = Field(default_factory=list, max_length=30, description="Alertes identifiées")
 
 
 class RequestUpdate(_In):
-    """Changes to steps 1 and 2 while the request is a draft; absent fields keep their value."""
+    """Changes to steps 1 and 2 while the request is a draft (``coordination.patch``: only the fields
+    sent change; ``null`` clears an optional field)."""
 
     version: int = Field(ge=1)
-    dac_structure_id: StructureIdStr | None = None
-    reason: Reason | None = None
-    description: LongText | None = None
-    urgency: Urgency | None = None
+    dac_structure_id: StructureIdStr | None = Field(default=None, description="Cannot be cleared")
+    reason: Line200 | None = Field(default=None, description="Cannot be cleared")
+    description: OptionalParagraph | None = Field(default=None, description="null clears it")
+    urgency: Urgency | None = Field(default=None, description="Cannot be cleared")
     requester_structure_id: StructureIdStr | None = None
     contact_phone: Phone | None = None
     contact_email: Email | None = None
-    actions: list[Item] | None = Field(default=None, max_length=30)
-    alerts: list[Item] | None = Field(default=None, max_length=30)
+    actions: list[Line300] | None = Field(default=None, max_length=30, description="null clears the list")
+    alerts: list[Line300] | None = Field(default=None, max_length=30, description="null clears the list")
 
 
 class VersionIn(_In):
@@ -84,11 +73,11 @@ class VersionIn(_In):
 
 
 class AnswerIn(_In):
-    """Step 3, by a coordinator of the DAC: closes the request (``refusée`` when refused)."""
+    """Step 3, by a coordinator of the DAC: closes the request (``refusee`` when refused)."""
 
     version: int = Field(ge=1)
     decision: Decision
-    comment: LongText = ""
+    comment: OptionalParagraph = ""
     include_patient: bool = Field(
         default=False,
         description="Include the patient in the DAC's follow-up: the DAC joins the care circle",
@@ -96,30 +85,32 @@ class AnswerIn(_In):
 
 
 class RequestOut(BaseModel):
-    id: uuid.UUID
+    """A request as services return it (never the ORM row)."""
+
+    id: RequestId
     version: int
-    patient_id: uuid.UUID | None
-    dac_structure_id: str
+    patient_id: PatientId | None
+    dac_structure_id: StructureId
     dac_name: str
-    status: str
+    status: RequestStatus
     status_label: str
-    urgency: str
+    urgency: Urgency
     urgency_label: str
     reason: str
     description: str
-    requester_user_id: str
-    requester_national_id: str
-    requester_structure_id: str | None
+    requester_user_id: UserId
+    requester_national_id: NationalId
+    requester_structure_id: StructureId | None
     contact_phone: str | None
     contact_email: str | None
     actions: list[str]
     alerts: list[str]
-    decision: str | None
+    decision: Decision | None
     decision_label: str | None
     answer_comment: str | None
     patient_included: bool
-    taken_by_national_id: str | None
-    answered_by_national_id: str | None
+    taken_by_national_id: NationalId | None
+    answered_by_national_id: NationalId | None
     created_at: datetime
     updated_at: datetime
     received_at: datetime
@@ -128,8 +119,3 @@ class RequestOut(BaseModel):
     answered_at: datetime | None
     cancelled_at: datetime | None
     age_days: int = Field(description="Whole days since the DAC received it (since creation for a draft)")
-
-
-class RequestPage(BaseModel):
-    items: list[RequestOut]
-    next_offset: int | None = Field(description="Pass as ``offset`` for the next page; null at the end")

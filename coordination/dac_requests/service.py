@@ -2,40 +2,46 @@
 
 Who sees what:
 - the requester (the professional who created it) sees and, while it is a draft, edits their request;
+  when it names a patient, only while they are an authorised member of that patient's circle;
 - the DAC's coordinators, i.e. active professionals with an activity at the DAC's structure
   (``dac_structure_id in actor.structure_ids``), see everything addressed to their DAC once it is
-  sent (a draft is still the requester's own), take it and answer it.
-Anyone else gets a 404 that does not tell whether the request exists.
+  sent (a draft is still the requester's own), take it and answer it, unless they created it.
+Anyone else gets a 404 that does not tell whether the request exists. Access is decided again at
+every step (see ``coordination.dac_requests.rules`` and docs/ARCHITECTURE.md).
 
 Every read and write is recorded in the audit trail (with the patient when there is one); events
 "request.received" (to the DAC's coordinators) and "request.answered" (to the requester) are written in
-the same transaction as the change.
+the same transaction as the change. Services return ``RequestOut`` read models, never ORM rows.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coordination import patch
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.circle import service as circle
-from coordination.dac_requests import rules
 from coordination.dac_requests.models import DacRequest
-from coordination.dac_requests.schemas import AnswerIn, RequestCreate, RequestUpdate
+from coordination.dac_requests.rules import Step, next_status
+from coordination.dac_requests.schemas import AnswerIn, RequestCreate, RequestOut, RequestUpdate
 from coordination.db import commit_or_conflict, utcnow
-from coordination.directory.models import AccountBinding, Activity, Person, Structure
+from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
-from coordination.ids import PatientId, RequestId, StructureId
+from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
 from coordination.outbox import service as outbox
 from coordination.outbox.events import RequestAnswered, RequestReceived
-from coordination.security import Actor
+from coordination.pagination import Page, decode_cursor, encode_cursor
+from coordination.security import Actor, actor_for_user
+from coordination.vocab import Decision, RequestStatus, Urgency, parse
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +54,8 @@ class RequestFilters:
     """Dashboard filters; every one narrows the set the actor may see (requester or coordinator)."""
 
     dac: StructureId | None = None
-    statuses: tuple[str, ...] = ()
-    urgencies: tuple[str, ...] = ()
+    statuses: tuple[RequestStatus, ...] = ()
+    urgencies: tuple[Urgency, ...] = ()
     min_age_days: int | None = None
     max_age_days: int | None = None
     patient_id: PatientId | None = None
@@ -77,18 +83,16 @@ def is_requester(actor: Actor, req: DacRequest) -> bool:
 
 def is_coordinator(actor: Actor, req: DacRequest) -> bool:
     """A coordinator of the addressed DAC, for a request it has received (not a draft)."""
-    return req.dac_structure_id in actor.structure_ids and req.status != "brouillon"
+    return req.dac_structure_id in actor.structure_ids and req.status != RequestStatus.BROUILLON
 
 
-async def _checked_dac(session: AsyncSession, structure_id: str) -> Structure:
-    structure = await session.get(Structure, structure_id)
-    if structure is None or not structure.is_dac or not structure.active:
+async def _checked_dac(session: AsyncSession, structure_id: str) -> None:
+    if not await directory.active_dac_ids(session=session, structure_ids=[structure_id]):
         raise Invalid(
             "La structure choisie n'est pas un DAC (Dispositif d'Appui à la Coordination) actif de "
             "l'annuaire : choisissez un DAC dans la liste des DAC.",
             field="dac_structure_id",
         )
-    return structure
 
 
 def _checked_requester_structure(actor: Actor, structure_id: str | None) -> None:
@@ -102,24 +106,61 @@ def _checked_requester_structure(actor: Actor, structure_id: str | None) -> None
 
 async def coordinator_user_ids(*, session: AsyncSession, dac_structure_id: str) -> list[str]:
     """Matrix IDs of the DAC's coordinators: active, bound professionals working at the DAC."""
-    rows = await session.scalars(
-        select(AccountBinding.user_id)
-        .join(Person, Person.national_id == AccountBinding.national_id)
-        .join(Activity, Activity.national_id == Person.national_id)
-        .where(Activity.structure_id == dac_structure_id, Person.active.is_(True))
-        .distinct()
-    )
-    return sorted(rows.all())
+    return await directory.bound_active_user_ids(session=session, structure_ids=[dac_structure_id])
 
 
-async def dac_names(*, session: AsyncSession, structure_ids: Iterable[str]) -> dict[str, str]:
-    ids = sorted(set(structure_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(Structure.structure_id, Structure.name).where(Structure.structure_id.in_(ids))
+def _out(req: DacRequest, names: dict[str, str]) -> RequestOut:
+    status = parse(RequestStatus, req.status)
+    urgency = parse(Urgency, req.urgency)
+    decision = parse(Decision, req.decision) if req.decision else None
+    return RequestOut(
+        id=RequestId(req.id),
+        version=req.version,
+        patient_id=PatientId(req.patient_id) if req.patient_id else None,
+        dac_structure_id=StructureId(req.dac_structure_id),
+        dac_name=names.get(req.dac_structure_id, req.dac_structure_id),
+        status=status,
+        status_label=status.label,
+        urgency=urgency,
+        urgency_label=urgency.label,
+        reason=req.reason,
+        description=req.description,
+        requester_user_id=UserId(req.requester_user_id),
+        requester_national_id=NationalId(req.requester_national_id),
+        requester_structure_id=StructureId(req.requester_structure_id)
+        if req.requester_structure_id
+        else None,
+        contact_phone=req.contact_phone,
+        contact_email=req.contact_email,
+        actions=list(req.actions),
+        alerts=list(req.alerts),
+        decision=decision,
+        decision_label=decision.label if decision else None,
+        answer_comment=req.answer_comment,
+        patient_included=req.patient_included,
+        taken_by_national_id=NationalId(req.taken_by_national_id) if req.taken_by_national_id else None,
+        answered_by_national_id=(
+            NationalId(req.answered_by_national_id) if req.answered_by_national_id else None
+        ),
+        created_at=req.created_at,
+        updated_at=req.updated_at,
+        received_at=req.received_at,
+        sent_at=req.sent_at,
+        taken_at=req.taken_at,
+        answered_at=req.answered_at,
+        cancelled_at=req.cancelled_at,
+        age_days=max(0, (utcnow() - req.received_at).days),
     )
-    return {sid: name for sid, name in rows.all()}
+
+
+async def _read_models(session: AsyncSession, rows: Iterable[DacRequest]) -> list[RequestOut]:
+    rows = list(rows)
+    names = await directory.structure_names(session=session, structure_ids=[r.dac_structure_id for r in rows])
+    return [_out(r, names) for r in rows]
+
+
+async def _one(session: AsyncSession, req: DacRequest) -> RequestOut:
+    return (await _read_models(session, [req]))[0]
 
 
 async def _record(session: AsyncSession, actor: Actor, action: str, req: DacRequest) -> None:
@@ -138,9 +179,31 @@ async def _commit(session: AsyncSession) -> None:
 
 
 async def _visible(session: AsyncSession, actor: Actor, request_id: uuid.UUID) -> DacRequest:
+    """The request if the actor may see it now: a coordinator of its DAC (once sent), or its author
+    while still authorised on its patient (403 ``AZ_NOT_IN_CIRCLE`` once removed from the circle)."""
     req = await session.get(DacRequest, request_id)
-    if req is None or not (is_requester(actor, req) or is_coordinator(actor, req)):
+    if req is None:
         raise _not_found()
+    if is_coordinator(actor, req):
+        return req
+    if not is_requester(actor, req):
+        raise _not_found()
+    await _require_patient_access(session, actor, req)
+    return req
+
+
+async def _require_patient_access(session: AsyncSession, actor: Actor, req: DacRequest) -> None:
+    """The actor is authorised on the request's patient now (nothing to check without a patient)."""
+    if req.patient_id is not None:
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=req.patient_id)
+
+
+async def _as_requester(session: AsyncSession, actor: Actor, request_id: uuid.UUID, verb: str) -> DacRequest:
+    """A requester's step (update, send, cancel): the author, still authorised on the patient."""
+    req = await _visible(session, actor, request_id)
+    if not is_requester(actor, req):
+        raise Forbidden(f"Seul l'auteur de la demande peut {verb}.", errcode=ErrCode.NOT_REQUESTER)
+    await _require_patient_access(session, actor, req)
     return req
 
 
@@ -152,7 +215,7 @@ def _check_version(req: DacRequest, version: int) -> None:
 # --- requester ----------------------------------------------------------------------------------
 
 
-async def create_request(*, session: AsyncSession, actor: Actor, data: RequestCreate) -> DacRequest:
+async def create_request(*, session: AsyncSession, actor: Actor, data: RequestCreate) -> RequestOut:
     """Create a draft addressed to a DAC. With a patient, the actor must be an authorised member of
     its care circle; the addressee must be an active directory structure marked DAC (else 422)."""
     if data.patient_id is not None:
@@ -164,7 +227,7 @@ async def create_request(*, session: AsyncSession, actor: Actor, data: RequestCr
         id=uuid.uuid4(),
         patient_id=data.patient_id,
         dac_structure_id=data.dac_structure_id,
-        status="brouillon",
+        status=RequestStatus.BROUILLON,
         reason=data.reason,
         description=data.description,
         urgency=data.urgency,
@@ -183,54 +246,60 @@ async def create_request(*, session: AsyncSession, actor: Actor, data: RequestCr
     await _record(session, actor, "request.created", req)
     await session.commit()
     logger.info("dac request %s drafted by %s", req.id, actor.national_id)
-    return req
+    return await _one(session, req)
+
+
+# Fields of steps 1-2 that a draft always has: null does not clear them.
+_NOT_CLEARABLE = ("dac_structure_id", "reason", "urgency")
+# Fields that null resets to their empty value.
+_EMPTY_VALUES: dict[str, Any] = {"description": "", "actions": [], "alerts": []}
+
+
+def _draft_changes(data: RequestUpdate) -> dict[str, Any]:
+    changed = patch.changes(data)
+    for name in _NOT_CLEARABLE:
+        if name in changed and changed[name] is None:
+            raise Invalid(
+                "Ce champ ne peut pas être vidé : donnez une valeur ou ne l'envoyez pas.", field=name
+            )
+    for name, empty in _EMPTY_VALUES.items():
+        if name in changed and changed[name] is None:
+            changed[name] = empty
+    return changed
 
 
 async def update_request(
     *, session: AsyncSession, actor: Actor, request_id: RequestId, data: RequestUpdate
-) -> DacRequest:
-    """Edit steps 1-2: only the requester, only while it is a draft (409 afterwards)."""
-    req = await _visible(session, actor, request_id)
-    if not is_requester(actor, req):
-        raise Forbidden(
-            "Seul l'auteur de la demande peut modifier ses étapes 1 et 2.",
-            errcode=ErrCode.NOT_REQUESTER,
-        )
-    if req.status != "brouillon":
+) -> RequestOut:
+    """Edit steps 1-2 (``coordination.patch`` convention): only the requester, still authorised on the
+    patient, only while it is a draft (409 afterwards)."""
+    req = await _as_requester(session, actor, request_id, "modifier ses étapes 1 et 2")
+    if req.status != RequestStatus.BROUILLON:
         raise Conflict(
             "La demande a déjà été envoyée : elle ne peut plus être modifiée. Contactez le DAC pour "
             "la compléter.",
             errcode=ErrCode.BAD_TRANSITION,
         )
     _check_version(req, data.version)
-    if data.dac_structure_id is not None:
-        await _checked_dac(session, data.dac_structure_id)
-        req.dac_structure_id = data.dac_structure_id
-    if data.requester_structure_id is not None:
-        _checked_requester_structure(actor, data.requester_structure_id)
-        req.requester_structure_id = data.requester_structure_id
-    for name in ("reason", "description", "urgency", "contact_phone", "contact_email"):
-        value = getattr(data, name)
-        if value is not None:
-            setattr(req, name, value)
-    if data.actions is not None:
-        req.actions = list(data.actions)
-    if data.alerts is not None:
-        req.alerts = list(data.alerts)
-    req.updated_at = utcnow()
-    await _record(session, actor, "request.updated", req)
-    await _commit(session)
-    return req
+    changed = _draft_changes(data)
+    if "dac_structure_id" in changed:
+        await _checked_dac(session, changed["dac_structure_id"])
+    if "requester_structure_id" in changed:
+        _checked_requester_structure(actor, changed["requester_structure_id"])
+    if patch.apply(req, changed):
+        req.updated_at = utcnow()
+        await _record(session, actor, "request.updated", req)
+        await _commit(session)
+    return await _one(session, req)
 
 
 async def send_request(
     *, session: AsyncSession, actor: Actor, request_id: RequestId, version: int
-) -> DacRequest:
-    """Send a draft to its DAC (requester only); its coordinators get "request.received"."""
-    req = await _visible(session, actor, request_id)
-    if not is_requester(actor, req):
-        raise Forbidden("Seul l'auteur de la demande peut l'envoyer.", errcode=ErrCode.NOT_REQUESTER)
-    new_status = rules.next_status(req.status, "envoyer")
+) -> RequestOut:
+    """Send a draft to its DAC (requester only, authorised on the patient now); its coordinators get
+    "request.received"."""
+    req = await _as_requester(session, actor, request_id, "l'envoyer")
+    new_status = next_status(req.status, Step.SEND)
     _check_version(req, version)
     # Every query before the first change, so the row is written (and its version bumped) once.
     await _checked_dac(session, req.dac_structure_id)  # it may have closed since the draft
@@ -253,99 +322,129 @@ async def send_request(
     )
     await _commit(session)
     logger.info("dac request %s sent to %s", req.id, req.dac_structure_id)
-    return req
+    return await _one(session, req)
 
 
 async def cancel_request(
     *, session: AsyncSession, actor: Actor, request_id: RequestId, version: int
-) -> DacRequest:
-    """Cancel (requester only) a draft, or a sent request the DAC has not taken yet."""
-    req = await _visible(session, actor, request_id)
-    if not is_requester(actor, req):
-        raise Forbidden("Seul l'auteur de la demande peut l'annuler.", errcode=ErrCode.NOT_REQUESTER)
-    new_status = rules.next_status(req.status, "annuler")
+) -> RequestOut:
+    """Cancel (requester only, authorised on the patient now) a draft, or a sent request the DAC has
+    not taken yet."""
+    req = await _as_requester(session, actor, request_id, "l'annuler")
+    new_status = next_status(req.status, Step.CANCEL)
     _check_version(req, version)
     req.status = new_status
     req.cancelled_at = req.updated_at = utcnow()
     await _record(session, actor, "request.cancelled", req)
     await _commit(session)
-    return req
+    return await _one(session, req)
 
 
 # --- DAC coordinators ---------------------------------------------------------------------------
 
 
 def _require_coordinator(actor: Actor, req: DacRequest) -> None:
+    """A coordinator of the addressed DAC now, who did not create the request."""
     if not is_coordinator(actor, req):
         raise Forbidden(
             "Seuls les coordinateurs du DAC destinataire peuvent prendre en charge une demande et y "
             "répondre.",
             errcode=ErrCode.NOT_DAC_COORDINATOR,
         )
+    if is_requester(actor, req):
+        raise Forbidden(
+            "Vous avez créé cette demande : un autre coordinateur du DAC doit la prendre en charge et y "
+            "répondre.",
+            errcode=ErrCode.OWN_REQUEST,
+        )
 
 
 async def take_request(
     *, session: AsyncSession, actor: Actor, request_id: RequestId, version: int
-) -> DacRequest:
-    """A coordinator of the DAC takes the request (``envoyée`` -> ``en_cours``)."""
+) -> RequestOut:
+    """A coordinator of the DAC takes the request (``envoyee`` -> ``en_cours``)."""
     req = await _visible(session, actor, request_id)
     _require_coordinator(actor, req)
-    new_status = rules.next_status(req.status, "prendre_en_charge")
+    new_status = next_status(req.status, Step.TAKE)
     _check_version(req, version)
     req.status = new_status
     req.taken_at = req.updated_at = utcnow()
     req.taken_by_national_id = actor.national_id
     await _record(session, actor, "request.taken", req)
     await _commit(session)
-    return req
+    return await _one(session, req)
+
+
+async def _requester_still_authorised(session: AsyncSession, req: DacRequest, patient_id: uuid.UUID) -> bool:
+    """Whether the request's author is, at this moment, an active directory professional authorised on
+    the patient (the same rule as for any caller: ``security.actor_for_user`` + ``circle.access``)."""
+    try:
+        requester = await actor_for_user(session=session, user_id=UserId(req.requester_user_id))
+    except Forbidden:  # delisted or unbound since
+        return False
+    return await circle_access.is_authorised(session=session, actor=requester, patient_id=patient_id)
+
+
+async def _check_inclusion(session: AsyncSession, req: DacRequest, data: AnswerIn) -> PatientId | None:
+    """The patient to include, or None; 422 when inclusion makes no sense, 403 when the request's
+    author is no longer authorised on the patient (a removed member must not get back in this way)."""
+    if not data.include_patient:
+        return None
+    if req.patient_id is None:
+        raise Invalid(
+            "Cette demande ne concerne aucun patient : il n'y a personne à inclure.",
+            field="include_patient",
+        )
+    if data.decision is not Decision.ACCEPTEE:
+        raise Invalid(
+            "Un patient n'est inclus dans le suivi du DAC que si la demande est acceptée : "
+            "choisissez la décision « Acceptée » ou décochez l'inclusion.",
+            field="include_patient",
+        )
+    if not await _requester_still_authorised(session, req, req.patient_id):
+        raise Forbidden(
+            "L'auteur de la demande n'est plus membre habilité du cercle de soins de ce patient : le DAC "
+            "ne peut pas être inclus par cette demande. Répondez sans inclusion, ou demandez à un membre "
+            "habilité du cercle d'ajouter le DAC.",
+            errcode=ErrCode.NOT_IN_CIRCLE,
+        )
+    return PatientId(req.patient_id)
 
 
 async def answer_request(
     *, session: AsyncSession, actor: Actor, request_id: RequestId, data: AnswerIn
-) -> DacRequest:
-    """Step 3 by a coordinator: the decision closes the request (``refusée`` if refused).
+) -> RequestOut:
+    """Step 3 by a coordinator: the decision closes the request (``refusee`` if refused).
 
-    With ``include_patient`` (decision "acceptée" and a patient only), the DAC's structure joins the
-    patient's care circle, habilitée, with the role "coordinateur DAC", so its coordinators reach the
-    dossier; this is audited as "request.patient_included". The requester gets "request.answered".
+    With ``include_patient`` (decision "acceptee" and a patient only, and the request's author still
+    authorised on the patient), the DAC's structure joins the patient's care circle, habilitée, with the
+    role "coordinateur DAC", so its coordinators reach the dossier; this is audited as
+    "request.patient_included". The requester gets "request.answered".
     """
     req = await _visible(session, actor, request_id)
     _require_coordinator(actor, req)
-    new_status = rules.next_status(req.status, "répondre", decision=data.decision)
+    new_status = next_status(req.status, Step.ANSWER, decision=data.decision)
     _check_version(req, data.version)
-    if data.include_patient:
-        if req.patient_id is None:
-            raise Invalid(
-                "Cette demande ne concerne aucun patient : il n'y a personne à inclure.",
-                field="include_patient",
-            )
-        if data.decision != "acceptée":
-            raise Invalid(
-                "Un patient n'est inclus dans le suivi du DAC que si la demande est acceptée : "
-                "choisissez la décision « acceptée » ou décochez l'inclusion.",
-                field="include_patient",
-            )
-    included = False
-    if data.include_patient and req.patient_id is not None:
+    patient_id = await _check_inclusion(session, req, data)
+    if patient_id is not None:
         # Before changing the request: its row is then written (and its version bumped) once.
         await circle.add_system_member(
             session=session,
-            patient_id=req.patient_id,
+            patient_id=patient_id,
             structure_id=req.dac_structure_id,
             role=DAC_ROLE,
             habilite=True,
             reason=f"Inclusion dans le suivi du DAC (demande {req.id})",
         )
-        included = True
     now = utcnow()
     req.status = new_status
     req.decision = data.decision
     req.answer_comment = data.comment
     req.answered_by_national_id = actor.national_id
     req.answered_at = req.updated_at = now
-    req.patient_included = included
+    req.patient_included = patient_id is not None
     await _record(session, actor, "request.answered", req)
-    if included:
+    if patient_id is not None:
         await _record(session, actor, "request.patient_included", req)
     await outbox.emit(
         session=session,
@@ -360,28 +459,37 @@ async def answer_request(
     )
     await _commit(session)
     logger.info("dac request %s answered (%s)", req.id, req.decision)
-    return req
+    return await _one(session, req)
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 
-async def get_request(*, session: AsyncSession, actor: Actor, request_id: RequestId) -> DacRequest:
-    """One request (requester or coordinator of its DAC); the read is audited."""
+async def get_request(*, session: AsyncSession, actor: Actor, request_id: RequestId) -> RequestOut:
+    """One request (its author while authorised on its patient, or a coordinator of its DAC); the read
+    is audited."""
     req = await _visible(session, actor, request_id)
     await _record(session, actor, "request.read", req)
     await session.commit()
-    return req
+    return await _one(session, req)
 
 
 def _visibility(actor: Actor, *, mine: bool) -> ColumnElement[bool]:
-    own = DacRequest.requester_national_id == actor.national_id
+    """My requests (those naming a patient only while I am authorised on it), and, unless ``mine``,
+    those my DACs received."""
+    own = and_(
+        DacRequest.requester_national_id == actor.national_id,
+        or_(
+            DacRequest.patient_id.is_(None),
+            DacRequest.patient_id.in_(circle_access.authorised_patients_subquery(actor)),
+        ),
+    )
     if mine:
         return own
     received = (
         and_(
             DacRequest.dac_structure_id.in_(sorted(actor.structure_ids)),
-            DacRequest.status != "brouillon",
+            DacRequest.status != RequestStatus.BROUILLON,
         )
         if actor.structure_ids
         else false()
@@ -389,23 +497,8 @@ def _visibility(actor: Actor, *, mine: bool) -> ColumnElement[bool]:
     return or_(own, received)
 
 
-async def list_requests(
-    *,
-    session: AsyncSession,
-    actor: Actor,
-    filters: RequestFilters,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[Sequence[DacRequest], int | None]:
-    """The dashboard: requests the actor may see matching ``filters``, newest received first.
-
-    Served by ``ix_dac_requests_dac_status`` for a DAC's list and ``ix_dac_requests_requester`` for
-    "mine". Returns the page and the offset of the next one (None at the end). Patients appearing in
-    the page are recorded in the audit trail.
-    """
-    limit = max(1, min(limit, MAX_PAGE))
+def _filtered(stmt: Select[DacRequest], filters: RequestFilters) -> Select[DacRequest]:
     now = utcnow()
-    stmt = select(DacRequest).where(_visibility(actor, mine=filters.mine))
     if filters.dac is not None:
         stmt = stmt.where(DacRequest.dac_structure_id == filters.dac)
     if filters.statuses:
@@ -418,10 +511,55 @@ async def list_requests(
         stmt = stmt.where(DacRequest.received_at <= now - timedelta(days=filters.min_age_days))
     if filters.max_age_days is not None:
         stmt = stmt.where(DacRequest.received_at >= now - timedelta(days=filters.max_age_days))
+    return stmt
+
+
+def _after(cursor: str | None) -> ColumnElement[bool] | None:
+    """The keyset condition of the page after ``cursor`` (newest received first, then id)."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        received_at = datetime.fromisoformat(str(position["r"]))
+        last_id = uuid.UUID(str(position["i"]))
+    except (KeyError, ValueError) as exc:
+        raise Invalid(
+            "Curseur de page illisible : renvoyez la valeur `next_cursor` de la page précédente.",
+            field="cursor",
+        ) from exc
+    return or_(
+        DacRequest.received_at < received_at,
+        and_(DacRequest.received_at == received_at, DacRequest.id < last_id),
+    )
+
+
+async def list_requests(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    filters: RequestFilters,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[RequestOut]:
+    """The dashboard: requests the actor may see matching ``filters``, newest received first.
+
+    Served by ``ix_dac_requests_dac_status`` for a DAC's list and ``ix_dac_requests_requester`` for
+    "mine"; pages by keyset (received_at, id). Patients appearing in the page are recorded in the
+    audit trail.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = _filtered(select(DacRequest).where(_visibility(actor, mine=filters.mine)), filters)
+    after = _after(cursor)
+    if after is not None:
+        stmt = stmt.where(after)
     stmt = stmt.order_by(DacRequest.received_at.desc(), DacRequest.id.desc())
-    rows = (await session.scalars(stmt.offset(offset).limit(limit + 1))).all()
-    next_offset = offset + limit if len(rows) > limit else None
+    rows = (await session.scalars(stmt.limit(limit + 1))).all()
     page = rows[:limit]
+    next_cursor = (
+        encode_cursor({"r": page[-1].received_at.isoformat(), "i": str(page[-1].id)})
+        if len(rows) > limit
+        else None
+    )
     patient_ids = sorted({r.patient_id for r in page if r.patient_id is not None})
     if patient_ids:
         await audit.record_many(
@@ -432,4 +570,4 @@ async def list_requests(
             patient_ids=patient_ids,
         )
         await session.commit()
-    return page, next_offset
+    return Page[RequestOut](items=await _read_models(session, page), next_cursor=next_cursor)

@@ -461,3 +461,31 @@ async def workplaces_of_users(
         if sid is not None:
             works_at.setdefault(nid, set()).add(sid)
     return {u: (nid, works_at.get(nid, set())) for u, nid in bindings.items()}
+
+
+# --- look-ups for requests to a DAC and patients (h/svc-a) -----------------------------------------
+
+
+async def active_dac_ids(*, session: AsyncSession, structure_ids: Iterable[str]) -> set[str]:
+    """Those of ``structure_ids`` that are active structures marked DAC in the directory."""
+    ids = sorted(set(structure_ids))
+    if not ids:
+        return set()
+    rows = await session.scalars(
+        select(Structure.structure_id).where(
+            Structure.structure_id.in_(ids), Structure.active.is_(True), Structure.is_dac.is_(True)
+        )
+    )
+    return set(rows)
+
+
+async def bound_user_ids(*, session: AsyncSession, national_ids: Iterable[str]) -> dict[str, str]:
+    """``{national_id: Matrix user ID}`` of those of ``national_ids`` bound to an account (active or
+    not: the caller decides what an inactive one may do)."""
+    ids = sorted(set(national_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(AccountBinding.national_id, AccountBinding.user_id).where(AccountBinding.national_id.in_(ids))
+    )
+    return {nid: uid for nid, uid in rows.tuples()}

@@ -2,32 +2,49 @@
 as a CareTeam (RelatedPerson resources for relatives) and the patient's tasks as Task resources.
 
 Professionals and structures are referenced by their national identifiers (RPPS idNatPS, FINESS),
-not copied: the receiver resolves them in the national directory. The Bundle is checked with
-``fhir.resources.R4B`` before it leaves, so a malformed export is a bug caught here, not downstream.
+not copied: the receiver resolves them in the national directory. Every resource is built as a
+``fhir.resources.R4B`` object, so a malformed element fails where it is built (a bug caught here, not
+downstream), never in a nested dict validated at the end.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
-from fhir.resources.R4B.bundle import Bundle
-from sqlalchemy import select
+from fhir.resources.R4B.address import Address
+from fhir.resources.R4B.annotation import Annotation
+from fhir.resources.R4B.bundle import Bundle, BundleEntry
+from fhir.resources.R4B.careteam import CareTeam, CareTeamParticipant
+from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.contactpoint import ContactPoint
+from fhir.resources.R4B.extension import Extension
+from fhir.resources.R4B.humanname import HumanName
+from fhir.resources.R4B.identifier import Identifier
+from fhir.resources.R4B.patient import Patient as FhirPatient
+from fhir.resources.R4B.period import Period
+from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.relatedperson import RelatedPerson
+from fhir.resources.R4B.resource import Resource
+from fhir.resources.R4B.task import Task as FhirTask
+from fhir.resources.R4B.task import TaskRestriction
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.circle.models import CircleMember
 from coordination.db import utcnow
-from coordination.directory.models import Person, Structure
+from coordination.directory import service as directory
 from coordination.fhir.schemas import FhirBundleOut
+from coordination.ids import PatientId
 from coordination.patients import rules
 from coordination.patients.models import Patient
 from coordination.security import Actor
-from coordination.tasks.models import Task
+from coordination.tasks import service as tasks_service
+from coordination.tasks.schemas import AssigneeOut, TaskOut
+from coordination.vocab import DischargeReason, IdentityDocumentType, IdentityStatus, TaskStatus, parse
 
 logger = logging.getLogger(__name__)
 
@@ -47,33 +64,113 @@ COMMUNE_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-
 COUNTRY_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R20-Pays/FHIR/TRE-R20-Pays"
 
 _STATUS_CODES = {
-    "provisoire": ("PROV", "Identité provisoire"),
-    "récupérée": ("RECUP", "Identité récupérée"),
-    "validée": ("VALI", "Identité validée"),
-    "qualifiée": ("QUAL", "Identité qualifiée"),
+    IdentityStatus.PROVISOIRE: ("PROV", "Identité provisoire"),
+    IdentityStatus.RECUPEREE: ("RECUP", "Identité récupérée"),
+    IdentityStatus.VALIDEE: ("VALI", "Identité validée"),
+    IdentityStatus.QUALIFIEE: ("QUAL", "Identité qualifiée"),
 }
 _GENDER = {"F": "female", "M": "male", "I": "other"}
-_TASK_STATUS = {
-    "à_faire": "requested",
-    "en_cours": "in-progress",
-    "terminée": "completed",
-    "annulée": "cancelled",
+_TASK_STATUS: dict[str, str] = {
+    TaskStatus.A_FAIRE: "requested",
+    TaskStatus.EN_COURS: "in-progress",
+    TaskStatus.TERMINEE: "completed",
+    TaskStatus.ANNULEE: "cancelled",
 }
 _TASK_PRIORITY = {"basse": "routine", "normale": "routine", "haute": "urgent"}
+
+
+def _document_label(code: str | None) -> str:
+    return parse(IdentityDocumentType, code).label if code else ""
 
 
 def _ref(resource_id: uuid.UUID) -> str:
     return f"urn:uuid:{resource_id}"
 
 
-def _structure_identifier(structure_id: str) -> dict[str, str]:
+def _structure_identifier(structure_id: str) -> Identifier:
     scheme, _, value = structure_id.partition(":")
     if scheme == "finess" and value:
-        return {"system": FINESS_SYSTEM, "value": value}
-    return {"system": STRUCTURE_SYSTEM, "value": structure_id}
+        return Identifier(system=FINESS_SYSTEM, value=value)
+    return Identifier(system=STRUCTURE_SYSTEM, value=structure_id)
 
 
-def patient_resource(patient: Patient) -> dict[str, Any]:
+def _practitioner(national_id: str, display: str | None = None) -> Reference:
+    return Reference(
+        type="Practitioner", identifier=Identifier(system=IDNATPS_SYSTEM, value=national_id), display=display
+    )
+
+
+def _reliability(patient: Patient, status: IdentityStatus, forced: list[str]) -> list[Extension]:
+    """FR Core identity reliability: the status (with the document check) and each forcing attribute."""
+    code, display = _STATUS_CODES[status]
+    parts = [
+        Extension(
+            url="identityStatus", valueCoding=Coding(system=RELIABILITY_SYSTEM, code=code, display=display)
+        )
+    ]
+    if patient.identity_document_checked_at is not None:
+        parts.append(Extension(url="validationDate", valueDate=patient.identity_document_checked_at.date()))
+        parts.append(
+            Extension(
+                url="validationMode",
+                valueCoding=Coding(display=_document_label(patient.identity_document_type)),
+            )
+        )
+    extensions = [Extension(url=RELIABILITY_URL, extension=parts)]
+    for attribute in forced:
+        coding = Coding(system=ATTRIBUTE_SYSTEM, code=attribute, display=attribute)
+        extensions.append(
+            Extension(url=RELIABILITY_URL, extension=[Extension(url="identityStatus", valueCoding=coding)])
+        )
+    return extensions
+
+
+def _birth_place(code: str) -> Extension:
+    system = COUNTRY_SYSTEM if code.startswith("99") else COMMUNE_SYSTEM
+    insee = Extension(url=INSEE_CODE_URL, valueCoding=Coding(system=system, code=code))
+    return Extension(url=BIRTH_PLACE_URL, valueAddress=Address(extension=[insee]))
+
+
+def _identifiers(patient: Patient, status: IdentityStatus) -> list[Identifier]:
+    identifiers = [Identifier(use="usual", system="urn:azurezo:patient", value=str(patient.id))]
+    # The national identity-vigilance rules (RNIV, référentiel INS) allow the INS to be shared only
+    # once the identity is "qualifiée": before that the number is kept but never exported.
+    if patient.ins_number and status is IdentityStatus.QUALIFIEE:
+        nia = rules.is_nia(patient.ins_number)
+        identifiers.append(
+            Identifier(
+                use="official",
+                type=CodeableConcept(
+                    coding=[Coding(system=IDENTIFIER_TYPE_SYSTEM, code="INS-NIA" if nia else "INS-NIR")]
+                ),
+                system=INS_NIA_SYSTEM if nia else INS_NIR_SYSTEM,
+                value=patient.ins_number,
+            )
+        )
+    return identifiers
+
+
+def _names(patient: Patient) -> list[HumanName]:
+    names = [HumanName(use="official", family=patient.birth_name, given=list(patient.birth_first_names))]
+    if patient.used_name or patient.used_first_name:
+        names.append(
+            HumanName(
+                use="usual",
+                family=patient.used_name or patient.birth_name,
+                given=[patient.used_first_name] if patient.used_first_name else None,
+            )
+        )
+    return names
+
+
+def _telecom(phone: str | None, email: str | None) -> list[ContactPoint] | None:
+    points = [ContactPoint(system="phone", value=phone)] if phone else []
+    if email:
+        points.append(ContactPoint(system="email", value=email))
+    return points or None
+
+
+def patient_resource(patient: Patient) -> FhirPatient:
     """A FR Core-style Patient: INS identifier, birth and used names, birthplace, reliability."""
     status, forced = rules.identity_status(
         insi_retrieved=patient.insi_retrieved_at is not None,
@@ -82,223 +179,117 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
         douteuse=patient.douteuse,
         fictive=patient.fictive,
     )
-    code, display = _STATUS_CODES[status]
-    reliability: list[dict[str, Any]] = [
-        {
-            "url": "identityStatus",
-            "valueCoding": {"system": RELIABILITY_SYSTEM, "code": code, "display": display},
-        }
-    ]
-    if patient.identity_document_checked_at is not None:
-        reliability.append(
-            {"url": "validationDate", "valueDate": patient.identity_document_checked_at.date().isoformat()}
-        )
-        reliability.append(
-            {"url": "validationMode", "valueCoding": {"display": patient.identity_document_type or ""}}
-        )
-    extensions: list[dict[str, Any]] = [{"url": RELIABILITY_URL, "extension": reliability}]
-    for attribute in forced:
-        extensions.append(
-            {
-                "url": RELIABILITY_URL,
-                "extension": [
-                    {
-                        "url": "identityStatus",
-                        "valueCoding": {"system": ATTRIBUTE_SYSTEM, "code": attribute, "display": attribute},
-                    }
-                ],
-            }
-        )
-    place = patient.birthplace_code
-    extensions.append(
-        {
-            "url": BIRTH_PLACE_URL,
-            "valueAddress": {
-                "extension": [
-                    {
-                        "url": INSEE_CODE_URL,
-                        "valueCoding": {
-                            "system": COUNTRY_SYSTEM if place.startswith("99") else COMMUNE_SYSTEM,
-                            "code": place,
-                        },
-                    }
-                ]
-            },
-        }
+    deceased = patient.status == "sortie" and patient.discharge_reason == DischargeReason.DECES
+    return FhirPatient(
+        id=str(patient.id),
+        extension=[*_reliability(patient, status, forced), _birth_place(patient.birth_place_code)],
+        identifier=_identifiers(patient, status),
+        active=patient.status == "active",
+        name=_names(patient),
+        gender=_GENDER.get(patient.sex, "unknown"),
+        birthDate=patient.birth_date,
+        telecom=_telecom(patient.phone, patient.email),
+        address=[Address(text=patient.address)] if patient.address else None,
+        deceasedDateTime=patient.discharge_date.isoformat() if deceased and patient.discharge_date else None,
     )
 
-    identifiers: list[dict[str, Any]] = [
-        {"use": "usual", "system": "urn:azurezo:patient", "value": str(patient.id)}
-    ]
-    # The national identity-vigilance rules (RNIV, référentiel INS) allow the INS to be shared only
-    # once the identity is "qualifiée": before that the number is kept but never exported.
-    if patient.ins_number and patient.identity_status == "qualifiée":
-        nia = rules.is_nia(patient.ins_number)
-        identifiers.append(
-            {
-                "use": "official",
-                "type": {
-                    "coding": [{"system": IDENTIFIER_TYPE_SYSTEM, "code": "INS-NIA" if nia else "INS-NIR"}]
-                },
-                "system": INS_NIA_SYSTEM if nia else INS_NIR_SYSTEM,
-                "value": patient.ins_number,
-            }
-        )
-    names: list[dict[str, Any]] = [
-        {"use": "official", "family": patient.birth_name, "given": list(patient.birth_given_names)}
-    ]
-    if patient.used_name or patient.used_given_name:
-        used: dict[str, Any] = {"use": "usual", "family": patient.used_name or patient.birth_name}
-        if patient.used_given_name:
-            used["given"] = [patient.used_given_name]
-        names.append(used)
-    telecom = []
-    if patient.phone:
-        telecom.append({"system": "phone", "value": patient.phone})
-    if patient.email:
-        telecom.append({"system": "email", "value": patient.email})
-    resource: dict[str, Any] = {
-        "resourceType": "Patient",
-        "id": str(patient.id),
-        "extension": extensions,
-        "identifier": identifiers,
-        "active": patient.status == "active",
-        "name": names,
-        "gender": _GENDER.get(patient.sex, "unknown"),
-        "birthDate": patient.birth_date.isoformat(),
-    }
-    if telecom:
-        resource["telecom"] = telecom
-    if patient.address:
-        resource["address"] = [{"text": patient.address}]
-    if patient.status == "sortie" and patient.discharge_reason == "décès" and patient.discharge_date:
-        resource["deceasedDateTime"] = patient.discharge_date.isoformat()
-    return resource
+
+def _related_person(patient: Patient, m: CircleMember) -> RelatedPerson:
+    return RelatedPerson(
+        id=str(m.id),
+        patient=Reference(reference=_ref(patient.id)),
+        relationship=[CodeableConcept(text=m.relationship or m.role)],
+        name=[HumanName(text=m.relative_name or "")],
+        telecom=_telecom(m.phone, m.email),
+    )
 
 
-async def _care_team(
-    session: AsyncSession, patient: Patient, members: list[CircleMember]
-) -> list[dict[str, Any]]:
+async def _care_team(session: AsyncSession, patient: Patient, members: list[CircleMember]) -> list[Resource]:
     """The CareTeam resource, then one RelatedPerson per relative."""
-    nids = [m.national_id for m in members if m.national_id]
-    sids = [m.structure_id for m in members if m.structure_id]
-    persons: dict[str, Person] = {}
-    structures: dict[str, Structure] = {}
-    if nids:
-        rows = await session.scalars(select(Person).where(Person.national_id.in_(nids)))
-        persons = {p.national_id: p for p in rows}
-    if sids:
-        found = await session.scalars(select(Structure).where(Structure.structure_id.in_(sids)))
-        structures = {s.structure_id: s for s in found}
-    participants: list[dict[str, Any]] = []
-    related: list[dict[str, Any]] = []
+    persons = await directory.display_names(
+        session=session, national_ids=[m.national_id for m in members if m.national_id]
+    )
+    structures = await directory.structure_names(
+        session=session, structure_ids=[m.structure_id for m in members if m.structure_id]
+    )
+    participants: list[CareTeamParticipant] = []
+    related: list[Resource] = []
     for m in members:
-        role = [{"text": m.role}]
         if m.kind == "professional" and m.national_id:
-            person = persons.get(m.national_id)
-            member_ref: dict[str, Any] = {
-                "type": "Practitioner",
-                "identifier": {"system": IDNATPS_SYSTEM, "value": m.national_id},
-            }
-            if person is not None:
-                member_ref["display"] = f"{person.given_name} {person.family_name}".strip()
+            member = _practitioner(m.national_id, persons.get(m.national_id))
         elif m.kind == "structure" and m.structure_id:
-            structure = structures.get(m.structure_id)
-            member_ref = {"type": "Organization", "identifier": _structure_identifier(m.structure_id)}
-            if structure is not None:
-                member_ref["display"] = structure.name
+            member = Reference(
+                type="Organization",
+                identifier=_structure_identifier(m.structure_id),
+                display=structures.get(m.structure_id),
+            )
         else:
-            person_resource: dict[str, Any] = {
-                "resourceType": "RelatedPerson",
-                "id": str(m.id),
-                "patient": {"reference": _ref(patient.id)},
-                "relationship": [{"text": m.relationship or m.role}],
-                "name": [{"text": m.relative_name or ""}],
-            }
-            telecom = []
-            if m.phone:
-                telecom.append({"system": "phone", "value": m.phone})
-            if m.email:
-                telecom.append({"system": "email", "value": m.email})
-            if telecom:
-                person_resource["telecom"] = telecom
-            related.append(person_resource)
-            member_ref = {"reference": _ref(m.id), "type": "RelatedPerson"}
-        participants.append({"role": role, "member": member_ref})
-    team: dict[str, Any] = {
-        "resourceType": "CareTeam",
-        "id": str(uuid.uuid5(patient.id, "careteam")),
-        "status": "active" if patient.status == "active" else "inactive",
-        "name": "Cercle de soins",
-        "subject": {"reference": _ref(patient.id), "type": "Patient"},
-    }
-    if participants:
-        team["participant"] = participants
+            related.append(_related_person(patient, m))
+            member = Reference(reference=_ref(m.id), type="RelatedPerson")
+        participants.append(CareTeamParticipant(role=[CodeableConcept(text=m.role)], member=member))
+    team = CareTeam(
+        id=str(uuid.uuid5(patient.id, "careteam")),
+        status="active" if patient.status == "active" else "inactive",
+        name="Cercle de soins",
+        subject=Reference(reference=_ref(patient.id), type="Patient"),
+        participant=participants or None,
+    )
     return [team, *related]
 
 
-def _task_resource(patient: Patient, task: Task) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Task",
-        "id": str(task.id),
-        "status": _TASK_STATUS.get(task.status, "requested"),
-        "intent": "order",
-        "code": {"text": task.type},
-        "description": task.title,
-        "for": {"reference": _ref(patient.id), "type": "Patient"},
-        "authoredOn": task.created_at.isoformat(),
-        "lastModified": task.updated_at.isoformat(),
-        "requester": {
-            "type": "Practitioner",
-            "identifier": {"system": IDNATPS_SYSTEM, "value": task.creator_national_id},
-        },
-    }
-    if task.priority in _TASK_PRIORITY:
-        resource["priority"] = _TASK_PRIORITY[task.priority]
-    if task.description:
-        resource["note"] = [{"text": task.description}]
-    if task.due_date is not None:
-        resource["restriction"] = {"period": {"end": task.due_date.isoformat()}}
-    # FHIR gives a Task one owner: the first assignee (by key order) stands for all of them.
-    refs = []
-    for assignee in task.assignees:
-        kind, _, value = assignee.key.partition(":")
-        if kind == "pp":
-            refs.append({"type": "Practitioner", "identifier": {"system": IDNATPS_SYSTEM, "value": value}})
-        elif kind == "st":
-            refs.append({"type": "Organization", "identifier": _structure_identifier(value)})
-    if refs:
-        resource["owner"] = refs[0]
-    if task.completed_at is not None:
-        resource["executionPeriod"] = {"end": task.completed_at.isoformat()}
-    return resource
+def _assignee_key(assignee: AssigneeOut) -> str:
+    return f"pp:{assignee.national_id}" if assignee.national_id else f"st:{assignee.structure_id}"
 
 
-async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> FhirBundleOut:
+def _task_owner(task: TaskOut) -> Reference | None:
+    """FHIR gives a Task one owner: the first assignee (by key order) stands for all of them."""
+    first = min(task.assignees, key=_assignee_key, default=None)
+    if first is None:
+        return None
+    if first.national_id:
+        return _practitioner(first.national_id, first.label)
+    if first.structure_id:
+        return Reference(
+            type="Organization", identifier=_structure_identifier(first.structure_id), display=first.label
+        )
+    return None
+
+
+def _task_resource(patient: Patient, task: TaskOut) -> FhirTask:
+    return FhirTask(
+        id=str(task.id),
+        status=_TASK_STATUS.get(task.status, "requested"),
+        intent="order",
+        code=CodeableConcept(text=task.type.label),
+        description=task.title,
+        for_fhir=Reference(reference=_ref(patient.id), type="Patient"),
+        authoredOn=task.created_at,
+        lastModified=task.updated_at,
+        requester=_practitioner(task.creator_national_id),
+        priority=_TASK_PRIORITY.get(task.priority or ""),
+        note=[Annotation(text=task.description)] if task.description else None,
+        restriction=TaskRestriction(period=Period(end=task.due_date.isoformat())) if task.due_date else None,
+        owner=_task_owner(task),
+        executionPeriod=Period(end=task.completed_at) if task.completed_at else None,
+    )
+
+
+async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: PatientId) -> FhirBundleOut:
     """The dossier as a FHIR R4 ``collection`` Bundle (authorised members only, audited)."""
     patient = await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     members = await circle.members_of(session=session, patient_id=patient_id)
-    tasks = (
-        await session.scalars(
-            select(Task)
-            .where(Task.patient_id == patient_id)
-            .options(selectinload(Task.assignees))
-            .order_by(Task.created_at, Task.id)
-        )
-    ).all()
-    resources = [
+    tasks = await tasks_service.tasks_of_patient(session=session, patient_id=patient_id)
+    resources: list[Resource] = [
         patient_resource(patient),
         *await _care_team(session, patient, members),
         *(_task_resource(patient, t) for t in tasks),
     ]
-    raw = {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "type": "collection",
-        "timestamp": utcnow().isoformat(),
-        "entry": [{"fullUrl": _ref(uuid.UUID(r["id"])), "resource": r} for r in resources],
-    }
-    checked = Bundle.model_validate(raw)  # raises on a malformed export: a bug, never a user error
+    bundle = Bundle(
+        id=str(uuid.uuid4()),
+        type="collection",
+        timestamp=utcnow(),
+        entry=[BundleEntry(fullUrl=_ref(uuid.UUID(str(r.id))), resource=r) for r in resources],
+    )
     await audit.record(
         session=session,
         actor=actor,
@@ -309,4 +300,4 @@ async def export_patient(*, session: AsyncSession, actor: Actor, patient_id: uui
     )
     await session.commit()
     logger.info("FHIR export of patient %s (%d resources)", patient_id, len(resources))
-    return FhirBundleOut.model_validate(checked.model_dump(mode="json", exclude_none=True))
+    return FhirBundleOut.model_validate(bundle.model_dump(mode="json", exclude_none=True))

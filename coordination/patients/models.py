@@ -20,10 +20,23 @@ class Patient(Base):
 
     __tablename__ = "patients"
     # Name prefix search walks one of these in order and stops after a page (see
-    # ``service.search_patients``); the birth-name one also serves the duplicate check.
+    # ``service.search_patients``). ``uq_patients_identity`` (a unique index) makes the duplicate check
+    # hold under concurrency (issue 6, item 3): one identity key (normalised birth name, first birth
+    # first name, birth date) has one row per ``homonym_rank``; a creation that did not see a concurrent
+    # one collides on rank 0 and is answered 409 with the candidates (see ``service.create_patient``).
     __table_args__ = (
         Index("ix_patients_search_birth_name", "search_birth_name", "birth_date"),
         Index("ix_patients_search_used_name", "search_used_name", "birth_date"),
+        # A unique index rather than a table constraint: SQLite adds it without rebuilding the table
+        # (a rebuild cannot drop a table other rows reference).
+        Index(
+            "uq_patients_identity",
+            "search_birth_name",
+            "search_first_given_name",
+            "birth_date",
+            "homonym_rank",
+            unique=True,
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -32,18 +45,20 @@ class Patient(Base):
 
     # The five strict traits.
     birth_name: Mapped[str] = mapped_column(String(100))
-    birth_given_names: Mapped[list[str]] = mapped_column(JSON)
-    first_birth_given_name: Mapped[str] = mapped_column(String(100))
+    birth_first_names: Mapped[list[str]] = mapped_column(JSON)
+    first_birth_first_name: Mapped[str] = mapped_column(String(100))
     birth_date: Mapped[date] = mapped_column(Date)
     sex: Mapped[str] = mapped_column(String(1))  # "F", "M", "I" (indéterminé)
-    birthplace_code: Mapped[str] = mapped_column(String(5))  # INSEE code; "99xxx" born abroad
+    birth_place_code: Mapped[str] = mapped_column(String(5))  # INSEE code; "99xxx" born abroad
 
     used_name: Mapped[str | None] = mapped_column(String(100))
-    used_given_name: Mapped[str | None] = mapped_column(String(100))
+    used_first_name: Mapped[str | None] = mapped_column(String(100))
 
     search_birth_name: Mapped[str] = mapped_column(SearchKey)
     search_used_name: Mapped[str | None] = mapped_column(SearchKey)
     search_first_given_name: Mapped[str] = mapped_column(String(100))
+    # 0 for the first dossier of an identity key; confirmed homonyms (``confirm_duplicate``) get 1, 2...
+    homonym_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     address: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(40))

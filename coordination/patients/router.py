@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
 from coordination.db import SessionDep
+from coordination.ids import PatientId
+from coordination.pagination import Cursor, Page
 from coordination.patients import service
 from coordination.patients.schemas import (
     DischargeIn,
     DuplicateWarning,
     PatientCreate,
-    PatientListOut,
     PatientOut,
-    PatientSearchOut,
+    PatientStatus,
+    PatientSummary,
     PatientUpdate,
     ReactivateIn,
 )
@@ -50,7 +51,7 @@ async def create_patient(
 
 @router.get(
     "",
-    response_model=PatientSearchOut,
+    response_model=Page[PatientSummary],
     summary="Search patients by the first letters of the birth or used name (minimal identity)",
 )
 async def search_patients(
@@ -65,27 +66,28 @@ async def search_patients(
         ),
     ],
     birth_date: Annotated[date | None, Query(description="AAAA-MM-JJ")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
-) -> PatientSearchOut:
+) -> Page[PatientSummary]:
     return await service.search_patients(
-        session=session, actor=actor, q=q, birth_date=birth_date, limit=limit
+        session=session, actor=actor, q=q, birth_date=birth_date, limit=limit, cursor=cursor
     )
 
 
 @router.get(
     "/mine",
-    response_model=PatientListOut,
+    response_model=Page[PatientSummary],
     summary="My patients: those whose circle authorises me or my structure",
 )
 async def my_patients(
     session: SessionDep,
     actor: CurrentActor,
-    status_filter: Annotated[Literal["active", "sortie"] | None, Query(alias="status")] = None,
+    status_filter: Annotated[PatientStatus | None, Query(alias="status")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> PatientListOut:
+) -> Page[PatientSummary]:
     return await service.my_patients(
-        session=session, actor=actor, status=status_filter, limit=limit, offset=offset
+        session=session, actor=actor, status=status_filter, limit=limit, cursor=cursor
     )
 
 
@@ -94,7 +96,7 @@ async def my_patients(
     response_model=PatientOut,
     summary="The full dossier (authorised members only)",
 )
-async def get_patient(patient_id: uuid.UUID, session: SessionDep, actor: CurrentActor) -> PatientOut:
+async def get_patient(patient_id: PatientId, session: SessionDep, actor: CurrentActor) -> PatientOut:
     return await service.get_patient(session=session, actor=actor, patient_id=patient_id)
 
 
@@ -104,7 +106,7 @@ async def get_patient(patient_id: uuid.UUID, session: SessionDep, actor: Current
     summary="Change a dossier; send the version you read (409 if someone changed it meanwhile)",
 )
 async def update_patient(
-    patient_id: uuid.UUID, body: PatientUpdate, session: SessionDep, actor: CurrentActor
+    patient_id: PatientId, body: PatientUpdate, session: SessionDep, actor: CurrentActor
 ) -> PatientOut:
     return await service.update_patient(session=session, actor=actor, patient_id=patient_id, change=body)
 
@@ -115,7 +117,7 @@ async def update_patient(
     summary="Record the patient's sortie (reason and date)",
 )
 async def discharge_patient(
-    patient_id: uuid.UUID, body: DischargeIn, session: SessionDep, actor: CurrentActor
+    patient_id: PatientId, body: DischargeIn, session: SessionDep, actor: CurrentActor
 ) -> PatientOut:
     return await service.discharge_patient(session=session, actor=actor, patient_id=patient_id, data=body)
 
@@ -126,6 +128,6 @@ async def discharge_patient(
     summary="Bring a patient back after a sortie",
 )
 async def reactivate_patient(
-    patient_id: uuid.UUID, body: ReactivateIn, session: SessionDep, actor: CurrentActor
+    patient_id: PatientId, body: ReactivateIn, session: SessionDep, actor: CurrentActor
 ) -> PatientOut:
     return await service.reactivate_patient(session=session, actor=actor, patient_id=patient_id, data=body)

@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-IdentityStatus = Literal["provisoire", "récupérée", "validée", "qualifiée"]
+from coordination.vocab import IdentityStatus
+
 Sex = Literal["F", "M", "I"]
+
+# Patients live in France: "today" for a birth date, an age or a discharge date is the date in Paris,
+# whatever the server's own time zone (a server in UTC would otherwise refuse a discharge dated today
+# between midnight and 1 or 2 a.m.).
+PATIENT_TZ = ZoneInfo("Europe/Paris")
+
+
+def today() -> date:
+    """Today's date for a patient (Europe/Paris)."""
+    return datetime.now(PATIENT_TZ).date()
+
 
 # First digit of an INS number (NIR or NIA) by sex: 1/2 for a NIR, 3/4 for a provisional number of
 # a person born abroad, 7/8 for a NIA (number awaiting registration). Odd = male, even = female.
@@ -96,11 +110,11 @@ def identity_status(
         name for name, on in (("homonyme", homonyme), ("douteuse", douteuse), ("fictive", fictive)) if on
     ]
     if forced:
-        return "provisoire", forced
+        return IdentityStatus.PROVISOIRE, forced
     if insi_retrieved and document_checked:
-        return "qualifiée", []
+        return IdentityStatus.QUALIFIEE, []
     if insi_retrieved:
-        return "récupérée", []
+        return IdentityStatus.RECUPEREE, []
     if document_checked:
-        return "validée", []
-    return "provisoire", []
+        return IdentityStatus.VALIDEE, []
+    return IdentityStatus.PROVISOIRE, []

@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from coordination.patients.rules import BIRTH_PLACE_PATTERN, IdentityStatus
+from coordination import text
+from coordination.contact import Email, Phone
+from coordination.ids import PatientId
+from coordination.patients.rules import BIRTH_PLACE_PATTERN
 from coordination.schemas import ErrorOut
-
-# No control characters: they have no place in a name or an address, and PostgreSQL refuses NUL.
-NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-Text500 = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_CONTROL)
-]
-Text200 = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_CONTROL)
-]
-
+from coordination.text import Line500, Paragraph500
+from coordination.vocab import ConsentMode, DischargeReason, IdentityDocumentType, IdentityStatus
 
 # --- identity ------------------------------------------------------------------------------------
 
 # Latin letters (accents allowed), spaces, hyphens and apostrophes: what a civil-status name holds.
+# NFC first (issue 6 item 5): macOS input and copy-paste send "E\u0301LODIE", which is "ÉLODIE".
 _NAME = r"^[A-Za-zÀ-ÖØ-öø-ÿŒœŸ][A-Za-zÀ-ÖØ-öø-ÿŒœŸ' ’\-]*$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NAME)]
+Name = Annotated[
+    str,
+    BeforeValidator(text.nfc),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NAME),
+]
 
 
 def _birth_place(value: object) -> object:
@@ -49,22 +48,9 @@ def _birth_place(value: object) -> object:
 
 
 BirthPlaceCode = Annotated[str, BeforeValidator(_birth_place)]
-InsNumber = Annotated[str, StringConstraints(strip_whitespace=True, max_length=30)]
-Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .()\-]{4,30}$", max_length=40)
-]
-Email = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"),
-]
+InsNumber = Annotated[str, StringConstraints(strip_whitespace=True, max_length=30, pattern=text.LINE_PATTERN)]
 Sex = Literal["F", "M", "I"]
-ConsentMode = Literal["oral", "écrit", "électronique", "représentant légal"]
-# Documents the RNIV accepts to validate an identity (for a minor: livret de famille or birth
-# certificate, with a parent's ID). A driving licence or a health card is not one of them.
-IdentityDocumentType = Literal[
-    "passeport", "CNI", "titre de séjour", "livret de famille", "extrait d'acte de naissance"
-]
-DischargeReason = Literal["décès", "déménagement", "fin de prise en charge", "hospitalisation", "autre"]
+PatientStatus = Literal["active", "sortie"]
 
 
 class _In(BaseModel):
@@ -75,7 +61,7 @@ class ConsentIn(_In):
     """The patient's consent to sharing; the author is the caller, the time defaults to now."""
 
     given: bool
-    mode: ConsentMode = Field(examples=["oral"])
+    mode: ConsentMode = Field(examples=[ConsentMode.ORAL])
     recorded_at: AwareDatetime | None = Field(default=None, description="Default: now")
 
 
@@ -117,7 +103,7 @@ class PatientCreate(_In):
     )
     used_name: Name | None = None
     used_first_name: Name | None = None
-    address: Text500 | None = None
+    address: Paragraph500 | None = None
     phone: Phone | None = None
     email: Email | None = None
     ins_number: InsNumber | None = Field(
@@ -148,7 +134,7 @@ class PatientUpdate(_In):
     birth_place_code: BirthPlaceCode | None = None
     used_name: Name | None = None
     used_first_name: Name | None = None
-    address: Text500 | None = None
+    address: Paragraph500 | None = None
     phone: Phone | None = None
     email: Email | None = None
     ins_number: InsNumber | None = None
@@ -164,7 +150,7 @@ class DischargeIn(_In):
     version: int = Field(ge=1, le=2**31 - 1)
     reason: DischargeReason
     date: dt.date | None = Field(default=None, description="Default: today")
-    note: Text500 | None = Field(default=None, description="Required when the reason is « autre »")
+    note: Line500 | None = Field(default=None, description="Required when the reason is « autre »")
 
 
 class ReactivateIn(_In):
@@ -176,13 +162,13 @@ class ReactivateIn(_In):
 
 class ConsentOut(BaseModel):
     given: bool
-    mode: str
+    mode: ConsentMode
     recorded_by: str = Field(description="National id of the professional who recorded it")
     recorded_at: datetime
 
 
 class IdentityDocumentOut(BaseModel):
-    document_type: str
+    document_type: IdentityDocumentType
     checked_by: str
     checked_at: datetime
 
@@ -193,7 +179,7 @@ class InsiRetrievalOut(BaseModel):
 
 
 class DischargeOut(BaseModel):
-    reason: str
+    reason: DischargeReason
     date: dt.date
     note: str | None = None
 
@@ -201,7 +187,7 @@ class DischargeOut(BaseModel):
 class PatientSummary(BaseModel):
     """The minimal identity: what anyone may see to tell whether a patient is already included."""
 
-    id: uuid.UUID
+    id: PatientId
     birth_name: str
     first_birth_first_name: str
     used_name: str | None = None
@@ -209,24 +195,14 @@ class PatientSummary(BaseModel):
     birth_date: date
     sex: Sex
     identity_status: IdentityStatus
-    status: Literal["active", "sortie"]
+    status: PatientStatus
     is_member: bool = Field(description="Whether the caller is an authorised member of the circle")
 
 
-class PatientSearchOut(BaseModel):
-    results: list[PatientSummary]
-    truncated: bool = Field(description="More patients match: type more letters or the birth date")
-
-
-class PatientListOut(BaseModel):
-    results: list[PatientSummary]
-    next_offset: int | None = None
-
-
 class DuplicateCandidate(PatientSummary):
-    match: Literal["identique", "homonyme", "même INS"] = Field(
+    match: Literal["identique", "homonyme", "meme_ins"] = Field(
         description="identique: same five strict traits; homonyme: same birth name, first first "
-        "name and birth date; même INS: same INS number (never confirmable)"
+        "name and birth date; meme_ins: same INS number (never confirmable)"
     )
 
 
@@ -239,7 +215,7 @@ class DuplicateWarning(ErrorOut):
 class PatientOut(BaseModel):
     """The full dossier (authorised members only)."""
 
-    id: uuid.UUID
+    id: PatientId
     version: int
     birth_name: str
     birth_first_names: list[str]
@@ -262,7 +238,7 @@ class PatientOut(BaseModel):
     consent: ConsentOut | None = None
     identity_document: IdentityDocumentOut | None = None
     insi: InsiRetrievalOut | None = None
-    status: Literal["active", "sortie"]
+    status: PatientStatus
     discharge: DischargeOut | None = None
     created_at: datetime
     created_by: str

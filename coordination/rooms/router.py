@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from coordination.db import SessionDep
+from coordination.ids import PatientId, RoomId
+from coordination.pagination import Cursor, Page
 from coordination.rooms import service
 from coordination.rooms.schemas import (
     ROOM_ID_PATTERN,
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/api/v1", tags=["salons"])
     summary="Link a Matrix room to the patient (authorised members only)",
 )
 async def link_patient_room(
-    patient_id: uuid.UUID, body: PatientRoomIn, session: SessionDep, actor: CurrentActor, response: Response
+    patient_id: PatientId, body: PatientRoomIn, session: SessionDep, actor: CurrentActor, response: Response
 ) -> PatientRoomOut:
     link, created = await service.link_patient_room(
         session=session, actor=actor, patient_id=patient_id, room_id=body.room_id
@@ -42,13 +43,19 @@ async def link_patient_room(
 
 @router.get(
     "/patients/{patient_id}/rooms",
-    response_model=list[PatientRoomOut],
+    response_model=Page[PatientRoomOut],
     summary="The rooms linked to the patient (authorised members only)",
 )
 async def patient_rooms(
-    patient_id: uuid.UUID, session: SessionDep, actor: CurrentActor
-) -> list[PatientRoomOut]:
-    return await service.patient_rooms(session=session, actor=actor, patient_id=patient_id)
+    patient_id: PatientId,
+    session: SessionDep,
+    actor: CurrentActor,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+) -> Page[PatientRoomOut]:
+    return await service.patient_rooms(
+        session=session, actor=actor, patient_id=patient_id, limit=limit, cursor=cursor
+    )
 
 
 @router.post(
@@ -61,9 +68,14 @@ async def create_theme(body: ThemeIn, session: SessionDep, actor: CurrentActor) 
     return await service.create_theme(session=session, actor=actor, name=body.name, room_id=body.room_id)
 
 
-@router.get("/themes", response_model=list[ThemeOut], summary="The thematic rooms")
-async def list_themes(session: SessionDep, actor: CurrentActor) -> list[ThemeOut]:
-    return await service.list_themes(session=session)
+@router.get("/themes", response_model=Page[ThemeOut], summary="The thematic rooms")
+async def list_themes(
+    session: SessionDep,
+    actor: CurrentActor,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+) -> Page[ThemeOut]:
+    return await service.list_themes(session=session, limit=limit, cursor=cursor)
 
 
 @router.get(
@@ -72,7 +84,7 @@ async def list_themes(session: SessionDep, actor: CurrentActor) -> list[ThemeOut
     summary="What a room is about (a patient room only for the patient's authorised members)",
 )
 async def describe_room(
-    room_id: Annotated[str, Path(max_length=255, pattern=ROOM_ID_PATTERN)],
+    room_id: Annotated[RoomId, Path(max_length=255, pattern=ROOM_ID_PATTERN)],
     session: SessionDep,
     actor: CurrentActor,
 ) -> RoomOut:

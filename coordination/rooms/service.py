@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.db import utcnow
-from coordination.errors import Conflict, ErrCode, NotFound
+from coordination.errors import Conflict, ErrCode, Invalid, NotFound
+from coordination.ids import PatientId, RoomId
+from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.rooms.models import PatientRoom, ThemeRoom
 from coordination.rooms.schemas import PatientRoomOut, RoomOut, ThemeOut
 from coordination.security import Actor
@@ -49,18 +52,25 @@ async def _commit_link(session: AsyncSession) -> None:
 
 def _patient_room_out(row: PatientRoom) -> PatientRoomOut:
     return PatientRoomOut(
-        room_id=row.room_id, patient_id=row.patient_id, linked_by=row.linked_by, linked_at=row.linked_at
+        room_id=RoomId(row.room_id),
+        patient_id=PatientId(row.patient_id),
+        linked_by=row.linked_by,
+        linked_at=row.linked_at,
     )
 
 
 def _theme_out(row: ThemeRoom) -> ThemeOut:
     return ThemeOut(
-        id=row.id, name=row.name, room_id=row.room_id, created_by=row.created_by, created_at=row.created_at
+        id=row.id,
+        name=row.name,
+        room_id=RoomId(row.room_id),
+        created_by=row.created_by,
+        created_at=row.created_at,
     )
 
 
 async def link_patient_room(
-    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, room_id: str
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId, room_id: RoomId
 ) -> tuple[PatientRoomOut, bool]:
     """Link ``room_id`` to the patient (authorised members only, audited).
 
@@ -90,15 +100,38 @@ async def link_patient_room(
     return _patient_room_out(row), True
 
 
+MAX_PAGE = 200
+
+
+def _position(cursor: str | None, *keys: str) -> list[str] | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    if not all(isinstance(position.get(k), str) for k in keys):
+        raise Invalid(
+            "Curseur de page illisible : renvoyez la valeur `next_cursor` de la page précédente.",
+            field="cursor",
+        )
+    return [str(position[k]) for k in keys]
+
+
 async def patient_rooms(
-    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID
-) -> list[PatientRoomOut]:
-    """The rooms of a patient (authorised members only, audited read)."""
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId, limit: int = 50, cursor: str | None = None
+) -> Page[PatientRoomOut]:
+    """The rooms of a patient, oldest link first (authorised members only, audited read)."""
     await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
-    rows = await session.scalars(
-        select(PatientRoom).where(PatientRoom.patient_id == patient_id).order_by(PatientRoom.linked_at)
+    stmt = select(PatientRoom).where(PatientRoom.patient_id == patient_id)
+    after = _position(cursor, "t", "r")
+    if after is not None:
+        at, room = datetime.fromisoformat(after[0]), after[1]
+        stmt = stmt.where(
+            or_(PatientRoom.linked_at > at, and_(PatientRoom.linked_at == at, PatientRoom.room_id > room))
+        )
+    rows = list(
+        await session.scalars(stmt.order_by(PatientRoom.linked_at, PatientRoom.room_id).limit(limit + 1))
     )
-    out = [_patient_room_out(r) for r in rows]
+    page = rows[:limit]
+    out = [_patient_room_out(r) for r in page]
     await audit.record(
         session=session,
         actor=actor,
@@ -108,10 +141,16 @@ async def patient_rooms(
         patient_id=patient_id,
     )
     await session.commit()
-    return out
+    more = len(rows) > limit
+    return Page[PatientRoomOut](
+        items=out,
+        next_cursor=encode_cursor({"t": page[-1].linked_at.isoformat(), "r": page[-1].room_id})
+        if more
+        else None,
+    )
 
 
-async def create_theme(*, session: AsyncSession, actor: Actor, name: str, room_id: str) -> ThemeOut:
+async def create_theme(*, session: AsyncSession, actor: Actor, name: str, room_id: RoomId) -> ThemeOut:
     """Declare a thematic room ("vaccination covid"); any active professional may."""
     taken = await _room_taken(session, room_id)
     if taken is not None:
@@ -125,12 +164,23 @@ async def create_theme(*, session: AsyncSession, actor: Actor, name: str, room_i
     return _theme_out(row)
 
 
-async def list_themes(*, session: AsyncSession) -> list[ThemeOut]:
-    rows = await session.scalars(select(ThemeRoom).order_by(ThemeRoom.name, ThemeRoom.id))
-    return [_theme_out(r) for r in rows]
+async def list_themes(*, session: AsyncSession, limit: int = 50, cursor: str | None = None) -> Page[ThemeOut]:
+    """The thematic rooms, by name."""
+    stmt = select(ThemeRoom)
+    after = _position(cursor, "n", "i")
+    if after is not None:
+        name, last = after[0], uuid.UUID(after[1])
+        stmt = stmt.where(or_(ThemeRoom.name > name, and_(ThemeRoom.name == name, ThemeRoom.id > last)))
+    rows = list(await session.scalars(stmt.order_by(ThemeRoom.name, ThemeRoom.id).limit(limit + 1)))
+    page = rows[:limit]
+    more = len(rows) > limit
+    return Page[ThemeOut](
+        items=[_theme_out(r) for r in page],
+        next_cursor=encode_cursor({"n": page[-1].name, "i": str(page[-1].id)}) if more else None,
+    )
 
 
-async def describe_room(*, session: AsyncSession, actor: Actor, room_id: str) -> RoomOut:
+async def describe_room(*, session: AsyncSession, actor: Actor, room_id: RoomId) -> RoomOut:
     """What a room is about. A patient room is told only to the patient's authorised members (403
     otherwise, audited when told); an unknown room answers 404."""
     link = await session.get(PatientRoom, room_id)
@@ -145,7 +195,7 @@ async def describe_room(*, session: AsyncSession, actor: Actor, room_id: str) ->
             patient_id=link.patient_id,
         )
         await session.commit()
-        return RoomOut(room_id=room_id, kind="patient", patient_id=link.patient_id)
+        return RoomOut(room_id=room_id, kind="patient", patient_id=PatientId(link.patient_id))
     theme = await session.scalar(select(ThemeRoom).where(ThemeRoom.room_id == room_id))
     if theme is None:
         raise NotFound(

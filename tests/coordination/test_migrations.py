@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -91,36 +90,6 @@ async def test_old_codes_are_renamed_on_upgrade(tmp_path: Path) -> None:
         assert tuple(row) == ("cloturee", "tres_urgente", "reorientee")
 
 
-def _minimal_row(table: Any, **values: Any) -> dict[str, Any]:
-    """Values for every NOT NULL column of ``table`` without a default (dummies by type) + ``values``."""
-    import datetime as dt
-    import uuid
-
-    from sqlalchemy import JSON, Boolean, Date, Integer, String, Text, Uuid
-
-    row: dict[str, Any] = {}
-    for column in table.columns:
-        if column.nullable or column.default is not None or column.server_default is not None:
-            continue
-        kind = column.type
-        if isinstance(kind, Uuid):
-            row[column.name] = uuid.uuid4()
-        elif isinstance(kind, JSON):
-            row[column.name] = ["x"]
-        elif isinstance(kind, Boolean):
-            row[column.name] = False
-        elif isinstance(kind, Integer):
-            row[column.name] = 1
-        elif isinstance(kind, Date):
-            row[column.name] = dt.date(2000, 1, 1)
-        elif isinstance(kind, (String, Text)):
-            row[column.name] = "x"
-        else:
-            row[column.name] = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    row.update(values)
-    return row
-
-
 async def test_existing_tasks_get_short_numbers_in_creation_order(tmp_path: Path) -> None:
     """Tasks written before short numbers are numbered 1, 2, … per patient (and per creator without a
     patient), and the counters continue after them, so the next task of the patient is n° 3."""
@@ -129,17 +98,20 @@ async def test_existing_tasks_get_short_numbers_in_creation_order(tmp_path: Path
 
     from sqlalchemy import insert, select, text
 
-    from coordination.patients.models import Patient
     from coordination.tasks.rules import number_scope
+    from tests.coordination.patients.test_identity_migration import PATIENTS_C3, legacy_patient_row
 
-    patient_id = uuid.uuid4()
+    patient_id = uuid.UUID(int=1)  # legacy_patient_row(0, ...)
     async with fresh_database_url(tmp_path) as url:
         await upgrade_to_head_async(url, revision="e5_synthesis_versions")
         engine = make_engine(url)
         try:
             async with engine.begin() as conn:
+                # The patients table as it was then (later migrations rename its columns).
                 await conn.execute(
-                    insert(Patient.__table__).values(_minimal_row(Patient.__table__, id=patient_id))
+                    insert(PATIENTS_C3).values(
+                        legacy_patient_row(0, "DUPONT", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+                    )
                 )
                 for i, (pid, creator) in enumerate(
                     [(patient_id, "8A"), (None, "8B"), (patient_id, "8C"), (None, "8B")]

@@ -30,31 +30,37 @@ async def test_trail_is_newest_first_paginated_and_complete(
     first = await client.get(f"/api/v1/patients/{pid}/audit", params={"limit": 2}, headers=alice.headers)
     assert first.status_code == 200
     page = first.json()
-    assert [e["action"] for e in page["entries"]] == ["patient.updated", "patient.read"]
-    newest = page["entries"][0]
+    assert [e["action"] for e in page["items"]] == ["patient.updated", "patient.read"]
+    newest = page["items"][0]
     assert newest["actor_user_id"] == alice.user_id and newest["actor_national_id"] == alice.national_id
     assert newest["object_type"] == "patient" and newest["object_id"] == pid
-    assert page["entries"][1]["via_bot"] is True
+    assert page["items"][1]["via_bot"] is True
 
     rest = await client.get(
         f"/api/v1/patients/{pid}/audit",
-        params={"limit": 50, "before_id": page["next_before_id"]},
+        params={"limit": 50, "cursor": page["next_cursor"]},
         headers=alice.headers,
     )
-    older = [e["action"] for e in rest.json()["entries"]]
+    older = [e["action"] for e in rest.json()["items"]]
     assert older == ["patient.read", "patient.created"]
-    assert rest.json()["next_before_id"] is None
-    ids = [e["id"] for e in page["entries"] + rest.json()["entries"]]
+    assert rest.json()["next_cursor"] is None
+    ids = [e["id"] for e in page["items"] + rest.json()["items"]]
     assert ids == sorted(ids, reverse=True)
 
     # Reading the trail is itself traced.
     again = await client.get(f"/api/v1/patients/{pid}/audit", params={"limit": 1}, headers=alice.headers)
-    assert again.json()["entries"][0]["action"] == "audit.read"
+    assert again.json()["items"][0]["action"] == "audit.read"
 
 
 async def test_bad_paging_is_422(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens) -> None:
     alice = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
     pid = (await create_patient(client, alice))["id"]
-    for params in ({"limit": 0}, {"limit": 10_000}, {"before_id": 2**40}, {"before_id": "x"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 10_000},
+        {"cursor": "eyJiIjotMX0"},
+        {"cursor": "x"},
+        {"cursor": "!"},
+    ):
         resp = await client.get(f"/api/v1/patients/{pid}/audit", params=params, headers=alice.headers)
         assert resp.status_code == 422, params

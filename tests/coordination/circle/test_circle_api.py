@@ -110,7 +110,7 @@ async def test_directory_checks_on_members(
     # Failed additions leave no member and no event.
     assert len(await _events(db, "circle.member_added")) == before
     circle_now = await client.get(f"/api/v1/patients/{pid}/circle", headers=alice.headers)
-    assert len(circle_now.json()["members"]) == 1
+    assert len(circle_now.json()["items"]) == 1
 
     twice = await client.post(
         f"/api/v1/patients/{pid}/circle",
@@ -191,7 +191,7 @@ async def test_the_last_authorised_member_cannot_leave_nor_lose_habilitation(
     client: httpx.AsyncClient, alice: Pro, bob: Pro
 ) -> None:
     pid = (await create_patient(client, alice))["id"]
-    [me] = (await client.get(f"/api/v1/patients/{pid}/circle", headers=alice.headers)).json()["members"]
+    [me] = (await client.get(f"/api/v1/patients/{pid}/circle", headers=alice.headers)).json()["items"]
     relative = await add_circle_member(client, alice, pid, kind="relative", name="Paul", relationship="fils")
 
     leave = await client.delete(f"/api/v1/patients/{pid}/circle/{me['id']}", headers=alice.headers)
@@ -339,3 +339,16 @@ async def test_every_directory_key_shape_is_accepted(
         client, alice, pid, kind="structure", structure_id=structure_id, role="MSP"
     )
     assert member["structure_id"] == structure_id
+
+
+async def test_circle_is_a_page_in_joining_order(client: httpx.AsyncClient, alice: Pro) -> None:
+    pid = (await create_patient(client, alice))["id"]
+    for name in ("Paul", "Anne", "Louis"):
+        await add_circle_member(client, alice, pid, kind="relative", name=name, relationship="enfant")
+    url = f"/api/v1/patients/{pid}/circle"
+    first = (await client.get(url, params={"limit": 3}, headers=alice.headers)).json()
+    assert [m["display_name"] for m in first["items"]][1:] == ["Paul", "Anne"]
+    rest = (
+        await client.get(url, params={"limit": 3, "cursor": first["next_cursor"]}, headers=alice.headers)
+    ).json()
+    assert [m["display_name"] for m in rest["items"]] == ["Louis"] and rest["next_cursor"] is None

@@ -53,7 +53,7 @@ async def test_creation_makes_the_creator_the_first_authorised_member(
 
     circle = await client.get(f"/api/v1/patients/{created['id']}/circle", headers=alice.headers)
     assert circle.status_code == 200
-    [member] = circle.json()["members"]
+    [member] = circle.json()["items"]
     assert (member["national_id"], member["habilite"], member["has_access"]) == (
         alice.national_id,
         True,
@@ -66,9 +66,9 @@ async def test_creation_makes_the_creator_the_first_authorised_member(
     ("checks", "status"),
     [
         ({}, "provisoire"),
-        ({"insi": {}}, "récupérée"),
-        ({"identity_document": {"document_type": "CNI"}}, "validée"),
-        ({"insi": {}, "identity_document": {"document_type": "passeport"}}, "qualifiée"),
+        ({"insi": {}}, "recuperee"),
+        ({"identity_document": {"document_type": "CNI"}}, "validee"),
+        ({"insi": {}, "identity_document": {"document_type": "passeport"}}, "qualifiee"),
         (
             {
                 "insi": {},
@@ -98,7 +98,7 @@ async def test_identity_status_is_computed_from_the_checks(
 
 async def test_the_client_cannot_send_the_status(client: httpx.AsyncClient, alice: Pro) -> None:
     resp = await client.post(
-        "/api/v1/patients", json=patient_body(identity_status="qualifiée"), headers=alice.headers
+        "/api/v1/patients", json=patient_body(identity_status="qualifiee"), headers=alice.headers
     )
     assert resp.status_code == 422
     assert resp.json()["fields"][0]["field"] == "identity_status"
@@ -208,7 +208,7 @@ async def test_same_ins_is_never_confirmable(client: httpx.AsyncClient, alice: P
         headers=alice.headers,
     )
     assert resp.status_code == 409
-    assert [c["match"] for c in resp.json()["candidates"]] == ["même INS"]
+    assert [c["match"] for c in resp.json()["candidates"]] == ["meme_ins"]
 
 
 async def test_search_answers_the_minimal_identity_and_audits_every_hit(
@@ -220,22 +220,22 @@ async def test_search_answers_the_minimal_identity_and_audits_every_hit(
 
     resp = await client.get("/api/v1/patients", params={"q": "lég"}, headers=alice.headers)
     assert resp.status_code == 200
-    results = resp.json()["results"]
+    results = resp.json()["items"]
     assert [r["id"] for r in results] == [theirs["id"], mine["id"]]  # LEGENDRE < LEGER
     assert all(set(r) == MINIMAL_KEYS for r in results)
     assert {r["id"]: r["is_member"] for r in results} == {mine["id"]: True, theirs["id"]: False}
 
     by_used_name = await client.get("/api/v1/patients", params={"q": "DUPRE"}, headers=bob.headers)
-    assert [r["id"] for r in by_used_name.json()["results"]] == [mine["id"]]
+    assert [r["id"] for r in by_used_name.json()["items"]] == [mine["id"]]
 
     with_date = await client.get(
         "/api/v1/patients", params={"q": "leg", "birth_date": "1969-05-12"}, headers=alice.headers
     )
-    assert len(with_date.json()["results"]) == 2
+    assert len(with_date.json()["items"]) == 2
     none = await client.get(
         "/api/v1/patients", params={"q": "leg", "birth_date": "1970-01-01"}, headers=alice.headers
     )
-    assert none.json()["results"] == []
+    assert none.json()["items"] == []
 
     assert ("patient.search_hit", bob.national_id) in await audit_actions(db, mine["id"])
     assert ("patient.search_hit", alice.national_id) in await audit_actions(db, theirs["id"])
@@ -245,7 +245,14 @@ async def test_search_is_truncated_and_needs_three_letters(client: httpx.AsyncCl
     for first in ("Anne", "Berthe", "Claire"):
         await create_patient(client, alice, birth_first_names=[first])
     page = await client.get("/api/v1/patients", params={"q": "dup", "limit": 2}, headers=alice.headers)
-    assert len(page.json()["results"]) == 2 and page.json()["truncated"] is True
+    assert len(page.json()["items"]) == 2 and page.json()["next_cursor"] is not None
+    rest = await client.get(
+        "/api/v1/patients",
+        params={"q": "dup", "limit": 2, "cursor": page.json()["next_cursor"]},
+        headers=alice.headers,
+    )
+    seen = [r["id"] for r in page.json()["items"] + rest.json()["items"]]
+    assert len(set(seen)) == 3 and rest.json()["next_cursor"] is None
 
     for q in ("du", "d-'", "", "é1"):
         resp = await client.get("/api/v1/patients", params={"q": q}, headers=alice.headers)
@@ -294,7 +301,7 @@ async def test_stale_version_answers_409_and_changes_nothing(client: httpx.Async
     assert stale.json()["errcode"] == "AZ_STALE_VERSION"
     assert "rechargez" in stale.json()["error"]
     current = (await client.get(f"/api/v1/patients/{pid}", headers=alice.headers)).json()
-    assert current["phone"] == "06 01 02 03 04" and current["version"] == 2
+    assert current["phone"] == "+33601020304" and current["version"] == 2
 
     missing = await client.patch(
         f"/api/v1/patients/{pid}", json={"phone": "0600000000"}, headers=alice.headers
@@ -304,12 +311,12 @@ async def test_stale_version_answers_409_and_changes_nothing(client: httpx.Async
 
 async def test_changing_a_strict_trait_withdraws_the_checks(client: httpx.AsyncClient, alice: Pro) -> None:
     created = await create_patient(client, alice, insi={}, identity_document={"document_type": "CNI"})
-    assert created["identity_status"] == "qualifiée"
+    assert created["identity_status"] == "qualifiee"
     pid = created["id"]
     contact = await client.patch(
         f"/api/v1/patients/{pid}", json={"version": 1, "email": "marie@example.org"}, headers=alice.headers
     )
-    assert contact.json()["identity_status"] == "qualifiée"
+    assert contact.json()["identity_status"] == "qualifiee"
     traits = await client.patch(
         f"/api/v1/patients/{pid}", json={"version": 2, "birth_place_code": "13055"}, headers=alice.headers
     )
@@ -340,7 +347,7 @@ async def test_consent_is_recorded_with_author_and_time(client: httpx.AsyncClien
         headers=alice.headers,
     )
     consent = resp.json()["consent"]
-    assert consent["given"] is True and consent["mode"] == "écrit"
+    assert consent["given"] is True and consent["mode"] == "ecrit"
     assert consent["recorded_by"] == alice.national_id
     assert consent["recorded_at"].startswith("2025-03-01T08:30:00")
 
@@ -358,7 +365,7 @@ async def test_sortie_and_reactivation(client: httpx.AsyncClient, alice: Pro) ->
     )
     assert out.status_code == 200
     assert out.json()["status"] == "sortie"
-    assert out.json()["discharge"] == {"reason": "déménagement", "date": "2025-01-31", "note": None}
+    assert out.json()["discharge"] == {"reason": "demenagement", "date": "2025-01-31", "note": None}
     again = await client.post(
         f"/api/v1/patients/{pid}/discharge", json={"version": 2, "reason": "décès"}, headers=alice.headers
     )
@@ -394,13 +401,20 @@ async def test_my_patients_direct_or_through_my_structure(
     await create_patient(client, nurse, birth_name="NURSEPATIENT")
 
     alice_list = await client.get("/api/v1/patients/mine", headers=alice.headers)
-    assert {r["id"] for r in alice_list.json()["results"]} == {mine["id"], shared["id"]}
+    assert {r["id"] for r in alice_list.json()["items"]} == {mine["id"], shared["id"]}
     nurse_list = await client.get("/api/v1/patients/mine", headers=nurse.headers)
-    names = [r["birth_name"] for r in nurse_list.json()["results"]]
+    names = [r["birth_name"] for r in nurse_list.json()["items"]]
     assert names == ["MARTIN", "NURSEPATIENT"]
-    assert all(r["is_member"] for r in nurse_list.json()["results"])
+    assert all(r["is_member"] for r in nurse_list.json()["items"])
     # Through the structure the nurse reads the full dossier too.
     assert (await client.get(f"/api/v1/patients/{shared['id']}", headers=nurse.headers)).status_code == 200
 
     page = await client.get("/api/v1/patients/mine", params={"limit": 1}, headers=alice.headers)
-    assert len(page.json()["results"]) == 1 and page.json()["next_offset"] == 1
+    assert len(page.json()["items"]) == 1 and page.json()["next_cursor"] is not None
+    rest = await client.get(
+        "/api/v1/patients/mine",
+        params={"limit": 1, "cursor": page.json()["next_cursor"]},
+        headers=alice.headers,
+    )
+    assert {r["id"] for r in page.json()["items"] + rest.json()["items"]} == {mine["id"], shared["id"]}
+    assert rest.json()["next_cursor"] is None

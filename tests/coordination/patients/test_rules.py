@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, tzinfo
+
 import pytest
 
 from coordination.patients import rules
@@ -86,9 +88,9 @@ def test_normalise_drops_typing_separators() -> None:
     ("insi", "document", "attributes", "status"),
     [
         (False, False, {}, "provisoire"),
-        (True, False, {}, "récupérée"),
-        (False, True, {}, "validée"),
-        (True, True, {}, "qualifiée"),
+        (True, False, {}, "recuperee"),
+        (False, True, {}, "validee"),
+        (True, True, {}, "qualifiee"),
         (True, True, {"homonyme": True}, "provisoire"),
         (True, True, {"douteuse": True}, "provisoire"),
         (True, False, {"fictive": True}, "provisoire"),
@@ -119,3 +121,18 @@ def test_search_key_ignores_case_accents_and_separators(raw: str, key: str) -> N
 def test_prefix_bound_is_above_every_longer_key() -> None:
     bound = rules.prefix_upper_bound("DUP")
     assert "DUP" < "DUPONT" < "DUPZZZZ9" < bound < "DUQ"
+
+
+class _Clock(datetime):
+    """A clock stopped at 23:30 UTC on 1 March 2026, i.e. 00:30 on 2 March in Paris."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _Clock:
+        instant = cls(2026, 3, 1, 23, 30, tzinfo=UTC)
+        return instant.astimezone(tz) if tz is not None else instant.replace(tzinfo=None)
+
+
+def test_today_for_a_patient_is_the_date_in_paris(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7: at 00:30 in Paris a server running in UTC is still on the day before."""
+    monkeypatch.setattr(rules, "datetime", _Clock)
+    assert rules.today() == date(2026, 3, 2)
