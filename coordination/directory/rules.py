@@ -10,6 +10,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from stdnum import luhn
+
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 # Letters that NFKD does not decompose into a base letter + combining mark.
 _SPECIAL = str.maketrans({"Œ": "OE", "Æ": "AE", "Ø": "O", "ß": "SS", "Ð": "D", "Þ": "TH", "Ł": "L"})
@@ -30,26 +32,17 @@ def person_search_name(family_name: str, given_name: str) -> str:
     return search_key(f"{family_name} {given_name}")
 
 
-# Doubling a digit then adding the digits of the result, as one character mapping.
-_LUHN_DOUBLE = str.maketrans("0123456789", "0246813579")
-
-
 def luhn_ok(digits: str) -> bool:
-    """Luhn check over a digit string whose last digit is the key (RPPS numbers, SIRET)."""
-    if not digits.isascii() or not digits.isdigit():
-        return False
-    # Summing the ASCII codes, minus 48 per digit, adds the digits in C: this runs once per person of
-    # a 2-million-line extract.
-    total = sum(digits[-1::-2].encode()) + sum(digits[-2::-2].translate(_LUHN_DOUBLE).encode())
-    return (total - 48 * len(digits)) % 10 == 0
+    """Luhn check over a digit string whose last digit is the key (RPPS numbers, SIRET).
+
+    ``python-stdnum`` does it; the RPPS import's hot loop keeps an inlined copy for the usual
+    "8" + RPPS form (``ror_sync.rpps._fast_nid_problem``, measured ten times faster)."""
+    return digits.isascii() and digits.isdigit() and luhn.is_valid(digits)
 
 
 def luhn_key(body: str) -> str:
     """The Luhn key digit to append to ``body`` (used to mint well-formed fictitious RPPS numbers)."""
-    for key in "0123456789":
-        if luhn_ok(body + key):
-            return key
-    raise ValueError(body)  # unreachable: exactly one digit fits
+    return str(luhn.calc_check_digit(body))
 
 
 _ADELI = re.compile(r"(?:[0-9]{2}|2A|2B)[0-9]{7}")

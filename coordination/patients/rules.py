@@ -13,6 +13,8 @@ from datetime import date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from stdnum.fr import nir
+
 from coordination.vocab import IdentityStatus
 
 Sex = Literal["F", "M", "I"]
@@ -36,7 +38,6 @@ _SEX_DIGITS: dict[str, frozenset[str]] = {
     "I": frozenset("123478"),  # indeterminate sex: any sex digit is consistent
 }
 _NIA_DIGITS = frozenset("78")
-_CORSICA = {"2A": "19", "2B": "18"}
 
 _INS_FORMAT = re.compile(r"^[1-478][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{6}[0-9]{2}$")
 BIRTH_PLACE_PATTERN = r"^(?:[0-9]{5}|2[AB][0-9]{3})$"
@@ -63,10 +64,9 @@ def prefix_upper_bound(key: str) -> str:
 
 
 def ins_key(number13: str) -> int:
-    """The 2-digit control key of a 13-character NIR/NIA (Corsica: 2A -> 19, 2B -> 18)."""
-    department = number13[5:7].upper()
-    digits = number13[:5] + _CORSICA.get(department, department) + number13[7:]
-    return 97 - (int(digits) % 97)
+    """The 2-digit control key of a 13-character NIR/NIA (Corsica: 2A -> 19, 2B -> 18), as
+    ``python-stdnum`` computes it for the NIR (the NIA uses the same key)."""
+    return int(nir.calc_check_digits(number13.upper()))
 
 
 def normalise_ins(value: str) -> str:

@@ -391,38 +391,6 @@ async def test_bad_forms_answer_french_422(client: httpx.AsyncClient, world: Wor
     assert broken.status_code == 422
 
 
-@pytest.mark.parametrize("who", ["dave", "eve"])
-async def test_every_endpoint_refuses_outsiders_and_delisted(
-    client: httpx.AsyncClient, world: World, settings: Settings, who: str
-) -> None:
-    doc = (await _upload(client, world, world.alice, samples.pdf())).json()
-    pro: Pro = getattr(world, who)
-    h = pro.headers
-    calls = [
-        await client.post(
-            _url(world),
-            data={"title": "x", "category": "autre"},
-            files={"file": ("a.pdf", samples.pdf())},
-            headers=h,
-        ),
-        await client.get(_url(world), headers=h),
-        await client.get(_url(world, f"/{doc['id']}"), headers=h),
-        await client.get(doc["download_url"], headers=h),
-        await client.patch(
-            _url(world, f"/{doc['id']}"),
-            json={"version": 1, "visibility": "cercle"},
-            headers=h,
-        ),
-        await client.delete(_url(world, f"/{doc['id']}"), params={"version": 1}, headers=h),
-    ]
-    for resp in calls:
-        assert resp.status_code == 403, (resp.request.url, resp.text)
-        assert resp.json()["errcode"] == ("AZ_NOT_IN_CIRCLE" if who == "dave" else "AZ_INACTIVE")
-    cats = await client.get("/api/v1/documents/categories", headers=h)
-    assert cats.status_code == (200 if who == "dave" else 403)
-    assert len(_blobs(settings)) == 1 and _incoming(settings) == []
-
-
 async def test_patch_renames_recategorises_and_refuses_null(client: httpx.AsyncClient, world: World) -> None:
     """The one PATCH convention on documents: only the fields sent change, one version per change."""
     doc = (await _upload(client, world, world.alice, samples.pdf(), title="CR", category="autre")).json()
