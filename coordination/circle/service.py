@@ -464,7 +464,7 @@ async def remove_member(
 
 
 def add_creator(*, session: AsyncSession, actor: Actor, patient_id: PatientId) -> CircleMember:
-    """The creator of a dossier becomes its first authorised member (called by ``dossiers``)."""
+    """The creator of a dossier becomes its first authorised member (called by ``patients``)."""
     row = CircleMember(
         id=uuid.uuid4(),
         patient_id=patient_id,
