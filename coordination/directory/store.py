@@ -397,46 +397,43 @@ def _guard_sql(source: Source) -> tuple[str, str]:
     )
 
 
-def _apply_sql(
-    dialect: Dialect,
-    source: Source,
-    *,
-    full: bool,
-    deactivate_persons: bool,
-    first_structures: bool = False,
-    first_persons: bool = False,
-) -> list[tuple[str, str | None, bool]]:
-    """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
-    distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
-    higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
-    keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
-    fp = "s.fp" if full else "NULL"  # a delta sees part of a person: its digest means nothing later
-    steps: list[tuple[str, str | None, bool]] = []
+# Into a directory without persons (a first import), every staged person is new: the persons go in
+# straight from the grouping of their lines, without being staged in ``stg_persons`` and classified
+# first (1.5M rows of a 2M-line extract, issue 6 item 18).
+_FIRST_PERSONS = (
+    "SELECT national_id, MIN(CASE WHEN pf = 1 THEN line_no END) AS first_line, "
+    "CAST(SUM(h) AS BIGINT) AS fp FROM stg_lines GROUP BY national_id"
+)
 
-    # Deactivations first: they scan only the rows already there (the new ones are listed anyway).
-    if full and deactivate_persons:
-        steps.append(
-            (
-                "UPDATE directory_persons SET active = FALSE, deactivated_at = :now, updated_at = :now "
-                f"WHERE source = '{source}' AND active AND NOT EXISTS (SELECT 1 FROM stg_persons s "
-                "WHERE s.national_id = directory_persons.national_id AND s.state <> 'A')",
-                "persons_deactivated",
-                True,
-            )
-        )
+
+def _person_steps(
+    source: Source, *, fp: str, distinct: str, first_persons: bool, full: bool
+) -> list[tuple[str, str | None, bool]]:
+    """The writes to the persons, and the removal of the activities they replace (see ``_apply_sql``)."""
     person_cols = ", ".join(_PERSON_FIELDS)
     person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
-    steps.append(
+    insert = (
+        f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
+        "source, fingerprint, fhir_id, created_at, updated_at) "
+        f"SELECT s.national_id, {person_vals}, TRUE, NULL, '{source}', {fp}, "
+        f"{_n('l.fhir_id')}, :now, :now "
+    )
+    if first_persons:
+        # Nothing to update, keep or replace in an empty table.
+        return [
+            (
+                f"{insert}FROM ({_FIRST_PERSONS}) s JOIN stg_lines l ON l.line_no = s.first_line",
+                "persons_added",
+                True,
+            )
+        ]
+    steps: list[tuple[str, str | None, bool]] = [
         (
-            f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
-            "source, fingerprint, fhir_id, created_at, updated_at) "
-            f"SELECT s.national_id, {person_vals}, TRUE, NULL, '{source}', {fp}, "
-            f"{_n('l.fhir_id')}, :now, :now "
-            "FROM stg_persons s JOIN stg_lines l ON l.line_no = s.first_line WHERE s.state = 'N'",
+            f"{insert}FROM stg_persons s JOIN stg_lines l ON l.line_no = s.first_line WHERE s.state = 'N'",
             None,
             True,
         )
-    )
+    ]
     set_person = ", ".join(f"{c} = {_person_expr(c)}" for c in _PERSON_FIELDS)
     steps.append(
         (
@@ -470,6 +467,37 @@ def _apply_sql(
             False,
         )
     )
+    return steps
+
+
+def _apply_sql(
+    dialect: Dialect,
+    source: Source,
+    *,
+    full: bool,
+    deactivate_persons: bool,
+    first_structures: bool = False,
+    first_persons: bool = False,
+) -> list[tuple[str, str | None, bool]]:
+    """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
+    distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
+    higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
+    keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
+    fp = "s.fp" if full else "NULL"  # a delta sees part of a person: its digest means nothing later
+    steps: list[tuple[str, str | None, bool]] = []
+
+    # Deactivations first: they scan only the rows already there (the new ones are listed anyway).
+    if full and deactivate_persons:
+        steps.append(
+            (
+                "UPDATE directory_persons SET active = FALSE, deactivated_at = :now, updated_at = :now "
+                f"WHERE source = '{source}' AND active AND NOT EXISTS (SELECT 1 FROM stg_persons s "
+                "WHERE s.national_id = directory_persons.national_id AND s.state <> 'A')",
+                "persons_deactivated",
+                True,
+            )
+        )
+    steps.extend(_person_steps(source, fp=fp, distinct=distinct, first_persons=first_persons, full=full))
     line_fields = ("profession_code", "profession", "specialty", "mode", "role")
     site_fields = ("site_name", "address", "postal_code", "city", "department", "phone", "email")
     steps.append(
@@ -568,7 +596,10 @@ _UNRESOLVED = (
 _DROP_UNRESOLVED = f"DELETE FROM stg_lines WHERE {_UNRESOLVED_WHERE}"
 
 
-def _tally_persons(rows: Sequence[Sequence[Any]], result: MergeResult) -> None:
+def _tally_persons(rows: Sequence[Sequence[Any]], result: MergeResult, *, first: bool = False) -> None:
+    if first:  # a first import: no classification, every staged person and activity went in
+        result.activities = result.activities_written
+        return
     for state, react, n, n_act in rows:
         result.activities += int(n_act or 0)
         if state != "A":  # activities of persons outside this import: not "seen" here
@@ -734,16 +765,11 @@ class SqliteStaging:
                     conn.execute(sql)
                 result.unresolved = [(int(a), str(b)) for a, b in conn.execute(_UNRESOLVED)]
                 conn.execute(_DROP_UNRESOLVED)
-            conn.execute(_classify_persons_sql(source))
-            deactivating = 0
-            if full:
-                active_sql, kept_sql = _guard_sql(source)
-                active = int(conn.execute(active_sql).fetchone()[0])
-                kept = int(conn.execute(kept_sql).fetchone()[0])
-                empty = self._staged == 0 and self._structs == 0
-                deactivating = _check_guard(source, active, kept, guard, result, empty=empty)
-            first_structures = derive_structures and conn.execute(_ANY_STRUCTURE).fetchone() is None
             first_persons = conn.execute(_ANY_PERSON).fetchone() is None
+            if not first_persons:
+                conn.execute(_classify_persons_sql(source))
+            deactivating = self._deactivating(source, full, guard, result, first_persons=first_persons)
+            first_structures = derive_structures and conn.execute(_ANY_STRUCTURE).fetchone() is None
             if derive_structures and not first_structures:
                 conn.execute(_derive_structures_sql())
             existing = int(conn.execute("SELECT COUNT(*) FROM directory_activities").fetchone()[0])
@@ -767,7 +793,7 @@ class SqliteStaging:
                 _count(result, counter, cur.rowcount)
             for _name, index_sql in rebuild:
                 conn.execute(index_sql)
-            _tally_persons(conn.execute(_COUNT_PERSONS).fetchall(), result)
+            _tally_persons(conn.execute(_COUNT_PERSONS).fetchall(), result, first=first_persons)
             if not first_structures:
                 _tally(conn.execute(_COUNT_STRUCTS).fetchall(), result.structures)
             conn.execute("COMMIT")
@@ -781,6 +807,24 @@ class SqliteStaging:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return result
+
+    def _deactivating(
+        self,
+        source: Source,
+        full: bool,
+        guard: DeactivationGuard | None,
+        result: MergeResult,
+        *,
+        first_persons: bool,
+    ) -> int:
+        """Persons a full import deactivates (see :func:`_check_guard`); 0 for a delta."""
+        if not full:
+            return 0
+        active_sql, kept_sql = _guard_sql(source)
+        active = int(self._conn.execute(active_sql).fetchone()[0])
+        kept = 0 if first_persons else int(self._conn.execute(kept_sql).fetchone()[0])
+        empty = self._staged == 0 and self._structs == 0
+        return _check_guard(source, active, kept, guard, result, empty=empty)
 
     def close(self) -> None:
         if self._conn.in_transaction:
@@ -904,6 +948,8 @@ def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:
         result.persons.deactivated = rowcount
     elif counter == "structures_deactivated":
         result.structures.deactivated = rowcount
+    elif counter == "persons_added":
+        result.persons.seen = result.persons.added = rowcount
     elif counter == "structures_added":
         result.structures.seen = result.structures.added = rowcount
 
@@ -1034,17 +1080,12 @@ class PostgresStaging:
                 await conn.execute(sql)
             result.unresolved = [(int(r[0]), str(r[1])) for r in await conn.fetch(_UNRESOLVED)]
             await conn.execute(_DROP_UNRESOLVED)
-        await conn.execute(_classify_persons_sql(source))
-        await conn.execute("ANALYZE stg_persons")
-        deactivating = 0
-        if full:
-            active_sql, kept_sql = _guard_sql(source)
-            active = int(await conn.fetchval(active_sql))
-            kept = int(await conn.fetchval(kept_sql))
-            empty = self._staged == 0 and self._structs == 0
-            deactivating = _check_guard(source, active, kept, guard, result, empty=empty)
-        first_structures = derive_structures and await conn.fetchval(_ANY_STRUCTURE) is None
         first_persons = await conn.fetchval(_ANY_PERSON) is None
+        if not first_persons:
+            await conn.execute(_classify_persons_sql(source))
+            await conn.execute("ANALYZE stg_persons")
+        deactivating = await self._deactivating(source, full, guard, result, first_persons=first_persons)
+        first_structures = derive_structures and await conn.fetchval(_ANY_STRUCTURE) is None
         if derive_structures and not first_structures:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")
@@ -1068,12 +1109,30 @@ class PostgresStaging:
             _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
         for restore in rebuild:
             await conn.execute(restore)
-        _tally_persons(await conn.fetch(_COUNT_PERSONS), result)
+        _tally_persons(await conn.fetch(_COUNT_PERSONS), result, first=first_persons)
         if not first_structures:
             _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
         await self._tx.commit()
         self._tx = None
         return result
+
+    async def _deactivating(
+        self,
+        source: Source,
+        full: bool,
+        guard: DeactivationGuard | None,
+        result: MergeResult,
+        *,
+        first_persons: bool,
+    ) -> int:
+        """See :meth:`SqliteStaging._deactivating`."""
+        if not full:
+            return 0
+        active_sql, kept_sql = _guard_sql(source)
+        active = int(await self._conn.fetchval(active_sql))
+        kept = 0 if first_persons else int(await self._conn.fetchval(kept_sql))
+        empty = self._staged == 0 and self._structs == 0
+        return _check_guard(source, active, kept, guard, result, empty=empty)
 
     async def _drop_for_bulk_load(self, existing: int) -> list[str]:
         """When the import loads much more than the directory holds (a first import), drop what is
