@@ -422,7 +422,10 @@ def _person_steps(
         # Nothing to update, keep or replace in an empty table.
         return [
             (
-                f"{insert}FROM ({_FIRST_PERSONS}) s JOIN stg_lines l ON l.line_no = s.first_line",
+                f"{insert}FROM ({_FIRST_PERSONS}) s JOIN stg_lines l ON l.line_no = s.first_line"
+                # PostgreSQL: in key order, what the primary key's index wants (10.8 s instead of
+                # 13 s for 1.5M persons; SQLite's GROUP BY gives them so already).
+                + ("" if distinct == "IS NOT" else " ORDER BY s.national_id"),
                 "persons_added",
                 True,
             )
@@ -909,16 +912,19 @@ def _pg_absorb_conflicts_sql(line_offset: int) -> list[str]:
     coordinates, point to that site explicitly (the second statement of :func:`_absorb_sql`)."""
     off = int(line_offset)
     differs = " OR ".join(f"p.{c} IS DISTINCT FROM t.{c}" for c in SITE_COLUMNS if c not in ("line_no",))
-    first = (
-        "SELECT structure_id, MIN(line_no) AS first_line FROM stg_sites WHERE {where} "
-        "AND structure_id IS NOT NULL AND structure_id <> '' GROUP BY structure_id"
+    # Only structures in both halves can differ (few of them when most structures have one line): their
+    # first site on each side, in one sort, instead of grouping every site of either half.
+    both = (
+        f"SELECT structure_id FROM stg_sites WHERE line_no > {off} AND structure_id <> '' INTERSECT "
+        f"SELECT structure_id FROM stg_sites WHERE line_no <= {off} AND structure_id <> ''"
     )
     return [
-        "CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS SELECT p.structure_id, p.line_no "
-        f"FROM stg_sites p JOIN ({first.format(where=f'line_no > {off}')}) pf "
-        f"ON p.line_no = pf.first_line JOIN ({first.format(where=f'line_no <= {off}')}) tf "
-        f"ON tf.structure_id = p.structure_id JOIN stg_sites t ON t.line_no = tf.first_line "
-        f"WHERE {differs}",
+        f"CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS WITH b AS ({both}), "
+        f"f AS (SELECT DISTINCT ON (s.structure_id, s.line_no > {off}) s.*, s.line_no > {off} AS in_part "
+        f"FROM stg_sites s JOIN b ON b.structure_id = s.structure_id "
+        f"ORDER BY s.structure_id, s.line_no > {off}, s.line_no) "
+        "SELECT p.structure_id, p.line_no FROM f p JOIN f t ON t.structure_id = p.structure_id "
+        f"AND NOT t.in_part WHERE p.in_part AND ({differs})",
         "UPDATE stg_lines l SET site_line = c.line_no FROM stg_conflicts c "
         f"WHERE l.line_no > {off} AND l.site_line IS NULL AND l.structure_id = c.structure_id",
         "DROP TABLE stg_conflicts",
