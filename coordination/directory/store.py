@@ -12,7 +12,8 @@ extract never sits in Python memory and an import that fails leaves the previous
 Either way, the second half of a large RPPS file may come staged by a helper process in a SQLite file of
 its own (:class:`PartStaging`), taken in before the merge (``absorb``). A first import (a directory
 without persons, or without structures) skips what only a directory with rows needs: the structures go in
-straight from the sites, the activities without looking their person up, and the secondary indexes (and,
+straight from the sites, the persons straight from the grouping of their lines (no ``stg_persons``
+classification), the activities without looking their person up, and the secondary indexes (and,
 on PostgreSQL, the activities' foreign key) are rebuilt once at the end instead of maintained row by row.
 
 Staging rows
