@@ -286,12 +286,19 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
     # Patients.
     name = _names(rnd)
     patient_ids = [uuid.UUID(int=rnd.getrandbits(128), version=4) for _ in range(scale.patients)]
+    # The service refuses a second dossier with the same identity traits unless confirmed as a homonym
+    # (then it takes the next homonym_rank): the seed does the same for the names it draws twice.
+    ranks: dict[tuple[str, str, date], int] = {}
     for start in range(0, scale.patients, 50_000):
         rows = []
         for pid in patient_ids[start : start + 50_000]:
             birth = name()
             used = name() if rnd.random() < 0.3 else None
             first = rnd.choice(FIRST)
+            born = date(1925, 1, 1) + timedelta(days=rnd.randrange(33_000))
+            identity = (patient_rules.search_key(birth), patient_rules.search_key(first), born)
+            rank = ranks.get(identity, -1) + 1
+            ranks[identity] = rank
             rows.append(
                 {
                     "id": pid,
@@ -299,14 +306,15 @@ async def seed(url: str, scale: Scale, *, rng_seed: int) -> None:
                     "birth_name": birth,
                     "birth_first_names": [first],
                     "first_birth_first_name": first,
-                    "birth_date": date(1925, 1, 1) + timedelta(days=rnd.randrange(33_000)),
+                    "birth_date": born,
                     "sex": rnd.choice("FM"),
                     "birth_place_code": f"06{rnd.randint(1, 999):03d}",
                     "used_name": used,
                     "search_birth_name": patient_rules.search_key(birth),
                     "search_used_name": patient_rules.search_key(used) if used else None,
                     "search_first_given_name": patient_rules.search_key(first),
-                    "homonyme": False,
+                    "homonym_rank": rank,
+                    "homonyme": rank > 0,
                     "douteuse": False,
                     "fictive": False,
                     "identity_status": "provisoire",
