@@ -35,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordination.db import utcnow
-from coordination.errors import ErrCode
+from coordination.errors import ErrCode, ServiceError
 from coordination.idempotency.models import IdempotentAnswer
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,10 @@ class IdempotencyMiddleware:
         verifier = getattr(scope["app"].state, "token_verifier", None)
         if scheme.lower() != "bearer" or not token.strip() or verifier is None:
             return None
-        user = await verifier.user_for_token(token.strip())
+        try:
+            user = await verifier.user_for_token(token.strip())
+        except ServiceError:
+            return None  # Synapse unreachable: the route's own check answers 503 in French
         if user is None:
             return None
         return f"{user}|{headers.get('x-azurezo-on-behalf-of', '').strip()}"

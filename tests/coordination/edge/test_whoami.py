@@ -99,3 +99,17 @@ async def test_synapse_unreachable_is_503_in_french(settings: Settings) -> None:
             "/api/v1/patients", json={"birth_name": "X"}, headers={"Authorization": "Bearer whatever"}
         )
         assert body.status_code == 503
+
+
+async def test_synapse_unreachable_with_an_idempotency_key_is_503_too(settings: Settings) -> None:
+    """The idempotency layer asks who the key belongs to before the route does: Synapse being down
+    must give the same French 503, not a 500."""
+    app = create_app(settings.model_copy(update={"synapse_url": "http://127.0.0.1:9"}))
+    async with running_app(app) as client:
+        resp = await client.post(
+            "/api/v1/tasks",
+            json={"title": "Appeler", "type": "appel"},
+            headers={"Authorization": "Bearer whatever", "Idempotency-Key": "evt-1"},
+        )
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["errcode"] == "AZ_UNAVAILABLE"
