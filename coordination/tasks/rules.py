@@ -7,7 +7,6 @@ from datetime import date
 
 from coordination.errors import Invalid
 from coordination.pagination import decode_cursor, encode_cursor
-from coordination.vocab import fold
 
 NO_DUE_DATE = date(9999, 12, 31)
 """Sort key of undated tasks: after every real due date."""
@@ -53,21 +52,6 @@ def task_position(cursor: str | None) -> tuple[date, uuid.UUID] | None:
             "Curseur de pagination invalide : reprenez la liste depuis le début (sans « cursor »).",
             field="cursor",
         ) from exc
-
-
-# --- legacy, for dac_requests.schemas only ---------------------------------------------------------
-# Tasks and documents use ``coordination.vocab``; this goes once dac_requests does too (issue 7).
-
-
-def canonical(value: object, vocabulary: dict[str, str]) -> object:
-    """Map any spelling of a code to its canonical form (others pass through for the Literal check)."""
-    if not isinstance(value, str):
-        return value
-    wanted = fold(value)
-    for code in vocabulary:
-        if fold(code) == wanted:
-            return code
-    return value
 
 
 def number_scope(*, patient_id: uuid.UUID | None, creator_national_id: str) -> str:
