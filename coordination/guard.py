@@ -30,6 +30,8 @@ from coordination.errors import ErrCode, ServiceError
 logger = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 1024 * 1024
+VERIFIED_USER_STATE = "azurezo.verified_user"
+"""Key of the request state holding the Matrix user Synapse vouched for (set for /api/ writes)."""
 FORM_OVERHEAD = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -107,7 +109,11 @@ class RequestGuard:
             user_id = await verifier.user_for_token(token.strip())
         except ServiceError:
             return None  # Synapse unreachable: the route's dependency answers 503 in French
-        return None if user_id is not None else BAD_TOKEN
+        if user_id is None:
+            return BAD_TOKEN
+        # Handed to the layers below (the idempotency key's owner) so nobody asks again.
+        scope.setdefault("state", {})[VERIFIED_USER_STATE] = user_id
+        return None
 
 
 async def _answer(send: Send, status: int, errcode: ErrCode, message: str) -> None:

@@ -35,7 +35,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordination.db import utcnow
-from coordination.errors import ErrCode, ServiceError
+from coordination.errors import ErrCode
+from coordination.guard import VERIFIED_USER_STATE
 from coordination.idempotency.models import IdempotentAnswer
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class IdempotencyMiddleware:
         if not _KEY.match(key):
             await _json(send, 422, ErrCode.INVALID, BAD_KEY)
             return
-        caller = await self._caller(scope, headers)
+        caller = self._caller(scope, headers)
         if caller is None:  # no valid token: the route answers 401 as usual, nothing to remember
             await self.app(scope, receive, send)
             return
@@ -153,16 +154,11 @@ class IdempotencyMiddleware:
         for message in captured:
             await send(message)
 
-    async def _caller(self, scope: Scope, headers: Headers) -> str | None:
-        """Who the key belongs to: the token's user, and the professional the bot acts for."""
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        verifier = getattr(scope["app"].state, "token_verifier", None)
-        if scheme.lower() != "bearer" or not token.strip() or verifier is None:
-            return None
-        try:
-            user = await verifier.user_for_token(token.strip())
-        except ServiceError:
-            return None  # Synapse unreachable: the route's own check answers 503 in French
+    @staticmethod
+    def _caller(scope: Scope, headers: Headers) -> str | None:
+        """Who the key belongs to: the user ``RequestGuard`` verified (none when the token is missing,
+        invalid, or Synapse unreachable: the route then answers 401 or 503), and whom the bot acts for."""
+        user = scope.get("state", {}).get(VERIFIED_USER_STATE)
         if user is None:
             return None
         return f"{user}|{headers.get('x-azurezo-on-behalf-of', '').strip()}"
