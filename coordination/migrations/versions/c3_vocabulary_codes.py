@@ -1,8 +1,7 @@
 """Vocabulary codes without accents (``à_faire`` -> ``a_faire``): old rows stay readable.
 
-The mapping is frozen here (a migration never follows later code); it equals
-``coordination.vocab.LEGACY_CODES`` at the time of writing, and ``test_migrations`` checks that every
-stored code is a member of its vocabulary after upgrading a database written with the old codes.
+The mapping is frozen here (a migration never follows later code); ``test_migrations`` checks that
+every target is a code of today's ``coordination.vocab`` and that old data reads with the new codes.
 
 Revision ID: c3_vocabulary_codes
 Revises: b2_audit_append_only
