@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from azurezo_cli import accounts, bootstrap
+from azurezo_cli import workers as worker_topology
 from azurezo_cli.bot import app as bot_app
 from azurezo_cli.bot import health_url as bot_health_url
 from azurezo_cli.home import (
@@ -98,6 +99,19 @@ Postgres = Annotated[
         envvar="AZUREZO_POSTGRES",
     ),
 ]
+Workers = Annotated[
+    bool,
+    typer.Option(
+        "--workers/--no-workers",
+        help="Synapse en plusieurs processus (principal, workers client et /sync, persisteur "
+        "d'événements, médias) derrière nginx, répliqués par Redis (127.0.0.1:6379) ; demande "
+        "PostgreSQL (--postgres).",
+    ),
+]
+EventPersisters = Annotated[
+    int,
+    typer.Option(help="Avec --workers : nombre de workers persistant les événements.", min=1, max=4),
+]
 
 
 def fail(message: str) -> NoReturn:
@@ -155,6 +169,8 @@ def up(
     demo: Demo = True,
     postgres: Postgres = None,
     bot_port: BotPort = None,
+    workers: Workers = False,
+    event_persisters: EventPersisters = 1,
 ) -> None:
     """Initialise l'instance au premier lancement, puis démarre Synapse, le service et le robot.
 
@@ -173,7 +189,7 @@ def up(
         ctx.obj = home
         demo_accounts = _demo_accounts(home)
         home = bootstrap.ensure_demo_passwords(home, demo_accounts)
-        _start_children(home, supervisor)
+        _start_children(home, supervisor, workers=event_persisters if workers else 0)
         typer.echo(
             "Création des comptes (robot et démonstration)…"
             if demo_accounts
@@ -188,7 +204,7 @@ def up(
             )
         ignored = {item.account for item in skipped}
         _start_bot(home, supervisor)  # after provisioning: the bot's account must exist
-        _print_ready(home, [a for a in demo_accounts if a not in ignored])
+        _print_ready(home, [a for a in demo_accounts if a not in ignored], workers=workers)
         supervisor.watch()
     except KeyboardInterrupt:
         typer.echo("\nArrêt demandé : arrêt du robot, de Synapse et du service…")
@@ -307,8 +323,14 @@ def _demo_accounts(home: Home) -> list[bootstrap.DemoAccount]:
         raise HomeError(f"comptes de démonstration illisibles : {exc}") from exc
 
 
-def _start_children(home: Home, supervisor: Supervisor) -> None:
+def _start_children(home: Home, supervisor: Supervisor, *, workers: int = 0) -> None:
+    """The service, then Synapse: one process, or (``workers``: the number of event persisters)
+    its main process, workers and nginx."""
     python = sys.executable
+    if workers:
+        worker_topology.require_postgres(home)  # before anything starts: a French refusal
+        worker_topology.check_redis()
+        worker_topology.nginx_binary()
     typer.echo(f"Démarrage du service de coordination sur {home.service_url}…")
     service = supervisor.start(
         ChildSpec(
@@ -319,6 +341,13 @@ def _start_children(home: Home, supervisor: Supervisor) -> None:
         )
     )
     supervisor.wait_ready(service, timeout=READY_TIMEOUT_SERVICE)
+    if workers:
+        typer.echo(f"Démarrage de Synapse (workers, derrière nginx) sur {home.synapse_url}…")
+        topology = worker_topology.start_workers(
+            home, supervisor, python, timeout=READY_TIMEOUT_SYNAPSE, event_persisters=workers
+        )
+        typer.echo("\n".join(worker_topology.describe(topology)))
+        return
     typer.echo(f"Démarrage de Synapse sur {home.synapse_url}…")
     synapse = supervisor.start(
         ChildSpec(
@@ -344,7 +373,7 @@ def _start_bot(home: Home, supervisor: Supervisor) -> None:
     supervisor.wait_ready(bot, timeout=READY_TIMEOUT_BOT)
 
 
-def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
+def _print_ready(home: Home, demo: list[bootstrap.DemoAccount], *, workers: bool = False) -> None:
     lines = [
         "",
         f"AZUREZO est prêt — serveur Matrix « {home.server_name} ».",
@@ -355,6 +384,8 @@ def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
         f"  Robot de coordination : {home.bot_user_id}   (invitez-le dans un salon ; « !aide »)",
         f"  Journaux : {home.logs_dir}",
     ]
+    if workers:
+        lines.insert(4, "    (Synapse en workers derrière nginx, réplication par Redis)")
     if demo:
         lines.append("Comptes de démonstration (professionnels fictifs) :")
         width = max(len(home.user_id(a.localpart)) for a in demo)

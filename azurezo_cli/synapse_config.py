@@ -51,12 +51,15 @@ def postgres_args(url: str) -> dict[str, str]:
     return {key: value for key, value in args.items() if value}
 
 
-def template_context(home: Home) -> dict[str, Any]:
+def template_context(home: Home, workers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The template variables; ``workers`` is ``azurezo_cli.workers.shared_config`` (or None: one
+    process, listening on the home's Synapse port itself)."""
     return {
         "profile": home.profile,
         "server_name": home.server_name,
         "public_baseurl": home.synapse_url + "/",
-        "synapse_port": home.synapse_port,
+        "synapse_port": workers["main_port"] if workers else home.synapse_port,
+        "workers": workers,
         "bind_address": LOOPBACK,
         "federation_peers": list(home.federation_peers),
         "database_path": str(home.synapse_database),
@@ -76,18 +79,18 @@ def template_context(home: Home) -> dict[str, Any]:
     }
 
 
-def render_homeserver_yaml(home: Home) -> str:
+def render_homeserver_yaml(home: Home, workers: dict[str, Any] | None = None) -> str:
     """The homeserver.yaml text for ``home``; parsed back once so a template error fails here."""
-    text = _environment().get_template("homeserver.yaml.j2").render(template_context(home))
+    text = _environment().get_template("homeserver.yaml.j2").render(template_context(home, workers))
     parsed = yaml.safe_load(text)
     if not isinstance(parsed, dict) or parsed.get("server_name") != home.server_name:
         raise RuntimeError("config/homeserver.yaml.j2 rendered an unexpected document")
     return text
 
 
-def render_synapse_config(home: Home) -> Path:
+def render_synapse_config(home: Home, workers: dict[str, Any] | None = None) -> Path:
     """Write homeserver.yaml (0600: it holds secrets) and log.config; return homeserver.yaml's path."""
-    write_private(home.synapse_config, render_homeserver_yaml(home))
+    write_private(home.synapse_config, render_homeserver_yaml(home, workers))
     log_text = _environment().get_template("log.config.j2").render(template_context(home))
     yaml.safe_load(log_text)
     write_private(home.synapse_log_config, log_text)

@@ -32,6 +32,7 @@ from azurezo_cli import accounts, bootstrap
 from azurezo_cli.home import Home, create_postgres_database, init_home, new_password
 from azurezo_cli.supervisor import ChildSpec, Supervisor
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
+from azurezo_cli.workers import start_workers
 from coordination.db import make_engine, make_sessionmaker, utcnow
 from coordination.directory.models import Person
 from coordination.directory.rules import luhn_key, person_search_name
@@ -39,6 +40,14 @@ from tests.support.service import PG_ENV
 
 SERVER_NAME = "azurezo.test"
 READY_TIMEOUT = 120.0
+# AZUREZO_TEST_WORKERS=1 (with AZUREZO_TEST_POSTGRES_URL): every stack runs Synapse as in
+# `azurezo up --workers`: main process, workers, Redis replication, nginx in front.
+WORKERS_ENV = "AZUREZO_TEST_WORKERS"
+
+
+def workers_mode() -> bool:
+    """True when the integration stacks run Synapse with workers (CI's third pass)."""
+    return os.environ.get(WORKERS_ENV, "") not in ("", "0")
 
 
 def free_port() -> int:
@@ -242,7 +251,7 @@ class Stack:
 
     def diagnostics(self, lines: int = 60) -> str:
         parts = []
-        for name in ("synapse", "service"):
+        for name in [child.name for child in self.supervisor.children] or ["synapse", "service"]:
             parts.append(f"----- {name} log (last {lines} lines) -----\n{self.log_tail(name, lines)}")
         return "\n".join(parts)
 
@@ -325,10 +334,17 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
 
     With ``AZUREZO_TEST_POSTGRES_URL`` set, Synapse and the service run on fresh PostgreSQL
     databases of their own (the production setup), dropped by ``Stack.stop``; otherwise on SQLite
-    inside the home. On any failure everything started so far is stopped (and dropped) before the
-    error propagates.
+    inside the home. With ``AZUREZO_TEST_WORKERS=1`` too, Synapse runs with workers behind nginx;
+    each such stack gets its own server name (``w<hex>.azurezo.test``), since Synapse names its
+    Redis replication channels after it. On any failure everything started so far is stopped (and
+    dropped) before the error propagates.
     """
     pg_url = os.environ.get(PG_ENV)
+    workers = workers_mode()
+    if workers and not pg_url:
+        raise RuntimeError(f"{WORKERS_ENV}=1 needs {PG_ENV} (Synapse workers share a PostgreSQL database)")
+    if workers:
+        server_name = f"w{uuid.uuid4().hex[:8]}.{server_name}"
     databases = asyncio.run(PostgresDatabases.create(pg_url)) if pg_url else None
     supervisor = Supervisor(stop_timeout=10.0, poll_interval=0.05)
     try:
@@ -352,17 +368,21 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
                 ready_url=f"{home.service_url}/health",
             )
         )
-        synapse = supervisor.start(
-            ChildSpec(
-                name="synapse",
-                argv=synapse_command(home, sys.executable),
-                log_path=home.logs_dir / "synapse.log",
-                ready_url=f"{home.synapse_url}/_matrix/client/versions",
+        if workers:
+            supervisor.wait_ready(service, timeout=READY_TIMEOUT)
+            start_workers(home, supervisor, sys.executable, timeout=READY_TIMEOUT)
+        else:
+            synapse = supervisor.start(
+                ChildSpec(
+                    name="synapse",
+                    argv=synapse_command(home, sys.executable),
+                    log_path=home.logs_dir / "synapse.log",
+                    ready_url=f"{home.synapse_url}/_matrix/client/versions",
+                )
             )
-        )
-        # Both start at once (the module only calls the service on registration, invite, join).
-        supervisor.wait_ready(service, timeout=READY_TIMEOUT)
-        supervisor.wait_ready(synapse, timeout=READY_TIMEOUT)
+            # Both start at once (the module only calls the service on registration, invite, join).
+            supervisor.wait_ready(service, timeout=READY_TIMEOUT)
+            supervisor.wait_ready(synapse, timeout=READY_TIMEOUT)
         asyncio.run(
             accounts.ensure_service_account(
                 home=home, localpart=home.bot_localpart, password=home.bot_password
