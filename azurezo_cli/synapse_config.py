@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 import jinja2
 import yaml
 
+from azurezo_cli import turn
 from azurezo_cli.home import LOOPBACK, NOTICES_LOCALPART, Home, write_private
 
 # The templates ship in the repository's config/ (the project runs from its checkout, installed
@@ -60,6 +61,9 @@ def template_context(home: Home, workers: dict[str, Any] | None = None) -> dict[
         "public_baseurl": home.synapse_url + "/",
         "synapse_port": workers["main_port"] if workers else home.synapse_port,
         "workers": workers,
+        "turn_uris": turn.turn_uris(home),
+        "turn_shared_secret_path": str(turn.secret_path(home)),
+        "turn_user_lifetime": turn.TURN_USER_LIFETIME,
         "bind_address": LOOPBACK,
         "federation_peers": list(home.federation_peers),
         "database_path": str(home.synapse_database),
@@ -90,6 +94,7 @@ def render_homeserver_yaml(home: Home, workers: dict[str, Any] | None = None) ->
 
 def render_synapse_config(home: Home, workers: dict[str, Any] | None = None) -> Path:
     """Write homeserver.yaml (0600: it holds secrets) and log.config; return homeserver.yaml's path."""
+    turn.render_turnserver_conf(home)  # also generates the shared secret Synapse reads
     write_private(home.synapse_config, render_homeserver_yaml(home, workers))
     log_text = _environment().get_template("log.config.j2").render(template_context(home))
     yaml.safe_load(log_text)

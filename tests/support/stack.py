@@ -21,7 +21,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,7 @@ from nio import AsyncClient, AsyncClientConfig, LoginResponse
 from sqlalchemy import update
 
 from azurezo_cli import accounts, bootstrap
-from azurezo_cli.home import Home, create_postgres_database, init_home, new_password
+from azurezo_cli.home import Home, create_postgres_database, init_home, new_password, save_home
 from azurezo_cli.supervisor import ChildSpec, Supervisor
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
 from azurezo_cli.workers import start_workers
@@ -357,6 +357,9 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
             database_url=databases.service_url if databases else None,
             synapse_database_url=databases.synapse_url if databases else None,
         )
+        # coturn (tests/integration/test_turn.py) on a port of its own, announced by Synapse.
+        home = replace(home, turn_port=free_port())
+        save_home(home)
         render_synapse_config(home)
         bootstrap.migrate(home.database_url)
         asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))
