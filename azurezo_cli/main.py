@@ -147,7 +147,7 @@ def main(
     ] = Path("./var"),
 ) -> None:
     """AZUREZO : messagerie Matrix et coordination des parcours de soins."""
-    if ctx.invoked_subcommand in ("up", "init"):
+    if ctx.invoked_subcommand in ("up", "init", "restore"):
         ctx.obj = home  # these initialise the home themselves
         return
     try:
@@ -470,3 +470,46 @@ def service_run(ctx: typer.Context) -> None:
         # Access logs would record query strings, which may hold a searched patient's name.
         access_log=False,
     )
+
+
+@app.command("backup")
+def backup_command(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Dossier (nouveau ou vide) où écrire la sauvegarde.")],
+) -> None:
+    """Sauvegarde toute l'instance, même en fonctionnement : les deux bases (SQLite ou PostgreSQL),
+    les médias, les documents, la clé de signature, le robot et le fichier d'instance."""
+    from azurezo_cli import backup
+
+    home: Home = ctx.obj
+    try:
+        manifest = backup.backup(home, directory)
+    except HomeError as exc:
+        fail(str(exc))
+    kinds = ", ".join(f"{db['name']} ({db['kind']})" for db in manifest["databases"])
+    typer.echo(f"Sauvegarde de « {home.server_name} » écrite dans {directory.resolve()}")
+    typer.echo(f"  Bases : {kinds} ; fichiers : {manifest['files']}")
+
+
+@app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Dossier d'une sauvegarde faite par `azurezo backup`.")],
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            help="Serveur PostgreSQL où recréer les bases (défaut : celui de la sauvegarde).",
+        ),
+    ] = None,
+) -> None:
+    """Recrée une instance sauvegardée dans un dossier d'instance vide (--home), puis `azurezo up`."""
+    from azurezo_cli import backup
+
+    target: Path = ctx.obj
+    try:
+        home = backup.restore(directory, target, postgres=postgres)
+    except HomeError as exc:
+        fail(str(exc))
+    typer.echo(f"Instance « {home.server_name} » restaurée dans {home.path}")
+    typer.echo(f"Démarrez-la : azurezo --home {home.path} up")

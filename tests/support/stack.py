@@ -363,39 +363,57 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
         render_synapse_config(home)
         bootstrap.migrate(home.database_url)
         asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))
-        service = supervisor.start(
-            ChildSpec(
-                name="service",
-                argv=[sys.executable, "-m", "azurezo_cli", "--home", str(home.path), "service", "run"],
-                log_path=home.logs_dir / "service.log",
-                ready_url=f"{home.service_url}/health",
-            )
-        )
-        if workers:
-            supervisor.wait_ready(service, timeout=READY_TIMEOUT)
-            start_workers(home, supervisor, sys.executable, timeout=READY_TIMEOUT)
-        else:
-            synapse = supervisor.start(
-                ChildSpec(
-                    name="synapse",
-                    argv=synapse_command(home, sys.executable),
-                    log_path=home.logs_dir / "synapse.log",
-                    ready_url=f"{home.synapse_url}/_matrix/client/versions",
-                )
-            )
-            # Both start at once (the module only calls the service on registration, invite, join).
-            supervisor.wait_ready(service, timeout=READY_TIMEOUT)
-            supervisor.wait_ready(synapse, timeout=READY_TIMEOUT)
-        asyncio.run(
-            accounts.ensure_service_account(
-                home=home, localpart=home.bot_localpart, password=home.bot_password
-            )
-        )
+        _start_processes(home, supervisor, workers=workers)
     except BaseException:
         try:
             supervisor.stop_all()
         finally:
             if databases is not None:
                 asyncio.run(databases.drop())
+        raise
+    return Stack(home, supervisor, workdir, databases)
+
+
+def _start_processes(home: Home, supervisor: Supervisor, *, workers: bool) -> None:
+    """The service and Synapse (one process, or main + workers + nginx) of ``home``; then the bot's
+    account (idempotent)."""
+    service = supervisor.start(
+        ChildSpec(
+            name="service",
+            argv=[sys.executable, "-m", "azurezo_cli", "--home", str(home.path), "service", "run"],
+            log_path=home.logs_dir / "service.log",
+            ready_url=f"{home.service_url}/health",
+        )
+    )
+    if workers:
+        supervisor.wait_ready(service, timeout=READY_TIMEOUT)
+        start_workers(home, supervisor, sys.executable, timeout=READY_TIMEOUT)
+    else:
+        render_synapse_config(home)
+        synapse = supervisor.start(
+            ChildSpec(
+                name="synapse",
+                argv=synapse_command(home, sys.executable),
+                log_path=home.logs_dir / "synapse.log",
+                ready_url=f"{home.synapse_url}/_matrix/client/versions",
+            )
+        )
+        # Both start at once (the module only calls the service on registration, invite, join).
+        supervisor.wait_ready(service, timeout=READY_TIMEOUT)
+        supervisor.wait_ready(synapse, timeout=READY_TIMEOUT)
+    asyncio.run(
+        accounts.ensure_service_account(home=home, localpart=home.bot_localpart, password=home.bot_password)
+    )
+
+
+def resume_stack(home: Home, workdir: Path, databases: PostgresDatabases | None) -> Stack:
+    """Start the service and Synapse of an existing home (e.g. one ``azurezo restore`` wrote), in
+    the same mode as ``start_stack``; ``databases`` are dropped by ``Stack.stop``."""
+    supervisor = Supervisor(stop_timeout=10.0, poll_interval=0.05)
+    try:
+        bootstrap.migrate(home.database_url)
+        _start_processes(home, supervisor, workers=workers_mode())
+    except BaseException:
+        supervisor.stop_all()
         raise
     return Stack(home, supervisor, workdir, databases)
