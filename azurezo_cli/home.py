@@ -169,6 +169,11 @@ class Home:
         return self.path / "logs"
 
     @property
+    def metrics_dir(self) -> Path:
+        """Metrics files of batch jobs (the directory import), served by the service's /metrics."""
+        return self.path / "metrics"
+
+    @property
     def bot_dir(self) -> Path:
         """The bot's device, token, crypto store and cross-signing seeds (coordination_bot.state)."""
         return self.path / "bot"
@@ -213,6 +218,7 @@ class Home:
             internal_api_secret=self.secrets.internal_api_secret,
             documents_dir=self.documents_dir,
             bot_user_id=self.bot_user_id,
+            metrics_dir=self.metrics_dir,
         )
 
     # --- persistence --------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Writer:
         self.people: list[tuple[str, float]] = []
         self.media: list[tuple[str, float]] = []
         self.stop = asyncio.Event()
+        self.under_way = asyncio.Event()  # set after 5 writes
 
     async def run(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -62,6 +63,8 @@ class Writer:
                 )
                 assert resp.status_code == 200, resp.text
                 self.messages.append((n, time.monotonic()))
+                if n == 5:
+                    self.under_way.set()
                 person = await self.stack.add_person(fictitious_national_id(), family_name=f"CHARGE{n}")
                 self.people.append((person.national_id, time.monotonic()))
                 if n % 5 == 0:
@@ -119,8 +122,7 @@ async def test_backup_under_load_restores_every_accepted_write_and_the_bots_keys
 
             writer = Writer(stack, alice.access_token, room_id)
             load = asyncio.create_task(writer.run())
-            while len(writer.messages) < 5:  # the load is under way
-                await asyncio.sleep(0.1)
+            await writer.under_way.wait()
             started = time.monotonic()
             target = workdir / "sauvegarde"
             result = await asyncio.to_thread(azurezo, stack.home.path, "backup", str(target))
