@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from datetime import UTC, datetime
@@ -100,10 +101,8 @@ async def render(session: AsyncSession, metrics_dir: Path | None) -> bytes:
     await _outbox_lag(session)
     text = generate_latest(REGISTRY)
     if metrics_dir is not None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             text += (metrics_dir / IMPORT_METRICS_FILE).read_bytes()
-        except FileNotFoundError:
-            pass
     return text
 
 

@@ -24,6 +24,7 @@ from azurezo_cli.home import load_home
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.models import Person
 from tests.coordination_bot.test_bot_e2ee import open_room, start_bot, trust_only_cross_signed
+from tests.filetyping import samples
 from tests.support.stack import Stack, fictitious_national_id, resume_stack, start_stack
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
@@ -70,7 +71,7 @@ class Writer:
                 if n % 5 == 0:
                     upload = await client.post(
                         "/_matrix/media/v3/upload",
-                        content=b"%PDF-1.4\n%" + str(n).encode() + b"\ntrailer<<>>\n%%EOF\n",
+                        content=samples.pdf(),
                         headers={"Content-Type": "application/pdf"},
                     )
                     assert upload.status_code == 200, upload.text
@@ -177,7 +178,5 @@ async def test_backup_under_load_restores_every_accepted_write_and_the_bots_keys
             again = await asyncio.to_thread(azurezo, fresh, "backup", str(target))
             assert again.returncode == 1 and "n'est pas vide" in again.stderr
     finally:
-        if restored is not None:
-            await asyncio.to_thread(restored.stop)
-        else:
-            await asyncio.to_thread(stack.stop)
+        # In a thread: Stack.stop drops PostgreSQL databases with asyncio.run.
+        await asyncio.to_thread(restored.stop if restored is not None else stack.stop)

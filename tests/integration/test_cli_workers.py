@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from azurezo_cli.home import postgres_database_urls
+from tests.filetyping import samples
 from tests.integration.test_cli_up import LOGIN, READY_LINE, Up, alive, children_of, deactivate, login
 from tests.support.service import PG_ENV
 from tests.support.stack import free_port, workers_mode
@@ -101,7 +102,7 @@ def test_up_workers_routes_each_endpoint_to_its_worker_and_delisting_cuts_every_
             assert sent.status_code == 200, sent.text
             uploaded = client.post(
                 "/_matrix/media/v3/upload",
-                content=b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+                content=samples.pdf(),
                 headers={"Content-Type": "application/pdf"},
             )
             assert uploaded.status_code == 200, uploaded.text
