@@ -4,6 +4,7 @@ of this package and print the result; user-facing errors are French and exit wit
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -13,7 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from azurezo_cli import accounts, bootstrap
+from azurezo_cli import accounts, bootstrap, logs
 from azurezo_cli import workers as worker_topology
 from azurezo_cli.bot import app as bot_app
 from azurezo_cli.bot import health_url as bot_health_url
@@ -145,8 +146,19 @@ def main(
             envvar="AZUREZO_HOME",
         ),
     ] = Path("./var"),
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="Format des journaux : text, ou json (une ligne JSON par événement, pour un collecteur).",
+            envvar=logs.LOG_FORMAT_ENV,
+        ),
+    ] = "text",
 ) -> None:
     """AZUREZO : messagerie Matrix et coordination des parcours de soins."""
+    if log_format not in ("text", "json"):
+        fail(f"--log-format : « {log_format} » inconnu ; donnez text ou json.")
+    os.environ[logs.LOG_FORMAT_ENV] = log_format  # inherited by the processes `up` starts
     if ctx.invoked_subcommand in ("up", "init", "restore"):
         ctx.obj = home  # these initialise the home themselves
         return
@@ -467,6 +479,7 @@ def service_run(ctx: typer.Context) -> None:
         host=LOOPBACK,
         port=home.service_port,
         log_level="info",
+        log_config=logs.uvicorn_log_config() or uvicorn.config.LOGGING_CONFIG,
         # Access logs would record query strings, which may hold a searched patient's name.
         access_log=False,
     )

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 import jinja2
 import yaml
 
-from azurezo_cli import turn
+from azurezo_cli import logs, turn
 from azurezo_cli.home import LOOPBACK, NOTICES_LOCALPART, Home, write_private
 
 # The templates ship in the repository's config/ (the project runs from its checkout, installed
@@ -80,6 +80,7 @@ def template_context(home: Home, workers: dict[str, Any] | None = None) -> dict[
         "overrides_dir": str(home.synapse_overrides_dir),
         "logs_dir": str(home.logs_dir),
         "level": "INFO",
+        "log_format": logs.log_format(),
     }
 
 
