@@ -39,7 +39,9 @@ test: .stamp-install-test system-deps
 
 # The integration suite again with Synapse as in `azurezo up --workers` (PostgreSQL + Redis +
 # nginx): the Synapse module tests, the TURN test and the bot's E2EE tests, through the proxy.
-WORKERS_TESTS ?= tests/integration tests/coordination_bot/test_bot_e2ee.py
+# (`azurezo up` without workers, test_cli_up/test_cli_readme, already ran in the other passes.)
+WORKERS_TESTS ?= tests/integration tests/coordination_bot/test_bot_e2ee.py \
+	--ignore=tests/integration/test_cli_up.py --ignore=tests/integration/test_cli_readme.py
 AZUREZO_TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432
 test-workers: .stamp-install-test system-deps
 	AZUREZO_TEST_WORKERS=1 AZUREZO_TEST_POSTGRES_URL=$(AZUREZO_TEST_POSTGRES_URL) \
@@ -71,6 +73,10 @@ bench-whoami: .stamp-install-test
 
 bench-bot: .stamp-install-test
 	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)
+
+# The image's pinned dependencies: what this virtualenv runs (and CI tested).
+requirements.lock: pyproject.toml .stamp-install
+	$(BIN)/python tools/lock_requirements.py > $@
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

@@ -242,12 +242,37 @@ def init(
     server_name: ServerName = None,
     demo: Demo = True,
     postgres: Postgres = None,
+    compose_env: Annotated[
+        bool,
+        typer.Option(
+            "--compose",
+            help="Déploiement Docker Compose : écrire seulement <home>/compose.env (noms d'hôtes "
+            "publics et secrets partagés, 0600), à passer à `docker compose --env-file`.",
+        ),
+    ] = False,
+    compose_configs: Annotated[
+        bool,
+        typer.Option(
+            "--compose-configs",
+            help="Dans le conteneur init de docker-compose.yml : préparer l'instance et écrire les "
+            "configurations des workers, de nginx, d'Element Web, de LiveKit et de coturn.",
+        ),
+    ] = False,
 ) -> None:
     """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
 
     Pour les déploiements où Synapse et le service tournent sous un autre superviseur
     (docker-compose.yml, systemd). `azurezo up` fait la même chose avant de démarrer.
     """
+    from azurezo_cli import compose
+
+    if compose_env:
+        if server_name is None:
+            fail("--compose demande --server-name (le domaine de la région, ex. soins.exemple.fr).")
+        env_file = compose.write_env(ctx.obj, compose.Hosts.for_server(server_name))
+        typer.echo(f"Fichier d'environnement : {env_file} (secrets : ne le versionnez jamais)")
+        typer.echo(f"Puis : docker compose --env-file {env_file} up -d")
+        return
     try:
         home = _prepare(
             ctx.obj,
@@ -258,6 +283,9 @@ def init(
             postgres=postgres,
             check_ports=False,
         )
+        if compose_configs:
+            for path in compose.render_configs(home):
+                typer.echo(f"Écrit : {path}")
     except HomeError as exc:
         fail(str(exc))
     ctx.obj = home

@@ -52,15 +52,21 @@ def postgres_args(url: str) -> dict[str, str]:
     return {key: value for key, value in args.items() if value}
 
 
-def template_context(home: Home, workers: dict[str, Any] | None = None) -> dict[str, Any]:
+def template_context(
+    home: Home,
+    workers: dict[str, Any] | None = None,
+    public_baseurl: str | None = None,
+    rtc_focus_url: str | None = None,
+) -> dict[str, Any]:
     """The template variables; ``workers`` is ``azurezo_cli.workers.shared_config`` (or None: one
     process, listening on the home's Synapse port itself)."""
     return {
         "profile": home.profile,
         "server_name": home.server_name,
-        "public_baseurl": home.synapse_url + "/",
+        "public_baseurl": public_baseurl or home.synapse_url + "/",
         "synapse_port": workers["main_port"] if workers else home.synapse_port,
         "workers": workers,
+        "rtc_focus_url": rtc_focus_url,
         "turn_uris": turn.turn_uris(home),
         "turn_shared_secret_path": str(turn.secret_path(home)),
         "turn_user_lifetime": turn.TURN_USER_LIFETIME,
@@ -84,19 +90,31 @@ def template_context(home: Home, workers: dict[str, Any] | None = None) -> dict[
     }
 
 
-def render_homeserver_yaml(home: Home, workers: dict[str, Any] | None = None) -> str:
+def render_homeserver_yaml(
+    home: Home,
+    workers: dict[str, Any] | None = None,
+    public_baseurl: str | None = None,
+    rtc_focus_url: str | None = None,
+) -> str:
     """The homeserver.yaml text for ``home``; parsed back once so a template error fails here."""
-    text = _environment().get_template("homeserver.yaml.j2").render(template_context(home, workers))
+    context = template_context(home, workers, public_baseurl, rtc_focus_url)
+    text = _environment().get_template("homeserver.yaml.j2").render(context)
     parsed = yaml.safe_load(text)
     if not isinstance(parsed, dict) or parsed.get("server_name") != home.server_name:
         raise RuntimeError("config/homeserver.yaml.j2 rendered an unexpected document")
     return text
 
 
-def render_synapse_config(home: Home, workers: dict[str, Any] | None = None) -> Path:
+def render_synapse_config(
+    home: Home,
+    workers: dict[str, Any] | None = None,
+    public_baseurl: str | None = None,
+    rtc_focus_url: str | None = None,
+) -> Path:
     """Write homeserver.yaml (0600: it holds secrets) and log.config; return homeserver.yaml's path."""
     turn.render_turnserver_conf(home)  # also generates the shared secret Synapse reads
-    write_private(home.synapse_config, render_homeserver_yaml(home, workers))
+    text = render_homeserver_yaml(home, workers, public_baseurl, rtc_focus_url)
+    write_private(home.synapse_config, text)
     log_text = _environment().get_template("log.config.j2").render(template_context(home))
     yaml.safe_load(log_text)
     write_private(home.synapse_log_config, log_text)
