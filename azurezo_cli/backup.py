@@ -202,6 +202,11 @@ def backup(home: Home, directory: Path) -> dict[str, Any]:
             )
         )
     else:
+        if home.path not in service_sqlite.resolve().parents:
+            raise BackupError(
+                f"La base du service ({service_sqlite}) est hors de l'instance {home.path} : "
+                "sauvegardez-la à part, ou remettez-la dans le dossier de l'instance."
+            )
         sqlite_backup(service_sqlite, directory / "databases" / "coordination.sqlite3")
         relative = service_sqlite.resolve().relative_to(home.path)
         saved.append(SavedDatabase("coordination", "sqlite", "databases/coordination.sqlite3", str(relative)))
@@ -304,6 +309,9 @@ def restore(directory: Path, home_path: Path, *, postgres: str | None = None) ->
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
             os.chmod(target, 0o600)
+            if db.name == "coordination" and home.database_url_override:
+                # An explicit SQLite URL named the old home's absolute path: point it here.
+                changes["database_url_override"] = f"sqlite+aiosqlite:///{target}"
             continue
         current = home.synapse_database_url if db.name == "synapse" else home.database_url
         if current is None:
