@@ -300,6 +300,7 @@ def restore(directory: Path, home_path: Path, *, postgres: str | None = None) ->
     home_path.mkdir(parents=True, exist_ok=True)
     os.chmod(home_path, 0o700)
     shutil.copytree(saved_home, home_path, dirs_exist_ok=True)
+    os.chmod(home_path, 0o700)  # copytree copied the saved folder's mode over it
     home = load_home(home_path)  # also rewrites nothing: paths are relative to the home
     changes: dict[str, Any] = {}
     for db in (SavedDatabase(**item) for item in manifest["databases"]):
