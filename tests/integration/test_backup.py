@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,12 +21,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from azurezo_cli.home import load_home
+from azurezo_cli.home import load_home, save_home
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.models import Person
 from tests.coordination_bot.test_bot_e2ee import open_room, start_bot, trust_only_cross_signed
 from tests.filetyping import samples
-from tests.support.stack import Stack, fictitious_national_id, resume_stack, start_stack
+from tests.support.stack import Stack, fictitious_national_id, free_port, resume_stack, start_stack
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
@@ -110,6 +111,8 @@ async def test_backup_under_load_restores_every_accepted_write_and_the_bots_keys
     stack = await asyncio.to_thread(start_stack, workdir / "original")
     restored: Stack | None = None
     try:
+        stack.home = replace(stack.home, bot_port=free_port())  # the bot's health port, ours alone
+        save_home(stack.home)
         await asyncio.to_thread(start_bot, stack)
         user_id, password = await stack.create_account(stack.people[0].national_id)
         async with stack.client(user_id, password) as alice:
