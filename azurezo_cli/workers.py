@@ -302,9 +302,10 @@ def well_known(topology: Topology, server_name: str) -> tuple[dict[str, Any], di
 
 def _nginx_user() -> str | None:
     """nginx started as root drops its workers to ``nobody`` by default, which cannot write the
-    temporary files under the home (0700): they run as the home's owner instead."""
+    temporary files under the home (0700, owned by root then): they stay root, like every other
+    process ``azurezo up`` started. Run as an ordinary user, nginx ignores ``user``: none is set."""
     if os.geteuid() != 0:
-        return None  # the `user` directive only applies to a root master
+        return None
     return "root"
 
 
