@@ -428,7 +428,8 @@ async def test_bot_metrics_count_commands_and_round_trips(bot_stack: Stack) -> N
 
     async with httpx.AsyncClient() as http:
         before = (await http.get(metrics_url)).text
-    user_id, password = await stack.create_account(stack.people[1].national_id)
+    person = await stack.add_person(family_name="METRIQUE")
+    user_id, password = await stack.create_account(person.national_id)
     async with stack.client(user_id, password) as paul:
         await paul.sync(timeout=0, full_state=True)
         conversation = await open_room(stack, paul)

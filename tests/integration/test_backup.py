@@ -104,6 +104,7 @@ async def directory_ids(database_url: str) -> set[str]:
         await engine.dispose()
 
 
+@pytest.mark.timeout(1200)  # two stacks and two bots start (on workers: 2 x 6 Synapse processes)
 async def test_backup_under_load_restores_every_accepted_write_and_the_bots_keys(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
