@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami
+.PHONY: run test test-workers system-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -27,10 +27,25 @@ PACKAGE_MARKERS := $(wildcard */__init__.py)
 run: .stamp-install
 	$(BIN)/azurezo --home $(HOME_DIR) up
 
+# Debian packages of the production topology: nginx (reverse proxy of `azurezo up --workers`) and
+# coturn (TURN for calls; its turnutils_uclient allocates a relay in tests/integration/test_turn.py).
+system-deps:
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v turnserver >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 nginx coturn; }
+
 # curl runs the README's session (tests/integration/test_cli_readme.py).
-test: .stamp-install-test
+test: .stamp-install-test system-deps
 	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The integration suite again with Synapse as in `azurezo up --workers` (PostgreSQL + Redis +
+# nginx): the Synapse module tests, the TURN test and the bot's E2EE tests, through the proxy.
+# (`azurezo up` without workers, test_cli_up/test_cli_readme, already ran in the other passes.)
+WORKERS_TESTS ?= tests/integration tests/coordination_bot/test_bot_e2ee.py \
+	--ignore=tests/integration/test_cli_up.py --ignore=tests/integration/test_cli_readme.py
+AZUREZO_TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432
+test-workers: .stamp-install-test system-deps
+	AZUREZO_TEST_WORKERS=1 AZUREZO_TEST_POSTGRES_URL=$(AZUREZO_TEST_POSTGRES_URL) \
+		$(BIN)/python -m pytest -m synapse $(WORKERS_TESTS) $(PYTEST_ARGS)
 
 lint: .stamp-install-test
 	$(BIN)/ruff check $(SOURCES) tests bench
@@ -58,6 +73,10 @@ bench-whoami: .stamp-install-test
 
 bench-bot: .stamp-install-test
 	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)
+
+# The image's pinned dependencies: what this virtualenv runs (and CI tested).
+requirements.lock: pyproject.toml .stamp-install
+	$(BIN)/python tools/lock_requirements.py > $@
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from azurezo_cli import logs
 from azurezo_cli.home import LOOPBACK, Home
 
 if TYPE_CHECKING:
@@ -54,10 +55,7 @@ def run(
     from coordination_bot.state import StateError
 
     home: Home = ctx.obj
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logging.DEBUG if verbose else logging.INFO)
     # nio logs event contents at DEBUG/INFO in places, httpx logs URLs with their query string (a
     # searched patient's name): both at WARNING, so no message text or name reaches the log.
     logging.getLogger("nio").setLevel(logging.WARNING)

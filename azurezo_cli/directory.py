@@ -47,9 +47,22 @@ def _temp_dir(ctx: typer.Context) -> Path | None:
     return Path(home) / "tmp" if home is not None else None
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: Any, ctx: typer.Context | None = None) -> None:
     for line in report.summary():
         typer.echo(line)
+    home = getattr(ctx.obj, "path", None) if ctx is not None else None
+    if home is not None:  # the service's /metrics shows the last run (coordination/metrics.py)
+        from coordination.metrics import write_import_metrics
+
+        counts = {
+            "lines": report.lines,
+            "added": report.added,
+            "updated": report.updated,
+            "deactivated": report.deactivated,
+            "reactivated": report.reactivated,
+            "rejected": report.rejected,
+        }
+        write_import_metrics(Path(home) / "metrics", source=report.source, counts=counts, ok=True)
 
 
 AllowMassDeactivation = Annotated[
@@ -111,7 +124,7 @@ def import_rpps_command(
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{file} : lecture impossible ({exc.strerror or exc}) ; rien n'a été importé.")
-    _print_report(report)
+    _print_report(report, ctx)
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -165,7 +178,7 @@ def import_fhir_command(
         )
     except (FhirSourceError, MassDeactivationError) as exc:
         _fail(str(exc))
-    _print_report(report)
+    _print_report(report, ctx)
 
 
 @app.command("search")

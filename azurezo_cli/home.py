@@ -53,6 +53,7 @@ DEFAULT_SERVER_NAME = "azurezo.local"
 DEFAULT_SYNAPSE_PORT = 8008
 DEFAULT_SERVICE_PORT = 8080
 DEFAULT_BOT_PORT = 8090  # the bot's loopback health endpoint
+DEFAULT_TURN_PORT = 3478  # coturn (STUN/TURN, UDP and TCP)
 BOT_LOCALPART = "azurezo-bot"
 NOTICES_LOCALPART = "notices"
 LOOPBACK = "127.0.0.1"
@@ -118,6 +119,9 @@ class Home:
     # and provision its accounts.
     demo_enabled: bool = True
     bot_port: int = DEFAULT_BOT_PORT
+    turn_port: int = DEFAULT_TURN_PORT
+    # The TURN host clients are told (turn_uris); None: the server name's host.
+    turn_host: str | None = None
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -165,6 +169,11 @@ class Home:
         return self.path / "logs"
 
     @property
+    def metrics_dir(self) -> Path:
+        """Metrics files of batch jobs (the directory import), served by the service's /metrics."""
+        return self.path / "metrics"
+
+    @property
     def bot_dir(self) -> Path:
         """The bot's device, token, crypto store and cross-signing seeds (coordination_bot.state)."""
         return self.path / "bot"
@@ -209,6 +218,7 @@ class Home:
             internal_api_secret=self.secrets.internal_api_secret,
             documents_dir=self.documents_dir,
             bot_user_id=self.bot_user_id,
+            metrics_dir=self.metrics_dir,
         )
 
     # --- persistence --------------------------------------------------------------------------
@@ -228,6 +238,8 @@ class Home:
             "demo_imported": self.demo_imported,
             "demo_enabled": self.demo_enabled,
             "bot_port": self.bot_port,
+            "turn_port": self.turn_port,
+            "turn_host": self.turn_host,
         }
 
 
@@ -313,6 +325,8 @@ class HomeFile(_FileModel):
     demo_imported: bool = False
     demo_enabled: bool = True
     bot_port: int = DEFAULT_BOT_PORT
+    turn_port: int = DEFAULT_TURN_PORT
+    turn_host: str | None = None
 
     @field_validator("server_name")
     @classmethod
@@ -321,7 +335,7 @@ class HomeFile(_FileModel):
             raise ValueError(_EXPECTED["server_name"])
         return value
 
-    @field_validator("synapse_port", "service_port", "bot_port")
+    @field_validator("synapse_port", "service_port", "bot_port", "turn_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not _is_port(value):
@@ -334,6 +348,13 @@ class HomeFile(_FileModel):
         for peer in value or ():
             if not _is_server_name(peer):
                 raise ValueError(f"« {peer} » n'est pas un nom de serveur ; {_EXPECTED['federation_peers']}")
+        return value
+
+    @field_validator("turn_host")
+    @classmethod
+    def _turn_host(cls, value: str | None) -> str | None:
+        if value is not None and not _is_server_name(value):
+            raise ValueError(_EXPECTED["turn_host"])
         return value
 
     @field_validator("synapse_database_url")
@@ -370,6 +391,8 @@ class HomeFile(_FileModel):
             demo_imported=self.demo_imported,
             demo_enabled=self.demo_enabled,
             bot_port=self.bot_port,
+            turn_port=self.turn_port,
+            turn_host=self.turn_host,
         )
 
 
@@ -391,6 +414,8 @@ _EXPECTED = {
     "demo_passwords": "restaurez le fichier d'origine.",
     "demo_imported": "attendu true ou false.",
     "demo_enabled": "attendu true ou false.",
+    "turn_port": "donnez un entier entre 1 et 65535.",
+    "turn_host": "donnez un nom d'hôte (ex. turn.exemple.fr) ou null.",
 }
 
 

@@ -4,6 +4,7 @@ of this package and print the result; user-facing errors are French and exit wit
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -13,7 +14,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from azurezo_cli import accounts, bootstrap
+from azurezo_cli import accounts, bootstrap, logs
+from azurezo_cli import workers as worker_topology
 from azurezo_cli.bot import app as bot_app
 from azurezo_cli.bot import health_url as bot_health_url
 from azurezo_cli.home import (
@@ -98,6 +100,19 @@ Postgres = Annotated[
         envvar="AZUREZO_POSTGRES",
     ),
 ]
+Workers = Annotated[
+    bool,
+    typer.Option(
+        "--workers/--no-workers",
+        help="Synapse en plusieurs processus (principal, workers client et /sync, persisteur "
+        "d'événements, médias) derrière nginx, répliqués par Redis (127.0.0.1:6379) ; demande "
+        "PostgreSQL (--postgres).",
+    ),
+]
+EventPersisters = Annotated[
+    int,
+    typer.Option(help="Avec --workers : nombre de workers persistant les événements.", min=1, max=4),
+]
 
 
 def fail(message: str) -> NoReturn:
@@ -131,9 +146,20 @@ def main(
             envvar="AZUREZO_HOME",
         ),
     ] = Path("./var"),
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="Format des journaux : text, ou json (une ligne JSON par événement, pour un collecteur).",
+            envvar=logs.LOG_FORMAT_ENV,
+        ),
+    ] = "text",
 ) -> None:
     """AZUREZO : messagerie Matrix et coordination des parcours de soins."""
-    if ctx.invoked_subcommand in ("up", "init"):
+    if log_format not in ("text", "json"):
+        fail(f"--log-format : « {log_format} » inconnu ; donnez text ou json.")
+    os.environ[logs.LOG_FORMAT_ENV] = log_format  # inherited by the processes `up` starts
+    if ctx.invoked_subcommand in ("up", "init", "restore"):
         ctx.obj = home  # these initialise the home themselves
         return
     try:
@@ -155,6 +181,8 @@ def up(
     demo: Demo = True,
     postgres: Postgres = None,
     bot_port: BotPort = None,
+    workers: Workers = False,
+    event_persisters: EventPersisters = 1,
 ) -> None:
     """Initialise l'instance au premier lancement, puis démarre Synapse, le service et le robot.
 
@@ -173,7 +201,7 @@ def up(
         ctx.obj = home
         demo_accounts = _demo_accounts(home)
         home = bootstrap.ensure_demo_passwords(home, demo_accounts)
-        _start_children(home, supervisor)
+        _start_children(home, supervisor, workers=event_persisters if workers else 0)
         typer.echo(
             "Création des comptes (robot et démonstration)…"
             if demo_accounts
@@ -188,7 +216,7 @@ def up(
             )
         ignored = {item.account for item in skipped}
         _start_bot(home, supervisor)  # after provisioning: the bot's account must exist
-        _print_ready(home, [a for a in demo_accounts if a not in ignored])
+        _print_ready(home, [a for a in demo_accounts if a not in ignored], workers=workers)
         supervisor.watch()
     except KeyboardInterrupt:
         typer.echo("\nArrêt demandé : arrêt du robot, de Synapse et du service…")
@@ -214,12 +242,37 @@ def init(
     server_name: ServerName = None,
     demo: Demo = True,
     postgres: Postgres = None,
+    compose_env: Annotated[
+        bool,
+        typer.Option(
+            "--compose",
+            help="Déploiement Docker Compose : écrire seulement <home>/compose.env (noms d'hôtes "
+            "publics et secrets partagés, 0600), à passer à `docker compose --env-file`.",
+        ),
+    ] = False,
+    compose_configs: Annotated[
+        bool,
+        typer.Option(
+            "--compose-configs",
+            help="Dans le conteneur init de docker-compose.yml : préparer l'instance et écrire les "
+            "configurations des workers, de nginx, d'Element Web, de LiveKit et de coturn.",
+        ),
+    ] = False,
 ) -> None:
     """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
 
     Pour les déploiements où Synapse et le service tournent sous un autre superviseur
     (docker-compose.yml, systemd). `azurezo up` fait la même chose avant de démarrer.
     """
+    from azurezo_cli import compose
+
+    if compose_env:
+        if server_name is None:
+            fail("--compose demande --server-name (le domaine de la région, ex. soins.exemple.fr).")
+        env_file = compose.write_env(ctx.obj, compose.Hosts.for_server(server_name))
+        typer.echo(f"Fichier d'environnement : {env_file} (secrets : ne le versionnez jamais)")
+        typer.echo(f"Puis : docker compose --env-file {env_file} up -d")
+        return
     try:
         home = _prepare(
             ctx.obj,
@@ -230,6 +283,9 @@ def init(
             postgres=postgres,
             check_ports=False,
         )
+        if compose_configs:
+            for path in compose.render_configs(home):
+                typer.echo(f"Écrit : {path}")
     except HomeError as exc:
         fail(str(exc))
     ctx.obj = home
@@ -307,8 +363,14 @@ def _demo_accounts(home: Home) -> list[bootstrap.DemoAccount]:
         raise HomeError(f"comptes de démonstration illisibles : {exc}") from exc
 
 
-def _start_children(home: Home, supervisor: Supervisor) -> None:
+def _start_children(home: Home, supervisor: Supervisor, *, workers: int = 0) -> None:
+    """The service, then Synapse: one process, or (``workers``: the number of event persisters)
+    its main process, workers and nginx."""
     python = sys.executable
+    if workers:
+        worker_topology.require_postgres(home)  # before anything starts: a French refusal
+        worker_topology.check_redis()
+        worker_topology.nginx_binary()
     typer.echo(f"Démarrage du service de coordination sur {home.service_url}…")
     service = supervisor.start(
         ChildSpec(
@@ -319,6 +381,13 @@ def _start_children(home: Home, supervisor: Supervisor) -> None:
         )
     )
     supervisor.wait_ready(service, timeout=READY_TIMEOUT_SERVICE)
+    if workers:
+        typer.echo(f"Démarrage de Synapse (workers, derrière nginx) sur {home.synapse_url}…")
+        topology = worker_topology.start_workers(
+            home, supervisor, python, timeout=READY_TIMEOUT_SYNAPSE, event_persisters=workers
+        )
+        typer.echo("\n".join(worker_topology.describe(topology)))
+        return
     typer.echo(f"Démarrage de Synapse sur {home.synapse_url}…")
     synapse = supervisor.start(
         ChildSpec(
@@ -344,7 +413,7 @@ def _start_bot(home: Home, supervisor: Supervisor) -> None:
     supervisor.wait_ready(bot, timeout=READY_TIMEOUT_BOT)
 
 
-def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
+def _print_ready(home: Home, demo: list[bootstrap.DemoAccount], *, workers: bool = False) -> None:
     lines = [
         "",
         f"AZUREZO est prêt — serveur Matrix « {home.server_name} ».",
@@ -355,6 +424,8 @@ def _print_ready(home: Home, demo: list[bootstrap.DemoAccount]) -> None:
         f"  Robot de coordination : {home.bot_user_id}   (invitez-le dans un salon ; « !aide »)",
         f"  Journaux : {home.logs_dir}",
     ]
+    if workers:
+        lines.insert(4, "    (Synapse en workers derrière nginx, réplication par Redis)")
     if demo:
         lines.append("Comptes de démonstration (professionnels fictifs) :")
         width = max(len(home.user_id(a.localpart)) for a in demo)
@@ -436,6 +507,50 @@ def service_run(ctx: typer.Context) -> None:
         host=LOOPBACK,
         port=home.service_port,
         log_level="info",
+        log_config=logs.uvicorn_log_config() or uvicorn.config.LOGGING_CONFIG,
         # Access logs would record query strings, which may hold a searched patient's name.
         access_log=False,
     )
+
+
+@app.command("backup")
+def backup_command(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Dossier (nouveau ou vide) où écrire la sauvegarde.")],
+) -> None:
+    """Sauvegarde toute l'instance, même en fonctionnement : les deux bases (SQLite ou PostgreSQL),
+    les médias, les documents, la clé de signature, le robot et le fichier d'instance."""
+    from azurezo_cli import backup
+
+    home: Home = ctx.obj
+    try:
+        manifest = backup.backup(home, directory)
+    except HomeError as exc:
+        fail(str(exc))
+    kinds = ", ".join(f"{db['name']} ({db['kind']})" for db in manifest["databases"])
+    typer.echo(f"Sauvegarde de « {home.server_name} » écrite dans {directory.resolve()}")
+    typer.echo(f"  Bases : {kinds} ; fichiers : {manifest['files']}")
+
+
+@app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Dossier d'une sauvegarde faite par `azurezo backup`.")],
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            help="Serveur PostgreSQL où recréer les bases (défaut : celui de la sauvegarde).",
+        ),
+    ] = None,
+) -> None:
+    """Recrée une instance sauvegardée dans un dossier d'instance vide (--home), puis `azurezo up`."""
+    from azurezo_cli import backup
+
+    target: Path = ctx.obj
+    try:
+        home = backup.restore(directory, target, postgres=postgres)
+    except HomeError as exc:
+        fail(str(exc))
+    typer.echo(f"Instance « {home.server_name} » restaurée dans {home.path}")
+    typer.echo(f"Démarrez-la : azurezo --home {home.path} up")

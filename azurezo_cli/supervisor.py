@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -193,9 +194,12 @@ class Supervisor:
     def stop_all(self) -> None:
         """Stop every child, last started first: SIGTERM to its process group, SIGKILL if it lingers.
 
-        Signals are ignored meanwhile, so a second Ctrl-C cannot leave a child behind.
+        Signals are ignored meanwhile, so a second Ctrl-C cannot leave a child behind (from the main
+        thread only: Python handles signals there, and only there may their handlers change).
         """
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        in_main = threading.current_thread() is threading.main_thread()
+        signals = (signal.SIGINT, signal.SIGTERM) if in_main else ()
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
         try:
             while self.children:
                 self._stop(self.children.pop())

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 import jinja2
 import yaml
 
+from azurezo_cli import logs, turn
 from azurezo_cli.home import LOOPBACK, NOTICES_LOCALPART, Home, write_private
 
 # The templates ship in the repository's config/ (the project runs from its checkout, installed
@@ -51,12 +52,24 @@ def postgres_args(url: str) -> dict[str, str]:
     return {key: value for key, value in args.items() if value}
 
 
-def template_context(home: Home) -> dict[str, Any]:
+def template_context(
+    home: Home,
+    workers: dict[str, Any] | None = None,
+    public_baseurl: str | None = None,
+    rtc_focus_url: str | None = None,
+) -> dict[str, Any]:
+    """The template variables; ``workers`` is ``azurezo_cli.workers.shared_config`` (or None: one
+    process, listening on the home's Synapse port itself)."""
     return {
         "profile": home.profile,
         "server_name": home.server_name,
-        "public_baseurl": home.synapse_url + "/",
-        "synapse_port": home.synapse_port,
+        "public_baseurl": public_baseurl or home.synapse_url + "/",
+        "synapse_port": workers["main_port"] if workers else home.synapse_port,
+        "workers": workers,
+        "rtc_focus_url": rtc_focus_url,
+        "turn_uris": turn.turn_uris(home),
+        "turn_shared_secret_path": str(turn.secret_path(home)),
+        "turn_user_lifetime": turn.TURN_USER_LIFETIME,
         "bind_address": LOOPBACK,
         "federation_peers": list(home.federation_peers),
         "database_path": str(home.synapse_database),
@@ -73,21 +86,35 @@ def template_context(home: Home) -> dict[str, Any]:
         "overrides_dir": str(home.synapse_overrides_dir),
         "logs_dir": str(home.logs_dir),
         "level": "INFO",
+        "log_format": logs.log_format(),
     }
 
 
-def render_homeserver_yaml(home: Home) -> str:
+def render_homeserver_yaml(
+    home: Home,
+    workers: dict[str, Any] | None = None,
+    public_baseurl: str | None = None,
+    rtc_focus_url: str | None = None,
+) -> str:
     """The homeserver.yaml text for ``home``; parsed back once so a template error fails here."""
-    text = _environment().get_template("homeserver.yaml.j2").render(template_context(home))
+    context = template_context(home, workers, public_baseurl, rtc_focus_url)
+    text = _environment().get_template("homeserver.yaml.j2").render(context)
     parsed = yaml.safe_load(text)
     if not isinstance(parsed, dict) or parsed.get("server_name") != home.server_name:
         raise RuntimeError("config/homeserver.yaml.j2 rendered an unexpected document")
     return text
 
 
-def render_synapse_config(home: Home) -> Path:
+def render_synapse_config(
+    home: Home,
+    workers: dict[str, Any] | None = None,
+    public_baseurl: str | None = None,
+    rtc_focus_url: str | None = None,
+) -> Path:
     """Write homeserver.yaml (0600: it holds secrets) and log.config; return homeserver.yaml's path."""
-    write_private(home.synapse_config, render_homeserver_yaml(home))
+    turn.render_turnserver_conf(home)  # also generates the shared secret Synapse reads
+    text = render_homeserver_yaml(home, workers, public_baseurl, rtc_focus_url)
+    write_private(home.synapse_config, text)
     log_text = _environment().get_template("log.config.j2").render(template_context(home))
     yaml.safe_load(log_text)
     write_private(home.synapse_log_config, log_text)

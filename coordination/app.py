@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coordination import metrics
 from coordination.audit.router import router as audit_router
 from coordination.circle.router import router as circle_router
 from coordination.dac_requests.router import router as dac_requests_router
@@ -234,10 +235,18 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
     # anything reads it (issue 6 item 2), then writes with an Idempotency-Key run exactly once.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestGuard, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(metrics.RequestMetrics)  # outermost: times the whole request
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics (the service listens on loopback; the proxy never exposes this)."""
+        async with request.app.state.sessionmaker() as session:
+            body = await metrics.render(session, settings.metrics_dir)
+        return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
 
     @app.get(
         "/api/v1/me",

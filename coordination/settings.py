@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         "it for seconds) before answering 503 with Retry-After",
     )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    metrics_dir: Path | None = Field(
+        default=None, description="Where the directory importer records its last run for GET /metrics"
+    )
 
     @field_validator("internal_api_secret")
     @classmethod

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -50,7 +51,7 @@ from nio import (
 )
 from nio.rooms import MatrixRoom
 
-from coordination_bot import commands
+from coordination_bot import commands, metrics
 from coordination_bot.crosssigning import ensure_cross_signed
 from coordination_bot.gateway import (
     Attachment,
@@ -421,6 +422,7 @@ class Bot:
         """Handle a sync's events: rooms concurrently, each room's events in order."""
         for room_id, event in batch.encrypted:
             self._pending[event.event_id] = (room_id, event)
+            metrics.UNDECRYPTABLE.inc()
         per_room: dict[RoomId, list[Event]] = defaultdict(list)
         for room_id, event in self._retry_pending():
             per_room[room_id].append(event)
@@ -432,6 +434,7 @@ class Bot:
                 with contextlib.suppress(Exception):  # a key request is a courtesy: never fatal
                     await self.client.request_room_key(event)
                 logger.info("event %s in %s waits for its room key", event.event_id, room_id)
+        metrics.UNDECRYPTABLE_PENDING.set(len(self._pending))
         self._save_pending()
 
     def _retry_pending(self) -> list[tuple[RoomId, Event]]:
@@ -476,8 +479,18 @@ class Bot:
         if not isinstance(event, RoomMessageText):
             return
         incoming = incoming_from_event(room_id, event)
-        if incoming is not None:
+        if incoming is None:
+            return
+        if not incoming.text.startswith("!"):
             await self.handlers.handle(incoming)
+            return
+        try:
+            await self.handlers.handle(incoming)
+        except Exception:
+            metrics.COMMANDS.labels("failed").inc()
+            raise
+        metrics.COMMANDS.labels("ok").inc()
+        metrics.ROUND_TRIP.observe(max(time.time() - event.server_timestamp / 1000, 0.0))
 
     async def close(self) -> None:
         # Never logout(): it would delete the device and its keys (FIELD-NOTES "Bot E2EE").
@@ -517,7 +530,16 @@ async def serve_health(bot: Bot, host: str, port: int) -> asyncio.Server:
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            if request.startswith(b"GET /metrics "):
+                payload = metrics.render()
+                writer.write(
+                    f"HTTP/1.1 200 OK\r\nContent-Type: {metrics.CONTENT_TYPE_LATEST}\r\n"
+                    f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+                return
             ready = bot.ready.is_set()
             body = json.dumps(
                 {

@@ -413,3 +413,39 @@ async def test_kill_9_in_a_burst_of_50_tasks(bot_stack: Stack) -> None:
         titles = [t["title"] for t in page.json()["items"]]
         assert set(titles) == {f"Rafale {i:02d}" for i in range(50)}  # none lost
         assert len(titles) == 50, f"{len(titles) - 50} task(s) created twice"  # none twice
+
+
+async def test_bot_metrics_count_commands_and_round_trips(bot_stack: Stack) -> None:
+    """GET /metrics on the bot's loopback port: commands, round trips, undecryptable events."""
+    stack = bot_stack
+    metrics_url = health_url(stack.home).replace("/health", "/metrics")
+
+    def value(text: str, name: str) -> float:
+        lines = [
+            line for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{")
+        ]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    async with httpx.AsyncClient() as http:
+        before = (await http.get(metrics_url)).text
+    person = await stack.add_person(family_name="METRIQUE")
+    user_id, password = await stack.create_account(person.national_id)
+    async with stack.client(user_id, password) as paul:
+        await paul.sync(timeout=0, full_state=True)
+        conversation = await open_room(stack, paul)
+        reply, _ = await conversation.ask("!aide")
+        assert "Commandes du robot de coordination" in reply
+    async with httpx.AsyncClient() as http:
+        resp = await http.get(metrics_url)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    after = resp.text
+    assert (
+        value(after, 'azurezo_bot_commands_total{outcome="ok"}')
+        >= value(before, 'azurezo_bot_commands_total{outcome="ok"}') + 1
+    )
+    assert (
+        value(after, "azurezo_bot_round_trip_seconds_count")
+        >= value(before, "azurezo_bot_round_trip_seconds_count") + 1
+    )
+    assert "azurezo_bot_undecryptable_events_total" in after
+    assert user_id not in after and conversation.room_id not in after

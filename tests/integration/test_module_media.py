@@ -19,7 +19,7 @@ from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from tests.filetyping import samples
 from tests.support.polling import eventually
-from tests.support.stack import Stack
+from tests.support.stack import Stack, workers_mode
 from tests.synapse_module.matrix import client_api, new_professional, upload
 
 pytestmark = pytest.mark.synapse
@@ -263,7 +263,8 @@ async def test_upload_and_download_file_names_never_reach_synapse_log(
         uploader_token,
     )
     assert got.status_code == 200
-    log = stack.home.logs_dir / "synapse.log"
+    # One process: synapse.log; with workers, the media worker's synapse-media1.log.
+    log = stack.home.logs_dir / ("synapse-media1.log" if workers_mode() else "synapse.log")
 
     async def both_requests_logged() -> bool:
         text = log.read_text(encoding="utf-8", errors="replace")

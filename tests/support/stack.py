@@ -21,7 +21,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -29,9 +29,10 @@ from nio import AsyncClient, AsyncClientConfig, LoginResponse
 from sqlalchemy import update
 
 from azurezo_cli import accounts, bootstrap
-from azurezo_cli.home import Home, create_postgres_database, init_home, new_password
+from azurezo_cli.home import Home, create_postgres_database, init_home, new_password, save_home
 from azurezo_cli.supervisor import ChildSpec, Supervisor
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
+from azurezo_cli.workers import start_workers
 from coordination.db import make_engine, make_sessionmaker, utcnow
 from coordination.directory.models import Person
 from coordination.directory.rules import luhn_key, person_search_name
@@ -39,6 +40,14 @@ from tests.support.service import PG_ENV
 
 SERVER_NAME = "azurezo.test"
 READY_TIMEOUT = 120.0
+# AZUREZO_TEST_WORKERS=1 (with AZUREZO_TEST_POSTGRES_URL): every stack runs Synapse as in
+# `azurezo up --workers`: main process, workers, Redis replication, nginx in front.
+WORKERS_ENV = "AZUREZO_TEST_WORKERS"
+
+
+def workers_mode() -> bool:
+    """True when the integration stacks run Synapse with workers (CI's third pass)."""
+    return os.environ.get(WORKERS_ENV, "") not in ("", "0")
 
 
 def free_port() -> int:
@@ -242,7 +251,7 @@ class Stack:
 
     def diagnostics(self, lines: int = 60) -> str:
         parts = []
-        for name in ("synapse", "service"):
+        for name in [child.name for child in self.supervisor.children] or ["synapse", "service"]:
             parts.append(f"----- {name} log (last {lines} lines) -----\n{self.log_tail(name, lines)}")
         return "\n".join(parts)
 
@@ -325,10 +334,17 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
 
     With ``AZUREZO_TEST_POSTGRES_URL`` set, Synapse and the service run on fresh PostgreSQL
     databases of their own (the production setup), dropped by ``Stack.stop``; otherwise on SQLite
-    inside the home. On any failure everything started so far is stopped (and dropped) before the
-    error propagates.
+    inside the home. With ``AZUREZO_TEST_WORKERS=1`` too, Synapse runs with workers behind nginx;
+    each such stack gets its own server name (``w<hex>.azurezo.test``), since Synapse names its
+    Redis replication channels after it. On any failure everything started so far is stopped (and
+    dropped) before the error propagates.
     """
     pg_url = os.environ.get(PG_ENV)
+    workers = workers_mode()
+    if workers and not pg_url:
+        raise RuntimeError(f"{WORKERS_ENV}=1 needs {PG_ENV} (Synapse workers share a PostgreSQL database)")
+    if workers:
+        server_name = f"w{uuid.uuid4().hex[:8]}.{server_name}"
     databases = asyncio.run(PostgresDatabases.create(pg_url)) if pg_url else None
     supervisor = Supervisor(stop_timeout=10.0, poll_interval=0.05)
     try:
@@ -341,17 +357,39 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
             database_url=databases.service_url if databases else None,
             synapse_database_url=databases.synapse_url if databases else None,
         )
+        # coturn (tests/integration/test_turn.py) on a port of its own, announced by Synapse.
+        home = replace(home, turn_port=free_port())
+        save_home(home)
         render_synapse_config(home)
         bootstrap.migrate(home.database_url)
         asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))
-        service = supervisor.start(
-            ChildSpec(
-                name="service",
-                argv=[sys.executable, "-m", "azurezo_cli", "--home", str(home.path), "service", "run"],
-                log_path=home.logs_dir / "service.log",
-                ready_url=f"{home.service_url}/health",
-            )
+        _start_processes(home, supervisor, workers=workers)
+    except BaseException:
+        try:
+            supervisor.stop_all()
+        finally:
+            if databases is not None:
+                asyncio.run(databases.drop())
+        raise
+    return Stack(home, supervisor, workdir, databases)
+
+
+def _start_processes(home: Home, supervisor: Supervisor, *, workers: bool) -> None:
+    """The service and Synapse (one process, or main + workers + nginx) of ``home``; then the bot's
+    account (idempotent)."""
+    service = supervisor.start(
+        ChildSpec(
+            name="service",
+            argv=[sys.executable, "-m", "azurezo_cli", "--home", str(home.path), "service", "run"],
+            log_path=home.logs_dir / "service.log",
+            ready_url=f"{home.service_url}/health",
         )
+    )
+    if workers:
+        supervisor.wait_ready(service, timeout=READY_TIMEOUT)
+        start_workers(home, supervisor, sys.executable, timeout=READY_TIMEOUT)
+    else:
+        render_synapse_config(home)
         synapse = supervisor.start(
             ChildSpec(
                 name="synapse",
@@ -363,16 +401,19 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
         # Both start at once (the module only calls the service on registration, invite, join).
         supervisor.wait_ready(service, timeout=READY_TIMEOUT)
         supervisor.wait_ready(synapse, timeout=READY_TIMEOUT)
-        asyncio.run(
-            accounts.ensure_service_account(
-                home=home, localpart=home.bot_localpart, password=home.bot_password
-            )
-        )
+    asyncio.run(
+        accounts.ensure_service_account(home=home, localpart=home.bot_localpart, password=home.bot_password)
+    )
+
+
+def resume_stack(home: Home, workdir: Path, databases: PostgresDatabases | None) -> Stack:
+    """Start the service and Synapse of an existing home (e.g. one ``azurezo restore`` wrote), in
+    the same mode as ``start_stack``; ``databases`` are dropped by ``Stack.stop``."""
+    supervisor = Supervisor(stop_timeout=10.0, poll_interval=0.05)
+    try:
+        bootstrap.migrate(home.database_url)
+        _start_processes(home, supervisor, workers=workers_mode())
     except BaseException:
-        try:
-            supervisor.stop_all()
-        finally:
-            if databases is not None:
-                asyncio.run(databases.drop())
+        supervisor.stop_all()
         raise
     return Stack(home, supervisor, workdir, databases)
