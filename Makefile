@@ -28,7 +28,12 @@ run: .stamp-install
 	$(BIN)/azurezo --home $(HOME_DIR) up
 
 # curl runs the README's session (tests/integration/test_cli_readme.py).
-test: .stamp-install-test
+# The single sign-on tests run a real OpenID Connect provider on Node.js (tests/support/oidc).
+tests/support/oidc/node_modules/.package-lock.json: tests/support/oidc/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --silent --no-audit --no-fund --prefix tests/support/oidc
+
+test: .stamp-install-test tests/support/oidc/node_modules/.package-lock.json
 	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import delete
 
+from azurezo_cli import signin
 from azurezo_cli.home import BOT_LOCALPART, NOTICES_LOCALPART, Home
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory import service as directory
@@ -252,8 +253,12 @@ async def create_account(
 
 
 async def ensure_service_account(*, home: Home, localpart: str, password: str) -> str:
-    """Register a service account (the bot): listed in the module's ``service_accounts``, unbound."""
+    """Register a service account (the bot): listed in the module's ``service_accounts``, unbound.
+
+    It accepts the current terms of use at each start (a new version would otherwise silence it).
+    """
     async with httpx.AsyncClient() as client:
         with contextlib.suppress(AccountExists):
             await register(client, home=home, localpart=localpart, password=password)
+    await signin.accept_terms(home, localpart)
     return home.user_id(localpart)

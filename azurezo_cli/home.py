@@ -34,9 +34,10 @@ import re
 import secrets
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -96,6 +97,41 @@ class Secrets:
 
 
 @dataclass(frozen=True)
+class Sso:
+    """Single sign-on through an OpenID Connect provider (Pro Santé Connect or a regional portal).
+
+    Set by ``azurezo init --oidc-issuer … --oidc-client-id … --oidc-client-secret-file …``; the
+    client secret stays in its own file (read when Synapse's configuration is rendered), never in
+    azurezo.json.
+    """
+
+    issuer: str
+    client_id: str
+    client_secret_file: str
+    national_id_claim: str = "SubjectNameID"
+    name: str = "Pro Santé Connect"
+    scopes: tuple[str, ...] = ("openid", "scope_all")
+    # Off: only single sign-on signs professionals in (the service accounts keep their passwords).
+    password_login: bool = True
+
+    def client_secret(self) -> str:
+        """The client secret, read now from its file (French ``HomeError`` when unreadable)."""
+        try:
+            value = Path(self.client_secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise HomeError(
+                f"Le secret du client OpenID Connect est illisible ({self.client_secret_file} : "
+                f"{exc.strerror}) : vérifiez le fichier donné à --oidc-client-secret-file."
+            ) from exc
+        if not value:
+            raise HomeError(
+                f"Le fichier {self.client_secret_file} est vide : il doit contenir le secret du client "
+                "OpenID Connect fourni par le fournisseur d'identité."
+            )
+        return value
+
+
+@dataclass(frozen=True)
 class Home:
     """A parsed home directory. Build it with ``init_home`` or ``load_home``, never by hand."""
 
@@ -118,6 +154,14 @@ class Home:
     # and provision its accounts.
     demo_enabled: bool = True
     bot_port: int = DEFAULT_BOT_PORT
+    sso: Sso | None = None
+    # Terms of use (Synapse's user_consent): None = on in production, off in the test profile.
+    terms_of_use: bool | None = None
+
+    @property
+    def terms_required(self) -> bool:
+        """Whether professionals must accept the terms of use before sending anything."""
+        return self.profile == "production" if self.terms_of_use is None else self.terms_of_use
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -228,6 +272,8 @@ class Home:
             "demo_imported": self.demo_imported,
             "demo_enabled": self.demo_enabled,
             "bot_port": self.bot_port,
+            "sso": None if self.sso is None else {**asdict(self.sso), "scopes": list(self.sso.scopes)},
+            "terms_of_use": self.terms_of_use,
         }
 
 
@@ -295,6 +341,43 @@ class SecretsFile(_FileModel):
         return value
 
 
+class SsoFile(_FileModel):
+    """``sso`` of azurezo.json (see ``Sso``)."""
+
+    issuer: str
+    client_id: str
+    client_secret_file: str
+    national_id_claim: str = "SubjectNameID"
+    name: str = "Pro Santé Connect"
+    scopes: list[str] = ["openid", "scope_all"]
+    password_login: bool = True
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        problem = issuer_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def issuer_problem(issuer: str) -> str | None:
+    """Why ``issuer`` cannot be an OpenID Connect issuer here (French), or None.
+
+    HTTPS is required, except on the loopback (a provider run beside the instance, in tests).
+    """
+    parsed = urlsplit(issuer)
+    if parsed.scheme == "https" and parsed.hostname:
+        return None
+    if parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (
+        f"« {issuer} » n'est pas une adresse d'émetteur OpenID Connect utilisable : donnez son URL "
+        "https (par exemple https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet pour Pro Santé "
+        "Connect)."
+    )
+
+
 class HomeFile(_FileModel):
     """azurezo.json as written by ``save_home``. Keys added later have defaults, so every older
     home keeps loading; unknown keys are refused (a typo must not be silently ignored)."""
@@ -313,6 +396,8 @@ class HomeFile(_FileModel):
     demo_imported: bool = False
     demo_enabled: bool = True
     bot_port: int = DEFAULT_BOT_PORT
+    sso: SsoFile | None = None
+    terms_of_use: bool | None = None
 
     @field_validator("server_name")
     @classmethod
@@ -370,6 +455,10 @@ class HomeFile(_FileModel):
             demo_imported=self.demo_imported,
             demo_enabled=self.demo_enabled,
             bot_port=self.bot_port,
+            sso=None
+            if self.sso is None
+            else Sso(**{**self.sso.model_dump(), "scopes": tuple(self.sso.scopes)}),
+            terms_of_use=self.terms_of_use,
         )
 
 
@@ -391,6 +480,8 @@ _EXPECTED = {
     "demo_passwords": "restaurez le fichier d'origine.",
     "demo_imported": "attendu true ou false.",
     "demo_enabled": "attendu true ou false.",
+    "sso": "relancez `azurezo init --oidc-issuer … --oidc-client-id … --oidc-client-secret-file …`.",
+    "terms_of_use": "attendu true, false ou null.",
 }
 
 

@@ -29,6 +29,7 @@ from azurezo_cli.home import (
     postgres_database_urls,
     save_home,
 )
+from azurezo_cli.signin import AccountSettings, apply_account_settings
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
 from ror_sync.workdir import sweep_stale_import_files
@@ -214,13 +215,60 @@ def init(
     server_name: ServerName = None,
     demo: Demo = True,
     postgres: Postgres = None,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            help="Connexion unique : URL de l'émetteur OpenID Connect (Pro Santé Connect, portail régional)."
+        ),
+    ] = None,
+    oidc_client_id: Annotated[str | None, typer.Option(help="Identifiant du client OpenID Connect.")] = None,
+    oidc_client_secret_file: Annotated[
+        Path | None,
+        typer.Option(help="Fichier contenant le secret du client OpenID Connect (jamais en clair ici)."),
+    ] = None,
+    oidc_claim: Annotated[
+        str, typer.Option(help="Revendication portant le numéro RPPS/ADELI (identifiant national).")
+    ] = "SubjectNameID",
+    oidc_name: Annotated[str, typer.Option(help="Nom du bouton de connexion montré aux professionnels.")] = (
+        "Pro Santé Connect"
+    ),
+    oidc_scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Portées demandées (répéter l'option) ; défaut : openid scope_all."),
+    ] = None,
+    password_login: Annotated[
+        bool,
+        typer.Option(
+            "--password-login/--no-password-login",
+            help="Avec la connexion unique : garder (défaut) ou couper la connexion par mot de passe.",
+        ),
+    ] = True,
+    terms: Annotated[
+        bool | None,
+        typer.Option(
+            "--terms/--no-terms",
+            help="Exiger l'acceptation des conditions d'utilisation (défaut : oui en production).",
+        ),
+    ] = None,
 ) -> None:
     """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
 
     Pour les déploiements où Synapse et le service tournent sous un autre superviseur
     (docker-compose.yml, systemd). `azurezo up` fait la même chose avant de démarrer.
+    Avec --oidc-issuer, --oidc-client-id et --oidc-client-secret-file, les professionnels se
+    connectent par Pro Santé Connect (ou le portail régional), liés à l'annuaire par leur numéro.
     """
     try:
+        accounts_settings = AccountSettings(
+            oidc_issuer=oidc_issuer,
+            oidc_client_id=oidc_client_id,
+            oidc_client_secret_file=oidc_client_secret_file,
+            oidc_claim=oidc_claim,
+            oidc_name=oidc_name,
+            oidc_scopes=tuple(oidc_scope or ("openid", "scope_all")),
+            password_login=password_login,
+            terms=terms,
+        )
         home = _prepare(
             ctx.obj,
             synapse_port,
@@ -230,6 +278,7 @@ def init(
             postgres=postgres,
             check_ports=False,
         )
+        home = apply_account_settings(home, accounts_settings)
     except HomeError as exc:
         fail(str(exc))
     ctx.obj = home

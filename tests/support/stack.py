@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +229,23 @@ class Stack:
         finally:
             await client.close()
 
+    def restart_synapse(self, home: Home | None = None) -> None:
+        """Stop Synapse, render its configuration again (for ``home`` if given), start it, wait."""
+        if home is not None:
+            self.home = home
+        child = next(c for c in self.supervisor.children if c.name == "synapse")
+        self.supervisor.stop(child)
+        render_synapse_config(self.home)
+        started = self.supervisor.start(
+            ChildSpec(
+                name="synapse",
+                argv=synapse_command(self.home, sys.executable),
+                log_path=self.home.logs_dir / "synapse.log",
+                ready_url=f"{self.home.synapse_url}/_matrix/client/versions",
+            )
+        )
+        self.supervisor.wait_ready(started, timeout=READY_TIMEOUT)
+
     # --- diagnostics --------------------------------------------------------------------------
     def log_tail(self, name: str, lines: int = 60) -> str:
         """The last lines of a child's log ("synapse" or "service")."""
@@ -320,13 +337,19 @@ async def _insert_people(database_url: str, people: list[DirectoryPerson]) -> No
         await engine.dispose()
 
 
-def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
+def start_stack(
+    workdir: Path,
+    *,
+    server_name: str = SERVER_NAME,
+    configure: Callable[[Home], Home] | None = None,
+) -> Stack:
     """Build a fresh home under ``workdir`` and start the service and Synapse; ready when it returns.
 
     With ``AZUREZO_TEST_POSTGRES_URL`` set, Synapse and the service run on fresh PostgreSQL
     databases of their own (the production setup), dropped by ``Stack.stop``; otherwise on SQLite
-    inside the home. On any failure everything started so far is stopped (and dropped) before the
-    error propagates.
+    inside the home. ``configure`` changes the fresh home before Synapse's configuration is rendered
+    (a stack of its own for single sign-on, terms of use…). On any failure everything started so far
+    is stopped (and dropped) before the error propagates.
     """
     pg_url = os.environ.get(PG_ENV)
     databases = asyncio.run(PostgresDatabases.create(pg_url)) if pg_url else None
@@ -341,6 +364,8 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
             database_url=databases.service_url if databases else None,
             synapse_database_url=databases.synapse_url if databases else None,
         )
+        if configure is not None:
+            home = configure(home)
         render_synapse_config(home)
         bootstrap.migrate(home.database_url)
         asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))
