@@ -337,27 +337,23 @@ _SSO_REFUSED = (
 )
 
 
-async def sso_account(
+async def reserve_account(
     *, session: AsyncSession, national_id: str, server_name: str, reserved_localparts: Iterable[str] = ()
 ) -> SsoAccount:
-    """The Matrix account a professional signs in to by single sign-on, bound on the first sign-in.
+    """The Matrix account of an active professional: the bound one, or the first free ``prenom.nom``
+    localpart bound now (in the caller's transaction, not committed).
 
-    The identity provider vouches for ``national_id``; it must be an active professional of the
-    directory (otherwise ``Forbidden``, the same French sentence whether the number is unknown or
-    delisted). A professional who already has an account (``azurezo account create``, or an earlier
-    SSO) gets that account; otherwise the first free ``prenom.nom`` localpart is bound now, before
-    Synapse registers it (the module's registration check then finds the binding). Commits.
+    ``Forbidden`` (one French sentence whether the number is unknown or delisted) otherwise. Used by
+    single sign-on and by the approval of a sign-up request; Synapse registers the account later
+    (the module's registration check then finds the binding).
     """
     national_id = national_id.strip().upper()
     person = await session.get(Person, national_id)
     if person is None or not person.active:
-        logger.info(
-            "single sign-on refused for national id %s (%s)",
-            national_id,
-            "unknown" if person is None else "inactive",
-        )
+        why = "unknown" if person is None else "inactive"
+        logger.info("account refused for national id %s (%s)", national_id, why)
         raise Forbidden(
-            _SSO_REFUSED, errcode=ErrCode.INACTIVE if person is not None else ErrCode.NOT_IN_DIRECTORY
+            _SSO_REFUSED, errcode=ErrCode.NOT_IN_DIRECTORY if person is None else ErrCode.INACTIVE
         )
     name = display_name(person)
     bound = (
@@ -373,12 +369,36 @@ async def sso_account(
         user_id = f"@{localpart}:{server_name}"
         if localpart in reserved or await session.get(AccountBinding, user_id) is not None:
             continue
-        await bind_account(session=session, national_id=national_id, user_id=user_id)
+        session.add(AccountBinding(user_id=user_id, national_id=national_id))
+        await session.flush()
+        logger.info("bound %s to national id %s", user_id, national_id)
         return SsoAccount(localpart=localpart, user_id=user_id, display_name=name, existing=False)
     raise Conflict(  # unreachable in practice: the last candidate is made of the unique national id
         "Aucun identifiant Matrix libre n'a été trouvé pour ce professionnel : écrivez à l'administrateur.",
         errcode=ErrCode.ALREADY_BOUND,
     )
+
+
+async def sso_account(
+    *, session: AsyncSession, national_id: str, server_name: str, reserved_localparts: Iterable[str] = ()
+) -> SsoAccount:
+    """The Matrix account a professional signs in to by single sign-on, bound on the first sign-in
+    (``reserve_account``), committed. A concurrent first sign-in of the same person: ``Conflict``."""
+    try:
+        account = await reserve_account(
+            session=session,
+            national_id=national_id,
+            server_name=server_name,
+            reserved_localparts=reserved_localparts,
+        )
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(
+            "Une autre connexion de ce professionnel vient de créer son compte : recommencez.",
+            errcode=ErrCode.ALREADY_BOUND,
+        ) from exc
+    return account
 
 
 # --- look-ups for the other domains ---------------------------------------------------------------
