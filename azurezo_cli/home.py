@@ -132,6 +132,30 @@ class Sso:
 
 
 @dataclass(frozen=True)
+class Smtp:
+    """The SMTP server that sends activation e-mails (``azurezo init --smtp-host …``). Without it,
+    an approval shows the activation link to the administrator instead."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    sender: str = "AZUREZO <ne-pas-repondre@azurezo.local>"
+    username: str | None = None
+    password_file: str | None = None  # read when the service starts; never in azurezo.json
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        try:
+            return Path(self.password_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise HomeError(
+                f"Le mot de passe SMTP est illisible ({self.password_file} : {exc.strerror}) : vérifiez le "
+                "fichier donné à --smtp-password-file."
+            ) from exc
+
+
+@dataclass(frozen=True)
 class Home:
     """A parsed home directory. Build it with ``init_home`` or ``load_home``, never by hand."""
 
@@ -155,6 +179,10 @@ class Home:
     demo_enabled: bool = True
     bot_port: int = DEFAULT_BOT_PORT
     sso: Sso | None = None
+    smtp: Smtp | None = None
+    # Sign-up requests approved without an administrator: e-mail domains, and/or the structure's own.
+    signup_trusted_domains: tuple[str, ...] = ()
+    signup_auto_approve_structure_domain: bool = False
     # Terms of use (Synapse's user_consent): None = on in production, off in the test profile.
     terms_of_use: bool | None = None
 
@@ -253,7 +281,25 @@ class Home:
             internal_api_secret=self.secrets.internal_api_secret,
             documents_dir=self.documents_dir,
             bot_user_id=self.bot_user_id,
+            # Account activation registers the professional's account (issue 13).
+            registration_shared_secret=self.secrets.registration_shared_secret,
+            public_url=self.service_url,
+            signup_trusted_domains=self.signup_trusted_domains,
+            signup_auto_approve_structure_domain=self.signup_auto_approve_structure_domain,
+            **self._smtp_settings(),
         )
+
+    def _smtp_settings(self) -> dict[str, Any]:
+        if self.smtp is None:
+            return {}
+        return {
+            "smtp_host": self.smtp.host,
+            "smtp_port": self.smtp.port,
+            "smtp_starttls": self.smtp.starttls,
+            "smtp_sender": self.smtp.sender,
+            "smtp_username": self.smtp.username,
+            "smtp_password": self.smtp.password(),
+        }
 
     # --- persistence --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -274,6 +320,9 @@ class Home:
             "bot_port": self.bot_port,
             "sso": None if self.sso is None else {**asdict(self.sso), "scopes": list(self.sso.scopes)},
             "terms_of_use": self.terms_of_use,
+            "smtp": None if self.smtp is None else asdict(self.smtp),
+            "signup_trusted_domains": list(self.signup_trusted_domains),
+            "signup_auto_approve_structure_domain": self.signup_auto_approve_structure_domain,
         }
 
 
@@ -378,6 +427,17 @@ def issuer_problem(issuer: str) -> str | None:
     )
 
 
+class SmtpFile(_FileModel):
+    """``smtp`` of azurezo.json (see ``Smtp``)."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    sender: str = "AZUREZO <ne-pas-repondre@azurezo.local>"
+    username: str | None = None
+    password_file: str | None = None
+
+
 class HomeFile(_FileModel):
     """azurezo.json as written by ``save_home``. Keys added later have defaults, so every older
     home keeps loading; unknown keys are refused (a typo must not be silently ignored)."""
@@ -398,6 +458,9 @@ class HomeFile(_FileModel):
     bot_port: int = DEFAULT_BOT_PORT
     sso: SsoFile | None = None
     terms_of_use: bool | None = None
+    smtp: SmtpFile | None = None
+    signup_trusted_domains: list[str] = []
+    signup_auto_approve_structure_domain: bool = False
 
     @field_validator("server_name")
     @classmethod
@@ -459,6 +522,9 @@ class HomeFile(_FileModel):
             if self.sso is None
             else Sso(**{**self.sso.model_dump(), "scopes": tuple(self.sso.scopes)}),
             terms_of_use=self.terms_of_use,
+            smtp=None if self.smtp is None else Smtp(**self.smtp.model_dump()),
+            signup_trusted_domains=tuple(self.signup_trusted_domains),
+            signup_auto_approve_structure_domain=self.signup_auto_approve_structure_domain,
         )
 
 
@@ -482,6 +548,9 @@ _EXPECTED = {
     "demo_enabled": "attendu true ou false.",
     "sso": "relancez `azurezo init --oidc-issuer … --oidc-client-id … --oidc-client-secret-file …`.",
     "terms_of_use": "attendu true, false ou null.",
+    "smtp": "relancez `azurezo init --smtp-host …`.",
+    "signup_trusted_domains": 'donnez une liste de domaines, par exemple ["mssante.fr"].',
+    "signup_auto_approve_structure_domain": "attendu true ou false.",
 }
 
 

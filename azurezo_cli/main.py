@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from azurezo_cli import accounts, bootstrap
+from azurezo_cli.admin import app as admin_app
 from azurezo_cli.bot import app as bot_app
 from azurezo_cli.bot import health_url as bot_health_url
 from azurezo_cli.home import (
@@ -50,6 +51,7 @@ service_app = typer.Typer(
 app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
 app.add_typer(bot_app, name="bot")
+app.add_typer(admin_app, name="admin")
 
 try:
     from azurezo_cli.directory import app as directory_app
@@ -250,6 +252,32 @@ def init(
             help="Exiger l'acceptation des conditions d'utilisation (défaut : oui en production).",
         ),
     ] = None,
+    smtp_host: Annotated[
+        str | None,
+        typer.Option(help="Serveur SMTP des courriels d'activation (sans lui : lien montré à l'admin)."),
+    ] = None,
+    smtp_port: Annotated[int, typer.Option(help="Port SMTP.")] = 587,
+    smtp_starttls: Annotated[
+        bool, typer.Option("--smtp-starttls/--no-smtp-starttls", help="STARTTLS.")
+    ] = True,
+    smtp_from: Annotated[str | None, typer.Option(help="Expéditeur des courriels.")] = None,
+    smtp_user: Annotated[str | None, typer.Option(help="Identifiant SMTP.")] = None,
+    smtp_password_file: Annotated[
+        Path | None, typer.Option(help="Fichier contenant le mot de passe SMTP.")
+    ] = None,
+    signup_trusted_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Domaine e-mail dont les inscriptions sont validées sans administrateur (répéter)."
+        ),
+    ] = None,
+    signup_auto_approve_structure_domain: Annotated[
+        bool | None,
+        typer.Option(
+            "--signup-auto-approve-structure-domain/--no-signup-auto-approve-structure-domain",
+            help="Valider aussi quand le domaine e-mail est celui de la structure choisie (annuaire).",
+        ),
+    ] = None,
 ) -> None:
     """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
 
@@ -268,6 +296,16 @@ def init(
             oidc_scopes=tuple(oidc_scope or ("openid", "scope_all")),
             password_login=password_login,
             terms=terms,
+            smtp_host=smtp_host,
+            smtp_port=smtp_port,
+            smtp_starttls=smtp_starttls,
+            smtp_sender=smtp_from,
+            smtp_username=smtp_user,
+            smtp_password_file=smtp_password_file,
+            signup_trusted_domains=tuple(signup_trusted_domain)
+            if signup_trusted_domain is not None
+            else None,
+            signup_auto_approve_structure_domain=signup_auto_approve_structure_domain,
         )
         home = _prepare(
             ctx.obj,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from azurezo_cli.home import Home, HomeError, Sso, issuer_problem, save_home
+from azurezo_cli.home import Home, HomeError, Smtp, Sso, issuer_problem, save_home
 from azurezo_cli.synapse_config import current_terms_version, render_synapse_config, terms_source
 
 
@@ -37,6 +37,14 @@ class AccountSettings:
     oidc_scopes: tuple[str, ...] = ("openid", "scope_all")
     password_login: bool = True
     terms: bool | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_sender: str | None = None
+    smtp_username: str | None = None
+    smtp_password_file: Path | None = None
+    signup_trusted_domains: tuple[str, ...] | None = None
+    signup_auto_approve_structure_domain: bool | None = None
 
 
 def sso_from_settings(settings: AccountSettings) -> Sso | None:
@@ -74,6 +82,24 @@ def sso_from_settings(settings: AccountSettings) -> Sso | None:
     return sso
 
 
+def smtp_from_settings(settings: AccountSettings) -> Smtp | None:
+    """The ``Smtp`` the options describe (None without --smtp-host); French ``HomeError``."""
+    if settings.smtp_host is None:
+        if settings.smtp_username or settings.smtp_password_file:
+            raise HomeError("Donnez aussi --smtp-host : l'adresse du serveur de messagerie sortant.")
+        return None
+    smtp = Smtp(
+        host=settings.smtp_host.strip(),
+        port=settings.smtp_port,
+        starttls=settings.smtp_starttls,
+        sender=settings.smtp_sender or Smtp.sender,
+        username=settings.smtp_username,
+        password_file=str(settings.smtp_password_file.resolve()) if settings.smtp_password_file else None,
+    )
+    smtp.password()  # readable now rather than at the first approval
+    return smtp
+
+
 def apply_account_settings(home: Home, settings: AccountSettings) -> Home:
     """Store the sign-in choices in the home and render Synapse's configuration again if changed."""
     changes: dict[str, object] = {}
@@ -82,6 +108,13 @@ def apply_account_settings(home: Home, settings: AccountSettings) -> Home:
         changes["sso"] = sso
     if settings.terms is not None and settings.terms != home.terms_of_use:
         changes["terms_of_use"] = settings.terms
+    smtp = smtp_from_settings(settings)
+    if smtp is not None and smtp != home.smtp:
+        changes["smtp"] = smtp
+    if settings.signup_trusted_domains is not None:
+        changes["signup_trusted_domains"] = tuple(d.strip().lower() for d in settings.signup_trusted_domains)
+    if settings.signup_auto_approve_structure_domain is not None:
+        changes["signup_auto_approve_structure_domain"] = settings.signup_auto_approve_structure_domain
     if not changes:
         return home
     home = replace(home, **changes)  # type: ignore[arg-type]

@@ -138,3 +138,56 @@ def test_the_region_can_publish_its_own_terms_in_the_home(tmp_path: Path) -> Non
     (home.path / "terms" / "10.0.html").write_text("<p>Plus récente</p>")
     assert terms_versions(home.path / "terms") == ["2.0", "10.0"]  # numeric order, not text order
     assert rendered(home)["user_consent"]["version"] == "10.0"
+
+
+def test_smtp_and_auto_approval_reach_the_service_settings(tmp_path: Path) -> None:
+    password = tmp_path / "smtp_password"
+    password.write_text("mot-de-passe-smtp\n")
+    code, output = _init(
+        tmp_path,
+        "--smtp-host",
+        "smtp.exemple.fr",
+        "--smtp-user",
+        "azurezo",
+        "--smtp-password-file",
+        str(password),
+        "--smtp-from",
+        "AZUREZO <noreply@exemple.fr>",
+        "--signup-trusted-domain",
+        "mssante.fr",
+        "--signup-auto-approve-structure-domain",
+    )
+    assert code == 0, output
+    home = load_home(tmp_path / "var")
+    assert "mot-de-passe-smtp" not in (home.path / "azurezo.json").read_text()
+    settings = home.service_settings()
+    assert (settings.smtp_host, settings.smtp_port, settings.smtp_username) == (
+        "smtp.exemple.fr",
+        587,
+        "azurezo",
+    )
+    assert settings.smtp_password == "mot-de-passe-smtp"
+    assert settings.smtp_sender == "AZUREZO <noreply@exemple.fr>"
+    assert settings.signup_trusted_domains == ("mssante.fr",)
+    assert settings.signup_auto_approve_structure_domain is True
+    assert settings.registration_shared_secret == home.secrets.registration_shared_secret
+
+
+def test_smtp_credentials_without_a_host_are_refused(tmp_path: Path) -> None:
+    code, output = _init(tmp_path, "--smtp-user", "azurezo")
+    assert code != 0 and "--smtp-host" in output
+
+
+def test_admin_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home_dir = str(tmp_path / "var")
+    assert runner.invoke(app, ["--home", home_dir, "init"]).exit_code == 0  # the demo directory
+    listed = runner.invoke(app, ["--home", home_dir, "admin", "list"])
+    assert "Aucun administrateur" in listed.output
+    refused = runner.invoke(app, ["--home", home_dir, "admin", "add", "899999999999"])
+    assert refused.exit_code == 1 and "n'est pas un professionnel actif" in refused.output
+    added = runner.invoke(app, ["--home", home_dir, "admin", "add", "819990000093"])  # a demo nurse
+    assert added.exit_code == 0, added.output
+    assert runner.invoke(app, ["--home", home_dir, "admin", "list"]).output.strip() == "819990000093"
+    removed = runner.invoke(app, ["--home", home_dir, "admin", "remove", "819990000093"])
+    assert "n'est plus administrateur" in removed.output
