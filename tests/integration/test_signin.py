@@ -15,16 +15,23 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from email import message_from_bytes
 from html import unescape
 from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from azurezo_cli import accounts
 from azurezo_cli.home import Home, Sso
-from azurezo_cli.synapse_config import TERMS_DIR
+from azurezo_cli.synapse_config import TERMS_DIR, current_terms_version, terms_source
+from coordination.db import make_engine, make_sessionmaker
+from coordination.ids import UserId
+from coordination.security import actor_for_user
+from coordination.signup import service as signup
+from coordination.signup.schemas import SignupIn
 from tests.support.stack import SEED_PEOPLE, Stack, free_port, start_stack
 
 OIDC_DIR = Path(__file__).resolve().parent.parent / "support" / "oidc"
@@ -331,6 +338,72 @@ async def test_the_bot_accepts_the_terms_by_itself(sso_stack: tuple[Stack, Provi
     assert room.status_code == 200, room.text
 
 
+# --- the whole sign-up path ----------------------------------------------------------------------
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        message = message_from_bytes(envelope.content)  # type: ignore[attr-defined]
+        self.bodies.append(message.get_payload(decode=True).decode())  # type: ignore[union-attr]
+        return "250 OK"
+
+
+async def test_sign_up_approval_email_activation_login_and_terms(sso_stack: tuple[Stack, Provider]) -> None:
+    """A professional asks, an administrator approves, the e-mail (a real SMTP server) carries the
+    link, the password is set, Element's password login works, and the terms come first."""
+    stack, _ = sso_stack
+    inbox = _Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        settings = stack.home.service_settings().model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_starttls": False}
+        )
+        person = await stack.add_person(family_name="NOUVELLE", given_name="Rose")
+        admin = await stack.add_person(family_name="ADMIN", given_name="Hugo")
+        admin_user, _ = await stack.create_account(admin.national_id)
+        engine = make_engine(stack.home.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                await signup.add_administrator(session=session, national_id=admin.national_id)
+                form = SignupIn(
+                    family_name="Nouvelle",
+                    given_name="Rose",
+                    national_id=person.national_id,
+                    email="rose@exemple.fr",
+                )
+                request = await signup.submit(session=session, settings=settings, form=form)
+                actor = await actor_for_user(session=session, user_id=UserId(admin_user))
+                decision = await signup.approve(
+                    session=session, settings=settings, actor=actor, request_id=request.id
+                )
+                assert decision.emailed
+                [body] = inbox.bodies
+                link = re.search(rf"{re.escape(stack.service_url)}/activation/(\S+)", body)
+                assert link, body
+                done = await signup.activate(
+                    session=session,
+                    settings=settings,
+                    token=link.group(1),
+                    password="fenetre-ocean-biscuit-77",
+                )
+        finally:
+            await engine.dispose()
+    finally:
+        smtp.stop()
+    token = await stack.login(done.user_id, "fenetre-ocean-biscuit-77")
+    first = await _create_room(stack, token)
+    assert first.status_code == 403 and first.json()["errcode"] == "M_CONSENT_NOT_GIVEN"
+    assert (
+        await _accept(first.json()["consent_uri"], version=current_terms_version(terms_source(stack.home)))
+    ).status_code == 200
+    assert (await _create_room(stack, token)).status_code == 200
+
+
+# Last: it restarts Synapse with password logins off for the rest of the module.
 async def test_with_password_login_off_only_sso_and_the_service_accounts_get_in(
     sso_stack: tuple[Stack, Provider],
 ) -> None:
