@@ -81,3 +81,12 @@ def test_a_link_serves_once_and_for_72_hours() -> None:
 def test_password_strength(password: str, weak: bool) -> None:
     problem = rules.password_problem(password, user_inputs=["Jeanne", "MARTIN", "899700000013"])
     assert (problem is not None) is weak
+
+
+def test_the_throttle_counts_per_kind_and_key() -> None:
+    from coordination.signup.throttle import Throttle
+
+    throttle = Throttle({"submit": "3/hour"})
+    assert [throttle.allow("submit", "10.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert throttle.allow("submit", "10.0.0.2")  # another address has its own budget
+    assert 1 <= throttle.retry_after("submit", "10.0.0.1") <= 3600
