@@ -32,8 +32,13 @@ run: .stamp-install
 system-deps:
 	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v turnserver >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 nginx coturn; }
 
+# The single sign-on tests run a real OpenID Connect provider on Node.js (tests/support/oidc).
+tests/support/oidc/node_modules/.package-lock.json: tests/support/oidc/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --silent --no-audit --no-fund --prefix tests/support/oidc
+
 # curl runs the README's session (tests/integration/test_cli_readme.py).
-test: .stamp-install-test system-deps
+test: .stamp-install-test system-deps tests/support/oidc/node_modules/.package-lock.json
 	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

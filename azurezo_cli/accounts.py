@@ -8,8 +8,6 @@ service whether the new Matrix ID is bound to an active directory person.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import re
 from dataclasses import dataclass
@@ -17,12 +15,14 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import delete
 
+from azurezo_cli import signin
 from azurezo_cli.home import BOT_LOCALPART, NOTICES_LOCALPART, Home
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory import service as directory
 from coordination.directory.models import AccountBinding
 from coordination.directory.schemas import BindingStatus
 from coordination.errors import ServiceError
+from coordination.synapse_registration import register_with_shared_secret
 
 logger = logging.getLogger(__name__)
 
@@ -60,46 +60,6 @@ def check_localpart(localpart: str, server_name: str) -> str:
             "et . _ = - / + (par exemple jeanne.martin)."
         )
     return localpart
-
-
-def registration_mac(*, shared_secret: str, nonce: str, localpart: str, password: str, admin: bool) -> str:
-    """HMAC-SHA1 of the admin registration API: nonce, user, password, admin flag, NUL-separated."""
-    parts = (nonce, localpart, password, "admin" if admin else "notadmin")
-    message = b"\x00".join(part.encode() for part in parts)
-    return hmac.new(shared_secret.encode(), message, digestmod=hashlib.sha1).hexdigest()
-
-
-async def register_with_shared_secret(
-    client: httpx.AsyncClient,
-    *,
-    synapse_url: str,
-    shared_secret: str,
-    localpart: str,
-    password: str,
-    admin: bool = False,
-    displayname: str | None = None,
-) -> httpx.Response:
-    """Run Synapse's shared-secret registration and return its raw answer (tests look at refusals)."""
-    url = f"{synapse_url}/_synapse/admin/v1/register"
-    nonce_resp = await client.get(url, timeout=10.0)
-    nonce_resp.raise_for_status()
-    nonce = str(nonce_resp.json()["nonce"])
-    body: dict[str, object] = {
-        "nonce": nonce,
-        "username": localpart,
-        "password": password,
-        "admin": admin,
-        "mac": registration_mac(
-            shared_secret=shared_secret,
-            nonce=nonce,
-            localpart=localpart,
-            password=password,
-            admin=admin,
-        ),
-    }
-    if displayname:
-        body["displayname"] = displayname
-    return await client.post(url, json=body, timeout=30.0)
 
 
 async def register(
@@ -252,8 +212,12 @@ async def create_account(
 
 
 async def ensure_service_account(*, home: Home, localpart: str, password: str) -> str:
-    """Register a service account (the bot): listed in the module's ``service_accounts``, unbound."""
+    """Register a service account (the bot): listed in the module's ``service_accounts``, unbound.
+
+    It accepts the current terms of use at each start (a new version would otherwise silence it).
+    """
     async with httpx.AsyncClient() as client:
         with contextlib.suppress(AccountExists):
             await register(client, home=home, localpart=localpart, password=password)
+    await signin.accept_terms(home, localpart)
     return home.user_id(localpart)

@@ -34,9 +34,10 @@ import re
 import secrets
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -97,6 +98,65 @@ class Secrets:
 
 
 @dataclass(frozen=True)
+class Sso:
+    """Single sign-on through an OpenID Connect provider (Pro Santé Connect or a regional portal).
+
+    Set by ``azurezo init --oidc-issuer … --oidc-client-id … --oidc-client-secret-file …``; the
+    client secret stays in its own file (read when Synapse's configuration is rendered), never in
+    azurezo.json.
+    """
+
+    issuer: str
+    client_id: str
+    client_secret_file: str
+    national_id_claim: str = "SubjectNameID"
+    name: str = "Pro Santé Connect"
+    scopes: tuple[str, ...] = ("openid", "scope_all")
+    # Off: only single sign-on signs professionals in (the service accounts keep their passwords).
+    password_login: bool = True
+
+    def client_secret(self) -> str:
+        """The client secret, read now from its file (French ``HomeError`` when unreadable)."""
+        try:
+            value = Path(self.client_secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise HomeError(
+                f"Le secret du client OpenID Connect est illisible ({self.client_secret_file} : "
+                f"{exc.strerror}) : vérifiez le fichier donné à --oidc-client-secret-file."
+            ) from exc
+        if not value:
+            raise HomeError(
+                f"Le fichier {self.client_secret_file} est vide : il doit contenir le secret du client "
+                "OpenID Connect fourni par le fournisseur d'identité."
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """The SMTP server that sends activation e-mails (``azurezo init --smtp-host …``). Without it,
+    an approval shows the activation link to the administrator instead."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    sender: str = "AZUREZO <ne-pas-repondre@azurezo.local>"
+    username: str | None = None
+    password_file: str | None = None  # read when the service starts; never in azurezo.json
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        try:
+            return Path(self.password_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise HomeError(
+                f"Le mot de passe SMTP est illisible ({self.password_file} : {exc.strerror}) : vérifiez le "
+                "fichier donné à --smtp-password-file."
+            ) from exc
+
+
+@dataclass(frozen=True)
 class Home:
     """A parsed home directory. Build it with ``init_home`` or ``load_home``, never by hand."""
 
@@ -122,6 +182,18 @@ class Home:
     turn_port: int = DEFAULT_TURN_PORT
     # The TURN host clients are told (turn_uris); None: the server name's host.
     turn_host: str | None = None
+    sso: Sso | None = None
+    smtp: Smtp | None = None
+    # Sign-up requests approved without an administrator: e-mail domains, and/or the structure's own.
+    signup_trusted_domains: tuple[str, ...] = ()
+    signup_auto_approve_structure_domain: bool = False
+    # Terms of use (Synapse's user_consent): None = on in production, off in the test profile.
+    terms_of_use: bool | None = None
+
+    @property
+    def terms_required(self) -> bool:
+        """Whether professionals must accept the terms of use before sending anything."""
+        return self.profile == "production" if self.terms_of_use is None else self.terms_of_use
 
     # --- layout -------------------------------------------------------------------------------
     @property
@@ -219,7 +291,25 @@ class Home:
             documents_dir=self.documents_dir,
             bot_user_id=self.bot_user_id,
             metrics_dir=self.metrics_dir,
+            # Account activation registers the professional's account (issue 13).
+            registration_shared_secret=self.secrets.registration_shared_secret,
+            public_url=self.service_url,
+            signup_trusted_domains=self.signup_trusted_domains,
+            signup_auto_approve_structure_domain=self.signup_auto_approve_structure_domain,
+            **self._smtp_settings(),
         )
+
+    def _smtp_settings(self) -> dict[str, Any]:
+        if self.smtp is None:
+            return {}
+        return {
+            "smtp_host": self.smtp.host,
+            "smtp_port": self.smtp.port,
+            "smtp_starttls": self.smtp.starttls,
+            "smtp_sender": self.smtp.sender,
+            "smtp_username": self.smtp.username,
+            "smtp_password": self.smtp.password(),
+        }
 
     # --- persistence --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -240,6 +330,11 @@ class Home:
             "bot_port": self.bot_port,
             "turn_port": self.turn_port,
             "turn_host": self.turn_host,
+            "sso": None if self.sso is None else {**asdict(self.sso), "scopes": list(self.sso.scopes)},
+            "terms_of_use": self.terms_of_use,
+            "smtp": None if self.smtp is None else asdict(self.smtp),
+            "signup_trusted_domains": list(self.signup_trusted_domains),
+            "signup_auto_approve_structure_domain": self.signup_auto_approve_structure_domain,
         }
 
 
@@ -307,6 +402,54 @@ class SecretsFile(_FileModel):
         return value
 
 
+class SsoFile(_FileModel):
+    """``sso`` of azurezo.json (see ``Sso``)."""
+
+    issuer: str
+    client_id: str
+    client_secret_file: str
+    national_id_claim: str = "SubjectNameID"
+    name: str = "Pro Santé Connect"
+    scopes: list[str] = ["openid", "scope_all"]
+    password_login: bool = True
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        problem = issuer_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def issuer_problem(issuer: str) -> str | None:
+    """Why ``issuer`` cannot be an OpenID Connect issuer here (French), or None.
+
+    HTTPS is required, except on the loopback (a provider run beside the instance, in tests).
+    """
+    parsed = urlsplit(issuer)
+    if parsed.scheme == "https" and parsed.hostname:
+        return None
+    if parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (
+        f"« {issuer} » n'est pas une adresse d'émetteur OpenID Connect utilisable : donnez son URL "
+        "https (par exemple https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet pour Pro Santé "
+        "Connect)."
+    )
+
+
+class SmtpFile(_FileModel):
+    """``smtp`` of azurezo.json (see ``Smtp``)."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    sender: str = "AZUREZO <ne-pas-repondre@azurezo.local>"
+    username: str | None = None
+    password_file: str | None = None
+
+
 class HomeFile(_FileModel):
     """azurezo.json as written by ``save_home``. Keys added later have defaults, so every older
     home keeps loading; unknown keys are refused (a typo must not be silently ignored)."""
@@ -327,6 +470,11 @@ class HomeFile(_FileModel):
     bot_port: int = DEFAULT_BOT_PORT
     turn_port: int = DEFAULT_TURN_PORT
     turn_host: str | None = None
+    sso: SsoFile | None = None
+    terms_of_use: bool | None = None
+    smtp: SmtpFile | None = None
+    signup_trusted_domains: list[str] = []
+    signup_auto_approve_structure_domain: bool = False
 
     @field_validator("server_name")
     @classmethod
@@ -393,6 +541,13 @@ class HomeFile(_FileModel):
             bot_port=self.bot_port,
             turn_port=self.turn_port,
             turn_host=self.turn_host,
+            sso=None
+            if self.sso is None
+            else Sso(**{**self.sso.model_dump(), "scopes": tuple(self.sso.scopes)}),
+            terms_of_use=self.terms_of_use,
+            smtp=None if self.smtp is None else Smtp(**self.smtp.model_dump()),
+            signup_trusted_domains=tuple(self.signup_trusted_domains),
+            signup_auto_approve_structure_domain=self.signup_auto_approve_structure_domain,
         )
 
 
@@ -416,6 +571,11 @@ _EXPECTED = {
     "demo_enabled": "attendu true ou false.",
     "turn_port": "donnez un entier entre 1 et 65535.",
     "turn_host": "donnez un nom d'hôte (ex. turn.exemple.fr) ou null.",
+    "sso": "relancez `azurezo init --oidc-issuer … --oidc-client-id … --oidc-client-secret-file …`.",
+    "terms_of_use": "attendu true, false ou null.",
+    "smtp": "relancez `azurezo init --smtp-host …`.",
+    "signup_trusted_domains": 'donnez une liste de domaines, par exemple ["mssante.fr"].',
+    "signup_auto_approve_structure_domain": "attendu true ou false.",
 }
 
 

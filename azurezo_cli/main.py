@@ -16,6 +16,7 @@ import typer
 
 from azurezo_cli import accounts, bootstrap, logs
 from azurezo_cli import workers as worker_topology
+from azurezo_cli.admin import app as admin_app
 from azurezo_cli.bot import app as bot_app
 from azurezo_cli.bot import health_url as bot_health_url
 from azurezo_cli.home import (
@@ -31,6 +32,7 @@ from azurezo_cli.home import (
     postgres_database_urls,
     save_home,
 )
+from azurezo_cli.signin import AccountSettings, apply_account_settings
 from azurezo_cli.supervisor import ChildFailed, ChildSpec, Supervisor, port_is_free
 from azurezo_cli.synapse_config import render_synapse_config, synapse_command
 from ror_sync.workdir import sweep_stale_import_files
@@ -51,6 +53,7 @@ service_app = typer.Typer(
 app.add_typer(account_app, name="account")
 app.add_typer(service_app, name="service")
 app.add_typer(bot_app, name="bot")
+app.add_typer(admin_app, name="admin")
 
 try:
     from azurezo_cli.directory import app as directory_app
@@ -258,11 +261,74 @@ def init(
             "configurations des workers, de nginx, d'Element Web, de LiveKit et de coturn.",
         ),
     ] = False,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            help="Connexion unique : URL de l'émetteur OpenID Connect (Pro Santé Connect, portail régional)."
+        ),
+    ] = None,
+    oidc_client_id: Annotated[str | None, typer.Option(help="Identifiant du client OpenID Connect.")] = None,
+    oidc_client_secret_file: Annotated[
+        Path | None,
+        typer.Option(help="Fichier contenant le secret du client OpenID Connect (jamais en clair ici)."),
+    ] = None,
+    oidc_claim: Annotated[
+        str, typer.Option(help="Revendication portant le numéro RPPS/ADELI (identifiant national).")
+    ] = "SubjectNameID",
+    oidc_name: Annotated[str, typer.Option(help="Nom du bouton de connexion montré aux professionnels.")] = (
+        "Pro Santé Connect"
+    ),
+    oidc_scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Portées demandées (répéter l'option) ; défaut : openid scope_all."),
+    ] = None,
+    password_login: Annotated[
+        bool,
+        typer.Option(
+            "--password-login/--no-password-login",
+            help="Avec la connexion unique : garder (défaut) ou couper la connexion par mot de passe.",
+        ),
+    ] = True,
+    terms: Annotated[
+        bool | None,
+        typer.Option(
+            "--terms/--no-terms",
+            help="Exiger l'acceptation des conditions d'utilisation (défaut : oui en production).",
+        ),
+    ] = None,
+    smtp_host: Annotated[
+        str | None,
+        typer.Option(help="Serveur SMTP des courriels d'activation (sans lui : lien montré à l'admin)."),
+    ] = None,
+    smtp_port: Annotated[int, typer.Option(help="Port SMTP.")] = 587,
+    smtp_starttls: Annotated[
+        bool, typer.Option("--smtp-starttls/--no-smtp-starttls", help="STARTTLS.")
+    ] = True,
+    smtp_from: Annotated[str | None, typer.Option(help="Expéditeur des courriels.")] = None,
+    smtp_user: Annotated[str | None, typer.Option(help="Identifiant SMTP.")] = None,
+    smtp_password_file: Annotated[
+        Path | None, typer.Option(help="Fichier contenant le mot de passe SMTP.")
+    ] = None,
+    signup_trusted_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Domaine e-mail dont les inscriptions sont validées sans administrateur (répéter)."
+        ),
+    ] = None,
+    signup_auto_approve_structure_domain: Annotated[
+        bool | None,
+        typer.Option(
+            "--signup-auto-approve-structure-domain/--no-signup-auto-approve-structure-domain",
+            help="Valider aussi quand le domaine e-mail est celui de la structure choisie (annuaire).",
+        ),
+    ] = None,
 ) -> None:
     """Prépare l'instance sans rien démarrer (secrets, configuration, schéma, annuaire de démo).
 
     Pour les déploiements où Synapse et le service tournent sous un autre superviseur
     (docker-compose.yml, systemd). `azurezo up` fait la même chose avant de démarrer.
+    Avec --oidc-issuer, --oidc-client-id et --oidc-client-secret-file, les professionnels se
+    connectent par Pro Santé Connect (ou le portail régional), liés à l'annuaire par leur numéro.
     """
     from azurezo_cli import compose
 
@@ -274,6 +340,26 @@ def init(
         typer.echo(f"Puis : docker compose --env-file {env_file} up -d")
         return
     try:
+        accounts_settings = AccountSettings(
+            oidc_issuer=oidc_issuer,
+            oidc_client_id=oidc_client_id,
+            oidc_client_secret_file=oidc_client_secret_file,
+            oidc_claim=oidc_claim,
+            oidc_name=oidc_name,
+            oidc_scopes=tuple(oidc_scope or ("openid", "scope_all")),
+            password_login=password_login,
+            terms=terms,
+            smtp_host=smtp_host,
+            smtp_port=smtp_port,
+            smtp_starttls=smtp_starttls,
+            smtp_sender=smtp_from,
+            smtp_username=smtp_user,
+            smtp_password_file=smtp_password_file,
+            signup_trusted_domains=tuple(signup_trusted_domain)
+            if signup_trusted_domain is not None
+            else None,
+            signup_auto_approve_structure_domain=signup_auto_approve_structure_domain,
+        )
         home = _prepare(
             ctx.obj,
             synapse_port,
@@ -286,6 +372,7 @@ def init(
         if compose_configs:
             for path in compose.render_configs(home):
                 typer.echo(f"Écrit : {path}")
+        home = apply_account_settings(home, accounts_settings)
     except HomeError as exc:
         fail(str(exc))
     ctx.obj = home

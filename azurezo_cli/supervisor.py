@@ -207,6 +207,11 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def stop(self, child: Child) -> None:
+        """Stop one child as ``stop_all`` does, and stop watching it (to start it again)."""
+        self.children.remove(child)
+        self._stop(child)
+
     def _stop(self, child: Child) -> None:
         process = child.process
         if process.poll() is None:

@@ -12,6 +12,7 @@ from coordination.idempotency import models as idempotency_models
 from coordination.outbox import models as outbox_models
 from coordination.patients import models as patients_models
 from coordination.rooms import models as rooms_models
+from coordination.signup import models as signup_models
 from coordination.syntheses import models as syntheses_models
 from coordination.tasks import models as tasks_models
 
@@ -25,6 +26,7 @@ __all__ = [
     "outbox_models",
     "patients_models",
     "rooms_models",
+    "signup_models",
     "syntheses_models",
     "tasks_models",
 ]

@@ -33,6 +33,7 @@ from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
 from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
+from coordination.signup.router import router as signup_router
 from coordination.syntheses.router import router as syntheses_router
 from coordination.tasks.router import router as tasks_router
 from coordination.text import CONTROL_PATTERNS
@@ -308,4 +309,5 @@ def _routers() -> list[APIRouter]:
         dac_requests_router,
         documents_router,
         syntheses_router,
+        signup_router,
     ]

@@ -50,6 +50,8 @@ class ErrCode(StrEnum):
     """Invalid input (fields listed)."""
     LAST_AUTHORISED = "AZ_LAST_AUTHORISED"
     """The last authorised member of the circle cannot be removed."""
+    LINK_EXPIRED = "AZ_LINK_EXPIRED"
+    """The activation link is unknown, already used or past its 72 hours."""
     METHOD_NOT_ALLOWED = "AZ_METHOD_NOT_ALLOWED"
     """HTTP method not allowed here."""
     NOT_BOUND = "AZ_NOT_BOUND"
@@ -76,6 +78,8 @@ class ErrCode(StrEnum):
     """A DAC coordinator may not take or answer a request they created."""
     ROOM_TAKEN = "AZ_ROOM_TAKEN"
     """The room is already linked."""
+    SIGNUP_MISMATCH = "AZ_SIGNUP_MISMATCH"
+    """The sign-up form does not match an active directory professional (same answer for every case)."""
     STALE_VERSION = "AZ_STALE_VERSION"
     """The object changed since it was read: reload and retry."""
     TOO_LARGE = "AZ_TOO_LARGE"
@@ -98,6 +102,8 @@ class ErrCode(StrEnum):
     """Unsupported request content type."""
     UNSUPPORTED_TYPE = "AZ_UNSUPPORTED_TYPE"
     """File type refused."""
+    WEAK_PASSWORD = "AZ_WEAK_PASSWORD"
+    """The password chosen at activation is too easy to guess."""
 
 
 class ServiceError(Exception):

@@ -51,6 +51,30 @@ class Settings(BaseSettings):
         default=None, description="Where the directory importer records its last run for GET /metrics"
     )
 
+    # --- accounts (issue 13): sign-up requests, activation e-mails -------------------------------
+    public_url: str | None = Field(
+        default=None,
+        description="Public base URL of this service for links in e-mails (default: its own address)",
+    )
+    registration_shared_secret: str | None = Field(
+        default=None, description="Synapse's registration_shared_secret: activation registers the account"
+    )
+    signup_trusted_domains: tuple[str, ...] = Field(
+        default=(),
+        description="E-mail domains whose sign-up requests are approved without an administrator "
+        "(e.g. mssante.fr); the directory match is always required",
+    )
+    signup_auto_approve_structure_domain: bool = Field(
+        default=False,
+        description="Also approve when the e-mail's domain is the chosen structure's (directory e-mail)",
+    )
+    smtp_host: str | None = Field(default=None, description="No SMTP: the link is shown to the administrator")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "AZUREZO <ne-pas-repondre@azurezo.local>"
+
     @field_validator("internal_api_secret")
     @classmethod
     def _refuse_placeholder(cls, value: str) -> str:

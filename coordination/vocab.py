@@ -176,3 +176,12 @@ class DischargeReason(Vocabulary):
     FIN_DE_PRISE_EN_CHARGE = ("fin_de_prise_en_charge", "Fin de prise en charge")
     HOSPITALISATION = ("hospitalisation", "Hospitalisation")
     AUTRE = ("autre", "Autre")
+
+
+class SignupStatus(Vocabulary):
+    """Where a request for an account stands (``/inscription``, issue 13)."""
+
+    EN_ATTENTE = ("en_attente", "En attente de validation")
+    VALIDEE = ("validee", "Validée, en attente d'activation")
+    REFUSEE = ("refusee", "Refusée")
+    ACTIVEE = ("activee", "Compte activé")

@@ -62,6 +62,9 @@ class ModuleConfig(BaseModel):
     directory_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = DEFAULT_DIRECTORY_TIMEOUT_SECONDS
     max_upload_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_UPLOAD_BYTES
     cache_max_entries: Annotated[int, Field(ge=100)] = DEFAULT_CACHE_MAX_ENTRIES
+    # False when single sign-on is the only way in (`azurezo init --no-password-login`): password
+    # logins are refused but for the service accounts (the bot keeps its password).
+    password_login: bool = True
 
     @field_validator("directory_url")
     @classmethod

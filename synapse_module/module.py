@@ -77,6 +77,10 @@ _THIRD_PARTY_INVITE_REFUSED = (
     "Les invitations par adresse e-mail ou numéro de téléphone ne sont pas possibles : invitez "
     "le professionnel par son identifiant de messagerie, après l'avoir trouvé dans l'annuaire."
 )
+_SSO_ONLY = (
+    "La connexion par mot de passe est désactivée sur ce serveur : utilisez le bouton de connexion "
+    "unique (Pro Santé Connect ou le portail régional) de votre application."
+)
 _NO_LOCALPART = (
     "Un identifiant est nécessaire pour créer un compte, et il doit être rattaché à un "
     "professionnel de l'annuaire (RPPS/ROR)."
@@ -232,8 +236,18 @@ class AzurezoModule:
         request_info: Collection[tuple[str | None, str]],
         auth_provider_id: str | None = None,
     ) -> SpamResult:
-        """Refuse logins of inactive or unbound users (same standard as ``is_user_expired``)."""
-        reason = login_reason(await self._standing(user_id))
+        """Refuse logins of inactive or unbound users (same standard as ``is_user_expired``), and
+        password logins when single sign-on is the only way in (``auth_provider_id`` is None for a
+        password; the IdP's id for an SSO login token)."""
+        if (
+            not self._config.password_login
+            and auth_provider_id is None
+            and user_id not in self._config.service_accounts
+        ):
+            logger.info("refused password login of %s (single sign-on only)", user_id)
+            return Codes.FORBIDDEN, {"error": _SSO_ONLY}
+        # A login opens a new session: ask the directory now rather than trust a cached answer.
+        reason = login_reason(await self._standing(user_id, fresh=True))
         if reason is not None:
             logger.info("refused login of %s", user_id)
             return Codes.FORBIDDEN, {"error": reason}

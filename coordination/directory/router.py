@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from coordination.db import SessionDep
 from coordination.directory import service
-from coordination.directory.schemas import BindingStatus, PersonCard, StructureCard
+from coordination.directory.schemas import BindingStatus, PersonCard, SsoAccount, SsoAccountIn, StructureCard
 from coordination.errors import ErrCode, NotFound, Unauthenticated
 from coordination.pagination import Cursor, Page
 from coordination.security import CurrentActor
@@ -112,6 +112,18 @@ async def matrix_user(request: Request, session: SessionDep, user_id: str) -> Bi
             errcode=ErrCode.NOT_BOUND,
         )
     return status
+
+
+@internal.post("/sso-accounts", response_model=SsoAccount)
+async def sso_account(request: Request, session: SessionDep, body: SsoAccountIn) -> SsoAccount:
+    """The account a professional signs in to by single sign-on (the module's OIDC mapping asks)."""
+    _check_internal_secret(request)
+    return await service.sso_account(
+        session=session,
+        national_id=body.national_id,
+        server_name=request.app.state.settings.server_name,
+        reserved_localparts=body.reserved_localparts,
+    )
 
 
 router = APIRouter()

@@ -32,6 +32,26 @@ def person_search_name(family_name: str, given_name: str) -> str:
     return search_key(f"{family_name} {given_name}")
 
 
+_LOCALPART_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def sso_localparts(*, given_name: str, family_name: str, national_id: str, tries: int = 20) -> list[str]:
+    """Matrix localparts to offer, in order, to a professional whose account is created at their first
+    single sign-on: ``jeanne.martin``, ``jeanne.martin2``… then one made of the national id (unique).
+
+    Accents and punctuation go ("Le Gall-Hervé" -> "le.gall.herve"); the caller takes the first one no
+    other account holds.
+    """
+    words = [
+        _LOCALPART_WORD.sub(".", search_key(part).lower()).strip(".") for part in (given_name, family_name)
+    ]
+    base = ".".join(word for word in words if word)[:64].strip(".")
+    fallback = f"pro.{national_id.lower()}"
+    if not base:
+        return [fallback]
+    return [base, *(f"{base}{n}" for n in range(2, tries + 1)), fallback]
+
+
 def luhn_ok(digits: str) -> bool:
     """Luhn check over a digit string whose last digit is the key (RPPS numbers, SIRET).
 

@@ -77,3 +77,24 @@ class BindingStatus(BaseModel):
     national_id: str
     active: bool
     display_name: str
+
+
+class SsoAccountIn(BaseModel):
+    """The Synapse module's question at a first single sign-on: the national id the identity provider
+    vouches for (Pro Santé Connect's ``SubjectNameID``, or the regional portal's RPPS claim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    national_id: str = Field(min_length=1, max_length=64)
+    reserved_localparts: list[str] = Field(default_factory=list, max_length=50)
+
+
+class SsoAccount(BaseModel):
+    """The account single sign-on signs the professional in to (created and bound if needed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    localpart: str
+    user_id: str
+    display_name: str
+    existing: bool = Field(description="True when the professional already had a bound account")

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
-from coordination.directory.rules import national_id_from_query, search_key
-from coordination.directory.schemas import BindingStatus, PersonCard, Site, StructureCard
+from coordination.directory.rules import national_id_from_query, search_key, sso_localparts
+from coordination.directory.schemas import BindingStatus, PersonCard, Site, SsoAccount, StructureCard
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
 from coordination.pagination import Page, decode_cursor, encode_cursor
 
@@ -326,6 +326,79 @@ async def binding_for_user(*, session: AsyncSession, user_id: str) -> BindingSta
         active=person.active,
         display_name=display_name(person),
     )
+
+
+# The same sentence for an unknown and a delisted national id: the identity provider's answer must
+# not let anyone probe the directory.
+_SSO_REFUSED = (
+    "Votre identité a bien été vérifiée, mais elle ne correspond à aucun professionnel actif de "
+    "l'annuaire de la région : vous ne pouvez pas ouvrir de compte. Si vous exercez dans la région, "
+    "demandez à votre structure de vérifier votre inscription au RPPS ou écrivez à l'administrateur."
+)
+
+
+async def reserve_account(
+    *, session: AsyncSession, national_id: str, server_name: str, reserved_localparts: Iterable[str] = ()
+) -> SsoAccount:
+    """The Matrix account of an active professional: the bound one, or the first free ``prenom.nom``
+    localpart bound now (in the caller's transaction, not committed).
+
+    ``Forbidden`` (one French sentence whether the number is unknown or delisted) otherwise. Used by
+    single sign-on and by the approval of a sign-up request; Synapse registers the account later
+    (the module's registration check then finds the binding).
+    """
+    national_id = national_id.strip().upper()
+    person = await session.get(Person, national_id)
+    if person is None or not person.active:
+        why = "unknown" if person is None else "inactive"
+        logger.info("account refused for national id %s (%s)", national_id, why)
+        raise Forbidden(
+            _SSO_REFUSED, errcode=ErrCode.NOT_IN_DIRECTORY if person is None else ErrCode.INACTIVE
+        )
+    name = display_name(person)
+    bound = (
+        await session.scalars(select(AccountBinding.user_id).where(AccountBinding.national_id == national_id))
+    ).first()
+    if bound is not None:
+        localpart = bound[1:].split(":", 1)[0]
+        return SsoAccount(localpart=localpart, user_id=bound, display_name=name, existing=True)
+    reserved = set(reserved_localparts)
+    for localpart in sso_localparts(
+        given_name=person.given_name, family_name=person.family_name, national_id=national_id
+    ):
+        user_id = f"@{localpart}:{server_name}"
+        if localpart in reserved or await session.get(AccountBinding, user_id) is not None:
+            continue
+        session.add(AccountBinding(user_id=user_id, national_id=national_id))
+        await session.flush()
+        logger.info("bound %s to national id %s", user_id, national_id)
+        return SsoAccount(localpart=localpart, user_id=user_id, display_name=name, existing=False)
+    raise Conflict(  # unreachable in practice: the last candidate is made of the unique national id
+        "Aucun identifiant Matrix libre n'a été trouvé pour ce professionnel : écrivez à l'administrateur.",
+        errcode=ErrCode.ALREADY_BOUND,
+    )
+
+
+async def sso_account(
+    *, session: AsyncSession, national_id: str, server_name: str, reserved_localparts: Iterable[str] = ()
+) -> SsoAccount:
+    """The Matrix account a professional signs in to by single sign-on, bound on the first sign-in
+    (``reserve_account``), committed. A concurrent first sign-in of the same person: ``Conflict``."""
+    try:
+        account = await reserve_account(
+            session=session,
+            national_id=national_id,
+            server_name=server_name,
+            reserved_localparts=reserved_localparts,
+        )
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(
+            "Une autre connexion de ce professionnel vient de créer son compte : recommencez.",
+            errcode=ErrCode.ALREADY_BOUND,
+        ) from exc
+    return account
 
 
 # --- look-ups for the other domains ---------------------------------------------------------------

@@ -57,7 +57,10 @@ def test_production_config_is_valid_for_synapse_and_closed(tmp_path: Path) -> No
     assert listener.bind_addresses == ["127.0.0.1"]
     assert listener.http_options is not None
     names = {name for res in listener.http_options.resources for name in res.names}
-    assert names == {"client"}
+    assert names == {"client", "consent"}  # the terms of use page (on in production)
+    assert config.consent.user_consent_version == "1.0"
+    assert config.consent.block_events_without_consent_error is not None
+    assert "acceptez les conditions" in config.consent.block_events_without_consent_error
     assert config.servernotices.server_notices_mxid == "@notices:soins.exemple.fr"
     assert config.registration.registration_shared_secret == (home.secrets.registration_shared_secret)
     assert config.key.macaroon_secret_key == home.secrets.macaroon_secret_key.encode()
@@ -78,7 +81,7 @@ def test_listed_peers_open_federation_to_them_only(tmp_path: Path) -> None:
     [listener] = config.server.listeners
     assert listener.http_options is not None
     names = {name for res in listener.http_options.resources for name in res.names}
-    assert names == {"client", "federation"}
+    assert names == {"client", "consent", "federation"}
 
 
 def test_test_profile_relaxes_rate_limits_and_module_cache(tmp_path: Path) -> None:

@@ -228,6 +228,7 @@ def test_up_skips_demo_accounts_of_inactive_people_and_stops_on_sigint_even_if_i
     up_home = tmp_path / "var"
     synapse_port, service_port = free_port(), free_port()
     ports = ["--synapse-port", str(synapse_port), "--service-port", str(service_port)]
+    up_ports = [*ports, "--bot-port", str(free_port())]  # never the default 8090 another run may hold
     synapse_url = f"http://127.0.0.1:{synapse_port}"
     server = "demo.azurezo.test"
     init = subprocess.run(
@@ -250,7 +251,7 @@ def test_up_skips_demo_accounts_of_inactive_people_and_stops_on_sigint_even_if_i
 
     # An import before the first start made a demo person inactive: their account is never created.
     deactivate(up_home, "819990000101")  # kamrani
-    first = Up(up_home, *ports)
+    first = Up(up_home, *up_ports)
     try:
         first.wait_for(READY_LINE)
         warnings = [line for line in first.lines if line.startswith("Attention :")]
@@ -267,7 +268,7 @@ def test_up_skips_demo_accounts_of_inactive_people_and_stops_on_sigint_even_if_i
     # A later import deactivates a demo person who has an account; the next start goes on, and
     # Ctrl-C still stops it although it was started with SIGINT ignored.
     deactivate(up_home, "0069900001")  # lgarnier
-    second = Up(up_home, *ports, preexec_fn=ignore_sigint)
+    second = Up(up_home, *up_ports, preexec_fn=ignore_sigint)
     try:
         second.wait_for(READY_LINE)
         warnings = [line for line in second.lines if line.startswith("Attention :")]

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -238,6 +238,28 @@ class Stack:
         finally:
             await client.close()
 
+    def restart_synapse(self, home: Home | None = None) -> None:
+        """Stop Synapse (every process of it, with workers), render its configuration again (for
+        ``home`` if given), start it and wait until it answers. Call it from the test's own thread:
+        children die with the thread that started them (PR_SET_PDEATHSIG)."""
+        if home is not None:
+            self.home = home
+        for child in [c for c in self.supervisor.children if c.name not in ("service", "bot")][::-1]:
+            self.supervisor.stop(child)
+        if workers_mode():
+            start_workers(self.home, self.supervisor, sys.executable, timeout=READY_TIMEOUT)
+            return
+        render_synapse_config(self.home)
+        started = self.supervisor.start(
+            ChildSpec(
+                name="synapse",
+                argv=synapse_command(self.home, sys.executable),
+                log_path=self.home.logs_dir / "synapse.log",
+                ready_url=f"{self.home.synapse_url}/_matrix/client/versions",
+            )
+        )
+        self.supervisor.wait_ready(started, timeout=READY_TIMEOUT)
+
     # --- diagnostics --------------------------------------------------------------------------
     def log_tail(self, name: str, lines: int = 60) -> str:
         """The last lines of a child's log ("synapse" or "service")."""
@@ -329,15 +351,21 @@ async def _insert_people(database_url: str, people: list[DirectoryPerson]) -> No
         await engine.dispose()
 
 
-def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
+def start_stack(
+    workdir: Path,
+    *,
+    server_name: str = SERVER_NAME,
+    configure: Callable[[Home], Home] | None = None,
+) -> Stack:
     """Build a fresh home under ``workdir`` and start the service and Synapse; ready when it returns.
 
     With ``AZUREZO_TEST_POSTGRES_URL`` set, Synapse and the service run on fresh PostgreSQL
     databases of their own (the production setup), dropped by ``Stack.stop``; otherwise on SQLite
     inside the home. With ``AZUREZO_TEST_WORKERS=1`` too, Synapse runs with workers behind nginx;
     each such stack gets its own server name (``w<hex>.azurezo.test``), since Synapse names its
-    Redis replication channels after it. On any failure everything started so far is stopped (and
-    dropped) before the error propagates.
+    Redis replication channels after it. ``configure`` changes the fresh home before Synapse's
+    configuration is rendered (a stack of its own for single sign-on, terms of use…). On any failure
+    everything started so far is stopped (and dropped) before the error propagates.
     """
     pg_url = os.environ.get(PG_ENV)
     workers = workers_mode()
@@ -360,6 +388,8 @@ def start_stack(workdir: Path, *, server_name: str = SERVER_NAME) -> Stack:
         # coturn (tests/integration/test_turn.py) on a port of its own, announced by Synapse.
         home = replace(home, turn_port=free_port())
         save_home(home)
+        if configure is not None:
+            home = configure(home)
         render_synapse_config(home)
         bootstrap.migrate(home.database_url)
         asyncio.run(_insert_people(home.database_url, list(SEED_PEOPLE)))

@@ -1,0 +1,1 @@
+"""Sign-up requests, their approval and the activation of accounts (issue 13)."""
