@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         "it for seconds) before answering 503 with Retry-After",
     )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    evaluation_forms_dir: Path | None = Field(
+        default=None,
+        description="Extra evaluation forms (FHIR Questionnaire JSON files), beside the built-in ones",
+    )
 
     @field_validator("internal_api_secret")
     @classmethod
