@@ -67,20 +67,30 @@ def _heading(pdf: FPDF, title: str) -> None:
 
 def _line(pdf: FPDF, label: str, value: str) -> None:
     pdf.set_font("Helvetica", "B", 9)
-    pdf.cell(55, 5, latin1(label))
+    pdf.cell(62, 5, latin1(label))
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 5, latin1(value or "-"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
-def _action_rows(plan: PlanOut) -> list[tuple[str, str, ActionOut]]:
-    """(problem, objective, action) for the table, in the plan's order."""
+def _action_rows(plan: PlanOut) -> list[tuple[str, str, ActionOut | None]]:
+    """(problem, objective, action) for the table, in the plan's order; a problem or an objective with
+    no action yet still gets its row (the plan shows every need, answered or not)."""
     objectives = {o.id: o for o in plan.objectives}
     problems = {p.id: p.title for p in plan.problems}
-    rows = []
+    rows: list[tuple[str, str, ActionOut | None]] = []
+    used_objectives, used_problems = set(), set()
     for action in plan.actions:
         objective = objectives.get(action.objective_id or "")
         problem = problems.get(objective.problem_id or "", "") if objective else ""
+        if objective:
+            used_objectives.add(objective.id)
+            used_problems.add(objective.problem_id)
         rows.append((problem, objective.title if objective else "", action))
+    for objective in plan.objectives:
+        if objective.id not in used_objectives:
+            used_problems.add(objective.problem_id)
+            rows.append((problems.get(objective.problem_id or "", ""), objective.title, None))
+    rows += [(p.title, "", None) for p in plan.problems if p.id not in used_problems]
     return rows
 
 
@@ -94,14 +104,12 @@ def _actions_table(pdf: FPDF, plan: PlanOut) -> None:
             row.cell(latin1(heading))
         for problem, objective, action in _action_rows(plan):
             row = table.row()
-            for value in (
-                problem,
-                objective,
-                action.title,
-                action.responsible_label or "-",
-                _d(action.deadline),
-                action.status.label,
-            ):
+            values = (
+                (action.title, action.responsible_label or "-", _d(action.deadline), action.status.label)
+                if action
+                else ("(aucune action)", "-", "-", "-")
+            )
+            for value in (problem, objective, *values):
                 row.cell(latin1(value))
 
 
@@ -129,7 +137,7 @@ def render(
     _line(
         pdf, "Version du plan", f"{plan.version} ({plan.status.label}), mise à jour le {_d(plan.updated_at)}"
     )
-    _line(pdf, "Coordonnateur (dernière mise à jour)", plan.updated_by_name or plan.updated_by or "-")
+    _line(pdf, "Mis à jour par", plan.updated_by_name or plan.updated_by or "-")
     _line(pdf, "Prochaine révision", _d(plan.next_review_date))
     _heading(pdf, "2. Professionnels et structures du cercle de soins")
     for name, role in contacts or [("-", "")]:
@@ -139,7 +147,7 @@ def render(
     _heading(pdf, "4. Attentes et souhaits de la personne")
     pdf.multi_cell(0, 5, latin1(plan.patient_wishes or "-"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     _heading(pdf, "5. Plan d'actions")
-    if plan.actions:
+    if plan.actions or plan.problems or plan.objectives:
         _actions_table(pdf, plan)
     else:
         pdf.cell(0, 5, latin1("Aucune action."), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
