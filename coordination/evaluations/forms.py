@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fhir.resources.R4B.questionnaire import Questionnaire, QuestionnaireItem
 from pydantic import ValidationError
@@ -119,9 +119,9 @@ def _items(items: Sequence[QuestionnaireItem], section: QuestionnaireItem | None
             raise FormFileError(f"la question à choix « {item.linkId} » n'a pas d'answerOption")
         found.append(
             ItemDef(
-                link_id=item.linkId,
-                text=item.text or item.linkId,
-                type=item.type,
+                link_id=str(item.linkId),
+                text=str(item.text or item.linkId),
+                type=cast(ItemType, item.type),
                 required=bool(item.required),
                 section=section.linkId if section else None,
                 section_text=(section.text or section.linkId) if section else None,
@@ -169,7 +169,7 @@ def parse_questionnaire(data: dict[str, Any]) -> FormDef:
         title=q.title,
         description=str(q.description or ""),
         url=q.url,
-        scoring=scoring,
+        scoring=cast(Scoring, scoring),
         items=items,
         bands=_bands(q),
         questionnaire=q.model_dump(mode="json", exclude_none=True),

@@ -64,7 +64,6 @@ async def create_evaluation(
 @router.get("", response_model=Page[EvaluationOut], summary="Évaluations du patient", responses=_ERRORS)
 async def list_evaluations(
     patient_id: PatientId,
-    request: Request,
     actor: CurrentActor,
     session: SessionDep,
     form_id: FormIdQuery = None,
@@ -81,7 +80,6 @@ async def list_evaluations(
         status=status,
         limit=limit,
         cursor=cursor,
-        forms_dir=_forms_dir(request),
     )
 
 
@@ -93,32 +91,21 @@ async def list_evaluations(
 )
 async def score_history(
     patient_id: PatientId,
-    request: Request,
     actor: CurrentActor,
     session: SessionDep,
     form_id: FormIdQuery = None,
 ) -> Page[ScorePointOut]:
-    return await service.score_history(
-        session=session, actor=actor, patient_id=patient_id, form_id=form_id, forms_dir=_forms_dir(request)
-    )
+    return await service.score_history(session=session, actor=actor, patient_id=patient_id, form_id=form_id)
 
 
 @router.get(
     "/{evaluation_id}", response_model=EvaluationOut, summary="Lire une évaluation", responses=_ERRORS
 )
 async def get_evaluation(
-    patient_id: PatientId,
-    evaluation_id: EvaluationId,
-    request: Request,
-    actor: CurrentActor,
-    session: SessionDep,
+    patient_id: PatientId, evaluation_id: EvaluationId, actor: CurrentActor, session: SessionDep
 ) -> EvaluationOut:
     return await service.get_evaluation(
-        session=session,
-        actor=actor,
-        patient_id=patient_id,
-        evaluation_id=evaluation_id,
-        forms_dir=_forms_dir(request),
+        session=session, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
     )
 
 

@@ -41,10 +41,10 @@ def _text(item: ItemDef, value: Any) -> str:
     limit, pattern = (MAX_TEXT, PARAGRAPH_PATTERN) if item.type == "text" else (MAX_STRING, LINE_PATTERN)
     if not isinstance(value, str):
         raise _refuse(item, "la réponse doit être un texte.")
-    value = unicodedata.normalize("NFC", value.strip())
-    if len(value) > limit or not re.match(pattern, value):
+    cleaned = unicodedata.normalize("NFC", value.strip())
+    if len(cleaned) > limit or not re.match(pattern, cleaned):
         raise _refuse(item, f"texte de {limit} caractères au plus, sans caractère de contrôle.")
-    return value
+    return cleaned
 
 
 def _number(item: ItemDef, value: Any) -> int | float:

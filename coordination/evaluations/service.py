@@ -54,7 +54,7 @@ from coordination.evaluations.schemas import (
 from coordination.ids import EvaluationId, NationalId, PatientId
 from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.security import Actor
-from coordination.vocab import EvaluationStatus
+from coordination.vocab import EvaluationStatus, parse
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +125,7 @@ def get_form(*, forms_dir: Path | None, form_id: str) -> FormOut:
 # --- read models --------------------------------------------------------------------------------
 
 
-async def _outs(
-    session: AsyncSession, rows: Sequence[Evaluation], forms: Mapping[str, FormDef]
-) -> list[EvaluationOut]:
+async def _outs(session: AsyncSession, rows: Sequence[Evaluation]) -> list[EvaluationOut]:
     names = await directory.display_names(
         session=session, national_ids=[r.signed_by for r in rows if r.signed_by]
     )
@@ -139,7 +137,7 @@ async def _outs(
             form_id=r.form_id,
             form_version=r.form_version,
             form_title=r.form_title,
-            status=EvaluationStatus(r.status),
+            status=parse(EvaluationStatus, r.status),
             answers=dict(r.answers),
             score=r.score,
             score_label=r.score_label,
@@ -227,7 +225,7 @@ async def create_evaluation(
     await _record(session, actor, "evaluation.signed" if data.sign else "evaluation.created", row)
     await session.commit()
     logger.info("evaluation %s (%s) created by %s", row.id, form.id, actor.national_id)
-    return (await _outs(session, [row], forms))[0]
+    return (await _outs(session, [row]))[0]
 
 
 async def _load(session: AsyncSession, patient_id: PatientId, evaluation_id: EvaluationId) -> Evaluation:
@@ -267,7 +265,7 @@ async def update_evaluation(
     _apply(row, form, merged, sign=data.sign, actor=actor)
     await _record(session, actor, "evaluation.signed" if data.sign else "evaluation.updated", row)
     await commit_or_conflict(session, on_stale=_stale())
-    return (await _outs(session, [row], forms))[0]
+    return (await _outs(session, [row]))[0]
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -279,14 +277,13 @@ async def get_evaluation(
     actor: Actor,
     patient_id: PatientId,
     evaluation_id: EvaluationId,
-    forms_dir: Path | None,
 ) -> EvaluationOut:
     """One evaluation of the patient. Audited."""
     await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
     row = await _load(session, patient_id, evaluation_id)
     await _record(session, actor, "evaluation.read", row)
     await session.commit()
-    return (await _outs(session, [row], _forms(forms_dir)))[0]
+    return (await _outs(session, [row]))[0]
 
 
 def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
@@ -308,7 +305,6 @@ async def list_evaluations(
     status: EvaluationStatus | None = None,
     limit: int = 50,
     cursor: str | None = None,
-    forms_dir: Path | None = None,
 ) -> Page[EvaluationOut]:
     """The patient's evaluations, newest first (keyset on creation time and id). Audited."""
     await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
@@ -336,7 +332,7 @@ async def list_evaluations(
     await session.commit()
     last = page[-1] if len(rows) > limit else None
     next_cursor = encode_cursor({"t": last.created_at.isoformat(), "i": str(last.id)}) if last else None
-    return Page(items=await _outs(session, page, _forms(forms_dir)), next_cursor=next_cursor)
+    return Page(items=await _outs(session, page), next_cursor=next_cursor)
 
 
 async def score_history(
@@ -345,7 +341,6 @@ async def score_history(
     actor: Actor,
     patient_id: PatientId,
     form_id: str | None = None,
-    forms_dir: Path | None = None,
 ) -> Page[ScorePointOut]:
     """Every signed, scored evaluation of the patient, oldest first, with the change since the previous
     one of the same form: how the situation evolves. Audited."""
@@ -366,7 +361,6 @@ async def score_history(
         patient_id=patient_id,
     )
     await session.commit()
-    forms = _forms(forms_dir)
     previous: dict[str, float] = {}
     points = []
     for r in rows:
@@ -410,8 +404,9 @@ def _answer(value: Any, item: form_files.ItemDef) -> QuestionnaireResponseItemAn
 
 def _response_items(form: FormDef, answers: Mapping[str, Any]) -> list[QuestionnaireResponseItem]:
     """The answers nested as the Questionnaire's groups are (one level)."""
-    top: list[QuestionnaireResponseItem] = []
-    sections: dict[str, QuestionnaireResponseItem] = {}
+    order: list[str | QuestionnaireResponseItem] = []  # a top-level answer, or a section's linkId
+    sections: dict[str, list[QuestionnaireResponseItem]] = {}
+    texts: dict[str, str | None] = {}
     for item in form.items:
         if item.link_id not in answers:
             continue
@@ -419,15 +414,19 @@ def _response_items(form: FormDef, answers: Mapping[str, Any]) -> list[Questionn
             linkId=item.link_id, text=item.text, answer=[_answer(answers[item.link_id], item)]
         )
         if item.section is None:
-            top.append(node)
+            order.append(node)
             continue
         if item.section not in sections:
-            sections[item.section] = QuestionnaireResponseItem(
-                linkId=item.section, text=item.section_text, item=[]
-            )
-            top.append(sections[item.section])
-        sections[item.section].item.append(node)
-    return top
+            sections[item.section] = []
+            texts[item.section] = item.section_text
+            order.append(item.section)
+        sections[item.section].append(node)
+    return [
+        QuestionnaireResponseItem(linkId=entry, text=texts[entry], item=sections[entry])
+        if isinstance(entry, str)
+        else entry
+        for entry in order
+    ]
 
 
 async def export_response(

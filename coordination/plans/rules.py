@@ -8,7 +8,7 @@ from typing import Any
 
 from coordination.errors import Invalid
 from coordination.plans.schemas import PlanIn
-from coordination.vocab import OPEN_PLAN_ACTION_STATUSES, PlanActionStatus
+from coordination.vocab import OPEN_PLAN_ACTION_STATUSES, PlanActionStatus, parse
 
 
 def new_id() -> str:
@@ -23,7 +23,8 @@ def _with_ids(items: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
             item["id"] = new_id()
         if item["id"] in seen:
             raise Invalid(
-                f"Deux {what} ont le même identifiant « {item['id']} » : laissez l'id vide pour un nouvel élément."
+                f"Deux {what} ont le même identifiant « {item['id']} » : "
+                "laissez l'id vide pour un nouvel élément."
             )
         seen.add(item["id"])
     return items
@@ -39,7 +40,8 @@ def build_content(data: PlanIn, previous: Mapping[str, Any] | None) -> dict[str,
     for objective in objectives:
         if objective["problem_id"] is not None and objective["problem_id"] not in problem_ids:
             raise Invalid(
-                f"L'objectif « {objective['title']} » renvoie à un problème absent du plan : corrigez problem_id.",
+                f"L'objectif « {objective['title']} » renvoie à un problème absent du plan : "
+                "corrigez problem_id.",
                 field="objectives",
             )
     objective_ids = {o["id"] for o in objectives}
@@ -47,7 +49,8 @@ def build_content(data: PlanIn, previous: Mapping[str, Any] | None) -> dict[str,
     for action in actions:
         if action["objective_id"] is not None and action["objective_id"] not in objective_ids:
             raise Invalid(
-                f"L'action « {action['title']} » renvoie à un objectif absent du plan : corrigez objective_id.",
+                f"L'action « {action['title']} » renvoie à un objectif absent du plan : "
+                "corrigez objective_id.",
                 field="actions",
             )
         action["task_id"] = old_tasks.get(action["id"])
@@ -63,6 +66,8 @@ def build_content(data: PlanIn, previous: Mapping[str, Any] | None) -> dict[str,
 def open_actions(content: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The actions still to do or under way, earliest deadline first (undated last)."""
     found = [
-        a for a in content.get("actions", []) if PlanActionStatus(a["status"]) in OPEN_PLAN_ACTION_STATUSES
+        a
+        for a in content.get("actions", [])
+        if parse(PlanActionStatus, a["status"]) in OPEN_PLAN_ACTION_STATUSES
     ]
     return sorted(found, key=lambda a: (a.get("deadline") is None, a.get("deadline") or "", a["title"]))

@@ -20,8 +20,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
@@ -76,14 +77,15 @@ class Window:
     until: datetime | None
     limit: int
 
-    def bounds(self, column: object) -> list[object]:
-        found: list[object] = []
+    def bounds(self, column: Any) -> list[ColumnElement[bool]]:
+        """The window's conditions on a time column (``column`` is a mapped datetime attribute)."""
+        found: list[ColumnElement[bool]] = []
         if self.before is not None:
-            found.append(column <= self.before)  # type: ignore[operator]
+            found.append(column <= self.before)
         if self.since is not None:
-            found.append(column >= self.since)  # type: ignore[operator]
+            found.append(column >= self.since)
         if self.until is not None:
-            found.append(column < self.until)  # type: ignore[operator]
+            found.append(column < self.until)
         return found
 
 
@@ -91,14 +93,21 @@ Source = Callable[[AsyncSession, Window], Awaitable[list[TimelineItemOut]]]
 
 
 def _item(
-    at: datetime, kind: TimelineKind, title: str, object_type: str, object_id: object, **kw: object
+    at: datetime,
+    kind: TimelineKind,
+    title: str,
+    object_type: str,
+    object_id: object,
+    *,
+    detail: str | None = None,
+    suffix: str = "",
 ) -> TimelineItemOut:
-    suffix = kw.pop("suffix", "")
+    """One item; ``key`` (kind, id and ``suffix`` for a second item of one object) orders ties."""
     return TimelineItemOut(
         at=at,
         kind=kind,
         title=title,
-        detail=kw.get("detail"),  # type: ignore[arg-type]
+        detail=detail,
         object_type=object_type,
         object_id=str(object_id),
         key=f"{kind.value}:{object_id}{suffix}",
@@ -466,6 +475,11 @@ async def set_complex_situation(
     return await _situation_out(session, patient_id, row)
 
 
+def _display_name(p: Patient) -> str:
+    """« NOM Prénom », the used name and first name when known (as the dashboard shows a patient)."""
+    return f"{(p.used_name or p.birth_name).upper()} {p.used_first_name or p.first_birth_first_name}"
+
+
 async def complex_board(
     *, session: AsyncSession, actor: Actor, limit: int = 100, cursor: str | None = None
 ) -> Page[BoardEntryOut]:
@@ -496,7 +510,7 @@ async def complex_board(
     entries = [
         BoardEntryOut(
             patient_id=PatientId(p.id),
-            display_name=f"{(p.used_name or p.birth_name).upper()} {p.used_first_name or p.first_birth_first_name}",
+            display_name=_display_name(p),
             birth_date=p.birth_date,
             reason=s.reason,
             flagged_at=s.flagged_at,

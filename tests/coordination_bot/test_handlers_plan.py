@@ -22,7 +22,13 @@ async def test_plan_lists_the_open_actions(world: World, client: httpx.AsyncClie
     )
     assert consent.status_code == 200, consent.text
     await add_circle_member(
-        client, world.alice, pid, kind="professional", national_id=world.paul.national_id, role="IDE", habilite=True
+        client,
+        world.alice,
+        pid,
+        kind="professional",
+        national_id=world.paul.national_id,
+        role="IDE",
+        habilite=True,
     )
     plan = {
         "version": 0,

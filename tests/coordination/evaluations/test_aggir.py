@@ -24,11 +24,24 @@ CASES = [
     # (codes, rank, GIR, group, group score)
     (codes(**dict.fromkeys(aggir.VARIABLES, "C")), 1, 1, "A", 4440),  # A: 2000+1200+40+40+60+100+800+200
     (codes(coherence="C", orientation="C", transferts="C", deplacements_interieurs="C"), 2, 2, "A", 4200),
-    (codes(coherence="C", orientation="C", toilette="C", transferts="B", deplacements_interieurs="B"), 3, 2, "A", 3392),
+    (
+        codes(coherence="C", orientation="C", toilette="C", transferts="B", deplacements_interieurs="B"),
+        3,
+        2,
+        "A",
+        3392,
+    ),
     (codes(coherence="C", orientation="C"), 4, 2, "B", 2700),  # A: 3200 < 3390; B: 1500 + 1200
     # Bedridden, lucid: A 1240, B 160, C: 40+40+60+160+1000+400 = 1700.
     (
-        codes(toilette="C", habillage="C", alimentation="C", elimination="C", transferts="C", deplacements_interieurs="C"),
+        codes(
+            toilette="C",
+            habillage="C",
+            alimentation="C",
+            elimination="C",
+            transferts="C",
+            deplacements_interieurs="C",
+        ),
         5,
         2,
         "C",
@@ -47,14 +60,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("grid", "rank", "gir", "group", "score"), CASES, ids=[f"rang {c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("grid", "rank", "gir", "group", "score"), CASES, ids=[f"rang {c[1]}" for c in CASES]
+)
 def test_hand_worked_cases(grid: dict[str, str], rank: int, gir: int, group: str, score: int) -> None:
     assert aggir.classify(grid) == aggir.AggirResult(gir=gir, rank=rank, group=group, group_score=score)
 
 
 def test_one_point_below_a_threshold_falls_to_the_next_group() -> None:
     # Without toilette C the rank 3 case scores 3352 in group A (< 3390), and is ranked by group B.
-    result = aggir.classify(codes(coherence="C", orientation="C", transferts="B", deplacements_interieurs="B"))
+    result = aggir.classify(
+        codes(coherence="C", orientation="C", transferts="B", deplacements_interieurs="B")
+    )
     assert (result.group, result.rank) == ("B", 4)
 
 

@@ -27,7 +27,9 @@ async def _evaluate(client: httpx.AsyncClient, pro: Pro, pid: str, **body: Any) 
     return await client.post(f"/api/v1/patients/{pid}/evaluations", json=body, headers=pro.headers)
 
 
-async def test_the_built_in_forms_are_listed_with_their_questionnaires(client: httpx.AsyncClient, pro: Pro) -> None:
+async def test_the_built_in_forms_are_listed_with_their_questionnaires(
+    client: httpx.AsyncClient, pro: Pro
+) -> None:
     forms = await client.get("/api/v1/evaluation-forms", headers=pro.headers)
     assert forms.status_code == 200, forms.text
     ids = {f["id"]: f["scoring"] for f in forms.json()["items"]}
@@ -35,8 +37,16 @@ async def test_the_built_in_forms_are_listed_with_their_questionnaires(client: h
     aggir_form = (await client.get("/api/v1/evaluation-forms/aggir", headers=pro.headers)).json()
     assert [i["link_id"] for i in aggir_form["items"]][:10] == list(aggir.VARIABLES)
     assert aggir_form["questionnaire"]["resourceType"] == "Questionnaire"
-    multi = (await client.get("/api/v1/evaluation-forms/evaluation-multidimensionnelle", headers=pro.headers)).json()
-    assert {i["section"] for i in multi["items"]} >= {"sante", "autonomie", "social", "environnement", "aidants"}
+    multi = (
+        await client.get("/api/v1/evaluation-forms/evaluation-multidimensionnelle", headers=pro.headers)
+    ).json()
+    assert {i["section"] for i in multi["items"]} >= {
+        "sante",
+        "autonomie",
+        "social",
+        "environnement",
+        "aidants",
+    }
     unknown = await client.get("/api/v1/evaluation-forms/nope", headers=pro.headers)
     assert unknown.status_code == 404 and unknown.json()["errcode"] == "AZ_UNKNOWN_FORM"
 
@@ -46,18 +56,35 @@ def _gds4() -> dict[str, Any]:
     ordinal = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 
     def option(code: str, points: int) -> dict[str, Any]:
-        return {"valueCoding": {"code": code, "display": code, "extension": [{"url": ordinal, "valueDecimal": points}]}}
+        return {
+            "valueCoding": {
+                "code": code,
+                "display": code,
+                "extension": [{"url": ordinal, "valueDecimal": points}],
+            }
+        }
 
-    questions = ["Êtes-vous satisfait de votre vie ?", "Avez-vous l'impression que votre situation est désespérée ?"]
+    questions = [
+        "Êtes-vous satisfait de votre vie ?",
+        "Avez-vous l'impression que votre situation est désespérée ?",
+    ]
     return {
         "resourceType": "Questionnaire",
         "id": "mini-gds",
         "version": "1",
         "title": "Mini-GDS",
         "status": "active",
-        "extension": [{"url": "https://azurezo.fr/fhir/StructureDefinition/questionnaire-scoring", "valueCode": "sum"}],
+        "extension": [
+            {"url": "https://azurezo.fr/fhir/StructureDefinition/questionnaire-scoring", "valueCode": "sum"}
+        ],
         "item": [
-            {"linkId": f"q{n}", "text": t, "type": "choice", "required": True, "answerOption": [option("oui", 1), option("non", 0)]}
+            {
+                "linkId": f"q{n}",
+                "text": t,
+                "type": "choice",
+                "required": True,
+                "answerOption": [option("oui", 1), option("non", 0)],
+            }
             for n, t in enumerate(questions, 1)
         ],
     }
@@ -72,7 +99,9 @@ async def test_a_form_dropped_as_a_file_appears_and_is_scored(
     assert "mini-gds" in {f["id"] for f in forms["items"]}
     assert len(forms["items"]) == 4  # the broken file is skipped, never served half-read
     pid = (await create_patient(client, pro))["id"]
-    signed = await _evaluate(client, pro, pid, form_id="mini-gds", answers={"q1": "oui", "q2": "non"}, sign=True)
+    signed = await _evaluate(
+        client, pro, pid, form_id="mini-gds", answers={"q1": "oui", "q2": "non"}, sign=True
+    )
     assert signed.status_code == 201, signed.text
     assert (signed.json()["score"], signed.json()["score_label"]) == (1, "1 / 2")
 
@@ -91,12 +120,18 @@ async def test_draft_autosave_then_signature_computes_the_gir(
 
     saved = await client.patch(url, json={"version": 1, "answers": GIR4}, headers=pro.headers)
     assert saved.status_code == 200, saved.text
-    assert saved.json()["score"] == 4 and saved.json()["score_details"] == {"rang": 11, "groupe": "H", "score_groupe": 4000}
+    assert saved.json()["score"] == 4 and saved.json()["score_details"] == {
+        "rang": 11,
+        "groupe": "H",
+        "score_groupe": 4000,
+    }
     stale = await client.patch(url, json={"version": 1, "answers": {"toilette": "A"}}, headers=pro.headers)
     assert stale.status_code == 409 and stale.json()["errcode"] == "AZ_STALE_VERSION"
 
     signed = await client.patch(
-        url, json={"version": 2, "answers": {"commentaire": "Aide pour la toilette le matin."}, "sign": True}, headers=pro.headers
+        url,
+        json={"version": 2, "answers": {"commentaire": "Aide pour la toilette le matin."}, "sign": True},
+        headers=pro.headers,
     )
     assert signed.status_code == 200, signed.text
     body = signed.json()
@@ -146,7 +181,9 @@ async def test_typed_values_of_the_multidimensional_form(client: httpx.AsyncClie
         "aidants_detail": "Fille seule aidante, épuisée.",
         "synthese_besoins": "Aide à domicile, répit pour l'aidante.",
     }
-    signed = await _evaluate(client, pro, pid, form_id="evaluation-multidimensionnelle", answers=answers, sign=True)
+    signed = await _evaluate(
+        client, pro, pid, form_id="evaluation-multidimensionnelle", answers=answers, sign=True
+    )
     assert signed.status_code == 201, signed.text
     assert signed.json()["score"] == 6 and signed.json()["score_label"] == "6 / 10 : situation très complexe"
     assert signed.json()["answers"]["sante_hospitalisations"] is True
@@ -167,7 +204,9 @@ async def test_mini_zarit_score_and_the_history_of_scores(client: httpx.AsyncCli
     assert history.status_code == 200, history.text
     points = [(p["form_id"], p["score"], p["change"]) for p in history.json()["items"]]
     assert points == [("mini-zarit", 3.5, None), ("mini-zarit", 5, 1.5), ("aggir", 4, None)]
-    zarit_only = await client.get(f"/api/v1/patients/{pid}/evaluations/scores?form_id=aggir", headers=pro.headers)
+    zarit_only = await client.get(
+        f"/api/v1/patients/{pid}/evaluations/scores?form_id=aggir", headers=pro.headers
+    )
     assert [p["score_label"] for p in zarit_only.json()["items"]] == ["GIR 4"]
 
     page = await client.get(f"/api/v1/patients/{pid}/evaluations?limit=3", headers=pro.headers)
@@ -175,13 +214,19 @@ async def test_mini_zarit_score_and_the_history_of_scores(client: httpx.AsyncCli
     rest = await client.get(
         f"/api/v1/patients/{pid}/evaluations?limit=3&cursor={page.json()['next_cursor']}", headers=pro.headers
     )
-    assert [e["form_id"] for e in rest.json()["items"]] == ["mini-zarit"] and rest.json()["next_cursor"] is None
+    assert [e["form_id"] for e in rest.json()["items"]] == ["mini-zarit"] and rest.json()[
+        "next_cursor"
+    ] is None
 
 
 async def test_questionnaire_response_export_validates(client: httpx.AsyncClient, pro: Pro) -> None:
     pid = (await create_patient(client, pro))["id"]
-    signed = await _evaluate(client, pro, pid, form_id="aggir", answers=GIR4 | {"commentaire": "Vu à domicile."}, sign=True)
-    exported = await client.get(f"/api/v1/patients/{pid}/evaluations/{signed.json()['id']}/fhir", headers=pro.headers)
+    signed = await _evaluate(
+        client, pro, pid, form_id="aggir", answers=GIR4 | {"commentaire": "Vu à domicile."}, sign=True
+    )
+    exported = await client.get(
+        f"/api/v1/patients/{pid}/evaluations/{signed.json()['id']}/fhir", headers=pro.headers
+    )
     assert exported.status_code == 200, exported.text
     resource = QuestionnaireResponse.model_validate(exported.json())
     assert resource.status == "completed"
@@ -190,12 +235,21 @@ async def test_questionnaire_response_export_validates(client: httpx.AsyncClient
     assert toilette.answer[0].valueCoding.code == "B"
     assert resource.author.identifier.value == pro.national_id
     score = resource.extension[0]
-    assert {e.url: (e.valueDecimal or e.valueString) for e in score.extension} == {"value": 4, "label": "GIR 4"}
+    assert {e.url: (e.valueDecimal or e.valueString) for e in score.extension} == {
+        "value": 4,
+        "label": "GIR 4",
+    }
 
     multi = await _evaluate(
-        client, pro, pid, form_id="evaluation-multidimensionnelle", answers={"sante_difficulte": "aucune", "sante_medicaments": 3}
+        client,
+        pro,
+        pid,
+        form_id="evaluation-multidimensionnelle",
+        answers={"sante_difficulte": "aucune", "sante_medicaments": 3},
     )
-    nested = (await client.get(f"/api/v1/patients/{pid}/evaluations/{multi.json()['id']}/fhir", headers=pro.headers)).json()
+    nested = (
+        await client.get(f"/api/v1/patients/{pid}/evaluations/{multi.json()['id']}/fhir", headers=pro.headers)
+    ).json()
     parsed = QuestionnaireResponse.model_validate(nested)
     assert parsed.status == "in-progress"
     assert [i.linkId for i in parsed.item] == ["sante"]

@@ -26,11 +26,23 @@ async def team(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens) 
     """A coordinator, a nurse of the circle, and a consenting patient."""
     coordinator = await add_professional(db, tokens, localpart="coord", national_id="810000000401")
     nurse = await add_professional(
-        db, tokens, localpart="ide", national_id="810000000402", family_name="ROUX", given_name="Léa", profession_code="60"
+        db,
+        tokens,
+        localpart="ide",
+        national_id="810000000402",
+        family_name="ROUX",
+        given_name="Léa",
+        profession_code="60",
     )
     pid = (await create_patient(client, coordinator, consent=CONSENT))["id"]
     await add_circle_member(
-        client, coordinator, pid, kind="professional", national_id=nurse.national_id, role="infirmière", habilite=True
+        client,
+        coordinator,
+        pid,
+        kind="professional",
+        national_id=nurse.national_id,
+        role="infirmière",
+        habilite=True,
     )
     return coordinator, nurse, pid
 
@@ -64,16 +76,22 @@ def plan_body(nurse: Pro, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def test_a_plan_without_recorded_consent_is_refused(client: httpx.AsyncClient, team: tuple[Pro, Pro, str]) -> None:
+async def test_a_plan_without_recorded_consent_is_refused(
+    client: httpx.AsyncClient, team: tuple[Pro, Pro, str]
+) -> None:
     coordinator, nurse, _ = team
     pid = (await create_patient(client, coordinator, birth_name="SANSACCORD"))["id"]
-    resp = await client.put(f"/api/v1/patients/{pid}/plan", json=plan_body(nurse), headers=coordinator.headers)
+    resp = await client.put(
+        f"/api/v1/patients/{pid}/plan", json=plan_body(nurse), headers=coordinator.headers
+    )
     assert resp.status_code == 409 and resp.json()["errcode"] == "AZ_NO_CONSENT", resp.text
     assert "consentement" in resp.json()["error"]
     refused = await create_patient(
         client, coordinator, birth_name="REFUS", consent={"given": False, "mode": "ecrit"}
     )
-    resp = await client.put(f"/api/v1/patients/{refused['id']}/plan", json=plan_body(nurse), headers=coordinator.headers)
+    resp = await client.put(
+        f"/api/v1/patients/{refused['id']}/plan", json=plan_body(nurse), headers=coordinator.headers
+    )
     assert resp.status_code == 409 and resp.json()["errcode"] == "AZ_NO_CONSENT"
     empty = await client.get(f"/api/v1/patients/{pid}/plan", headers=coordinator.headers)
     assert empty.status_code == 200 and empty.json()["version"] == 0 and empty.json()["actions"] == []
@@ -89,25 +107,39 @@ async def test_actions_create_their_tasks_and_the_review_a_reminder(
     plan = saved.json()
     assert plan["version"] == 1
     ergo, tele = plan["actions"]
-    assert ergo["task_id"] is not None and ergo["task_status"] == "a_faire" and ergo["responsible_label"] == "Léa ROUX"
+    assert (
+        ergo["task_id"] is not None
+        and ergo["task_status"] == "a_faire"
+        and ergo["responsible_label"] == "Léa ROUX"
+    )
     assert tele["task_id"] is None and tele["responsible_label"] == "Mme D., fille (aidante)"
     assert len(tele["id"]) == 12  # a new action got its id
 
     task = (await client.get(f"/api/v1/tasks/{ergo['task_id']}", headers=nurse.headers)).json()
     assert task["title"] == "Visite d'évaluation du logement (ergothérapeute)"
-    assert task["due_date"] == "2030-01-15" and [a["national_id"] for a in task["assignees"]] == [nurse.national_id]
+    assert task["due_date"] == "2030-01-15" and [a["national_id"] for a in task["assignees"]] == [
+        nurse.national_id
+    ]
     review = (await client.get(f"/api/v1/tasks/{plan['review_task_id']}", headers=coordinator.headers)).json()
     assert review["due_date"] == "2030-03-01" and review["type"] == "concertation_pluriprofessionnelle"
     assert [a["national_id"] for a in review["assignees"]] == [coordinator.national_id]
 
     # Saving again keeps the links: no second task, the same review reminder.
-    again = await client.put(url, json=plan_body(nurse, version=1, actions=[{**plan_body(nurse)["actions"][0], "status": "realisee"}]), headers=coordinator.headers)
+    again = await client.put(
+        url,
+        json=plan_body(nurse, version=1, actions=[{**plan_body(nurse)["actions"][0], "status": "realisee"}]),
+        headers=coordinator.headers,
+    )
     assert again.status_code == 200, again.text
     assert again.json()["actions"][0]["task_id"] == ergo["task_id"]
     assert again.json()["review_task_id"] == plan["review_task_id"]
-    moved = await client.put(url, json=plan_body(nurse, version=2, next_review_date="2030-04-01"), headers=coordinator.headers)
+    moved = await client.put(
+        url, json=plan_body(nurse, version=2, next_review_date="2030-04-01"), headers=coordinator.headers
+    )
     assert moved.json()["review_task_id"] != plan["review_task_id"]
-    patient_tasks = (await client.get(f"/api/v1/tasks?patient_id={pid}", headers=coordinator.headers)).json()["items"]
+    patient_tasks = (await client.get(f"/api/v1/tasks?patient_id={pid}", headers=coordinator.headers)).json()[
+        "items"
+    ]
     assert len(patient_tasks) == 3  # ergo (kept by its id in every version), first review, moved review
 
     versions = (await client.get(f"{url}/versions", headers=coordinator.headers)).json()["items"]
@@ -123,7 +155,8 @@ async def test_a_stale_version_is_refused(client: httpx.AsyncClient, team: tuple
     url = f"/api/v1/patients/{pid}/plan"
     body = plan_body(nurse, actions=[], next_review_date=None)
     answers = await asyncio.gather(
-        client.put(url, json=body, headers=coordinator.headers), client.put(url, json=body, headers=nurse.headers)
+        client.put(url, json=body, headers=coordinator.headers),
+        client.put(url, json=body, headers=nurse.headers),
     )
     assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
     late = await client.put(url, json=body, headers=nurse.headers)
@@ -139,7 +172,9 @@ async def test_a_responsible_outside_the_circle_is_refused(
     body["actions"][0]["responsible_national_id"] = outsider.national_id
     resp = await client.put(f"/api/v1/patients/{pid}/plan", json=body, headers=coordinator.headers)
     assert resp.status_code == 422 and outsider.national_id in resp.json()["error"]
-    dangling = plan_body(nurse, objectives=[{"id": "x", "problem_id": "absent", "title": "Objectif"}], actions=[])
+    dangling = plan_body(
+        nurse, objectives=[{"id": "x", "problem_id": "absent", "title": "Objectif"}], actions=[]
+    )
     resp = await client.put(f"/api/v1/patients/{pid}/plan", json=dangling, headers=coordinator.headers)
     assert resp.status_code == 422 and "problème absent" in resp.json()["error"]
     tasks = (await client.get(f"/api/v1/tasks?patient_id={pid}", headers=coordinator.headers)).json()["items"]
@@ -187,11 +222,17 @@ async def test_the_pdf_renders_in_the_has_layout(
 
 async def test_the_fhir_care_plan_validates(client: httpx.AsyncClient, team: tuple[Pro, Pro, str]) -> None:
     coordinator, nurse, pid = team
-    saved = (await client.put(f"/api/v1/patients/{pid}/plan", json=plan_body(nurse), headers=coordinator.headers)).json()
+    saved = (
+        await client.put(f"/api/v1/patients/{pid}/plan", json=plan_body(nurse), headers=coordinator.headers)
+    ).json()
     resp = await client.get(f"/api/v1/patients/{pid}/plan/fhir", headers=coordinator.headers)
     assert resp.status_code == 200, resp.text
     care_plan = CarePlan.model_validate(resp.json())
-    assert (care_plan.status, care_plan.intent, care_plan.subject.reference) == ("active", "plan", f"Patient/{pid}")
+    assert (care_plan.status, care_plan.intent, care_plan.subject.reference) == (
+        "active",
+        "plan",
+        f"Patient/{pid}",
+    )
     kinds = sorted(r.get_resource_type() for r in care_plan.contained)
     assert kinds == ["Condition", "Goal"]
     ergo = care_plan.activity[0]

@@ -49,7 +49,9 @@ async def _fill(client: httpx.AsyncClient, gp: Pro, pid: str) -> dict[str, str]:
     )
     plan = await client.put(f"{url}/plan", json={"version": 0, "situation": "Stable."}, headers=gp.headers)
     task = await client.post(
-        "/api/v1/tasks", json={"title": "Appeler la fille", "type": "appel", "patient_id": pid}, headers=gp.headers
+        "/api/v1/tasks",
+        json={"title": "Appeler la fille", "type": "appel", "patient_id": pid},
+        headers=gp.headers,
     )
     done = await client.patch(
         f"/api/v1/tasks/{task.json()['id']}", json={"version": 1, "status": "terminee"}, headers=gp.headers
@@ -61,12 +63,21 @@ async def _fill(client: httpx.AsyncClient, gp: Pro, pid: str) -> dict[str, str]:
         headers=gp.headers,
     )
     req = await client.post(
-        "/api/v1/requests", json={"dac_structure_id": DAC, "reason": "Retour à domicile difficile", "patient_id": pid}, headers=gp.headers
+        "/api/v1/requests",
+        json={"dac_structure_id": DAC, "reason": "Retour à domicile difficile", "patient_id": pid},
+        headers=gp.headers,
     )
-    sent = await client.post(f"/api/v1/requests/{req.json()['id']}/send", json={"version": 1}, headers=gp.headers)
+    sent = await client.post(
+        f"/api/v1/requests/{req.json()['id']}/send", json={"version": 1}, headers=gp.headers
+    )
     for resp in (ev, plan, task, done, doc, req, sent):
         assert resp.status_code in (200, 201), resp.text
-    return {"evaluation": ev.json()["id"], "task": task.json()["id"], "document": doc.json()["id"], "request": req.json()["id"]}
+    return {
+        "evaluation": ev.json()["id"],
+        "task": task.json()["id"],
+        "document": doc.json()["id"],
+        "request": req.json()["id"],
+    }
 
 
 async def test_the_timeline_merges_every_source_newest_first(
@@ -78,11 +89,15 @@ async def test_the_timeline_merges_every_source_newest_first(
     assert resp.status_code == 200, resp.text
     items = resp.json()["items"]
     kinds = [i["kind"] for i in items]
-    assert sorted(kinds) == sorted(["evenement", "evenement", "evaluation", "plan", "tache", "document", "demande"])
+    assert sorted(kinds) == sorted(
+        ["evenement", "evenement", "evaluation", "plan", "tache", "document", "demande"]
+    )
     assert [i["at"] for i in items] == sorted((i["at"] for i in items), reverse=True)
     assert kinds[-2:] == ["evenement", "evenement"]  # entered in January, before everything done today
     by_kind = {i["kind"]: i for i in items}
-    assert by_kind["evaluation"]["object_id"] == ids["evaluation"] and by_kind["evaluation"]["detail"] == "GIR 6"
+    assert (
+        by_kind["evaluation"]["object_id"] == ids["evaluation"] and by_kind["evaluation"]["detail"] == "GIR 6"
+    )
     assert by_kind["tache"]["title"].endswith("réalisée : Appeler la fille")
     assert by_kind["document"]["object_id"] == ids["document"]
     assert by_kind["demande"]["title"] == "Demande au DAC envoyée : Retour à domicile difficile"
@@ -98,7 +113,9 @@ async def test_the_timeline_merges_every_source_newest_first(
     seen, cursor = [], None
     while True:
         page = await client.get(
-            f"/api/v1/patients/{pid}/timeline", params={"limit": 3, **({"cursor": cursor} if cursor else {})}, headers=gp.headers
+            f"/api/v1/patients/{pid}/timeline",
+            params={"limit": 3, **({"cursor": cursor} if cursor else {})},
+            headers=gp.headers,
         )
         seen += [i["key"] for i in page.json()["items"]]
         cursor = page.json()["next_cursor"]
@@ -131,13 +148,17 @@ async def test_a_dac_coordinator_flags_a_complex_situation_and_the_board_lists_i
     assert outside.status_code == 403 and outside.json()["errcode"] == "AZ_NOT_IN_CIRCLE"
 
     for patient in (pid, other):
-        await add_circle_member(client, gp, patient, kind="structure", structure_id=DAC, role="DAC", habilite=True)
+        await add_circle_member(
+            client, gp, patient, kind="structure", structure_id=DAC, role="DAC", habilite=True
+        )
     flagged = await client.put(url, json=flag, headers=coordinator.headers)
     assert flagged.status_code == 200, flagged.text
     assert flagged.json()["flagged"] and flagged.json()["flagged_by_name"] == "Paul MARTIN"
     await client.put(f"/api/v1/patients/{other}/complex-situation", json=flag, headers=coordinator.headers)
     await client.put(
-        f"/api/v1/patients/{pid}/plan", json={"version": 0, "next_review_date": "2030-02-01"}, headers=gp.headers
+        f"/api/v1/patients/{pid}/plan",
+        json={"version": 0, "next_review_date": "2030-02-01"},
+        headers=gp.headers,
     )
 
     board = await client.get("/api/v1/complex-situations", headers=coordinator.headers)
@@ -149,10 +170,14 @@ async def test_a_dac_coordinator_flags_a_complex_situation_and_the_board_lists_i
     assert count.json() == 2
     assert (await client.get("/api/v1/complex-situations", headers=gp.headers)).status_code == 403
 
-    cleared = await client.put(url, json={"flagged": False, "reason": "Situation stabilisée"}, headers=coordinator.headers)
+    cleared = await client.put(
+        url, json={"flagged": False, "reason": "Situation stabilisée"}, headers=coordinator.headers
+    )
     assert cleared.json()["flagged"] is False
     assert (await client.get("/api/v1/complex-situations/count", headers=coordinator.headers)).json() == 1
-    timeline = (await client.get(f"/api/v1/patients/{pid}/timeline?kind=situation", headers=gp.headers)).json()
+    timeline = (
+        await client.get(f"/api/v1/patients/{pid}/timeline?kind=situation", headers=gp.headers)
+    ).json()
     assert [i["title"] for i in timeline["items"]] == ["Situation complexe levée"]
     actions = [a for a, _ in await audit_actions(db, pid)]
     assert {"situation.flag", "situation.clear", "situation.board"} <= set(actions)
