@@ -7,6 +7,7 @@ be incomplete; signing requires every required question and a computable score.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from coordination.text import LINE_PATTERN, PARAGRAPH_PATTERN
 Answer = bool | int | float | str
 MAX_STRING = 500
 MAX_TEXT = 5000
+MAX_NUMBER = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,10 @@ def _text(item: ItemDef, value: Any) -> str:
 
 
 def _number(item: ItemDef, value: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _refuse(item, "la réponse doit être un nombre.")
+    if abs(value) > MAX_NUMBER:
+        raise _refuse(item, f"la réponse doit être comprise entre -{MAX_NUMBER:g} et {MAX_NUMBER:g}.")
     if item.type == "integer" and not float(value).is_integer():
         raise _refuse(item, "la réponse doit être un nombre entier.")
     return int(value) if item.type == "integer" else float(value)

@@ -291,9 +291,12 @@ def _position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     if position is None:
         return None
     try:
-        return datetime.fromisoformat(str(position["t"])), uuid.UUID(str(position["i"]))
+        at, last = datetime.fromisoformat(str(position["t"])), uuid.UUID(str(position["i"]))
     except (KeyError, ValueError) as exc:
         raise Invalid("Curseur de page illisible : reprenez la première page.", field="cursor") from exc
+    if at.tzinfo is None:  # every cursor we give carries its zone (UTC)
+        raise Invalid("Curseur de page illisible : reprenez la première page.", field="cursor")
+    return at, last
 
 
 async def list_evaluations(

@@ -52,7 +52,7 @@ class ActionIn(_In):
     responsible_national_id: NationalIdIn | None = None
     responsible_structure_id: StructureIdIn | None = None
     responsible_other: text.Line200 | None = Field(default=None, examples=["Mme Durand, fille (aidante)"])
-    deadline: date | None = None
+    deadline: date | None = Field(default=None, ge=date(2000, 1, 1), le=date(2100, 12, 31))
     status: PlanActionStatus = PlanActionStatus.A_FAIRE
     create_task: bool = Field(
         default=False,
@@ -72,7 +72,10 @@ class PlanIn(_In):
     objectives: list[ObjectiveIn] = Field(default_factory=list, max_length=100)
     actions: list[ActionIn] = Field(default_factory=list, max_length=200)
     next_review_date: date | None = Field(
-        default=None, description="Date de révision : une tâche de rappel est créée pour l'auteur"
+        default=None,
+        ge=date(2000, 1, 1),
+        le=date(2100, 12, 31),
+        description="Date de révision : une tâche de rappel est créée pour l'auteur",
     )
 
 

@@ -38,7 +38,9 @@ class PatientEventIn(_In):
     """An event entered by a member (a hospitalisation, a discharge, a fall...)."""
 
     kind: PatientEventKind
-    occurred_on: date = Field(description="Le jour de l'événement")
+    occurred_on: date = Field(
+        ge=date(1900, 1, 1), le=date(2100, 12, 31), description="Le jour de l'événement"
+    )
     title: text.Line200 = Field(examples=["Hospitalisation en gériatrie, CH de Nice"])
     note: text.Paragraph2000 | None = None
 

@@ -305,9 +305,12 @@ def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
     if position is None:
         return None
     try:
-        return datetime.fromisoformat(str(position["t"])), str(position["k"])
+        at, key = datetime.fromisoformat(str(position["t"])), str(position["k"])
     except (KeyError, ValueError) as exc:
         raise Invalid("Curseur de page illisible : reprenez la première page.", field="cursor") from exc
+    if at.tzinfo is None:  # every cursor we give carries its zone (UTC)
+        raise Invalid("Curseur de page illisible : reprenez la première page.", field="cursor")
+    return at, key
 
 
 def _day_start(day: date | None) -> datetime | None:
@@ -333,7 +336,7 @@ async def timeline(
         actor=actor,
         before=after[0] if after else None,
         since=_day_start(since),
-        until=_day_start(until + (date.resolution)) if until else None,
+        until=_day_start(until + date.resolution) if until and until < date.max else None,
         limit=limit,
     )
     items: list[TimelineItemOut] = []
