@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from typing import Any
 
 import httpx
@@ -193,8 +194,9 @@ def _page_text_and_ink(pdf: bytes) -> tuple[str, float]:
 
 
 async def test_the_pdf_renders_in_the_has_layout(
-    client: httpx.AsyncClient, db: AsyncSession, team: tuple[Pro, Pro, str]
+    client: httpx.AsyncClient, db: AsyncSession, team: tuple[Pro, Pro, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     coordinator, nurse, pid = team
     none_yet = await client.get(f"/api/v1/patients/{pid}/plan/pdf", headers=coordinator.headers)
     assert none_yet.status_code == 422 and "pas encore de plan" in none_yet.json()["error"]
@@ -218,6 +220,8 @@ async def test_the_pdf_renders_in_the_has_layout(
     ):
         assert expected in " ".join(text.split()), expected
     assert "plan.pdf" in [a for a, _ in await audit_actions(db, pid)]
+    # The logs name ids, never the patient nor what the plan says.
+    assert "DUPONT" not in caplog.text and "téléassistance" not in caplog.text
 
 
 async def test_the_fhir_care_plan_validates(client: httpx.AsyncClient, team: tuple[Pro, Pro, str]) -> None:
