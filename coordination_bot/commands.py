@@ -197,7 +197,7 @@ class SynthesisEdit:
 
 @dataclass(frozen=True)
 class PlanShow:
-    pass
+    pdf: bool = False
 
 
 @dataclass(frozen=True)
@@ -358,7 +358,7 @@ _PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
     "demande": _parse_request,
     "demandes": _parse_requests,
     "synthese": _parse_synthesis,
-    "plan": lambda _args: PlanShow(),
+    "plan": lambda args: PlanShow(pdf=args.sub == "pdf"),
     "eval": lambda _args: EvaluationScores(),
 }
 

@@ -221,8 +221,8 @@ class Handlers:
                 return await self._synthesis(m)
             case c.SynthesisEdit(text=text):
                 return await self._synthesis_edit(m, text)
-            case c.PlanShow():
-                return await self._plan(m)
+            case c.PlanShow(pdf=pdf):
+                return await (self._plan_pdf(m) if pdf else self._plan(m))
             case c.EvaluationScores():
                 return await self._scores(m)
         raise AssertionError(command)  # pragma: no cover (exhaustive match)
@@ -492,6 +492,12 @@ class Handlers:
             .items([plan_action_line(a) for a in actions] or ["aucune"])
             .reply()
         )
+
+    async def _plan_pdf(self, m: Incoming) -> Reply:
+        data = await self._service.plan_pdf(sender=m.sender, patient_id=await self._room_patient(m))
+        reply = _say("Plan personnalisé de coordination en santé (PPCS) en pièce jointe.")
+        # The file name says nothing of the patient: it shows in notifications and file lists.
+        return Reply(reply.text, reply.html, Attachment("ppcs.pdf", data, "application/pdf"))
 
     async def _scores(self, m: Incoming) -> Reply:
         points = await self._service.scores(sender=m.sender, patient_id=await self._room_patient(m))

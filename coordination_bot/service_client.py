@@ -229,6 +229,7 @@ class ServiceClient:
         idempotency_key: EventId | None = None,
         params: Any = None,
         json: Any = None,
+        raw: bool = False,
     ) -> Any:
         headers = {"Authorization": f"Bearer {self._token}", ON_BEHALF_HEADER: sender}
         if idempotency_key is not None:
@@ -247,7 +248,7 @@ class ServiceClient:
         if resp.status_code == 204:
             return None
         if resp.is_success:
-            return resp.json()
+            return resp.content if raw else resp.json()
         raise _error(resp)
 
     @staticmethod
@@ -476,6 +477,13 @@ class ServiceClient:
     async def plan(self, *, sender: UserId, patient_id: uuid.UUID) -> Plan:
         payload = await self._request("GET", f"/api/v1/patients/{patient_id}/plan", sender=sender)
         return self._one(Plan, payload)
+
+    async def plan_pdf(self, *, sender: UserId, patient_id: uuid.UUID) -> bytes:
+        """The current plan as a PDF (HAS PPCS layout), to post in the patient's (encrypted) room."""
+        pdf: bytes = await self._request(
+            "GET", f"/api/v1/patients/{patient_id}/plan/pdf", sender=sender, raw=True
+        )
+        return pdf
 
     async def scores(self, *, sender: UserId, patient_id: uuid.UUID) -> list[ScorePoint]:
         """Every signed, scored evaluation of the patient, oldest first."""

@@ -51,6 +51,10 @@ async def test_plan_lists_the_open_actions(world: World, client: httpx.AsyncClie
     assert "Passage infirmier quotidien — Paul DURAND — avant le 10/12/2026 — À faire — tâche n° 1" in reply
     assert "Dossier APA — la fille — En cours" in reply
     assert "Bilan de chute" not in reply
+    [attached] = await world.say(world.alice, "!plan pdf")
+    assert "PPCS" in attached
+    [pdf] = world.gateway.files
+    assert (pdf.filename, pdf.mimetype) == ("ppcs.pdf", "application/pdf") and pdf.data.startswith(b"%PDF")
     [refused] = await world.say(world.stranger, "!plan")
     assert "habilité" in refused
 
