@@ -8,13 +8,16 @@ from coordination.circle import models as circle_models
 from coordination.dac_requests import models as dac_requests_models
 from coordination.directory import models as directory_models
 from coordination.documents import models as documents_models
+from coordination.evaluations import models as evaluations_models
 from coordination.idempotency import models as idempotency_models
 from coordination.outbox import models as outbox_models
 from coordination.patients import models as patients_models
+from coordination.plans import models as plans_models
 from coordination.rooms import models as rooms_models
 from coordination.signup import models as signup_models
 from coordination.syntheses import models as syntheses_models
 from coordination.tasks import models as tasks_models
+from coordination.timeline import models as timeline_models
 
 __all__ = [
     "audit_models",
@@ -22,11 +25,14 @@ __all__ = [
     "dac_requests_models",
     "directory_models",
     "documents_models",
+    "evaluations_models",
     "idempotency_models",
     "outbox_models",
     "patients_models",
+    "plans_models",
     "rooms_models",
     "signup_models",
     "syntheses_models",
     "tasks_models",
+    "timeline_models",
 ]

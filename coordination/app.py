@@ -23,12 +23,15 @@ from coordination.directory.router import router as directory_router
 from coordination.documents import service as documents
 from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
+from coordination.evaluations.router import forms_router as evaluation_forms_router
+from coordination.evaluations.router import router as evaluations_router
 from coordination.fhir.router import router as fhir_router
 from coordination.guard import BodyTooLarge, RequestGuard
 from coordination.idempotency import service as idempotency
 from coordination.idempotency.service import IdempotencyMiddleware
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.router import router as patients_router
+from coordination.plans.router import router as plans_router
 from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
 from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
@@ -37,6 +40,8 @@ from coordination.signup.router import router as signup_router
 from coordination.syntheses.router import router as syntheses_router
 from coordination.tasks.router import router as tasks_router
 from coordination.text import CONTROL_PATTERNS
+from coordination.timeline.router import board_router as complex_board_router
+from coordination.timeline.router import router as timeline_router
 
 logger = logging.getLogger(__name__)
 
@@ -310,4 +315,9 @@ def _routers() -> list[APIRouter]:
         documents_router,
         syntheses_router,
         signup_router,
+        evaluation_forms_router,
+        evaluations_router,
+        plans_router,
+        timeline_router,
+        complex_board_router,
     ]

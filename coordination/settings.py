@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_sender: str = "AZUREZO <ne-pas-repondre@azurezo.local>"
+    evaluation_forms_dir: Path | None = Field(
+        default=None,
+        description="Extra evaluation forms (FHIR Questionnaire JSON files), beside the built-in ones",
+    )
 
     @field_validator("internal_api_secret")
     @classmethod

@@ -185,3 +185,43 @@ class SignupStatus(Vocabulary):
     VALIDEE = ("validee", "Validée, en attente d'activation")
     REFUSEE = ("refusee", "Refusée")
     ACTIVEE = ("activee", "Compte activé")
+# --- evaluations, PPCS plan, timeline (issue 14) -------------------------------------------------
+
+
+class EvaluationStatus(Vocabulary):
+    BROUILLON = ("brouillon", "Brouillon")
+    SIGNEE = ("signee", "Signée")
+
+
+class PlanStatus(Vocabulary):
+    EN_COURS = ("en_cours", "En cours")
+    CLOS = ("clos", "Clos")
+
+
+class PlanActionStatus(Vocabulary):
+    A_FAIRE = ("a_faire", "À faire")
+    EN_COURS = ("en_cours", "En cours")
+    REALISEE = ("realisee", "Réalisée")
+    ABANDONNEE = ("abandonnee", "Abandonnée")
+
+
+OPEN_PLAN_ACTION_STATUSES = (PlanActionStatus.A_FAIRE, PlanActionStatus.EN_COURS)
+
+
+class PatientEventKind(Vocabulary):
+    HOSPITALISATION = ("hospitalisation", "Hospitalisation")
+    SORTIE_HOSPITALISATION = ("sortie_hospitalisation", "Sortie d'hospitalisation")
+    PASSAGE_URGENCES = ("passage_urgences", "Passage aux urgences")
+    ENTREE_ETABLISSEMENT = ("entree_etablissement", "Entrée en établissement")
+    CHUTE = ("chute", "Chute")
+    AUTRE = ("autre", "Autre événement")
+
+
+class TimelineKind(Vocabulary):
+    EVALUATION = ("evaluation", "Évaluation")
+    PLAN = ("plan", "Plan personnalisé (PPCS)")
+    DEMANDE = ("demande", "Demande au DAC")
+    EVENEMENT = ("evenement", "Événement")
+    TACHE = ("tache", "Tâche réalisée")
+    DOCUMENT = ("document", "Document ajouté")
+    SITUATION = ("situation", "Situation complexe")

@@ -109,6 +109,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "!synthese modifier Retour à domicile prévu lundi, aide-ménagère en place.",
         (("texte", "string", "le nouveau texte de synthèse", True),),
     ),
+    CommandSpec(
+        "plan", "plan", "les actions ouvertes du plan personnalisé (PPCS) du patient du salon", "!plan"
+    ),
+    CommandSpec(
+        "eval", "eval", "les derniers scores des évaluations du patient du salon, avec leur date", "!eval"
+    ),
 )
 _TOP_LEVEL = sorted({spec.name.split()[0] for spec in COMMANDS})
 
@@ -189,6 +195,16 @@ class SynthesisEdit:
     text: str
 
 
+@dataclass(frozen=True)
+class PlanShow:
+    pdf: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluationScores:
+    pass
+
+
 Command = (
     Help
     | PatientSearch
@@ -204,6 +220,8 @@ Command = (
     | RequestList
     | SynthesisShow
     | SynthesisEdit
+    | PlanShow
+    | EvaluationScores
 )
 
 
@@ -340,6 +358,8 @@ _PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
     "demande": _parse_request,
     "demandes": _parse_requests,
     "synthese": _parse_synthesis,
+    "plan": lambda args: PlanShow(pdf=args.sub == "pdf"),
+    "eval": lambda _args: EvaluationScores(),
 }
 
 

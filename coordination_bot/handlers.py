@@ -22,9 +22,12 @@ from coordination_bot.service_client import (
     Member,
     Patient,
     PatientSummary,
+    PlanAction,
+    ScorePoint,
     ServiceClient,
     ServiceError,
     Task,
+    TimelineItem,
 )
 
 logger = logging.getLogger(__name__)
@@ -188,7 +191,7 @@ class Handlers:
 
     # One flat, exhaustive match over the command types: each case is one call, so the branch count
     # measures the number of commands, not complexity.
-    async def _dispatch(self, m: Incoming, command: c.Command) -> Reply:  # noqa: PLR0912
+    async def _dispatch(self, m: Incoming, command: c.Command) -> Reply:  # noqa: C901, PLR0912
         match command:
             case c.Help():
                 return help_reply()
@@ -218,6 +221,10 @@ class Handlers:
                 return await self._synthesis(m)
             case c.SynthesisEdit(text=text):
                 return await self._synthesis_edit(m, text)
+            case c.PlanShow(pdf=pdf):
+                return await (self._plan_pdf(m) if pdf else self._plan(m))
+            case c.EvaluationScores():
+                return await self._scores(m)
         raise AssertionError(command)  # pragma: no cover (exhaustive match)
 
     # --- room context ----------------------------------------------------------------------------
@@ -416,6 +423,9 @@ class Handlers:
             ]
             or ["aucun"]
         )
+        timeline = await self._service.timeline(sender=m.sender, patient_id=patient_id)
+        if timeline is not None:
+            out.title("Évolution récente :").items([timeline_line(i) for i in timeline] or ["rien de noté"])
         out.title("Synthèse :")
         if synthesis is None:
             out.line("(le service ne gère pas encore le texte de synthèse)")
@@ -466,6 +476,67 @@ class Handlers:
             sender=m.sender, event_id=m.event_id, patient_id=patient_id, text=text, version=current.version
         )
         return _say(f"Synthèse enregistrée (version {saved.version}).")
+
+    # --- plan and evaluations (issue 14) ---------------------------------------------------------
+    async def _plan(self, m: Incoming) -> Reply:
+        plan = await self._service.plan(sender=m.sender, patient_id=await self._room_patient(m))
+        if plan.version == 0:
+            return _say("Ce patient n'a pas encore de plan personnalisé de coordination (PPCS).")
+        actions = [a for a in plan.actions if a.status in OPEN_PLAN_ACTIONS]
+        review = f", révision le {plan.next_review_date:%d/%m/%Y}" if plan.next_review_date else ""
+        return (
+            _Out.new()
+            .title(
+                f"Plan personnalisé (version {plan.version}{review}) — actions ouvertes ({len(actions)}) :"
+            )
+            .items([plan_action_line(a) for a in actions] or ["aucune"])
+            .reply()
+        )
+
+    async def _plan_pdf(self, m: Incoming) -> Reply:
+        data = await self._service.plan_pdf(sender=m.sender, patient_id=await self._room_patient(m))
+        reply = _say("Plan personnalisé de coordination en santé (PPCS) en pièce jointe.")
+        # The file name says nothing of the patient: it shows in notifications and file lists.
+        return Reply(reply.text, reply.html, Attachment("ppcs.pdf", data, "application/pdf"))
+
+    async def _scores(self, m: Incoming) -> Reply:
+        points = await self._service.scores(sender=m.sender, patient_id=await self._room_patient(m))
+        if not points:
+            return _say("Aucune évaluation signée pour ce patient.")
+        latest: dict[str, ScorePoint] = {}
+        for point in points:  # oldest first: the last one of each form wins
+            latest[point.form_id] = point
+        ordered = sorted(latest.values(), key=lambda p: p.signed_at, reverse=True)
+        return _Out.new().title("Dernières évaluations :").items([score_line(p) for p in ordered]).reply()
+
+
+OPEN_PLAN_ACTIONS = ("a_faire", "en_cours")
+
+
+def plan_action_line(a: PlanAction) -> str:
+    parts = [a.title]
+    if a.responsible_label:
+        parts.append(a.responsible_label)
+    if a.deadline:
+        parts.append(f"avant le {a.deadline:%d/%m/%Y}")
+    parts.append(a.status_label or a.status)
+    if a.task_number is not None:
+        parts.append(f"tâche n° {a.task_number}")
+    return " — ".join(parts)
+
+
+def score_line(p: ScorePoint) -> str:
+    change = ""
+    if p.change:
+        change = f" (évolution : {p.change:+g})"
+    return (
+        f"{p.form_title or p.form_id} : {p.score_label or f'{p.score:g}'}{change}, le {p.signed_at:%d/%m/%Y}"
+    )
+
+
+def timeline_line(i: TimelineItem) -> str:
+    detail = f" ({i.detail})" if i.detail else ""
+    return f"{i.at:%d/%m/%Y} — {i.title}{detail}"
 
 
 def _header(p: Patient) -> _Out:

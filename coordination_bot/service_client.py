@@ -146,6 +146,37 @@ class Synthesis(_Model):
     created_at: datetime | None = None  # when
 
 
+class PlanAction(_Model):
+    title: str
+    status: str = ""
+    status_label: str = ""
+    responsible_label: str | None = None
+    deadline: date | None = None
+    task_number: int | None = None
+
+
+class Plan(_Model):
+    version: int = 0
+    next_review_date: date | None = None
+    actions: list[PlanAction] = []
+
+
+class ScorePoint(_Model):
+    form_id: str
+    form_title: str = ""
+    signed_at: datetime
+    score: float
+    score_label: str = ""
+    change: float | None = None
+
+
+class TimelineItem(_Model):
+    at: datetime
+    kind_label: str = ""
+    title: str = ""
+    detail: str | None = None
+
+
 M = TypeVar("M", bound=_Model)
 
 
@@ -198,6 +229,7 @@ class ServiceClient:
         idempotency_key: EventId | None = None,
         params: Any = None,
         json: Any = None,
+        raw: bool = False,
     ) -> Any:
         headers = {"Authorization": f"Bearer {self._token}", ON_BEHALF_HEADER: sender}
         if idempotency_key is not None:
@@ -216,7 +248,7 @@ class ServiceClient:
         if resp.status_code == 204:
             return None
         if resp.is_success:
-            return resp.json()
+            return resp.content if raw else resp.json()
         raise _error(resp)
 
     @staticmethod
@@ -440,6 +472,39 @@ class ServiceClient:
             json={"text": text, "version": version},
         )
         return self._one(Synthesis, payload)
+
+    # --- plan, evaluations, timeline (issue 14) --------------------------------------------------
+    async def plan(self, *, sender: UserId, patient_id: uuid.UUID) -> Plan:
+        payload = await self._request("GET", f"/api/v1/patients/{patient_id}/plan", sender=sender)
+        return self._one(Plan, payload)
+
+    async def plan_pdf(self, *, sender: UserId, patient_id: uuid.UUID) -> bytes:
+        """The current plan as a PDF (HAS PPCS layout), to post in the patient's (encrypted) room."""
+        pdf: bytes = await self._request(
+            "GET", f"/api/v1/patients/{patient_id}/plan/pdf", sender=sender, raw=True
+        )
+        return pdf
+
+    async def scores(self, *, sender: UserId, patient_id: uuid.UUID) -> list[ScorePoint]:
+        """Every signed, scored evaluation of the patient, oldest first."""
+        payload = await self._request(
+            "GET", f"/api/v1/patients/{patient_id}/evaluations/scores", sender=sender
+        )
+        return self._many(ScorePoint, payload)
+
+    async def timeline(
+        self, *, sender: UserId, patient_id: uuid.UUID, limit: int = 8
+    ) -> list[TimelineItem] | None:
+        """The newest items of the patient's timeline; None while the service has no timeline API."""
+        try:
+            payload = await self._request(
+                "GET", f"/api/v1/patients/{patient_id}/timeline", sender=sender, params={"limit": limit}
+            )
+        except ServiceError as exc:
+            if exc.status in (404, 405) and exc.errcode in ("AZ_NOT_FOUND", "M_UNRECOGNIZED", "AZ_UNKNOWN"):
+                return None
+            raise
+        return self._many(TimelineItem, payload)
 
 
 def _error(resp: httpx.Response) -> ServiceError:

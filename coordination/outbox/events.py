@@ -95,8 +95,23 @@ class SynthesisUpdated(_Event):
     updated_by: UserId
 
 
+class PlanUpdated(_Event):
+    """A new version of the patient's coordination plan (PPCS) was saved (told to the authorised members)."""
+
+    kind: Literal["plan.updated"] = "plan.updated"
+    patient_id: PatientId | None
+    version: int
+    updated_by: UserId
+
+
 Event = Annotated[
-    CircleMemberAdded | TaskAssigned | DocumentShared | RequestReceived | RequestAnswered | SynthesisUpdated,
+    CircleMemberAdded
+    | TaskAssigned
+    | DocumentShared
+    | RequestReceived
+    | RequestAnswered
+    | SynthesisUpdated
+    | PlanUpdated,
     Field(discriminator="kind"),
 ]
 """Any outbox event; ``kind`` says which."""

@@ -49,6 +49,7 @@ NOT_PATIENT_DATA = {
     "/api/v1/directory/structures/{structure_id}": "annuaire national",
     "/api/v1/directory/structures/{structure_id}/members": "annuaire national",
     "/internal/v1/directory/matrix-users/{user_id}": "route interne du module Synapse (secret partagé)",
+    "/api/v1/evaluation-forms/{form_id}": "définition d'un formulaire d'évaluation, sans donnée patient",
 }
 
 # Routes without a patient in the path whose body names one.
@@ -76,6 +77,11 @@ def _bodies(w: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("PUT", f"{p}/synthesis"): {"version": 0, "text": "Synthèse écrite par un intrus."},
         ("PATCH", f"{p}/documents/{{doc_id}}"): {"version": 1, "title": "Renommé par un intrus"},
         ("PATCH", "/api/v1/tasks/{task_id}"): {"version": 1, "title": "Autre titre"},
+        ("POST", f"{p}/evaluations"): {"form_id": "aggir", "answers": {"coherence": "A"}},
+        ("PATCH", f"{p}/evaluations/{{evaluation_id}}"): {"version": 1, "answers": {"coherence": "C"}},
+        ("PUT", f"{p}/plan"): {"version": 0, "situation": "Plan écrit par un intrus."},
+        ("POST", f"{p}/timeline/events"): {"kind": "chute", "occurred_on": "2026-01-02", "title": "Intrus"},
+        ("PUT", f"{p}/complex-situation"): {"flagged": True, "reason": "Signalé par un intrus"},
         ("POST", "/api/v1/tasks"): {
             "title": "Passage",
             "type": "visite",
@@ -160,7 +166,7 @@ ROUTES = _scoped_routes(_app())
 
 def test_the_matrix_covers_every_patient_route() -> None:
     """Fails when a route appears that this file cannot build (add its parameter or body here)."""
-    known_params = {"patient_id", "member_id", "doc_id", "task_id", "request_id", "room_id"}
+    known_params = {"patient_id", "member_id", "doc_id", "task_id", "request_id", "room_id", "evaluation_id"}
     dummy = World(alice=None, people={}, values=dict.fromkeys(known_params, "x"))  # type: ignore[arg-type]
     bodies = _bodies(dummy)
     for method, path, takes_body in ROUTES:
@@ -228,7 +234,10 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens)
     sent = await client.post(
         f"/api/v1/requests/{req.json()['id']}/send", json={"version": 1}, headers=alice.headers
     )
-    for resp in (room, doc, task, req, sent):
+    evaluation = await client.post(
+        f"{url}/evaluations", json={"form_id": "aggir", "answers": {"coherence": "B"}}, headers=alice.headers
+    )
+    for resp in (room, doc, task, req, sent, evaluation):
         assert resp.status_code in (200, 201), resp.text
     gone = await client.delete(f"{url}/circle/{removed['id']}", headers=alice.headers)
     assert gone.status_code == 204, gone.text
@@ -240,6 +249,7 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens)
         "task_id": task.json()["id"],
         "request_id": req.json()["id"],
         "room_id": "!salon:azurezo.test",
+        "evaluation_id": evaluation.json()["id"],
     }
     return World(alice=alice, people=people, values=values)
 

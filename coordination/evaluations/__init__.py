@@ -1,0 +1,1 @@
+"""Evaluations of a patient with forms defined as FHIR Questionnaires (AGGIR, mini-Zarit, ...)."""

@@ -1,0 +1,1 @@
+"""The patient's personalised coordination plan (PPCS): one living, versioned plan per patient."""

@@ -1,0 +1,1 @@
+"""The patient's situation over time: the timeline, entered events and the complex-situation flag."""
