@@ -17,3 +17,5 @@ DocumentId = NewType("DocumentId", UUID)
 RequestId = NewType("RequestId", UUID)
 TaskId = NewType("TaskId", UUID)
 MemberId = NewType("MemberId", UUID)
+ThemeId = NewType("ThemeId", UUID)
+"""A thematic room's theme (``POST /api/v1/themes``)."""
