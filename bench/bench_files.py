@@ -84,8 +84,8 @@ class Sender:
         self.stack, self.client = stack, client
         self.redacted: dict[str, float] = {}
         self.replies: dict[str, float] = {}
-        client.add_event_callback(self._on_redaction, RedactionEvent)  # type: ignore[arg-type]
-        client.add_event_callback(self._on_notice, RoomMessageNotice)  # type: ignore[arg-type]
+        client.add_event_callback(self._on_redaction, RedactionEvent)
+        client.add_event_callback(self._on_notice, RoomMessageNotice)
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         self.redacted.setdefault(event.redacts, time.time())
@@ -125,7 +125,7 @@ class Sender:
     async def origin_ts(self, room_id: str, event_id: str) -> float:
         resp = await self.client.room_get_event(room_id, event_id)
         assert isinstance(resp, RoomGetEventResponse), resp
-        return resp.event.server_timestamp / 1000
+        return float(resp.event.server_timestamp) / 1000
 
 
 def bot_verdicts(stack: Stack) -> dict[str, tuple[str, float]]:
@@ -169,39 +169,47 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
 
         rows: dict[tuple[int, str], dict[str, list[float]]] = {}
         sizes = [int(s) for s in args.sizes.split(",")]
-        print(f"{'size':>8} {'kind':>8} {'n':>3} {'verdict p50':>12} {'p95':>8} {'redaction p95':>14} "
-              f"{'baseline p50':>13} {'p95':>8}")
+        print(
+            f"{'size':>8} {'kind':>8} {'n':>3} {'verdict p50':>12} {'p95':>8} {'redaction p95':>14} "
+            f"{'baseline p50':>13} {'p95':>8}"
+        )
         for size_kib in sizes:
             for kind, make in (("allowed", png_of), ("refused", exe_of)):
                 row = rows.setdefault((size_kib, kind), {"verdict": [], "redaction": [], "baseline": []})
                 for _ in range(args.rounds):
                     data = make(size_kib * 1024)
                     event_id, started, file = await sender.send_file(room_id, data)
-                    await wait_for(lambda e=event_id: e in bot_verdicts(stack))  # type: ignore[misc]
+                    await wait_for(lambda e=event_id: e in bot_verdicts(stack))
                     verdict, after_sent_ms = bot_verdicts(stack)[event_id]
                     assert verdict == kind, (event_id, verdict, kind)
                     origin = await sender.origin_ts(room_id, event_id)
                     row["verdict"].append(origin + after_sent_ms / 1000 - started)
                     if kind == "refused":
-                        await wait_for(lambda e=event_id: e in sender.redacted)  # type: ignore[misc]
+                        await wait_for(lambda e=event_id: e in sender.redacted)
                         row["redaction"].append(sender.redacted[event_id] - started)
                     row["baseline"].append(await sender.download_decrypt(file))
                 v, b, r = row["verdict"], row["baseline"], row["redaction"]
                 print(
-                    f"{size_kib:>6}Ki {kind:>8} {len(v):>3} {pct(v, .5) * 1000:>10.0f}ms {pct(v, .95) * 1000:>6.0f}ms "
-                    f"{(f'{pct(r, .95) * 1000:.0f}ms' if r else '-'):>14} {pct(b, .5) * 1000:>11.0f}ms "
-                    f"{pct(b, .95) * 1000:>6.0f}ms",
+                    f"{size_kib:>6}Ki {kind:>8} {len(v):>3} "
+                    f"{pct(v, 0.5) * 1000:>10.0f}ms {pct(v, 0.95) * 1000:>6.0f}ms "
+                    f"{(f'{pct(r, 0.95) * 1000:.0f}ms' if r else '-'):>14} {pct(b, 0.5) * 1000:>11.0f}ms "
+                    f"{pct(b, 0.95) * 1000:>6.0f}ms",
                     flush=True,
                 )
         everything = [x for row in rows.values() for x in row["verdict"]]
-        print(f"all files: n={len(everything)} upload->verdict p50 {pct(everything, .5) * 1000:.0f} ms, "
-              f"p95 {pct(everything, .95) * 1000:.0f} ms, max {max(everything) * 1000:.0f} ms")
+        print(
+            f"all files: n={len(everything)} upload->verdict p50 {pct(everything, 0.5) * 1000:.0f} ms, "
+            f"p95 {pct(everything, 0.95) * 1000:.0f} ms, max {max(everything) * 1000:.0f} ms"
+        )
 
         # Commands while big files are checked.
         async def command_rtt() -> float:
             sent = time.time()
             r = await client.room_send(
-                room_id, "m.room.message", {"msgtype": "m.text", "body": "!aide"}, ignore_unverified_devices=True
+                room_id,
+                "m.room.message",
+                {"msgtype": "m.text", "body": "!aide"},
+                ignore_unverified_devices=True,
             )
             assert isinstance(r, RoomSendResponse), r
             await wait_for(lambda: r.event_id in sender.replies)
@@ -214,14 +222,19 @@ async def bench(stack: Stack, args: argparse.Namespace) -> None:
         during = await command_rtt()
         await wait_for(lambda: all(e in sender.redacted for e, _, _ in sent), timeout=120)
         last = max(sender.redacted[e] - s for e, s, _ in sent)
-        print(f"!aide idle: median {sorted(idle)[2] * 1000:.0f} ms; right after {args.burst} x {max(sizes)} KiB "
-              f"forbidden files: {during * 1000:.0f} ms; the {args.burst} redacted within {last:.1f} s "
-              "of their upload start")
+        print(
+            f"!aide idle: median {sorted(idle)[2] * 1000:.0f} ms; "
+            f"right after {args.burst} x {max(sizes)} KiB "
+            f"forbidden files: {during * 1000:.0f} ms; the {args.burst} redacted within {last:.1f} s "
+            "of their upload start"
+        )
         syncer.cancel()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sizes", default="4,1024,8192", help="file sizes in KiB, comma-separated")
     parser.add_argument("--burst", type=int, default=8)

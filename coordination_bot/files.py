@@ -25,7 +25,6 @@ This module holds the pure parts (what an event carries, the verdict on some byt
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import hashlib
 import json
@@ -51,7 +50,9 @@ DOWNLOAD_TIMEOUT_S = 8.0
 
 # What a client may write as an mxc URI (spec "Matrix Content (mxc://) URIs"): a server name and a
 # media id of [A-Za-z0-9_-]. Anything else is refused before a URL is built from it.
-_MXC = re.compile(r"^mxc://([A-Za-z0-9.\-]{1,255}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?)/([A-Za-z0-9_\-]{1,255})$")
+_MXC = re.compile(
+    r"^mxc://([A-Za-z0-9.\-]{1,255}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?)/([A-Za-z0-9_\-]{1,255})$"
+)
 _B64 = re.compile(r"^[A-Za-z0-9+/_\-]+={0,2}$")
 
 # --- French texts (the policy's own refusals come from filetyping: the module's texts) -------------
@@ -127,7 +128,7 @@ def _encrypted_key(file: dict[str, Any]) -> EncryptedKey | None:
     return EncryptedKey(key=str(k), iv=str(iv), sha256=str(sha))
 
 
-def _media(role: Literal["file", "thumbnail"], file: object, url: object) -> Media | None | Literal[False]:
+def _media(role: Literal["file", "thumbnail"], file: object, url: object) -> Media | Literal[False] | None:
     """The media of a ``file`` object or a plain ``url``; None when neither is given; False when the
     description is malformed."""
     if file is not None:
@@ -151,7 +152,10 @@ def attachment_of(event_type: object, content: object) -> AttachmentRef | None:
     encrypted room's ``url``-only attachment or a malformed one becomes a ``BadEvent`` in nio."""
     if not isinstance(content, dict):
         return None
-    if not (event_type == STICKER or (event_type == "m.room.message" and content.get("msgtype") in ATTACHMENT_MSGTYPES)):
+    if not (
+        event_type == STICKER
+        or (event_type == "m.room.message" and content.get("msgtype") in ATTACHMENT_MSGTYPES)
+    ):
         return None
     media: list[Media] = []
     problem = None
@@ -228,9 +232,11 @@ def can_redact(power_levels: dict[str, Any], user_id: str) -> tuple[bool, int]:
     defaults: redact 50, events_default 0, users_default 0), and the level it needs."""
 
     def level(value: object, default: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            return default
         try:
-            return int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
+            return int(value)
+        except ValueError:
             return default
 
     users = power_levels.get("users") if isinstance(power_levels.get("users"), dict) else {}
@@ -269,8 +275,13 @@ def sender_notice(sender: UserId, verdict: filetyping.Verdict, *, redacted: bool
 
 def cannot_enforce_notice(level: int) -> dict[str, Any]:
     text = CANNOT_ENFORCE.format(level=level)
-    return {"msgtype": "m.notice", "body": text, "format": "org.matrix.custom.html",
-            "formatted_body": _html(text), "m.mentions": {}}
+    return {
+        "msgtype": "m.notice",
+        "body": text,
+        "format": "org.matrix.custom.html",
+        "formatted_body": _html(text),
+        "m.mentions": {},
+    }
 
 
 def _html(text: str) -> str:
@@ -362,7 +373,14 @@ class FileGuard:
         self._on_checked = on_checked
         self._warned: set[str] = set()
 
-    def submit(self, room_id: RoomId, event_id: EventId, sender: UserId, ref: AttachmentRef, sent_ms: int | None = None) -> None:
+    def submit(
+        self,
+        room_id: RoomId,
+        event_id: EventId,
+        sender: UserId,
+        ref: AttachmentRef,
+        sent_ms: int | None = None,
+    ) -> None:
         """Hand an attachment over; returns at once (the check runs in the background)."""
         self._journal.add(room_id, event_id)
         task = asyncio.ensure_future(self._check(room_id, event_id, sender, ref, sent_ms))
@@ -387,7 +405,9 @@ class FileGuard:
         """A journaled attachment whose event is gone or carries no attachment any more."""
         self._journal.done(event_id)
 
-    async def _check(self, room_id: RoomId, event_id: EventId, sender: UserId, ref: AttachmentRef, sent_ms: int | None) -> None:
+    async def _check(
+        self, room_id: RoomId, event_id: EventId, sender: UserId, ref: AttachmentRef, sent_ms: int | None
+    ) -> None:
         started = time.monotonic()
         try:
             async with self._slots:
@@ -399,8 +419,13 @@ class FileGuard:
             since_sent = f", {time.time() * 1000 - sent_ms:.0f} ms after it was sent" if sent_ms else ""
             logger.info(
                 "file verdict %s in %s: %s (%s, %d bytes, %.0f ms%s)",
-                event_id, room_id, "allowed" if verdict.allowed else "refused",
-                verdict.refusal or verdict.detected, verdict.size, elapsed * 1000, since_sent,
+                event_id,
+                room_id,
+                "allowed" if verdict.allowed else "refused",
+                verdict.refusal or verdict.detected,
+                verdict.size,
+                elapsed * 1000,
+                since_sent,
             )
             self._journal.done(event_id)
             if self._on_checked is not None:
@@ -440,15 +465,27 @@ class FileGuard:
             except TooLarge:
                 return too_large
             except Exception as exc:
-                logger.warning("download of %s/%s failed (attempt %d): %s", media.server, media.media_id, attempt + 1, type(exc).__name__)
+                logger.warning(
+                    "download of %s/%s failed (attempt %d): %s",
+                    media.server,
+                    media.media_id,
+                    attempt + 1,
+                    type(exc).__name__,
+                )
                 await asyncio.sleep(0.5 * (attempt + 1))
         return refused("unchecked", UNCHECKED)
 
-    async def _refuse(self, room_id: RoomId, event_id: EventId, sender: UserId, verdict: filetyping.Verdict) -> bool:
-        redacted = await self._side.redact(room_id, event_id, redaction_reason(verdict), tx_id("redact", room_id, event_id))
+    async def _refuse(
+        self, room_id: RoomId, event_id: EventId, sender: UserId, verdict: filetyping.Verdict
+    ) -> bool:
+        redacted = await self._side.redact(
+            room_id, event_id, redaction_reason(verdict), tx_id("redact", room_id, event_id)
+        )
         if not redacted:
             logger.warning("attachment %s in %s is refused but could not be redacted", event_id, room_id)
-        await self._side.notice(room_id, sender_notice(sender, verdict, redacted=redacted), tx_id("notice", room_id, event_id))
+        await self._side.notice(
+            room_id, sender_notice(sender, verdict, redacted=redacted), tx_id("notice", room_id, event_id)
+        )
         return redacted
 
     async def check_power(self, room_id: RoomId) -> bool:
@@ -459,6 +496,10 @@ class FileGuard:
         ok, needed = can_redact(levels, self._side.user_id)
         if not ok and room_id not in self._warned:
             self._warned.add(room_id)
-            logger.warning("room %s: the bot cannot redact (needs power level %d): file rules not enforced", room_id, needed)
+            logger.warning(
+                "room %s: the bot cannot redact (needs power level %d): file rules not enforced",
+                room_id,
+                needed,
+            )
             await self._side.notice(room_id, cannot_enforce_notice(needed), tx_id("power", room_id, room_id))
         return ok

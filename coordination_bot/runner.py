@@ -41,11 +41,11 @@ from nio import (
     MessageDirection,
     ReactionEvent,
     RedactionEvent,
-    RoomGetEventResponse,
-    RoomMessagesResponse,
     RoomEncryptedMedia,
+    RoomGetEventResponse,
     RoomGetStateEventResponse,
     RoomMessageMedia,
+    RoomMessagesResponse,
     RoomMessageText,
     RoomMessageUnknown,
     RoomRedactResponse,
@@ -316,7 +316,7 @@ class Bot:
         # Attachments, whatever nio parsed them as (a url-only or malformed one is a BadEvent).
         client.add_event_callback(
             self._collect,
-            (RoomMessageMedia, RoomEncryptedMedia, StickerEvent, RoomMessageUnknown, BadEvent),  # type: ignore[arg-type]
+            (RoomMessageMedia, RoomEncryptedMedia, StickerEvent, RoomMessageUnknown, BadEvent),
         )
         client.add_event_callback(self._on_invite, InviteMemberEvent)
         return client
@@ -580,7 +580,10 @@ class Bot:
         if attachment is not None and self.files is not None:
             # Checked in the background: a large file never holds up the room's commands.
             self.files.submit(
-                room_id, EventId(event.event_id), UserId(event.sender), attachment,
+                room_id,
+                EventId(event.event_id),
+                UserId(event.sender),
+                attachment,
                 sent_ms=getattr(event, "server_timestamp", None),
             )
             return

@@ -67,11 +67,23 @@ class Room:
         if event.sender == self.stack.bot_user_id and room.room_id == self.room_id:
             self.notices.append(event)
 
-    async def send(self, msgtype: str, data: bytes, name: str, *, encrypted: bool = True,
-                   thumbnail: bytes | None = None, forge_hash: bool = False, event_type: str = "m.room.message") -> str:
+    async def send(
+        self,
+        msgtype: str,
+        data: bytes,
+        name: str,
+        *,
+        encrypted: bool = True,
+        thumbnail: bytes | None = None,
+        forge_hash: bool = False,
+        event_type: str = "m.room.message",
+    ) -> str:
         """Upload ``data`` (encrypted like Element unless ``encrypted`` is false) and send it."""
         await trust_only_cross_signed(self.stack, self.client)
-        content: dict[str, Any] = {"body": name, "info": {"mimetype": "application/octet-stream", "size": len(data)}}
+        content: dict[str, Any] = {
+            "body": name,
+            "info": {"mimetype": "application/octet-stream", "size": len(data)},
+        }
         if event_type == "m.room.message":
             content["msgtype"] = msgtype
         if encrypted:
@@ -82,12 +94,14 @@ class Room:
             content["info"]["thumbnail_file"] = await self._upload_encrypted(thumbnail, forge_hash=False)
         resp = await self.client.room_send(self.room_id, event_type, content, ignore_unverified_devices=False)
         assert isinstance(resp, RoomSendResponse), resp
-        return resp.event_id
+        return str(resp.event_id)
 
     async def _upload(self, data: bytes) -> str:
-        resp, _ = await self.client.upload(io.BytesIO(data), content_type="application/octet-stream", filesize=len(data))
+        resp, _ = await self.client.upload(
+            io.BytesIO(data), content_type="application/octet-stream", filesize=len(data)
+        )
         assert isinstance(resp, UploadResponse), resp
-        return resp.content_uri
+        return str(resp.content_uri)
 
     async def _upload_encrypted(self, data: bytes, *, forge_hash: bool) -> dict[str, Any]:
         ciphertext, keys = encrypt_attachment(data)
@@ -115,7 +129,9 @@ class Room:
         try:
             await eventually(redacted, within=PROMISE_S - (time.monotonic() - sent_at), step=0.1)
         except AssertionError:
-            raise AssertionError(f"{event_id} not redacted within {PROMISE_S} s\n" + self.stack.log_tail("bot", 40)) from None
+            raise AssertionError(
+                f"{event_id} not redacted within {PROMISE_S} s\n" + self.stack.log_tail("bot", 40)
+            ) from None
         return reasons[0]
 
     async def wait_notice(self, needle: str, within: float = 15.0) -> RoomMessageNotice:
@@ -215,7 +231,10 @@ async def test_forbidden_files_are_redacted_within_10s_and_allowed_ones_kept(fil
             assert notice.source["content"]["m.mentions"] == {"user_ids": [user_id]}
             assert user_id in notice.body and "retiré de ce salon" in notice.body
 
-        for msgtype, make, name in (("m.file", samples.pdf, "compte-rendu.pdf"), ("m.image", samples.png, "plaie.png")):
+        for msgtype, make, name in (
+            ("m.file", samples.pdf, "compte-rendu.pdf"),
+            ("m.image", samples.png, "plaie.png"),
+        ):
             event_id = await room.send(msgtype, make(), name)
             assert await wait_verdict(stack, event_id) == "allowed"
             assert await room.redaction_reason(event_id) is None
@@ -258,7 +277,9 @@ async def test_forged_thumbnails_and_url_only_attachments(files_stack: Stack) ->
         # The oversize file never reaches the room: the module refuses its ciphertext at upload
         # (AES-CTR keeps the size), with the same French text the bot would give.
         big, _ = encrypt_attachment(b"%PDF-1.7\n" + bytes(filetyping.DEFAULT_MAX_UPLOAD_BYTES))
-        resp, _ = await bob.upload(io.BytesIO(big), content_type="application/octet-stream", filesize=len(big))
+        resp, _ = await bob.upload(
+            io.BytesIO(big), content_type="application/octet-stream", filesize=len(big)
+        )
         assert isinstance(resp, UploadError), resp
         assert filetyping.too_large_reason(filetyping.DEFAULT_MAX_UPLOAD_BYTES) in resp.message
 

@@ -27,7 +27,11 @@ LIMIT = filetyping.DEFAULT_MAX_UPLOAD_BYTES
 
 def encrypted_content(data: bytes, msgtype: str = "m.file") -> tuple[dict[str, Any], bytes]:
     ciphertext, keys = encrypt_attachment(data)
-    return {"msgtype": msgtype, "body": "x", "file": {"url": "mxc://example.org/abcDEF_12-3", **keys}}, ciphertext
+    return {
+        "msgtype": msgtype,
+        "body": "x",
+        "file": {"url": "mxc://example.org/abcDEF_12-3", **keys},
+    }, ciphertext
 
 
 # --- what an event carries -------------------------------------------------------------------------
@@ -46,7 +50,9 @@ def test_encrypted_file_and_thumbnail_are_both_found() -> None:
 
 @pytest.mark.parametrize("msgtype", ["m.file", "m.image", "m.video", "m.audio"])
 def test_every_attachment_msgtype_and_url_only(msgtype: str) -> None:
-    ref = files.attachment_of("m.room.message", {"msgtype": msgtype, "body": "x", "url": "mxc://hs.test:8448/m1"})
+    ref = files.attachment_of(
+        "m.room.message", {"msgtype": msgtype, "body": "x", "url": "mxc://hs.test:8448/m1"}
+    )
     assert ref is not None and ref.media[0].encryption is None and ref.media[0].server == "hs.test:8448"
 
 
@@ -85,7 +91,9 @@ def _media(content: dict[str, Any]) -> files.Media:
     return ref.media[0]
 
 
-@pytest.mark.parametrize("make", [samples.pdf, samples.png, samples.jpeg, samples.docx, samples.xlsx, samples.odt])
+@pytest.mark.parametrize(
+    "make", [samples.pdf, samples.png, samples.jpeg, samples.docx, samples.xlsx, samples.odt]
+)
 def test_allowed_documents_decrypt_and_pass(make: Any) -> None:
     content, ciphertext = encrypted_content(make())
     verdict = files.judge(ciphertext, _media(content), max_bytes=LIMIT)
@@ -93,7 +101,16 @@ def test_allowed_documents_decrypt_and_pass(make: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "make", [samples.docm, samples.xlsm, samples.pe, samples.elf, samples.plain_zip, samples.shell_script, samples.html]
+    "make",
+    [
+        samples.docm,
+        samples.xlsm,
+        samples.pe,
+        samples.elf,
+        samples.plain_zip,
+        samples.shell_script,
+        samples.html,
+    ],
 )
 def test_forbidden_documents_get_the_modules_own_reason(make: Any) -> None:
     data = make()
@@ -129,7 +146,9 @@ def test_a_refused_thumbnail_refuses_the_attachment_and_says_so() -> None:
     ok = filetyping.classify(samples.png())
     bad = filetyping.classify(samples.elf())
     verdict = files.combine([(main, ok), (thumb, bad)])
-    assert not verdict.allowed and verdict.reason == "La miniature jointe à ce fichier est refusée : " + str(bad.reason)
+    assert not verdict.allowed and verdict.reason == "La miniature jointe à ce fichier est refusée : " + str(
+        bad.reason
+    )
     assert files.combine([(main, ok), (thumb, ok)]).allowed
     docm = filetyping.classify(samples.docm())
     assert files.combine([(thumb, bad), (main, docm)]).reason == docm.reason  # the file's own first

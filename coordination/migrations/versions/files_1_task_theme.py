@@ -22,7 +22,11 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("theme_id", sa.Uuid(), nullable=True))
         batch_op.create_foreign_key(
-            batch_op.f("fk_tasks_theme_id_theme_rooms"), "theme_rooms", ["theme_id"], ["id"], ondelete="SET NULL"
+            batch_op.f("fk_tasks_theme_id_theme_rooms"),
+            "theme_rooms",
+            ["theme_id"],
+            ["id"],
+            ondelete="SET NULL",
         )
         batch_op.create_index(
             "ix_tasks_theme_status_due", ["theme_id", "status", "sort_due", "id"], unique=False

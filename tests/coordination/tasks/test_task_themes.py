@@ -50,11 +50,15 @@ async def test_theme_tasks_are_listed_by_theme_numbered_per_theme_and_open_to_al
     assert one.status_code == 200
     # Seeing is not changing: only the author and the assignees close a task.
     closed = await client.patch(
-        f"/api/v1/tasks/{second.json()['id']}", json={"version": 1, "status": "terminee"}, headers=carol.headers
+        f"/api/v1/tasks/{second.json()['id']}",
+        json={"version": 1, "status": "terminee"},
+        headers=carol.headers,
     )
     assert closed.status_code == 403
     # A task with no theme stays private to its author.
-    assert (await client.get(f"/api/v1/tasks/{personal.json()['id']}", headers=carol.headers)).status_code == 404
+    assert (
+        await client.get(f"/api/v1/tasks/{personal.json()['id']}", headers=carol.headers)
+    ).status_code == 404
 
     # The theme filter intersects with a scope.
     mine = await client.get("/api/v1/tasks", params={"theme_id": flu, "scope": "mine"}, headers=bob.headers)
