@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -38,7 +39,6 @@ from typing import Any, Literal, Protocol
 
 import filetyping
 from coordination_bot.ids import EventId, RoomId, UserId
-from coordination_bot.state import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,14 @@ class Journal:
             self._save()
 
     def _save(self) -> None:
-        write_private(self.path, json.dumps([[room, event] for event, room in self._ids.items()]))
+        # Atomic (temporary file + rename) but not fsynced: it runs on the event loop for every file, and
+        # an fsync on a busy disk would hold up the commands. A crashed bot process loses nothing (the
+        # page cache survives it); only a power cut during a check may lose its id.
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps([[room, event] for event, room in self._ids.items()]))
+        os.replace(tmp, self.path)
 
 
 # --- the guard ----------------------------------------------------------------------------------------
@@ -412,8 +419,10 @@ class FileGuard:
                     (time.monotonic() - started) * 1000,
                     since_sent,
                 )
-                if not verdict.allowed:
-                    await self._refuse(room_id, event_id, sender, verdict)
+            # The slot bounds what costs memory and CPU (download, decryption, typing); the redaction
+            # and the notice are two small requests, made after it is released.
+            if not verdict.allowed:
+                await self._refuse(room_id, event_id, sender, verdict)
             self._journal.done(event_id)
         except Exception:
             # Kept in the journal: checked again at the next start.
