@@ -365,6 +365,7 @@ class FileGuard:
         self._max_bytes = max_bytes
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[str] = set()
         self._warned: set[str] = set()
 
     def submit(
@@ -375,11 +376,16 @@ class FileGuard:
         ref: AttachmentRef,
         sent_ms: int | None = None,
     ) -> None:
-        """Hand an attachment over; returns at once (the check runs in the background)."""
+        """Hand an attachment over; returns at once (the check runs in the background). An attachment
+        already being checked (a sync replayed after a restart) is not checked twice."""
+        if event_id in self._inflight:
+            return
+        self._inflight.add(event_id)
         self._journal.add(room_id, event_id)
         task = asyncio.ensure_future(self._check(room_id, event_id, sender, ref, sent_ms))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._inflight.discard(event_id))
 
     async def drain(self) -> None:
         """Wait for the checks in progress (at shutdown and in tests)."""

@@ -57,6 +57,7 @@ from nio import (
 )
 from nio.rooms import MatrixRoom
 
+import filetyping
 from coordination_bot import commands
 from coordination_bot.crosssigning import ensure_cross_signed
 from coordination_bot.files import DOWNLOAD_TIMEOUT_S, FileGuard, Journal, attachment_of
@@ -95,7 +96,7 @@ class BotConfig:
     health_host: str = "127.0.0.1"
     health_port: int = 8090
     # The module's limit (synapse_module ``max_upload_bytes``): encrypted attachments get the same.
-    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = filetyping.DEFAULT_MAX_UPLOAD_BYTES
 
 
 class BotError(Exception):
@@ -429,7 +430,11 @@ class Bot:
         if self.files is None or self.client is None:
             return
         for room_id, event_id in self.files.pending():
-            resp = await self.client.room_get_event(room_id, event_id)
+            try:
+                resp = await self.client.room_get_event(room_id, event_id)
+            except Exception:  # Synapse unreachable: kept for the next start
+                logger.exception("attachment %s in %s could not be fetched again", event_id, room_id)
+                continue
             event: Any = resp.event if isinstance(resp, RoomGetEventResponse) else None
             if isinstance(event, MegolmEvent):
                 event.room_id = room_id

@@ -30,7 +30,7 @@ from nio.crypto.attachments import encrypt_attachment
 import filetyping
 from azurezo_cli.home import save_home
 from coordination_bot import files
-from tests.coordination_bot.test_bot_e2ee import start_bot, trust_only_cross_signed
+from tests.coordination_bot.test_bot_e2ee import start_bot, stop_bot, trust_only_cross_signed
 from tests.filetyping import samples
 from tests.support.polling import eventually
 from tests.support.stack import Stack, free_port, start_stack
@@ -302,3 +302,22 @@ async def test_a_room_where_the_bot_cannot_redact_is_told(files_stack: Stack) ->
         assert notice.source["content"]["m.mentions"] == {"user_ids": [user_id]}
         assert await wait_verdict(stack, event_id) == "refused"
         assert await room.redaction_reason(event_id) is None  # it could not, and said so
+
+
+async def test_a_file_sent_while_the_bot_is_down_is_checked_when_it_is_back(files_stack: Stack) -> None:
+    """Nothing lost: the bot's sync token was saved before the file, so its next sync brings it."""
+    stack = files_stack
+    user_id, password = await professional(stack, "PENDANTARRET")
+    async with stack.client(user_id, password) as dora:
+        await dora.sync(timeout=0, full_state=True)
+        room = await open_encrypted_room(stack, dora, bot_is_moderator=True)
+        await trust_only_cross_signed(stack, dora)
+        [bot] = [c for c in stack.supervisor.children if c.name == "bot"]
+        stop_bot(stack, bot)
+        try:
+            event_id = await room.send("m.file", samples.xlsm(), "budget.xlsx")
+        finally:
+            start_bot(stack)
+        reason = await room.wait_redacted(event_id, time.monotonic())
+        macro = filetyping.classify(samples.xlsm()).reason
+        assert macro is not None and macro in reason

@@ -286,3 +286,15 @@ async def test_guard_tells_a_room_once_when_it_cannot_redact(tmp_path: Path) -> 
     assert len(side.notices) == 1 and "modérateur" in side.notices[0]["body"]
     side.levels = None  # an unencrypted room: nothing to say
     assert await guard.check_power(RoomId("!other"))
+
+
+async def test_an_attachment_submitted_twice_is_checked_once(tmp_path: Path) -> None:
+    """A sync replayed after a restart hands over an attachment the journal already resumed."""
+    side = RecordingSide({"bad": Response(200, samples.pe())})
+    guard = files.FileGuard(side, files.Journal(tmp_path / "j.json"))
+    guard.submit(RoomId("!r"), EventId("$e"), UserId("@a:x"), _ref("bad"))
+    guard.submit(RoomId("!r"), EventId("$e"), UserId("@a:x"), _ref("bad"))
+    side.gate.set()
+    await guard.drain()
+    assert side.redactions == [("$e", files.redaction_reason(filetyping.classify(samples.pe())))]
+    assert len(side.notices) == 1
