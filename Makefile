@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test test-workers system-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami
+.PHONY: run test test-workers system-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -82,6 +82,9 @@ bench-bot: .stamp-install-test
 # The image's pinned dependencies: what this virtualenv runs (and CI tested).
 requirements.lock: pyproject.toml .stamp-install
 	$(BIN)/python tools/lock_requirements.py > $@
+
+bench-files: .stamp-install-test
+	$(BIN)/python bench/bench_files.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

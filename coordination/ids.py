@@ -19,3 +19,5 @@ TaskId = NewType("TaskId", UUID)
 MemberId = NewType("MemberId", UUID)
 EvaluationId = NewType("EvaluationId", UUID)
 PatientEventId = NewType("PatientEventId", UUID)
+ThemeId = NewType("ThemeId", UUID)
+"""A thematic room's theme (``POST /api/v1/themes``)."""

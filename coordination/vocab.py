@@ -185,6 +185,8 @@ class SignupStatus(Vocabulary):
     VALIDEE = ("validee", "Validée, en attente d'activation")
     REFUSEE = ("refusee", "Refusée")
     ACTIVEE = ("activee", "Compte activé")
+
+
 # --- evaluations, PPCS plan, timeline (issue 14) -------------------------------------------------
 
 

@@ -58,7 +58,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "!tache Passage infirmier @paul.durand:azurezo.local pour le 12/03",
         (("titre", "string", "titre de la tâche, mentions et échéance", True),),
     ),
-    CommandSpec("taches", "taches", "les tâches ouvertes du patient du salon", "!taches"),
+    CommandSpec("taches", "taches", "les tâches ouvertes du patient (ou du thème) du salon", "!taches"),
     CommandSpec("taches moi", "taches moi", "mes tâches ouvertes", "!taches moi"),
     CommandSpec(
         "fait",

@@ -237,6 +237,16 @@ class Handlers:
             )
         return room.patient_id
 
+    async def _room_theme(self, m: Incoming) -> tuple[uuid.UUID, str] | None:
+        """The theme of a thematic room (its id and name), or None for any other room."""
+        room = await self._service.room(sender=m.sender, room_id=m.room_id)
+        if room is None or room.kind != "theme" or not room.theme:
+            return None
+        try:
+            return uuid.UUID(str(room.theme.get("id"))), str(room.theme.get("name", ""))
+        except ValueError:
+            return None
+
     async def _national_id(self, sender: UserId, user_id: UserId) -> str:
         binding = await self._service.binding(user_id)
         if binding is None:
@@ -286,9 +296,8 @@ class Handlers:
 
     # --- tasks -----------------------------------------------------------------------------------
     async def _task_create(self, m: Incoming, command: c.TaskCreate) -> Reply:
-        room = await self._service.room(sender=m.sender, room_id=m.room_id)
-        theme = room.theme.get("name") if room is not None and room.kind == "theme" and room.theme else None
-        # In a thematic room the task is about the theme, not a patient (SERVICE_NEEDS 7: theme_id).
+        theme = await self._room_theme(m)
+        # In a thematic room the task is about the theme, not a patient (SERVICE_NEEDS 6: theme_id).
         patient_id = None if theme else await self._room_patient(m)
         national_ids = [await self._national_id(m.sender, u) for u in command.assignees]
         task = await self._service.create_task(
@@ -298,14 +307,18 @@ class Handlers:
             patient_id=patient_id,
             assignee_national_ids=national_ids,
             due=command.due,
+            theme_id=theme[0] if theme else None,
         )
-        about = f" (thème « {theme} »)" if theme else ""
+        about = f" (thème « {theme[1]} »)" if theme else ""
         return _say(f"Tâche n° {task.short_ref} créée{about} : {task_line(task).split(' : ', 1)[1]}")
 
     async def _task_list(self, m: Incoming, *, mine: bool) -> Reply:
         if mine:
             tasks = await self._service.tasks(sender=m.sender, mine=True)
             heading = "Vos tâches ouvertes"
+        elif (theme := await self._room_theme(m)) is not None:
+            tasks = await self._service.tasks(sender=m.sender, theme_id=theme[0])
+            heading = f"Tâches ouvertes du thème « {theme[1]} »"
         else:
             tasks = await self._service.tasks(sender=m.sender, patient_id=await self._room_patient(m))
             heading = "Tâches ouvertes du patient"
@@ -316,7 +329,11 @@ class Handlers:
     async def _task_done(self, m: Incoming, ref: str) -> Reply:
         room = await self._service.room(sender=m.sender, room_id=m.room_id)
         patient_id = room.patient_id if room is not None else None
-        candidates = await self._service.tasks(sender=m.sender, patient_id=patient_id)
+        theme = await self._room_theme(m)
+        if theme is not None:  # the theme's numbers first: « !fait 2 » is the theme's task n° 2
+            candidates = await self._service.tasks(sender=m.sender, theme_id=theme[0])
+        else:
+            candidates = await self._service.tasks(sender=m.sender, patient_id=patient_id)
         if patient_id is not None:
             candidates += await self._service.tasks(sender=m.sender, mine=True)
         ref_folded = ref.lower()

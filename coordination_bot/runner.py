@@ -31,6 +31,7 @@ import httpx
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    BadEvent,
     EncryptionError,
     Event,
     InviteMemberEvent,
@@ -41,18 +42,26 @@ from nio import (
     MessageDirection,
     ReactionEvent,
     RedactionEvent,
+    RoomEncryptedMedia,
     RoomGetEventResponse,
+    RoomGetStateEventResponse,
+    RoomMessageMedia,
     RoomMessagesResponse,
     RoomMessageText,
+    RoomMessageUnknown,
+    RoomRedactResponse,
     RoomSendResponse,
+    StickerEvent,
     SyncError,
     SyncResponse,
     UploadResponse,
 )
 from nio.rooms import MatrixRoom
 
+import filetyping
 from coordination_bot import commands, metrics
 from coordination_bot.crosssigning import ensure_cross_signed
+from coordination_bot.files import DOWNLOAD_TIMEOUT_S, FileGuard, Journal, attachment_of
 from coordination_bot.gateway import (
     Attachment,
     Incoming,
@@ -87,6 +96,8 @@ class BotConfig:
     state_dir: Path
     health_host: str = "127.0.0.1"
     health_port: int = 8090
+    # The module's limit (synapse_module ``max_upload_bytes``): encrypted attachments get the same.
+    max_upload_bytes: int = filetyping.DEFAULT_MAX_UPLOAD_BYTES
 
 
 class BotError(Exception):
@@ -99,6 +110,9 @@ class NioGateway:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
         self._keys_lock = asyncio.Lock()
+
+    async def fresh_device_lists(self) -> None:
+        await self._fresh_device_lists()
 
     async def _fresh_device_lists(self) -> None:
         """Query outdated device lists before encrypting: a member's new device gets the room key."""
@@ -167,6 +181,46 @@ class NioGateway:
         return QuotedMessage(EventId(event.event_id), UserId(event.sender), text[:300])
 
 
+class NioFileSide:
+    """The Matrix side of ``files.FileGuard``: media downloads (streamed), redactions, notices."""
+
+    def __init__(self, client: AsyncClient, gateway: NioGateway, http: httpx.AsyncClient) -> None:
+        self._client = client
+        self._gateway = gateway
+        self._http = http
+        self.user_id = client.user_id
+
+    def download(self, server: str, media_id: str) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        # Authenticated media (Synapse 1.163 serves no unauthenticated download).
+        return self._http.stream(
+            "GET",
+            f"{self._client.homeserver}/_matrix/client/v1/media/download/{server}/{media_id}",
+            params={"allow_redirect": "false"},
+            headers={"Authorization": f"Bearer {self._client.access_token}"},
+        )
+
+    async def redact(self, room_id: str, event_id: str, reason: str, tx_id: str) -> bool:
+        resp = await self._client.room_redact(room_id, event_id, reason=reason, tx_id=tx_id)
+        return isinstance(resp, RoomRedactResponse)
+
+    async def notice(self, room_id: str, content: dict[str, Any], tx_id: str) -> None:
+        await self._gateway.fresh_device_lists()
+        resp = await self._client.room_send(
+            room_id, "m.room.message", content, tx_id=tx_id, ignore_unverified_devices=True
+        )
+        if not isinstance(resp, RoomSendResponse):
+            logger.warning("file notice in %s not sent: %s", room_id, getattr(resp, "status_code", resp))
+
+    async def power_levels(self, room_id: str) -> dict[str, Any] | None:
+        """The room's power levels when it is end-to-end encrypted (elsewhere the module checks
+        media), else None."""
+        encryption = await self._client.room_get_state_event(room_id, "m.room.encryption")
+        if not isinstance(encryption, RoomGetStateEventResponse):
+            return None
+        levels = await self._client.room_get_state_event(room_id, "m.room.power_levels")
+        return dict(levels.content) if isinstance(levels, RoomGetStateEventResponse) else None
+
+
 @dataclass
 class _Batch:
     messages: list[tuple[RoomId, Event]]
@@ -188,6 +242,9 @@ class Bot:
         self._http = httpx.AsyncClient(timeout=30.0)
         self.marks: MarkStore | None = None
         self.service: ServiceClient | None = None
+        self.files: FileGuard | None = None
+        self._joined: set[RoomId] = set()  # rooms joined whose power to redact is not checked yet
+        self._media_http = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT_S)
 
     # --- start --------------------------------------------------------------------------------
     async def start(self) -> AsyncClient:
@@ -247,10 +304,21 @@ class Bot:
             base_url=cfg.service_url, bot_token=self.state.access_token, internal_secret=cfg.internal_secret
         )
         self.marks = MarkStore(self.dir.marks_file)
-        self.handlers = Handlers(service=self.service, gateway=NioGateway(client), marks=self.marks)
+        gateway = NioGateway(client)
+        self.handlers = Handlers(service=self.service, gateway=gateway, marks=self.marks)
+        self.files = FileGuard(
+            NioFileSide(client, gateway, self._media_http),
+            Journal(self.dir.path / "files_pending.json"),
+            max_bytes=cfg.max_upload_bytes,
+        )
         self.load_pending()
         client.add_event_callback(
             self._collect, (RoomMessageText, MegolmEvent, ReactionEvent, RedactionEvent)
+        )
+        # Attachments, whatever nio parsed them as (a url-only or malformed one is a BadEvent).
+        client.add_event_callback(
+            self._collect,
+            (RoomMessageMedia, RoomEncryptedMedia, StickerEvent, RoomMessageUnknown, BadEvent),
         )
         client.add_event_callback(self._on_invite, InviteMemberEvent)
         return client
@@ -308,6 +376,8 @@ class Bot:
             return
         logger.info("joined %s (invited by %s)", room.room_id, event.sender)
         await self._advertise(RoomId(room.room_id))
+        # Its power is checked once the room's state and members have come with a sync (``process``).
+        self._joined.add(RoomId(room.room_id))
 
     async def _advertise(self, room_id: RoomId) -> None:
         assert self.client is not None
@@ -349,10 +419,36 @@ class Bot:
                 if not first:
                     await self.fill_gaps(resp, since=self.state.sync_token)
                 await self.process(resp.next_batch, first=first)
+                if not self.ready.is_set():
+                    await self.resume_file_checks()  # once, when the rooms and their keys are loaded
                 first = False
                 self.ready.set()
         finally:
             await self.close()
+
+    async def resume_file_checks(self) -> None:
+        """Attachments whose check a previous run did not finish: fetched again and checked."""
+        if self.files is None or self.client is None:
+            return
+        for room_id, event_id in self.files.pending():
+            try:
+                resp = await self.client.room_get_event(room_id, event_id)
+            except Exception:  # Synapse unreachable: kept for the next start
+                logger.exception("attachment %s in %s could not be fetched again", event_id, room_id)
+                continue
+            event: Any = resp.event if isinstance(resp, RoomGetEventResponse) else None
+            if isinstance(event, MegolmEvent):
+                event.room_id = room_id
+                try:
+                    event = self.client.decrypt_event(event)
+                except EncryptionError:
+                    event = None
+            ref = attachment_of(event.source.get("type"), event.source.get("content")) if event else None
+            if ref is None:
+                logger.warning("attachment %s in %s cannot be checked again: dropped", event_id, room_id)
+                self.files.forget(event_id)
+                continue
+            self.files.submit(room_id, event_id, UserId(event.sender), ref)
 
     async def fill_gaps(self, resp: SyncResponse, *, since: str | None) -> None:
         """A "limited" timeline skipped events between ``since`` and this sync (many commands while
@@ -406,7 +502,19 @@ class Bot:
                     await self._advertise(RoomId(room_id))
         else:
             await self.handle_batch(batch)
+        await self._check_joined_rooms()
         self.state = self.dir.save_sync_token(self.state, next_batch)
+
+    async def _check_joined_rooms(self) -> None:
+        """Tell a newly joined encrypted room when the bot cannot redact there (file rules)."""
+        if self.files is None or self.client is None:
+            return
+        for room_id in [r for r in self._joined if r in self.client.rooms]:
+            self._joined.discard(room_id)
+            try:
+                await self.files.check_power(room_id)
+            except Exception:  # a courtesy notice: never fatal to the loop
+                logger.exception("power of the bot in %s could not be checked", room_id)
 
     async def _keys_housekeeping(self, client: AsyncClient) -> None:
         """What ``sync_forever`` does between syncs: to-device messages and Olm key management."""
@@ -476,6 +584,17 @@ class Bot:
         if isinstance(event, RedactionEvent):
             self.marks.remove(reaction=EventId(event.redacts))
             return
+        attachment = attachment_of(event.source.get("type"), event.source.get("content"))
+        if attachment is not None and self.files is not None:
+            # Checked in the background: a large file never holds up the room's commands.
+            self.files.submit(
+                room_id,
+                EventId(event.event_id),
+                UserId(event.sender),
+                attachment,
+                sent_ms=getattr(event, "server_timestamp", None),
+            )
+            return
         if not isinstance(event, RoomMessageText):
             return
         incoming = incoming_from_event(room_id, event)
@@ -500,6 +619,9 @@ class Bot:
             await self.service.aclose()
         if self.marks is not None:
             self.marks.close()
+        if self.files is not None:
+            await self.files.cancel()  # unfinished checks stay journaled: done again at the next start
+        await self._media_http.aclose()
         await self._http.aclose()
 
 

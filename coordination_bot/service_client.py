@@ -81,6 +81,7 @@ class Task(_Model):
     version: int = 1
     number: int | None = None  # SERVICE_NEEDS: a short number per task
     patient_id: uuid.UUID | None = None
+    theme_id: uuid.UUID | None = None  # SERVICE_NEEDS 6: a task of a thematic room
     title: str = ""
     status: str = ""
     status_label: str = ""
@@ -333,11 +334,18 @@ class ServiceClient:
 
     # --- tasks ----------------------------------------------------------------------------------
     async def tasks(
-        self, *, sender: UserId, patient_id: uuid.UUID | None = None, mine: bool = False
+        self,
+        *,
+        sender: UserId,
+        patient_id: uuid.UUID | None = None,
+        mine: bool = False,
+        theme_id: uuid.UUID | None = None,
     ) -> list[Task]:
         params: list[tuple[str, str]] = [("status", s) for s in OPEN_TASK_STATUSES]
         if patient_id is not None:
             params.append(("patient_id", str(patient_id)))
+        if theme_id is not None:
+            params.append(("theme_id", str(theme_id)))
         if mine:
             params.append(("scope", "mine"))  # assigned to me or created by me
         params.append(("limit", "50"))
@@ -352,6 +360,7 @@ class ServiceClient:
         patient_id: uuid.UUID | None,
         assignee_national_ids: list[str],
         due: date | None,
+        theme_id: uuid.UUID | None = None,
     ) -> Task:
         body: dict[str, Any] = {
             "title": title,
@@ -359,6 +368,8 @@ class ServiceClient:
             "patient_id": str(patient_id) if patient_id else None,
             "assignee_national_ids": assignee_national_ids,
         }
+        if theme_id is not None:
+            body["theme_id"] = str(theme_id)
         if due is not None:
             body["due_date"] = due.isoformat()
         payload = await self._request(

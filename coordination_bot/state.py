@@ -6,6 +6,7 @@
                       pickle key
     pending.json      encrypted events not decryptable yet (ciphertext only), retried when keys arrive
     marks.db          reactions ❗ / ❓ (identifiers only)
+    files_pending.json  ids of the attachments being checked (``coordination_bot.files``), redone at start
 
 A fresh store on an old device id breaks the device for everyone (Synapse refuses its one-time keys,
 other clients reject it): the device id, token and store are created together and reused on every

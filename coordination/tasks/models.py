@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime, utcnow
 from coordination.patients import models as _patients  # noqa: F401  (the "patients" table we reference)
+from coordination.rooms import models as _rooms  # noqa: F401  (the "theme_rooms" table we reference)
 
 
 class Task(Base):
@@ -26,6 +27,7 @@ class Task(Base):
     - ``ix_tasks_creator_type_status_due`` (creator_national_id, type, status, sort_due, id): the same,
       of one type. Without it a type filter walks every task of the creator in that status (thousands
       for a busy coordinator) to fill one page.
+    - ``ix_tasks_theme_status_due`` (theme_id, status, sort_due, id): a thematic room's tasks.
     """
 
     __tablename__ = "tasks"
@@ -33,6 +35,7 @@ class Task(Base):
         Index("ix_tasks_patient_status_due", "patient_id", "status", "sort_due", "id"),
         Index("ix_tasks_creator_status_due", "creator_national_id", "status", "sort_due", "id"),
         Index("ix_tasks_creator_type_status_due", "creator_national_id", "type", "status", "sort_due", "id"),
+        Index("ix_tasks_theme_status_due", "theme_id", "status", "sort_due", "id"),
         UniqueConstraint("number_scope", "number"),
     )
 
@@ -40,6 +43,9 @@ class Task(Base):
     # Optimistic concurrency: SQLAlchemy adds "WHERE version = <read>" to every UPDATE and bumps it.
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     patient_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("patients.id"))
+    # A task of a thematic room (``!tache`` there): never with a patient (the theme is open to every
+    # professional of the directory, a patient's tasks only to its circle).
+    theme_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("theme_rooms.id", ondelete="SET NULL"))
     # The short number people type (« !fait 12 »): unique per patient, or per creator for a task with
     # no patient (``number_scope``), given at creation from ``TaskNumberCounter``, never reused.
     number: Mapped[int] = mapped_column(Integer)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from coordination.db import SessionDep
-from coordination.ids import NationalId, PatientId, StructureId, TaskId
+from coordination.ids import NationalId, PatientId, StructureId, TaskId, ThemeId
 from coordination.pagination import Cursor, Page
 from coordination.schemas import ErrorOut
 from coordination.security import CurrentActor
@@ -61,6 +61,9 @@ async def list_tasks(
         ),
     ] = None,
     patient_id: Annotated[PatientId | None, Query()] = None,
+    theme_id: Annotated[
+        ThemeId | None, Query(description="Les tâches d'un thème (salon thématique), visibles de tous")
+    ] = None,
     structure_id: Annotated[
         str | None, Query(max_length=80, description="Avec scope=structure : l'une de mes structures")
     ] = None,
@@ -80,6 +83,7 @@ async def list_tasks(
         filters=tasks.TaskFilters(
             scope=scope,
             patient_id=patient_id,
+            theme_id=theme_id,
             structure_id=StructureId(structure_id) if structure_id else None,
             statuses=tuple(dict.fromkeys(status or [])),
             type=type,

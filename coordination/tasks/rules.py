@@ -54,6 +54,11 @@ def task_position(cursor: str | None) -> tuple[date, uuid.UUID] | None:
         ) from exc
 
 
-def number_scope(*, patient_id: uuid.UUID | None, creator_national_id: str) -> str:
-    """Where a task's short number is unique: its patient, or its creator for a task with no patient."""
-    return f"patient:{patient_id}" if patient_id is not None else f"creator:{creator_national_id}"
+def number_scope(
+    *, patient_id: uuid.UUID | None, creator_national_id: str, theme_id: uuid.UUID | None = None
+) -> str:
+    """Where a task's short number is unique: its patient, its theme (« !fait 3 » in the thematic
+    room), or its creator for a task with neither."""
+    if patient_id is not None:
+        return f"patient:{patient_id}"
+    return f"theme:{theme_id}" if theme_id is not None else f"creator:{creator_national_id}"

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
 from coordination import text
-from coordination.ids import NationalId, PatientId, StructureId, TaskId, UserId
+from coordination.ids import NationalId, PatientId, StructureId, TaskId, ThemeId, UserId
 from coordination.vocab import TaskPriority, TaskStatus, TaskType
 
 TaskScope = Literal["mine", "assigned", "created", "structure"]
@@ -35,6 +35,9 @@ class TaskCreate(_In):
     type: TaskType
     patient_id: PatientId | None = Field(
         default=None, description="Le patient concerné ; les assignés sont alors des membres de son cercle"
+    )
+    theme_id: ThemeId | None = Field(
+        default=None, description="Le thème (salon thématique) de la tâche ; jamais avec un patient"
     )
     assignee_national_ids: list[NationalIdIn] = Field(
         default_factory=list,
@@ -91,6 +94,7 @@ class TaskOut(BaseModel):
     )
     version: int
     patient_id: PatientId | None
+    theme_id: ThemeId | None = None
     title: str
     description: str
     type: TaskType

@@ -44,10 +44,11 @@ from coordination.circle import access as circle_access
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
-from coordination.ids import NationalId, PatientId, StructureId, TaskId, UserId
+from coordination.ids import NationalId, PatientId, StructureId, TaskId, ThemeId, UserId
 from coordination.outbox import service as outbox
 from coordination.outbox.events import TaskAssigned
 from coordination.pagination import Page
+from coordination.rooms.models import ThemeRoom
 from coordination.security import Actor
 from coordination.tasks import rules
 from coordination.tasks.models import Task, TaskAssignee, TaskNumberCounter
@@ -68,6 +69,7 @@ class TaskFilters:
 
     scope: TaskScope | None = None
     patient_id: PatientId | None = None
+    theme_id: ThemeId | None = None
     structure_id: StructureId | None = None
     statuses: tuple[TaskStatus, ...] = ()
     type: TaskType | None = None
@@ -81,6 +83,8 @@ class TaskSources:
 
     patient_id: PatientId | None = None
     """The patient's tasks (``ix_tasks_patient_status_due``)."""
+    theme_id: ThemeId | None = None
+    """A theme's tasks (``ix_tasks_theme_status_due``)."""
     creator: NationalId | None = None
     """Tasks created by this professional (``ix_tasks_creator_status_due``)."""
     assignee_keys: tuple[str, ...] = ()
@@ -123,6 +127,7 @@ def _task_out(task: Task, labels: Mapping[str, str]) -> TaskOut:
         number=task.number,
         version=task.version,
         patient_id=PatientId(task.patient_id) if task.patient_id is not None else None,
+        theme_id=ThemeId(task.theme_id) if task.theme_id is not None else None,
         title=task.title,
         description=task.description,
         type=task.type,
@@ -244,7 +249,9 @@ async def _can_see(session: AsyncSession, actor: Actor, task: Task) -> bool:
         return True
     if task.patient_id is not None:
         return await circle_access.is_authorised(session=session, actor=actor, patient_id=task.patient_id)
-    return False
+    # A thematic room is open to every professional of the directory, and so are its tasks (they are
+    # about no patient).
+    return task.theme_id is not None
 
 
 async def _visible(session: AsyncSession, actor: Actor, task_id: TaskId) -> Task:
@@ -287,6 +294,8 @@ def sources_for(*, actor: Actor, filters: TaskFilters) -> TaskSources:
     if scope is None:
         if filters.patient_id is not None:
             return TaskSources(patient_id=filters.patient_id)
+        if filters.theme_id is not None:
+            return TaskSources(theme_id=filters.theme_id)
         scope = "mine"
     if scope == "structure":
         structures = _my_structures(actor, filters.structure_id)
@@ -331,6 +340,8 @@ def _from_tasks(
         stmt = stmt.where(Task.type == filters.type.value)
     if filters.patient_id is not None:
         stmt = stmt.where(Task.patient_id == filters.patient_id)
+    if filters.theme_id is not None:
+        stmt = stmt.where(Task.theme_id == filters.theme_id)
     stmt = stmt.where(*_assigned_to(filters, Task.id), *_keyset(Task.sort_due, Task.id, after))
     return stmt.order_by(Task.sort_due, Task.id).limit(limit + 1)
 
@@ -349,8 +360,12 @@ def _from_assignees(
     )
     if filters.type is not None:
         stmt = stmt.where(TaskAssignee.type == filters.type.value)
+    if filters.patient_id is not None or filters.theme_id is not None:
+        stmt = stmt.join(Task, Task.id == TaskAssignee.task_id)
     if filters.patient_id is not None:
-        stmt = stmt.join(Task, Task.id == TaskAssignee.task_id).where(Task.patient_id == filters.patient_id)
+        stmt = stmt.where(Task.patient_id == filters.patient_id)
+    if filters.theme_id is not None:
+        stmt = stmt.where(Task.theme_id == filters.theme_id)
     stmt = stmt.where(
         *_assigned_to(filters, TaskAssignee.task_id),
         *_keyset(TaskAssignee.sort_due, TaskAssignee.task_id, after),
@@ -378,6 +393,9 @@ def page_query(
         if sources.patient_id is not None:
             of_patient = replace(filters, patient_id=sources.patient_id)  # _from_tasks filters on it
             branches.append(_from_tasks(None, status, of_patient, after, limit))
+        if sources.theme_id is not None:
+            of_theme = replace(filters, theme_id=sources.theme_id)  # _from_tasks filters on it
+            branches.append(_from_tasks(None, status, of_theme, after, limit))
         if sources.creator is not None:
             branches.append(
                 _from_tasks(Task.creator_national_id == sources.creator, status, filters, after, limit)
@@ -473,11 +491,29 @@ async def _next_number(session: AsyncSession, scope: str) -> int:
     return int((await session.execute(statement)).scalar_one())
 
 
+async def _check_theme(session: AsyncSession, data: TaskCreate) -> None:
+    """A task is about a patient or a theme, never both; the theme must exist."""
+    if data.theme_id is None:
+        return
+    if data.patient_id is not None:
+        raise Invalid(
+            "Une tâche concerne un patient ou un thème, pas les deux : retirez le patient (tâche du "
+            "salon thématique) ou le thème (tâche du dossier).",
+            field="theme_id",
+        )
+    if await session.scalar(select(ThemeRoom.id).where(ThemeRoom.id == data.theme_id)) is None:
+        raise Invalid(
+            "Ce thème n'existe pas : choisissez-en un dans la liste des thèmes (GET /api/v1/themes).",
+            field="theme_id",
+        )
+
+
 async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) -> TaskOut:
     """Create a task. With a patient, the actor must be an authorised member and every assignee a
     habilité member of the circle. Assignees are notified ("task.assigned") when it commits."""
     if data.patient_id is not None:
         await circle_access.require_authorised(session=session, actor=actor, patient_id=data.patient_id)
+    await _check_theme(session, data)
     keys = await _validated_keys(
         session=session,
         patient_id=data.patient_id,
@@ -486,12 +522,15 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
     )
     now = utcnow()
     due = rules.sort_due(data.due_date)
-    scope = rules.number_scope(patient_id=data.patient_id, creator_national_id=actor.national_id)
+    scope = rules.number_scope(
+        patient_id=data.patient_id, creator_national_id=actor.national_id, theme_id=data.theme_id
+    )
     task = Task(
         id=uuid.uuid4(),
         number=await _next_number(session, scope),
         number_scope=scope,
         patient_id=data.patient_id,
+        theme_id=data.theme_id,
         title=data.title,
         description=data.description,
         type=data.type.value,

@@ -114,7 +114,9 @@ class Conversation:
         client.add_event_callback(self._on_megolm, MegolmEvent)
 
     async def _on_notice(self, room: Any, event: RoomMessageNotice) -> None:
-        if event.sender == self.stack.bot_user_id:
+        # Replies only: the bot's own room notices (e.g. that it cannot enforce the file rules in a room
+        # where it may not redact, coordination_bot/files.py) answer no command.
+        if event.sender == self.stack.bot_user_id and "m.relates_to" in event.source["content"]:
             self.notices.append(event)
 
     async def _on_file(self, room: Any, event: RoomEncryptedFile) -> None:

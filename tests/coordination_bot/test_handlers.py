@@ -274,3 +274,13 @@ async def test_task_in_a_thematic_room(world: World, client: httpx.AsyncClient) 
     assert created.startswith("Tâche n° ") and "(thème « vaccination grippe »)" in created
     [mine] = await world.say(world.alice, "!taches moi", room=theme_room)
     assert "Commander les vaccins" in mine
+    # SERVICE_NEEDS 6: the theme's tasks, for anyone in the (open) theme room, numbered per theme.
+    [second] = await world.say(world.paul, "!tache Afficher les horaires", room=theme_room)
+    assert second.startswith("Tâche n° 2 créée")
+    [listed] = await world.say(world.stranger, "!taches", room=theme_room)
+    assert "Tâches ouvertes du thème « vaccination grippe » (2)" in listed
+    assert "Commander les vaccins" in listed and "Afficher les horaires" in listed
+    [done] = await world.say(world.paul, "!fait 2", room=theme_room)
+    assert done == "Tâche n° 2 terminée : Afficher les horaires."
+    [left] = await world.say(world.alice, "!taches", room=theme_room)
+    assert "(1)" in left and "Afficher les horaires" not in left
