@@ -44,12 +44,16 @@ PERSONAS = ("outsider", "removed", "not_habilite", "relative", "delisted")
 
 # Routes with a path parameter that hold no patient data, and why (the directory is public to every
 # active professional; the internal route is for the Synapse module, with its own secret).
+_SIGNUP = "inscriptions : administrateurs seulement (tests/coordination/signup)"
 NOT_PATIENT_DATA = {
     "/api/v1/directory/persons/{national_id}": "annuaire national, public pour les professionnels",
     "/api/v1/directory/structures/{structure_id}": "annuaire national",
     "/api/v1/directory/structures/{structure_id}/members": "annuaire national",
     "/internal/v1/directory/matrix-users/{user_id}": "route interne du module Synapse (secret partagé)",
     "/api/v1/evaluation-forms/{form_id}": "définition d'un formulaire d'évaluation, sans donnée patient",
+    "/api/v1/signup-requests/{request_id}/approve": _SIGNUP,
+    "/api/v1/signup-requests/{request_id}/refuse": _SIGNUP,
+    "/api/v1/signup-requests/{request_id}/resend": _SIGNUP,
 }
 
 # Routes without a patient in the path whose body names one.
