@@ -14,6 +14,7 @@ from coordination.patients import models as patients_models
 from coordination.rooms import models as rooms_models
 from coordination.syntheses import models as syntheses_models
 from coordination.tasks import models as tasks_models
+from coordination.web import models as web_models
 
 __all__ = [
     "audit_models",
@@ -27,4 +28,5 @@ __all__ = [
     "rooms_models",
     "syntheses_models",
     "tasks_models",
+    "web_models",
 ]
