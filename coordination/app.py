@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -18,15 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination.audit.router import router as audit_router
 from coordination.circle.pages import router as circle_pages
-from coordination.dac_requests.pages import router as dac_requests_pages
-from coordination.documents.pages import router as documents_pages
-from coordination.patients.pages import router as patients_pages
-from coordination.tasks.pages import router as tasks_pages
 from coordination.circle.router import router as circle_router
+from coordination.dac_requests.pages import router as dac_requests_pages
 from coordination.dac_requests.router import router as dac_requests_router
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.router import router as directory_router
 from coordination.documents import service as documents
+from coordination.documents.pages import router as documents_pages
 from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
 from coordination.fhir.router import router as fhir_router
@@ -34,20 +32,22 @@ from coordination.guard import BodyTooLarge, RequestGuard
 from coordination.idempotency import service as idempotency
 from coordination.idempotency.service import IdempotencyMiddleware
 from coordination.outbox.router import router as outbox_router
+from coordination.patients.pages import router as patients_pages
 from coordination.patients.router import router as patients_router
 from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
 from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
 from coordination.syntheses.router import router as syntheses_router
+from coordination.tasks.pages import router as tasks_pages
 from coordination.tasks.router import router as tasks_router
+from coordination.validation import field_name as _field_name
+from coordination.validation import french_validation_message as _french_validation_message
 from coordination.web.deps import SignInRequired
 from coordination.web.headers import SecurityHeaders, is_page
 from coordination.web.matrix import MatrixAuth, SynapseAuth
 from coordination.web.pages import router as web_pages
 from coordination.web.templating import PACKAGE_ROOT, render_error
-from coordination.validation import field_name as _field_name
-from coordination.validation import french_validation_message as _french_validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
             f["error"] if f["field"] == "corps" else f"{f['field']} : {f['error']}" for f in fields[:5]
         )
         if is_page(request.url.path):
-            return render_error(request, status_code=422, message=f"Saisie invalide — {summary}. Corrigez puis renvoyez.")
+            return render_error(
+                request, status_code=422, message=f"Saisie invalide — {summary}. Corrigez puis renvoyez."
+            )
         return JSONResponse(
             status_code=422,
             content={

@@ -56,7 +56,6 @@ def french_validation_message(err: dict[str, Any]) -> str:
     return messages.get(kind, f"valeur invalide ({kind})")
 
 
-
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     """The offending field, dotted (``birth_first_names.0``); ``corps`` for the body as a whole."""
     loc = tuple(loc)

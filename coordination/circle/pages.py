@@ -71,7 +71,9 @@ async def add(request: Request, patient_id: PatientId, actor: FormActor, db: Ses
 
 
 @router.post("/{member_id}/retirer")
-async def remove(request: Request, patient_id: PatientId, member_id: MemberId, actor: FormActor, db: SessionDep) -> Response:
+async def remove(
+    request: Request, patient_id: PatientId, member_id: MemberId, actor: FormActor, db: SessionDep
+) -> Response:
     try:
         await service.remove_member(session=db, actor=actor, patient_id=patient_id, member_id=member_id)
     except ServiceError as exc:
@@ -89,7 +91,11 @@ async def authorise(
     habilite = (await request.form()).get("habilite") == "oui"
     try:
         await service.update_member(
-            session=db, actor=actor, patient_id=patient_id, member_id=member_id, change=MemberUpdate(habilite=habilite)
+            session=db,
+            actor=actor,
+            patient_id=patient_id,
+            member_id=member_id,
+            change=MemberUpdate(habilite=habilite),
         )
     except ServiceError as exc:
         await flash(request, db, exc.message, kind="erreur")

@@ -68,9 +68,16 @@ async def board(
         cursor=curseur,
     )
     my_dacs = await directory.structure_names(
-        session=db, structure_ids=await directory.active_dac_ids(session=db, structure_ids=actor.structure_ids)
+        session=db,
+        structure_ids=await directory.active_dac_ids(session=db, structure_ids=actor.structure_ids),
     )
-    filters = {"onglet": tab, "urgence": urgence or "", "age_min": age_min if age_min is not None else "", "dac": dac or "", "envoyees": envoyees}
+    filters = {
+        "onglet": tab,
+        "urgence": urgence or "",
+        "age_min": age_min if age_min is not None else "",
+        "dac": dac or "",
+        "envoyees": envoyees,
+    }
     return render(
         request,
         "dac_requests/board.html",
@@ -90,7 +97,9 @@ async def board(
 async def detail(request: Request, request_id: RequestId, actor: PageActor, db: SessionDep) -> Response:
     """A request, its history and the actions the signed-in professional may take now."""
     req = await dac_requests.get_request(session=db, actor=actor, request_id=request_id)
-    is_coordinator = req.dac_structure_id in actor.structure_ids and req.requester_national_id != actor.national_id
+    is_coordinator = (
+        req.dac_structure_id in actor.structure_ids and req.requester_national_id != actor.national_id
+    )
     return render(
         request,
         "dac_requests/detail.html",
@@ -139,7 +148,7 @@ async def answer(
 ) -> Response:
     """Step 3: the decision, a comment, and whether the patient is included (the DAC joins the circle)."""
     try:
-        data = AnswerIn(version=version, decision=decision, comment=commentaire, include_patient=inclure)  # type: ignore[arg-type]
+        data = AnswerIn(version=version, decision=decision, comment=commentaire, include_patient=inclure)
     except ValidationError as exc:
         labels = {"decision": "Décision", "comment": "Commentaire"}
         text = "; ".join(

@@ -25,7 +25,12 @@ from coordination.web.deps import CSRF_FIELD, PageActor, PageContext, check_csrf
 
 router = APIRouter(prefix="/app/patients/{patient_id}/documents", include_in_schema=False)
 
-_LABELS = {"title": "Titre", "category": "Catégorie", "visibility": "Visibilité", "member_ids": "Membres choisis"}
+_LABELS = {
+    "title": "Titre",
+    "category": "Catégorie",
+    "visibility": "Visibilité",
+    "member_ids": "Membres choisis",
+}
 
 
 def _back(patient_id: PatientId) -> RedirectResponse:
@@ -80,7 +85,9 @@ async def upload(request: Request, patient_id: PatientId, context: PageContext, 
 
 
 @router.get("/{doc_id}/contenu")
-async def download(request: Request, patient_id: PatientId, doc_id: DocumentId, actor: PageActor, db: SessionDep) -> Response:
+async def download(
+    request: Request, patient_id: PatientId, doc_id: DocumentId, actor: PageActor, db: SessionDep
+) -> Response:
     """Download (membership and visibility checked on every download, audited)."""
     settings: Settings = request.app.state.settings
     doc, path = await documents.open_content(

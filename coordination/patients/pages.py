@@ -26,7 +26,7 @@ from coordination.documents import service as documents
 from coordination.errors import ErrCode, Forbidden, Invalid, ServiceError
 from coordination.ids import PatientId
 from coordination.patients import service
-from coordination.patients.schemas import DischargeIn, DuplicateCandidate, PatientCreate, ReactivateIn
+from coordination.patients.schemas import DischargeIn, PatientCreate, ReactivateIn
 from coordination.security import actor_for_user
 from coordination.syntheses import service as syntheses
 from coordination.tasks import service as tasks
@@ -95,7 +95,9 @@ async def patients(
             error = exc.message
     else:
         page = await service.my_patients(session=db, actor=actor, limit=50, cursor=curseur)
-    return render(request, "patients/list.html", {"q": q, "page": page, "error": error, "searching": bool(q.strip())})
+    return render(
+        request, "patients/list.html", {"q": q, "page": page, "error": error, "searching": bool(q.strip())}
+    )
 
 
 # --- create ---------------------------------------------------------------------------------------
@@ -164,7 +166,9 @@ async def create(request: Request, actor: FormActor, db: SessionDep) -> Response
     try:
         data = form.to_create()
     except ValidationError as exc:
-        return render(request, "patients/create.html", _create_context(form, errors=field_errors(exc)), status_code=422)
+        return render(
+            request, "patients/create.html", _create_context(form, errors=field_errors(exc)), status_code=422
+        )
     try:
         created = await service.create_patient(session=db, actor=actor, data=data)
     except service.DuplicateSuspected as exc:
@@ -179,7 +183,10 @@ async def create(request: Request, actor: FormActor, db: SessionDep) -> Response
         return render(request, "patients/create.html", _create_context(form, errors=errors), status_code=422)
     except ServiceError as exc:
         return render(
-            request, "patients/create.html", _create_context(form, general_error=exc.message), status_code=exc.status_code
+            request,
+            "patients/create.html",
+            _create_context(form, general_error=exc.message),
+            status_code=exc.status_code,
         )
     await flash(request, db, "Dossier créé : vous êtes son premier membre habilité.")
     return RedirectResponse(f"/app/patients/{created.id}", status_code=303)
@@ -238,9 +245,11 @@ def _back(patient_id: PatientId, anchor: str = "") -> RedirectResponse:
 
 
 def _form_error(exc: ValidationError) -> str:
-    return "Saisie invalide — " + "; ".join(
-        f"{LABELS.get(k, k)} : {v}" for k, v in field_errors(exc).items()
-    ) + ". Corrigez puis renvoyez."
+    return (
+        "Saisie invalide — "
+        + "; ".join(f"{LABELS.get(k, k)} : {v}" for k, v in field_errors(exc).items())
+        + ". Corrigez puis renvoyez."
+    )
 
 
 @router.post("/patients/{patient_id}/sortie")
@@ -284,14 +293,18 @@ async def reactivate(request: Request, patient_id: PatientId, actor: FormActor, 
 
 
 @router.post("/patients/{patient_id}/synthese")
-async def save_synthesis(request: Request, patient_id: PatientId, actor: FormActor, db: SessionDep) -> Response:
+async def save_synthesis(
+    request: Request, patient_id: PatientId, actor: FormActor, db: SessionDep
+) -> Response:
     form = await request.form()
     text, version = str(form.get("text", "")).replace("\r\n", "\n").strip(), str(form.get("version", "0"))
     if not text or not version.isdigit():
         await flash(request, db, "La synthèse est vide : écrivez-la puis enregistrez.", kind="erreur")
         return _back(patient_id, "#synthese")
     try:
-        await syntheses.replace_synthesis(session=db, actor=actor, patient_id=patient_id, text=text, version=int(version))
+        await syntheses.replace_synthesis(
+            session=db, actor=actor, patient_id=patient_id, text=text, version=int(version)
+        )
     except ServiceError as exc:
         await flash(request, db, exc.message, kind="erreur")
         return _back(patient_id, "#synthese")
@@ -315,7 +328,9 @@ async def widget_shell(request: Request, patient_id: PatientId) -> Response:
 
 
 @router.post("/widget/patients/{patient_id}")
-async def widget_dossier(request: Request, patient_id: PatientId, body: WidgetAuth, db: SessionDep) -> Response:
+async def widget_dossier(
+    request: Request, patient_id: PatientId, body: WidgetAuth, db: SessionDep
+) -> Response:
     """The dossier for the professional Synapse vouches for (OpenID ``userinfo``), checked like any read.
 
     No cookie: the widget runs in a third-party frame, so each load proves who is looking again.

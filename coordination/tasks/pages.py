@@ -52,7 +52,8 @@ def _back(form: dict[str, str]) -> RedirectResponse:
 
 def _details(exc: ValidationError) -> str:
     return "; ".join(
-        f"{_LABELS.get(str(e['loc'][0]), str(e['loc'][0]))} : {french_validation_message(dict(e))}" for e in exc.errors()
+        f"{_LABELS.get(str(e['loc'][0]), str(e['loc'][0]))} : {french_validation_message(dict(e))}"
+        for e in exc.errors()
     )
 
 
@@ -87,7 +88,9 @@ async def task_list(
         limit=50,
         cursor=curseur,
     )
-    names = await directory.display_names(session=db, national_ids={t.creator_national_id for t in page.items})
+    names = await directory.display_names(
+        session=db, national_ids={t.creator_national_id for t in page.items}
+    )
     filters: dict[str, Any] = {
         "portee": scope,
         "statut": statut.value if statut else "",

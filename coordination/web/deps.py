@@ -102,7 +102,9 @@ async def web_context(request: Request, db: SessionDep) -> WebContext:
     )
     if expired is not None:
         await end_session(request, db, view.key)
-        raise SignInRequired(_next_path(request), "inactivite" if expired is sessions.Expiry.IDLE else "duree")
+        raise SignInRequired(
+            _next_path(request), "inactivite" if expired is sessions.Expiry.IDLE else "duree"
+        )
     verifier: TokenVerifier = request.app.state.token_verifier
     if await verifier.user_for_token(view.access_token) != view.user_id:
         await sessions.end(session=db, key=view.key)

@@ -80,14 +80,16 @@ class SynapseAuth:
         resp = await self._call("GET", "/_matrix/client/v3/login")
         if resp.status_code != 200:
             raise Unavailable(_UNREACHABLE)
-        password, providers = False, []
+        password, providers = False, list[SsoProvider]()
         for flow in resp.json().get("flows", []):
             kind = flow.get("type")
             if kind == "m.login.password":
                 password = True
             elif kind == "m.login.sso":
                 listed = flow.get("identity_providers") or []
-                providers.extend(SsoProvider(str(p.get("id")), str(p.get("name") or p.get("id"))) for p in listed)
+                providers.extend(
+                    SsoProvider(str(p.get("id")), str(p.get("name") or p.get("id"))) for p in listed
+                )
                 if not listed:
                     providers.append(SsoProvider(None, "l'authentification unique"))
         return LoginFlows(password=password, sso=providers)
@@ -114,7 +116,11 @@ class SynapseAuth:
 
     async def password_login(self, *, user: str, password: str) -> MatrixLogin:
         return await self._login(
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password}
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user},
+                "password": password,
+            }
         )
 
     async def token_login(self, *, login_token: str) -> MatrixLogin:

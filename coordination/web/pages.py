@@ -47,7 +47,12 @@ def _secure(request: Request) -> bool:
 
 
 def _sign_in_page(
-    request: Request, *, suite: str, message: str | None = None, error: str | None = None, status_code: int = 200
+    request: Request,
+    *,
+    suite: str,
+    message: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
 ) -> Response:
     token = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(32)
     response = render(
@@ -57,7 +62,13 @@ def _sign_in_page(
         status_code=status_code,
     )
     response.set_cookie(
-        PRELOGIN_COOKIE, token, httponly=True, secure=_secure(request), samesite="lax", path="/app", max_age=3600
+        PRELOGIN_COOKIE,
+        token,
+        httponly=True,
+        secure=_secure(request),
+        samesite="lax",
+        path="/app",
+        max_age=3600,
     )
     return response
 
@@ -89,7 +100,9 @@ async def sign_in_form(
     return _sign_in_page(request, suite=safe_next(suite), message=SIGN_IN_REASONS.get(motif or ""))
 
 
-async def _open_session(request: Request, db: SessionDep, login: MatrixLogin, *, method: str, suite: str) -> Response:
+async def _open_session(
+    request: Request, db: SessionDep, login: MatrixLogin, *, method: str, suite: str
+) -> Response:
     """Only an active directory professional gets a session; anyone else's new device is logged out."""
     try:
         await actor_for_user(session=db, user_id=login.user_id)
@@ -98,7 +111,11 @@ async def _open_session(request: Request, db: SessionDep, login: MatrixLogin, *,
         logger.info("dashboard sign-in refused for %s: %s", login.user_id, exc.errcode)
         return render_error(request, status_code=exc.status_code, message=exc.message)
     cookie = await sessions.create(
-        session=db, user_id=login.user_id, access_token=login.access_token, device_id=login.device_id, method=method
+        session=db,
+        user_id=login.user_id,
+        access_token=login.access_token,
+        device_id=login.device_id,
+        method=method,
     )
     logger.info("dashboard session opened for %s (%s)", login.user_id, method)
     response = RedirectResponse(safe_next(suite), status_code=303)
@@ -143,7 +160,9 @@ async def sso_start(
 ) -> Response:
     """Hand over to Synapse's SSO (an OIDC provider such as Pro Santé Connect, configured in Synapse)."""
     back = str(request.url_for("sso_return")) + "?" + urlencode({"suite": safe_next(suite)})
-    return RedirectResponse(matrix_auth(request).sso_redirect_url(provider_id=idp, return_url=back), status_code=303)
+    return RedirectResponse(
+        matrix_auth(request).sso_redirect_url(provider_id=idp, return_url=back), status_code=303
+    )
 
 
 @router.get("/connexion/sso/retour", name="sso_return")
@@ -173,8 +192,6 @@ async def sign_out(
     check_origin(request)
     check_csrf(context.csrf_token, csrf_token)
     await end_session(request, db, context.session.key)
-    response = RedirectResponse(
-        "/app/connexion?motif=deconnexion", status_code=303
-    )
+    response = RedirectResponse("/app/connexion?motif=deconnexion", status_code=303)
     response.delete_cookie(COOKIE, path="/app")
     return response

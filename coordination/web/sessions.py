@@ -83,7 +83,9 @@ async def find(*, session: AsyncSession, cookie: str) -> SessionView | None:
     return _view(row) if row is not None else None
 
 
-def expiry(view: SessionView, *, idle: timedelta, absolute: timedelta, now: datetime | None = None) -> Expiry | None:
+def expiry(
+    view: SessionView, *, idle: timedelta, absolute: timedelta, now: datetime | None = None
+) -> Expiry | None:
     """Whether the session is over: unused past ``idle``, or older than ``absolute``."""
     now = now or utcnow()
     if now - view.created_at >= absolute:
@@ -116,7 +118,9 @@ async def push_flash(*, session: AsyncSession, key: str, kind: str, text: str) -
     current = await session.scalar(select(WebSession.flash).where(WebSession.id == key))
     messages = json.loads(current) if current else []
     messages.append({"kind": kind, "text": text})
-    await session.execute(update(WebSession).where(WebSession.id == key).values(flash=json.dumps(messages[-5:])))
+    await session.execute(
+        update(WebSession).where(WebSession.id == key).values(flash=json.dumps(messages[-5:]))
+    )
     await session.commit()
 
 

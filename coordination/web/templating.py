@@ -84,7 +84,9 @@ def render(
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
-def render_error(request: Request, *, status_code: int, message: str, title: str | None = None) -> HTMLResponse:
+def render_error(
+    request: Request, *, status_code: int, message: str, title: str | None = None
+) -> HTMLResponse:
     """The French error page of the dashboard (refusal, unknown object, service error)."""
     default_titles = {
         400: "Requête refusée",

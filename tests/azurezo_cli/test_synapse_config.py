@@ -57,7 +57,8 @@ def test_production_config_is_valid_for_synapse_and_closed(tmp_path: Path) -> No
     assert listener.bind_addresses == ["127.0.0.1"]
     assert listener.http_options is not None
     names = {name for res in listener.http_options.resources for name in res.names}
-    assert names == {"client"}
+    # openid serves only /_matrix/federation/v1/openid/userinfo (the dashboard's Element widget).
+    assert names == {"client", "openid"}
     assert config.servernotices.server_notices_mxid == "@notices:soins.exemple.fr"
     assert config.registration.registration_shared_secret == (home.secrets.registration_shared_secret)
     assert config.key.macaroon_secret_key == home.secrets.macaroon_secret_key.encode()
@@ -78,7 +79,7 @@ def test_listed_peers_open_federation_to_them_only(tmp_path: Path) -> None:
     [listener] = config.server.listeners
     assert listener.http_options is not None
     names = {name for res in listener.http_options.resources for name in res.names}
-    assert names == {"client", "federation"}
+    assert names == {"client", "openid", "federation"}
 
 
 def test_test_profile_relaxes_rate_limits_and_module_cache(tmp_path: Path) -> None:

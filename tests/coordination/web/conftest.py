@@ -19,14 +19,18 @@ def matrix(tokens: FakeTokens) -> FakeMatrixAuth:
 
 
 @pytest.fixture
-async def client(settings: Settings, tokens: FakeTokens, matrix: FakeMatrixAuth) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    settings: Settings, tokens: FakeTokens, matrix: FakeMatrixAuth
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, token_verifier=tokens, matrix_auth=matrix)
     async with running_app(app) as c:
         yield c
 
 
 @pytest.fixture
-async def browser(settings: Settings, tokens: FakeTokens, matrix: FakeMatrixAuth) -> AsyncIterator[httpx.AsyncClient]:
+async def browser(
+    settings: Settings, tokens: FakeTokens, matrix: FakeMatrixAuth
+) -> AsyncIterator[httpx.AsyncClient]:
     """A second cookie jar on the same app and database (another professional's browser)."""
     app = create_app(settings, token_verifier=tokens, matrix_auth=matrix)
     async with running_app(app) as c:

@@ -71,7 +71,12 @@ async def sign_in(client: httpx.AsyncClient, user_id: str, password: str) -> htt
     assert page.status_code == 200, page.text
     return await client.post(
         "/app/connexion",
-        data={"identifiant": user_id, "mot_de_passe": password, "csrf_token": csrf_of(page.text), "suite": "/app/demandes"},
+        data={
+            "identifiant": user_id,
+            "mot_de_passe": password,
+            "csrf_token": csrf_of(page.text),
+            "suite": "/app/demandes",
+        },
     )
 
 

@@ -36,14 +36,23 @@ async def people(db: AsyncSession, tokens: FakeTokens, matrix: FakeMatrixAuth) -
     await add_structure(db, CABINET, "Cabinet médical du Port")
     found = {
         "coord": await add_professional(
-            db, tokens, localpart="coord", national_id="810000000031", family_name="GARNIER",
-            given_name="Lucie", structure_ids=(DAC,),
+            db,
+            tokens,
+            localpart="coord",
+            national_id="810000000031",
+            family_name="GARNIER",
+            given_name="Lucie",
+            structure_ids=(DAC,),
         ),
         "gp": await add_professional(
             db, tokens, localpart="gp", national_id="810000000032", structure_ids=(CABINET,)
         ),
         "other": await add_professional(
-            db, tokens, localpart="other", national_id="810000000033", family_name="BLANC",
+            db,
+            tokens,
+            localpart="other",
+            national_id="810000000033",
+            family_name="BLANC",
             given_name="Antoine",
         ),
     }
@@ -112,7 +121,11 @@ async def test_password_sign_in_keeps_the_matrix_token_server_side(
 
 
 async def test_session_survives_a_restart_of_the_service(
-    client: httpx.AsyncClient, people: dict[str, Pro], settings: Settings, tokens: FakeTokens, matrix: FakeMatrixAuth
+    client: httpx.AsyncClient,
+    people: dict[str, Pro],
+    settings: Settings,
+    tokens: FakeTokens,
+    matrix: FakeMatrixAuth,
 ) -> None:
     await sign_in(client, people["gp"].user_id, PASSWORD)
     cookie = client.cookies["azurezo_session"]
@@ -143,8 +156,12 @@ async def test_unsigned_pages_redirect_to_sign_in_with_the_way_back(client: http
     assert resp.headers["location"].startswith("/app/connexion?suite=%2Fapp%2Fpatients%3Fq%3Ddup")
 
 
-async def test_sign_in_form_refuses_a_post_without_its_token(client: httpx.AsyncClient, people: dict[str, Pro]) -> None:
-    resp = await client.post("/app/connexion", data={"identifiant": people["gp"].user_id, "mot_de_passe": PASSWORD})
+async def test_sign_in_form_refuses_a_post_without_its_token(
+    client: httpx.AsyncClient, people: dict[str, Pro]
+) -> None:
+    resp = await client.post(
+        "/app/connexion", data={"identifiant": people["gp"].user_id, "mot_de_passe": PASSWORD}
+    )
     assert resp.status_code == 403 and "Formulaire refusé" in resp.text
 
 
@@ -165,7 +182,10 @@ async def test_sign_out_ends_the_session_and_logs_the_device_out(
 
 @pytest.mark.parametrize(
     ("column", "age", "motif"),
-    [("last_seen_at", timedelta(minutes=31), "inactivite"), ("created_at", timedelta(hours=12, minutes=1), "duree")],
+    [
+        ("last_seen_at", timedelta(minutes=31), "inactivite"),
+        ("created_at", timedelta(hours=12, minutes=1), "duree"),
+    ],
 )
 async def test_idle_and_absolute_timeouts_sign_out(
     client: httpx.AsyncClient,
@@ -225,14 +245,22 @@ async def test_device_logged_out_from_element_ends_the_dashboard_session(
 # --- CSRF -----------------------------------------------------------------------------------------
 
 
-async def _sent_request(client: httpx.AsyncClient, gp: Pro, patient_id: uuid.UUID | None) -> dict[str, object]:
-    body: dict[str, object] = {"dac_structure_id": DAC, "reason": "Situation complexe à domicile", "urgency": "urgente"}
+async def _sent_request(
+    client: httpx.AsyncClient, gp: Pro, patient_id: uuid.UUID | None
+) -> dict[str, object]:
+    body: dict[str, object] = {
+        "dac_structure_id": DAC,
+        "reason": "Situation complexe à domicile",
+        "urgency": "urgente",
+    }
     if patient_id:
         body["patient_id"] = str(patient_id)
     draft = await client.post("/api/v1/requests", json=body, headers=gp.headers)
     assert draft.status_code == 201, draft.text
     sent = await client.post(
-        f"/api/v1/requests/{draft.json()['id']}/send", json={"version": draft.json()["version"]}, headers=gp.headers
+        f"/api/v1/requests/{draft.json()['id']}/send",
+        json={"version": draft.json()["version"]},
+        headers=gp.headers,
     )
     assert sent.status_code == 200, sent.text
     return dict(sent.json())
@@ -250,7 +278,9 @@ async def test_state_changing_forms_refuse_a_missing_or_foreign_token(
     wrong = await client.post(path, data={"version": str(req["version"]), "csrf_token": "x" * 43})
     assert wrong.status_code == 403
     other_site = await client.post(
-        path, data={"version": str(req["version"]), "csrf_token": csrf}, headers={"Origin": "https://evil.example"}
+        path,
+        data={"version": str(req["version"]), "csrf_token": csrf},
+        headers={"Origin": "https://evil.example"},
     )
     assert other_site.status_code == 403
     still = await client.get(f"/api/v1/requests/{req['id']}", headers=people["gp"].headers)
@@ -275,7 +305,9 @@ async def test_take_answer_with_inclusion_then_patient_page_upload_and_task(
     detail = await client.get(f"/app/demandes/{req['id']}")
     csrf = csrf_of(detail.text)
     assert "Prendre en charge cette demande" in detail.text
-    taken = await client.post(f"/app/demandes/{req['id']}/prendre", data={"version": str(req["version"]), "csrf_token": csrf})
+    taken = await client.post(
+        f"/app/demandes/{req['id']}/prendre", data={"version": str(req["version"]), "csrf_token": csrf}
+    )
     assert taken.status_code == 303
     detail = await client.get(f"/app/demandes/{req['id']}")
     assert "Demande prise en charge" in detail.text and "Répondre (étape 3)" in detail.text
@@ -283,7 +315,13 @@ async def test_take_answer_with_inclusion_then_patient_page_upload_and_task(
     assert version
     answered = await client.post(
         f"/app/demandes/{req['id']}/repondre",
-        data={"version": version.group(1), "decision": "acceptee", "commentaire": "Visite à domicile jeudi", "inclure": "true", "csrf_token": csrf},
+        data={
+            "version": version.group(1),
+            "decision": "acceptee",
+            "commentaire": "Visite à domicile jeudi",
+            "inclure": "true",
+            "csrf_token": csrf,
+        },
     )
     assert answered.status_code == 303
     detail = await client.get(f"/app/demandes/{req['id']}")
@@ -299,7 +337,12 @@ async def test_take_answer_with_inclusion_then_patient_page_upload_and_task(
     _assert_no_inline_code(page.text)
     uploaded = await client.post(
         f"/app/patients/{patient}/documents",
-        data={"csrf_token": csrf, "title": "Ordonnance du jour", "category": "ordonnance", "visibility": "cercle"},
+        data={
+            "csrf_token": csrf,
+            "title": "Ordonnance du jour",
+            "category": "ordonnance",
+            "visibility": "cercle",
+        },
         files={"file": ("ordonnance.pdf", PDF.read_bytes(), "application/pdf")},
     )
     assert uploaded.status_code == 303
@@ -313,7 +356,13 @@ async def test_take_answer_with_inclusion_then_patient_page_upload_and_task(
 
     created = await client.post(
         "/app/taches",
-        data={"csrf_token": csrf, "title": "Appeler l'infirmière", "type": "appel", "patient_id": str(patient), "retour": str(patient)},
+        data={
+            "csrf_token": csrf,
+            "title": "Appeler l'infirmière",
+            "type": "appel",
+            "patient_id": str(patient),
+            "retour": str(patient),
+        },
     )
     assert created.status_code == 303 and created.headers["location"] == f"/app/patients/{patient}#taches"
     page = await client.get(f"/app/patients/{patient}")
@@ -326,7 +375,8 @@ async def test_take_answer_with_inclusion_then_patient_page_upload_and_task(
     task_version = re.search(r'name="version" value="(\d+)"', tasks.text)
     assert task_id and task_version
     closed = await client.post(
-        f"/app/taches/{task_id.group(1)}/cloturer", data={"csrf_token": csrf, "version": task_version.group(1)}
+        f"/app/taches/{task_id.group(1)}/cloturer",
+        data={"csrf_token": csrf, "version": task_version.group(1)},
     )
     assert closed.status_code == 303
     assert "Tâche terminée" in (await client.get("/app/taches")).text
@@ -355,19 +405,50 @@ async def test_patient_creation_shows_field_errors_then_the_duplicate_warning(
     csrf = await page_csrf(client, "/app/patients/nouveau")
     bad = await client.post(
         "/app/patients/nouveau",
-        data={"csrf_token": csrf, "birth_name": "DUP0NT", "birth_first_names": "Marie", "birth_date": "1940-05-17", "sex": "F", "birth_place_code": "6088"},
+        data={
+            "csrf_token": csrf,
+            "birth_name": "DUP0NT",
+            "birth_first_names": "Marie",
+            "birth_date": "1940-05-17",
+            "sex": "F",
+            "birth_place_code": "6088",
+        },
     )
     assert bad.status_code == 422
-    assert "Nom de naissance : format invalide" in bad.text and "code INSEE du lieu de naissance attendu" in bad.text
+    assert (
+        "Nom de naissance : format invalide" in bad.text
+        and "code INSEE du lieu de naissance attendu" in bad.text
+    )
     assert 'value="DUP0NT"' in bad.text  # the form keeps what was typed
     dup = await client.post(
         "/app/patients/nouveau",
-        data={"csrf_token": csrf, "birth_name": "DUPONT", "birth_first_names": "Marie", "birth_date": "1940-05-17", "sex": "F", "birth_place_code": "06088"},
+        data={
+            "csrf_token": csrf,
+            "birth_name": "DUPONT",
+            "birth_first_names": "Marie",
+            "birth_date": "1940-05-17",
+            "sex": "F",
+            "birth_place_code": "06088",
+        },
     )
-    assert dup.status_code == 409 and "mêmes traits d&#39;identité" in dup.text and 'name="confirm_duplicate"' in dup.text
+    assert (
+        dup.status_code == 409
+        and "mêmes traits d&#39;identité" in dup.text
+        and 'name="confirm_duplicate"' in dup.text
+    )
     ok = await client.post(
         "/app/patients/nouveau",
-        data={"csrf_token": csrf, "birth_name": "DUPONT", "birth_first_names": "Marie", "birth_date": "1940-05-17", "sex": "F", "birth_place_code": "06088", "confirm_duplicate": "oui", "consent": "oui", "consent_mode": "oral"},
+        data={
+            "csrf_token": csrf,
+            "birth_name": "DUPONT",
+            "birth_first_names": "Marie",
+            "birth_date": "1940-05-17",
+            "sex": "F",
+            "birth_place_code": "06088",
+            "confirm_duplicate": "oui",
+            "consent": "oui",
+            "consent_mode": "oral",
+        },
     )
     assert ok.status_code == 303 and ok.headers["location"].startswith("/app/patients/")
     page = await client.get(ok.headers["location"])
@@ -377,7 +458,9 @@ async def test_patient_creation_shows_field_errors_then_the_duplicate_warning(
 async def test_search_needs_three_letters(client: httpx.AsyncClient, people: dict[str, Pro]) -> None:
     await sign_in(client, people["gp"].user_id, PASSWORD)
     resp = await client.get("/app/patients?q=du")
-    assert resp.status_code == 200 and "au moins 3 lettres" in resp.text and 'aria-invalid="true"' in resp.text
+    assert (
+        resp.status_code == 200 and "au moins 3 lettres" in resp.text and 'aria-invalid="true"' in resp.text
+    )
 
 
 # --- SSO and the Element widget --------------------------------------------------------------------
@@ -404,7 +487,12 @@ async def test_open_redirects_are_refused(client: httpx.AsyncClient, people: dic
     page = await client.get("/app/connexion?suite=//evil.example/app")
     resp = await client.post(
         "/app/connexion",
-        data={"identifiant": people["gp"].user_id, "mot_de_passe": PASSWORD, "csrf_token": csrf_of(page.text), "suite": "https://evil.example"},
+        data={
+            "identifiant": people["gp"].user_id,
+            "mot_de_passe": PASSWORD,
+            "csrf_token": csrf_of(page.text),
+            "suite": "https://evil.example",
+        },
     )
     assert resp.headers["location"] == "/app/demandes"
 
