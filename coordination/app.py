@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,6 +44,7 @@ from coordination.tasks.pages import router as tasks_pages
 from coordination.tasks.router import router as tasks_router
 from coordination.validation import field_name as _field_name
 from coordination.validation import french_validation_message as _french_validation_message
+from coordination.web import sessions as web_sessions
 from coordination.web.deps import SignInRequired
 from coordination.web.headers import SecurityHeaders, is_page
 from coordination.web.matrix import MatrixAuth, SynapseAuth
@@ -193,6 +195,7 @@ def create_app(
                 settings.synapse_url, public_url=settings.synapse_public_url, client=client
             )
             await _sweep_documents(app)
+            await _sweep_web_sessions(app)
             await _sweep_idempotency(app)
             try:
                 yield
@@ -255,6 +258,24 @@ async def _sweep_documents(app: FastAPI) -> None:
             logger.info("removed %d orphan document file(s)", removed)
     except Exception:  # the schema may not exist yet (tests, first start before migration)
         logger.warning("orphan document sweep skipped", exc_info=True)
+
+
+async def _sweep_web_sessions(app: FastAPI) -> None:
+    """On start, end the dashboard sessions past a timeout and log their Matrix devices out."""
+    settings: Settings = app.state.settings
+    try:
+        async with app.state.sessionmaker() as session:
+            tokens = await web_sessions.sweep_expired(
+                session=session,
+                idle=timedelta(minutes=settings.dashboard_idle_minutes),
+                absolute=timedelta(hours=settings.dashboard_absolute_hours),
+            )
+        for token in tokens:
+            await app.state.matrix_auth.logout(access_token=token)
+        if tokens:
+            logger.info("ended %d expired dashboard session(s)", len(tokens))
+    except Exception:  # the schema may not exist yet (tests, first start before migration)
+        logger.warning("dashboard session sweep skipped", exc_info=True)
 
 
 async def _sweep_idempotency(app: FastAPI) -> None:

@@ -132,3 +132,22 @@ async def pop_flash(*, session: AsyncSession, key: str) -> list[dict[str, str]]:
     await session.commit()
     loaded = json.loads(current)
     return [{"kind": str(m["kind"]), "text": str(m["text"])} for m in loaded]
+
+
+async def sweep_expired(*, session: AsyncSession, idle: timedelta, absolute: timedelta) -> list[str]:
+    """Delete every session past a timeout; returns their Matrix tokens (the caller logs them out).
+
+    Run at start-up: a professional who never came back must not leave a live device token behind.
+    """
+    now = utcnow()
+    rows = (
+        await session.execute(
+            select(WebSession.id, WebSession.access_token).where(
+                (WebSession.created_at <= now - absolute) | (WebSession.last_seen_at <= now - idle)
+            )
+        )
+    ).all()
+    if rows:
+        await session.execute(delete(WebSession).where(WebSession.id.in_([key for key, _ in rows])))
+    await session.commit()
+    return [token for _, token in rows]

@@ -43,7 +43,59 @@ def _day(value: date | None) -> str:
 def _age(days: int) -> str:
     if days <= 0:
         return "aujourd'hui"
-    return "1 jour" if days == 1 else f"{days} jours"
+    return "hier" if days == 1 else f"il y a {days} jours"
+
+
+# The audit trail's action codes, as a professional reads them (unknown codes are shown as they are).
+ACTIONS = {
+    "patient.created": "a créé le dossier",
+    "patient.read": "a consulté le dossier",
+    "patient.updated": "a modifié le dossier",
+    "patient.discharged": "a enregistré la sortie",
+    "patient.reactivated": "a réactivé le suivi",
+    "patient.search_hit": "a trouvé le patient par la recherche",
+    "patient.listed": "a vu le patient dans sa liste",
+    "circle.read": "a consulté le cercle de soins",
+    "circle.member_added": "a ajouté un membre au cercle",
+    "circle.member_removed": "a retiré un membre du cercle",
+    "circle.member_updated": "a modifié un membre du cercle",
+    "document.uploaded": "a déposé un document",
+    "document.list": "a consulté la liste des documents",
+    "document.read": "a consulté un document",
+    "document.downloaded": "a téléchargé un document",
+    "task.created": "a créé une tâche",
+    "task.updated": "a modifié une tâche",
+    "task.list": "a consulté les tâches",
+    "request.created": "a créé une demande au DAC",
+    "request.sent": "a envoyé une demande au DAC",
+    "request.read": "a consulté une demande",
+    "request.list": "a vu la demande dans le tableau de bord",
+    "request.taken": "a pris en charge la demande",
+    "request.answered": "a répondu à la demande",
+    "request.patient_included": "a inclus le patient dans le suivi du DAC",
+    "synthesis.read": "a consulté la synthèse",
+    "synthesis.update": "a modifié la synthèse",
+    "synthesis.history": "a consulté l'historique de la synthèse",
+    "circle.member_read": "a consulté la fiche d'un membre du cercle",
+    "document.deleted": "a supprimé un document",
+    "document.updated": "a modifié un document",
+    "document.visibility_changed": "a changé la visibilité d'un document",
+    "patient.duplicate_candidate": "a vu le dossier comme doublon possible",
+    "patient.fhir_export": "a exporté le dossier (FHIR)",
+    "patient.homonym_flagged": "a signalé un homonyme",
+    "request.cancelled": "a annulé une demande au DAC",
+    "request.updated": "a modifié une demande au DAC",
+    "room.linked": "a relié un salon au dossier",
+    "room.list": "a consulté les salons du dossier",
+    "room.read": "a consulté un salon du dossier",
+    "task.assigned": "a assigné une tâche",
+    "task.read": "a consulté une tâche",
+    "audit.read": "a consulté la traçabilité",
+}
+
+
+def _action(code: str) -> str:
+    return ACTIONS.get(code, code)
 
 
 def make_environment() -> Environment:
@@ -57,6 +109,7 @@ def make_environment() -> Environment:
     env.filters["moment"] = _when
     env.filters["jour"] = _day
     env.filters["age"] = _age
+    env.filters["action"] = _action
     return env
 
 

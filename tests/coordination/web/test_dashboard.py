@@ -519,3 +519,27 @@ async def test_widget_shows_the_dossier_to_a_member_vouched_for_by_synapse(
 async def test_unknown_dashboard_address_is_a_french_page(client: httpx.AsyncClient) -> None:
     resp = await client.get("/app/nulle-part")
     assert resp.status_code == 404 and "Cette page n'existe pas" in html.unescape(resp.text)
+
+
+async def test_expired_sessions_are_ended_and_logged_out_at_start(
+    client: httpx.AsyncClient,
+    people: dict[str, Pro],
+    settings: Settings,
+    tokens: FakeTokens,
+    matrix: FakeMatrixAuth,
+    db: AsyncSession,
+) -> None:
+    """A professional who never came back leaves no live Matrix token once the service restarts."""
+    await sign_in(client, people["gp"].user_id, PASSWORD)
+    await sign_in(client, people["coord"].user_id, PASSWORD)
+    gp_row, coord_row = sorted(await _sessions(db), key=lambda r: r.user_id != people["gp"].user_id)
+    await db.execute(
+        update(WebSession)
+        .where(WebSession.id == gp_row.id)
+        .values(last_seen_at=utcnow() - timedelta(hours=1))
+    )
+    await db.commit()
+    async with running_app(create_app(settings, token_verifier=tokens, matrix_auth=matrix)):
+        pass
+    assert [r.id for r in await _sessions(db)] == [coord_row.id]
+    assert gp_row.access_token in matrix.logged_out and coord_row.access_token not in matrix.logged_out
