@@ -79,7 +79,8 @@ async def task_list(
         session=db,
         actor=actor,
         filters=tasks.TaskFilters(
-            scope=scope,  # type: ignore[arg-type]
+            # A patient chosen: every task of that patient (the circle check is the service's).
+            scope=None if patient else scope,  # type: ignore[arg-type]
             patient_id=patient,
             statuses=statuses,
             type=type,

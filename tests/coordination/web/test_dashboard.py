@@ -543,3 +543,21 @@ async def test_expired_sessions_are_ended_and_logged_out_at_start(
         pass
     assert [r.id for r in await _sessions(db)] == [coord_row.id]
     assert gp_row.access_token in matrix.logged_out and coord_row.access_token not in matrix.logged_out
+
+
+async def test_task_board_tabs_mine_and_my_structures(
+    client: httpx.AsyncClient, people: dict[str, Pro], db: AsyncSession
+) -> None:
+    created = await client.post(
+        "/api/v1/tasks",
+        json={"title": "Relancer l'assistante sociale", "type": "appel", "assignee_structure_ids": [DAC]},
+        headers=people["gp"].headers,
+    )
+    assert created.status_code == 201, created.text
+    await sign_in(client, people["coord"].user_id, PASSWORD)
+    mine = await client.get("/app/taches")
+    assert "Relancer" not in mine.text and "Aucune tâche dans cette liste" in mine.text
+    structure = await client.get("/app/taches?portee=structure")
+    assert "Relancer l&#39;assistante sociale" in structure.text and "DAC Alpes-Maritimes" in structure.text
+    by_type = await client.get("/app/taches?portee=structure&type=visite")
+    assert "Relancer" not in by_type.text
