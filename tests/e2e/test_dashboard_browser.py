@@ -274,3 +274,48 @@ def test_widget_checks_the_element_openid_token_with_synapse(
     assert ok.status_code == 200 and "LAMBERT" in ok.text
     refused = httpx.post(url, json={"openid_token": "not-a-token"}, timeout=30)
     assert refused.status_code == 403 and "LAMBERT" not in refused.text
+
+
+ELEMENT_HOST = """async ({src, token}) => {
+  // Plays Element's side of the widget API: asks for capabilities, then answers get_openid.
+  window.addEventListener("message", (event) => {
+    const m = event.data;
+    if (m && m.api === "fromWidget" && m.action === "get_openid") {
+      event.source.postMessage({...m, response: {state: "allowed", access_token: token,
+        matrix_server_name: "e2e.azurezo.test", expires_in: 3600, token_type: "Bearer"}}, "*");
+    }
+  });
+  const frame = document.createElement("iframe");
+  frame.src = src;
+  frame.title = "Dossier patient";
+  document.body.appendChild(frame);
+  await new Promise((resolve) => { frame.onload = resolve; });
+  frame.contentWindow.postMessage({api: "toWidget", widgetId: "w1", requestId: "cap-1",
+    action: "capabilities", data: {}}, "*");
+}"""
+
+
+def test_widget_in_a_frame_gets_the_openid_token_and_shows_the_dossier(
+    demo: DemoInstance, browser: Any, sent_request: dict[str, Any]
+) -> None:
+    """widget.js in Chromium, framed by a page on 127.0.0.1 playing Element's part of the widget API."""
+    user_id, _ = demo.user("jmartin")
+    openid = httpx.post(
+        f"{demo.synapse_url}/_matrix/client/v3/user/{user_id}/openid/request_token",
+        json={},
+        headers={"Authorization": f"Bearer {_login(demo, 'jmartin')}"},
+        timeout=30,
+    )
+    assert openid.status_code == 200, openid.text
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{demo.service_url}/health")
+        src = f"{demo.dashboard_url}/widget/patients/{sent_request['patient_id']}?widgetId=w1"
+        page.evaluate(ELEMENT_HOST, {"src": src, "token": openid.json()["access_token"]})
+        dossier = page.frame_locator("iframe").locator("main")
+        dossier.get_by_role("heading", level=1).wait_for(timeout=30_000)
+        assert "LAMBERT Odette" in dossier.get_by_role("heading", level=1).inner_text()
+        assert "Synthèse" in dossier.inner_text()
+    finally:
+        context.close()
