@@ -80,8 +80,10 @@ _FRAMEWORK_ERRORS: dict[int, tuple[str, ErrCode]] = {
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
-    async def _sign_in_required(_request: Request, exc: SignInRequired) -> Response:
+    async def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
         query = urlencode({"suite": exc.next_path, **({"motif": exc.reason} if exc.reason else {})})
+        if request.headers.get("HX-Request"):  # htmx would follow a 303 inside the page: leave it
+            return Response(status_code=200, headers={"HX-Redirect": f"/app/connexion?{query}"})
         return RedirectResponse(f"/app/connexion?{query}", status_code=303)
 
     @app.exception_handler(ServiceError)

@@ -319,3 +319,18 @@ def test_widget_in_a_frame_gets_the_openid_token_and_shows_the_dossier(
         assert "Synthèse" in dossier.inner_text()
     finally:
         context.close()
+
+
+def test_real_synapse_refuses_a_wrong_password_in_french(demo: DemoInstance) -> None:
+    """The sign-in form against the real Synapse: a wrong password gives the French sentence, no cookie."""
+    with httpx.Client(base_url=demo.service_url, timeout=30) as web:
+        form = web.get("/app/connexion")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf
+        user_id, _ = demo.user("spellegrin")
+        resp = web.post(
+            "/app/connexion",
+            data={"identifiant": user_id, "mot_de_passe": "pas-le-bon", "csrf_token": csrf.group(1)},
+        )
+        assert resp.status_code == 401 and "mot de passe incorrect" in resp.text
+        assert "azurezo_session" not in web.cookies

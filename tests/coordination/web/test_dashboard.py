@@ -561,3 +561,21 @@ async def test_task_board_tabs_mine_and_my_structures(
     assert "Relancer l&#39;assistante sociale" in structure.text and "DAC Alpes-Maritimes" in structure.text
     by_type = await client.get("/app/taches?portee=structure&type=visite")
     assert "Relancer" not in by_type.text
+
+
+async def test_cookie_is_secure_when_served_over_https(
+    settings: Settings, tokens: FakeTokens, matrix: FakeMatrixAuth, people: dict[str, Pro]
+) -> None:
+    app = create_app(settings, token_verifier=tokens, matrix_auth=matrix)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://tableau.example") as tls:
+            resp = await sign_in(tls, people["gp"].user_id, PASSWORD)
+    assert resp.status_code == 303
+    cookie = next(c for c in resp.headers.get_list("set-cookie") if c.startswith("azurezo_session="))
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+async def test_an_htmx_request_after_expiry_asks_the_page_to_go_to_sign_in(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/app/patients?q=dup", headers={"HX-Request": "true"})
+    assert resp.status_code == 200 and resp.headers["hx-redirect"].startswith("/app/connexion?suite=")
