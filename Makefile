@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test test-workers system-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files
+.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -37,8 +37,21 @@ tests/support/oidc/node_modules/.package-lock.json: tests/support/oidc/package-l
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 	npm ci --silent --no-audit --no-fund --prefix tests/support/oidc
 
+# The dashboard's browser tests (tests/e2e) drive Debian's chromium with Playwright, and inject axe-core
+# (npm) into each page. Installed here where missing; where they cannot be installed (no root, no
+# registry) the tests skip and say so.
+E2E_NODE := build/e2e-node
+AXE      := $(E2E_NODE)/node_modules/axe-core/axe.min.js
+
+$(AXE):
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq npm; } || true
+	-npm install --silent --no-audit --no-fund --prefix $(E2E_NODE) axe-core@4
+
+e2e-deps: $(AXE)
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || echo "Chromium n'a pas pu être installé : les tests de navigateur du tableau de bord seront sautés."
+
 # curl runs the README's session (tests/integration/test_cli_readme.py).
-test: .stamp-install-test system-deps tests/support/oidc/node_modules/.package-lock.json
+test: .stamp-install-test system-deps e2e-deps tests/support/oidc/node_modules/.package-lock.json
 	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

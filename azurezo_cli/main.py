@@ -508,6 +508,7 @@ def _print_ready(home: Home, demo: list[bootstrap.DemoAccount], *, workers: bool
         "    (dans Element ou tout client Matrix : « Modifier » le serveur d'accueil et coller "
         "cette adresse)",
         f"  Service de coordination : {home.service_url}   documentation de l'API : {home.service_url}/docs",
+        f"  Tableau de bord : {home.service_url}/app",
         f"  Robot de coordination : {home.bot_user_id}   (invitez-le dans un salon ; « !aide »)",
         f"  Journaux : {home.logs_dir}",
     ]

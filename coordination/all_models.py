@@ -18,6 +18,7 @@ from coordination.signup import models as signup_models
 from coordination.syntheses import models as syntheses_models
 from coordination.tasks import models as tasks_models
 from coordination.timeline import models as timeline_models
+from coordination.web import models as web_models
 
 __all__ = [
     "audit_models",
@@ -35,4 +36,5 @@ __all__ = [
     "syntheses_models",
     "tasks_models",
     "timeline_models",
+    "web_models",
 ]

@@ -5,22 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination import metrics
 from coordination.audit.router import router as audit_router
+from coordination.circle.pages import router as circle_pages
 from coordination.circle.router import router as circle_router
+from coordination.dac_requests.pages import router as dac_requests_pages
 from coordination.dac_requests.router import router as dac_requests_router
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.router import router as directory_router
 from coordination.documents import service as documents
+from coordination.documents.pages import router as documents_pages
 from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
 from coordination.evaluations.router import forms_router as evaluation_forms_router
@@ -30,6 +36,7 @@ from coordination.guard import BodyTooLarge, RequestGuard
 from coordination.idempotency import service as idempotency
 from coordination.idempotency.service import IdempotencyMiddleware
 from coordination.outbox.router import router as outbox_router
+from coordination.patients.pages import router as patients_pages
 from coordination.patients.router import router as patients_router
 from coordination.plans.router import router as plans_router
 from coordination.rooms.router import router as rooms_router
@@ -38,10 +45,18 @@ from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
 from coordination.signup.router import router as signup_router
 from coordination.syntheses.router import router as syntheses_router
+from coordination.tasks.pages import router as tasks_pages
 from coordination.tasks.router import router as tasks_router
-from coordination.text import CONTROL_PATTERNS
 from coordination.timeline.router import board_router as complex_board_router
 from coordination.timeline.router import router as timeline_router
+from coordination.validation import field_name as _field_name
+from coordination.validation import french_validation_message as _french_validation_message
+from coordination.web import sessions as web_sessions
+from coordination.web.deps import SignInRequired
+from coordination.web.headers import SecurityHeaders, is_page
+from coordination.web.matrix import MatrixAuth, SynapseAuth
+from coordination.web.pages import router as web_pages
+from coordination.web.templating import PACKAGE_ROOT, render_error
 
 logger = logging.getLogger(__name__)
 
@@ -57,55 +72,6 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _french_validation_message(err: dict[str, Any]) -> str:
-    """Translate a pydantic error into a French sentence a professional can act on."""
-    kind = str(err.get("type", ""))
-    ctx = err.get("ctx") or {}
-    # pydantic joins the choices with an English "or": "'F', 'M' or 'I'".
-    expected = str(ctx.get("expected", "")).replace(" or ", " ou ")
-    loc = tuple(err.get("loc", ()))
-    if loc == ("body",) and kind == "missing":
-        return "le corps de la requête est vide : envoyez un objet JSON (voir /docs pour ses champs)"
-    messages = {
-        "missing": "ce champ est obligatoire",
-        "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
-        "string_too_long": f"trop long (au plus {ctx.get('max_length')} caractères)",
-        "string_pattern_mismatch": (
-            "caractère de contrôle interdit (caractère invisible, ou retour à la ligne dans un champ "
-            "d'une seule ligne) : retirez-le"
-            if ctx.get("pattern") in CONTROL_PATTERNS
-            else "format invalide"
-        ),
-        "date_from_datetime_parsing": "date invalide : attendu AAAA-MM-JJ",
-        "date_parsing": "date invalide : attendu AAAA-MM-JJ",
-        "date_from_datetime_inexact": "date invalide : attendu AAAA-MM-JJ",
-        "datetime_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
-        "datetime_from_date_parsing": "date et heure invalides : attendu AAAA-MM-JJTHH:MM:SS±HH:MM",
-        "enum": f"valeur non reconnue : choisissez parmi {expected}",
-        "literal_error": f"valeur non reconnue : choisissez parmi {expected}",
-        "int_parsing": "nombre entier attendu",
-        "int_type": "nombre entier attendu",
-        "bool_parsing": "vrai ou faux attendu",
-        "bool_type": "vrai ou faux attendu",
-        "uuid_parsing": "identifiant invalide",
-        "uuid_type": "identifiant invalide",
-        "string_type": "texte attendu",
-        "extra_forbidden": "champ inconnu : retirez-le",
-        "json_invalid": "le corps de la requête n'est pas du JSON valide",
-        "model_type": "objet JSON attendu",
-        "model_attributes_type": "objet JSON attendu (entre accolades { })",
-        "list_type": "liste attendue",
-        "dict_type": "objet JSON attendu",
-        "greater_than_equal": f"doit être supérieur ou égal à {ctx.get('ge')}",
-        "less_than_equal": f"doit être inférieur ou égal à {ctx.get('le')}",
-        "greater_than": f"doit être supérieur à {ctx.get('gt')}",
-        "less_than": f"doit être inférieur à {ctx.get('lt')}",
-        "value_error": str(ctx.get("error", err.get("msg", "valeur invalide"))),
-    }
-    # Unknown kinds keep pydantic's code (stable, greppable) but never its English sentence.
-    return messages.get(kind, f"valeur invalide ({kind})")
-
-
 _FRAMEWORK_ERRORS: dict[int, tuple[str, ErrCode]] = {
     400: (
         "Le corps de la requête est illisible : envoyez du JSON valide (ou un formulaire multipart "
@@ -119,25 +85,25 @@ _FRAMEWORK_ERRORS: dict[int, tuple[str, ErrCode]] = {
 }
 
 
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    """The offending field, dotted (``birth_first_names.0``); ``corps`` for the body as a whole."""
-    loc = tuple(loc)
-    if loc[:1] == ("body",) and (len(loc) == 1 or isinstance(loc[1], int)) and len(loc) <= 2:
-        return "corps"  # the whole body: missing, not JSON (pydantic reports its byte offset), not an object
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "corps"
-
-
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SignInRequired)
+    async def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
+        query = urlencode({"suite": exc.next_path, **({"motif": exc.reason} if exc.reason else {})})
+        if request.headers.get("HX-Request"):  # htmx would follow a 303 inside the page: leave it
+            return Response(status_code=200, headers={"HX-Redirect": f"/app/connexion?{query}"})
+        return RedirectResponse(f"/app/connexion?{query}", status_code=303)
+
     @app.exception_handler(ServiceError)
-    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
+        if is_page(request.url.path):  # the dashboard shows the same French sentence on a page
+            return render_error(request, status_code=exc.status_code, message=exc.message)
         body: dict[str, Any] = {"errcode": exc.errcode, "error": exc.message}
         if isinstance(exc, Invalid) and exc.field:
             body["fields"] = [{"field": exc.field, "error": exc.message}]
         return JSONResponse(status_code=exc.status_code, content=body)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         fields = [
             {"field": _field_name(e.get("loc", ())), "error": _french_validation_message(e)}
             for e in exc.errors()
@@ -145,6 +111,10 @@ def install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(
             f["error"] if f["field"] == "corps" else f"{f['field']} : {f['error']}" for f in fields[:5]
         )
+        if is_page(request.url.path):
+            return render_error(
+                request, status_code=422, message=f"Saisie invalide — {summary}. Corrigez puis renvoyez."
+            )
         return JSONResponse(
             status_code=422,
             content={
@@ -155,7 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # Raised by the framework itself (unparsable body, unknown route, wrong method): same shape
         # and language as our own errors.
         message, errcode = _FRAMEWORK_ERRORS.get(
@@ -164,6 +134,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         if isinstance(exc, BodyTooLarge):
             message, errcode = str(exc.detail), ErrCode.BODY_TOO_LARGE
+        if is_page(request.url.path):
+            if exc.status_code == 404:
+                message = "Cette page n'existe pas : revenez au tableau de bord par le menu."
+            return render_error(request, status_code=exc.status_code, message=message)
         return JSONResponse(
             status_code=exc.status_code,
             content={"errcode": errcode, "error": message},
@@ -171,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def _database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_unavailable(request: Request, exc: OperationalError) -> Response:
         # SQLite's write lock held past the busy timeout (a long directory import), or the database
         # server unreachable: nothing was saved, and retrying later will work. Never a 500.
         locked = "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
@@ -185,6 +159,8 @@ def install_error_handlers(app: FastAPI) -> None:
             else "La base de données ne répond pas : rien n'a été enregistré. Réessayez dans une minute, "
             "et prévenez l'exploitant si cela dure."
         )
+        if is_page(request.url.path):
+            return render_error(request, status_code=503, message=message)
         return JSONResponse(
             status_code=503,
             content={"errcode": ErrCode.BUSY, "error": message},
@@ -204,8 +180,11 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = None) -> FastAPI:
-    """Build the service. Tests pass their own ``settings`` and, for unit tests, a token verifier."""
+def create_app(
+    settings: Settings, *, token_verifier: TokenVerifier | None = None, matrix_auth: MatrixAuth | None = None
+) -> FastAPI:
+    """Build the service. Tests pass their own ``settings`` and, for unit tests, a token verifier and
+    the dashboard's Synapse sign-in client."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -221,7 +200,11 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
             app.state.token_verifier = token_verifier or SynapseWhoami(
                 settings.synapse_url, cache_seconds=settings.whoami_cache_seconds, client=client
             )
+            app.state.matrix_auth = matrix_auth or SynapseAuth(
+                settings.synapse_url, public_url=settings.synapse_public_url, client=client
+            )
             await _sweep_documents(app)
+            await _sweep_web_sessions(app)
             await _sweep_idempotency(app)
             try:
                 yield
@@ -241,7 +224,10 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
     # anything reads it (issue 6 item 2), then writes with an Idempotency-Key run exactly once.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestGuard, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeaders, widget_ancestors=settings.widget_frame_ancestors)
     app.add_middleware(metrics.RequestMetrics)  # outermost: times the whole request
+    # The dashboard's own files (htmx, CSS, widget script): served here, never from a CDN (strict CSP).
+    app.mount("/app/static", StaticFiles(directory=PACKAGE_ROOT / "web" / "static"), name="static")
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:
@@ -275,6 +261,8 @@ def create_app(settings: Settings, *, token_verifier: TokenVerifier | None = Non
         # Every route documents the error answers it can give, in our ErrorOut shape (this also
         # replaces FastAPI's default 422 schema, which our French handler does not use).
         app.include_router(router, responses=COMMON_ERRORS)
+    for pages in _pages():
+        app.include_router(pages)
     return app
 
 
@@ -289,6 +277,24 @@ async def _sweep_documents(app: FastAPI) -> None:
         logger.warning("orphan document sweep skipped", exc_info=True)
 
 
+async def _sweep_web_sessions(app: FastAPI) -> None:
+    """On start, end the dashboard sessions past a timeout and log their Matrix devices out."""
+    settings: Settings = app.state.settings
+    try:
+        async with app.state.sessionmaker() as session:
+            tokens = await web_sessions.sweep_expired(
+                session=session,
+                idle=timedelta(minutes=settings.dashboard_idle_minutes),
+                absolute=timedelta(hours=settings.dashboard_absolute_hours),
+            )
+        for token in tokens:
+            await app.state.matrix_auth.logout(access_token=token)
+        if tokens:
+            logger.info("ended %d expired dashboard session(s)", len(tokens))
+    except Exception:  # the schema may not exist yet (tests, first start before migration)
+        logger.warning("dashboard session sweep skipped", exc_info=True)
+
+
 async def _sweep_idempotency(app: FastAPI) -> None:
     """On start, forget idempotency answers past their retention (never blocks start-up on failure)."""
     try:
@@ -298,6 +304,18 @@ async def _sweep_idempotency(app: FastAPI) -> None:
             logger.info("forgot %d expired idempotency answer(s)", removed)
     except Exception:  # the schema may not exist yet (tests, first start before migration)
         logger.warning("idempotency sweep skipped", exc_info=True)
+
+
+def _pages() -> list[APIRouter]:
+    """The dashboard's pages (``/app``, not in the OpenAPI schema). Add a line per domain's pages.py."""
+    return [
+        web_pages,
+        dac_requests_pages,
+        patients_pages,
+        circle_pages,
+        documents_pages,
+        tasks_pages,
+    ]
 
 
 def _routers() -> list[APIRouter]:

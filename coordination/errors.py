@@ -36,6 +36,8 @@ class ErrCode(StrEnum):
     """Conflict."""
     CONTENT_MISSING = "AZ_CONTENT_MISSING"
     """The document's content is missing from the store."""
+    CSRF = "AZ_CSRF"
+    """A dashboard form without the session's anti-forgery token (or sent from another site)."""
     DUPLICATE_SUSPECTED = "AZ_DUPLICATE_SUSPECTED"
     """A dossier with the same identity traits exists (candidates given)."""
     FORBIDDEN = "AZ_FORBIDDEN"

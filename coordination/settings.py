@@ -79,6 +79,23 @@ class Settings(BaseSettings):
         description="Extra evaluation forms (FHIR Questionnaire JSON files), beside the built-in ones",
     )
 
+    # --- dashboard (/app) -----------------------------------------------------------------------
+    dashboard_idle_minutes: float = Field(
+        default=30, gt=0, le=24 * 60, description="A dashboard session unused this long is signed out"
+    )
+    dashboard_absolute_hours: float = Field(
+        default=12, gt=0, le=7 * 24, description="A dashboard session is signed out this long after sign-in"
+    )
+    synapse_public_url: str | None = Field(
+        default=None,
+        description="Synapse as the professionals' browsers reach it (SSO redirects); default synapse_url",
+    )
+    widget_frame_ancestors: str = Field(
+        default="https: http://127.0.0.1:* http://localhost:*",
+        pattern=r"^[A-Za-z0-9:/*.\-' ]{1,500}$",
+        description="CSP frame-ancestors of the Element widget page (Element's origin in production)",
+    )
+
     @field_validator("internal_api_secret")
     @classmethod
     def _refuse_placeholder(cls, value: str) -> str:

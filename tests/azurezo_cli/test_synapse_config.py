@@ -57,7 +57,9 @@ def test_production_config_is_valid_for_synapse_and_closed(tmp_path: Path) -> No
     assert listener.bind_addresses == ["127.0.0.1"]
     assert listener.http_options is not None
     names = {name for res in listener.http_options.resources for name in res.names}
-    assert names == {"client", "consent"}  # the terms of use page (on in production)
+    # openid serves only /_matrix/federation/v1/openid/userinfo (the dashboard's Element widget);
+    # consent, the terms of use page (on in production).
+    assert names == {"client", "openid", "consent"}
     assert config.consent.user_consent_version == "1.0"
     assert config.consent.block_events_without_consent_error is not None
     assert "acceptez les conditions" in config.consent.block_events_without_consent_error
@@ -81,7 +83,7 @@ def test_listed_peers_open_federation_to_them_only(tmp_path: Path) -> None:
     [listener] = config.server.listeners
     assert listener.http_options is not None
     names = {name for res in listener.http_options.resources for name in res.names}
-    assert names == {"client", "consent", "federation"}
+    assert names == {"client", "openid", "consent", "federation"}
 
 
 def test_test_profile_relaxes_rate_limits_and_module_cache(tmp_path: Path) -> None:

@@ -134,11 +134,13 @@ def _api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # older FastAPI: included routes are copied into app.routes
-        return [(r.path, r) for r in app.routes if isinstance(r, APIRoute)]
+        return [(r.path, r) for r in app.routes if isinstance(r, APIRoute) and not r.path.startswith("/app")]
     return [
         (c.path, c.original_route)
         for c in iter_route_contexts(app.routes)
-        if isinstance(c.original_route, APIRoute) and c.path is not None
+        # The dashboard's pages (/app) sign in with a session cookie, not a bearer token: their own
+        # matrix is tests/coordination/web/test_page_access.py (same services, same refusals).
+        if isinstance(c.original_route, APIRoute) and c.path is not None and not c.path.startswith("/app")
     ]
 
 
