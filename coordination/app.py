@@ -26,6 +26,7 @@ from coordination.fhir.router import router as fhir_router
 from coordination.guard import BodyTooLarge, RequestGuard
 from coordination.idempotency import service as idempotency
 from coordination.idempotency.service import IdempotencyMiddleware
+from coordination.indicators.router import router as indicators_router
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.router import router as patients_router
 from coordination.rooms.router import router as rooms_router
@@ -297,6 +298,7 @@ def _routers() -> list[APIRouter]:
         fhir_router,
         tasks_router,
         dac_requests_router,
+        indicators_router,
         documents_router,
         syntheses_router,
     ]
