@@ -35,7 +35,7 @@ from coordination.indicators.schemas import CountOut, DacOut, DelayOut, Indicato
 from coordination.security import Actor
 from coordination.tasks import rules as task_rules
 from coordination.tasks.models import Task, TaskAssignee
-from coordination.vocab import Decision, TaskStatus, Urgency, parse
+from coordination.vocab import Decision, TaskStatus, Urgency
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +76,16 @@ async def dac_indicators(
 ) -> IndicatorsOut:
     """The DAC's figures over ``period`` (see ``IndicatorsOut`` for what each counts).
 
-    Only a coordinator of the DAC (403 ``AZ_NOT_DAC_COORDINATOR`` otherwise); the consultation is
-    audited in the same transaction as nothing else (the figures are reads)."""
+    Only a coordinator of the DAC (403 ``AZ_NOT_DAC_COORDINATOR`` otherwise). The figures are reads:
+    the one write is the consultation's audit entry, committed at the end."""
     dac = await _chosen_dac(session, actor, dac_id)
     await dac_requests.require_dac_coordinator(session=session, actor=actor, dac_structure_id=dac)
     now = utcnow()
     received = _received(dac, period)
     urgencies = await _grouped(session, select(DacRequest.urgency, func.count()).where(received))
     total = sum(urgencies.values())
-    take = await _median_delay(session, DacRequest.taken_at, received)
-    answer = await _median_delay(session, DacRequest.answered_at, received)
+    urgency_labels = {u.value: u.label for u in Urgency}
+    tasks_by_age = await _open_tasks_by_age(session, dac, now)
     result = IndicatorsOut(
         dac_structure_id=dac,
         dac_name=(await directory.structure_names(session=session, structure_ids=[dac])).get(dac, dac),
@@ -96,17 +96,16 @@ async def dac_indicators(
         by_profession=await _by_profession(session, received),
         by_origin=await _by_origin(session, received),
         by_urgency=[
-            CountOut(code=code, label=parse(Urgency, code).label, count=n)
+            CountOut(code=code, label=urgency_labels.get(code, code), count=n)
             for code, n in rules.counts_in_order(urgencies, [u.value for u in Urgency])
         ],
         by_outcome=await _by_outcome(session, received),
-        take_delay=take,
-        answer_delay=answer,
+        take_delay=await _median_delay(session, DacRequest.taken_at, received),
+        answer_delay=await _median_delay(session, DacRequest.answered_at, received),
         patients_included=await _patients_included(session, dac, period),
-        open_tasks=0,
-        open_tasks_by_age=await _open_tasks_by_age(session, dac, now),
+        open_tasks=sum(b.count for b in tasks_by_age),
+        open_tasks_by_age=tasks_by_age,
     )
-    result.open_tasks = sum(b.count for b in result.open_tasks_by_age)
     await audit.record(
         session=session, actor=actor, action="indicators.read", object_type="dac", object_id=dac
     )

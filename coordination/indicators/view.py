@@ -71,6 +71,8 @@ def page_context(*, ind: IndicatorsOut, dacs: Sequence[DacOut], csv_path: str = 
         "charts": chart_markup(ind),
         "csv_url": f"{csv_path}?{qs}",
         "page_path": PAGE_PATH,
+        # When the open-task snapshot was taken, in Paris time.
+        "generated_label": ind.generated_at.astimezone(rules.DAC_TZ).strftime("%d/%m/%Y à %H:%M"),
         "form_from": ind.period_from.isoformat(),
         "form_to": (ind.period_to - rules.ONE_DAY).isoformat(),
         "period_label": (

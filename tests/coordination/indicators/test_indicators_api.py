@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -460,6 +461,8 @@ async def test_page_renders_figures_and_accessible_svg(client: httpx.AsyncClient
     html = env.get_template("indicators/page.html").render(view.page_context(ind=ind, dacs=dacs))
     assert "<script" not in html and "&lt;script&gt;" in html
     assert "Période du 01/03/2026 au 31/03/2026" in html
+    generated = ind.generated_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y à %H:%M")
+    assert f">{generated}</time>" in html
     assert (
         'href="/app/indicateurs.csv?dac_id=finess%3A060000099&amp;from=2026-03-01&amp;to=2026-04-01"' in html
     )
