@@ -369,6 +369,22 @@ async def test_default_dac_and_period(client: httpx.AsyncClient, world: World) -
     assert none.status_code == 403 and "aucun DAC" in none.json()["error"]
 
 
+async def test_a_coordinator_of_two_dacs_chooses(
+    client: httpx.AsyncClient, world: World, db: AsyncSession, tokens: FakeTokens
+) -> None:
+    both = await add_professional(
+        db, tokens, localpart="both", national_id="810000000020", structure_ids=(DAC, OTHER_DAC)
+    )
+    resp = await client.get("/api/v1/indicators", headers=both.headers)
+    assert resp.status_code == 422
+    assert [f["field"] for f in resp.json()["fields"]] == ["dac_id"]
+    assert "coordinateur de 2 DAC" in resp.json()["error"]
+    dacs = await client.get("/api/v1/indicators/dacs", headers=both.headers)
+    assert [d["name"] for d in dacs.json()] == ["DAC Alpes-Maritimes", "DAC Var"]
+    other = await client.get("/api/v1/indicators", params=MARCH | {"dac_id": OTHER_DAC}, headers=both.headers)
+    assert other.status_code == 200 and other.json()["requests_received"] == 1  # sent on 12 March
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
