@@ -17,6 +17,7 @@ checks the SQL medians on a large set. Prints p50 and max per side and their rat
 
     .venv/bin/python bench/bench_indicators.py                                 # SQLite, bench/out/
     .venv/bin/python bench/bench_indicators.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_indicators
+    .venv/bin/python bench/bench_indicators.py --no-seed [--database-url ...]  # measure again
 """
 
 from __future__ import annotations
