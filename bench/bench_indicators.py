@@ -342,13 +342,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--seed", type=int, default=10)
-    args = parser.parse_args()
-    started = time.perf_counter()
-    asyncio.run(fresh_database(args.database_url))
-    asyncio.run(seed(args.database_url, requests=args.requests, tasks=args.tasks, seed=args.seed))
-    print(
-        f"seeded in {time.perf_counter() - started:.0f} s ({make_url(args.database_url).get_backend_name()})"
+    parser.add_argument(
+        "--no-seed", action="store_true", help="measure the database seeded by a previous run"
     )
+    args = parser.parse_args()
+    if not args.no_seed:
+        started = time.perf_counter()
+        asyncio.run(fresh_database(args.database_url))
+        asyncio.run(seed(args.database_url, requests=args.requests, tasks=args.tasks, seed=args.seed))
+        backend = make_url(args.database_url).get_backend_name()
+        print(f"seeded in {time.perf_counter() - started:.0f} s ({backend})")
     asyncio.run(measure(args.database_url, runs=args.runs))
 
 
