@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files
+.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files bench-indicators
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -88,6 +88,9 @@ bench-service: .stamp-install-test
 
 bench-whoami: .stamp-install-test
 	$(BIN)/python bench/bench_whoami.py $(BENCH_ARGS)
+
+bench-indicators: .stamp-install-test
+	$(BIN)/python bench/bench_indicators.py $(BENCH_ARGS)
 
 bench-bot: .stamp-install-test
 	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)

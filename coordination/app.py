@@ -35,6 +35,8 @@ from coordination.fhir.router import router as fhir_router
 from coordination.guard import BodyTooLarge, RequestGuard
 from coordination.idempotency import service as idempotency
 from coordination.idempotency.service import IdempotencyMiddleware
+from coordination.indicators.pages import router as indicators_pages
+from coordination.indicators.router import router as indicators_router
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.pages import router as patients_pages
 from coordination.patients.router import router as patients_router
@@ -315,6 +317,7 @@ def _pages() -> list[APIRouter]:
         circle_pages,
         documents_pages,
         tasks_pages,
+        indicators_pages,
     ]
 
 
@@ -330,6 +333,7 @@ def _routers() -> list[APIRouter]:
         fhir_router,
         tasks_router,
         dac_requests_router,
+        indicators_router,
         documents_router,
         syntheses_router,
         signup_router,

@@ -13,6 +13,16 @@ Synapse's resource unchanged, except the refusals below, answered with the same 
 ``errcode`` as Synapse's, only in French. If a future Synapse stopped routing through it, the
 refusals would be Synapse's English ones again, nothing else would change: the integration tests
 (tests/integration/test_module_registration.py) would tell.
+
+Expired sessions ("User account has expired", ``ORG_MATRIX_EXPIRED_ACCOUNT``: what a professional
+delisted from the directory gets on every request, through the module's ``is_user_expired``) are
+written by Synapse's auth code with no hook before them, and ``is_user_expired`` cannot raise its own
+error (Synapse's pusher pool asks it too, in a loop an exception would break for everyone). So the
+same resource, for requests carrying an access token, looks at the first chunk Synapse writes: a 403
+whose JSON body has that ``errcode`` gets the French ``error`` instead (same status, same ``errcode``,
+the other keys kept, ``Content-Length`` fixed when Synapse set one). Anything else is written as is,
+and only the first chunk of an answer is looked at. If a Synapse upgrade wrote that answer otherwise,
+it would be English again, nothing else would change (tests/integration/test_module_expired.py).
 """
 
 from __future__ import annotations
@@ -36,6 +46,15 @@ GUEST_ACCESS_CLOSED = (
     "L'accès invité n'existe pas sur AZUREZO : seuls les professionnels de l'annuaire, avec leur "
     "compte, peuvent se connecter. Demandez votre compte à votre structure de coordination."
 )
+
+ACCOUNT_EXPIRED = (
+    "Votre session AZUREZO est suspendue : vous n'êtes plus inscrit comme professionnel actif dans "
+    "l'annuaire (RPPS/ROR), ou votre compte n'y est plus rattaché. Contactez votre ordre professionnel "
+    "ou l'administrateur régional ; l'accès revient dès votre réinscription, sans nouveau compte."
+)
+EXPIRED_ACCOUNT = "ORG_MATRIX_EXPIRED_ACCOUNT"
+# An error answer is a few hundred bytes; anything larger is not one to translate.
+_MAX_ERROR_BODY = 4096
 
 _REGISTER = b"register"
 
@@ -68,6 +87,39 @@ def registration_refusal(
     return None
 
 
+def expired_refusal_in_french(code: int, body: bytes) -> bytes | None:
+    """The body to send instead of Synapse's English expired-account refusal, or None to send
+    ``body`` as is (any other answer, or a body that is not that refusal in one piece)."""
+    if code != 403 or len(body) > _MAX_ERROR_BODY:
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+        return None
+    if not isinstance(answer, dict) or answer.get("errcode") != EXPIRED_ACCOUNT:
+        return None
+    return json.dumps(answer | {"error": ACCOUNT_EXPIRED}, ensure_ascii=False).encode()
+
+
+def translate_expired_refusal(request: Request) -> None:
+    """Have the first chunk written to ``request`` go through ``expired_refusal_in_french``.
+
+    The request's own ``write`` is put back at that first chunk, so the rest of any answer (and
+    every answer that is not a refusal) is written by Twisted untouched."""
+    original = request.write
+
+    def first_write(data: bytes) -> None:
+        request.write = original  # type: ignore[method-assign]
+        french = expired_refusal_in_french(request.code, data)
+        if french is not None:
+            if request.responseHeaders.hasHeader(b"Content-Length"):
+                request.setHeader(b"Content-Length", b"%d" % len(french))  # type: ignore[no-untyped-call]
+            data = french
+        original(data)  # type: ignore[no-untyped-call]
+
+    request.write = first_write  # type: ignore[method-assign]
+
+
 _HEADERS = (
     (b"Content-Type", b"application/json; charset=utf-8"),
     # The CORS headers Synapse sends on every client API answer (web clients read the error).
@@ -93,7 +145,8 @@ class _Refusal(Resource):
 
 
 class MatrixPrefix(Resource):
-    """Installed at ``/_matrix``: passes every request to Synapse's resources but the refusals above."""
+    """Installed at ``/_matrix``: passes every request to Synapse's resources but the refusals above,
+    and has Synapse's expired-account refusal written in French."""
 
     def __init__(self, *, registration_enabled: bool, guest_access_enabled: bool) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -101,10 +154,10 @@ class MatrixPrefix(Resource):
         self._guest_access_enabled = guest_access_enabled
 
     def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        args = getattr(request, "args", None) or {}
+        authenticated = bool(request.getHeader(b"Authorization")) or b"access_token" in args
         if path == b"client":
-            args = getattr(request, "args", None) or {}
             kinds = args.get(b"kind") or [None]
-            authenticated = bool(request.getHeader(b"Authorization")) or b"access_token" in args
             refusal = registration_refusal(
                 method=request.method,
                 client_path=list(request.postpath),
@@ -115,6 +168,9 @@ class MatrixPrefix(Resource):
             )
             if refusal is not None:
                 return _Refusal(403, "M_FORBIDDEN", refusal)
+        if authenticated:
+            # Only a request with a token can be refused as expired (Synapse's auth, below us).
+            translate_expired_refusal(request)
         child: Resource = super().getChildWithDefault(path, request)  # type: ignore[no-untyped-call]
         return child
 

@@ -14,7 +14,8 @@ Where each rule is enforced, and why there:
   checks for server admins; event rules run for everyone.
 - room creation with ``invite`` (DMs): ``on_create_room``, which runs for admins too and refuses
   before the room exists.
-- sessions: ``is_user_expired`` (account validity), asked on every authenticated request;
+- sessions: ``is_user_expired`` (account validity), asked on every authenticated request; Synapse's
+  English "User account has expired" refusal is written in French by the same ``/_matrix`` resource;
   logins: ``check_login_for_spam`` (an expired account can otherwise still log in).
 - media: ``check_media_file_for_spam``, classified in a worker thread; the size limit by
   ``is_user_allowed_to_upload_media_of_size`` (French 413; Synapse's own ``max_upload_size`` is set

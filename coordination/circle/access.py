@@ -170,3 +170,13 @@ async def habilite_among(
         if sid is not None:
             structures.add(sid)
     return persons, structures
+
+
+def structure_patients_subquery(structure_id: str) -> Select[uuid.UUID]:
+    """A ``SELECT patient_id`` of every patient whose circle has ``structure_id`` as a habilitée
+    structure member: the patients that structure's professionals reach through it (a DAC's file)."""
+    return select(CircleMember.patient_id).where(
+        CircleMember.kind == "structure",
+        CircleMember.structure_id == structure_id,
+        CircleMember.habilite.is_(True),
+    )

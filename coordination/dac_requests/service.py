@@ -81,9 +81,33 @@ def is_requester(actor: Actor, req: DacRequest) -> bool:
     return req.requester_national_id == actor.national_id
 
 
+def coordinates(actor: Actor, dac_structure_id: str) -> bool:
+    """The actor works at the DAC's structure (directory activity): they are one of its coordinators."""
+    return dac_structure_id in actor.structure_ids
+
+
 def is_coordinator(actor: Actor, req: DacRequest) -> bool:
     """A coordinator of the addressed DAC, for a request it has received (not a draft)."""
-    return req.dac_structure_id in actor.structure_ids and req.status != RequestStatus.BROUILLON
+    return coordinates(actor, req.dac_structure_id) and req.status != RequestStatus.BROUILLON
+
+
+async def require_dac_coordinator(*, session: AsyncSession, actor: Actor, dac_structure_id: str) -> None:
+    """403 in French unless the actor coordinates ``dac_structure_id`` now: an active DAC of the directory
+    at which they work (the same rule as for taking and answering its requests)."""
+    if not coordinates(actor, dac_structure_id) or not await directory.active_dac_ids(
+        session=session, structure_ids=[dac_structure_id]
+    ):
+        raise Forbidden(
+            "Seuls les coordinateurs de ce DAC (professionnels qui y exercent selon l'annuaire) voient "
+            "son activité : choisissez un DAC où vous exercez.",
+            errcode=ErrCode.NOT_DAC_COORDINATOR,
+        )
+
+
+async def coordinated_dacs(*, session: AsyncSession, actor: Actor) -> dict[str, str]:
+    """``{structure_id: name}`` of the active DACs the actor coordinates (works at)."""
+    dacs = await directory.active_dac_ids(session=session, structure_ids=actor.structure_ids)
+    return await directory.structure_names(session=session, structure_ids=dacs)
 
 
 async def _checked_dac(session: AsyncSession, structure_id: str) -> None:

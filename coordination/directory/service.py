@@ -10,7 +10,17 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    SQLColumnExpression,
+    and_,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -562,3 +572,35 @@ async def bound_user_ids(*, session: AsyncSession, national_ids: Iterable[str]) 
         select(AccountBinding.national_id, AccountBinding.user_id).where(AccountBinding.national_id.in_(ids))
     )
     return {nid: uid for nid, uid in rows.tuples()}
+
+
+# --- query fragments for the DAC indicators (aggregates over other domains' rows) ------------------
+# Correlated scalar subqueries: each is one primary-key or indexed look-up per aggregated row, so an
+# aggregate over a DAC's requests never scans the (possibly national) directory.
+
+
+def profession_of(national_id: SQLColumnExpression[str]) -> ScalarSelect[str | None]:
+    """The directory profession of the person ``national_id`` points to: its label, else its code,
+    else null (unknown person)."""
+    return (
+        select(func.coalesce(Person.profession, Person.profession_code))
+        .where(Person.national_id == national_id)
+        .scalar_subquery()
+    )
+
+
+def exercise_mode_of(
+    *, national_id: SQLColumnExpression[str], structure_id: SQLColumnExpression[str | None]
+) -> ScalarSelect[str | None]:
+    """How the person works at the structure (the RPPS "mode d'exercice" of their activity there, the
+    first in alphabetical order when they have several), or null."""
+    return (
+        select(func.min(Activity.mode))
+        .where(Activity.national_id == national_id, Activity.structure_id == structure_id)
+        .scalar_subquery()
+    )
+
+
+def is_dac_of(structure_id: SQLColumnExpression[str | None]) -> ScalarSelect[bool | None]:
+    """Whether the structure is marked DAC in the directory (null when unknown)."""
+    return select(Structure.is_dac).where(Structure.structure_id == structure_id).scalar_subquery()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
 
 from synapse_module.french_refusals import (
+    ACCOUNT_EXPIRED,
     GUEST_ACCESS_CLOSED,
     REGISTRATION_CLOSED,
+    expired_refusal_in_french,
     registration_refusal,
+    translate_expired_refusal,
 )
 
 
@@ -61,3 +68,74 @@ def test_everything_else_is_left_to_synapse(case: dict[str, object]) -> None:
 def test_texts_are_french_and_say_what_to_do() -> None:
     for text in (REGISTRATION_CLOSED, GUEST_ACCESS_CLOSED):
         assert "Demandez" in text and "structure de coordination" in text
+
+
+# --- Synapse's expired-account refusal, rewritten in French ------------------------------------------
+
+ENGLISH_EXPIRED = b'{"errcode":"ORG_MATRIX_EXPIRED_ACCOUNT","error":"User account has expired"}'
+
+
+def _answer(code: int, chunks: list[bytes], *, content_length: bool) -> bytes:
+    """What a real Twisted request sends on the wire when Synapse writes ``chunks`` after the module
+    installed its translation."""
+    channel = DummyChannel()  # type: ignore[no-untyped-call]
+    request = Request(channel, False)
+    request.method, request.clientproto = b"GET", b"HTTP/1.1"
+    translate_expired_refusal(request)
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    if content_length:
+        request.setHeader(b"Content-Length", b"%d" % sum(len(c) for c in chunks))
+    for chunk in chunks:
+        request.write(chunk)
+    request.finish()
+    return bytes(channel.transport.written.getvalue())
+
+
+def _body(wire: bytes) -> bytes:
+    head, body = wire.split(b"\r\n\r\n", 1)
+    if b"Transfer-Encoding: chunked" not in head:
+        return body
+    data = b""
+    while True:  # <hex size>\r\n<bytes>\r\n ... 0\r\n\r\n
+        size_line, body = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            return data
+        data, body = data + body[:size], body[size + 2 :]
+
+
+@pytest.mark.parametrize("content_length", [True, False])
+def test_the_expired_refusal_is_sent_in_french(content_length: bool) -> None:
+    wire = _answer(403, [ENGLISH_EXPIRED], content_length=content_length)
+    body = _body(wire)
+    assert json.loads(body) == {"errcode": "ORG_MATRIX_EXPIRED_ACCOUNT", "error": ACCOUNT_EXPIRED}
+    if content_length:
+        assert f"Content-Length: {len(body)}\r\n".encode() in wire
+
+
+@pytest.mark.parametrize(
+    ("code", "chunks"),
+    [
+        (200, [ENGLISH_EXPIRED]),  # only a 403 is a refusal
+        (403, [b'{"errcode":"M_FORBIDDEN","error":"You are not in the room"}']),
+        (403, [ENGLISH_EXPIRED[:20], ENGLISH_EXPIRED[20:]]),  # not in one piece: left as is
+        (403, [b"<html>Forbidden</html>"]),
+        (403, [b"\xff\xfe not utf-8"]),
+        (200, [b'{"rooms":', b' {"join": {}}}']),  # an ordinary answer in several chunks
+    ],
+)
+def test_every_other_answer_is_sent_as_synapse_wrote_it(code: int, chunks: list[bytes]) -> None:
+    assert _body(_answer(code, chunks, content_length=True)) == b"".join(chunks)
+
+
+def test_the_pure_rewrite_keeps_other_keys() -> None:
+    body = b'{"errcode":"ORG_MATRIX_EXPIRED_ACCOUNT","error":"User account has expired","x":1}'
+    french = expired_refusal_in_french(403, body)
+    assert french is not None and json.loads(french) == {
+        "errcode": "ORG_MATRIX_EXPIRED_ACCOUNT",
+        "error": ACCOUNT_EXPIRED,
+        "x": 1,
+    }
+    assert expired_refusal_in_french(403, b" " * 5000 + ENGLISH_EXPIRED) is None  # too large to be one
+    assert expired_refusal_in_french(403, b"[1, 2]") is None

@@ -1,0 +1,1 @@
+"""DAC indicators: a DAC's activity in figures (SQL aggregates), SVG charts, CSV export."""
