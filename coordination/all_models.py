@@ -3,6 +3,7 @@
 Add a line when a domain gets tables.
 """
 
+from coordination.agenda import models as agenda_models
 from coordination.audit import models as audit_models
 from coordination.circle import models as circle_models
 from coordination.dac_requests import models as dac_requests_models
@@ -16,6 +17,7 @@ from coordination.syntheses import models as syntheses_models
 from coordination.tasks import models as tasks_models
 
 __all__ = [
+    "agenda_models",
     "audit_models",
     "circle_models",
     "dac_requests_models",

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coordination.agenda.router import routers as agenda_routers
 from coordination.audit.router import router as audit_router
 from coordination.circle.router import router as circle_router
 from coordination.dac_requests.router import router as dac_requests_router
@@ -299,4 +300,5 @@ def _routers() -> list[APIRouter]:
         dac_requests_router,
         documents_router,
         syntheses_router,
+        *agenda_routers,
     ]
