@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, false, insert, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, false, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -356,9 +356,8 @@ async def _appointment_outs(session: AsyncSession, appts: Sequence[Appointment])
     names: dict[uuid.UUID, str] = {}
     types: dict[uuid.UUID, EventType] = {}
     if appts:
-        names = dict(
-            (await session.execute(select(Agenda.id, Agenda.name).where(Agenda.id.in_(agenda_ids)))).tuples()
-        )
+        rows = await session.execute(select(Agenda.id, Agenda.name).where(Agenda.id.in_(agenda_ids)))
+        names = {agenda_id: name for agenda_id, name in rows.tuples()}
         types = {
             et.id: et for et in await session.scalars(select(EventType).where(EventType.id.in_(type_ids)))
         }
@@ -596,9 +595,9 @@ async def rebuild_openings(
     ]
     if rows:
         await session.execute(insert(Opening), rows)
-    agenda = await session.get(Agenda, agenda_id)
-    if agenda is not None:
-        agenda.openings_until = window[1]
+    # A Core UPDATE: materialising is not an edit of the agenda, so its version (what a PATCH must
+    # carry) does not move.
+    await session.execute(update(Agenda).where(Agenda.id == agenda_id).values(openings_until=window[1]))
     return len(rows)
 
 
@@ -1146,10 +1145,12 @@ async def book(*, session: AsyncSession, actor: Actor, data: AppointmentCreate) 
                 field="start",
                 errcode=ErrCode.SLOT_NOT_OPEN,
             )
-    await _lock_agenda(session, agenda.id)
-    if await _overlapping(session, agenda.id, slot):
+    # Plain values: a rollback expires the ORM objects, and the suggestions are read after one.
+    agenda_id, et_id, agenda_name = agenda.id, et.id, agenda.name
+    await _lock_agenda(session, agenda_id)
+    if await _overlapping(session, agenda_id, slot):
         await session.rollback()
-        raise SlotTaken(await _suggestions(session, actor, agenda.id, et.id, start))
+        raise SlotTaken(await _suggestions(session, actor, agenda_id, et_id, start))
     status = (
         AppointmentStatus.PROPOSE
         if (data.request or agenda.requires_confirmation) and not acc.manage
@@ -1188,9 +1189,9 @@ async def book(*, session: AsyncSession, actor: Actor, data: AppointmentCreate) 
     except IntegrityError:
         # The partial unique index caught a concurrent booking of the same start.
         await session.rollback()
-        raise SlotTaken(await _suggestions(session, actor, agenda.id, et.id, start)) from None
-    logger.info("appointment %s booked in agenda %s by %s", appt.id, agenda.id, actor.national_id)
-    return _appointment_out(appt, agenda.name, et)
+        raise SlotTaken(await _suggestions(session, actor, agenda_id, et_id, start)) from None
+    logger.info("appointment %s booked in agenda %s by %s", appt.id, agenda_id, actor.national_id)
+    return _appointment_out(appt, agenda_name, et)
 
 
 # --- appointments --------------------------------------------------------------------------------

@@ -75,7 +75,9 @@ def test_exceptions_and_every_other_week_until_a_date() -> None:
 
 
 def test_until_in_utc_as_rfc_5545_writes_it() -> None:
-    found = _weekly("2026-06-01T09:00", "FREQ=DAILY;UNTIL=20260603T070000Z", (_utc(2026, 6, 1), _utc(2026, 7, 1)))
+    found = _weekly(
+        "2026-06-01T09:00", "FREQ=DAILY;UNTIL=20260603T070000Z", (_utc(2026, 6, 1), _utc(2026, 7, 1))
+    )
     assert [rules.to_local(s).day for s, _ in found] == [1, 2, 3]
 
 
@@ -99,14 +101,22 @@ def test_subtract_and_free_slots() -> None:
         window=window, duration=timedelta(minutes=30), busy=[], not_before=day.replace(hour=8, minute=10)
     )
     assert later[0][0] == day.replace(hour=8, minute=30)
-    assert rules.slot_fits((day.replace(hour=8), day.replace(hour=8, minute=30)), [window], timedelta(minutes=30))
-    assert not rules.slot_fits((day.replace(hour=8, minute=10), day.replace(hour=8, minute=40)), [window], timedelta(minutes=30))
+    assert rules.slot_fits(
+        (day.replace(hour=8), day.replace(hour=8, minute=30)), [window], timedelta(minutes=30)
+    )
+    assert not rules.slot_fits(
+        (day.replace(hour=8, minute=10), day.replace(hour=8, minute=40)), [window], timedelta(minutes=30)
+    )
 
 
 def test_access_audiences() -> None:
     def acc(booking: AgendaAudience, visibility: AgendaAudience, mine: tuple[str, ...]) -> rules.AgendaAccess:
         return rules.access(
-            manager=False, visibility=visibility, booking=booking, agenda_structure="finess:1", actor_structures=mine
+            manager=False,
+            visibility=visibility,
+            booking=booking,
+            agenda_structure="finess:1",
+            actor_structures=mine,
         )
 
     everyone = acc(AgendaAudience.ANNUAIRE, AgendaAudience.ANNUAIRE, ())
