@@ -63,7 +63,9 @@ async def _events(db: AsyncSession, kind: str) -> list[Sent]:
     db.expire_all()
     rows = [
         Sent(list(e.recipients), dict(e.payload), e.patient_id)
-        for e in (await db.scalars(select(OutboxEvent).where(OutboxEvent.kind == kind).order_by(OutboxEvent.id)))
+        for e in (
+            await db.scalars(select(OutboxEvent).where(OutboxEvent.kind == kind).order_by(OutboxEvent.id))
+        )
     ]
     await db.rollback()
     return rows
