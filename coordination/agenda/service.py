@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, false, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,8 +94,12 @@ HORIZON_DAYS = 400
 PAST_DAYS = 31
 MAX_RANGE_DAYS = 92
 """A search, a planning or a slot list covers at most this many days (about three months)."""
-SEARCH_BATCH = 200
-MAX_BATCHES = 25
+FIRST_BATCH = 16
+"""Openings read by the search's first statement; each further one reads twice as many (up to
+``LAST_BATCH``): a page of 10 slots usually needs a handful of openings, and a selective filter
+(a profession in a department) scans few index entries per opening it keeps."""
+LAST_BATCH = 512
+MAX_BATCHES = 12
 SUGGESTIONS = 5
 
 # --- errors --------------------------------------------------------------------------------------
@@ -789,7 +793,7 @@ class _Row:
     end: datetime
 
 
-def _search_query(actor: Actor, filters: SlotFilters, window: rules.Interval):  # type: ignore[no-untyped-def]
+def _search_query(actor: Actor, filters: SlotFilters, window: rules.Interval, longest: timedelta):  # type: ignore[no-untyped-def]
     """SQL of the (opening, event type) pairs the actor may book, in start order (the index
     ``ix_agenda_openings_start`` gives that order)."""
     type_match = and_(
@@ -815,7 +819,14 @@ def _search_query(actor: Actor, filters: SlotFilters, window: rules.Interval):  
         )
         .join(Agenda, Agenda.id == Opening.agenda_id)
         .join(EventType, type_match)
-        .where(Opening.end_at > window[0], Opening.start_at < window[1], _bookable_by(actor))
+        .where(
+            # No opening is longer than the longest availability: bounding its start from below too
+            # lets the start index seek instead of walking every past opening.
+            Opening.start_at >= window[0] - longest,
+            Opening.end_at > window[0],
+            Opening.start_at < window[1],
+            _bookable_by(actor),
+        )
     )
     conditions: list[ColumnElement[bool]] = []
     if filters.category is not None:
@@ -908,44 +919,64 @@ async def _find_slots(
     """
     not_before = max(window[0], utcnow())
     found: list[tuple[datetime, str, str, _Row, rules.Interval]] = []
-    position: tuple[datetime, int] | None = None
-    base = _search_query(actor, filters, window)
+    position: tuple[datetime, uuid.UUID, int, uuid.UUID] | None = None
+    longest = await session.scalar(select(func.max(Availability.duration_minutes)))
+    base = _search_query(actor, filters, window, timedelta(minutes=longest or 0))
+    size = max(FIRST_BATCH, 2 * limit)
     for _ in range(MAX_BATCHES):
         query = base
         if position is not None:
-            query = query.where(tuple_(Opening.start_at, Opening.id) > position)
-        batch = [
-            _Row(*r)
-            for r in (
-                await session.execute(
-                    query.order_by(Opening.start_at, Opening.id, EventType.id).limit(SEARCH_BATCH)
-                )
-            ).tuples()
-        ]
+            query = query.where(
+                tuple_(Opening.start_at, Opening.agenda_id, Opening.id, EventType.id) > position
+            )
+        # (start_at, agenda_id) is the index's order (and the opening id its row id on SQLite): the scan
+        # stops after ``size`` rows, with no sort of the whole range.
+        order = (Opening.start_at, Opening.agenda_id, Opening.id, EventType.id)
+        batch = [_Row(*r) for r in (await session.execute(query.order_by(*order).limit(size))).tuples()]
         if not batch:
             break
-        position = (batch[-1].start, batch[-1].opening_id)
-        span = (min(r.start for r in batch), max(r.end for r in batch))
-        busy = await _busy(session, {r.agenda_id for r in batch}, span)
-        for row in batch:
-            for slot in rules.free_slots(
-                window=(row.start, min(row.end, window[1])),
-                duration=timedelta(minutes=row.duration),
-                busy=busy[row.agenda_id],
-                not_before=not_before,
-            ):
-                key = (slot[0], str(row.agenda_id))
-                if after is None or key > after:
-                    found.append((slot[0], str(row.agenda_id), str(row.event_type_id), row, slot))
-        found.sort(key=lambda f: (f[0], f[1], f[2]))
-        found = _cap_per_agenda(found, per_agenda)
-        if len(found) >= limit and batch[-1].start >= found[limit - 1][0]:
+        last = batch[-1]
+        position = (last.start, last.agenda_id, last.opening_id, last.event_type_id)
+        found = _cap_per_agenda(
+            sorted([*found, *await _batch_slots(session, batch, window, not_before, after)], key=_slot_order),
+            per_agenda,
+        )
+        if len(found) >= limit and last.start >= found[limit - 1][0]:
             break
-        if len(batch) < SEARCH_BATCH:
+        if len(batch) < size:
             break
+        size = min(2 * size, LAST_BATCH)
     chosen = found[:limit]
     names = await _owner_names(session, [f[3] for f in chosen])
     return [_slot_out(f[3], f[4], names) for f in chosen]
+
+
+def _slot_order(f: tuple[datetime, str, str, _Row, rules.Interval]) -> tuple[datetime, str, str]:
+    return f[0], f[1], f[2]
+
+
+async def _batch_slots(
+    session: AsyncSession,
+    batch: Sequence[_Row],
+    window: rules.Interval,
+    not_before: datetime,
+    after: tuple[datetime, str] | None,
+) -> list[tuple[datetime, str, str, _Row, rules.Interval]]:
+    """The free slots of a batch of (opening, type) rows: one query for their agendas' appointments."""
+    span = (min(r.start for r in batch), max(r.end for r in batch))
+    busy = await _busy(session, {r.agenda_id for r in batch}, span)
+    found = []
+    for row in batch:
+        for slot in rules.free_slots(
+            window=(row.start, min(row.end, window[1])),
+            duration=timedelta(minutes=row.duration),
+            busy=busy[row.agenda_id],
+            not_before=not_before,
+        ):
+            key = (slot[0], str(row.agenda_id))
+            if after is None or key > after:
+                found.append((slot[0], str(row.agenda_id), str(row.event_type_id), row, slot))
+    return found
 
 
 def _cap_per_agenda(
