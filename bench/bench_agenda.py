@@ -34,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,16 @@ class BenchTokens:
         return UserId(token)
 
 
+def _remove_sqlite(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(path + suffix).unlink(missing_ok=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 async def fresh_database(url: str) -> None:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path((u.database or "") + suffix).unlink(missing_ok=True)
-        Path(u.database or "").parent.mkdir(parents=True, exist_ok=True)
+        _remove_sqlite(u.database or "")
     else:
         import asyncpg
 
@@ -323,11 +327,11 @@ async def running_service(url: str) -> AsyncIterator[httpx.AsyncClient]:
         documents_dir=OUT / "documents",
     )
     app = create_app(settings, token_verifier=BenchTokens())
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://service"
-        ) as client:
-            yield client
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client,
+    ):
+        yield client
 
 
 def percentile(values: Sequence[float], p: float) -> float:

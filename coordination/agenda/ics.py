@@ -32,4 +32,5 @@ def render(feed: Feed, *, now: datetime | None = None) -> bytes:
         event.add("status", "CONFIRMED" if item.confirmed else "TENTATIVE")
         event.add("transp", "OPAQUE")
         cal.add_component(event)
-    return cal.to_ical()
+    ical: bytes = cal.to_ical()
+    return ical

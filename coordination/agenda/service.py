@@ -30,9 +30,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from coordination import patch
 from coordination.agenda import rules
@@ -204,15 +205,17 @@ def _managed_by(actor: Actor) -> ColumnElement[bool]:
     )
 
 
-def _audience(column: ColumnElement[str] | object, actor: Actor) -> ColumnElement[bool]:
+def _audience(column: InstrumentedAttribute[str], actor: Actor) -> ColumnElement[bool]:
     """SQL: ``actor`` is in the audience stored in ``column`` (visibility or booking)."""
-    col = column  # an InstrumentedAttribute
     mine = (
-        and_(col == AgendaAudience.MES_STRUCTURES.value, Agenda.structure_id.in_(sorted(actor.structure_ids)))  # type: ignore[operator]
+        and_(
+            column == AgendaAudience.MES_STRUCTURES.value,
+            Agenda.structure_id.in_(sorted(actor.structure_ids)),
+        )
         if actor.structure_ids
         else false()
     )
-    return or_(col == AgendaAudience.ANNUAIRE.value, mine)  # type: ignore[operator]
+    return or_(column == AgendaAudience.ANNUAIRE.value, mine)
 
 
 def _bookable_by(actor: Actor) -> ColumnElement[bool]:
@@ -793,7 +796,27 @@ class _Row:
     end: datetime
 
 
-def _search_query(actor: Actor, filters: SlotFilters, window: rules.Interval, longest: timedelta):  # type: ignore[no-untyped-def]
+SearchSelect = Select[
+    int,
+    uuid.UUID,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    uuid.UUID,
+    str,
+    str,
+    int,
+    datetime,
+    datetime,
+]
+"""The search's rows: the columns of ``_Row``, in order."""
+
+
+def _search_query(
+    actor: Actor, filters: SlotFilters, window: rules.Interval, longest: timedelta
+) -> SearchSelect:
     """SQL of the (opening, event type) pairs the actor may book, in start order (the index
     ``ix_agenda_openings_start`` gives that order)."""
     type_match = and_(
@@ -1055,7 +1078,7 @@ async def agenda_slots(
 async def _lock_agenda(session: AsyncSession, agenda_id: uuid.UUID) -> None:
     """Serialise the bookings of one agenda: a row lock on PostgreSQL (SQLite transactions of the
     service already begin IMMEDIATE, one writer at a time)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(Agenda.id).where(Agenda.id == agenda_id).with_for_update())
 
 
@@ -1318,10 +1341,10 @@ def _keyset(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 async def _page(
     session: AsyncSession,
     actor: Actor,
-    query,
+    query: Select[Appointment],
     limit: int,
     cursor: str | None,
-    action: str,  # type: ignore[no-untyped-def]
+    action: str,
 ) -> Page[AppointmentOut]:
     after = _keyset(cursor)
     if after is not None:

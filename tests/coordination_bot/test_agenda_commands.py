@@ -50,10 +50,8 @@ async def test_rdv_then_prendre_books_for_the_rooms_patient(
     first = local(setup.monday, "09:00")
     assert f"n° 1 : lundi {first:%d/%m} à 09:00 — Consultation — Paul DURAND" in listing
     [booked] = await world.say(world.alice, "!rdv prendre 1")
-    assert (
-        booked
-        == f"Rendez-vous réservé pour le patient du salon : lundi {first:%d/%m} à 09:00 — Consultation — Cabinet infirmier Durand."
-    )
+    expected = f"lundi {first:%d/%m} à 09:00 — Consultation — Cabinet infirmier Durand."
+    assert booked == f"Rendez-vous réservé pour le patient du salon : {expected}"
     page = await client.get(f"/api/v1/patients/{patient_id}/appointments", headers=world.alice.headers)
     [appt] = page.json()["items"]
     assert (

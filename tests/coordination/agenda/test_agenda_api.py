@@ -303,7 +303,7 @@ async def test_search_across_agendas_sorted_by_first_availability(
     client: httpx.AsyncClient, db: AsyncSession, world: World
 ) -> None:
     early = await make_agenda(client, world.alice, name="Dr Martin", structure_id=CABINET)
-    late = await make_agenda(client, world.carol, name="Dr Carol", rrule="FREQ=WEEKLY;BYDAY=WE")
+    await make_agenda(client, world.carol, name="Dr Carol", rrule="FREQ=WEEKLY;BYDAY=WE")
     # Fill Alice's whole first Monday morning: her next slot is then Tuesday 09:00.
     for hhmm in ("09:00", "09:30", "10:00", "10:30", "11:00", "11:30"):
         assert (await book(client, world.bob, early, local(early.monday, hhmm))).status_code == 201
