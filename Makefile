@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami
+.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-agenda
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -58,6 +58,10 @@ bench-whoami: .stamp-install-test
 
 bench-bot: .stamp-install-test
 	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)
+
+bench-agenda: .stamp-install-test
+	$(BIN)/python bench/bench_agenda.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_agenda.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_agenda $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

@@ -968,7 +968,9 @@ async def _find_slots(
             break
         if len(batch) < size:
             break
-        size = min(2 * size, LAST_BATCH)
+        # Openings already running at ``not_before`` may each hold an earlier slot than those found:
+        # all of them must be read, so read them in big batches.
+        size = LAST_BATCH if last.start < not_before else min(2 * size, LAST_BATCH)
     chosen = found[:limit]
     names = await _owner_names(session, [f[3] for f in chosen])
     return [_slot_out(f[3], f[4], names) for f in chosen]
