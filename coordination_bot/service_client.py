@@ -478,7 +478,7 @@ class ServiceClient:
         city: str | None = None,
         limit: int = 5,
     ) -> list[Slot]:
-        """The next free slots the sender may book, earliest first (one per agenda)."""
+        """The next free slots the sender may book, earliest first (three per agenda at most)."""
         criteria = {
             "category": category,
             "profession_code": profession_code,
@@ -486,7 +486,7 @@ class ServiceClient:
             "postal_code": postal_code,
             "city": city,
         }
-        params = {k: v for k, v in criteria.items() if v} | {"limit": str(limit), "per_agenda": "1"}
+        params = {k: v for k, v in criteria.items() if v} | {"limit": str(limit), "per_agenda": "3"}
         return self._many(Slot, await self._request("GET", "/api/v1/slots", sender=sender, params=params))
 
     async def book_slot(

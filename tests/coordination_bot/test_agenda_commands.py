@@ -46,7 +46,7 @@ async def test_rdv_then_prendre_books_for_the_rooms_patient(
     patient_id = await linked(world, client)  # Alice created the dossier: an authorised member
     setup = await make_agenda(client, world.paul, name="Cabinet infirmier Durand")
     [listing] = await world.say(world.alice, "!rdv consultation")
-    assert "Prochains créneaux libres (1)" in listing
+    assert "Prochains créneaux libres (3)" in listing
     first = local(setup.monday, "09:00")
     assert f"n° 1 : lundi {first:%d/%m} à 09:00 — Consultation — Paul DURAND" in listing
     [booked] = await world.say(world.alice, "!rdv prendre 1")
@@ -79,7 +79,7 @@ async def test_a_slot_taken_meanwhile_gets_new_offers_and_outsiders_cannot_name_
     # Someone else takes Alice's n° 1 (09:00) before she does.
     assert (await book(client, world.stranger, setup, local(setup.monday, "09:00"))).status_code == 201
     [reply] = await world.say(world.alice, "!rdv prendre 1")
-    assert "vient d'être réservé" in reply and "Nouveaux créneaux (1)" in reply
+    assert "vient d'être réservé" in reply and "Nouveaux créneaux (3)" in reply
     assert f"lundi {local(setup.monday, '09:30'):%d/%m} à 09:30" in reply
     # The stranger is not in the patient's circle: in this room « prendre » names the patient, refused.
     [listing] = await world.say(world.stranger, "!rdv")
