@@ -26,7 +26,7 @@ from fhir.resources.R4B.schedule import Schedule
 from fhir.resources.R4B.slot import Slot
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coordination.agenda import service
+from coordination.agenda import rules, service
 from coordination.agenda.schemas import AgendaOut, AppointmentOut, SlotOut
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
@@ -152,8 +152,8 @@ async def export_agenda(
     *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, start: datetime | None, end: datetime | None
 ) -> FhirBundleOut:
     """The agenda over ``[start, end)`` (default: the next 14 days) as a FHIR Bundle (managers only)."""
-    begin = start or utcnow()
-    finish = end or begin + timedelta(days=14)
+    begin = rules.aware(start or utcnow())
+    finish = rules.aware(end) if end else begin + timedelta(days=14)
     agenda = await service.get_agenda(session=session, actor=actor, agenda_id=agenda_id)
     appointments = await service.list_appointments(
         session=session, actor=actor, agenda_id=agenda_id, start=begin, end=finish, limit=service.MAX_PAGE

@@ -42,6 +42,11 @@ def to_utc(local: datetime) -> datetime:
     return local.replace(tzinfo=PARIS).astimezone(UTC)
 
 
+def aware(moment: datetime) -> datetime:
+    """A datetime with a zone: one given without (``2026-03-02T09:00``) is read as Paris wall time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=PARIS)
+
+
 def to_local(moment: datetime) -> datetime:
     """An aware datetime as a naive Paris wall time."""
     return moment.astimezone(PARIS).replace(tzinfo=None)

@@ -154,8 +154,8 @@ class SlotTaken(Conflict):
 
 def _window(start: datetime | None, end: datetime | None, *, default_days: int) -> tuple[datetime, datetime]:
     """A UTC search window, checked (end after start, at most ``MAX_RANGE_DAYS``)."""
-    begin = (start or utcnow()).astimezone(UTC)
-    finish = end.astimezone(UTC) if end else begin + timedelta(days=default_days)
+    begin = rules.aware(start or utcnow()).astimezone(UTC)
+    finish = rules.aware(end).astimezone(UTC) if end else begin + timedelta(days=default_days)
     if finish <= begin:
         raise Invalid("La fin de la période doit être après son début.", field="end")
     if finish - begin > timedelta(days=MAX_RANGE_DAYS):
@@ -567,7 +567,7 @@ def _checked_expansion(av: Availability) -> None:
     """Refuse, in French, an availability whose rule cannot be read or expands without bound."""
     try:
         _expand(av, _horizon(utcnow()))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise Invalid(
             "Règle de récurrence illisible (RFC 5545, sans DTSTART) : par exemple "
             "« FREQ=WEEKLY;BYDAY=MO,TH » ou « FREQ=WEEKLY;INTERVAL=2;UNTIL=20261231T235959 ».",
@@ -1391,9 +1391,9 @@ async def list_appointments(
             or_(Appointment.booked_by_national_id == actor.national_id, Appointment.agenda_id.in_(managed))
         )
     if start is not None:
-        query = query.where(Appointment.end_at > start)
+        query = query.where(Appointment.end_at > rules.aware(start))
     if end is not None:
-        query = query.where(Appointment.start_at < end)
+        query = query.where(Appointment.start_at < rules.aware(end))
     if statuses:
         query = query.where(Appointment.status.in_([s.value for s in statuses]))
     return await _page(session, actor, query, limit, cursor, "appointment.list")
