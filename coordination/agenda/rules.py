@@ -29,6 +29,18 @@ Interval = tuple[datetime, datetime]
 """A half-open UTC interval [start, end)."""
 
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+RULE_PARTS = frozenset({"FREQ", "INTERVAL", "BYDAY", "BYMONTH", "UNTIL", "COUNT", "WKST"})
+RULE_FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY"})
+
+
+def _check_parts(rule: str) -> None:
+    """Opening hours use a safe subset of RFC 5545: daily, weekly or monthly, an interval, week days
+    (``1MO`` for the first Monday of the month), months, an end. Other parts can make a rule that
+    never matches (« BYMONTH=2;BYMONTHDAY=30 »), which dateutil walks to the year 9999 on the event
+    loop, even past UNTIL: ``ValueError``."""
+    parts = dict(part.partition("=")[::2] for part in rule.upper().split(";") if part)
+    if not set(parts) <= RULE_PARTS or parts.get("FREQ") not in RULE_FREQUENCIES:
+        raise ValueError("unsupported RRULE part")
 
 
 def parse_local(value: str) -> datetime:
@@ -77,7 +89,9 @@ def recurrence(*, start_local: datetime, rule: str | None, exdates: Iterable[dat
             text = text[6:]
         if "DTSTART" in text.upper():
             raise ValueError("DTSTART")
-        parsed = rrulestr(_local_until(text), dtstart=start_local)
+        _check_parts(text)
+        text = _local_until(text)
+        parsed = rrulestr(text, dtstart=start_local)
         if not isinstance(parsed, rrule):
             raise ValueError("one RRULE expected")
         occurrences.rrule(parsed)

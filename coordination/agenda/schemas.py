@@ -138,8 +138,9 @@ class AvailabilityCreate(_In):
     duration_minutes: int = Field(ge=5, le=24 * 60)
     rrule: RRule | None = Field(
         default=None,
-        description="Règle RFC 5545 sans DTSTART (« FREQ=WEEKLY;BYDAY=MO,TH;UNTIL=20260630T235959 », "
-        "« FREQ=WEEKLY;INTERVAL=2 ») ; absent : une seule fois",
+        description="Règle RFC 5545 sans DTSTART : FREQ=DAILY, WEEKLY ou MONTHLY, avec INTERVAL, BYDAY, "
+        "BYMONTH, UNTIL, COUNT (« FREQ=WEEKLY;BYDAY=MO,TH;UNTIL=20260630T235959 », "
+        "« FREQ=WEEKLY;INTERVAL=2 », « FREQ=MONTHLY;BYDAY=1MO ») ; absent : une seule fois",
         examples=["FREQ=WEEKLY;BYDAY=MO,TU,TH"],
     )
     exdates: list[LocalDateTime] = Field(

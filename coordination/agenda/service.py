@@ -569,7 +569,8 @@ def _checked_expansion(av: Availability) -> None:
         _expand(av, _horizon(utcnow()))
     except (ValueError, TypeError, OverflowError) as exc:
         raise Invalid(
-            "Règle de récurrence illisible (RFC 5545, sans DTSTART) : par exemple "
+            "Règle de récurrence illisible ou non prise en charge (RFC 5545 sans DTSTART ; FREQ=DAILY, "
+            "WEEKLY ou MONTHLY, avec INTERVAL, BYDAY, BYMONTH, UNTIL ou COUNT) : par exemple "
             "« FREQ=WEEKLY;BYDAY=MO,TH » ou « FREQ=WEEKLY;INTERVAL=2;UNTIL=20261231T235959 ».",
             field="rrule",
         ) from exc

@@ -137,3 +137,22 @@ def test_state_machine() -> None:
     assert not rules.transition_allowed(s.RESERVE, s.EFFECTUE, manager=False, booker=True)
     assert rules.transition_allowed(s.RESERVE, s.ABSENT, manager=True, booker=False)
     assert not rules.transition_allowed(s.ANNULE, s.RESERVE, manager=True, booker=False)
+
+
+def test_rules_outside_the_safe_subset_are_refused_and_count_counts() -> None:
+    with pytest.raises(ValueError):  # never matches: dateutil alone would walk to the year 9999
+        _weekly(
+            "2026-06-01T09:00", "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", (_utc(2026, 6, 1), _utc(2027, 6, 1))
+        )
+    with pytest.raises(ValueError):
+        _weekly("2026-06-01T09:00", "FREQ=YEARLY;BYYEARDAY=200", (_utc(2026, 6, 1), _utc(2027, 6, 1)))
+    three = _weekly("2026-06-01T09:00", "FREQ=WEEKLY;BYDAY=MO;COUNT=3", (_utc(2026, 5, 1), _utc(2026, 12, 1)))
+    assert [rules.to_local(s).day for s, _ in three] == [1, 8, 15]
+    first_mondays = _weekly(
+        "2026-06-01T09:00", "FREQ=MONTHLY;BYDAY=1MO", (_utc(2026, 6, 1), _utc(2026, 9, 1))
+    )
+    assert [rules.to_local(s).date().isoformat() for s, _ in first_mondays] == [
+        "2026-06-01",
+        "2026-07-06",
+        "2026-08-03",
+    ]
