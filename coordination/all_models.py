@@ -3,6 +3,7 @@
 Add a line when a domain gets tables.
 """
 
+from coordination.agenda import models as agenda_models
 from coordination.audit import models as audit_models
 from coordination.circle import models as circle_models
 from coordination.dac_requests import models as dac_requests_models
@@ -21,6 +22,7 @@ from coordination.timeline import models as timeline_models
 from coordination.web import models as web_models
 
 __all__ = [
+    "agenda_models",
     "audit_models",
     "circle_models",
     "dac_requests_models",

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination import metrics
+from coordination.agenda.router import routers as agenda_routers
 from coordination.audit.router import router as audit_router
 from coordination.circle.pages import router as circle_pages
 from coordination.circle.router import router as circle_router
@@ -342,4 +343,5 @@ def _routers() -> list[APIRouter]:
         plans_router,
         timeline_router,
         complex_board_router,
+        *agenda_routers,
     ]

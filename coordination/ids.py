@@ -21,3 +21,8 @@ EvaluationId = NewType("EvaluationId", UUID)
 PatientEventId = NewType("PatientEventId", UUID)
 ThemeId = NewType("ThemeId", UUID)
 """A thematic room's theme (``POST /api/v1/themes``)."""
+AgendaId = NewType("AgendaId", UUID)
+EventTypeId = NewType("EventTypeId", UUID)
+AvailabilityId = NewType("AvailabilityId", UUID)
+UnavailabilityId = NewType("UnavailabilityId", UUID)
+AppointmentId = NewType("AppointmentId", UUID)

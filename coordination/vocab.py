@@ -227,3 +227,38 @@ class TimelineKind(Vocabulary):
     TACHE = ("tache", "Tâche réalisée")
     DOCUMENT = ("document", "Document ajouté")
     SITUATION = ("situation", "Situation complexe")
+
+
+# --- agenda --------------------------------------------------------------------------------------
+
+
+class AgendaOwnerKind(Vocabulary):
+    PROFESSIONNEL = ("professionnel", "Professionnel")
+    STRUCTURE = ("structure", "Structure")
+    RESSOURCE = ("ressource", "Service ou ressource d'une structure")
+
+
+class AgendaAudience(Vocabulary):
+    """Who may see an agenda's free/busy, or book in it (its managers always may)."""
+
+    ANNUAIRE = ("annuaire", "Tous les professionnels de l'annuaire")
+    MES_STRUCTURES = ("mes_structures", "Les professionnels de la structure de l'agenda")
+    PERSONNE = ("personne", "Personne (seulement les gestionnaires)")
+
+
+class EventCategory(Vocabulary):
+    CONSULTATION = ("consultation", "Consultation")
+    TELECONSULTATION = ("teleconsultation", "Téléconsultation")
+    VISITE_DOMICILE = ("visite_domicile", "Visite à domicile")
+    CONCERTATION = ("concertation", "Concertation")
+    REUNION_EQUIPE = ("reunion_equipe", "Réunion d'équipe")
+    INDISPONIBILITE = ("indisponibilite", "Indisponibilité")
+    AUTRE = ("autre", "Autre")
+
+
+class AppointmentStatus(Vocabulary):
+    PROPOSE = ("propose", "Proposé (à confirmer)")
+    RESERVE = ("reserve", "Réservé")
+    ANNULE = ("annule", "Annulé")
+    EFFECTUE = ("effectue", "Effectué")
+    ABSENT = ("absent", "Patient non venu")

@@ -115,6 +115,27 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "eval", "eval", "les derniers scores des évaluations du patient du salon, avec leur date", "!eval"
     ),
+    CommandSpec(
+        "rdv",
+        "rdv [type] [profession] [département, code postal ou ville]",
+        "les prochains créneaux libres des agendas partagés, numérotés",
+        "!rdv consultation infirmier 06",
+        (("criteres", "string", "type de rendez-vous, profession, lieu (tous facultatifs)", False),),
+    ),
+    CommandSpec(
+        "rdv prendre",
+        "rdv prendre <n°>",
+        "réserver le créneau n° de la dernière liste « !rdv », pour le patient du salon s'il est lié",
+        "!rdv prendre 2",
+        (("numero", "string", "numéro du créneau", True),),
+    ),
+    CommandSpec(
+        "agenda",
+        "agenda [demain | JJ/MM]",
+        "mes rendez-vous du jour (agendas que je gère et rendez-vous que j'ai pris)",
+        "!agenda demain",
+        (("jour", "string", "demain ou JJ/MM ; absent : aujourd'hui", False),),
+    ),
 )
 _TOP_LEVEL = sorted({spec.name.split()[0] for spec in COMMANDS})
 
@@ -205,6 +226,27 @@ class EvaluationScores:
     pass
 
 
+@dataclass(frozen=True)
+class SlotSearch:
+    """``!rdv``: every criterion is optional; ``category`` and ``profession_code`` are service codes."""
+
+    category: str | None = None
+    profession_code: str | None = None
+    department: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+
+
+@dataclass(frozen=True)
+class SlotTake:
+    number: int
+
+
+@dataclass(frozen=True)
+class AgendaDay:
+    day: date
+
+
 Command = (
     Help
     | PatientSearch
@@ -222,6 +264,9 @@ Command = (
     | SynthesisEdit
     | PlanShow
     | EvaluationScores
+    | SlotSearch
+    | SlotTake
+    | AgendaDay
 )
 
 
@@ -348,6 +393,76 @@ def _parse_synthesis(args: _Args) -> Command | Refusal:
     return SynthesisShow()
 
 
+# Folded words of « !rdv » and what they mean (EventCategory codes; TRE_G15 profession codes).
+RDV_CATEGORIES = {
+    "consultation": "consultation",
+    "consult": "consultation",
+    "teleconsultation": "teleconsultation",
+    "visite": "visite_domicile",
+    "domicile": "visite_domicile",
+    "concertation": "concertation",
+}
+RDV_PROFESSIONS = {
+    "medecin": "10",
+    "generaliste": "10",
+    "pharmacien": "21",
+    "dentiste": "40",
+    "sage-femme": "50",
+    "infirmier": "60",
+    "infirmiere": "60",
+    "ide": "60",
+    "kine": "70",
+    "kinesitherapeute": "70",
+}
+_DEPARTMENT = re.compile(r"^(?:\d{2}|2[ab]|97\d)$", re.IGNORECASE)
+_POSTAL_CODE = re.compile(r"^\d{5}$")
+_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})(?:/(\d{4}))?$")
+
+
+def _parse_rdv(args: _Args) -> Command | Refusal:
+    if args.sub == "prendre":
+        number = args.after_sub.split()[0].lstrip("#").removeprefix("n°") if args.after_sub else ""
+        if not number.isdigit() or int(number) < 1:
+            return _missing("rdv prendre", "le numéro du créneau (donné par « !rdv »)")
+        return SlotTake(int(number))
+    found: dict[str, str] = {}
+    city: list[str] = []
+    for word in args.words:
+        folded = _fold(word)
+        if folded in RDV_CATEGORIES and "category" not in found:
+            found["category"] = RDV_CATEGORIES[folded]
+        elif folded in RDV_PROFESSIONS and "profession_code" not in found:
+            found["profession_code"] = RDV_PROFESSIONS[folded]
+        elif _POSTAL_CODE.match(word):
+            found["postal_code"] = word
+        elif _DEPARTMENT.match(word):
+            found["department"] = word.upper()
+        else:
+            city.append(word)
+    return SlotSearch(
+        category=found.get("category"),
+        profession_code=found.get("profession_code"),
+        department=found.get("department"),
+        postal_code=found.get("postal_code"),
+        city=" ".join(city) or None,
+    )
+
+
+def _parse_agenda(args: _Args) -> Command | Refusal:
+    if not args.words:
+        return AgendaDay(args.today)
+    if args.sub == "demain":
+        return AgendaDay(date.fromordinal(args.today.toordinal() + 1))
+    match = _DAY.match(args.words[0])
+    if match is None:
+        return Refusal("« !agenda » s'utilise seul (aujourd'hui), avec « demain » ou une date JJ/MM.")
+    day, month, year = int(match[1]), int(match[2]), int(match[3] or args.today.year)
+    try:
+        return AgendaDay(date(year, month, day))
+    except ValueError:
+        return Refusal(f"Date invalide « {args.words[0]} » : écrivez-la JJ/MM, par exemple 12/03.")
+
+
 _PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
     "aide": _parse_help,
     "patient": _parse_patient,
@@ -360,6 +475,8 @@ _PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
     "synthese": _parse_synthesis,
     "plan": lambda args: PlanShow(pdf=args.sub == "pdf"),
     "eval": lambda _args: EvaluationScores(),
+    "rdv": _parse_rdv,
+    "agenda": _parse_agenda,
 }
 
 

@@ -10,7 +10,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
+from datetime import time as clock
+from zoneinfo import ZoneInfo
 
 from coordination_bot import commands as c
 from coordination_bot.gateway import Attachment, Gateway, Incoming, Reply
@@ -18,6 +20,7 @@ from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.marks import IMPORTANT, MarkStore
 from coordination_bot.pdf import text_pdf
 from coordination_bot.service_client import (
+    Appointment,
     DacRequest,
     Member,
     Patient,
@@ -26,6 +29,7 @@ from coordination_bot.service_client import (
     ScorePoint,
     ServiceClient,
     ServiceError,
+    Slot,
     Task,
     TimelineItem,
 )
@@ -33,6 +37,24 @@ from coordination_bot.service_client import (
 logger = logging.getLogger(__name__)
 
 _STRUCTURE_ID_PREFIXES = ("finess:", "siret:", "rpps-struct:", "fhir:")
+PARIS = ZoneInfo("Europe/Paris")
+_WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+
+
+def when(moment: datetime) -> str:
+    """« mardi 03/03 à 09:30 », in Paris time whatever the server's zone."""
+    local = moment.astimezone(PARIS)
+    return f"{_WEEKDAYS[local.weekday()]} {local:%d/%m} à {local:%H:%M}"
+
+
+def slot_line(n: int, s: Slot) -> str:
+    where = f", {s.city}" if s.city else ""
+    return f"n° {n} : {when(s.start)} — {s.event_type_name} — {s.owner_label or s.agenda_name}{where}"
+
+
+def appointment_line(a: Appointment) -> str:
+    local = a.start.astimezone(PARIS)
+    return f"{local:%H:%M} {a.event_type_name} — {a.agenda_name} ({a.status_label or a.status})"
 
 
 class Refused(Exception):
@@ -126,6 +148,93 @@ def member_line(m: Member) -> str:
     return f"{m.display_name}{who} — {m.role}, {access}"
 
 
+async def _linked_patient(service: ServiceClient, m: Incoming) -> uuid.UUID | None:
+    """The patient of the room, if it is linked to a dossier (a theme or no link: None)."""
+    room = await service.room(sender=m.sender, room_id=m.room_id)
+    return room.patient_id if room is not None and room.kind == "patient" else None
+
+
+class AgendaHandlers:
+    """« !rdv », « !rdv prendre », « !agenda » (``Handlers`` routes them here)."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self._service = service
+        # The last « !rdv » list of each (room, sender), for « !rdv prendre <n°> » (memory only: after a
+        # restart the bot asks for a new « !rdv »).
+        self._offers: dict[tuple[RoomId, UserId], list[Slot]] = {}
+
+    async def handle(self, m: Incoming, command: c.SlotSearch | c.SlotTake | c.AgendaDay) -> Reply:
+        match command:
+            case c.SlotSearch():
+                return await self._slot_search(m, command)
+            case c.SlotTake(number=number):
+                return await self._slot_take(m, number)
+            case c.AgendaDay(day=day):
+                return await self._agenda_day(m, day)
+
+    async def _slot_search(self, m: Incoming, command: c.SlotSearch) -> Reply:
+        slots = await self._service.search_slots(
+            sender=m.sender,
+            category=command.category,
+            profession_code=command.profession_code,
+            department=command.department,
+            postal_code=command.postal_code,
+            city=command.city,
+        )
+        return self._offer(m, slots, "Prochains créneaux libres")
+
+    def _offer(self, m: Incoming, slots: list[Slot], heading: str) -> Reply:
+        self._offers[(m.room_id, m.sender)] = slots
+        if not slots:
+            return _say(
+                f"{heading} : aucun dans le mois qui vient pour ces critères. Élargissez la recherche "
+                "(sans profession, un département voisin)."
+            )
+        lines = [slot_line(n, s) for n, s in enumerate(slots, start=1)]
+        return (
+            _Out.new()
+            .title(f"{heading} ({len(slots)}) :")
+            .items(lines)
+            .line("Réservez avec « !rdv prendre <n°> » (pour le patient du salon s'il est lié à un dossier).")
+            .reply()
+        )
+
+    async def _slot_take(self, m: Incoming, number: int) -> Reply:
+        offers = self._offers.get((m.room_id, m.sender), [])
+        if not 1 <= number <= len(offers):
+            raise Refused(f"Pas de créneau n° {number} dans votre dernière liste : lancez d'abord « !rdv ».")
+        slot = offers[number - 1]
+        patient_id = await _linked_patient(self._service, m)
+        try:
+            appt = await self._service.book_slot(
+                sender=m.sender, event_id=m.event_id, slot=slot, patient_id=patient_id
+            )
+        except ServiceError as exc:
+            if exc.errcode != "AZ_SLOT_TAKEN":
+                raise
+            again = await self._service.search_slots(sender=m.sender, limit=5)
+            return self._offer(m, again, exc.message + " Nouveaux créneaux")
+        del self._offers[(m.room_id, m.sender)]
+        who = " pour le patient du salon" if patient_id is not None else ""
+        state = "demandé (à confirmer par l'agenda)" if appt.status == "propose" else "réservé"
+        return _say(
+            f"Rendez-vous {state}{who} : {when(appt.start)} — {appt.event_type_name} — {appt.agenda_name}."
+        )
+
+    async def _agenda_day(self, m: Incoming, day: date) -> Reply:
+        start = datetime.combine(day, clock(0), tzinfo=PARIS)
+        appts = await self._service.appointments(sender=m.sender, start=start, end=start + timedelta(days=1))
+        heading = f"Votre agenda du {_WEEKDAYS[day.weekday()]} {day:%d/%m/%Y}"
+        if not appts:
+            return _say(f"{heading} : aucun rendez-vous.")
+        return (
+            _Out.new()
+            .title(f"{heading} ({len(appts)}) :")
+            .items([appointment_line(a) for a in appts])
+            .reply()
+        )
+
+
 class Handlers:
     """Routes parsed commands to the service. One per bot; safe to run concurrently across rooms."""
 
@@ -141,6 +250,7 @@ class Handlers:
         self._gateway = gateway
         self._marks = marks
         self._today = today
+        self._agenda = AgendaHandlers(service)
 
     async def handle(self, incoming: Incoming) -> bool:
         """Handle one message; False when it was not a command. Every command gets exactly one reply."""
@@ -225,6 +335,8 @@ class Handlers:
                 return await (self._plan_pdf(m) if pdf else self._plan(m))
             case c.EvaluationScores():
                 return await self._scores(m)
+            case c.SlotSearch() | c.SlotTake() | c.AgendaDay():
+                return await self._agenda.handle(m, command)
         raise AssertionError(command)  # pragma: no cover (exhaustive match)
 
     # --- room context ----------------------------------------------------------------------------

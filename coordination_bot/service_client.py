@@ -178,6 +178,31 @@ class TimelineItem(_Model):
     detail: str | None = None
 
 
+class Slot(_Model):
+    """A free slot of a shared agenda (``GET /api/v1/slots``)."""
+
+    agenda_id: uuid.UUID
+    agenda_name: str = ""
+    owner_label: str = ""
+    city: str | None = None
+    event_type_id: uuid.UUID
+    event_type_name: str = ""
+    start: datetime
+    end: datetime | None = None
+    start_local: str = ""
+
+
+class Appointment(_Model):
+    id: uuid.UUID
+    agenda_name: str = ""
+    event_type_name: str = ""
+    start: datetime
+    start_local: str = ""
+    status: str = ""
+    status_label: str | None = None
+    patient_id: uuid.UUID | None = None
+
+
 M = TypeVar("M", bound=_Model)
 
 
@@ -516,6 +541,52 @@ class ServiceClient:
                 return None
             raise
         return self._many(TimelineItem, payload)
+
+    # --- agenda --------------------------------------------------------------------------------
+    async def search_slots(
+        self,
+        *,
+        sender: UserId,
+        category: str | None = None,
+        profession_code: str | None = None,
+        department: str | None = None,
+        postal_code: str | None = None,
+        city: str | None = None,
+        limit: int = 5,
+    ) -> list[Slot]:
+        """The next free slots the sender may book, earliest first (three per agenda at most)."""
+        criteria = {
+            "category": category,
+            "profession_code": profession_code,
+            "department": department,
+            "postal_code": postal_code,
+            "city": city,
+        }
+        params = {k: v for k, v in criteria.items() if v} | {"limit": str(limit), "per_agenda": "3"}
+        return self._many(Slot, await self._request("GET", "/api/v1/slots", sender=sender, params=params))
+
+    async def book_slot(
+        self, *, sender: UserId, event_id: EventId, slot: Slot, patient_id: uuid.UUID | None
+    ) -> Appointment:
+        body: dict[str, Any] = {
+            "agenda_id": str(slot.agenda_id),
+            "event_type_id": str(slot.event_type_id),
+            "start": slot.start.isoformat(),
+        }
+        if patient_id is not None:
+            body["patient_id"] = str(patient_id)
+        payload = await self._request(
+            "POST", "/api/v1/appointments", sender=sender, idempotency_key=event_id, json=body
+        )
+        return self._one(Appointment, payload)
+
+    async def appointments(self, *, sender: UserId, start: datetime, end: datetime) -> list[Appointment]:
+        """The sender's appointments (booked by them, or in agendas they manage) that overlap the range."""
+        params = [("from", start.isoformat()), ("to", end.isoformat()), ("limit", "100")]
+        params += [("status", s) for s in ("propose", "reserve", "effectue", "absent")]
+        return self._many(
+            Appointment, await self._request("GET", "/api/v1/appointments", sender=sender, params=params)
+        )
 
 
 def _error(resp: httpx.Response) -> ServiceError:

@@ -12,11 +12,14 @@ member of ``Event``, and a line in the tests' list of kinds.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from coordination.ids import (
+    AgendaId,
+    AppointmentId,
     DocumentId,
     MemberId,
     NationalId,
@@ -26,7 +29,7 @@ from coordination.ids import (
     TaskId,
     UserId,
 )
-from coordination.vocab import Decision, DocumentCategory, TaskType, Urgency
+from coordination.vocab import AppointmentStatus, Decision, DocumentCategory, EventCategory, TaskType, Urgency
 
 
 class _Event(BaseModel):
@@ -104,6 +107,30 @@ class PlanUpdated(_Event):
     updated_by: UserId
 
 
+class AppointmentBooked(_Event):
+    """An appointment was booked, or requested for confirmation (``status`` says which); told to the
+    agenda's managers, the booker and the participants, never to its author."""
+
+    kind: Literal["appointment.booked"] = "appointment.booked"
+    appointment_id: AppointmentId
+    agenda_id: AgendaId
+    category: EventCategory
+    status: AppointmentStatus
+    start: datetime = Field(description="UTC")
+    booked_by: UserId
+
+
+class AppointmentCancelled(_Event):
+    """An appointment was cancelled or a request declined (told as ``AppointmentBooked``)."""
+
+    kind: Literal["appointment.cancelled"] = "appointment.cancelled"
+    appointment_id: AppointmentId
+    agenda_id: AgendaId
+    category: EventCategory
+    start: datetime = Field(description="UTC")
+    cancelled_by: UserId
+
+
 Event = Annotated[
     CircleMemberAdded
     | TaskAssigned
@@ -111,7 +138,9 @@ Event = Annotated[
     | RequestReceived
     | RequestAnswered
     | SynthesisUpdated
-    | PlanUpdated,
+    | PlanUpdated
+    | AppointmentBooked
+    | AppointmentCancelled,
     Field(discriminator="kind"),
 ]
 """Any outbox event; ``kind`` says which."""

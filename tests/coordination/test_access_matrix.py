@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.app import create_app
 from coordination.audit.models import AuditEntry
 from coordination.settings import Settings
+from tests.coordination.agenda.support import local, make_agenda
 from tests.coordination.patients.support import add_circle_member, create_patient, delist
 from tests.filetyping import samples
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
@@ -54,10 +55,15 @@ NOT_PATIENT_DATA = {
     "/api/v1/signup-requests/{request_id}/approve": _SIGNUP,
     "/api/v1/signup-requests/{request_id}/refuse": _SIGNUP,
     "/api/v1/signup-requests/{request_id}/resend": _SIGNUP,
+    "/ics/v1/{token}.ics": "flux ICS à adresse secrète : ni patient ni note (types et horaires seulement)",
 }
 
 # Routes without a patient in the path whose body names one.
-BODY_NAMES_PATIENT = {("POST", "/api/v1/tasks"), ("POST", "/api/v1/requests")}
+BODY_NAMES_PATIENT = {
+    ("POST", "/api/v1/tasks"),
+    ("POST", "/api/v1/requests"),
+    ("POST", "/api/v1/appointments"),
+}
 
 
 @dataclass
@@ -97,6 +103,31 @@ def _bodies(w: World) -> dict[tuple[str, str], dict[str, Any]]:
             "patient_id": w.values["patient_id"],
         },
         ("PATCH", "/api/v1/requests/{request_id}"): {"version": 2, "reason": "x"},
+        # The agenda: alice's agenda is open to nobody else; the appointment names the patient.
+        ("POST", "/api/v1/appointments"): {
+            "agenda_id": w.values["agenda_id"],
+            "event_type_id": w.values.get("event_type_id", "x"),
+            "start": w.values.get("slot_start", "x"),
+            "patient_id": w.values["patient_id"],
+        },
+        ("PATCH", "/api/v1/appointments/{appointment_id}"): {"version": 1, "status": "annule"},
+        ("PATCH", "/api/v1/agendas/{agenda_id}"): {"version": 1, "name": "Pris"},
+        ("POST", "/api/v1/agendas/{agenda_id}/event-types"): {
+            "name": "Intrus",
+            "category": "consultation",
+            "duration_minutes": 30,
+        },
+        ("POST", "/api/v1/agendas/{agenda_id}/availabilities"): {
+            "start_local": "2030-01-07T09:00",
+            "duration_minutes": 60,
+        },
+        ("POST", "/api/v1/agendas/{agenda_id}/availabilities/{availability_id}/exceptions"): {
+            "exdates": ["2030-01-07T09:00"]
+        },
+        ("POST", "/api/v1/agendas/{agenda_id}/unavailabilities"): {
+            "start": "2030-01-07T09:00:00+01:00",
+            "end": "2030-01-07T10:00:00+01:00",
+        },
         ("POST", "/api/v1/requests/{request_id}/send"): {"version": 2},
         ("POST", "/api/v1/requests/{request_id}/cancel"): {"version": 2},
         ("POST", "/api/v1/requests/{request_id}/take"): {"version": 2},
@@ -172,7 +203,19 @@ ROUTES = _scoped_routes(_app())
 
 def test_the_matrix_covers_every_patient_route() -> None:
     """Fails when a route appears that this file cannot build (add its parameter or body here)."""
-    known_params = {"patient_id", "member_id", "doc_id", "task_id", "request_id", "room_id", "evaluation_id"}
+    known_params = {
+        "evaluation_id",
+        "patient_id",
+        "member_id",
+        "doc_id",
+        "task_id",
+        "request_id",
+        "room_id",
+        "agenda_id",
+        "availability_id",
+        "unavailability_id",
+        "appointment_id",
+    }
     dummy = World(alice=None, people={}, values=dict.fromkeys(known_params, "x"))  # type: ignore[arg-type]
     bodies = _bodies(dummy)
     for method, path, takes_body in ROUTES:
@@ -243,6 +286,7 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens)
     evaluation = await client.post(
         f"{url}/evaluations", json={"form_id": "aggir", "answers": {"coherence": "B"}}, headers=alice.headers
     )
+    agenda = await _agenda_with_patient_appointment(client, alice, pid)
     for resp in (room, doc, task, req, sent, evaluation):
         assert resp.status_code in (200, 201), resp.text
     gone = await client.delete(f"{url}/circle/{removed['id']}", headers=alice.headers)
@@ -256,8 +300,38 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens)
         "request_id": req.json()["id"],
         "room_id": "!salon:azurezo.test",
         "evaluation_id": evaluation.json()["id"],
+        **agenda,
     }
     return World(alice=alice, people=people, values=values)
+
+
+async def _agenda_with_patient_appointment(client: httpx.AsyncClient, alice: Pro, pid: str) -> dict[str, str]:
+    """Alice's agenda, open to nobody else, with an appointment for the patient booked by her."""
+    setup = await make_agenda(client, alice, visibility="personne", booking="personne")
+    start = local(setup.monday, "09:00").isoformat()
+    appt = await client.post(
+        "/api/v1/appointments",
+        json={"agenda_id": setup.id, "event_type_id": setup.consultation, "start": start, "patient_id": pid},
+        headers=alice.headers,
+    )
+    assert appt.status_code == 201, appt.text
+    avs = await client.get(f"/api/v1/agendas/{setup.id}/availabilities", headers=alice.headers)
+    closed = await client.post(
+        f"/api/v1/agendas/{setup.id}/unavailabilities",
+        json={
+            "start": local(setup.monday, "11:00").isoformat(),
+            "end": local(setup.monday, "12:00").isoformat(),
+        },
+        headers=alice.headers,
+    )
+    return {
+        "agenda_id": setup.id,
+        "event_type_id": setup.consultation,
+        "slot_start": local(setup.monday, "09:30").isoformat(),
+        "availability_id": avs.json()["items"][0]["id"],
+        "unavailability_id": closed.json()["id"],
+        "appointment_id": appt.json()["id"],
+    }
 
 
 async def _trail_names(db: AsyncSession, patient_id: str) -> set[str]:

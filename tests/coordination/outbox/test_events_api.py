@@ -142,6 +142,12 @@ def test_event_models_hold_identifiers_and_codes_only() -> None:
         "patient_included",
         "version",
         "updated_by",
+        "appointment_id",
+        "agenda_id",
+        "status",
+        "start",
+        "booked_by",
+        "cancelled_by",
     }
     for model in EVENT_MODELS:
         assert set(model.model_fields) <= allowed, (model.__name__, set(model.model_fields) - allowed)

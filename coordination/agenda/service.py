@@ -1,0 +1,1589 @@
+"""Agendas: settings, event types, availability (materialised into openings), free slots, booking,
+appointments, planning, the ICS feed.
+
+Access. An agenda is managed by its owner (the professional of a professional agenda) and its
+delegates (for a structure or resource agenda, the professional who created it is its first
+delegate). Who else sees its free/busy and who may book is set per agenda (``visibility``,
+``booking``: everyone in the directory, the professionals of the agenda's structure, nobody; one who
+may book also sees free/busy). An agenda the actor may not see answers 404, as if it did not exist.
+
+An appointment is read by the agenda's managers, its booker and its participants; others who see the
+agenda's free/busy get a busy block without details. An appointment may name a patient only when the
+booker is an authorised member of the patient's circle (``circle_access.require_authorised``, at the
+moment of booking); every read or write of an appointment that names a patient is audited, in the
+same transaction. Read models (pydantic) only leave this module.
+
+No double booking: see ``models``. A booking locks its agenda (PostgreSQL ``FOR UPDATE``; the
+service's SQLite engine begins every transaction ``IMMEDIATE``), checks for an overlap, and inserts;
+the partial unique index on (agenda, start) is the guarantee if anything slips through: the loser
+answers 409 ``AZ_SLOT_TAKEN`` with the next free slots, never 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from coordination import patch
+from coordination.agenda import rules
+from coordination.agenda.models import (
+    ACTIVE_STATUSES,
+    Agenda,
+    AgendaDelegate,
+    Appointment,
+    Availability,
+    EventType,
+    Opening,
+    Unavailability,
+)
+from coordination.agenda.schemas import (
+    AgendaCreate,
+    AgendaOut,
+    AgendaPlanningOut,
+    AgendaUpdate,
+    AppointmentCreate,
+    AppointmentOut,
+    AppointmentUpdate,
+    AvailabilityCreate,
+    AvailabilityOut,
+    BusyOut,
+    EventTypeCreate,
+    EventTypeOut,
+    PlanningOut,
+    SlotOut,
+    UnavailabilityCreate,
+    UnavailabilityOut,
+)
+from coordination.audit import service as audit
+from coordination.circle import access as circle_access
+from coordination.db import commit_or_conflict, utcnow
+from coordination.directory import service as directory
+from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
+from coordination.ids import (
+    AgendaId,
+    AppointmentId,
+    AvailabilityId,
+    EventTypeId,
+    NationalId,
+    PatientId,
+    StructureId,
+    UnavailabilityId,
+    UserId,
+)
+from coordination.outbox import service as outbox
+from coordination.outbox.events import AppointmentBooked, AppointmentCancelled
+from coordination.pagination import Page, decode_cursor, encode_cursor
+from coordination.security import Actor
+from coordination.vocab import AgendaAudience, AgendaOwnerKind, AppointmentStatus, EventCategory, parse
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 200
+HORIZON_DAYS = 400
+"""Openings are materialised from 31 days ago to this many days ahead at every availability change."""
+PAST_DAYS = 31
+MAX_RANGE_DAYS = 92
+"""A search, a planning or a slot list covers at most this many days (about three months)."""
+FIRST_BATCH = 16
+"""Openings read by the search's first statement; each further one reads twice as many (up to
+``LAST_BATCH``): a page of 10 slots usually needs a handful of openings, and a selective filter
+(a profession in a department) scans few index entries per opening it keeps."""
+LAST_BATCH = 512
+MAX_BATCHES = 12
+SUGGESTIONS = 5
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def _unknown_agenda() -> NotFound:
+    return NotFound(
+        "Agenda introuvable, ou vous n'y avez pas accès : vérifiez le lien, ou demandez à son "
+        "propriétaire de vous l'ouvrir.",
+        errcode=ErrCode.UNKNOWN_AGENDA,
+    )
+
+
+def _unknown_appointment() -> NotFound:
+    return NotFound(
+        "Rendez-vous introuvable, ou vous n'y avez pas accès : vérifiez le lien.",
+        errcode=ErrCode.UNKNOWN_APPOINTMENT,
+    )
+
+
+def _not_manager() -> Forbidden:
+    return Forbidden(
+        "Seuls le propriétaire de cet agenda et ses délégués peuvent le modifier : demandez-leur de "
+        "vous ajouter comme délégué.",
+        errcode=ErrCode.NOT_AGENDA_MANAGER,
+    )
+
+
+def _stale(what: str) -> Conflict:
+    return Conflict(
+        f"{what} a été modifié entre-temps par quelqu'un d'autre : rechargez-le, puis refaites votre "
+        "modification.",
+        errcode=ErrCode.STALE_VERSION,
+    )
+
+
+class SlotTaken(Conflict):
+    """The slot is no longer free; the router answers 409 with ``next_slots``."""
+
+    errcode = ErrCode.SLOT_TAKEN
+
+    def __init__(self, next_slots: list[SlotOut]) -> None:
+        hint = (
+            "choisissez l'un des prochains créneaux libres proposés."
+            if next_slots
+            else "aucun autre créneau libre dans les semaines qui viennent : cherchez dans un autre agenda."
+        )
+        super().__init__(f"Ce créneau vient d'être réservé par quelqu'un d'autre : {hint}")
+        self.next_slots = next_slots
+
+
+def _window(start: datetime | None, end: datetime | None, *, default_days: int) -> tuple[datetime, datetime]:
+    """A UTC search window, checked (end after start, at most ``MAX_RANGE_DAYS``)."""
+    begin = rules.aware(start or utcnow()).astimezone(UTC)
+    finish = rules.aware(end).astimezone(UTC) if end else begin + timedelta(days=default_days)
+    if finish <= begin:
+        raise Invalid("La fin de la période doit être après son début.", field="end")
+    if finish - begin > timedelta(days=MAX_RANGE_DAYS):
+        raise Invalid(
+            f"Période trop longue : {MAX_RANGE_DAYS} jours au plus ; découpez votre recherche.", field="end"
+        )
+    return begin, finish
+
+
+# --- access --------------------------------------------------------------------------------------
+
+
+async def _delegates(session: AsyncSession, agenda_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    found: dict[uuid.UUID, list[str]] = defaultdict(list)
+    if agenda_ids:
+        rows = await session.execute(
+            select(AgendaDelegate.agenda_id, AgendaDelegate.national_id)
+            .where(AgendaDelegate.agenda_id.in_(list(agenda_ids)))
+            .order_by(AgendaDelegate.national_id)
+        )
+        for agenda_id, nid in rows.tuples():
+            found[agenda_id].append(nid)
+    return found
+
+
+def _is_manager(agenda: Agenda, delegates: Iterable[str], actor: Actor) -> bool:
+    return agenda.owner_national_id == actor.national_id or actor.national_id in set(delegates)
+
+
+def _access(agenda: Agenda, delegates: Iterable[str], actor: Actor) -> rules.AgendaAccess:
+    return rules.access(
+        manager=_is_manager(agenda, delegates, actor),
+        visibility=parse(AgendaAudience, agenda.visibility),
+        booking=parse(AgendaAudience, agenda.booking),
+        agenda_structure=agenda.structure_id,
+        actor_structures=actor.structure_ids,
+    )
+
+
+def _managed_by(actor: Actor) -> ColumnElement[bool]:
+    """SQL: the agenda is managed by ``actor``."""
+    return or_(
+        Agenda.owner_national_id == actor.national_id,
+        Agenda.id.in_(
+            select(AgendaDelegate.agenda_id).where(AgendaDelegate.national_id == actor.national_id)
+        ),
+    )
+
+
+def _audience(column: InstrumentedAttribute[str], actor: Actor) -> ColumnElement[bool]:
+    """SQL: ``actor`` is in the audience stored in ``column`` (visibility or booking)."""
+    mine = (
+        and_(
+            column == AgendaAudience.MES_STRUCTURES.value,
+            Agenda.structure_id.in_(sorted(actor.structure_ids)),
+        )
+        if actor.structure_ids
+        else false()
+    )
+    return or_(column == AgendaAudience.ANNUAIRE.value, mine)
+
+
+def _bookable_by(actor: Actor) -> ColumnElement[bool]:
+    return or_(_audience(Agenda.booking, actor), _managed_by(actor))
+
+
+def _visible_to(actor: Actor) -> ColumnElement[bool]:
+    return or_(_audience(Agenda.visibility, actor), _audience(Agenda.booking, actor), _managed_by(actor))
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    agenda: Agenda
+    delegates: list[str]
+    access: rules.AgendaAccess
+
+
+async def _load_agenda(session: AsyncSession, actor: Actor, agenda_id: uuid.UUID) -> _Loaded:
+    """The agenda if the actor may at least see its free/busy; 404 otherwise."""
+    agenda = await session.get(Agenda, agenda_id)
+    if agenda is None:
+        raise _unknown_agenda()
+    delegates = (await _delegates(session, [agenda.id]))[agenda.id]
+    acc = _access(agenda, delegates, actor)
+    if not acc.see_busy:
+        raise _unknown_agenda()
+    return _Loaded(agenda, delegates, acc)
+
+
+async def _managed(session: AsyncSession, actor: Actor, agenda_id: uuid.UUID) -> _Loaded:
+    loaded = await _load_agenda(session, actor, agenda_id)
+    if not loaded.access.manage:
+        raise _not_manager()
+    return loaded
+
+
+# --- read models ---------------------------------------------------------------------------------
+
+
+def _event_type_out(et: EventType) -> EventTypeOut:
+    return EventTypeOut(
+        id=EventTypeId(et.id),
+        agenda_id=AgendaId(et.agenda_id),
+        name=et.name,
+        category=parse(EventCategory, et.category),
+        duration_minutes=et.duration_minutes,
+        colour=et.colour,
+        bookable=et.bookable,
+    )
+
+
+async def _owner_labels(session: AsyncSession, agendas: Sequence[Agenda]) -> dict[uuid.UUID, str]:
+    persons = await directory.display_names(
+        session=session, national_ids=[a.owner_national_id for a in agendas if a.owner_national_id]
+    )
+    structures = await directory.structure_names(
+        session=session, structure_ids=[a.structure_id for a in agendas if a.structure_id]
+    )
+    labels: dict[uuid.UUID, str] = {}
+    for a in agendas:
+        if a.owner_national_id:
+            labels[a.id] = persons.get(a.owner_national_id, a.owner_national_id)
+        else:
+            labels[a.id] = structures.get(a.structure_id or "", a.structure_id or a.name)
+    return labels
+
+
+async def _agenda_outs(session: AsyncSession, actor: Actor, agendas: Sequence[Agenda]) -> list[AgendaOut]:
+    ids = [a.id for a in agendas]
+    delegates = await _delegates(session, ids)
+    types: dict[uuid.UUID, list[EventTypeOut]] = defaultdict(list)
+    if ids:
+        for et in await session.scalars(
+            select(EventType).where(EventType.agenda_id.in_(ids)).order_by(EventType.name, EventType.id)
+        ):
+            types[et.agenda_id].append(_event_type_out(et))
+    labels = await _owner_labels(session, agendas)
+    outs = []
+    for a in agendas:
+        acc = _access(a, delegates[a.id], actor)
+        outs.append(
+            AgendaOut(
+                id=AgendaId(a.id),
+                version=a.version,
+                name=a.name,
+                owner_kind=parse(AgendaOwnerKind, a.owner_kind),
+                owner_national_id=NationalId(a.owner_national_id) if a.owner_national_id else None,
+                structure_id=StructureId(a.structure_id) if a.structure_id else None,
+                owner_label=labels[a.id],
+                visibility=parse(AgendaAudience, a.visibility),
+                booking=parse(AgendaAudience, a.booking),
+                requires_confirmation=a.requires_confirmation,
+                profession_code=a.profession_code,
+                specialty=a.specialty,
+                city=a.city,
+                postal_code=a.postal_code,
+                department=a.department,
+                delegate_national_ids=[NationalId(n) for n in delegates[a.id]] if acc.manage else [],
+                event_types=types[a.id],
+                can_manage=acc.manage,
+                can_book=acc.book,
+                ics_enabled=a.ics_token_hash is not None,
+            )
+        )
+    return outs
+
+
+async def _agenda_out(session: AsyncSession, actor: Actor, agenda: Agenda) -> AgendaOut:
+    return (await _agenda_outs(session, actor, [agenda]))[0]
+
+
+def _split_participants(keys: Iterable[str]) -> tuple[list[NationalId], list[StructureId]]:
+    nids = [NationalId(k[3:]) for k in keys if k.startswith("pp:")]
+    sids = [StructureId(k[3:]) for k in keys if k.startswith("st:")]
+    return nids, sids
+
+
+def _appointment_out(appt: Appointment, agenda_name: str, et: EventType) -> AppointmentOut:
+    nids, sids = _split_participants(appt.participants)
+    return AppointmentOut(
+        id=AppointmentId(appt.id),
+        version=appt.version,
+        agenda_id=AgendaId(appt.agenda_id),
+        agenda_name=agenda_name,
+        event_type_id=EventTypeId(appt.event_type_id),
+        event_type_name=et.name,
+        category=parse(EventCategory, et.category),
+        start=appt.start_at,
+        end=appt.end_at,
+        start_local=rules.local_iso(appt.start_at),
+        status=parse(AppointmentStatus, appt.status),
+        patient_id=PatientId(appt.patient_id) if appt.patient_id else None,
+        note=appt.note,
+        participant_national_ids=nids,
+        participant_structure_ids=sids,
+        booked_by_national_id=NationalId(appt.booked_by_national_id),
+        booked_by_user_id=UserId(appt.booked_by_user_id),
+        created_at=appt.created_at,
+    )
+
+
+async def _appointment_outs(session: AsyncSession, appts: Sequence[Appointment]) -> list[AppointmentOut]:
+    agenda_ids = {a.agenda_id for a in appts}
+    type_ids = {a.event_type_id for a in appts}
+    names: dict[uuid.UUID, str] = {}
+    types: dict[uuid.UUID, EventType] = {}
+    if appts:
+        rows = await session.execute(select(Agenda.id, Agenda.name).where(Agenda.id.in_(agenda_ids)))
+        names = {agenda_id: name for agenda_id, name in rows.tuples()}
+        types = {
+            et.id: et for et in await session.scalars(select(EventType).where(EventType.id.in_(type_ids)))
+        }
+    return [_appointment_out(a, names[a.agenda_id], types[a.event_type_id]) for a in appts]
+
+
+# --- agendas -------------------------------------------------------------------------------------
+
+
+async def _check_delegates(session: AsyncSession, national_ids: Sequence[str]) -> list[str]:
+    wanted = sorted(set(national_ids))
+    active = await directory.active_national_ids(session=session, national_ids=wanted)
+    unknown = [n for n in wanted if n not in active]
+    if unknown:
+        raise Invalid(
+            f"Délégué inconnu ou inactif dans l'annuaire : {', '.join(unknown)}. Vérifiez l'identifiant "
+            "national (8 + RPPS).",
+            field="delegate_national_ids",
+        )
+    return wanted
+
+
+async def _place(session: AsyncSession, actor: Actor, data: AgendaCreate) -> dict[str, str | None]:
+    """Where the agenda is and what profession it offers, copied from the directory."""
+    if data.owner_kind is AgendaOwnerKind.PROFESSIONNEL:
+        card = await directory.get_person(session=session, national_id=actor.national_id)
+        site = next(
+            (s for s in card.sites if data.structure_id and s.structure_id == data.structure_id), None
+        )
+        site = site or (card.sites[0] if card.sites else None)
+        return {
+            "profession_code": card.profession_code,
+            "specialty": site.specialty if site else None,
+            "city": site.city if site else None,
+            "postal_code": site.postal_code if site else None,
+            "department": site.department if site else None,
+        }
+    structure = await directory.get_structure(session=session, structure_id=data.structure_id or "")
+    return {
+        "profession_code": None,
+        "specialty": None,
+        "city": structure.city,
+        "postal_code": structure.postal_code,
+        "department": structure.department,
+    }
+
+
+async def create_agenda(*, session: AsyncSession, actor: Actor, data: AgendaCreate) -> AgendaOut:
+    """Create an agenda. A professional agenda belongs to the actor (its structure, if given, must be
+    one of theirs); a structure or resource agenda needs a structure the actor works at, and the
+    actor becomes its first delegate."""
+    if data.owner_kind is not AgendaOwnerKind.PROFESSIONNEL and data.structure_id is None:
+        raise Invalid(
+            "Un agenda de structure ou de ressource doit indiquer sa structure (structure_id).",
+            field="structure_id",
+        )
+    if data.structure_id is not None and data.structure_id not in actor.structure_ids:
+        raise Forbidden(
+            "Vous ne pouvez créer un agenda que pour une structure où vous exercez : choisissez l'une "
+            "de vos structures.",
+            errcode=ErrCode.NOT_YOUR_STRUCTURE,
+        )
+    delegates = await _check_delegates(session, data.delegate_national_ids)
+    professional = data.owner_kind is AgendaOwnerKind.PROFESSIONNEL
+    if not professional and actor.national_id not in delegates:
+        delegates.append(actor.national_id)
+    agenda = Agenda(
+        id=uuid.uuid4(),
+        owner_kind=data.owner_kind.value,
+        owner_national_id=actor.national_id if professional else None,
+        structure_id=data.structure_id,
+        name=data.name,
+        visibility=data.visibility.value,
+        booking=data.booking.value,
+        requires_confirmation=data.requires_confirmation,
+        created_by=actor.national_id,
+        **await _place(session, actor, data),
+    )
+    session.add(agenda)
+    await session.flush()
+    session.add_all(AgendaDelegate(agenda_id=agenda.id, national_id=n) for n in delegates)
+    await session.commit()
+    logger.info("agenda %s created by %s", agenda.id, actor.national_id)
+    return await _agenda_out(session, actor, agenda)
+
+
+async def get_agenda(*, session: AsyncSession, actor: Actor, agenda_id: AgendaId) -> AgendaOut:
+    """One agenda the actor may see (404 otherwise)."""
+    loaded = await _load_agenda(session, actor, agenda_id)
+    return await _agenda_out(session, actor, loaded.agenda)
+
+
+async def list_agendas(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    managed_only: bool = False,
+    structure_id: StructureId | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[AgendaOut]:
+    """Agendas the actor may see (or manage, with ``managed_only``), by name."""
+    position = decode_cursor(cursor) or {}
+    query = select(Agenda).where(_managed_by(actor) if managed_only else _visible_to(actor))
+    if structure_id is not None:
+        query = query.where(Agenda.structure_id == structure_id)
+    if position:
+        query = query.where(
+            tuple_(Agenda.name, Agenda.id) > (str(position.get("n")), uuid.UUID(str(position.get("i"))))
+        )
+    rows = list((await session.scalars(query.order_by(Agenda.name, Agenda.id).limit(limit + 1))).all())
+    items = await _agenda_outs(session, actor, rows[:limit])
+    more = len(rows) > limit
+    last = rows[limit - 1] if more else None
+    return Page[AgendaOut](
+        items=items, next_cursor=encode_cursor({"n": last.name, "i": str(last.id)}) if last else None
+    )
+
+
+async def update_agenda(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, data: AgendaUpdate
+) -> AgendaOut:
+    """Change an agenda's name, audiences, confirmation mode or delegates (managers only)."""
+    loaded = await _managed(session, actor, agenda_id)
+    agenda = loaded.agenda
+    if agenda.version != data.version:
+        raise _stale("L'agenda")
+    changed = patch.changes(data)
+    changed.pop("version", None)
+    for null_refused in ("name", "visibility", "booking", "requires_confirmation"):
+        if null_refused in changed and changed[null_refused] is None:
+            raise Invalid("Ce champ ne peut pas être vide.", field=null_refused)
+    delegates = changed.pop("delegate_national_ids", None)
+    for key, value in changed.items():
+        setattr(agenda, key, value.value if isinstance(value, AgendaAudience) else value)
+    if delegates is not None:
+        kept = await _check_delegates(session, delegates)
+        if agenda.owner_national_id is None and not kept:
+            raise Invalid(
+                "Un agenda de structure garde au moins un délégué pour le gérer.",
+                field="delegate_national_ids",
+            )
+        await session.execute(delete(AgendaDelegate).where(AgendaDelegate.agenda_id == agenda.id))
+        session.add_all(AgendaDelegate(agenda_id=agenda.id, national_id=n) for n in kept)
+    agenda.updated_at = utcnow()
+    await commit_or_conflict(session, on_stale=_stale("L'agenda"))
+    return await _agenda_out(session, actor, agenda)
+
+
+async def add_event_type(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, data: EventTypeCreate
+) -> EventTypeOut:
+    """Add an event type to an agenda (managers only)."""
+    await _managed(session, actor, agenda_id)
+    et = EventType(
+        id=uuid.uuid4(),
+        agenda_id=agenda_id,
+        name=data.name,
+        category=data.category.value,
+        duration_minutes=data.duration_minutes,
+        colour=data.colour.lower(),
+        bookable=data.bookable and data.category is not EventCategory.INDISPONIBILITE,
+    )
+    session.add(et)
+    await session.commit()
+    return _event_type_out(et)
+
+
+# --- availability and openings -------------------------------------------------------------------
+
+
+def _availability_out(av: Availability) -> AvailabilityOut:
+    return AvailabilityOut(
+        id=AvailabilityId(av.id),
+        agenda_id=AgendaId(av.agenda_id),
+        event_type_id=EventTypeId(av.event_type_id) if av.event_type_id else None,
+        start_local=av.start_local,
+        duration_minutes=av.duration_minutes,
+        rrule=av.rrule,
+        exdates=list(av.exdates),
+        label=av.label,
+    )
+
+
+def _horizon(now: datetime) -> rules.Interval:
+    return now - timedelta(days=PAST_DAYS), now + timedelta(days=HORIZON_DAYS)
+
+
+def _expand(av: Availability, window: rules.Interval) -> list[rules.Interval]:
+    return rules.occurrences(
+        start_local=rules.parse_local(av.start_local),
+        duration=timedelta(minutes=av.duration_minutes),
+        rule=av.rrule,
+        exdates=[rules.parse_local(x) for x in av.exdates],
+        window=window,
+    )
+
+
+def _checked_expansion(av: Availability) -> None:
+    """Refuse, in French, an availability whose rule cannot be read or expands without bound."""
+    try:
+        _expand(av, _horizon(utcnow()))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise Invalid(
+            "Règle de récurrence illisible ou non prise en charge (RFC 5545 sans DTSTART ; FREQ=DAILY, "
+            "WEEKLY ou MONTHLY, avec INTERVAL, BYDAY, BYMONTH, UNTIL ou COUNT) : par exemple "
+            "« FREQ=WEEKLY;BYDAY=MO,TH » ou « FREQ=WEEKLY;INTERVAL=2;UNTIL=20261231T235959 ».",
+            field="rrule",
+        ) from exc
+
+
+async def rebuild_openings(
+    *, session: AsyncSession, agenda_id: uuid.UUID, now: datetime | None = None
+) -> int:
+    """Recompute the agenda's openings (availability minus unavailability) over the horizon, in the
+    caller's transaction; returns how many windows were written."""
+    window = _horizon(now or utcnow())
+    availabilities = (
+        await session.scalars(select(Availability).where(Availability.agenda_id == agenda_id))
+    ).all()
+    holes = [
+        (u.start_at, u.end_at)
+        for u in await session.scalars(
+            select(Unavailability).where(
+                Unavailability.agenda_id == agenda_id,
+                Unavailability.end_at > window[0],
+                Unavailability.start_at < window[1],
+            )
+        )
+    ]
+    await session.execute(delete(Opening).where(Opening.agenda_id == agenda_id))
+    rows = [
+        {"agenda_id": agenda_id, "event_type_id": av.event_type_id, "start_at": start, "end_at": end}
+        for av in availabilities
+        for start, end in rules.subtract(_expand(av, window), holes)
+    ]
+    if rows:
+        await session.execute(insert(Opening), rows)
+    # A Core UPDATE: materialising is not an edit of the agenda, so its version (what a PATCH must
+    # carry) does not move.
+    await session.execute(update(Agenda).where(Agenda.id == agenda_id).values(openings_until=window[1]))
+    return len(rows)
+
+
+async def _agenda_event_type(
+    session: AsyncSession, agenda_id: uuid.UUID, event_type_id: uuid.UUID
+) -> EventType:
+    et = await session.get(EventType, event_type_id)
+    if et is None or et.agenda_id != agenda_id:
+        raise Invalid(
+            "Type d'événement inconnu dans cet agenda : choisissez l'un de ses types.", field="event_type_id"
+        )
+    return et
+
+
+def _checked_local(value: str, field: str) -> str:
+    try:
+        rules.parse_local(value)
+    except ValueError as exc:
+        raise Invalid(
+            "Date et heure invalides : attendu AAAA-MM-JJTHH:MM (heure de Paris).", field=field
+        ) from exc
+    return value
+
+
+async def add_availability(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, data: AvailabilityCreate
+) -> AvailabilityOut:
+    """Add recurring opening hours (managers only) and recompute the openings."""
+    await _managed(session, actor, agenda_id)
+    if data.event_type_id is not None:
+        await _agenda_event_type(session, agenda_id, data.event_type_id)
+    av = Availability(
+        id=uuid.uuid4(),
+        agenda_id=agenda_id,
+        event_type_id=data.event_type_id,
+        start_local=_checked_local(data.start_local, "start_local"),
+        duration_minutes=data.duration_minutes,
+        rrule=data.rrule,
+        exdates=sorted({_checked_local(x, "exdates") for x in data.exdates}),
+        label=data.label,
+    )
+    _checked_expansion(av)
+    session.add(av)
+    await session.flush()
+    await rebuild_openings(session=session, agenda_id=agenda_id)
+    await session.commit()
+    return _availability_out(av)
+
+
+async def list_availabilities(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId
+) -> Page[AvailabilityOut]:
+    """The agenda's recurring opening hours (anyone who sees its free/busy)."""
+    await _load_agenda(session, actor, agenda_id)
+    rows = await session.scalars(
+        select(Availability)
+        .where(Availability.agenda_id == agenda_id)
+        .order_by(Availability.start_local, Availability.id)
+    )
+    return Page[AvailabilityOut](items=[_availability_out(a) for a in rows])
+
+
+async def _availability(
+    session: AsyncSession, agenda_id: uuid.UUID, availability_id: uuid.UUID
+) -> Availability:
+    av = await session.get(Availability, availability_id)
+    if av is None or av.agenda_id != agenda_id:
+        raise NotFound("Plage d'ouverture inconnue dans cet agenda : rechargez l'agenda.")
+    return av
+
+
+async def add_exceptions(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    agenda_id: AgendaId,
+    availability_id: AvailabilityId,
+    exdates: Sequence[str],
+) -> AvailabilityOut:
+    """Cancel occurrences of a recurring availability (EXDATE: a holiday, a cancelled morning)."""
+    await _managed(session, actor, agenda_id)
+    av = await _availability(session, agenda_id, availability_id)
+    av.exdates = sorted(set(av.exdates) | {_checked_local(x, "exdates") for x in exdates})
+    await rebuild_openings(session=session, agenda_id=agenda_id)
+    await session.commit()
+    return _availability_out(av)
+
+
+async def delete_availability(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, availability_id: AvailabilityId
+) -> None:
+    """Remove opening hours (booked appointments stay: cancel them explicitly)."""
+    await _managed(session, actor, agenda_id)
+    av = await _availability(session, agenda_id, availability_id)
+    await session.delete(av)
+    await session.flush()
+    await rebuild_openings(session=session, agenda_id=agenda_id)
+    await session.commit()
+
+
+def _unavailability_out(u: Unavailability) -> UnavailabilityOut:
+    return UnavailabilityOut(
+        id=UnavailabilityId(u.id),
+        agenda_id=AgendaId(u.agenda_id),
+        start=u.start_at,
+        end=u.end_at,
+        reason=u.reason,
+    )
+
+
+async def add_unavailability(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, data: UnavailabilityCreate
+) -> UnavailabilityOut:
+    """Close the agenda over a period (managers only); its openings are recomputed."""
+    await _managed(session, actor, agenda_id)
+    if data.start.tzinfo is None or data.end.tzinfo is None:
+        raise Invalid("Indiquez le fuseau horaire des dates (par exemple +02:00).", field="start")
+    if data.end <= data.start:
+        raise Invalid("La fin de l'indisponibilité doit être après son début.", field="end")
+    u = Unavailability(
+        id=uuid.uuid4(), agenda_id=agenda_id, start_at=data.start, end_at=data.end, reason=data.reason
+    )
+    session.add(u)
+    await session.flush()
+    await rebuild_openings(session=session, agenda_id=agenda_id)
+    await session.commit()
+    return _unavailability_out(u)
+
+
+async def list_unavailabilities(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId
+) -> Page[UnavailabilityOut]:
+    """The agenda's closed periods (managers only: the reason may be personal)."""
+    await _managed(session, actor, agenda_id)
+    rows = await session.scalars(
+        select(Unavailability).where(Unavailability.agenda_id == agenda_id).order_by(Unavailability.start_at)
+    )
+    return Page[UnavailabilityOut](items=[_unavailability_out(u) for u in rows])
+
+
+async def delete_unavailability(
+    *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, unavailability_id: UnavailabilityId
+) -> None:
+    await _managed(session, actor, agenda_id)
+    u = await session.get(Unavailability, unavailability_id)
+    if u is None or u.agenda_id != agenda_id:
+        raise NotFound("Indisponibilité inconnue dans cet agenda : rechargez l'agenda.")
+    await session.delete(u)
+    await session.flush()
+    await rebuild_openings(session=session, agenda_id=agenda_id)
+    await session.commit()
+
+
+# --- free slots ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SlotFilters:
+    """Filters of the region-wide search (all optional; ``category`` or ``event_type_id`` narrows the
+    kind of appointment, the others the agendas)."""
+
+    category: EventCategory | None = None
+    event_type_id: EventTypeId | None = None
+    agenda_ids: tuple[AgendaId, ...] = ()
+    profession_code: str | None = None
+    specialty: str | None = None
+    structure_id: StructureId | None = None
+    department: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One (opening, event type) pair of the search."""
+
+    opening_id: int
+    agenda_id: uuid.UUID
+    agenda_name: str
+    owner_national_id: str | None
+    structure_id: str | None
+    city: str | None
+    department: str | None
+    event_type_id: uuid.UUID
+    event_type_name: str
+    category: str
+    duration: int
+    start: datetime
+    end: datetime
+
+
+SearchSelect = Select[
+    int,
+    uuid.UUID,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    uuid.UUID,
+    str,
+    str,
+    int,
+    datetime,
+    datetime,
+]
+"""The search's rows: the columns of ``_Row``, in order."""
+
+
+def _search_query(
+    actor: Actor, filters: SlotFilters, window: rules.Interval, longest: timedelta
+) -> SearchSelect:
+    """SQL of the (opening, event type) pairs the actor may book, in start order (the index
+    ``ix_agenda_openings_start`` gives that order)."""
+    type_match = and_(
+        EventType.agenda_id == Opening.agenda_id,
+        EventType.bookable.is_(True),
+        or_(Opening.event_type_id.is_(None), Opening.event_type_id == EventType.id),
+    )
+    query = (
+        select(
+            Opening.id,
+            Opening.agenda_id,
+            Agenda.name,
+            Agenda.owner_national_id,
+            Agenda.structure_id,
+            Agenda.city,
+            Agenda.department,
+            EventType.id,
+            EventType.name,
+            EventType.category,
+            EventType.duration_minutes,
+            Opening.start_at,
+            Opening.end_at,
+        )
+        .join(Agenda, Agenda.id == Opening.agenda_id)
+        .join(EventType, type_match)
+        .where(
+            # No opening is longer than the longest availability: bounding its start from below too
+            # lets the start index seek instead of walking every past opening.
+            Opening.start_at >= window[0] - longest,
+            Opening.end_at > window[0],
+            Opening.start_at < window[1],
+            _bookable_by(actor),
+        )
+    )
+    conditions: list[ColumnElement[bool]] = []
+    if filters.category is not None:
+        conditions.append(EventType.category == filters.category.value)
+    if filters.event_type_id is not None:
+        conditions.append(EventType.id == filters.event_type_id)
+    if filters.agenda_ids:
+        conditions.append(Agenda.id.in_(list(filters.agenda_ids)))
+    if filters.profession_code:
+        conditions.append(Agenda.profession_code == filters.profession_code)
+    if filters.specialty:
+        conditions.append(Agenda.specialty == filters.specialty)
+    if filters.structure_id:
+        conditions.append(Agenda.structure_id == filters.structure_id)
+    if filters.department:
+        conditions.append(Agenda.department == filters.department)
+    if filters.postal_code:
+        conditions.append(Agenda.postal_code == filters.postal_code)
+    if filters.city:
+        conditions.append(Agenda.city.ilike(filters.city))
+    return query.where(*conditions)
+
+
+async def _busy(
+    session: AsyncSession, agenda_ids: Iterable[uuid.UUID], window: rules.Interval
+) -> dict[uuid.UUID, list[rules.Interval]]:
+    """Active appointments of these agendas overlapping ``window``, by agenda."""
+    found: dict[uuid.UUID, list[rules.Interval]] = defaultdict(list)
+    ids = sorted(set(agenda_ids))
+    if not ids:
+        return found
+    rows = await session.execute(
+        select(Appointment.agenda_id, Appointment.start_at, Appointment.end_at).where(
+            Appointment.agenda_id.in_(ids),
+            Appointment.status.in_(ACTIVE_STATUSES),
+            Appointment.start_at < window[1],
+            Appointment.end_at > window[0],
+        )
+    )
+    for agenda_id, start, end in rows.tuples():
+        found[agenda_id].append((start, end))
+    return found
+
+
+async def _owner_names(session: AsyncSession, rows: Sequence[_Row]) -> dict[str, str]:
+    names = await directory.display_names(
+        session=session, national_ids={r.owner_national_id for r in rows if r.owner_national_id}
+    )
+    names.update(
+        await directory.structure_names(
+            session=session,
+            structure_ids={r.structure_id for r in rows if r.structure_id and not r.owner_national_id},
+        )
+    )
+    return names
+
+
+def _slot_out(row: _Row, slot: rules.Interval, names: dict[str, str]) -> SlotOut:
+    owner = row.owner_national_id or row.structure_id or ""
+    return SlotOut(
+        agenda_id=AgendaId(row.agenda_id),
+        agenda_name=row.agenda_name,
+        owner_label=names.get(owner, row.agenda_name),
+        city=row.city,
+        department=row.department,
+        event_type_id=EventTypeId(row.event_type_id),
+        event_type_name=row.event_type_name,
+        category=parse(EventCategory, row.category),
+        start=slot[0],
+        end=slot[1],
+        start_local=rules.local_iso(slot[0]),
+    )
+
+
+async def _find_slots(
+    session: AsyncSession,
+    actor: Actor,
+    filters: SlotFilters,
+    window: rules.Interval,
+    *,
+    limit: int,
+    per_agenda: int,
+    after: tuple[datetime, str] | None = None,
+) -> list[SlotOut]:
+    """The first ``limit`` free slots in ``window``, by start then agenda (keyset ``after``).
+
+    Openings come in start order, a batch at a time; slots of an opening start at or after it, so once
+    ``limit`` slots are found and the batch's last opening starts after the ``limit``-th, no later
+    opening can do better and the scan stops.
+    """
+    not_before = max(window[0], utcnow())
+    found: list[tuple[datetime, str, str, _Row, rules.Interval]] = []
+    position: tuple[datetime, uuid.UUID, int, uuid.UUID] | None = None
+    longest = await session.scalar(select(func.max(Availability.duration_minutes)))
+    base = _search_query(actor, filters, window, timedelta(minutes=longest or 0))
+    size = max(FIRST_BATCH, 2 * limit)
+    for _ in range(MAX_BATCHES):
+        query = base
+        if position is not None:
+            query = query.where(
+                tuple_(Opening.start_at, Opening.agenda_id, Opening.id, EventType.id) > position
+            )
+        # (start_at, agenda_id) is the index's order (and the opening id its row id on SQLite): the scan
+        # stops after ``size`` rows, with no sort of the whole range.
+        order = (Opening.start_at, Opening.agenda_id, Opening.id, EventType.id)
+        batch = [_Row(*r) for r in (await session.execute(query.order_by(*order).limit(size))).tuples()]
+        if not batch:
+            break
+        last = batch[-1]
+        position = (last.start, last.agenda_id, last.opening_id, last.event_type_id)
+        found = _cap_per_agenda(
+            sorted([*found, *await _batch_slots(session, batch, window, not_before, after)], key=_slot_order),
+            per_agenda,
+        )
+        if len(found) >= limit and last.start >= found[limit - 1][0]:
+            break
+        if len(batch) < size:
+            break
+        # Openings already running at ``not_before`` may each hold an earlier slot than those found:
+        # all of them must be read, so read them in big batches.
+        size = LAST_BATCH if last.start < not_before else min(2 * size, LAST_BATCH)
+    chosen = found[:limit]
+    names = await _owner_names(session, [f[3] for f in chosen])
+    return [_slot_out(f[3], f[4], names) for f in chosen]
+
+
+def _slot_order(f: tuple[datetime, str, str, _Row, rules.Interval]) -> tuple[datetime, str, str]:
+    return f[0], f[1], f[2]
+
+
+async def _batch_slots(
+    session: AsyncSession,
+    batch: Sequence[_Row],
+    window: rules.Interval,
+    not_before: datetime,
+    after: tuple[datetime, str] | None,
+) -> list[tuple[datetime, str, str, _Row, rules.Interval]]:
+    """The free slots of a batch of (opening, type) rows: one query for their agendas' appointments."""
+    span = (min(r.start for r in batch), max(r.end for r in batch))
+    busy = await _busy(session, {r.agenda_id for r in batch}, span)
+    found = []
+    for row in batch:
+        for slot in rules.free_slots(
+            window=(row.start, min(row.end, window[1])),
+            duration=timedelta(minutes=row.duration),
+            busy=busy[row.agenda_id],
+            not_before=not_before,
+        ):
+            key = (slot[0], str(row.agenda_id))
+            if after is None or key > after:
+                found.append((slot[0], str(row.agenda_id), str(row.event_type_id), row, slot))
+    return found
+
+
+def _cap_per_agenda(
+    found: list[tuple[datetime, str, str, _Row, rules.Interval]], per_agenda: int
+) -> list[tuple[datetime, str, str, _Row, rules.Interval]]:
+    """At most ``per_agenda`` slots of each agenda (the earliest), so one agenda does not fill the page."""
+    counts: dict[str, int] = defaultdict(int)
+    kept = []
+    for item in found:
+        if counts[item[1]] < per_agenda:
+            counts[item[1]] += 1
+            kept.append(item)
+    return kept
+
+
+async def search_slots(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    filters: SlotFilters,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 10,
+    per_agenda: int = 3,
+    cursor: str | None = None,
+) -> Page[SlotOut]:
+    """Next free slots across the agendas the actor may book, earliest first (then by agenda).
+
+    Free = materialised openings (availability minus unavailability) minus appointments that hold
+    their slot, cut on each event type's duration grid.
+    """
+    window = _window(start, end, default_days=31)
+    position = decode_cursor(cursor)
+    after = None
+    if position is not None:
+        try:
+            after = (datetime.fromisoformat(str(position["s"])), str(position["a"]))
+        except (KeyError, ValueError) as exc:
+            raise Invalid(
+                "Curseur de page illisible : renvoyez `next_cursor` tel quel.", field="cursor"
+            ) from exc
+    slots = await _find_slots(
+        session, actor, filters, window, limit=limit + 1, per_agenda=per_agenda, after=after
+    )
+    more = len(slots) > limit
+    items = slots[:limit]
+    next_cursor = (
+        encode_cursor({"s": items[-1].start.isoformat(), "a": str(items[-1].agenda_id)})
+        if more and items
+        else None
+    )
+    return Page[SlotOut](items=items, next_cursor=next_cursor)
+
+
+async def agenda_slots(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    agenda_id: AgendaId,
+    event_type_id: EventTypeId | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+) -> Page[SlotOut]:
+    """Free slots of one agenda the actor may see (managers also get non-bookable types they ask for)."""
+    await _load_agenda(session, actor, agenda_id)
+    window = _window(start, end, default_days=14)
+    filters = SlotFilters(agenda_ids=(agenda_id,), event_type_id=event_type_id)
+    slots = await _find_slots(session, actor, filters, window, limit=limit, per_agenda=limit)
+    return Page[SlotOut](items=slots)
+
+
+# --- booking -------------------------------------------------------------------------------------
+
+
+async def _lock_agenda(session: AsyncSession, agenda_id: uuid.UUID) -> None:
+    """Serialise the bookings of one agenda: a row lock on PostgreSQL (SQLite transactions of the
+    service already begin IMMEDIATE, one writer at a time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(Agenda.id).where(Agenda.id == agenda_id).with_for_update())
+
+
+async def _overlapping(session: AsyncSession, agenda_id: uuid.UUID, slot: rules.Interval) -> bool:
+    found = await session.scalar(
+        select(Appointment.id)
+        .where(
+            Appointment.agenda_id == agenda_id,
+            Appointment.status.in_(ACTIVE_STATUSES),
+            Appointment.start_at < slot[1],
+            Appointment.end_at > slot[0],
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def _openings(
+    session: AsyncSession, agenda_id: uuid.UUID, et: EventType, slot: rules.Interval
+) -> list[rules.Interval]:
+    rows = await session.execute(
+        select(Opening.start_at, Opening.end_at).where(
+            Opening.agenda_id == agenda_id,
+            or_(Opening.event_type_id.is_(None), Opening.event_type_id == et.id),
+            Opening.start_at <= slot[0],
+            Opening.end_at >= slot[1],
+        )
+    )
+    return list(rows.tuples())
+
+
+async def _suggestions(
+    session: AsyncSession, actor: Actor, agenda_id: uuid.UUID, et_id: uuid.UUID, after: datetime
+) -> list[SlotOut]:
+    begin = max(after, utcnow())
+    filters = SlotFilters(agenda_ids=(AgendaId(agenda_id),), event_type_id=EventTypeId(et_id))
+    return await _find_slots(
+        session,
+        actor,
+        filters,
+        (begin, begin + timedelta(days=MAX_RANGE_DAYS)),
+        limit=SUGGESTIONS,
+        per_agenda=SUGGESTIONS,
+    )
+
+
+async def _participant_keys(session: AsyncSession, data: AppointmentCreate) -> list[str]:
+    nids = sorted(set(data.participant_national_ids))
+    sids = sorted(set(data.participant_structure_ids))
+    ok_n = await directory.active_national_ids(session=session, national_ids=nids)
+    ok_s = await directory.active_structure_ids(session=session, structure_ids=sids)
+    bad = [n for n in nids if n not in ok_n] + [s for s in sids if s not in ok_s]
+    if bad:
+        raise Invalid(
+            f"Participant inconnu ou inactif dans l'annuaire : {', '.join(bad)}. Vérifiez l'identifiant.",
+            field="participants",
+        )
+    return [f"pp:{n}" for n in nids] + [f"st:{s}" for s in sids]
+
+
+async def _recipients(session: AsyncSession, agenda: Agenda, appt: Appointment, actor: Actor) -> list[str]:
+    """Who is told about an appointment: the agenda's managers, the booker and the participants."""
+    delegates = (await _delegates(session, [agenda.id]))[agenda.id]
+    nids, sids = _split_participants(appt.participants)
+    people = set(delegates) | set(nids) | {appt.booked_by_national_id}
+    if agenda.owner_national_id:
+        people.add(agenda.owner_national_id)
+    users = await directory.bound_active_user_ids(session=session, national_ids=people, structure_ids=sids)
+    return [u for u in users if u != actor.user_id]
+
+
+async def _record(session: AsyncSession, actor: Actor, action: str, appt: Appointment) -> None:
+    if appt.patient_id is not None:
+        await audit.record(
+            session=session,
+            actor=actor,
+            action=action,
+            object_type="appointment",
+            object_id=appt.id,
+            patient_id=appt.patient_id,
+        )
+
+
+async def book(*, session: AsyncSession, actor: Actor, data: AppointmentCreate) -> AppointmentOut:
+    """Book a slot (or ask for it, when the agenda wants confirmation or ``data.request``).
+
+    Others than the agenda's managers book on an open slot of a bookable type, in the future; a patient
+    may be named only by an authorised member of their circle (checked now, audited). Concurrent
+    bookings of one slot: one wins, the others get ``SlotTaken`` with the next free slots.
+    """
+    loaded = await _load_agenda(session, actor, data.agenda_id)
+    agenda, acc = loaded.agenda, loaded.access
+    if not acc.book:
+        raise Forbidden(
+            "Cet agenda ne prend pas de réservation de votre part : demandez à son propriétaire, ou "
+            "cherchez un créneau dans un autre agenda.",
+            errcode=ErrCode.BOOKING_REFUSED,
+        )
+    et = await _agenda_event_type(session, agenda.id, data.event_type_id)
+    if not et.bookable and not acc.manage:
+        raise Invalid(
+            "Ce type d'événement ne se réserve pas : choisissez un type réservable.", field="event_type_id"
+        )
+    if data.start.tzinfo is None:
+        raise Invalid("Indiquez le fuseau horaire du début (par exemple +02:00).", field="start")
+    if data.patient_id is not None:
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=data.patient_id)
+    participants = await _participant_keys(session, data)
+    start = data.start.astimezone(UTC)
+    slot = (start, start + timedelta(minutes=et.duration_minutes))
+    if not acc.manage:
+        if start < utcnow():
+            raise Invalid("Ce créneau est passé : choisissez un créneau à venir.", field="start")
+        if not rules.slot_fits(slot, await _openings(session, agenda.id, et, slot), slot[1] - slot[0]):
+            raise Invalid(
+                "Ce créneau n'est pas ouvert à la réservation pour ce type : choisissez l'un des créneaux "
+                "libres de l'agenda.",
+                field="start",
+                errcode=ErrCode.SLOT_NOT_OPEN,
+            )
+    # Plain values: a rollback expires the ORM objects, and the suggestions are read after one.
+    agenda_id, et_id, agenda_name = agenda.id, et.id, agenda.name
+    await _lock_agenda(session, agenda_id)
+    if await _overlapping(session, agenda_id, slot):
+        await session.rollback()
+        raise SlotTaken(await _suggestions(session, actor, agenda_id, et_id, start))
+    status = (
+        AppointmentStatus.PROPOSE
+        if (data.request or agenda.requires_confirmation) and not acc.manage
+        else AppointmentStatus.RESERVE
+    )
+    appt = Appointment(
+        id=uuid.uuid4(),
+        agenda_id=agenda.id,
+        event_type_id=et.id,
+        start_at=slot[0],
+        end_at=slot[1],
+        status=status.value,
+        patient_id=data.patient_id,
+        note=data.note,
+        participants=participants,
+        booked_by_national_id=actor.national_id,
+        booked_by_user_id=actor.user_id,
+    )
+    session.add(appt)
+    await _record(session, actor, "appointment.book", appt)
+    await outbox.emit(
+        session=session,
+        recipients=await _recipients(session, agenda, appt, actor),
+        event=AppointmentBooked(
+            appointment_id=AppointmentId(appt.id),
+            agenda_id=AgendaId(agenda.id),
+            patient_id=PatientId(appt.patient_id) if appt.patient_id else None,
+            category=parse(EventCategory, et.category),
+            status=status,
+            start=slot[0],
+            booked_by=actor.user_id,
+        ),
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        # The partial unique index caught a concurrent booking of the same start.
+        await session.rollback()
+        raise SlotTaken(await _suggestions(session, actor, agenda_id, et_id, start)) from None
+    logger.info("appointment %s booked in agenda %s by %s", appt.id, agenda_id, actor.national_id)
+    return _appointment_out(appt, agenda_name, et)
+
+
+# --- appointments --------------------------------------------------------------------------------
+
+
+async def _visible_appointment(
+    session: AsyncSession, actor: Actor, appointment_id: uuid.UUID
+) -> tuple[Appointment, Agenda, bool]:
+    """The appointment, its agenda, and whether the actor manages the agenda; 404 when the actor is
+    neither a manager, nor its booker, nor a participant."""
+    appt = await session.get(Appointment, appointment_id)
+    if appt is None:
+        raise _unknown_appointment()
+    agenda = await session.get(Agenda, appt.agenda_id)
+    if agenda is None:
+        raise _unknown_appointment()
+    manager = _is_manager(agenda, (await _delegates(session, [agenda.id]))[agenda.id], actor)
+    mine = {f"pp:{actor.national_id}"} | {f"st:{s}" for s in actor.structure_ids}
+    if not (manager or appt.booked_by_national_id == actor.national_id or mine & set(appt.participants)):
+        raise _unknown_appointment()
+    return appt, agenda, manager
+
+
+async def get_appointment(
+    *, session: AsyncSession, actor: Actor, appointment_id: AppointmentId
+) -> AppointmentOut:
+    """One appointment (managers, booker, participants); a read naming a patient is audited."""
+    appt, _agenda, _manager = await _visible_appointment(session, actor, appointment_id)
+    await _record(session, actor, "appointment.read", appt)
+    await session.commit()
+    return (await _appointment_outs(session, [appt]))[0]
+
+
+async def update_appointment(
+    *, session: AsyncSession, actor: Actor, appointment_id: AppointmentId, data: AppointmentUpdate
+) -> AppointmentOut:
+    """Confirm or decline a request, cancel, mark done or no-show, or change the note
+    (``rules.transition_allowed``); a booker who is not a manager must still be an authorised member
+    of the named patient's circle."""
+    appt, agenda, manager = await _visible_appointment(session, actor, appointment_id)
+    booker = appt.booked_by_national_id == actor.national_id
+    if appt.patient_id is not None and not manager:
+        await circle_access.require_authorised(session=session, actor=actor, patient_id=appt.patient_id)
+    if appt.version != data.version:
+        raise _stale("Le rendez-vous")
+    current = parse(AppointmentStatus, appt.status)
+    new = data.status or current
+    if not rules.transition_allowed(current, new, manager=manager, booker=booker):
+        raise Conflict(
+            f"Passage de « {current.label} » à « {new.label} » impossible pour vous : un rendez-vous "
+            "annulé, effectué ou non honoré est clos ; seul le gestionnaire de l'agenda confirme une "
+            "demande ou marque un rendez-vous effectué.",
+            errcode=ErrCode.BAD_TRANSITION,
+        )
+    if data.note is not None:
+        appt.note = data.note
+    appt.status = new.value
+    appt.updated_at = utcnow()
+    await _record(
+        session, actor, f"appointment.{new.value}" if new != current else "appointment.update", appt
+    )
+    et = await session.get(EventType, appt.event_type_id)
+    assert et is not None  # a foreign key
+    if new != current and new in (AppointmentStatus.ANNULE, AppointmentStatus.RESERVE):
+        recipients = await _recipients(session, agenda, appt, actor)
+        common = {
+            "appointment_id": AppointmentId(appt.id),
+            "agenda_id": AgendaId(agenda.id),
+            "patient_id": PatientId(appt.patient_id) if appt.patient_id else None,
+            "category": parse(EventCategory, et.category),
+            "start": appt.start_at,
+        }
+        event: AppointmentBooked | AppointmentCancelled = (
+            AppointmentCancelled(cancelled_by=actor.user_id, **common)
+            if new is AppointmentStatus.ANNULE
+            else AppointmentBooked(status=new, booked_by=UserId(appt.booked_by_user_id), **common)
+        )
+        await outbox.emit(session=session, recipients=recipients, event=event)
+    await commit_or_conflict(session, on_stale=_stale("Le rendez-vous"))
+    return _appointment_out(appt, agenda.name, et)
+
+
+def _keyset(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(position["s"])), uuid.UUID(str(position["i"]))
+    except (KeyError, ValueError) as exc:
+        raise Invalid("Curseur de page illisible : renvoyez `next_cursor` tel quel.", field="cursor") from exc
+
+
+async def _page(
+    session: AsyncSession,
+    actor: Actor,
+    query: Select[Appointment],
+    limit: int,
+    cursor: str | None,
+    action: str,
+) -> Page[AppointmentOut]:
+    after = _keyset(cursor)
+    if after is not None:
+        query = query.where(tuple_(Appointment.start_at, Appointment.id) > after)
+    rows = list(
+        (await session.scalars(query.order_by(Appointment.start_at, Appointment.id).limit(limit + 1))).all()
+    )
+    page = rows[:limit]
+    patients = sorted({a.patient_id for a in page if a.patient_id is not None})
+    if patients:
+        await audit.record_many(
+            session=session, actor=actor, action=action, object_type="appointment", patient_ids=patients
+        )
+        await session.commit()
+    last = page[-1] if len(rows) > limit else None
+    return Page[AppointmentOut](
+        items=await _appointment_outs(session, page),
+        next_cursor=encode_cursor({"s": last.start_at.isoformat(), "i": str(last.id)}) if last else None,
+    )
+
+
+async def list_appointments(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    agenda_id: AgendaId | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    statuses: Sequence[AppointmentStatus] = (),
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[AppointmentOut]:
+    """Appointments by start: of one agenda (managers), or the actor's own (booked by them or in an
+    agenda they manage). Rows naming a patient are audited."""
+    query = select(Appointment)
+    if agenda_id is not None:
+        await _managed(session, actor, agenda_id)
+        query = query.where(Appointment.agenda_id == agenda_id)
+    else:
+        managed = select(Agenda.id).where(_managed_by(actor))
+        query = query.where(
+            or_(Appointment.booked_by_national_id == actor.national_id, Appointment.agenda_id.in_(managed))
+        )
+    if start is not None:
+        query = query.where(Appointment.end_at > rules.aware(start))
+    if end is not None:
+        query = query.where(Appointment.start_at < rules.aware(end))
+    if statuses:
+        query = query.where(Appointment.status.in_([s.value for s in statuses]))
+    return await _page(session, actor, query, limit, cursor, "appointment.list")
+
+
+async def patient_appointments(
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId, limit: int = 50, cursor: str | None = None
+) -> Page[AppointmentOut]:
+    """A patient's appointments (authorised circle members only; audited), for the patient page and
+    the synthesis."""
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    query = select(Appointment).where(Appointment.patient_id == patient_id)
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="appointment.list",
+        object_type="appointment",
+        patient_id=patient_id,
+    )
+    await session.commit()
+    return await _page(session, actor, query, limit, cursor, "appointment.list")
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+async def planning(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    agenda_ids: Sequence[AgendaId],
+    start: datetime,
+    end: datetime,
+) -> PlanningOut:
+    """Openings and busy periods of several agendas over a range (day, week, month), for
+    coordinators; appointment details only where the actor manages the agenda or booked it."""
+    window = _window(start, end, default_days=7)
+    if not agenda_ids or len(agenda_ids) > 50:
+        raise Invalid("Choisissez de 1 à 50 agendas.", field="agenda_id")
+    loaded = [await _load_agenda(session, actor, a) for a in dict.fromkeys(agenda_ids)]
+    outs = await _agenda_outs(session, actor, [x.agenda for x in loaded])
+    result = []
+    for item, out in zip(loaded, outs, strict=True):
+        result.append(await _agenda_planning(session, actor, item, out, window))
+    return PlanningOut(start=window[0], end=window[1], agendas=result)
+
+
+async def _agenda_planning(
+    session: AsyncSession, actor: Actor, item: _Loaded, out: AgendaOut, window: rules.Interval
+) -> AgendaPlanningOut:
+    agenda_id = item.agenda.id
+    openings = list(
+        (
+            await session.execute(
+                select(Opening.start_at, Opening.end_at)
+                .where(
+                    Opening.agenda_id == agenda_id, Opening.end_at > window[0], Opening.start_at < window[1]
+                )
+                .order_by(Opening.start_at)
+            )
+        ).tuples()
+    )
+    appts = (
+        await session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.agenda_id == agenda_id,
+                Appointment.status.in_(ACTIVE_STATUSES),
+                Appointment.end_at > window[0],
+                Appointment.start_at < window[1],
+            )
+            .order_by(Appointment.start_at)
+        )
+    ).all()
+    types = {
+        et.id: et for et in await session.scalars(select(EventType).where(EventType.agenda_id == agenda_id))
+    }
+    busy: list[BusyOut] = []
+    detailed: list[Appointment] = []
+    for a in appts:
+        if item.access.manage or a.booked_by_national_id == actor.national_id:
+            detailed.append(a)
+            busy.append(
+                BusyOut(
+                    start=a.start_at,
+                    end=a.end_at,
+                    kind="rendez_vous",
+                    appointment_id=AppointmentId(a.id),
+                    status=parse(AppointmentStatus, a.status),
+                    event_type_name=types[a.event_type_id].name,
+                )
+            )
+        else:
+            busy.append(BusyOut(start=a.start_at, end=a.end_at, kind="rendez_vous"))
+    for u in await session.scalars(
+        select(Unavailability).where(
+            Unavailability.agenda_id == agenda_id,
+            Unavailability.end_at > window[0],
+            Unavailability.start_at < window[1],
+        )
+    ):
+        busy.append(BusyOut(start=u.start_at, end=u.end_at, kind="indisponibilite"))
+    patients = sorted({a.patient_id for a in detailed if a.patient_id is not None})
+    if patients:
+        await audit.record_many(
+            session=session,
+            actor=actor,
+            action="appointment.planning",
+            object_type="appointment",
+            patient_ids=patients,
+        )
+        await session.commit()
+    busy.sort(key=lambda b: b.start)
+    return AgendaPlanningOut(agenda=out, openings=openings, busy=busy)
+
+
+# --- ICS feed ------------------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def new_ics_token(*, session: AsyncSession, actor: Actor, agenda_id: AgendaId) -> str:
+    """A new secret for the agenda's ICS feed (managers only); the previous one stops working."""
+    loaded = await _managed(session, actor, agenda_id)
+    token = secrets.token_urlsafe(32)
+    loaded.agenda.ics_token_hash = _token_hash(token)
+    await commit_or_conflict(session, on_stale=_stale("L'agenda"))
+    return token
+
+
+async def revoke_ics_token(*, session: AsyncSession, actor: Actor, agenda_id: AgendaId) -> None:
+    """Turn the agenda's ICS feed off (managers only)."""
+    loaded = await _managed(session, actor, agenda_id)
+    loaded.agenda.ics_token_hash = None
+    await commit_or_conflict(session, on_stale=_stale("L'agenda"))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One event of the ICS feed: no patient, no note (a calendar app is outside our access rules)."""
+
+    uid: str
+    start: datetime
+    end: datetime
+    summary: str
+    confirmed: bool
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    agenda_id: AgendaId
+    name: str
+    events: list[FeedEvent]
+
+
+async def ics_feed(*, session: AsyncSession, token: str) -> Feed:
+    """The feed behind a secret (404 for an unknown or revoked one): the agenda's active appointments
+    from a month ago to a year ahead, with their type only."""
+    agenda = (
+        await session.scalars(select(Agenda).where(Agenda.ics_token_hash == _token_hash(token)))
+    ).first()
+    if agenda is None:
+        raise NotFound(
+            "Flux d'agenda inconnu ou révoqué : demandez une nouvelle adresse au gestionnaire de l'agenda."
+        )
+    now = utcnow()
+    rows = await session.execute(
+        select(Appointment, EventType)
+        .join(EventType, EventType.id == Appointment.event_type_id)
+        .where(
+            Appointment.agenda_id == agenda.id,
+            Appointment.status.in_(ACTIVE_STATUSES),
+            Appointment.start_at >= now - timedelta(days=PAST_DAYS),
+            Appointment.start_at < now + timedelta(days=HORIZON_DAYS),
+        )
+        .order_by(Appointment.start_at)
+    )
+    events = [
+        FeedEvent(
+            uid=f"{a.id}@azurezo",
+            start=a.start_at,
+            end=a.end_at,
+            summary=et.name if a.status == AppointmentStatus.RESERVE else f"{et.name} (à confirmer)",
+            confirmed=a.status == AppointmentStatus.RESERVE,
+            created=a.created_at,
+        )
+        for a, et in rows.tuples()
+    ]
+    return Feed(agenda_id=AgendaId(agenda.id), name=agenda.name, events=events)
