@@ -46,6 +46,7 @@ from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
 from coordination.security import CurrentActor, SynapseWhoami, TokenVerifier
 from coordination.settings import Settings
+from coordination.signup.pages import router as signup_pages
 from coordination.signup.router import router as signup_router
 from coordination.syntheses.router import router as syntheses_router
 from coordination.tasks.pages import router as tasks_pages
@@ -319,6 +320,7 @@ def _pages() -> list[APIRouter]:
         documents_pages,
         tasks_pages,
         indicators_pages,
+        signup_pages,
     ]
 
 
