@@ -82,12 +82,18 @@ def _page_routes() -> list[tuple[str, str]]:
     )
     found = []
     for path, route in _all_routes(app):
+        if path.startswith(NOT_PATIENT_PAGES):
+            continue
         if path.startswith("/app"):
             for method in sorted(route.methods or ()):
                 if re.search(r"\{\w+\}", path) or (method, path) in BODY_NAMES_PATIENT:
                     found.append((method, path))
     return found
 
+
+# Pages with a path parameter that is not patient data (tested in test_signup_pages.py): the public
+# activation link, and the administrators' sign-up list (refused to anyone who is not an administrator).
+NOT_PATIENT_PAGES = ("/app/activation/", "/app/admin/inscriptions/")
 
 ROUTES = _page_routes()
 
