@@ -41,6 +41,7 @@ from nio import (
     ReactionEvent,
     RedactionEvent,
     RoomGetEventResponse,
+    RoomMemberEvent,
     RoomMessagesResponse,
     RoomMessageText,
     RoomSendResponse,
@@ -63,6 +64,10 @@ from coordination_bot.gateway import (
 from coordination_bot.handlers import Handlers
 from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.marks import MarkStore
+from coordination_bot.messenger import Messenger
+from coordination_bot.notify import Notifier
+from coordination_bot.outbox import POLL_SECONDS, OutboxConsumer
+from coordination_bot.patient_rooms import SWEEP_SECONDS, PatientRooms
 from coordination_bot.service_client import ServiceClient
 from coordination_bot.state import BotState, StateDir
 
@@ -86,6 +91,8 @@ class BotConfig:
     state_dir: Path
     health_host: str = "127.0.0.1"
     health_port: int = 8090
+    outbox_poll_seconds: float = POLL_SECONDS
+    sweep_seconds: float = SWEEP_SECONDS
 
 
 class BotError(Exception):
@@ -98,6 +105,11 @@ class NioGateway:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
         self._keys_lock = asyncio.Lock()
+
+    @property
+    def keys_lock(self) -> asyncio.Lock:
+        """Shared with the outbox messenger: one device-list query at a time."""
+        return self._keys_lock
 
     async def _fresh_device_lists(self) -> None:
         """Query outdated device lists before encrypting: a member's new device gets the room key."""
@@ -187,6 +199,10 @@ class Bot:
         self._http = httpx.AsyncClient(timeout=30.0)
         self.marks: MarkStore | None = None
         self.service: ServiceClient | None = None
+        self.outbox: OutboxConsumer | None = None
+        self.rooms: PatientRooms | None = None
+        self._live = False  # after the first sync: member events are new, not history
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- start --------------------------------------------------------------------------------
     async def start(self) -> AsyncClient:
@@ -246,13 +262,51 @@ class Bot:
             base_url=cfg.service_url, bot_token=self.state.access_token, internal_secret=cfg.internal_secret
         )
         self.marks = MarkStore(self.dir.marks_file)
-        self.handlers = Handlers(service=self.service, gateway=NioGateway(client), marks=self.marks)
+        gateway = NioGateway(client)
+        self.handlers = Handlers(service=self.service, gateway=gateway, marks=self.marks)
+        self._wire_outbox(client, gateway)
         self.load_pending()
         client.add_event_callback(
             self._collect, (RoomMessageText, MegolmEvent, ReactionEvent, RedactionEvent)
         )
         client.add_event_callback(self._on_invite, InviteMemberEvent)
+        client.add_event_callback(self._on_member, RoomMemberEvent)
         return client
+
+    def _wire_outbox(self, client: AsyncClient, gateway: NioGateway) -> None:
+        """The outbox consumer and its handlers: patient rooms, notifications (issue 9)."""
+        assert self.service is not None
+        messenger = Messenger(client, dms_file=self.dir.dms_file, keys_lock=gateway.keys_lock)
+        self.rooms = PatientRooms(
+            service=self.service,
+            messenger=messenger,
+            created_file=self.dir.rooms_file,
+            sweep_seconds=self.config.sweep_seconds,
+        )
+        self.outbox = OutboxConsumer(service=self.service, poll_seconds=self.config.outbox_poll_seconds)
+        self.rooms.register(self.outbox)
+        Notifier(service=self.service, messenger=messenger, rooms=self.rooms).register(self.outbox)
+
+    async def _on_member(self, room: MatrixRoom, event: RoomMemberEvent) -> None:
+        """A member joined (not a profile change): a patient room shows them its identity header."""
+        if not self._live or self.rooms is None or event.membership != "join":
+            return
+        if event.prev_membership == "join" or event.state_key == self.config.user_id:
+            return
+        task = asyncio.ensure_future(
+            self.rooms.on_member_joined(room.room_id, event.state_key, event.event_id)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _start_background(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """The outbox consumer and the rooms sweep, alongside the sync loop (after the first sync:
+        nio knows the rooms then)."""
+        assert self.outbox is not None and self.rooms is not None
+        return [
+            asyncio.ensure_future(self.outbox.run(stop)),
+            asyncio.ensure_future(self.rooms.run_sweeps(stop)),
+        ]
 
     def load_pending(self) -> None:
         """Undecryptable events kept by an earlier run: retried with the next batch."""
@@ -322,6 +376,7 @@ class Bot:
         client = await self.start()
         first = self.state.sync_token is None
         backoff = 1.0
+        background: list[asyncio.Task[None]] = []
         try:
             while not stop.is_set():
                 sync = asyncio.ensure_future(
@@ -349,8 +404,14 @@ class Bot:
                     await self.fill_gaps(resp, since=self.state.sync_token)
                 await self.process(resp.next_batch, first=first)
                 first = False
+                self._live = True
+                if not background:
+                    background = self._start_background(stop)
                 self.ready.set()
         finally:
+            for task in [*background, *self._background]:
+                task.cancel()
+            await asyncio.gather(*background, *self._background, return_exceptions=True)
             await self.close()
 
     async def fill_gaps(self, resp: SyncResponse, *, since: str | None) -> None:
