@@ -23,10 +23,10 @@ from coordination.rooms.schemas import (
 )
 from coordination.security import CurrentActor, InternalCaller
 
-router = APIRouter(prefix="/api/v1", tags=["salons"])
+public = APIRouter(prefix="/api/v1", tags=["salons"])
 
 
-@router.post(
+@public.post(
     "/patients/{patient_id}/rooms",
     status_code=status.HTTP_201_CREATED,
     response_model=PatientRoomOut | RoomRequestOut,
@@ -50,7 +50,7 @@ async def link_patient_room(
     return link
 
 
-@router.get(
+@public.get(
     "/patients/{patient_id}/rooms",
     response_model=Page[PatientRoomOut],
     summary="The rooms linked to the patient (authorised members only)",
@@ -67,7 +67,7 @@ async def patient_rooms(
     )
 
 
-@router.post(
+@public.post(
     "/themes",
     status_code=status.HTTP_201_CREATED,
     response_model=ThemeOut,
@@ -77,7 +77,7 @@ async def create_theme(body: ThemeIn, session: SessionDep, actor: CurrentActor) 
     return await service.create_theme(session=session, actor=actor, name=body.name, room_id=body.room_id)
 
 
-@router.get("/themes", response_model=Page[ThemeOut], summary="The thematic rooms")
+@public.get("/themes", response_model=Page[ThemeOut], summary="The thematic rooms")
 async def list_themes(
     session: SessionDep,
     actor: CurrentActor,
@@ -87,7 +87,7 @@ async def list_themes(
     return await service.list_themes(session=session, limit=limit, cursor=cursor)
 
 
-@router.get(
+@public.get(
     "/rooms/{room_id}",
     response_model=RoomOut,
     summary="What a room is about (a patient room only for the patient's authorised members)",
@@ -130,4 +130,6 @@ async def patient_rooms_members(
     )
 
 
+router = APIRouter()
+router.include_router(public)
 router.include_router(internal)

@@ -49,6 +49,7 @@ NOT_PATIENT_DATA = {
     "/api/v1/directory/structures/{structure_id}": "annuaire national",
     "/api/v1/directory/structures/{structure_id}/members": "annuaire national",
     "/internal/v1/directory/matrix-users/{user_id}": "route interne du module Synapse (secret partagé)",
+    "/internal/v1/rooms/{room_id}/access/{user_id}": "route interne du module Synapse (secret partagé)",
 }
 
 # Routes without a patient in the path whose body names one.
