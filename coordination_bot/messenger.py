@@ -95,7 +95,7 @@ class Messenger:
     async def create_patient_room(self, *, name: str, topic: str) -> str:
         """An encrypted, invite-only, unpublished room whose history only joined members read.
 
-        Only the bot (power 100) may invite, kick, or change the name, topic, pins or rules: the
+        Only the bot (its creator) may invite, kick, or change the name, topic, pins or rules: the
         members follow the care circle, and nobody can put an identity in the (unencrypted) state.
         """
         resp = await self.client.room_create(
@@ -116,8 +116,9 @@ class Messenger:
                 {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
                 {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
             ],
+            # No "users": the creator (the bot) gets 100, or in room version 12 more than anyone (its
+            # creator must not be listed there).
             power_level_override={
-                "users": {self.user_id: 100},
                 "users_default": 0,
                 "invite": 50,
                 "kick": 50,

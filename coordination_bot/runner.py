@@ -384,6 +384,10 @@ class Bot:
                         timeout=0 if first else SYNC_TIMEOUT_MS,
                         sync_filter=SYNC_FILTER,
                         since=self.state.sync_token,
+                        # nio keeps no room state across restarts: the first sync of a run brings the
+                        # full state, so the bot knows every room's members (to encrypt for them and
+                        # to keep patient rooms in step) before the outbox consumer starts.
+                        full_state=not self._live,
                     )
                 )
                 stopper = asyncio.ensure_future(stop.wait())
