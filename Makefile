@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami
+.PHONY: run test lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-notify
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -58,6 +58,9 @@ bench-whoami: .stamp-install-test
 
 bench-bot: .stamp-install-test
 	$(BIN)/python bench/bench_bot.py $(BENCH_ARGS)
+
+bench-notify: .stamp-install-test
+	$(BIN)/python bench/bench_notify.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info
