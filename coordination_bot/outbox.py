@@ -9,6 +9,8 @@ device, same token) makes Synapse answer with the first message instead of sendi
 invitations and kicks are idempotent by nature.
 
 Generic: ``register(kind, handler)``; events of a kind nobody handles are acknowledged as seen.
+Events about one patient (or, without a patient, for the same recipients) are handled in order; such
+lanes run concurrently, so one slow room does not hold back every other notification.
 A handler that fails (service or Matrix unreachable) stops the round at that event: it and the ones
 after it are read again at the next round, with a growing pause; after ``MAX_ATTEMPTS`` failures of
 the same event it is logged as dropped (its id only) and acknowledged, so one broken event cannot stop
@@ -34,6 +36,13 @@ POLL_SECONDS = 0.2  # an idle bot asks every 200 ms: the latency promise is p95 
 PAGE = 100
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = 30.0
+LANES = 8  # lanes handled at once
+
+
+def lane(event: OutboxEvent) -> str:
+    """Events of one lane are handled in order: those of one patient, else those for the same people."""
+    patient = event.event.get("patient_id")
+    return f"patient:{patient}" if patient else "to:" + ",".join(sorted(event.recipients))
 
 
 def tx_id(event: OutboxEvent, part: str = "") -> str:
@@ -83,22 +92,39 @@ class OutboxConsumer:
                     await asyncio.wait_for(stop.wait(), timeout=pause)
 
     async def poll_once(self) -> tuple[int, bool]:
-        """One page: handle events in order, acknowledge up to the last handled one.
+        """One page: events of one lane (a patient, else its recipients) in order, lanes concurrently;
+        acknowledge up to the last event before the first one not handled.
 
-        Returns (events acknowledged, whether a handler failed)."""
+        Returns (events acknowledged, whether a handler failed). Events of other lanes handled after a
+        failure are read (and handled) again next round: their messages' transaction ids make that a
+        no-op on Synapse, and invitations and kicks are idempotent."""
         events = await self._service.events(limit=PAGE)
+        if not events:
+            return 0, False
+        lanes: dict[str, list[OutboxEvent]] = {}
+        for event in events:
+            lanes.setdefault(lane(event), []).append(event)
+        handled: set[int] = set()
+        limit = asyncio.Semaphore(LANES)
+
+        async def run_lane(queue: list[OutboxEvent]) -> None:
+            async with limit:
+                for event in queue:
+                    if not await self._handle(event):
+                        return
+                    handled.add(event.id)
+
+        await asyncio.gather(*(run_lane(q) for q in lanes.values()))
         done = 0
         last: int | None = None
-        failed = False
-        for event in events:
-            if not await self._handle(event):
-                failed = True
+        for event in events:  # oldest first: the acknowledged prefix
+            if event.id not in handled:
                 break
             last = event.id
             done += 1
         if last is not None:
             await self._service.ack(up_to=last)
-        return done, failed
+        return done, done < len(events)
 
     async def _handle(self, event: OutboxEvent) -> bool:
         """Handle one event; True when it may be acknowledged."""
