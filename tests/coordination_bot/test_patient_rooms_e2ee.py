@@ -25,8 +25,11 @@ from nio import (
     RoomMessageNotice,
     RoomMessageText,
 )
+from sqlalchemy import func, select, update
 
 from azurezo_cli.home import save_home
+from coordination.db import make_engine, make_sessionmaker
+from coordination.outbox.models import ConsumerCursor, OutboxEvent
 from coordination_bot.patient_rooms import pseudonym
 from synapse_module.rooms import NOT_IN_CIRCLE_INVITE, NOT_IN_CIRCLE_JOIN
 from tests.coordination_bot.test_bot_e2ee import start_bot, stop_bot
@@ -355,9 +358,47 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
         await alice.join(dm)
         await alice.wait_message("terminée", within=30, room_id=dm)
 
+        # A crash after sending but before acknowledging: every event is read and handled again.
+        # The messages' transaction ids derive from the event ids, so Synapse sends none twice.
+        [child] = [c for c in stack.supervisor.children if c.name == "bot"]
+        stop_bot(stack, child, signal.SIGKILL)
+        await rewind_outbox(stack)
+        start_bot(stack)
+        await stack_settles(stack)
+
         for _ in range(5):  # a duplicate would come now
             await erin.sync()
             await alice.sync()
         for title in ("Avant arrêt", "Pendant arrêt 1", "Pendant arrêt 2"):
             assert erin.count(f"pour vous : {title}") == 1, title
         assert alice.count("terminée") == 1
+        assert alice.count("rejoint le cercle de soins") == 1
+        joined = await matrix(stack, "GET", "/_matrix/client/v3/joined_rooms", alice.client.access_token)
+        assert len(joined.json()["joined_rooms"]) == 2  # the patient room and one DM: nothing created twice
+
+
+async def rewind_outbox(stack: Stack) -> None:
+    """Put the bot's acknowledged position back to the start, as if it had never acknowledged."""
+    engine = make_engine(stack.home.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            await session.execute(update(ConsumerCursor).values(last_acked_id=0))
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def stack_settles(stack: Stack) -> None:
+    """Wait until the bot has acknowledged every event again (its replay is over)."""
+    engine = make_engine(stack.home.database_url)
+    try:
+        for _ in range(300):
+            async with make_sessionmaker(engine)() as session:
+                last = await session.scalar(select(func.max(OutboxEvent.id)))
+                acked = await session.scalar(select(ConsumerCursor.last_acked_id))
+            if acked is not None and acked == last:
+                return
+            await _pause()
+        raise AssertionError("the bot did not acknowledge the replayed events\n" + stack.log_tail("bot", 60))
+    finally:
+        await engine.dispose()
