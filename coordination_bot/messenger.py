@@ -18,6 +18,7 @@ from nio import (
     AsyncClient,
     LocalProtocolError,
     RoomCreateResponse,
+    RoomGetStateEventResponse,
     RoomInviteResponse,
     RoomKickResponse,
     RoomPutStateResponse,
@@ -45,6 +46,7 @@ class Messenger:
         self._dms: dict[str, str] = _read_map(dms_file)
         self._dm_lock = asyncio.Lock()
         self._keys_lock = keys_lock or asyncio.Lock()
+        self._share_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def user_id(self) -> str:
@@ -80,12 +82,32 @@ class Messenger:
         """Send an ``m.room.message`` (encrypted in encrypted rooms); returns its event id."""
         await self.wait_room(room_id)
         await self._fresh_device_lists()
+        await self._share_key(room_id)
         resp = await self.client.room_send(
             room_id, "m.room.message", content, tx_id=tx_id, ignore_unverified_devices=True
         )
         if not isinstance(resp, RoomSendResponse):
             raise MatrixFailure(f"send to {room_id} failed: {resp}")
         return str(resp.event_id)
+
+    async def _share_key(self, room_id: str) -> None:
+        """Share (or rotate) the room key once, before concurrent sends encrypt with it: two sends racing
+        to share it make nio fail one of them."""
+        room = self.client.rooms.get(room_id)
+        if room is None or not room.encrypted or self.client.olm is None:
+            return
+        async with self._share_locks.setdefault(room_id, asyncio.Lock()):
+            if self.client.olm.should_share_group_session(room_id):
+                await self.client.share_group_session(room_id, ignore_unverified_devices=True)
+
+    async def pin(self, room_id: str, event_id: str, *, keep: int = 20) -> None:
+        """Pin ``event_id`` first, keeping the most recent pins (each member reads the header posted
+        after their own join: history is visible from one's join only)."""
+        current = await self.client.room_get_state_event(room_id, "m.room.pinned_events")
+        pinned: list[str] = []
+        if isinstance(current, RoomGetStateEventResponse):
+            pinned = [p for p in current.content.get("pinned", []) if isinstance(p, str) and p != event_id]
+        await self.put_state(room_id, "m.room.pinned_events", {"pinned": [event_id, *pinned][:keep]})
 
     async def put_state(self, room_id: str, event_type: str, content: dict[str, Any]) -> None:
         resp = await self.client.room_put_state(room_id, event_type, content)

@@ -52,13 +52,14 @@ class Notifier:
         self._rooms = rooms
 
     def register(self, consumer: OutboxConsumer) -> None:
-        consumer.register("task.assigned", self.task_assigned)
-        consumer.register("task.done", self.task_done)
-        consumer.register("request.received", self.request_received)
-        consumer.register("request.taken", self.request_taken)
-        consumer.register("request.answered", self.request_answered)
+        # Notifications need no order among themselves; a member's arrival reconciles the rooms first.
+        consumer.register("task.assigned", self.task_assigned, ordered=False)
+        consumer.register("task.done", self.task_done, ordered=False)
+        consumer.register("request.received", self.request_received, ordered=False)
+        consumer.register("request.taken", self.request_taken, ordered=False)
+        consumer.register("request.answered", self.request_answered, ordered=False)
         consumer.register("circle.member_added", self.member_added)
-        consumer.register("document.shared", self.document_shared)
+        consumer.register("document.shared", self.document_shared, ordered=False)
 
     async def _patient_rooms(self, patient_id: object) -> list[str]:
         """The patient's rooms the bot is in."""

@@ -9,8 +9,9 @@ device, same token) makes Synapse answer with the first message instead of sendi
 invitations and kicks are idempotent by nature.
 
 Generic: ``register(kind, handler)``; events of a kind nobody handles are acknowledged as seen.
-Events about one patient (or, without a patient, for the same recipients) are handled in order; such
-lanes run concurrently, so one slow room does not hold back every other notification.
+Ordered kinds (room membership) are handled in order per patient; notifications registered with
+``ordered=False`` each run on their own; lanes run concurrently (``LANES`` at once), so a burst of
+writes or one slow room does not hold back every other notification.
 A handler that fails (service or Matrix unreachable) stops the round at that event: it and the ones
 after it are read again at the next round, with a growing pause; after ``MAX_ATTEMPTS`` failures of
 the same event it is logged as dropped (its id only) and acknowledged, so one broken event cannot stop
@@ -36,11 +37,14 @@ POLL_SECONDS = 0.2  # an idle bot asks every 200 ms: the latency promise is p95 
 PAGE = 100
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = 30.0
-LANES = 8  # lanes handled at once
+LANES = 16  # lanes handled at once
 
 
-def lane(event: OutboxEvent) -> str:
-    """Events of one lane are handled in order: those of one patient, else those for the same people."""
+def lane(event: OutboxEvent, *, ordered: bool) -> str:
+    """Events of one lane are handled in order. Ordered kinds (room membership): those of one patient,
+    else those for the same people; others (notifications) each in a lane of their own."""
+    if not ordered:
+        return f"event:{event.id}"
     patient = event.event.get("patient_id")
     return f"patient:{patient}" if patient else "to:" + ",".join(sorted(event.recipients))
 
@@ -58,15 +62,20 @@ class OutboxConsumer:
         self._service = service
         self._poll = poll_seconds
         self._handlers: dict[str, Handler] = {}
+        self._ordered: set[str] = set()
         self._failures: dict[int, int] = {}
         self.handled = 0  # events handled since start (health and tests)
         self.latencies: list[float] = []  # seconds from read to handled, last 1000 (bench)
 
-    def register(self, kind: str, handler: Handler) -> None:
-        """Handle events of ``kind`` with ``handler`` (one per kind)."""
+    def register(self, kind: str, handler: Handler, *, ordered: bool = True) -> None:
+        """Handle events of ``kind`` with ``handler`` (one per kind). ``ordered``: after the earlier
+        ordered events of the same patient (membership changes must apply in order); a notification
+        may pass ``ordered=False`` and be handled alongside the others."""
         if kind in self._handlers:
             raise ValueError(f"a handler is already registered for {kind}")
         self._handlers[kind] = handler
+        if ordered:
+            self._ordered.add(kind)
 
     @property
     def kinds(self) -> list[str]:
@@ -103,7 +112,7 @@ class OutboxConsumer:
             return 0, False
         lanes: dict[str, list[OutboxEvent]] = {}
         for event in events:
-            lanes.setdefault(lane(event), []).append(event)
+            lanes.setdefault(lane(event, ordered=event.kind in self._ordered), []).append(event)
         handled: set[int] = set()
         limit = asyncio.Semaphore(LANES)
 

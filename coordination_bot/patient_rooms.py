@@ -3,15 +3,16 @@
 - ``room.requested`` (``POST /api/v1/patients/{id}/rooms`` with ``"create": true``, or ``!patient
   salon``): the bot creates an encrypted, invite-only, unpublished room (history for joined members
   only) named « Patient P-XXXXX-XXXXX », links it on behalf of the requester (the service checks the
-  requester may), posts the identity header (encrypted) and pins it, then invites the circle.
+  requester may), then invites the circle.
 - Membership follows the circle: after ``room.linked``, ``circle.member_added / _removed / _updated``
   the patient's rooms are reconciled at once; every ``sweep_seconds`` all patient rooms are (a
   professional delisted by a directory import has no event: the sweep removes them). Reconciling =
   invite who should be there (``GET /internal/v1/patient-rooms``: habilité, bound, active; never a
   relative) and kick, with a French reason, who should not.
 - Room state (name, topic) is not end-to-end encrypted, so it carries only the pseudonymous code;
-  identity shows only in encrypted messages. The header is posted again for each member who joins
-  (history is visible from one's join only), and the newest is the one pinned.
+  identity shows only in encrypted messages: the identity header, posted (encrypted) and pinned for
+  each member when they join — history is visible from one's join only, so a header posted earlier
+  could not be read by them; the pins keep the 20 most recent headers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from coordination_bot.handlers import badge, patient_label
 from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.messenger import Messenger, read_map
-from coordination_bot.outbox import OutboxConsumer, tx_id
+from coordination_bot.outbox import OutboxConsumer
 from coordination_bot.service_client import OutboxEvent, Patient, RoomMembers, ServiceClient, ServiceError
 from coordination_bot.state import write_private
 
@@ -142,19 +143,21 @@ class PatientRooms:
                 room_id=room_id,
                 event_id=EventId(f"room.requested/{request_id}"),
             )
-            patient = await self._service.patient(sender=requester, patient_id=patient_id)
         except ServiceError as exc:
             if exc.status in (403, 404):  # the requester lost access meanwhile: nobody is invited
                 logger.warning("room request %s refused by the service: %s", request_id, exc.errcode)
                 return
             raise
         self._patients[room_id] = patient_id
-        await self.post_header(room_id, patient, tx=tx_id(event, "header"))
+        logger.info("patient room %s linked for request %s", room_id, request_id)
+        # No header now: nobody but the bot could ever read it (history from one's join only). Each
+        # member gets one, pinned, when they join (``on_member_joined``).
         await self.reconcile_patient(patient_id)
 
     async def post_header(self, room_id: str, patient: Patient, *, tx: str) -> None:
-        event_id = await self._matrix.send(room_id, header_content(patient), tx_id=tx)
-        await self._matrix.put_state(room_id, "m.room.pinned_events", {"pinned": [event_id]})
+        async with self._locks.setdefault(f"header:{room_id}", asyncio.Lock()):
+            event_id = await self._matrix.send(room_id, header_content(patient), tx_id=tx)
+            await self._matrix.pin(room_id, event_id)
 
     async def on_member_joined(self, room_id: str, user_id: str, join_event_id: str) -> None:
         """A member joined a patient room: post the header again for them (they read from their join)."""
