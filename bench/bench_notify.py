@@ -206,19 +206,25 @@ async def main(rate: float, seconds: float) -> None:
 
                 async def write(i: int) -> None:
                     tag = f"task-{i:06d}"
-                    resp = await api.post(
-                        "/api/v1/tasks",
-                        json={
-                            "title": tag,
-                            "type": "autre",
-                            "patient_id": patient_id,
-                            "assignee_national_ids": [erin_nid],
-                        },
-                    )
-                    if resp.status_code != 201:
-                        errors[resp.status_code] = errors.get(resp.status_code, 0) + 1
+                    body = {
+                        "title": tag,
+                        "type": "autre",
+                        "patient_id": patient_id,
+                        "assignee_national_ids": [erin_nid],
+                    }
+                    for _ in range(3):  # a dropped keep-alive connection: the same write again
+                        try:
+                            resp = await api.post(
+                                "/api/v1/tasks", json=body, headers={"Idempotency-Key": tag}
+                            )
+                        except httpx.TransportError:
+                            errors[0] = errors.get(0, 0) + 1
+                            continue
+                        if resp.status_code == 201:
+                            task_sent[tag] = time.monotonic()
+                        else:
+                            errors[resp.status_code] = errors.get(resp.status_code, 0) + 1
                         return
-                    task_sent[tag] = time.monotonic()
 
                 load = os.getloadavg()[0]
                 await _paced(rate, seconds, write)
@@ -230,6 +236,7 @@ async def main(rate: float, seconds: float) -> None:
             print(f"rate {rate:.0f} writes/s for {seconds:.0f} s, load average {load:.1f} -> {after:.1f}")
             _figures("baseline: direct encrypted message", base_sent, receiver.arrived)
             _figures("task assigned -> bot message", task_sent, receiver.arrived)
+            # status 0: connection dropped (the write is retried with the same Idempotency-Key)
             print(f"write errors by status: {errors or 'none'}, duplicate messages: {receiver.duplicates}")
             for c in (alice, erin):
                 await c.close()
