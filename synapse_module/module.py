@@ -57,7 +57,7 @@ from synapse_module.directory import (
     parse_directory_response,
 )
 from synapse_module.french_refusals import MatrixPrefix
-from synapse_module.rooms import cache_key, parse_access_response, room_reason, split_key
+from synapse_module.rooms import ALLOWED, cache_key, parse_access_response, room_reason, split_key
 from synapse_module.rules import (
     Action,
     Check,
@@ -214,7 +214,12 @@ class AzurezoModule:
         """Why ``user_id`` may not be invited into / join ``room_id`` (a patient room), or None."""
         if user_id in self._config.service_accounts:
             return None  # the bot is in every patient room: it keeps them in step with the circle
-        answer = await self._rooms.standing(cache_key(room_id, user_id), fresh=action is Action.INVITE)
+        key = cache_key(room_id, user_id)
+        answer = await self._rooms.standing(key, fresh=action is Action.INVITE)
+        if answer.standing is not ALLOWED and action is not Action.INVITE:
+            # A refusal is never taken from the cache: someone just added to the circle gets in at
+            # once (only "allowed" answers are reused, for 2 x TTL at most, like the directory's).
+            answer = await self._rooms.standing(key, fresh=True)
         reason = room_reason(answer, action=action)
         if reason is not None:
             logger.info(

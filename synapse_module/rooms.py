@@ -11,8 +11,9 @@ The module asks the service ``GET {directory_url}/internal/v1/rooms/{room_id}/ac
 go through the same ``DirectoryCache`` (TTL, size bound, outage back-off) as the directory check,
 keyed by room and user, with ``Standing.ACTIVE`` meaning "may be in this room" and
 ``Standing.INACTIVE`` "may not". Invites ask the service afresh (a member just added to the circle
-is invited by the bot at once); joins may use a recent answer. Fail closed: when the service cannot
-answer, the invite or join is refused, as the directory gates are.
+is invited by the bot at once); joins may reuse a recent "allowed" answer, never a refusal (someone
+refused a moment ago and added to the circle since gets in at once). Fail closed: when the service
+cannot answer, the invite or join is refused, as the directory gates are.
 """
 
 from __future__ import annotations
