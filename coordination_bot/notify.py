@@ -16,6 +16,7 @@ clients notify; each message's transaction id derives from the event id (``outbo
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import uuid
@@ -68,8 +69,9 @@ class Notifier:
         rooms = await self._service.patient_rooms(patient_id=uuid.UUID(str(patient_id)))
         return [r.room_id for r in rooms if self._matrix.members(r.room_id) is not None]
 
-    async def _to_rooms_or_dm(self, event: OutboxEvent, plain: str, *, mention: Sequence[str]) -> None:
-        rooms = await self._patient_rooms(event.event.get("patient_id"))
+    async def _to_rooms_or_dm(
+        self, event: OutboxEvent, plain: str, *, mention: Sequence[str], rooms: list[str]
+    ) -> None:
         for room_id in rooms:
             await self._matrix.send(room_id, message(plain, mentions=mention), tx_id=tx_id(event, room_id))
         if not rooms:
@@ -84,13 +86,17 @@ class Notifier:
     async def task_assigned(self, event: OutboxEvent) -> None:
         if not event.recipients:
             return
-        task = await self._service.task(
-            sender=UserId(str(event.event["assigned_by"])), task_id=uuid.UUID(str(event.event["task_id"]))
+        # The task's label and the patient's rooms, asked at once (latency: issue 9's p95 <= 2 s).
+        task, rooms = await asyncio.gather(
+            self._service.task(
+                sender=UserId(str(event.event["assigned_by"])), task_id=uuid.UUID(str(event.event["task_id"]))
+            ),
+            self._patient_rooms(event.event.get("patient_id")),
         )
         plain = f"Nouvelle tâche n° {task.short_ref} pour vous : {task.title}"
         if task.due_date is not None:
             plain += f" (échéance {task.due_date:%d/%m/%Y})"
-        await self._to_rooms_or_dm(event, plain + ".", mention=event.recipients)
+        await self._to_rooms_or_dm(event, plain + ".", mention=event.recipients, rooms=rooms)
 
     async def task_done(self, event: OutboxEvent) -> None:
         creator = event.recipients[0] if event.recipients else None
