@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files bench-indicators bench-agenda
+.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files bench-indicators bench-agenda bench-notify
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -104,6 +104,8 @@ bench-files: .stamp-install-test
 bench-agenda: .stamp-install-test
 	$(BIN)/python bench/bench_agenda.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_agenda.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_agenda $(BENCH_ARGS)
+bench-notify: .stamp-install-test
+	$(BIN)/python bench/bench_notify.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

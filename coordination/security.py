@@ -7,6 +7,7 @@ hold, and only Synapse can tell whose it is.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -162,3 +163,15 @@ async def get_actor(
 
 
 CurrentActor = Annotated[Actor, Depends(get_actor)]
+
+
+def require_internal_secret(request: Request) -> None:
+    """Dependency of ``/internal/v1`` routes: the caller is one of our processes (Synapse module, bot),
+    proven by the internal secret in ``Authorization: Bearer``; anyone else gets a 401."""
+    expected: str = request.app.state.settings.internal_api_secret
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthenticated("Secret interne invalide.", errcode=ErrCode.UNAUTHENTICATED)
+
+
+InternalCaller = Annotated[None, Depends(require_internal_secret)]

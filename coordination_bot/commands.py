@@ -52,6 +52,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         (("dossier", "string", "identifiant du dossier", True),),
     ),
     CommandSpec(
+        "patient salon",
+        "patient salon [identifiant du dossier]",
+        "faire créer par le robot un salon chiffré pour le patient (celui du salon, ou le dossier "
+        "donné) ; ses membres suivent le cercle de soins",
+        "!patient salon 3f2a9c1e-…",
+        (("dossier", "string", "identifiant du dossier (facultatif dans un salon lié)", False),),
+    ),
+    CommandSpec(
         "tache",
         "tache <titre> [@pro …] [pour le JJ/MM[/AAAA]]",
         "créer une tâche sur le patient du salon, assignée aux professionnels mentionnés",
@@ -162,6 +170,11 @@ class PatientShow:
 
 
 @dataclass(frozen=True)
+class PatientRoomCreate:
+    patient_ref: str | None  # None: the patient of the room the command is typed in
+
+
+@dataclass(frozen=True)
 class TaskCreate:
     title: str
     assignees: tuple[UserId, ...]
@@ -252,6 +265,7 @@ Command = (
     | PatientSearch
     | PatientLink
     | PatientShow
+    | PatientRoomCreate
     | TaskCreate
     | TaskList
     | TaskDone
@@ -332,6 +346,8 @@ def _parse_patient(args: _Args) -> Command | Refusal:
         if not args.after_sub:
             return _missing("patient lier", "l'identifiant du dossier")
         return PatientLink(args.after_sub.split()[0])
+    if args.sub == "salon":
+        return PatientRoomCreate(args.after_sub.split()[0] if args.after_sub else None)
     if not args.rest:
         return PatientShow()
     if len(args.rest.replace(" ", "")) < 3:

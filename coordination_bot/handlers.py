@@ -311,6 +311,8 @@ class Handlers:
                 return await self._patient_link(m, ref)
             case c.PatientShow():
                 return await self._patient_show(m)
+            case c.PatientRoomCreate(patient_ref=ref):
+                return await self._patient_room_create(m, ref)
             case c.TaskCreate():
                 return await self._task_create(m, command)
             case c.TaskList(mine=mine):
@@ -400,6 +402,23 @@ class Handlers:
             .line(f"Ce salon est maintenant lié au dossier de {patient_label(patient)}.")
             .line("« !patient » affiche son en-tête, « !taches » ses tâches, « !synthese » sa synthèse.")
             .reply()
+        )
+
+    async def _patient_room_create(self, m: Incoming, ref: str | None) -> Reply:
+        if ref is None:
+            patient_id = await self._room_patient(m)
+        else:
+            try:
+                patient_id = uuid.UUID(ref)
+            except ValueError:
+                raise Refused(
+                    f"« {ref} » n'est pas un identifiant de dossier : "
+                    "copiez celui que donne « !patient <nom> »."
+                ) from None
+        await self._service.request_room(sender=m.sender, patient_id=patient_id, event_id=m.event_id)
+        return _say(
+            "Salon du patient demandé : le robot le crée (chiffré, sur invitation, nommé par un code "
+            "sans identité) et y invite les membres habilités du cercle de soins dans quelques secondes."
         )
 
     async def _patient_show(self, m: Incoming) -> Reply:

@@ -45,6 +45,7 @@ from nio import (
     RoomEncryptedMedia,
     RoomGetEventResponse,
     RoomGetStateEventResponse,
+    RoomMemberEvent,
     RoomMessageMedia,
     RoomMessagesResponse,
     RoomMessageText,
@@ -73,6 +74,10 @@ from coordination_bot.gateway import (
 from coordination_bot.handlers import Handlers
 from coordination_bot.ids import EventId, RoomId, UserId
 from coordination_bot.marks import MarkStore
+from coordination_bot.messenger import Messenger
+from coordination_bot.notify import Notifier
+from coordination_bot.outbox import POLL_SECONDS, OutboxConsumer
+from coordination_bot.patient_rooms import SWEEP_SECONDS, PatientRooms
 from coordination_bot.service_client import ServiceClient
 from coordination_bot.state import BotState, StateDir
 
@@ -98,6 +103,8 @@ class BotConfig:
     health_port: int = 8090
     # The module's limit (synapse_module ``max_upload_bytes``): encrypted attachments get the same.
     max_upload_bytes: int = filetyping.DEFAULT_MAX_UPLOAD_BYTES
+    outbox_poll_seconds: float = POLL_SECONDS
+    sweep_seconds: float = SWEEP_SECONDS
 
 
 class BotError(Exception):
@@ -113,6 +120,11 @@ class NioGateway:
 
     async def fresh_device_lists(self) -> None:
         await self._fresh_device_lists()
+
+    @property
+    def keys_lock(self) -> asyncio.Lock:
+        """Shared with the outbox messenger: one device-list query at a time."""
+        return self._keys_lock
 
     async def _fresh_device_lists(self) -> None:
         """Query outdated device lists before encrypting: a member's new device gets the room key."""
@@ -245,6 +257,10 @@ class Bot:
         self.files: FileGuard | None = None
         self._joined: set[RoomId] = set()  # rooms joined whose power to redact is not checked yet
         self._media_http = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT_S)
+        self.outbox: OutboxConsumer | None = None
+        self.rooms: PatientRooms | None = None
+        self._live = False  # after the first sync: member events are new, not history
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- start --------------------------------------------------------------------------------
     async def start(self) -> AsyncClient:
@@ -311,6 +327,7 @@ class Bot:
             Journal(self.dir.path / "files_pending.json"),
             max_bytes=cfg.max_upload_bytes,
         )
+        self._wire_outbox(client, gateway)
         self.load_pending()
         client.add_event_callback(
             self._collect, (RoomMessageText, MegolmEvent, ReactionEvent, RedactionEvent)
@@ -321,7 +338,43 @@ class Bot:
             (RoomMessageMedia, RoomEncryptedMedia, StickerEvent, RoomMessageUnknown, BadEvent),
         )
         client.add_event_callback(self._on_invite, InviteMemberEvent)
+        client.add_event_callback(self._on_member, RoomMemberEvent)
         return client
+
+    def _wire_outbox(self, client: AsyncClient, gateway: NioGateway) -> None:
+        """The outbox consumer and its handlers: patient rooms, notifications (issue 9)."""
+        assert self.service is not None
+        messenger = Messenger(client, dms_file=self.dir.dms_file, keys_lock=gateway.keys_lock)
+        self.rooms = PatientRooms(
+            service=self.service,
+            messenger=messenger,
+            created_file=self.dir.rooms_file,
+            sweep_seconds=self.config.sweep_seconds,
+        )
+        self.outbox = OutboxConsumer(service=self.service, poll_seconds=self.config.outbox_poll_seconds)
+        self.rooms.register(self.outbox)
+        Notifier(service=self.service, messenger=messenger, rooms=self.rooms).register(self.outbox)
+
+    async def _on_member(self, room: MatrixRoom, event: RoomMemberEvent) -> None:
+        """A member joined (not a profile change): a patient room shows them its identity header."""
+        if not self._live or self.rooms is None or event.membership != "join":
+            return
+        if event.prev_membership == "join" or event.state_key == self.config.user_id:
+            return
+        task = asyncio.ensure_future(
+            self.rooms.on_member_joined(room.room_id, event.state_key, event.event_id)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _start_background(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """The outbox consumer and the rooms sweep, alongside the sync loop (after the first sync:
+        nio knows the rooms then)."""
+        assert self.outbox is not None and self.rooms is not None
+        return [
+            asyncio.ensure_future(self.outbox.run(stop)),
+            asyncio.ensure_future(self.rooms.run_sweeps(stop)),
+        ]
 
     def load_pending(self) -> None:
         """Undecryptable events kept by an earlier run: retried with the next batch."""
@@ -393,6 +446,7 @@ class Bot:
         client = await self.start()
         first = self.state.sync_token is None
         backoff = 1.0
+        background: list[asyncio.Task[None]] = []
         try:
             while not stop.is_set():
                 sync = asyncio.ensure_future(
@@ -400,6 +454,10 @@ class Bot:
                         timeout=0 if first else SYNC_TIMEOUT_MS,
                         sync_filter=SYNC_FILTER,
                         since=self.state.sync_token,
+                        # nio keeps no room state across restarts: the first sync of a run brings the
+                        # full state, so the bot knows every room's members (to encrypt for them and
+                        # to keep patient rooms in step) before the outbox consumer starts.
+                        full_state=not self._live,
                     )
                 )
                 stopper = asyncio.ensure_future(stop.wait())
@@ -422,8 +480,14 @@ class Bot:
                 if not self.ready.is_set():
                     await self.resume_file_checks()  # once, when the rooms and their keys are loaded
                 first = False
+                self._live = True
+                if not background:
+                    background = self._start_background(stop)
                 self.ready.set()
         finally:
+            for task in [*background, *self._background]:
+                task.cancel()
+            await asyncio.gather(*background, *self._background, return_exceptions=True)
             await self.close()
 
     async def resume_file_checks(self) -> None:

@@ -124,6 +124,7 @@ class Document(_Model):
     id: uuid.UUID
     title: str = ""
     category_label: str = ""
+    visibility: str = "cercle"
     created_at: datetime | None = None
 
 
@@ -201,6 +202,27 @@ class Appointment(_Model):
     status: str = ""
     status_label: str | None = None
     patient_id: uuid.UUID | None = None
+
+
+class OutboxEvent(_Model):
+    """One event of the service's outbox (``GET /api/v1/events``): the typed event stays a dict, read
+    by the handler of its ``kind``."""
+
+    id: int
+    recipients: list[str] = []
+    event: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.event.get("kind", ""))
+
+
+class RoomMembers(_Model):
+    """A patient room and who should be in it now (internal API)."""
+
+    room_id: str
+    patient_id: uuid.UUID
+    members: list[str] = []
 
 
 M = TypeVar("M", bound=_Model)
@@ -289,6 +311,81 @@ class ServiceClient:
     def _many(self, model: type[M], payload: Any) -> list[M]:
         return [self._one(model, item) for item in _items(payload)]
 
+    async def _as_bot(self, method: str, path: str, *, params: Any = None, json: Any = None) -> Any:
+        """A call of the bot for itself (the outbox): its token, nobody on whose behalf."""
+        try:
+            resp = await self._client.request(
+                method,
+                f"{self._base}{path}",
+                headers={"Authorization": f"Bearer {self._token}"},
+                params=params,
+                json=json,
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceError(503, "AZ_UNAVAILABLE", "Le service de coordination ne répond pas.") from exc
+        if resp.is_success:
+            return resp.json()
+        raise _error(resp)
+
+    async def _internal_get(self, path: str, *, params: Any = None) -> Any:
+        """A read of the internal API (internal secret), as the Synapse module does."""
+        try:
+            resp = await self._client.get(
+                f"{self._base}{path}", headers={"Authorization": f"Bearer {self._internal}"}, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceError(503, "AZ_UNAVAILABLE", "Le service de coordination ne répond pas.") from exc
+        if resp.is_success:
+            return resp.json()
+        raise _error(resp)
+
+    # --- outbox and patient rooms (the bot for itself) -----------------------------------------
+    async def events(self, *, limit: int = 100) -> list[OutboxEvent]:
+        """The events after the bot's acknowledged position, oldest first."""
+        return self._many(OutboxEvent, await self._as_bot("GET", "/api/v1/events", params={"limit": limit}))
+
+    async def ack(self, *, up_to: int) -> int:
+        payload = await self._as_bot("POST", "/api/v1/events/ack", json={"up_to": up_to})
+        return int(payload["cursor"])
+
+    async def patient_rooms(
+        self, *, patient_id: uuid.UUID | None = None, room_id: str | None = None
+    ) -> list[RoomMembers]:
+        """Patient rooms (all, a patient's, or one) with who should be in them now, every page."""
+        params: dict[str, str] = {"limit": "200"}
+        if patient_id is not None:
+            params["patient_id"] = str(patient_id)
+        if room_id is not None:
+            params["room_id"] = room_id
+        out: list[RoomMembers] = []
+        while True:
+            payload = await self._internal_get("/internal/v1/patient-rooms", params=params)
+            out += self._many(RoomMembers, payload)
+            cursor = payload.get("next_cursor") if isinstance(payload, dict) else None
+            if not cursor:
+                return out
+            params["cursor"] = str(cursor)
+
+    async def task(self, *, sender: UserId, task_id: uuid.UUID) -> Task:
+        return self._one(Task, await self._request("GET", f"/api/v1/tasks/{task_id}", sender=sender))
+
+    async def request(self, *, sender: UserId, request_id: uuid.UUID) -> DacRequest:
+        return self._one(
+            DacRequest, await self._request("GET", f"/api/v1/requests/{request_id}", sender=sender)
+        )
+
+    async def document(self, *, sender: UserId, patient_id: uuid.UUID, document_id: uuid.UUID) -> Document:
+        payload = await self._request(
+            "GET", f"/api/v1/patients/{patient_id}/documents/{document_id}", sender=sender
+        )
+        return self._one(Document, payload)
+
+    async def member(self, *, sender: UserId, patient_id: uuid.UUID, member_id: uuid.UUID) -> Member:
+        payload = await self._request(
+            "GET", f"/api/v1/patients/{patient_id}/circle/{member_id}", sender=sender
+        )
+        return self._one(Member, payload)
+
     # --- directory -----------------------------------------------------------------------------
     async def binding(self, user_id: UserId) -> Binding | None:
         """The directory identity bound to a Matrix account (internal API), None when unbound."""
@@ -355,6 +452,16 @@ class ServiceClient:
             sender=sender,
             idempotency_key=event_id,
             json={"room_id": room_id},
+        )
+
+    async def request_room(self, *, sender: UserId, patient_id: uuid.UUID, event_id: EventId) -> None:
+        """Ask the service for a new patient room (the bot itself creates it from the outbox)."""
+        await self._request(
+            "POST",
+            f"/api/v1/patients/{patient_id}/rooms",
+            sender=sender,
+            idempotency_key=event_id,
+            json={"create": True},
         )
 
     # --- tasks ----------------------------------------------------------------------------------

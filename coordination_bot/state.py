@@ -7,6 +7,8 @@
     pending.json      encrypted events not decryptable yet (ciphertext only), retried when keys arrive
     marks.db          reactions ❗ / ❓ (identifiers only)
     files_pending.json  ids of the attachments being checked (``coordination_bot.files``), redone at start
+    rooms.json        patient rooms the bot created, by request id (a restart never creates a second)
+    dms.json          the bot's direct rooms, by Matrix user (notifications)
 
 A fresh store on an old device id breaks the device for everyone (Synapse refuses its one-time keys,
 other clients reject it): the device id, token and store are created together and reused on every
@@ -83,6 +85,14 @@ class StateDir:
     @property
     def marks_file(self) -> Path:
         return self.path / "marks.db"
+
+    @property
+    def rooms_file(self) -> Path:
+        return self.path / "rooms.json"
+
+    @property
+    def dms_file(self) -> Path:
+        return self.path / "dms.json"
 
     def prepare(self) -> None:
         for directory in (self.path, self.store_dir):

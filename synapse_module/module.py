@@ -58,6 +58,7 @@ from synapse_module.directory import (
     parse_directory_response,
 )
 from synapse_module.french_refusals import MatrixPrefix
+from synapse_module.rooms import ALLOWED, cache_key, parse_access_response, room_reason, split_key
 from synapse_module.rules import (
     Action,
     Check,
@@ -123,6 +124,14 @@ class AzurezoModule:
             ttl=config.cache_ttl_seconds,
             max_entries=config.cache_max_entries,
         )
+        # Patient rooms (issue 9): who may be in a room linked to a patient, same cache rules.
+        self._rooms = DirectoryCache(
+            fetch=self._fetch_room_access,
+            clock=time.monotonic,
+            spawn=self._spawn,
+            ttl=config.cache_ttl_seconds,
+            max_entries=config.cache_max_entries,
+        )
         api.register_spam_checker_callbacks(
             check_registration_for_spam=self.check_registration_for_spam,
             user_may_invite=self.user_may_invite,
@@ -167,6 +176,21 @@ class AzurezoModule:
     async def _fetch_standing(self, user_id: str) -> Standing:
         """One look-up: ``GET /internal/v1/directory/matrix-users/{user_id}``, bounded in time."""
         url = f"{self._config.directory_url}/internal/v1/directory/matrix-users/{quote(user_id, safe='@:')}"
+        status, body = await self._get(url)
+        return parse_directory_response(status, body, user_id=user_id)
+
+    async def _fetch_room_access(self, key: str) -> Standing:
+        """``GET /internal/v1/rooms/{room_id}/access/{user_id}``: may this user be in this room?"""
+        room_id, user_id = split_key(key)
+        url = (
+            f"{self._config.directory_url}/internal/v1/rooms/{quote(room_id, safe='!:')}"
+            f"/access/{quote(user_id, safe='@:')}"
+        )
+        status, body = await self._get(url)
+        return parse_access_response(status, body, room_id=room_id, user_id=user_id)
+
+    async def _get(self, url: str) -> tuple[int, bytes]:
+        """One bounded GET to the service with the internal secret; any failure is an outage."""
         headers = Headers(
             {
                 b"Authorization": [f"Bearer {self._config.directory_secret.get_secret_value()}".encode()],
@@ -184,14 +208,29 @@ class AzurezoModule:
         deferred = run_in_background(get)
         deferred.addTimeout(self._config.directory_timeout_seconds, reactor)
         try:
-            status, body = await make_deferred_yieldable(deferred)
+            result: tuple[int, bytes] = await make_deferred_yieldable(deferred)
         except defer.TimeoutError as exc:
             raise DirectoryUnavailable("timeout") from exc
-        except DirectoryUnavailable:
-            raise
         except Exception as exc:  # connection refused, DNS, TLS...: all mean "unreachable"
             raise DirectoryUnavailable(type(exc).__name__) from exc
-        return parse_directory_response(status, body, user_id=user_id)
+        return result
+
+    async def _room_refusal(self, room_id: str, user_id: str, action: Action) -> str | None:
+        """Why ``user_id`` may not be invited into / join ``room_id`` (a patient room), or None."""
+        if user_id in self._config.service_accounts:
+            return None  # the bot is in every patient room: it keeps them in step with the circle
+        key = cache_key(room_id, user_id)
+        answer = await self._rooms.standing(key, fresh=action is Action.INVITE)
+        if answer.standing is not ALLOWED and action is not Action.INVITE:
+            # A refusal is never taken from the cache: someone just added to the circle gets in at
+            # once (only "allowed" answers are reused, for 2 x TTL at most, like the directory's).
+            answer = await self._rooms.standing(key, fresh=True)
+        reason = room_reason(answer, action=action)
+        if reason is not None:
+            logger.info(
+                "refused %s of %s into %s: not authorised on the patient", action.value, user_id, room_id
+            )
+        return reason
 
     def _spawn(self, task: Callable[[], Awaitable[None]]) -> None:
         self._api.run_as_background_process("azurezo_directory_refresh", task, bg_start_span=False)
@@ -265,7 +304,7 @@ class AzurezoModule:
         reason = await self._refusal(
             membership_checks(membership="invite", sender=inviter, target=invitee, previous_membership=None),
             Action.INVITE,
-        )
+        ) or await self._room_refusal(room_id, invitee, Action.INVITE)
         return NOT_SPAM if reason is None else (Codes.FORBIDDEN, {"error": reason})
 
     async def user_may_join_room(self, user: str, room_id: str, is_invited: bool) -> SpamResult:
@@ -273,7 +312,7 @@ class AzurezoModule:
         reason = await self._refusal(
             membership_checks(membership="join", sender=user, target=user, previous_membership=None),
             Action.JOIN,
-        )
+        ) or await self._room_refusal(room_id, user, Action.JOIN)
         return NOT_SPAM if reason is None else (Codes.FORBIDDEN, {"error": reason})
 
     async def user_may_send_3pid_invite(
@@ -299,7 +338,9 @@ class AzurezoModule:
         if not checks:
             return True, None
         action = Action.INVITE if event.content.get("membership") == "invite" else Action.JOIN
-        reason = await self._refusal(checks, action)
+        reason = await self._refusal(checks, action) or await self._room_refusal(
+            event.room_id, target, action
+        )
         if reason is None:
             return True, None
         if self._api.is_mine(event.sender):

@@ -32,7 +32,7 @@ from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Invalid, NotFound
 from coordination.ids import MemberId, NationalId, PatientId, StructureId
 from coordination.outbox import service as outbox
-from coordination.outbox.events import CircleMemberAdded
+from coordination.outbox.events import CircleMemberAdded, CircleMemberRemoved, CircleMemberUpdated
 from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.patients.models import Patient
 from coordination.security import Actor
@@ -426,6 +426,7 @@ async def update_member(
         raise Conflict(LAST_AUTHORISED, errcode=ErrCode.LAST_AUTHORISED)
     if change.role is not None:
         row.role = change.role
+    habilitation_changed = change.habilite is not None and change.habilite != row.habilite
     if change.habilite is not None:
         row.habilite = change.habilite
     await audit.record(
@@ -436,6 +437,15 @@ async def update_member(
         object_id=row.id,
         patient_id=patient_id,
     )
+    if habilitation_changed:
+        # The patient's rooms follow the habilitation (the bot invites or removes, issue 9).
+        await outbox.emit(
+            session=session,
+            recipients=[],
+            event=CircleMemberUpdated(
+                patient_id=patient_id, member_id=MemberId(row.id), habilite=row.habilite
+            ),
+        )
     await session.flush()
     (out,) = await _to_out(session, [row])
     await session.commit()
@@ -451,6 +461,13 @@ async def remove_member(
     row = await _member(session, patient_id, member_id)
     if row.habilite and await _remaining_authorised(session, patient_id, excluding=row.id) == 0:
         raise Conflict(LAST_AUTHORISED, errcode=ErrCode.LAST_AUTHORISED)
+    removed = CircleMemberRemoved(
+        patient_id=patient_id,
+        member_id=member_id,
+        member_kind=row.kind,
+        national_id=NationalId(row.national_id) if row.national_id else None,
+        structure_id=StructureId(row.structure_id) if row.structure_id else None,
+    )
     await session.execute(delete(CircleMember).where(CircleMember.id == row.id))
     await audit.record(
         session=session,
@@ -460,6 +477,8 @@ async def remove_member(
         object_id=member_id,
         patient_id=patient_id,
     )
+    # The bot removes whoever lost access from the patient's rooms (issue 9).
+    await outbox.emit(session=session, recipients=[], event=removed)
     await session.commit()
 
 

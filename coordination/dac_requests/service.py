@@ -38,7 +38,7 @@ from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
 from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
 from coordination.outbox import service as outbox
-from coordination.outbox.events import RequestAnswered, RequestReceived
+from coordination.outbox.events import RequestAnswered, RequestReceived, RequestTaken
 from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.security import Actor, actor_for_user
 from coordination.vocab import Decision, RequestStatus, Urgency, parse
@@ -395,6 +395,15 @@ async def take_request(
     req.taken_at = req.updated_at = utcnow()
     req.taken_by_national_id = actor.national_id
     await _record(session, actor, "request.taken", req)
+    await outbox.emit(
+        session=session,
+        recipients=[req.requester_user_id],
+        event=RequestTaken(
+            request_id=RequestId(req.id),
+            dac_structure_id=StructureId(req.dac_structure_id),
+            patient_id=PatientId(req.patient_id) if req.patient_id else None,
+        ),
+    )
     await _commit(session)
     return await _one(session, req)
 

@@ -25,6 +25,7 @@ from coordination.ids import (
     NationalId,
     PatientId,
     RequestId,
+    RoomId,
     StructureId,
     TaskId,
     UserId,
@@ -131,6 +132,61 @@ class AppointmentCancelled(_Event):
     cancelled_by: UserId
 
 
+class CircleMemberRemoved(_Event):
+    """Someone left a patient's care circle (the bot removes them from the patient's rooms)."""
+
+    kind: Literal["circle.member_removed"] = "circle.member_removed"
+    patient_id: PatientId | None
+    member_id: MemberId
+    member_kind: str = Field(description="professional, structure or relative")
+    national_id: NationalId | None = None
+    structure_id: StructureId | None = None
+
+
+class CircleMemberUpdated(_Event):
+    """A circle member's role or habilitation changed (the bot brings the patient's rooms in step)."""
+
+    kind: Literal["circle.member_updated"] = "circle.member_updated"
+    patient_id: PatientId | None
+    member_id: MemberId
+    habilite: bool
+
+
+class RoomRequested(_Event):
+    """An authorised member asked for a new patient room: the bot creates it and links it on their
+    behalf (``request_id`` keeps the creation single across bot restarts)."""
+
+    kind: Literal["room.requested"] = "room.requested"
+    patient_id: PatientId | None
+    request_id: str = Field(max_length=64)
+    requested_by: UserId
+
+
+class RoomLinked(_Event):
+    """A room was linked to a patient: from now on its members follow the care circle."""
+
+    kind: Literal["room.linked"] = "room.linked"
+    patient_id: PatientId | None
+    room_id: RoomId
+    linked_by: UserId
+
+
+class TaskDone(_Event):
+    """A task was closed (told to its creator)."""
+
+    kind: Literal["task.done"] = "task.done"
+    task_id: TaskId
+    done_by: UserId
+
+
+class RequestTaken(_Event):
+    """A DAC coordinator took a request (told to the requester)."""
+
+    kind: Literal["request.taken"] = "request.taken"
+    request_id: RequestId
+    dac_structure_id: StructureId
+
+
 Event = Annotated[
     CircleMemberAdded
     | TaskAssigned
@@ -140,7 +196,13 @@ Event = Annotated[
     | SynthesisUpdated
     | PlanUpdated
     | AppointmentBooked
-    | AppointmentCancelled,
+    | AppointmentCancelled
+    | CircleMemberRemoved
+    | CircleMemberUpdated
+    | RoomRequested
+    | RoomLinked
+    | TaskDone
+    | RequestTaken,
     Field(discriminator="kind"),
 ]
 """Any outbox event; ``kind`` says which."""

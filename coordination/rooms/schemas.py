@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from coordination.ids import PatientId, RoomId
+from coordination.ids import PatientId, RoomId, UserId
 from coordination.text import Line120
 
 # Matrix room IDs (spec, appendices "Room IDs"), 255 bytes at most, two forms:
@@ -29,11 +29,52 @@ RoomIdStr = Annotated[
 
 
 class PatientRoomIn(BaseModel):
+    """Link an existing room (``room_id``), or ask the bot to create one (``"create": true``)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    room_id: RoomIdStr = Field(
-        examples=["!AbCdEf:azurezo.local", "!O7zNoEyNkUhVqbGMPd6Z1bqBQbHGkVG8iCo7AVnH8Ik"]
+    room_id: RoomIdStr | None = Field(
+        default=None, examples=["!AbCdEf:azurezo.local", "!O7zNoEyNkUhVqbGMPd6Z1bqBQbHGkVG8iCo7AVnH8Ik"]
     )
+    create: bool = Field(
+        default=False,
+        description="true: the coordination bot creates an encrypted, invite-only room for the patient "
+        "(answer 202); its members then follow the care circle",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PatientRoomIn:
+        if (self.room_id is None) == (not self.create):
+            raise ValueError(
+                "donnez soit « room_id » (lier un salon existant), soit « create »: true "
+                "(faire créer le salon par le robot), mais pas les deux"
+            )
+        return self
+
+
+class RoomRequestOut(BaseModel):
+    """A patient room asked of the bot: it is created, linked and announced within seconds."""
+
+    request_id: str
+    patient_id: PatientId
+    status: Literal["demande"] = "demande"
+
+
+class RoomAccessOut(BaseModel):
+    """What the Synapse module needs to let someone into a room (internal API)."""
+
+    room_id: RoomId
+    user_id: UserId
+    patient_room: bool = Field(description="true when the room is linked to a patient dossier")
+    authorised: bool = Field(description="may be in the room: always true outside patient rooms")
+
+
+class RoomMembersOut(BaseModel):
+    """A patient room and the Matrix users who should be in it now (internal API, for the bot)."""
+
+    room_id: RoomId
+    patient_id: PatientId
+    members: list[UserId] = Field(description="authorised, bound, active professionals; never relatives")
 
 
 class ThemeIn(BaseModel):

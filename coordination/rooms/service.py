@@ -19,10 +19,19 @@ from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.db import utcnow
 from coordination.errors import Conflict, ErrCode, Invalid, NotFound
-from coordination.ids import PatientId, RoomId
+from coordination.ids import PatientId, RoomId, UserId
+from coordination.outbox import service as outbox
+from coordination.outbox.events import RoomLinked, RoomRequested
 from coordination.pagination import Page, decode_cursor, encode_cursor
 from coordination.rooms.models import PatientRoom, ThemeRoom
-from coordination.rooms.schemas import PatientRoomOut, RoomOut, ThemeOut
+from coordination.rooms.schemas import (
+    PatientRoomOut,
+    RoomAccessOut,
+    RoomMembersOut,
+    RoomOut,
+    RoomRequestOut,
+    ThemeOut,
+)
 from coordination.security import Actor
 
 logger = logging.getLogger(__name__)
@@ -95,9 +104,97 @@ async def link_patient_room(
         object_id=room_id[:80],
         patient_id=patient_id,
     )
+    # The bot brings the room's members in step with the circle from now on (issue 9).
+    await outbox.emit(
+        session=session,
+        recipients=[],
+        event=RoomLinked(patient_id=patient_id, room_id=room_id, linked_by=actor.user_id),
+    )
     await _commit_link(session)
     logger.info("room linked to patient %s", patient_id)
     return _patient_room_out(row), True
+
+
+async def request_patient_room(
+    *, session: AsyncSession, actor: Actor, patient_id: PatientId
+) -> RoomRequestOut:
+    """Ask the coordination bot to create a room for the patient (authorised members only, audited).
+
+    The service does not talk to Matrix: it emits ``room.requested`` in the same transaction; the bot
+    creates the room (encrypted, invite-only, a pseudonymous name), links it on behalf of ``actor``
+    (so the access rule applies when the link is written), pins the identity header and invites the
+    circle. ``request_id`` keeps the creation single if the bot restarts half-way.
+    """
+    await circle_access.require_authorised(session=session, actor=actor, patient_id=patient_id)
+    request_id = uuid.uuid4().hex
+    await audit.record(
+        session=session,
+        actor=actor,
+        action="room.requested",
+        object_type="room_request",
+        object_id=request_id,
+        patient_id=patient_id,
+    )
+    await outbox.emit(
+        session=session,
+        recipients=[actor.user_id],
+        event=RoomRequested(patient_id=patient_id, request_id=request_id, requested_by=actor.user_id),
+    )
+    await session.commit()
+    logger.info("room requested for patient %s (%s)", patient_id, request_id)
+    return RoomRequestOut(request_id=request_id, patient_id=patient_id)
+
+
+# --- for our own processes (internal API: the Synapse module and the bot) ---------------------------
+
+
+async def room_access(*, session: AsyncSession, room_id: RoomId, user_id: UserId) -> RoomAccessOut:
+    """Whether ``user_id`` may be invited into / join ``room_id``: anyone the directory lets in, outside
+    patient rooms; in a patient room, only who may read the dossier now (``authorised_user_ids``)."""
+    link = await session.get(PatientRoom, room_id)
+    if link is None:
+        return RoomAccessOut(room_id=room_id, user_id=user_id, patient_room=False, authorised=True)
+    allowed = await circle_access.authorised_user_ids(session=session, patient_id=link.patient_id)
+    return RoomAccessOut(room_id=room_id, user_id=user_id, patient_room=True, authorised=user_id in allowed)
+
+
+async def rooms_with_members(
+    *,
+    session: AsyncSession,
+    patient_id: PatientId | None = None,
+    room_id: RoomId | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[RoomMembersOut]:
+    """Patient rooms (all, one patient's, or one room) with the Matrix users who should be in them now,
+    by room id. The bot reconciles each room's membership against this list."""
+    stmt = select(PatientRoom)
+    if patient_id is not None:
+        stmt = stmt.where(PatientRoom.patient_id == patient_id)
+    if room_id is not None:
+        stmt = stmt.where(PatientRoom.room_id == room_id)
+    after = _position(cursor, "r")
+    if after is not None:
+        stmt = stmt.where(PatientRoom.room_id > after[0])
+    rows = list(await session.scalars(stmt.order_by(PatientRoom.room_id).limit(limit + 1)))
+    page = rows[:limit]
+    members: dict[uuid.UUID, list[str]] = {}
+    for row in page:
+        if row.patient_id not in members:
+            members[row.patient_id] = await circle_access.authorised_user_ids(
+                session=session, patient_id=row.patient_id
+            )
+    return Page[RoomMembersOut](
+        items=[
+            RoomMembersOut(
+                room_id=RoomId(r.room_id),
+                patient_id=PatientId(r.patient_id),
+                members=[UserId(u) for u in members[r.patient_id]],
+            )
+            for r in page
+        ],
+        next_cursor=encode_cursor({"r": page[-1].room_id}) if len(rows) > limit else None,
+    )
 
 
 MAX_PAGE = 200

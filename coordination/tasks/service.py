@@ -46,7 +46,7 @@ from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
 from coordination.ids import NationalId, PatientId, StructureId, TaskId, ThemeId, UserId
 from coordination.outbox import service as outbox
-from coordination.outbox.events import TaskAssigned
+from coordination.outbox.events import TaskAssigned, TaskDone
 from coordination.pagination import Page
 from coordination.rooms.models import ThemeRoom
 from coordination.security import Actor
@@ -643,9 +643,21 @@ async def update_task(*, session: AsyncSession, actor: Actor, task_id: TaskId, d
     # exactly once, at commit.
     wanted, added = await _assignee_change(session, task, changed)
     recipients = await _recipients(session, added, actor) if added else []
+    closing = changed.get("status") == TaskStatus.TERMINEE and task.status != TaskStatus.TERMINEE
     _apply(task, changed, wanted, added)
     await _record(session, actor, "task.updated", task)
     await _emit_assigned(session, task, recipients, actor)
+    if closing and task.creator_user_id != actor.user_id:
+        # Its creator hears that it is done (issue 9), not the one who closed it.
+        await outbox.emit(
+            session=session,
+            recipients=[task.creator_user_id],
+            event=TaskDone(
+                task_id=TaskId(task.id),
+                patient_id=PatientId(task.patient_id) if task.patient_id else None,
+                done_by=actor.user_id,
+            ),
+        )
     await commit_or_conflict(session, on_stale=_stale())
     return (await _read_models(session, [task]))[0]
 

@@ -56,6 +56,7 @@ NOT_PATIENT_DATA = {
     "/api/v1/signup-requests/{request_id}/refuse": _SIGNUP,
     "/api/v1/signup-requests/{request_id}/resend": _SIGNUP,
     "/ics/v1/{token}.ics": "flux ICS à adresse secrète : ni patient ni note (types et horaires seulement)",
+    "/internal/v1/rooms/{room_id}/access/{user_id}": "route interne du module Synapse (secret partagé)",
 }
 
 # Routes without a patient in the path whose body names one.

@@ -25,6 +25,8 @@ def parse(text: str, mentions: tuple[UserId, ...] = ()) -> c.Command | c.Refusal
         ("!patient dup", c.PatientSearch("dup")),
         ("!patient", c.PatientShow()),
         ("!patient lier 3f2a", c.PatientLink("3f2a")),
+        ("!patient salon", c.PatientRoomCreate(None)),
+        ("!patient salon 3f2a", c.PatientRoomCreate("3f2a")),
         ("!taches", c.TaskList(mine=False)),
         ("!Tâches moi", c.TaskList(mine=True)),
         ("!fait 3", c.TaskDone("3")),

@@ -284,3 +284,24 @@ async def test_task_in_a_thematic_room(world: World, client: httpx.AsyncClient) 
     assert done == "Tâche n° 2 terminée : Afficher les horaires."
     [left] = await world.say(world.alice, "!taches", room=theme_room)
     assert "(1)" in left and "Afficher les horaires" not in left
+
+
+async def test_patient_room_request(world: World, client: httpx.AsyncClient, tokens: FakeTokens) -> None:
+    """`!patient salon` asks the service, which tells the bot (its outbox consumer) to create the room."""
+    patient_id = await linked(world, client)
+    [reply] = await world.say(world.alice, "!patient salon")
+    assert "Salon du patient demandé" in reply
+    [elsewhere] = await world.say(
+        world.alice, f"!patient salon {patient_id}", room=RoomId("!other:azurezo.test")
+    )
+    assert "Salon du patient demandé" in elsewhere
+    [refused] = await world.say(
+        world.stranger, f"!patient salon {patient_id}", room=RoomId("!x:azurezo.test")
+    )
+    assert "pas membre habilité du cercle de soins" in refused
+    [bad] = await world.say(world.alice, "!patient salon pas-un-id", room=RoomId("!x:azurezo.test"))
+    assert "n'est pas un identifiant de dossier" in bad
+    events = await client.get("/api/v1/events", headers={"Authorization": f"Bearer {tokens.issue(BOT)}"})
+    requested = [e["event"] for e in events.json()["items"] if e["event"]["kind"] == "room.requested"]
+    assert [e["requested_by"] for e in requested] == [world.alice.user_id] * 2
+    assert {e["patient_id"] for e in requested} == {patient_id}

@@ -1,0 +1,201 @@
+"""Notifications from the outbox: tell people where they work.
+
+- ``task.assigned``: in the patient's rooms, mentioning the assignees; a direct message each when the
+  task has no patient or the patient has no room;
+- ``task.done``: its creator, by direct message;
+- ``request.received``: each coordinator of the DAC, by direct message;
+- ``request.taken`` / ``request.answered``: the requester, by direct message;
+- ``circle.member_added``: a message in the patient's rooms (and the rooms are reconciled: the new
+  member is invited);
+- ``document.shared``: its title and category in the patient's rooms (never the content).
+
+Events carry ids; the labels (a task's title, a document's title) are read through the API on behalf
+of a recipient, so the access rule applies to what the bot shows. Mentions use ``m.mentions`` so
+clients notify; each message's transaction id derives from the event id (``outbox.tx_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from coordination_bot.ids import UserId
+from coordination_bot.messenger import Messenger
+from coordination_bot.outbox import OutboxConsumer, tx_id
+from coordination_bot.patient_rooms import PatientRooms
+from coordination_bot.service_client import OutboxEvent, ServiceClient, ServiceError
+
+logger = logging.getLogger(__name__)
+
+
+def message(plain: str, *, mentions: Sequence[str] = (), markup: str | None = None) -> dict[str, Any]:
+    """An ``m.text`` notification (``m.notice`` would not notify on most clients) with mentions."""
+    links = "".join(f' <a href="https://matrix.to/#/{html.escape(u)}">{html.escape(u)}</a>' for u in mentions)
+    return {
+        "msgtype": "m.text",
+        "body": plain + ("".join(f" {u}" for u in mentions)),
+        "format": "org.matrix.custom.html",
+        "formatted_body": (markup or html.escape(plain)) + links,
+        "m.mentions": {"user_ids": sorted(set(mentions))},
+    }
+
+
+class Notifier:
+    """The notification handlers of the outbox consumer."""
+
+    def __init__(self, *, service: ServiceClient, messenger: Messenger, rooms: PatientRooms) -> None:
+        self._service = service
+        self._matrix = messenger
+        self._rooms = rooms
+
+    def register(self, consumer: OutboxConsumer) -> None:
+        # Notifications need no order among themselves; a member's arrival reconciles the rooms first.
+        consumer.register("task.assigned", self.task_assigned, ordered=False)
+        consumer.register("task.done", self.task_done, ordered=False)
+        consumer.register("request.received", self.request_received, ordered=False)
+        consumer.register("request.taken", self.request_taken, ordered=False)
+        consumer.register("request.answered", self.request_answered, ordered=False)
+        consumer.register("circle.member_added", self.member_added)
+        consumer.register("document.shared", self.document_shared, ordered=False)
+
+    async def _patient_rooms(self, patient_id: object) -> list[str]:
+        """The patient's rooms the bot is in."""
+        if not patient_id:
+            return []
+        rooms = await self._service.patient_rooms(patient_id=uuid.UUID(str(patient_id)))
+        return [r.room_id for r in rooms if self._matrix.members(r.room_id) is not None]
+
+    async def _to_rooms_or_dm(
+        self, event: OutboxEvent, plain: str, *, mention: Sequence[str], rooms: list[str]
+    ) -> None:
+        for room_id in rooms:
+            await self._matrix.send(room_id, message(plain, mentions=mention), tx_id=tx_id(event, room_id))
+        if not rooms:
+            await self._direct(event, plain, mention)
+
+    async def _direct(self, event: OutboxEvent, plain: str, recipients: Sequence[str]) -> None:
+        for user_id in sorted(set(recipients)):
+            room_id = await self._matrix.direct_room(user_id)
+            await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, user_id))
+
+    # --- tasks -----------------------------------------------------------------------------------
+    async def task_assigned(self, event: OutboxEvent) -> None:
+        if not event.recipients:
+            return
+        # The task's label and the patient's rooms, asked at once (latency: issue 9's p95 <= 2 s).
+        task, rooms = await asyncio.gather(
+            self._service.task(
+                sender=UserId(str(event.event["assigned_by"])), task_id=uuid.UUID(str(event.event["task_id"]))
+            ),
+            self._patient_rooms(event.event.get("patient_id")),
+        )
+        plain = f"Nouvelle tâche n° {task.short_ref} pour vous : {task.title}"
+        if task.due_date is not None:
+            plain += f" (échéance {task.due_date:%d/%m/%Y})"
+        await self._to_rooms_or_dm(event, plain + ".", mention=event.recipients, rooms=rooms)
+
+    async def task_done(self, event: OutboxEvent) -> None:
+        creator = event.recipients[0] if event.recipients else None
+        if creator is None:
+            return
+        task = await self._service.task(
+            sender=UserId(creator), task_id=uuid.UUID(str(event.event["task_id"]))
+        )
+        await self._direct(
+            event,
+            f"Tâche n° {task.short_ref} terminée par {event.event['done_by']} : {task.title}.",
+            [creator],
+        )
+
+    # --- DAC requests ------------------------------------------------------------------------------
+    async def _request_label(self, event: OutboxEvent, reader: str) -> str:
+        try:
+            req = await self._service.request(
+                sender=UserId(reader), request_id=uuid.UUID(str(event.event["request_id"]))
+            )
+        except ServiceError:
+            return f"au DAC {event.event.get('dac_structure_id', '')}"
+        urgent = " — URGENTE" if req.urgency == "urgente" else ""
+        return f"au DAC {req.dac_name or req.dac_structure_id} : {req.reason}{urgent}"
+
+    async def request_received(self, event: OutboxEvent) -> None:
+        for coordinator in event.recipients:
+            label = await self._request_label(event, coordinator)
+            await self._direct(
+                event,
+                f"Nouvelle demande adressée {label}. « !demandes » dans le salon du patient pour la suivre.",
+                [coordinator],
+            )
+
+    async def request_taken(self, event: OutboxEvent) -> None:
+        for requester in event.recipients:
+            label = await self._request_label(event, requester)
+            await self._direct(event, f"Votre demande {label} est prise en charge par le DAC.", [requester])
+
+    async def request_answered(self, event: OutboxEvent) -> None:
+        decision = {
+            "acceptee": "acceptée",
+            "refusee": "refusée",
+            "reorientee": "réorientée",
+            "information": "information donnée",
+        }.get(str(event.event.get("decision") or ""), "traitée")
+        included = (
+            " Le patient est inclus dans le suivi du DAC." if event.event.get("patient_included") else ""
+        )
+        for requester in event.recipients:
+            label = await self._request_label(event, requester)
+            await self._direct(
+                event, f"Réponse du DAC à votre demande {label} : {decision}.{included}", [requester]
+            )
+
+    # --- circle and documents ------------------------------------------------------------------------
+    async def member_added(self, event: OutboxEvent) -> None:
+        patient_id = event.event.get("patient_id")
+        if not patient_id:
+            return
+        await self._rooms.reconcile_patient(uuid.UUID(str(patient_id)))
+        reader = next((r for r in event.recipients if r != self._matrix.user_id), None)
+        if reader is None:
+            return
+        try:
+            member = await self._service.member(
+                sender=UserId(reader),
+                patient_id=uuid.UUID(str(patient_id)),
+                member_id=uuid.UUID(str(event.event["member_id"])),
+            )
+        except ServiceError as exc:
+            if exc.status in (403, 404):  # removed again meanwhile
+                return
+            raise
+        who = f"{member.display_name} ({member.user_id})" if member.user_id else member.display_name
+        access = "habilité(e)" if member.habilite else "sans accès au dossier"
+        plain = f"{who} rejoint le cercle de soins comme {member.role}, {access}."
+        for room_id in await self._patient_rooms(patient_id):
+            await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, room_id))
+
+    async def document_shared(self, event: OutboxEvent) -> None:
+        patient_id = event.event.get("patient_id")
+        reader = next(iter(event.recipients), None)
+        if not patient_id or reader is None:
+            return
+        try:
+            document = await self._service.document(
+                sender=UserId(reader),
+                patient_id=uuid.UUID(str(patient_id)),
+                document_id=uuid.UUID(str(event.event["document_id"])),
+            )
+        except ServiceError as exc:
+            if exc.status in (403, 404):  # deleted or no longer visible
+                return
+            raise
+        plain = f"Nouveau document partagé : « {document.title} » ({document.category_label})."
+        if document.visibility == "restreinte":
+            # Shared with chosen members only: even its title is for them, not the whole room.
+            await self._direct(event, plain, event.recipients)
+            return
+        for room_id in await self._patient_rooms(patient_id):
+            await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, room_id))
