@@ -211,6 +211,15 @@ def test_a_coordinators_day_in_chromium(
         assert "Organiser la concertation de sortie" in page.locator("main").inner_text()
         visit.check("taches")
 
+        # The DAC's indicators: the request taken and answered today is counted.
+        page.get_by_role("link", name="Indicateurs", exact=True).click()
+        page.wait_for_load_state()
+        assert page.locator("svg[role=img]").count() >= 1
+        visit.check("indicateurs")
+        with page.expect_download() as csv_download:
+            page.get_by_role("link", name=re.compile("CSV")).click()
+        assert Path(csv_download.value.path()).read_bytes().startswith("\ufeff".encode())
+
         page.get_by_role("link", name="Patients", exact=True).click()
         page.wait_for_load_state()
         page.get_by_label("Rechercher par le nom de naissance ou le nom utilisé").fill("lam")
@@ -232,6 +241,26 @@ def test_a_coordinators_day_in_chromium(
         assert "Vous êtes déconnecté(e)" in page.locator("main").inner_text()
         page.goto(demo.dashboard_url + "/demandes")
         assert "/app/connexion" in page.url
+    finally:
+        visit.close()
+
+
+def test_the_public_sign_up_page(demo: DemoInstance, browser: Any, axe_source: str, artifacts: Path) -> None:
+    """The form a professional fills to ask for an account: accessible, French, CSP-clean."""
+    visit = Visit(browser, axe_source, artifacts, "public")
+    page = visit.page
+    try:
+        page.goto(demo.service_url + "/inscription")
+        assert page.url.endswith("/app/inscription")
+        visit.check("inscription")
+        page.get_by_label("Nom de famille").fill("PERSONNE")
+        page.get_by_label("Prénom").fill("Nemo")
+        page.get_by_label("Numéro RPPS ou ADELI").fill("899700009999")
+        page.get_by_label("Adresse e-mail professionnelle").fill("nemo@exemple.fr")
+        page.get_by_role("button", name="Envoyer ma demande").click()
+        page.wait_for_load_state()
+        assert "ne correspondent à aucun professionnel actif" in page.get_by_role("alert").first.inner_text()
+        visit.check("inscription-refusee")
     finally:
         visit.close()
 
