@@ -60,7 +60,7 @@ from coordination.directory.store import (
     sqlite_path,
 )
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
-from ror_sync.part import PartResult, stage_part
+from ror_sync.part import PartKind, PartResult, stage_part
 from ror_sync.report import ImportReport, Rejections
 from ror_sync.rpps import ParsePosition, parse_rpps
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
@@ -257,11 +257,19 @@ class _SecondHalf:
     fails the import (nothing is written); leaving the block stops the helper if it still runs."""
 
     def __init__(
-        self, path: Path, start: int, *, work_dir: Path, rejections: Rejections, position: ParsePosition
+        self,
+        path: Path,
+        start: int,
+        *,
+        work_dir: Path,
+        rejections: Rejections,
+        position: ParsePosition,
+        kind: PartKind = "sqlite",
     ) -> None:
         self._path = path
         self._start = start
-        self._part_file = str(work_dir / "part.db")
+        self._kind = kind
+        self._part_file = str(work_dir / ("part.db" if kind == "sqlite" else "part"))
         self._rejections = rejections
         self._position = position  # where the first half stopped: the offset of the second's lines
         self.staged = 0
@@ -271,7 +279,9 @@ class _SecondHalf:
     def __enter__(self) -> _SecondHalf:
         # "spawn": a fresh interpreter, never a fork of a process that may run threads (asyncio).
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        self._future = self._pool.submit(stage_part, str(self._path), self._start, self._part_file)
+        self._future = self._pool.submit(
+            stage_part, str(self._path), self._start, self._part_file, self._kind
+        )
         return self
 
     def take_into(self, staging: SqliteStaging) -> None:
@@ -281,7 +291,16 @@ class _SecondHalf:
 
     async def take_into_postgres(self, staging: PostgresStaging) -> None:
         part = await asyncio.to_thread(self._finish)
-        await staging.absorb(self._part_file, line_offset=self._position.line_no)
+        offset = self._position.line_no
+        if self._kind == "sqlite":
+            await staging.absorb(self._part_file, line_offset=offset)
+        else:
+            if part.line_offset != offset:  # both count the line ends before the split: never differ
+                raise OSError(
+                    f"{self._path} : la seconde moitié a été numérotée à partir de la ligne "
+                    f"{part.line_offset + 1} au lieu de {offset + 1} ; rien n'a été importé."
+                )
+            await staging.absorb_copy(self._part_file, line_offset=offset, lines=part.staged)
         self._record(part)
 
     def _finish(self) -> PartResult:
@@ -378,8 +397,17 @@ def _import_rpps(
         if split_at is not None:
             assert temp_dir is not None
             work_dir = stack.enter_context(import_temp_dir(temp_dir))
+            # PostgreSQL: the helper writes COPY files the server reads as they are.
+            kind: PartKind = "sqlite" if _backend(database_url) == "sqlite" else "copy"
             second_half = stack.enter_context(
-                _SecondHalf(Path(name), split_at, work_dir=work_dir, rejections=rejections, position=position)
+                _SecondHalf(
+                    Path(name),
+                    split_at,
+                    work_dir=work_dir,
+                    rejections=rejections,
+                    position=position,
+                    kind=kind,
+                )
             )
         bar = stack.enter_context(
             _Progress(progress, label=f"Lecture {Path(name).name}", total=split_at or size)
