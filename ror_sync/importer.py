@@ -12,8 +12,9 @@ must exist.
 - A full import that would deactivate a large part of its source's active persons (a truncated or wrong
   file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
 - A large RPPS file is parsed by two processes, one per half (:func:`ror_sync.part.stage_part`, in a
-  ``ProcessPoolExecutor`` worker, stages the second half in its own SQLite file, taken in before the
-  merge: attached on SQLite, copied with ``COPY`` on PostgreSQL): parsing is most of the time.
+  ``ProcessPoolExecutor`` worker, stages the second half in files of its own, taken in before the
+  merge: a SQLite file attached on SQLite, ``COPY`` text files the server reads on PostgreSQL):
+  parsing is most of the time.
   Temporary files stay under the instance's home (:mod:`ror_sync.workdir`), and what a killed import
   left there is swept by the next one.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
@@ -249,9 +250,9 @@ def _split_point(path: Path, size: int) -> int | None:
 
 class _SecondHalf:
     """The second half of an extract, parsed and staged by a helper process (:func:`ror_sync.part.
-    stage_part` in a one-worker ``ProcessPoolExecutor``, into its own SQLite file under this import's
-    temporary directory) while this process does the first half; then copied into this process's
-    staging, numbered after it.
+    stage_part` in a one-worker ``ProcessPoolExecutor``, into its own files under this import's
+    temporary directory: SQLite, or ``COPY`` text for PostgreSQL) while this process does the first
+    half; then taken into this process's staging, numbered after it.
 
     Two CPUs do the Python parsing at once: it is most of an import's time. Any failure of the helper
     fails the import (nothing is written); leaving the block stops the helper if it still runs."""
@@ -292,15 +293,12 @@ class _SecondHalf:
     async def take_into_postgres(self, staging: PostgresStaging) -> None:
         part = await asyncio.to_thread(self._finish)
         offset = self._position.line_no
-        if self._kind == "sqlite":
-            await staging.absorb(self._part_file, line_offset=offset)
-        else:
-            if part.line_offset != offset:  # both count the line ends before the split: never differ
-                raise OSError(
-                    f"{self._path} : la seconde moitié a été numérotée à partir de la ligne "
-                    f"{part.line_offset + 1} au lieu de {offset + 1} ; rien n'a été importé."
-                )
-            await staging.absorb_copy(self._part_file, line_offset=offset, lines=part.staged)
+        if part.line_offset != offset:  # both count the line ends before the split: never differ
+            raise OSError(
+                f"{self._path} : la seconde moitié a été numérotée à partir de la ligne "
+                f"{part.line_offset + 1} au lieu de {offset + 1} ; rien n'a été importé."
+            )
+        await staging.absorb(self._part_file, line_offset=offset, lines=part.staged)
         self._record(part)
 
     def _finish(self) -> PartResult:

@@ -9,8 +9,9 @@ extract never sits in Python memory and an import that fails leaves the previous
   and is locked out of writes only while the merge runs.
 - PostgreSQL: ``asyncpg`` ``COPY`` into ``ON COMMIT DROP`` temp tables, merge, commit: one transaction.
 
-Either way, the second half of a large RPPS file may come staged by a helper process in a SQLite file of
-its own (:class:`PartStaging`), taken in before the merge (``absorb``). A first import (a directory
+Either way, the second half of a large RPPS file may come staged by a helper process, taken in before the
+merge (``absorb``): in a SQLite file of its own attached on SQLite (:class:`PartStaging`), as ``COPY``
+text files the server reads as they are on PostgreSQL (:class:`PartCopyFiles`). A first import (a directory
 without persons, or without structures) skips what only a directory with rows needs: the structures go in
 straight from the sites, the persons straight from the grouping of their lines (no ``stg_persons``
 classification), the activities without looking their person up, and the secondary indexes (and,
@@ -426,10 +427,9 @@ def _person_steps(
                 # ``l.pf = 1`` changes no row (a first line carries the person's fields): it lets the
                 # join hash the persons' first lines only, not every line.
                 f"{insert}FROM ({_FIRST_PERSONS}) s JOIN stg_lines l ON l.line_no = s.first_line "
-                "AND l.pf = 1"
+                "AND l.pf = 1" + ("" if distinct == "IS NOT" else " ORDER BY s.national_id"),
                 # PostgreSQL: in key order, what the primary key's index wants (10.8 s instead of
                 # 13 s for 1.5M persons; SQLite's GROUP BY gives them so already).
-                + ("" if distinct == "IS NOT" else " ORDER BY s.national_id"),
                 "persons_added",
                 True,
             )
@@ -895,7 +895,7 @@ COPY_PART_TABLES = ("stg_sites", "stg_lines")
 class PartCopyFiles:
     """Staging of the second half of a file for PostgreSQL, written by the helper process as two
     ``COPY`` text files (sites, lines) with the lines already numbered after the first half, so that
-    the importing process hands them to the server as they are (:meth:`PostgresStaging.absorb_copy`):
+    the importing process hands them to the server as they are (:meth:`PostgresStaging.absorb`):
     no row goes through Python again, instead of a SQLite file read back and encoded row by row (the
     serial end of the parse, issue 6 item 18)."""
 
@@ -960,9 +960,6 @@ def _absorb_sql(line_offset: int, *, conflicts: bool) -> list[str]:
         f"SELECT l.line_no + {off}, {site_line}, {', '.join('l.' + c for c in _LINE_VALUES)} "
         "FROM part.stg_lines l",
     ]
-
-
-_ABSORB_BATCH = 20_000
 
 
 def _pg_absorb_conflicts_sql(line_offset: int) -> list[str]:
@@ -1104,31 +1101,10 @@ class PostgresStaging:
             await copy("stg_structs", records=structs, columns=STRUCT_COLUMNS)
             self._structs += len(structs)
 
-    async def absorb(self, part_file: str, *, line_offset: int) -> int:
-        """Take in a :class:`PartStaging` file whose lines follow the ``line_offset`` lines staged here
-        (``COPY``, numbered after them); returns the number of lines taken in. See :func:`_absorb_sql`
-        for the structures the part saw first with other coordinates."""
-        off = int(line_offset)
-        taken = 0
-        part = sqlite3.connect(part_file)
-        try:
-            for table, columns in (("stg_sites", self._format.sites), ("stg_lines", self._format.lines)):
-                shifted = ", ".join(f"{c} + {off}" if c in ("line_no", "site_line") else c for c in columns)
-                cursor = part.execute(f"SELECT {shifted} FROM {table}")
-                while rows := cursor.fetchmany(_ABSORB_BATCH):
-                    await self._conn.copy_records_to_table(table, records=rows, columns=columns)
-                    if table == "stg_lines":
-                        taken += len(rows)
-        finally:
-            part.close()
-        for sql in _pg_absorb_conflicts_sql(off):
-            await self._conn.execute(sql)
-        self._staged += taken
-        return taken
-
-    async def absorb_copy(self, base: str, *, line_offset: int, lines: int) -> None:
+    async def absorb(self, base: str, *, line_offset: int, lines: int) -> None:
         """Take in the :class:`PartCopyFiles` of ``base`` (``lines`` lines, numbered after the
-        ``line_offset`` lines staged here): the server reads them as they are."""
+        ``line_offset`` lines staged here): the server reads them as they are. See
+        :func:`_pg_absorb_conflicts_sql` for the structures the part saw first with other coordinates."""
         formats = {"stg_sites": self._format.sites, "stg_lines": self._format.lines}
         for table in COPY_PART_TABLES:
             await self._conn.copy_to_table(

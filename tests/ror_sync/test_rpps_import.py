@@ -349,9 +349,7 @@ async def test_backslashes_and_carriage_returns_in_the_second_half_are_kept_as_t
     (tmp_path / "two").mkdir()
     async with fresh_database_url(tmp_path / "two") as other_url:
         await create_schema(other_url)
-        two = await asyncio.to_thread(
-            import_rpps, other_url, path, processes=2, temp_dir=tmp_path / "tmp"
-        )
+        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=tmp_path / "tmp")
         view = await _directory_view(other_url)
         assert view == await _directory_view(database_url)
     assert two.persons.added == one.persons.added == 59
