@@ -12,8 +12,9 @@ must exist.
 - A full import that would deactivate a large part of its source's active persons (a truncated or wrong
   file) is refused, :class:`MassDeactivationError`, unless the operator allows it.
 - A large RPPS file is parsed by two processes, one per half (:func:`ror_sync.part.stage_part`, in a
-  ``ProcessPoolExecutor`` worker, stages the second half in its own SQLite file, taken in before the
-  merge: attached on SQLite, copied with ``COPY`` on PostgreSQL): parsing is most of the time.
+  ``ProcessPoolExecutor`` worker, stages the second half in files of its own, taken in before the
+  merge: a SQLite file attached on SQLite, ``COPY`` text files the server reads on PostgreSQL):
+  parsing is most of the time.
   Temporary files stay under the instance's home (:mod:`ror_sync.workdir`), and what a killed import
   left there is swept by the next one.
 - Anything that stops the import (unreadable file, lost database) leaves the directory as it was.
@@ -60,7 +61,7 @@ from coordination.directory.store import (
     sqlite_path,
 )
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
-from ror_sync.part import PartResult, stage_part
+from ror_sync.part import PartKind, PartResult, stage_part
 from ror_sync.report import ImportReport, Rejections
 from ror_sync.rpps import ParsePosition, parse_rpps
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
@@ -249,19 +250,27 @@ def _split_point(path: Path, size: int) -> int | None:
 
 class _SecondHalf:
     """The second half of an extract, parsed and staged by a helper process (:func:`ror_sync.part.
-    stage_part` in a one-worker ``ProcessPoolExecutor``, into its own SQLite file under this import's
-    temporary directory) while this process does the first half; then copied into this process's
-    staging, numbered after it.
+    stage_part` in a one-worker ``ProcessPoolExecutor``, into its own files under this import's
+    temporary directory: SQLite, or ``COPY`` text for PostgreSQL) while this process does the first
+    half; then taken into this process's staging, numbered after it.
 
     Two CPUs do the Python parsing at once: it is most of an import's time. Any failure of the helper
     fails the import (nothing is written); leaving the block stops the helper if it still runs."""
 
     def __init__(
-        self, path: Path, start: int, *, work_dir: Path, rejections: Rejections, position: ParsePosition
+        self,
+        path: Path,
+        start: int,
+        *,
+        work_dir: Path,
+        rejections: Rejections,
+        position: ParsePosition,
+        kind: PartKind = "sqlite",
     ) -> None:
         self._path = path
         self._start = start
-        self._part_file = str(work_dir / "part.db")
+        self._kind = kind
+        self._part_file = str(work_dir / ("part.db" if kind == "sqlite" else "part"))
         self._rejections = rejections
         self._position = position  # where the first half stopped: the offset of the second's lines
         self.staged = 0
@@ -271,7 +280,9 @@ class _SecondHalf:
     def __enter__(self) -> _SecondHalf:
         # "spawn": a fresh interpreter, never a fork of a process that may run threads (asyncio).
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        self._future = self._pool.submit(stage_part, str(self._path), self._start, self._part_file)
+        self._future = self._pool.submit(
+            stage_part, str(self._path), self._start, self._part_file, self._kind
+        )
         return self
 
     def take_into(self, staging: SqliteStaging) -> None:
@@ -281,7 +292,13 @@ class _SecondHalf:
 
     async def take_into_postgres(self, staging: PostgresStaging) -> None:
         part = await asyncio.to_thread(self._finish)
-        await staging.absorb(self._part_file, line_offset=self._position.line_no)
+        offset = self._position.line_no
+        if part.line_offset != offset:  # both count the line ends before the split: never differ
+            raise OSError(
+                f"{self._path} : la seconde moitié a été numérotée à partir de la ligne "
+                f"{part.line_offset + 1} au lieu de {offset + 1} ; rien n'a été importé."
+            )
+        await staging.absorb(self._part_file, line_offset=offset, lines=part.staged)
         self._record(part)
 
     def _finish(self) -> PartResult:
@@ -378,8 +395,17 @@ def _import_rpps(
         if split_at is not None:
             assert temp_dir is not None
             work_dir = stack.enter_context(import_temp_dir(temp_dir))
+            # PostgreSQL: the helper writes COPY files the server reads as they are.
+            kind: PartKind = "sqlite" if _backend(database_url) == "sqlite" else "copy"
             second_half = stack.enter_context(
-                _SecondHalf(Path(name), split_at, work_dir=work_dir, rejections=rejections, position=position)
+                _SecondHalf(
+                    Path(name),
+                    split_at,
+                    work_dir=work_dir,
+                    rejections=rejections,
+                    position=position,
+                    kind=kind,
+                )
             )
         bar = stack.enter_context(
             _Progress(progress, label=f"Lecture {Path(name).name}", total=split_at or size)

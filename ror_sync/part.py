@@ -8,10 +8,13 @@ needs: it runs beside the importing process and adds to its memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from coordination.directory.store import RPPS_FORMAT, PartStaging
+from coordination.directory.store import RPPS_FORMAT, PartCopyFiles, PartStaging
 from ror_sync.report import Rejections
-from ror_sync.rpps import ParsePosition, parse_rpps, read_header
+from ror_sync.rpps import CHUNK_BYTES, ParsePosition, parse_rpps, read_header
+
+PartKind = Literal["sqlite", "copy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,14 +25,35 @@ class PartResult:
     staged: int
     rejected: int
     kept: list[tuple[int, str]]
+    # "copy" parts: the lines before ``start`` (header included), which numbered the staged rows.
+    line_offset: int = 0
 
 
-def stage_part(path: str, start: int, part_file: str) -> PartResult:
-    """Parse an extract from byte ``start`` (a line start) into a :class:`PartStaging` file."""
+def lines_before(path: str, start: int) -> int:
+    """How many lines a file holds before byte ``start`` (a line start): its line ends up to there, as
+    :func:`ror_sync.rpps.parse_rpps` counts them (one a ``\\n``, the header included)."""
+    count = 0
+    with open(path, "rb") as stream:
+        left = start
+        while left > 0 and (data := stream.read(min(CHUNK_BYTES * 8, left))):
+            count += data.count(b"\n")
+            left -= len(data)
+    return count
+
+
+def stage_part(path: str, start: int, part_file: str, kind: PartKind = "sqlite") -> PartResult:
+    """Parse an extract from byte ``start`` (a line start) into a :class:`PartStaging` file (SQLite),
+    or, for PostgreSQL (``kind="copy"``), into :class:`PartCopyFiles` numbered after the lines before
+    ``start``."""
     rejections = Rejections()
     position = ParsePosition()
     staged = 0
-    staging = PartStaging(part_file, staging_format=RPPS_FORMAT)
+    offset = lines_before(path, start) if kind == "copy" else 0
+    staging: PartStaging | PartCopyFiles
+    if kind == "copy":
+        staging = PartCopyFiles(part_file, staging_format=RPPS_FORMAT, line_offset=offset)
+    else:
+        staging = PartStaging(part_file, staging_format=RPPS_FORMAT)
     try:
         with open(path, "rb") as stream:
             header = read_header(stream)
@@ -42,4 +66,4 @@ def stage_part(path: str, start: int, part_file: str) -> PartResult:
     finally:
         staging.close()
     kept = [(r.line, r.reason) for r in rejections.kept]
-    return PartResult(position.line_no, staged, rejections.total, kept)
+    return PartResult(position.line_no, staged, rejections.total, kept, offset)

@@ -1,12 +1,13 @@
 """Temporary files of an import, kept under the instance's home and swept when their import is dead.
 
-A large RPPS import parses the second half of its file in a helper process, which stages it in a SQLite
-file (35 to 130 MB). That file lives in a directory of its own, ``<temp_dir>/azurezo-rpps-<pid>-<random>``
-(``<home>/tmp`` from the CLI), not in the system's ``/tmp``: a killed import (``kill -9``, a reboot) used
-to leave it there forever (issue 6, item 13). The importing process holds a lock on ``.lock`` in that
-directory for as long as it runs; :func:`sweep_stale_import_files` removes every directory whose process
-is gone or whose lock nobody holds. Each import sweeps its ``temp_dir`` before it starts, and
-``azurezo up`` sweeps ``<home>/tmp`` when it starts.
+A large RPPS import parses the second half of its file in a helper process, which stages it in files
+(a SQLite file, or ``COPY`` text files for PostgreSQL: 35 to 250 MB). They live in a directory of their
+own, ``<temp_dir>/azurezo-rpps-<pid>-<random>`` (``<home>/tmp`` from the CLI), not in the system's
+``/tmp``: a killed import (``kill -9``, a reboot) used to leave them there forever (issue 6, item 13).
+The importing process holds a lock on ``.lock`` in that directory for as long as it runs;
+:func:`sweep_stale_import_files` removes every directory whose process is gone or whose lock nobody
+holds. Each import sweeps its ``temp_dir`` before it starts, and ``azurezo up`` sweeps ``<home>/tmp``
+when it starts.
 """
 
 from __future__ import annotations

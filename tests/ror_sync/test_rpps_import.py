@@ -330,6 +330,35 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     assert two.persons.added == 200 and two.activities == 220
 
 
+async def test_backslashes_and_carriage_returns_in_the_second_half_are_kept_as_they_are(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Issue 6 item 18: on PostgreSQL the helper writes its half as COPY text files, where a backslash
+    # or a carriage return in a field would otherwise be read as an escape or end the row.
+    lines = [rpps_line(n, site=n % 3 + 1) for n in range(1, 40)]
+    odd = {
+        "Nom d'exercice": "O\\BRIEN\\N",
+        "Prénom d'exercice": "JEAN\rMARIE",
+        "Raison sociale site": "CABINET \\ DES PINS",
+        "Libellé Voie (coord. structure)": "RUE\\tDU PORT",
+    }
+    lines += [rpps_line(n, site=n, **odd) for n in range(40, 60)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+
+    one = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
+    (tmp_path / "two").mkdir()
+    async with fresh_database_url(tmp_path / "two") as other_url:
+        await create_schema(other_url)
+        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=tmp_path / "tmp")
+        view = await _directory_view(other_url)
+        assert view == await _directory_view(database_url)
+    assert two.persons.added == one.persons.added == 59
+    cards, _ = view
+    names = {c["family_name"] for c in cards}
+    assert "O\\BRIEN\\N" in names
+    assert any(c["given_name"] == "JEAN\rMARIE" for c in cards)
+
+
 @pytest.mark.parametrize("active", [0, 3, 100])
 async def test_a_file_with_no_valid_line_is_refused_whatever_the_directory_size(
     database_url: str, db: AsyncSession, tmp_path: Path, active: int
