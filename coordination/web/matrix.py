@@ -47,7 +47,11 @@ class MatrixAuth(Protocol):
 
     async def flows(self) -> LoginFlows: ...
 
-    async def password_login(self, *, user: str, password: str) -> MatrixLogin: ...
+    async def password_login(
+        self, *, user: str, password: str, client_address: str | None = None
+    ) -> MatrixLogin:
+        """``client_address``: the browser's, so Synapse's per-address login limits count each
+        professional's browser, not the service (which every dashboard sign-in comes from)."""
 
     async def token_login(self, *, login_token: str) -> MatrixLogin: ...
 
@@ -94,9 +98,15 @@ class SynapseAuth:
                     providers.append(SsoProvider(None, "l'authentification unique"))
         return LoginFlows(password=password, sso=providers)
 
-    async def _login(self, body: dict[str, object]) -> MatrixLogin:
+    async def _login(self, body: dict[str, object], client_address: str | None) -> MatrixLogin:
+        # Synapse's listener trusts X-Forwarded-For (x_forwarded: true, loopback only): its login rate
+        # limits then apply per browser, not to the service as a whole.
+        headers = {"X-Forwarded-For": client_address} if client_address else {}
         resp = await self._call(
-            "POST", "/_matrix/client/v3/login", json={**body, "initial_device_display_name": DEVICE_NAME}
+            "POST",
+            "/_matrix/client/v3/login",
+            json={**body, "initial_device_display_name": DEVICE_NAME},
+            headers=headers,
         )
         if resp.status_code == 200:
             data = resp.json()
@@ -114,17 +124,20 @@ class SynapseAuth:
             )
         raise Unavailable(_UNREACHABLE)
 
-    async def password_login(self, *, user: str, password: str) -> MatrixLogin:
+    async def password_login(
+        self, *, user: str, password: str, client_address: str | None = None
+    ) -> MatrixLogin:
         return await self._login(
             {
                 "type": "m.login.password",
                 "identifier": {"type": "m.id.user", "user": user},
                 "password": password,
-            }
+            },
+            client_address,
         )
 
     async def token_login(self, *, login_token: str) -> MatrixLogin:
-        return await self._login({"type": "m.login.token", "token": login_token})
+        return await self._login({"type": "m.login.token", "token": login_token}, None)
 
     async def logout(self, *, access_token: str) -> None:
         """Log the device out (best effort: a token already gone is fine)."""

@@ -146,7 +146,9 @@ async def sign_in(
             status_code=422,
         )
     try:
-        login = await matrix_auth(request).password_login(user=user, password=mot_de_passe)
+        login = await matrix_auth(request).password_login(
+            user=user, password=mot_de_passe, client_address=request.client.host if request.client else None
+        )
     except ServiceError as exc:
         return _sign_in_page(request, suite=safe_next(suite), error=exc.message, status_code=exc.status_code)
     return await _open_session(request, db, login, method="m.login.password", suite=suite)

@@ -33,7 +33,9 @@ class FakeMatrixAuth:
         token = self.tokens.issue(user_id)
         return MatrixLogin(UserId(user_id), token, f"DEV{uuid.uuid4().hex[:6]}")
 
-    async def password_login(self, *, user: str, password: str) -> MatrixLogin:
+    async def password_login(
+        self, *, user: str, password: str, client_address: str | None = None
+    ) -> MatrixLogin:
         if self.passwords.get(user) != password:
             raise Unauthenticated("Identifiant ou mot de passe incorrect : réessayez.")
         return self._issue(user)

@@ -132,3 +132,19 @@ async def test_an_administrator_validates_and_the_link_activates_in_the_browser(
         },
     )
     assert weak.status_code == 422 and "trop" in unescape(weak.text)
+
+
+async def test_dashboard_logins_reach_synapse_with_the_browser_s_address() -> None:
+    """Synapse limits logins per address: it must see each browser's, not the service's (loopback)."""
+    from coordination.web.matrix import SynapseAuth
+
+    seen: list[str | None] = []
+
+    def synapse(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-forwarded-for"))
+        return httpx.Response(200, json={"user_id": "@a:azurezo.test", "access_token": "t", "device_id": "D"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(synapse)) as http:
+        auth = SynapseAuth("http://synapse.test", public_url=None, client=http)
+        await auth.password_login(user="a", password="p", client_address="203.0.113.7")
+    assert seen == ["203.0.113.7"]
