@@ -136,34 +136,55 @@ async def _sso(stack: Stack, login: str) -> httpx.Response:
     Synapse's callback; return Synapse's last answer (a redirect carrying ``loginToken``, or a page)."""
     client_redirect = f"{stack.service_url}/app/connexion/sso"
     url = f"{stack.synapse_url}/_matrix/client/v3/login/sso/redirect/oidc-psc?redirectUrl={client_redirect}"
+    async with httpx.AsyncClient(timeout=30.0) as browser:
+        return await _browse(browser, stack, login, url, stop_at=client_redirect)
+
+
+async def _browse(
+    browser: httpx.AsyncClient, stack: Stack, login: str, url: str, *, stop_at: str | None
+) -> httpx.Response:
+    """Follow redirects and the provider's forms from ``url`` until a redirect to ``stop_at`` (returned
+    as is) or a page that is not the provider's (returned)."""
     # Synapse's OIDC session cookie is `Secure`: browsers keep it for http://127.0.0.1 (a
     # potentially trustworthy origin), httpx does not, so it is carried by hand, as a browser would.
     synapse_cookies: dict[str, str] = {}
-    async with httpx.AsyncClient(timeout=30.0) as browser:
-        resp = await browser.get(url)
-        for _ in range(20):
-            for header in resp.headers.get_list("set-cookie"):
-                name, _sep, rest = header.partition("=")
-                if name.startswith("oidc_session"):
-                    synapse_cookies[name] = rest.split(";", 1)[0]
-            if resp.is_redirect:
-                location = urljoin(str(resp.url), resp.headers["location"])
-                if location.startswith(client_redirect):
-                    return resp
-                headers = {}
-                if location.startswith(stack.synapse_url) and synapse_cookies:
-                    headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in synapse_cookies.items())
-                resp = await browser.get(location, headers=headers)
-                continue
-            page = resp.text
-            form = re.search(r'<form[^>]*action="([^"]+)"', page)
-            if form is None or "/interaction/" not in str(resp.url):
-                return resp  # a Synapse page (error, or a confirmation with the token in it)
-            fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
-            if 'name="login"' in page:
-                fields.update(login=login, password="any")
-            resp = await browser.post(urljoin(str(resp.url), unescape(form.group(1))), data=fields)
+    resp = await browser.get(url)
+    for _ in range(30):
+        for header in resp.headers.get_list("set-cookie"):
+            name, _sep, rest = header.partition("=")
+            if name.startswith("oidc_session"):
+                synapse_cookies[name] = rest.split(";", 1)[0]
+        if resp.is_redirect:
+            location = urljoin(str(resp.url), resp.headers["location"])
+            if stop_at is not None and location.startswith(stop_at):
+                return resp
+            headers = {}
+            if location.startswith(stack.synapse_url) and synapse_cookies:
+                headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in synapse_cookies.items())
+            resp = await browser.get(location, headers=headers)
+            continue
+        page = resp.text
+        form = re.search(r'<form[^>]*action="([^"]+)"', page)
+        if form is None or "/interaction/" not in str(resp.url):
+            return resp  # a Synapse page (error, or a confirmation with the token in it)
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
+        if 'name="login"' in page:
+            fields.update(login=login, password="any")
+        resp = await browser.post(urljoin(str(resp.url), unescape(form.group(1))), data=fields)
     raise AssertionError("the SSO flow did not end")
+
+
+async def test_the_dashboard_signs_in_through_the_same_sso(sso_stack: tuple[Stack, Provider]) -> None:
+    """Tableau de bord → « Se connecter avec Pro Santé Connect » → the provider → back signed in."""
+    stack, _ = sso_stack
+    async with httpx.AsyncClient(timeout=30.0) as browser:
+        sign_in = await browser.get(f"{stack.service_url}/app/connexion")
+        assert "Se connecter avec Pro Santé Connect" in unescape(sign_in.text)
+        start = f"{stack.service_url}/app/connexion/sso?idp=oidc-psc&suite=/app/taches"
+        page = await _browse(browser, stack, "jeanne", start, stop_at=None)
+        assert page.status_code == 200, page.text[:500]
+        assert str(page.url).endswith("/app/taches")
+        assert "Se déconnecter" in unescape(page.text)
 
 
 def _login_token(resp: httpx.Response) -> str:
