@@ -1,7 +1,9 @@
 """The AGGIR algorithm of the regulation (pure): ten discriminant variables coded A/B/C -> rank -> GIR.
 
-Source: décret n° 97-427 du 28 avril 1997, annexe I « grille nationale AGGIR », taken over as annexe 2-1
-of the Code de l'action sociale et des familles. The eight first discriminant variables (cohérence,
+Source: the regulation's algorithm, « Algorithme de la grille AGGIR » (décret n° 2001-1084 du 20 novembre
+2001, annexe II, now annexe 2-2 of the Code de l'action sociale et des familles; the grid itself is annexe
+2-1). Every coefficient and threshold below was checked against that text (Légifrance, as transcribed in
+etalab/lois-non-codifiees-et-reglements-francais). The eight first discriminant variables (cohérence,
 orientation, toilette, habillage, alimentation, élimination, transferts, déplacements à l'intérieur)
 are weighted by the tables of eight groups, A to H, tried in that order: the first group whose score
 reaches one of its thresholds gives the rank (1 to 13); the rank gives the GIR (1 to 6). The two last
@@ -46,7 +48,7 @@ GROUPS: dict[str, _GroupTable] = {
         ((4380, 1), (4140, 2), (3390, 3)),
     ),
     "B": (
-        ((1500, 320), (1200, 120), (40, 16), (40, 16), (40, 0), (40, 16), (40, 0), (-40, -40)),
+        ((1500, 320), (1200, 120), (40, 16), (40, 16), (60, 0), (100, 16), (800, 120), (-80, -40)),
         ((2016, 4),),
     ),
     "C": (
@@ -76,15 +78,16 @@ GROUPS: dict[str, _GroupTable] = {
 }
 
 RANK_TO_GIR: dict[int, int] = {
+    # « Passage des rangs aux groupes »: 1 -> 1; 2 to 7 -> 2; 8, 9 -> 3; 10, 11 -> 4; 12 -> 5; 13 -> 6.
     1: 1,
     2: 2,
     3: 2,
     4: 2,
     5: 2,
     6: 2,
-    7: 3,
+    7: 2,
     8: 3,
-    9: 4,
+    9: 3,
     10: 4,
     11: 4,
     12: 5,

@@ -48,10 +48,10 @@ CASES = [
         1700,
     ),
     (codes(toilette="B", habillage="B", transferts="C", deplacements_interieurs="C"), 6, 2, "C", 1432),
-    (codes(alimentation="C", elimination="C"), 7, 3, "D", 2400),  # A 160, B 80, C 220
+    (codes(alimentation="C", elimination="C"), 7, 2, "D", 2400),  # A 160, B 160, C 220
     # A 320, B 120, C 460, D 800; E: 400+400+100+800+100 = 1800.
     (codes(toilette="C", habillage="C", alimentation="B", elimination="C", transferts="B"), 8, 3, "E", 1800),
-    (codes(toilette="C", habillage="C"), 9, 4, "F", 1000),  # E: 800 < 1200
+    (codes(toilette="C", habillage="C"), 9, 3, "F", 1000),  # E: 800 < 1200
     # A 2052, B 1532, C 52, D 200, E 700, F 500; G: 150+200+200+200 = 750.
     (codes(coherence="C", toilette="B", habillage="B", alimentation="B"), 10, 4, "G", 750),
     (codes(toilette="B", habillage="B"), 11, 4, "H", 4000),  # G 400 < 650; H: 2000 + 2000
