@@ -17,7 +17,13 @@ from fastapi.responses import RedirectResponse, Response
 from coordination.db import SessionDep
 from coordination.errors import Invalid, ServiceError
 from coordination.evaluations import service
-from coordination.evaluations.schemas import EvaluationCreate, EvaluationOut, EvaluationUpdate, FormOut, ItemOut
+from coordination.evaluations.schemas import (
+    EvaluationCreate,
+    EvaluationOut,
+    EvaluationUpdate,
+    FormOut,
+    ItemOut,
+)
 from coordination.ids import EvaluationId, PatientId
 from coordination.patients import service as patients
 from coordination.security import Actor
@@ -161,7 +167,9 @@ async def save(
     version = str(raw.get("version", ""))
     back = f"/app/patients/{patient_id}/evaluations/{evaluation_id}"
     values = {
-        k.removeprefix(FIELD_PREFIX): v for k, v in raw.items() if k.startswith(FIELD_PREFIX) and isinstance(v, str)
+        k.removeprefix(FIELD_PREFIX): v
+        for k, v in raw.items()
+        if k.startswith(FIELD_PREFIX) and isinstance(v, str)
     }
     try:
         current = await service.get_evaluation(

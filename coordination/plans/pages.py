@@ -70,8 +70,12 @@ def _action(row: dict[str, str]) -> dict[str, Any]:
         "id": _or_none(row["id"]),
         "objective_id": _or_none(row["objective_id"]),
         "title": row["title"],
-        "responsible_national_id": responsible.removeprefix("pro:") if responsible.startswith("pro:") else None,
-        "responsible_structure_id": responsible.removeprefix("str:") if responsible.startswith("str:") else None,
+        "responsible_national_id": responsible.removeprefix("pro:")
+        if responsible.startswith("pro:")
+        else None,
+        "responsible_structure_id": responsible.removeprefix("str:")
+        if responsible.startswith("str:")
+        else None,
         "responsible_other": _or_none(row["responsible_other"]),
         "deadline": _or_none(row["deadline"]),
         "status": row["status"] or PlanActionStatus.A_FAIRE.value,
@@ -86,7 +90,16 @@ def plan_from_form(form: FormData) -> PlanIn:
     actions = _rows(
         form,
         "actions",
-        ("id", "objective_id", "title", "responsible", "responsible_other", "deadline", "status", "create_task"),
+        (
+            "id",
+            "objective_id",
+            "title",
+            "responsible",
+            "responsible_other",
+            "deadline",
+            "status",
+            "create_task",
+        ),
     )
     return PlanIn.model_validate(
         {
@@ -94,7 +107,9 @@ def plan_from_form(form: FormData) -> PlanIn:
             "status": _text(form, "status") or PlanStatus.EN_COURS.value,
             "situation": _text(form, "situation"),
             "patient_wishes": _text(form, "patient_wishes"),
-            "problems": [{"id": _or_none(p["id"]), "title": p["title"], "detail": p["detail"]} for p in problems],
+            "problems": [
+                {"id": _or_none(p["id"]), "title": p["title"], "detail": p["detail"]} for p in problems
+            ],
             "objectives": [
                 {"id": _or_none(o["id"]), "problem_id": _or_none(o["problem_id"]), "title": o["title"]}
                 for o in objectives

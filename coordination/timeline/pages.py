@@ -33,7 +33,7 @@ async def timeline_page(
     patient_id: PatientId,
     actor: PageActor,
     db: SessionDep,
-    type: Annotated[list[TimelineKind] | None, Query()] = None,  # noqa: A002 - the address's French word
+    type: Annotated[list[TimelineKind] | None, Query()] = None,
     curseur: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
     """Newest first; ``type`` (repeatable) keeps only those kinds."""
@@ -77,7 +77,9 @@ async def add_event(request: Request, patient_id: PatientId, actor: FormActor, d
             f"{_LABELS.get(str(e['loc'][0]), str(e['loc'][0]))} : {french_validation_message(dict(e))}"
             for e in exc.errors()
         )
-        await flash(request, db, f"Événement non enregistré — {details}. Corrigez puis renvoyez.", kind="erreur")
+        await flash(
+            request, db, f"Événement non enregistré — {details}. Corrigez puis renvoyez.", kind="erreur"
+        )
         return back
     except ServiceError as exc:
         await flash(request, db, exc.message, kind="erreur")

@@ -125,7 +125,9 @@ async def test_a_professional_fills_an_aggir_form_and_sees_the_gir(
     assert "Aucune évaluation signée pour ce patient" in before.text
     url, html = await _start(client, pid, "aggir")
     # Each AGGIR variable is a labelled group of radio buttons; the two actions are plain buttons.
-    assert "<legend>Cohérence : converser et/ou se comporter de façon sensée (obligatoire pour signer)" in html
+    assert (
+        "<legend>Cohérence : converser et/ou se comporter de façon sensée (obligatoire pour signer)" in html
+    )
     for variable in aggir.VARIABLES:
         assert f'name="q-{variable}" value="A"' in html, variable
         assert f'<label for="q-{variable}-1">' in html, variable
@@ -133,7 +135,13 @@ async def test_a_professional_fills_an_aggir_form_and_sees_the_gir(
     assert "<script>" not in html and " on" + "click=" not in html
 
     draft = await client.post(
-        url, data={"csrf_token": csrf_of(html), "version": _version(html), "action": "brouillon", "q-coherence": "A"}
+        url,
+        data={
+            "csrf_token": csrf_of(html),
+            "version": _version(html),
+            "action": "brouillon",
+            "q-coherence": "A",
+        },
     )
     assert draft.status_code == 303 and draft.headers["location"] == url
     html = (await client.get(url)).text
@@ -165,7 +173,9 @@ async def test_a_professional_fills_an_aggir_form_and_sees_the_gir(
     history = await client.get(f"/app/patients/{pid}/evaluations")
     assert "GIR 4" in history.text and "Signée" in history.text and "première" in history.text
     actions = [a for a, _ in await audit_actions(db, pid)]
-    assert {"evaluation.created", "evaluation.updated", "evaluation.signed", "evaluation.scores"} <= set(actions)
+    assert {"evaluation.created", "evaluation.updated", "evaluation.signed", "evaluation.scores"} <= set(
+        actions
+    )
 
     # Signed means frozen: a second post is refused in French, the GIR stays.
     again = await client.post(
@@ -189,7 +199,7 @@ async def test_every_item_type_is_rendered_with_a_label_and_saved(
         assert f'<label for="q-{name}">' in html
         assert re.search(rf'<input id="q-{name}" name="q-{name}"[^>]*{control}', html), name
     assert '<label for="q-note">' in html and '<textarea id="q-note"' in html
-    assert '<legend>Vit seul(e) (obligatoire pour signer)</legend>' in html
+    assert "<legend>Vit seul(e) (obligatoire pour signer)</legend>" in html
     assert 'name="q-humeur" value="triste"' in html
 
     wrong = await client.post(
@@ -349,10 +359,15 @@ async def test_an_outsider_is_refused_every_care_page_in_french(
     client: httpx.AsyncClient, browser: httpx.AsyncClient, team: dict[str, Any], db: AsyncSession
 ) -> None:
     pid = team["pid"]
-    url, html = await _start(client, pid, "aggir")
+    url, _page = await _start(client, pid, "aggir")
     outsider: Pro = team["outsider"]
     assert (await sign_in(browser, outsider.user_id, PASSWORD)).status_code == 303
-    for path in (f"/app/patients/{pid}/evaluations", url, f"/app/patients/{pid}/plan", f"/app/patients/{pid}/chronologie"):
+    for path in (
+        f"/app/patients/{pid}/evaluations",
+        url,
+        f"/app/patients/{pid}/plan",
+        f"/app/patients/{pid}/chronologie",
+    ):
         resp = await browser.get(path)
         assert resp.status_code == 403, path
         assert "DUPONT" not in resp.text and "cercle" in resp.text, path

@@ -55,9 +55,21 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
         ("POST", "/app/taches/{task_id}/cloturer"): {"version": "1"},
         ("POST", "/app/taches"): {"title": "Passage", "type": "visite", "patient_id": values["patient_id"]},
         ("POST", f"{p}/evaluations"): {"form_id": "aggir"},
-        ("POST", f"{p}/evaluations/{{evaluation_id}}"): {"version": "1", "action": "signer", "q-coherence": "C"},
-        ("POST", f"{p}/plan"): {"version": "0", "situation": "Plan écrit par un intrus.", "problems-0-title": "X"},
-        ("POST", f"{p}/chronologie/evenements"): {"kind": "chute", "occurred_on": "2026-01-02", "title": "Intrus"},
+        ("POST", f"{p}/evaluations/{{evaluation_id}}"): {
+            "version": "1",
+            "action": "signer",
+            "q-coherence": "C",
+        },
+        ("POST", f"{p}/plan"): {
+            "version": "0",
+            "situation": "Plan écrit par un intrus.",
+            "problems-0-title": "X",
+        },
+        ("POST", f"{p}/chronologie/evenements"): {
+            "kind": "chute",
+            "occurred_on": "2026-01-02",
+            "title": "Intrus",
+        },
     }
 
 
