@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
 from coordination.db import SessionDep
 from coordination.errors import Invalid, ServiceError
@@ -98,17 +99,18 @@ async def evaluations_page(
 async def start(request: Request, patient_id: PatientId, actor: FormActor, db: SessionDep) -> Response:
     """Start a draft with the chosen form, then open its page."""
     form = await request.form()
+    back = RedirectResponse(f"/app/patients/{patient_id}/evaluations", status_code=303)
     try:
+        data = EvaluationCreate(form_id=str(form.get("form_id", "")))
         created = await service.create_evaluation(
-            session=db,
-            actor=actor,
-            patient_id=patient_id,
-            data=EvaluationCreate(form_id=str(form.get("form_id", "")) or "-"),
-            forms_dir=_forms_dir(request),
+            session=db, actor=actor, patient_id=patient_id, data=data, forms_dir=_forms_dir(request)
         )
+    except ValidationError:
+        await flash(request, db, "Choisissez un formulaire dans la liste, puis recommencez.", kind="erreur")
+        return back
     except ServiceError as exc:
         await flash(request, db, exc.message, kind="erreur")
-        return RedirectResponse(f"/app/patients/{patient_id}/evaluations", status_code=303)
+        return back
     return RedirectResponse(f"/app/patients/{patient_id}/evaluations/{created.id}", status_code=303)
 
 
@@ -157,6 +159,23 @@ async def evaluation_page(
     return await _form_page(request, db, actor, evaluation)
 
 
+async def _refill(
+    request: Request,
+    db: SessionDep,
+    actor: Actor,
+    patient_id: PatientId,
+    evaluation_id: EvaluationId,
+    values: dict[str, str],
+    error: Invalid,
+) -> Response:
+    """The form again with what was typed and the French reason (nothing was saved)."""
+    await db.rollback()
+    current = await service.get_evaluation(
+        session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
+    )
+    return await _form_page(request, db, actor, current, values=values, error=error)
+
+
 @router.post("/{evaluation_id}")
 async def save(
     request: Request, patient_id: PatientId, evaluation_id: EvaluationId, actor: FormActor, db: SessionDep
@@ -177,8 +196,8 @@ async def save(
         )
         form = service.get_form(forms_dir=_forms_dir(request), form_id=current.form_id)
         answers = {item.link_id: _value(item, values.get(item.link_id, "")) for item in form.items}
-        if not version.isdigit() or int(version) < 1:
-            raise Invalid("Formulaire incomplet : rechargez la page puis recommencez.", field="version")
+        if not version.isdigit() or not 1 <= int(version) < 2**31:
+            raise Invalid("Formulaire incomplet : rechargez la page puis recommencez.")
         saved = await service.update_evaluation(
             session=db,
             actor=actor,
@@ -187,12 +206,11 @@ async def save(
             data=EvaluationUpdate(version=int(version), answers=answers, sign=sign),
             forms_dir=_forms_dir(request),
         )
+    except ValidationError:
+        too_long = Invalid("Une réponse dépasse 5 000 caractères : raccourcissez-la puis enregistrez.")
+        return await _refill(request, db, actor, patient_id, evaluation_id, values, too_long)
     except Invalid as exc:
-        await db.rollback()
-        current = await service.get_evaluation(
-            session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
-        )
-        return await _form_page(request, db, actor, current, values=values, error=exc)
+        return await _refill(request, db, actor, patient_id, evaluation_id, values, exc)
     except ServiceError as exc:
         await flash(request, db, exc.message, kind="erreur")
         return RedirectResponse(back, status_code=303)

@@ -202,6 +202,16 @@ async def test_every_item_type_is_rendered_with_a_label_and_saved(
     assert "<legend>Vit seul(e) (obligatoire pour signer)</legend>" in html
     assert 'name="q-humeur" value="triste"' in html
 
+    too_long = await client.post(
+        url, data={"csrf_token": csrf_of(html), "version": "1", "action": "brouillon", "q-note": "x" * 5001}
+    )
+    assert too_long.status_code == 422 and "dépasse 5 000 caractères" in too_long.text
+    unknown = await client.post(
+        f"/app/patients/{team['pid']}/evaluations", data={"csrf_token": csrf_of(html), "form_id": "a b"}
+    )
+    assert unknown.status_code == 303
+    listing = await client.get(unknown.headers["location"])
+    assert "Choisissez un formulaire dans la liste" in listing.text
     wrong = await client.post(
         url, data={"csrf_token": csrf_of(html), "version": "1", "action": "brouillon", "q-chutes": "deux"}
     )
