@@ -30,6 +30,7 @@ from coordination.documents import service as documents
 from coordination.documents.pages import router as documents_pages
 from coordination.documents.router import router as documents_router
 from coordination.errors import ErrCode, Invalid, ServiceError
+from coordination.evaluations.pages import router as evaluations_pages
 from coordination.evaluations.router import forms_router as evaluation_forms_router
 from coordination.evaluations.router import router as evaluations_router
 from coordination.fhir.router import router as fhir_router
@@ -41,6 +42,7 @@ from coordination.indicators.router import router as indicators_router
 from coordination.outbox.router import router as outbox_router
 from coordination.patients.pages import router as patients_pages
 from coordination.patients.router import router as patients_router
+from coordination.plans.pages import router as plans_pages
 from coordination.plans.router import router as plans_router
 from coordination.rooms.router import router as rooms_router
 from coordination.schemas import ErrorOut, MeOut
@@ -51,6 +53,7 @@ from coordination.signup.router import router as signup_router
 from coordination.syntheses.router import router as syntheses_router
 from coordination.tasks.pages import router as tasks_pages
 from coordination.tasks.router import router as tasks_router
+from coordination.timeline.pages import router as timeline_pages
 from coordination.timeline.router import board_router as complex_board_router
 from coordination.timeline.router import router as timeline_router
 from coordination.validation import field_name as _field_name
@@ -321,6 +324,9 @@ def _pages() -> list[APIRouter]:
         tasks_pages,
         indicators_pages,
         signup_pages,
+        evaluations_pages,
+        plans_pages,
+        timeline_pages,
     ]
 
 

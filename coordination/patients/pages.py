@@ -24,6 +24,7 @@ from coordination.db import SessionDep
 from coordination.directory import service as directory
 from coordination.documents import service as documents
 from coordination.errors import ErrCode, Forbidden, Invalid, ServiceError
+from coordination.evaluations import service as evaluations
 from coordination.ids import PatientId
 from coordination.patients import service
 from coordination.patients.schemas import DischargeIn, PatientCreate, ReactivateIn
@@ -226,8 +227,11 @@ async def dossier_context(db: SessionDep, actor: Any, patient_id: PatientId) -> 
 async def patient_page(request: Request, patient_id: PatientId, actor: PageActor, db: SessionDep) -> Response:
     """The dossier: a professional outside the circle gets the French refusal page (403)."""
     context = await dossier_context(db, actor, patient_id)
+    scores = await evaluations.score_history(session=db, actor=actor, patient_id=patient_id)
+    last_scores = {point.form_id: point for point in scores.items}  # oldest first: the last one wins
     context.update(
         {
+            "last_scores": sorted(last_scores.values(), key=lambda point: point.signed_at, reverse=True),
             "discharge_reasons": DischargeReason,
             "categories": DocumentCategory,
             "visibilities": DocumentVisibility,

@@ -91,6 +91,23 @@ ACTIONS = {
     "task.assigned": "a assigné une tâche",
     "task.read": "a consulté une tâche",
     "audit.read": "a consulté la traçabilité",
+    "evaluation.created": "a commencé une évaluation",
+    "evaluation.updated": "a enregistré le brouillon d'une évaluation",
+    "evaluation.signed": "a signé une évaluation",
+    "evaluation.read": "a consulté une évaluation",
+    "evaluation.list": "a consulté la liste des évaluations",
+    "evaluation.scores": "a consulté l'historique des scores",
+    "evaluation.export": "a exporté une évaluation (FHIR)",
+    "plan.read": "a consulté le plan personnalisé",
+    "plan.update": "a modifié le plan personnalisé",
+    "plan.history": "a consulté les versions du plan",
+    "plan.pdf": "a téléchargé le plan en PDF",
+    "plan.fhir": "a exporté le plan (FHIR)",
+    "timeline.read": "a consulté la chronologie",
+    "timeline.event": "a ajouté un événement à la chronologie",
+    "situation.read": "a consulté le signalement de situation complexe",
+    "situation.flag": "a signalé une situation complexe",
+    "situation.clear": "a levé le signalement de situation complexe",
 }
 
 

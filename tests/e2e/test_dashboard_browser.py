@@ -363,3 +363,53 @@ def test_real_synapse_refuses_a_wrong_password_in_french(demo: DemoInstance) -> 
         )
         assert resp.status_code == 401 and "mot de passe incorrect" in resp.text
         assert "azurezo_session" not in web.cookies
+
+
+def test_a_gp_fills_aggir_by_keyboard_then_sees_plan_and_timeline(
+    demo: DemoInstance, browser: Any, axe_source: str, artifacts: Path, sent_request: dict[str, Any]
+) -> None:
+    """Issue 14: the evaluation form (rendered from the FHIR Questionnaire), the PPCS and the timeline
+    pass axe and fit 360 px; the AGGIR grid is filled from the keyboard and signed: the GIR shows."""
+    visit = Visit(browser, axe_source, artifacts, "medecin")
+    page = visit.page
+    pid = sent_request["patient_id"]
+    try:
+        visit.sign_in(demo, "jmartin")
+        page.goto(f"{demo.dashboard_url}/patients/{pid}/evaluations")
+        visit.check("evaluations")
+        page.get_by_label("Formulaire").select_option("aggir")
+        page.get_by_role("button", name="Commencer l'évaluation").click()
+        page.wait_for_load_state()
+        assert "Brouillon" in page.locator("main").inner_text()
+        visit.check("evaluation-aggir")
+        # Keyboard only: focus the first choice of each variable, arrows move within the radio group.
+        for variable in ("coherence", "orientation", "toilette", "habillage", "alimentation"):
+            page.locator(f"#q-{variable}-1").focus()
+            page.keyboard.press("Space")
+        for variable in ("elimination", "transferts", "deplacements_interieurs", "deplacements_exterieurs"):
+            page.locator(f"#q-{variable}-1").focus()
+            page.keyboard.press("Space")
+        page.locator("#q-communication-1").focus()
+        page.keyboard.press("Space")
+        page.locator("#q-toilette-1").focus()
+        page.keyboard.press("ArrowDown")  # toilette: B
+        page.locator("#q-habillage-1").focus()
+        page.keyboard.press("ArrowDown")  # habillage: B
+        page.get_by_role("button", name="Signer l'évaluation").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_load_state()
+        assert "Évaluation signée. Résultat : GIR 4." in page.get_by_role("status").first.inner_text()
+        page.goto(f"{demo.dashboard_url}/patients/{pid}")
+        assert "GIR 4" in page.locator("#evaluations").inner_text()
+        page.goto(f"{demo.dashboard_url}/patients/{pid}/plan")
+        assert "consentement" in page.locator("main").inner_text()  # the demo patient has not consented
+        visit.check("plan")
+        page.goto(f"{demo.dashboard_url}/patients/{pid}/chronologie")
+        assert "GIR 4" in page.locator("main").inner_text()
+        visit.check("chronologie")
+        page.get_by_label("Plan personnalisé (PPCS)").check()
+        page.get_by_role("button", name="Filtrer").click()
+        page.wait_for_load_state()
+        assert "GIR 4" not in page.locator("#titre-chrono").locator("..").inner_text()
+    finally:
+        visit.close()

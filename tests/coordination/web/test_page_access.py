@@ -54,6 +54,22 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
         ("POST", "/app/taches/{task_id}/assigner"): {"version": "1", "assignee_national_ids": "810000000041"},
         ("POST", "/app/taches/{task_id}/cloturer"): {"version": "1"},
         ("POST", "/app/taches"): {"title": "Passage", "type": "visite", "patient_id": values["patient_id"]},
+        ("POST", f"{p}/evaluations"): {"form_id": "aggir"},
+        ("POST", f"{p}/evaluations/{{evaluation_id}}"): {
+            "version": "1",
+            "action": "signer",
+            "q-coherence": "C",
+        },
+        ("POST", f"{p}/plan"): {
+            "version": "0",
+            "situation": "Plan écrit par un intrus.",
+            "problems-0-title": "X",
+        },
+        ("POST", f"{p}/chronologie/evenements"): {
+            "kind": "chute",
+            "occurred_on": "2026-01-02",
+            "title": "Intrus",
+        },
     }
 
 
@@ -100,7 +116,7 @@ ROUTES = _page_routes()
 
 def test_every_page_route_is_in_the_matrix() -> None:
     forms = _forms({"patient_id": "x"})
-    known = {"patient_id", "request_id", "task_id", "member_id", "doc_id"}
+    known = {"patient_id", "request_id", "task_id", "member_id", "doc_id", "evaluation_id"}
     for method, path in ROUTES:
         assert not set(re.findall(r"\{(\w+)\}", path)) - known, path
         if method == "POST" and (method, path) not in NO_DATA:
@@ -182,6 +198,10 @@ async def world(
         f"{api}/requests/{req.json()['id']}/send", json={"version": 1}, headers=alice.headers
     )
     assert sent.status_code == 200, sent.text
+    evaluation = await client.post(
+        f"{api}/patients/{pid}/evaluations", json={"form_id": "aggir"}, headers=alice.headers
+    )
+    assert evaluation.status_code == 201, evaluation.text
     return {
         "alice": alice,
         "coord": coord,
@@ -192,6 +212,7 @@ async def world(
             "doc_id": doc.json()["id"],
             "task_id": task.json()["id"],
             "request_id": req.json()["id"],
+            "evaluation_id": evaluation.json()["id"],
         },
     }
 

@@ -1,0 +1,222 @@
+"""Dashboard pages of evaluations: the patient's list and score history, starting one, and the form
+page rendered generically from the form's FHIR Questionnaire (each item type becomes a labelled input).
+
+"Enregistrer le brouillon" and "Signer" both post the whole form (no script: the CSP forbids inline
+code, and a plain save button is the autosave); every read and write goes through the service, so it is
+checked against the circle and audited exactly as through the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from coordination.db import SessionDep
+from coordination.errors import Invalid, ServiceError
+from coordination.evaluations import service
+from coordination.evaluations.schemas import (
+    EvaluationCreate,
+    EvaluationOut,
+    EvaluationUpdate,
+    FormOut,
+    ItemOut,
+)
+from coordination.ids import EvaluationId, PatientId
+from coordination.patients import service as patients
+from coordination.security import Actor
+from coordination.web.deps import FormActor, PageActor, flash
+from coordination.web.templating import render
+
+router = APIRouter(prefix="/app/patients/{patient_id}/evaluations", include_in_schema=False)
+
+FIELD_PREFIX = "q-"
+"""Form fields of answers are ``q-<linkId>`` so they never collide with the page's own fields."""
+
+
+def _forms_dir(request: Request) -> Path | None:
+    forms_dir: Path | None = request.app.state.settings.evaluation_forms_dir
+    return forms_dir
+
+
+def _value(item: ItemOut, raw: str) -> Any:
+    """The typed answer of one field (``None`` clears it); a value that is not a number is refused."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    if item.type == "boolean":
+        return raw == "oui"
+    if item.type in ("integer", "decimal"):
+        try:
+            number = float(raw.replace(",", ".").replace(" ", ""))
+        except ValueError:
+            raise Invalid(
+                f"Question « {item.text} » : écrivez un nombre (par exemple 12 ou 3,5).",
+                field=f"answers.{item.link_id}",
+            ) from None
+        return int(number) if item.type == "integer" and number.is_integer() else number
+    return raw.replace("\r\n", "\n")
+
+
+def _shown(answers: dict[str, Any]) -> dict[str, str]:
+    """The stored answers as the form's fields show them."""
+    shown = {}
+    for link_id, value in answers.items():
+        if isinstance(value, bool):
+            shown[link_id] = "oui" if value else "non"
+        elif isinstance(value, float) and value.is_integer():
+            shown[link_id] = str(int(value))
+        else:
+            shown[link_id] = str(value).replace(".", ",") if isinstance(value, float) else str(value)
+    return shown
+
+
+@router.get("")
+async def evaluations_page(
+    request: Request, patient_id: PatientId, actor: PageActor, db: SessionDep
+) -> Response:
+    """The patient's evaluations (drafts and signed), the history of scores, and the forms to start."""
+    patient = await patients.get_patient(session=db, actor=actor, patient_id=patient_id)
+    evaluations = await service.list_evaluations(session=db, actor=actor, patient_id=patient_id, limit=100)
+    scores = await service.score_history(session=db, actor=actor, patient_id=patient_id)
+    forms = service.list_forms(forms_dir=_forms_dir(request))
+    return render(
+        request,
+        "evaluations/list.html",
+        {
+            "patient": patient,
+            "evaluations": evaluations.items,
+            "scores": list(reversed(scores.items)),
+            "forms": forms.items,
+        },
+    )
+
+
+@router.post("")
+async def start(request: Request, patient_id: PatientId, actor: FormActor, db: SessionDep) -> Response:
+    """Start a draft with the chosen form, then open its page."""
+    form = await request.form()
+    back = RedirectResponse(f"/app/patients/{patient_id}/evaluations", status_code=303)
+    try:
+        data = EvaluationCreate(form_id=str(form.get("form_id", "")))
+        created = await service.create_evaluation(
+            session=db, actor=actor, patient_id=patient_id, data=data, forms_dir=_forms_dir(request)
+        )
+    except ValidationError:
+        await flash(request, db, "Choisissez un formulaire dans la liste, puis recommencez.", kind="erreur")
+        return back
+    except ServiceError as exc:
+        await flash(request, db, exc.message, kind="erreur")
+        return back
+    return RedirectResponse(f"/app/patients/{patient_id}/evaluations/{created.id}", status_code=303)
+
+
+async def _form_page(
+    request: Request,
+    db: SessionDep,
+    actor: Actor,
+    evaluation: EvaluationOut,
+    *,
+    values: dict[str, str] | None = None,
+    error: Invalid | None = None,
+) -> Response:
+    patient = await patients.get_patient(session=db, actor=actor, patient_id=evaluation.patient_id)
+    form: FormOut = service.get_form(forms_dir=_forms_dir(request), form_id=evaluation.form_id)
+    sections: list[tuple[str | None, list[ItemOut]]] = []
+    for item in form.items:
+        if not sections or sections[-1][0] != item.section_text:
+            sections.append((item.section_text, []))
+        sections[-1][1].append(item)
+    field = error.field.removeprefix("answers.") if error is not None and error.field else None
+    return render(
+        request,
+        "evaluations/form.html",
+        {
+            "patient": patient,
+            "evaluation": evaluation,
+            "form": form,
+            "sections": sections,
+            "values": values if values is not None else _shown(evaluation.answers),
+            "error": error.message if error is not None else None,
+            "error_field": field,
+            "prefix": FIELD_PREFIX,
+        },
+        status_code=422 if error is not None else 200,
+    )
+
+
+@router.get("/{evaluation_id}")
+async def evaluation_page(
+    request: Request, patient_id: PatientId, evaluation_id: EvaluationId, actor: PageActor, db: SessionDep
+) -> Response:
+    """The form to fill (a draft), or the signed evaluation with its score (read-only)."""
+    evaluation = await service.get_evaluation(
+        session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
+    )
+    return await _form_page(request, db, actor, evaluation)
+
+
+async def _refill(
+    request: Request,
+    db: SessionDep,
+    actor: Actor,
+    patient_id: PatientId,
+    evaluation_id: EvaluationId,
+    values: dict[str, str],
+    error: Invalid,
+) -> Response:
+    """The form again with what was typed and the French reason (nothing was saved)."""
+    await db.rollback()
+    current = await service.get_evaluation(
+        session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
+    )
+    return await _form_page(request, db, actor, current, values=values, error=error)
+
+
+@router.post("/{evaluation_id}")
+async def save(
+    request: Request, patient_id: PatientId, evaluation_id: EvaluationId, actor: FormActor, db: SessionDep
+) -> Response:
+    """Save every answer as a draft (an empty field clears its answer), or sign when asked."""
+    raw = await request.form()
+    sign = raw.get("action") == "signer"
+    version = str(raw.get("version", ""))
+    back = f"/app/patients/{patient_id}/evaluations/{evaluation_id}"
+    values = {
+        k.removeprefix(FIELD_PREFIX): v
+        for k, v in raw.items()
+        if k.startswith(FIELD_PREFIX) and isinstance(v, str)
+    }
+    try:
+        current = await service.get_evaluation(
+            session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
+        )
+        form = service.get_form(forms_dir=_forms_dir(request), form_id=current.form_id)
+        answers = {item.link_id: _value(item, values.get(item.link_id, "")) for item in form.items}
+        if not version.isdigit() or not 1 <= int(version) < 2**31:
+            raise Invalid("Formulaire incomplet : rechargez la page puis recommencez.")
+        saved = await service.update_evaluation(
+            session=db,
+            actor=actor,
+            patient_id=patient_id,
+            evaluation_id=evaluation_id,
+            data=EvaluationUpdate(version=int(version), answers=answers, sign=sign),
+            forms_dir=_forms_dir(request),
+        )
+    except ValidationError:
+        too_long = Invalid("Une réponse dépasse 5 000 caractères : raccourcissez-la puis enregistrez.")
+        return await _refill(request, db, actor, patient_id, evaluation_id, values, too_long)
+    except Invalid as exc:
+        return await _refill(request, db, actor, patient_id, evaluation_id, values, exc)
+    except ServiceError as exc:
+        await flash(request, db, exc.message, kind="erreur")
+        return RedirectResponse(back, status_code=303)
+    if sign:
+        result = f" Résultat : {saved.score_label}." if saved.score_label else ""
+        await flash(request, db, f"Évaluation signée.{result}")
+    else:
+        await flash(request, db, "Brouillon enregistré.")
+    return RedirectResponse(back, status_code=303)
