@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.app import create_app
 from coordination.audit.models import AuditEntry
 from coordination.settings import Settings
+from tests.coordination.agenda.support import book, local, make_agenda
 from tests.coordination.patients.support import add_circle_member, create_patient, delist
 from tests.coordination.web.support import FakeMatrixAuth, page_csrf, sign_in
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure, running_app
@@ -54,6 +55,16 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
         ("POST", "/app/taches/{task_id}/assigner"): {"version": "1", "assignee_national_ids": "810000000041"},
         ("POST", "/app/taches/{task_id}/cloturer"): {"version": "1"},
         ("POST", "/app/taches"): {"title": "Passage", "type": "visite", "patient_id": values["patient_id"]},
+        # Booking names the patient in its body; the slot is free and the agenda open to everyone.
+        ("POST", "/app/agendas/{agenda_id}/reserver"): {
+            "event_type_id": values.get("event_type_id", ""),
+            "start": values.get("slot", ""),
+            "patient_id": values["patient_id"],
+        },
+        ("POST", "/app/rendez-vous/{appointment_id}/annuler"): {
+            "version": "1",
+            "retour": values["patient_id"],
+        },
     }
 
 
@@ -86,6 +97,8 @@ def _page_routes() -> list[tuple[str, str]]:
             continue
         if path.startswith("/app"):
             for method in sorted(route.methods or ()):
+                if (method, path) in NOT_PATIENT_ROUTES:
+                    continue
                 if re.search(r"\{\w+\}", path) or (method, path) in BODY_NAMES_PATIENT:
                     found.append((method, path))
     return found
@@ -94,13 +107,20 @@ def _page_routes() -> list[tuple[str, str]]:
 # Pages with a path parameter that is not patient data (tested in test_signup_pages.py): the public
 # activation link, and the administrators' sign-up list (refused to anyone who is not an administrator).
 NOT_PATIENT_PAGES = ("/app/activation/", "/app/admin/inscriptions/")
+# An agenda's week, its booking form (the patient, if any, comes from the query and is only put in the
+# form) and its opening hours hold no patient data: tested in test_agenda_pages.py.
+NOT_PATIENT_ROUTES = {
+    ("GET", "/app/agendas/{agenda_id}"),
+    ("GET", "/app/agendas/{agenda_id}/reserver"),
+    ("POST", "/app/agendas/{agenda_id}/disponibilites"),
+}
 
 ROUTES = _page_routes()
 
 
 def test_every_page_route_is_in_the_matrix() -> None:
     forms = _forms({"patient_id": "x"})
-    known = {"patient_id", "request_id", "task_id", "member_id", "doc_id"}
+    known = {"patient_id", "request_id", "task_id", "member_id", "doc_id", "agenda_id", "appointment_id"}
     for method, path in ROUTES:
         assert not set(re.findall(r"\{(\w+)\}", path)) - known, path
         if method == "POST" and (method, path) not in NO_DATA:
@@ -182,6 +202,9 @@ async def world(
         f"{api}/requests/{req.json()['id']}/send", json={"version": 1}, headers=alice.headers
     )
     assert sent.status_code == 200, sent.text
+    agenda = await make_agenda(client, alice, name="Cabinet Alice")
+    appointment = await book(client, alice, agenda, local(agenda.monday, "09:00"), patient_id=pid)
+    assert appointment.status_code == 201, appointment.text
     return {
         "alice": alice,
         "coord": coord,
@@ -192,6 +215,10 @@ async def world(
             "doc_id": doc.json()["id"],
             "task_id": task.json()["id"],
             "request_id": req.json()["id"],
+            "agenda_id": agenda.id,
+            "event_type_id": agenda.consultation,
+            "slot": local(agenda.monday, "10:00").isoformat(),
+            "appointment_id": appointment.json()["id"],
         },
     }
 
