@@ -247,11 +247,16 @@ async def add_opening_hours(
         begin = datetime.fromisoformat(f"{first}T{start}")
         minutes = int((datetime.fromisoformat(f"{first}T{finish}") - begin).total_seconds() // 60)
     except ValueError:
-        await flash(request, db, "Horaires non ajoutés — indiquez le premier jour et les heures.", kind="erreur")
+        await flash(
+            request, db, "Horaires non ajoutés — indiquez le premier jour et les heures.", kind="erreur"
+        )
         return back
     if not days or minutes <= 0:
         await flash(
-            request, db, "Horaires non ajoutés — cochez au moins un jour ; la fin suit le début.", kind="erreur"
+            request,
+            db,
+            "Horaires non ajoutés — cochez au moins un jour ; la fin suit le début.",
+            kind="erreur",
         )
         return back
     data: dict[str, Any] = {
@@ -277,7 +282,9 @@ async def add_opening_hours(
 
 
 @router.post("/rendez-vous/{appointment_id}/annuler")
-async def cancel(request: Request, appointment_id: AppointmentId, actor: FormActor, db: SessionDep) -> Response:
+async def cancel(
+    request: Request, appointment_id: AppointmentId, actor: FormActor, db: SessionDep
+) -> Response:
     """Cancel an appointment (its booker or the agenda's managers); back where the form came from."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     retour = form.get("retour", "")

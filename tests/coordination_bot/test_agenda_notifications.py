@@ -64,7 +64,10 @@ async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner(
     assert await consumer.poll_once() == (len(pending), False)
     day = setup.monday.strftime("%d/%m/%Y")
     assert [(room, c["body"]) for room, c, _ in matrix.sent] == [
-        (f"dm:{alice.user_id}", f"Rendez-vous pris : « Consultation » du {day} à 09:30 — agenda Cabinet Alice.")
+        (
+            f"dm:{alice.user_id}",
+            f"Rendez-vous pris : « Consultation » du {day} à 09:30 — agenda Cabinet Alice.",
+        )
     ]
     # Deterministic transaction id: handled again after a crash, Synapse answers with the first message.
     assert matrix.sent[0][2] == tx_id(events[0], alice.user_id)
@@ -80,5 +83,7 @@ async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner(
     assert (done, failed) == (1, False)
     room, content, _ = matrix.sent[-1]
     assert room == f"dm:{alice.user_id}"
-    assert content["body"] == f"Rendez-vous annulé : « Consultation » du {day} à 09:30 — agenda Cabinet Alice."
+    assert (
+        content["body"] == f"Rendez-vous annulé : « Consultation » du {day} à 09:30 — agenda Cabinet Alice."
+    )
     assert content["msgtype"] == "m.text"

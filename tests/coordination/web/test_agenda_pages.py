@@ -134,7 +134,9 @@ async def test_book_a_free_slot_for_a_patient_from_the_week_page_and_cancel_it(
         f"/app/rendez-vous/{appt['id']}/annuler",
         data={"csrf_token": csrf_of(patient_page.text), "version": str(appt["version"]), "retour": pid},
     )
-    assert cancelled.status_code == 303 and cancelled.headers["location"] == f"/app/patients/{pid}#rendez-vous"
+    assert (
+        cancelled.status_code == 303 and cancelled.headers["location"] == f"/app/patients/{pid}#rendez-vous"
+    )
     after = await client.get(f"/api/v1/patients/{pid}/appointments", headers=gp.headers)
     assert [a["status"] for a in after.json()["items"]] == ["annule"]
 
