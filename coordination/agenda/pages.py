@@ -28,6 +28,7 @@ from coordination.agenda.schemas import (
 from coordination.db import SessionDep
 from coordination.errors import ServiceError
 from coordination.ids import AgendaId, AppointmentId, PatientId
+from coordination.security import Actor
 from coordination.validation import french_validation_message
 from coordination.vocab import AppointmentStatus
 from coordination.web.deps import FormActor, PageActor, flash
@@ -149,6 +150,21 @@ async def agenda_week(
         if item.can_manage
         else []
     )
+    week_appointments = (
+        (
+            await agenda.list_appointments(
+                session=db,
+                actor=actor,
+                agenda_id=agenda_id,
+                start=start,
+                end=end,
+                statuses=(AppointmentStatus.PROPOSE, AppointmentStatus.RESERVE),
+                limit=200,
+            )
+        ).items
+        if item.can_manage
+        else []
+    )
     pid = str(patient) if patient else ""
     return render(
         request,
@@ -163,6 +179,7 @@ async def agenda_week(
             "previous": _agenda_href(item.id, monday - timedelta(days=7), pid),
             "next": _agenda_href(item.id, monday + timedelta(days=7), pid),
             "availabilities": availabilities,
+            "appointments": week_appointments,
             "byday": list(zip(BYDAY, DAYS, strict=True)),
             "bookable_types": [t for t in item.event_types if t.bookable or item.can_manage],
         },
@@ -281,28 +298,55 @@ async def add_opening_hours(
     return back
 
 
-@router.post("/rendez-vous/{appointment_id}/annuler")
-async def cancel(
-    request: Request, appointment_id: AppointmentId, actor: FormActor, db: SessionDep
-) -> Response:
-    """Cancel an appointment (its booker or the agenda's managers); back where the form came from."""
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    retour = form.get("retour", "")
+def _back_to(form: dict[str, str]) -> RedirectResponse:
+    """Back to the patient page (``retour``) or the agenda's week (``agenda``, ``semaine``)."""
     try:
-        back = RedirectResponse(f"/app/patients/{uuid.UUID(retour)}#rendez-vous", status_code=303)
+        return RedirectResponse(f"/app/patients/{uuid.UUID(form.get('retour', ''))}#rendez-vous", 303)
     except ValueError:
-        back = RedirectResponse("/app/agendas", status_code=303)
+        pass
     try:
-        data = AppointmentUpdate.model_validate({"version": form.get("version"), "status": "annule"})
+        agenda_id = uuid.UUID(form.get("agenda", ""))
+    except ValueError:
+        return RedirectResponse("/app/agendas", status_code=303)
+    try:
+        monday = _monday(date.fromisoformat(form.get("semaine", "")))
+    except ValueError:
+        monday = _monday(None)
+    return RedirectResponse(_agenda_href(agenda_id, monday, "") + "#rendez-vous", status_code=303)
+
+
+async def _set_status(
+    request: Request, db: SessionDep, actor: Actor, appointment_id: AppointmentId, status: str, done: str
+) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    back = _back_to(form)
+    try:
+        data = AppointmentUpdate.model_validate({"version": form.get("version"), "status": status})
         await agenda.update_appointment(session=db, actor=actor, appointment_id=appointment_id, data=data)
     except ValidationError as exc:
-        await flash(request, db, f"Rendez-vous non annulé — {_details(exc)}.", kind="erreur")
+        await flash(request, db, f"Rendez-vous non modifié — {_details(exc)}.", kind="erreur")
         return back
     except ServiceError as exc:
         await flash(request, db, exc.message, kind="erreur")
         return back
-    await flash(request, db, "Rendez-vous annulé.")
+    await flash(request, db, done)
     return back
+
+
+@router.post("/rendez-vous/{appointment_id}/annuler")
+async def cancel(
+    request: Request, appointment_id: AppointmentId, actor: FormActor, db: SessionDep
+) -> Response:
+    """Cancel an appointment or decline a request (its booker or the agenda's managers)."""
+    return await _set_status(request, db, actor, appointment_id, "annule", "Rendez-vous annulé.")
+
+
+@router.post("/rendez-vous/{appointment_id}/confirmer")
+async def confirm(
+    request: Request, appointment_id: AppointmentId, actor: FormActor, db: SessionDep
+) -> Response:
+    """Confirm a requested appointment (the agenda's managers)."""
+    return await _set_status(request, db, actor, appointment_id, "reserve", "Rendez-vous confirmé.")
 
 
 # --- planning ------------------------------------------------------------------------------------

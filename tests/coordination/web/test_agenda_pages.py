@@ -213,3 +213,54 @@ async def test_opening_hours_and_the_planning_of_several_agendas(
     assert "Ouvert 09:00–12:00" in tuesday_cells[0] and "Ouvert 09:00–12:00" in tuesday_cells[1]
     day = await client.get(f"/app/planning?agenda={second.id}&jour={first.monday.isoformat()}&vue=jour")
     assert len(re.findall(r"<tr><th scope=\"row\">", day.text)) == 1
+
+
+async def test_a_request_is_confirmed_by_the_agenda_manager_from_the_week_page(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    db: AsyncSession,
+    tokens: FakeTokens,
+    matrix: FakeMatrixAuth,
+) -> None:
+    alice = await add_professional(db, tokens, localpart="alice", national_id="810000000081")
+    gp = await add_professional(db, tokens, localpart="gp", national_id="810000000082")
+    for pro in (alice, gp):
+        matrix.passwords[pro.user_id] = PASSWORD
+    setup = await make_agenda(client, alice, name="Cabinet Alice", requires_confirmation=True)
+    week_url = f"/app/agendas/{setup.id}?semaine={setup.monday.isoformat()}"
+
+    assert (await sign_in(browser, gp.user_id, PASSWORD)).status_code == 303
+    form = await browser.get(_booking_links((await browser.get(week_url)).text)[local(setup.monday, "11:00")])
+    asked = await browser.post(
+        f"/app/agendas/{setup.id}/reserver",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "event_type_id": setup.consultation,
+            "start": local(setup.monday, "11:00").isoformat(),
+        },
+    )
+    assert asked.status_code == 303
+    told = html.unescape((await browser.get(asked.headers["location"])).text)
+    assert "Demande de rendez-vous envoyée" in told
+    assert "Rendez-vous de la semaine" not in told  # gp does not manage the agenda
+
+    assert (await sign_in(client, alice.user_id, PASSWORD)).status_code == 303
+    week = await client.get(week_url)
+    section = html.unescape(week.text).split('id="rendez-vous"', 1)[1].split("</section>", 1)[0]
+    assert "Proposé (à confirmer)" in section and "Confirmer" in section
+    action = re.search(r'action="(/app/rendez-vous/[^"]+/confirmer)"', section)
+    assert action is not None
+    confirmed = await client.post(
+        action.group(1),
+        data={
+            "csrf_token": csrf_of(week.text),
+            "version": "1",
+            "agenda": setup.id,
+            "semaine": setup.monday.isoformat(),
+        },
+    )
+    assert confirmed.status_code == 303 and confirmed.headers["location"].startswith(week_url)
+    after = html.unescape((await client.get(week_url)).text)
+    assert "Rendez-vous confirmé." in after
+    section = after.split('id="rendez-vous"', 1)[1].split("</section>", 1)[0]
+    assert "Réservé" in section and "/confirmer" not in section

@@ -65,6 +65,10 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
             "version": "1",
             "retour": values["patient_id"],
         },
+        ("POST", "/app/rendez-vous/{appointment_id}/confirmer"): {
+            "version": "1",
+            "retour": values["patient_id"],
+        },
     }
 
 
