@@ -38,13 +38,16 @@ class RecordingMatrix:
         return f"$event{len(self.sent)}"
 
 
-async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner(
+async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner_and_participants(
     client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens
 ) -> None:
     alice = await add_professional(db, tokens, localpart="alice", national_id="810000000001")
     bob = await add_professional(db, tokens, localpart="bob", national_id="810000000002")
+    carol = await add_professional(db, tokens, localpart="carol", national_id="810000000003")
     setup = await make_agenda(client, alice, name="Cabinet Alice")
-    booked = await book(client, bob, setup, local(setup.monday, "09:30"))
+    booked = await book(
+        client, bob, setup, local(setup.monday, "09:30"), participant_national_ids=[carol.national_id]
+    )
     assert booked.status_code == 201, booked.text
 
     service = ServiceClient(
@@ -63,14 +66,13 @@ async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner(
     assert len(events) == 1
     assert await consumer.poll_once() == (len(pending), False)
     day = setup.monday.strftime("%d/%m/%Y")
-    assert [(room, c["body"]) for room, c, _ in matrix.sent] == [
-        (
-            f"dm:{alice.user_id}",
-            f"Rendez-vous pris : « Consultation » du {day} à 09:30 — agenda Cabinet Alice.",
-        )
-    ]
+    said = f"Rendez-vous pris : « Consultation » du {day} à 09:30 — agenda Cabinet Alice."
+    # The agenda's owner and the participant, each in a direct message.
+    assert sorted((room, c["body"]) for room, c, _ in matrix.sent) == sorted(
+        [(f"dm:{alice.user_id}", said), (f"dm:{carol.user_id}", said)]
+    )
     # Deterministic transaction id: handled again after a crash, Synapse answers with the first message.
-    assert matrix.sent[0][2] == tx_id(events[0], alice.user_id)
+    assert {t for _r, _c, t in matrix.sent} == {tx_id(events[0], u) for u in (alice.user_id, carol.user_id)}
     assert bob.user_id not in str(matrix.sent)  # the booker is the author: not told of their own act
 
     cancel = await client.patch(
@@ -81,8 +83,9 @@ async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner(
     assert cancel.status_code == 200, cancel.text
     done, failed = await consumer.poll_once()
     assert (done, failed) == (1, False)
-    room, content, _ = matrix.sent[-1]
-    assert room == f"dm:{alice.user_id}"
+    told = matrix.sent[2:]
+    assert sorted(room for room, _c, _t in told) == sorted([f"dm:{alice.user_id}", f"dm:{carol.user_id}"])
+    content = told[0][1]
     assert (
         content["body"] == f"Rendez-vous annulé : « Consultation » du {day} à 09:30 — agenda Cabinet Alice."
     )
