@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination import metrics
+from coordination.agenda.pages import router as agenda_pages
 from coordination.agenda.router import routers as agenda_routers
 from coordination.audit.router import router as audit_router
 from coordination.circle.pages import router as circle_pages
@@ -327,6 +328,7 @@ def _pages() -> list[APIRouter]:
         evaluations_pages,
         plans_pages,
         timeline_pages,
+        agenda_pages,
     ]
 
 

@@ -7,7 +7,9 @@
 - ``request.taken`` / ``request.answered``: the requester, by direct message;
 - ``circle.member_added``: a message in the patient's rooms (and the rooms are reconciled: the new
   member is invited);
-- ``document.shared``: its title and category in the patient's rooms (never the content).
+- ``document.shared``: its title and category in the patient's rooms (never the content);
+- ``appointment.booked`` / ``appointment.cancelled``: the agenda's managers, the booker and the
+  participants, by direct message (never the patient's name: the patient is in the dashboard).
 
 Events carry ids; the labels (a task's title, a document's title) are read through the API on behalf
 of a recipient, so the access rule applies to what the bot shows. Mentions use ``m.mentions`` so
@@ -21,6 +23,7 @@ import html
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from coordination_bot.ids import UserId
@@ -44,6 +47,14 @@ def message(plain: str, *, mentions: Sequence[str] = (), markup: str | None = No
     }
 
 
+def _paris(start_local: str) -> str:
+    """« 02/03/2027 à 09:30 » from the service's Paris ISO time; empty when absent or unreadable."""
+    try:
+        return f"{datetime.fromisoformat(start_local):%d/%m/%Y à %H:%M}" if start_local else ""
+    except ValueError:
+        return ""
+
+
 class Notifier:
     """The notification handlers of the outbox consumer."""
 
@@ -61,6 +72,8 @@ class Notifier:
         consumer.register("request.answered", self.request_answered, ordered=False)
         consumer.register("circle.member_added", self.member_added)
         consumer.register("document.shared", self.document_shared, ordered=False)
+        consumer.register("appointment.booked", self.appointment_booked, ordered=False)
+        consumer.register("appointment.cancelled", self.appointment_cancelled, ordered=False)
 
     async def _patient_rooms(self, patient_id: object) -> list[str]:
         """The patient's rooms the bot is in."""
@@ -199,3 +212,36 @@ class Notifier:
             return
         for room_id in await self._patient_rooms(patient_id):
             await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, room_id))
+
+    # --- agenda --------------------------------------------------------------------------------------
+    async def _appointment_label(self, event: OutboxEvent, reader: str) -> str:
+        """« Consultation le 02/03/2027 à 09:30 (agenda Dr X) », read as the recipient; the event's
+        own fields when the appointment is no longer visible to them."""
+        try:
+            appt = await self._service.appointment(
+                sender=UserId(reader), appointment_id=uuid.UUID(str(event.event["appointment_id"]))
+            )
+        except ServiceError as exc:
+            if exc.status not in (403, 404):
+                raise
+            return f"du {str(event.event.get('start', ''))[:16].replace('T', ' à ')} (UTC)"
+        when = _paris(appt.start_local) or f"{appt.start:%d/%m/%Y à %H:%M} (UTC)"
+        what = f"« {appt.event_type_name} » " if appt.event_type_name else ""
+        where = f" — agenda {appt.agenda_name}" if appt.agenda_name else ""
+        return f"{what}du {when}{where}"
+
+    async def appointment_booked(self, event: OutboxEvent) -> None:
+        requested = event.event.get("status") == "propose"
+        for reader in event.recipients:
+            label = await self._appointment_label(event, reader)
+            plain = (
+                f"Demande de rendez-vous {label}, à confirmer dans le tableau de bord."
+                if requested
+                else f"Rendez-vous pris : {label}."
+            )
+            await self._direct(event, plain, [reader])
+
+    async def appointment_cancelled(self, event: OutboxEvent) -> None:
+        for reader in event.recipients:
+            label = await self._appointment_label(event, reader)
+            await self._direct(event, f"Rendez-vous annulé : {label}.", [reader])

@@ -687,6 +687,12 @@ class ServiceClient:
         )
         return self._one(Appointment, payload)
 
+    async def appointment(self, *, sender: UserId, appointment_id: uuid.UUID) -> Appointment:
+        """One appointment, read on behalf of a manager, its booker or a participant."""
+        return self._one(
+            Appointment, await self._request("GET", f"/api/v1/appointments/{appointment_id}", sender=sender)
+        )
+
     async def appointments(self, *, sender: UserId, start: datetime, end: datetime) -> list[Appointment]:
         """The sender's appointments (booked by them, or in agendas they manage) that overlap the range."""
         params = [("from", start.isoformat()), ("to", end.isoformat()), ("limit", "100")]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coordination.agenda import service as agenda
 from coordination.audit import service as audit
 from coordination.circle import service as circle
 from coordination.circle.schemas import SUGGESTED_ROLES
@@ -208,6 +209,7 @@ async def dossier_context(db: SessionDep, actor: Any, patient_id: PatientId) -> 
         session=db, actor=actor, filters=dac_requests.RequestFilters(patient_id=patient_id), limit=50
     )
     synthesis = await syntheses.get_synthesis(session=db, actor=actor, patient_id=patient_id)
+    appointments = await agenda.patient_appointments(session=db, actor=actor, patient_id=patient_id, limit=50)
     trail = await audit.patient_trail(session=db, actor=actor, patient_id=patient_id, limit=50)
     people = {d.uploader_national_id for d in docs.items} | {e.actor_national_id for e in trail.items}
     people |= {t.creator_national_id for t in patient_tasks.items}
@@ -217,6 +219,7 @@ async def dossier_context(db: SessionDep, actor: Any, patient_id: PatientId) -> 
         "documents": docs.items,
         "tasks": patient_tasks.items,
         "requests": requests.items,
+        "appointments": appointments.items,
         "synthesis": synthesis,
         "trail": trail.items,
         "names": await directory.display_names(session=db, national_ids=people),

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.app import create_app
 from coordination.audit.models import AuditEntry
 from coordination.settings import Settings
+from tests.coordination.agenda.support import book, local, make_agenda
 from tests.coordination.patients.support import add_circle_member, create_patient, delist
 from tests.coordination.web.support import FakeMatrixAuth, page_csrf, sign_in
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure, running_app
@@ -70,6 +71,20 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
             "occurred_on": "2026-01-02",
             "title": "Intrus",
         },
+        # Booking names the patient in its body; the slot is free and the agenda open to everyone.
+        ("POST", "/app/agendas/{agenda_id}/reserver"): {
+            "event_type_id": values.get("event_type_id", ""),
+            "start": values.get("slot", ""),
+            "patient_id": values["patient_id"],
+        },
+        ("POST", "/app/rendez-vous/{appointment_id}/annuler"): {
+            "version": "1",
+            "retour": values["patient_id"],
+        },
+        ("POST", "/app/rendez-vous/{appointment_id}/confirmer"): {
+            "version": "1",
+            "retour": values["patient_id"],
+        },
     }
 
 
@@ -102,6 +117,8 @@ def _page_routes() -> list[tuple[str, str]]:
             continue
         if path.startswith("/app"):
             for method in sorted(route.methods or ()):
+                if (method, path) in NOT_PATIENT_ROUTES:
+                    continue
                 if re.search(r"\{\w+\}", path) or (method, path) in BODY_NAMES_PATIENT:
                     found.append((method, path))
     return found
@@ -110,13 +127,29 @@ def _page_routes() -> list[tuple[str, str]]:
 # Pages with a path parameter that is not patient data (tested in test_signup_pages.py): the public
 # activation link, and the administrators' sign-up list (refused to anyone who is not an administrator).
 NOT_PATIENT_PAGES = ("/app/activation/", "/app/admin/inscriptions/")
+# An agenda's week, its booking form (the patient, if any, comes from the query and is only put in the
+# form) and its opening hours hold no patient data: tested in test_agenda_pages.py.
+NOT_PATIENT_ROUTES = {
+    ("GET", "/app/agendas/{agenda_id}"),
+    ("GET", "/app/agendas/{agenda_id}/reserver"),
+    ("POST", "/app/agendas/{agenda_id}/disponibilites"),
+}
 
 ROUTES = _page_routes()
 
 
 def test_every_page_route_is_in_the_matrix() -> None:
     forms = _forms({"patient_id": "x"})
-    known = {"patient_id", "request_id", "task_id", "member_id", "doc_id", "evaluation_id"}
+    known = {
+        "patient_id",
+        "request_id",
+        "task_id",
+        "member_id",
+        "doc_id",
+        "evaluation_id",
+        "agenda_id",
+        "appointment_id",
+    }
     for method, path in ROUTES:
         assert not set(re.findall(r"\{(\w+)\}", path)) - known, path
         if method == "POST" and (method, path) not in NO_DATA:
@@ -202,6 +235,9 @@ async def world(
         f"{api}/patients/{pid}/evaluations", json={"form_id": "aggir"}, headers=alice.headers
     )
     assert evaluation.status_code == 201, evaluation.text
+    agenda = await make_agenda(client, alice, name="Cabinet Alice")
+    appointment = await book(client, alice, agenda, local(agenda.monday, "09:00"), patient_id=pid)
+    assert appointment.status_code == 201, appointment.text
     return {
         "alice": alice,
         "coord": coord,
@@ -213,6 +249,10 @@ async def world(
             "task_id": task.json()["id"],
             "request_id": req.json()["id"],
             "evaluation_id": evaluation.json()["id"],
+            "agenda_id": agenda.id,
+            "event_type_id": agenda.consultation,
+            "slot": local(agenda.monday, "10:00").isoformat(),
+            "appointment_id": appointment.json()["id"],
         },
     }
 
