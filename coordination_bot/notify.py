@@ -77,7 +77,10 @@ class Notifier:
         rooms = await self._service.patient_rooms(patient_id=uuid.UUID(key))
         found = [r.room_id for r in rooms if self._matrix.members(r.room_id) is not None]
         # Only a patient with rooms is remembered: a room being created shows up at the next event.
-        self._room_cache[key] = (time.monotonic() + ROOMS_TTL, found)
+        now = time.monotonic()
+        if len(self._room_cache) > 1000:  # forget the expired ones (bounded memory)
+            self._room_cache = {k: v for k, v in self._room_cache.items() if v[0] > now}
+        self._room_cache[key] = (now + ROOMS_TTL, found)
         return found
 
     async def _to_rooms_or_dm(
