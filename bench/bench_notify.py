@@ -53,16 +53,19 @@ class Receiver:
         self.client = client
         self.arrived: dict[str, float] = {}
         self.duplicates = 0
+        self.task_messages = 0  # bot messages carrying task notifications
         client.add_event_callback(self._on_text, RoomMessageText)
 
     async def _on_text(self, room: Any, event: RoomMessageText) -> None:
-        found = TAG.search(event.body)
-        if found is None:
-            return
-        if found.group(0) in self.arrived:
-            self.duplicates += 1
-            return
-        self.arrived[found.group(0)] = time.monotonic()
+        now = time.monotonic()
+        tags = [found.group(0) for found in TAG.finditer(event.body)]
+        if any(t.startswith("task-") for t in tags):
+            self.task_messages += 1
+        for tag in tags:  # the bot combines the notifications of a burst into one message, a line each
+            if tag in self.arrived:
+                self.duplicates += 1
+                continue
+            self.arrived[tag] = now
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -238,6 +241,7 @@ async def main(rate: float, seconds: float) -> None:
             _figures("task assigned -> bot message", task_sent, receiver.arrived)
             # status 0: connection dropped (the write is retried with the same Idempotency-Key)
             print(f"write errors by status: {errors or 'none'}, duplicate messages: {receiver.duplicates}")
+            print(f"bot messages carrying the {len(task_sent)} task notifications: {receiver.task_messages}")
             for c in (alice, erin):
                 await c.close()
         finally:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import html
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,10 @@ from coordination_bot.state import write_private
 logger = logging.getLogger(__name__)
 
 ROOM_WAIT_SECONDS = 30.0
+BATCH_MAX = 16  # notifications combined into one message at most (fewer than the consumer's lanes)
+PLAN_WAIT = 5.0  # seconds the parts of a journaled batch wait for the rest of it after a restart
+PLANS_KEPT = 2000  # journaled batches remembered (far more than an unacknowledged outbox page holds)
+SENT_MEMORY = 20_000  # transaction ids remembered as delivered (an outbox page read again)
 
 
 class MatrixFailure(Exception):
@@ -47,6 +54,15 @@ class Messenger:
         self._dm_lock = asyncio.Lock()
         self._keys_lock = keys_lock or asyncio.Lock()
         self._share_locks: dict[str, asyncio.Lock] = {}
+        # Batched sends: parts waiting per room while a send to that room is in flight.
+        self._pending: dict[str, list[_Part]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
+        self._sent: dict[str, None] = {}  # insertion-ordered set of delivered part tx ids
+        self.sends = 0  # m.room.message requests made (bench and tests)
+        self._batches_file = dms_file.with_name("batches.jsonl")
+        self._plans: dict[str, list[str]] = {}  # batch tx id -> its parts' tx ids, oldest first
+        self._plan_of: dict[str, str] = {}
+        self._load_plans()
 
     @property
     def user_id(self) -> str:
@@ -88,7 +104,125 @@ class Messenger:
         )
         if not isinstance(resp, RoomSendResponse):
             raise MatrixFailure(f"send to {room_id} failed: {resp}")
+        self.sends += 1
         return str(resp.event_id)
+
+    async def send_batched(self, room_id: str, content: dict[str, Any], *, tx_id: str) -> None:
+        """Send ``content`` to ``room_id``, combined with the other notifications queued for the same
+        room while a send to it is in flight (one message instead of many under a burst of writes).
+
+        Nothing is waited for when the room is idle: the first part leaves at once, alone, with its own
+        ``tx_id`` (exactly as ``send``). Exactly once: a combined message's transaction id derives from
+        its parts' ids and the batch (which parts) is journaled in ``batches.jsonl`` before it is sent,
+        so after a crash the same parts, read again from the outbox, are gathered into the same batch
+        and Synapse deduplicates it; a part this process already delivered is not sent again."""
+        if tx_id in self._sent:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(room_id, []).append(_Part(content, tx_id, done))
+        if room_id not in self._flushers:
+            self._flushers[room_id] = asyncio.create_task(self._flush(room_id))
+        await done
+
+    async def _flush(self, room_id: str) -> None:
+        """Send what is queued for ``room_id`` until nothing is left, a batch at a time."""
+        try:
+            await asyncio.sleep(0)  # let the handlers that run alongside queue their parts
+            while self._pending.get(room_id):
+                taken = self._take(room_id)
+                if taken is None:  # a batch journaled before a restart is being gathered again
+                    await asyncio.sleep(0.05)
+                    continue
+                batch, txn = taken
+                try:
+                    content = batch[0].content if len(batch) == 1 else combine([p.content for p in batch])
+                    await self.send(room_id, content, tx_id=txn)
+                except Exception as exc:  # each waiting handler fails and is retried by the consumer
+                    for part in batch:
+                        if not part.done.done():
+                            part.done.set_exception(exc)
+                    continue
+                for part in batch:
+                    self._remember(part.tx_id)
+                    if not part.done.done():
+                        part.done.set_result(None)
+        finally:  # cancelled (shutdown): nobody may wait for ever
+            for part in self._pending.pop(room_id, []):
+                if not part.done.done():
+                    part.done.set_exception(MatrixFailure(f"send to {room_id} interrupted"))
+            self._flushers.pop(room_id, None)
+
+    def _take(self, room_id: str) -> tuple[list[_Part], str] | None:
+        """The next batch for ``room_id`` and its transaction id; None while only parts of a journaled
+        batch wait for the rest of it (read again after a restart; given up after ``PLAN_WAIT``).
+
+        A part found in the journal may have been sent: it goes again only in its journaled batch (same
+        transaction id). A part not found there was never sent and may join any new batch."""
+        queue: list[_Part] = []
+        for part in self._pending.get(room_id, []):
+            if part.tx_id not in self._sent:
+                queue.append(part)
+            elif not part.done.done():  # delivered meanwhile (the same event handled twice)
+                part.done.set_result(None)
+        now = time.monotonic()
+        fresh: list[_Part] = []
+        for part in queue:
+            plan = self._plan_of.get(part.tx_id)
+            if plan is None or now - part.queued > PLAN_WAIT:
+                fresh.append(part)
+                continue
+            members = self._plans[plan]
+            found = {p.tx_id: p for p in queue if p.tx_id in members}
+            if len(found) == len(members):
+                self._pending[room_id] = [p for p in queue if p.tx_id not in found]
+                return [found[t] for t in members], plan
+        if not fresh:
+            return None
+        batch = fresh[:BATCH_MAX]
+        chosen = {p.tx_id for p in batch}
+        self._pending[room_id] = [p for p in queue if p.tx_id not in chosen]
+        # Journaled even alone: read again after a restart, a part sent alone must go alone again.
+        txn = batch[0].tx_id if len(batch) == 1 else batch_tx_id(batch)
+        self._journal(txn, [p.tx_id for p in batch])
+        return batch, txn
+
+    def _journal(self, txn: str, parts: list[str]) -> None:
+        """Record a batch before sending it (one line appended, synced)."""
+        self._plans.pop(txn, None)  # the most recent last (pruned oldest first)
+        self._plans[txn] = parts
+        for part in parts:
+            self._plan_of[part] = txn
+        while len(self._plans) > PLANS_KEPT:
+            for part in self._plans.pop(next(iter(self._plans))):
+                self._plan_of.pop(part, None)
+        fd = os.open(self._batches_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"tx": txn, "parts": parts}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _load_plans(self) -> None:
+        """The journaled batches (the most recent ``PLANS_KEPT``), the journal rewritten compact."""
+        try:
+            lines = self._batches_file.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                entry = json.loads(line)
+                self._plans[str(entry["tx"])] = [str(p) for p in entry["parts"]]
+        while len(self._plans) > PLANS_KEPT:
+            self._plans.pop(next(iter(self._plans)))
+        self._plan_of = {part: txn for txn, parts in self._plans.items() for part in parts}
+        write_private(
+            self._batches_file,
+            "".join(json.dumps({"tx": t, "parts": p}) + "\n" for t, p in self._plans.items()),
+        )
+
+    def _remember(self, tx_id: str) -> None:
+        self._sent[tx_id] = None
+        if len(self._sent) > SENT_MEMORY:
+            del self._sent[next(iter(self._sent))]
 
     async def _share_key(self, room_id: str) -> None:
         """Share (or rotate) the room key once, before concurrent sends encrypt with it: two sends racing
@@ -206,6 +340,41 @@ class Messenger:
             room_id = str(resp.room_id)
         await self.wait_room(room_id, member=user_id)
         return room_id
+
+
+class _Part:
+    """One notification waiting for a batched send."""
+
+    __slots__ = ("content", "done", "queued", "tx_id")
+
+    def __init__(self, content: dict[str, Any], tx_id: str, done: asyncio.Future[None]) -> None:
+        self.content = content
+        self.tx_id = tx_id
+        self.done = done
+        self.queued = time.monotonic()
+
+
+def batch_tx_id(parts: list[_Part]) -> str:
+    """The transaction id of a combined message: derived from its parts' (sorted) ids, so the same
+    batch sent again is deduplicated by Synapse."""
+    digest = hashlib.sha256("\n".join(sorted(p.tx_id for p in parts)).encode()).hexdigest()[:32]
+    return f"batch-{len(parts)}-{digest}"
+
+
+def combine(contents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``m.text`` notifications as one: a line each, every mention kept."""
+    mentions: set[str] = set()
+    for content in contents:
+        mentions.update(content.get("m.mentions", {}).get("user_ids", []))
+    return {
+        "msgtype": "m.text",
+        "body": "\n".join(str(c.get("body", "")) for c in contents),
+        "format": "org.matrix.custom.html",
+        "formatted_body": "<br>".join(
+            str(c.get("formatted_body") or html.escape(str(c.get("body", "")))) for c in contents
+        ),
+        "m.mentions": {"user_ids": sorted(mentions)},
+    }
 
 
 def _read_map(path: Path) -> dict[str, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -33,6 +34,8 @@ from coordination_bot.patient_rooms import PatientRooms
 from coordination_bot.service_client import OutboxEvent, ServiceClient, ServiceError
 
 logger = logging.getLogger(__name__)
+
+ROOMS_TTL = 10.0  # seconds a patient's rooms are remembered (a burst of writes asks once)
 
 
 def message(plain: str, *, mentions: Sequence[str] = (), markup: str | None = None) -> dict[str, Any]:
@@ -62,6 +65,7 @@ class Notifier:
         self._service = service
         self._matrix = messenger
         self._rooms = rooms
+        self._room_cache: dict[str, tuple[float, list[str]]] = {}
 
     def register(self, consumer: OutboxConsumer) -> None:
         # Notifications need no order among themselves; a member's arrival reconciles the rooms first.
@@ -79,21 +83,33 @@ class Notifier:
         """The patient's rooms the bot is in."""
         if not patient_id:
             return []
-        rooms = await self._service.patient_rooms(patient_id=uuid.UUID(str(patient_id)))
-        return [r.room_id for r in rooms if self._matrix.members(r.room_id) is not None]
+        key = str(patient_id)
+        cached = self._room_cache.get(key)
+        if cached is not None and cached[0] > time.monotonic() and cached[1]:
+            return [r for r in cached[1] if self._matrix.members(r) is not None]
+        rooms = await self._service.patient_rooms(patient_id=uuid.UUID(key))
+        found = [r.room_id for r in rooms if self._matrix.members(r.room_id) is not None]
+        # Only a patient with rooms is remembered: a room being created shows up at the next event.
+        now = time.monotonic()
+        if len(self._room_cache) > 1000:  # forget the expired ones (bounded memory)
+            self._room_cache = {k: v for k, v in self._room_cache.items() if v[0] > now}
+        self._room_cache[key] = (now + ROOMS_TTL, found)
+        return found
 
     async def _to_rooms_or_dm(
         self, event: OutboxEvent, plain: str, *, mention: Sequence[str], rooms: list[str]
     ) -> None:
         for room_id in rooms:
-            await self._matrix.send(room_id, message(plain, mentions=mention), tx_id=tx_id(event, room_id))
+            await self._matrix.send_batched(
+                room_id, message(plain, mentions=mention), tx_id=tx_id(event, room_id)
+            )
         if not rooms:
             await self._direct(event, plain, mention)
 
     async def _direct(self, event: OutboxEvent, plain: str, recipients: Sequence[str]) -> None:
         for user_id in sorted(set(recipients)):
             room_id = await self._matrix.direct_room(user_id)
-            await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, user_id))
+            await self._matrix.send_batched(room_id, message(plain), tx_id=tx_id(event, user_id))
 
     # --- tasks -----------------------------------------------------------------------------------
     async def task_assigned(self, event: OutboxEvent) -> None:
@@ -188,7 +204,7 @@ class Notifier:
         access = "habilité(e)" if member.habilite else "sans accès au dossier"
         plain = f"{who} rejoint le cercle de soins comme {member.role}, {access}."
         for room_id in await self._patient_rooms(patient_id):
-            await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, room_id))
+            await self._matrix.send_batched(room_id, message(plain), tx_id=tx_id(event, room_id))
 
     async def document_shared(self, event: OutboxEvent) -> None:
         patient_id = event.event.get("patient_id")
@@ -211,7 +227,7 @@ class Notifier:
             await self._direct(event, plain, event.recipients)
             return
         for room_id in await self._patient_rooms(patient_id):
-            await self._matrix.send(room_id, message(plain), tx_id=tx_id(event, room_id))
+            await self._matrix.send_batched(room_id, message(plain), tx_id=tx_id(event, room_id))
 
     # --- agenda --------------------------------------------------------------------------------------
     async def _appointment_label(self, event: OutboxEvent, reader: str) -> str:

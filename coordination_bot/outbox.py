@@ -34,10 +34,10 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[OutboxEvent], Awaitable[None]]
 
 POLL_SECONDS = 0.2  # an idle bot asks every 200 ms: the latency promise is p95 <= 2 s
-PAGE = 100
+PAGE = 200
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = 30.0
-LANES = 16  # lanes handled at once
+LANES = 32  # lanes at once; concurrent notifications to a room are combined (send_batched)
 
 
 def lane(event: OutboxEvent, *, ordered: bool) -> str:

@@ -37,6 +37,10 @@ class RecordingMatrix:
         self.sent.append((room_id, content, tx_id))
         return f"$event{len(self.sent)}"
 
+    async def send_batched(self, room_id: str, content: dict[str, Any], *, tx_id: str) -> str:
+        """The messenger's combined send; with nothing in flight it is one message per call."""
+        return await self.send(room_id, content, tx_id=tx_id)
+
 
 async def test_booked_and_cancelled_appointments_are_told_to_the_agenda_owner_and_participants(
     client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens

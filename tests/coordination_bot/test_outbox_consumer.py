@@ -105,3 +105,15 @@ def test_reconciliation_plan() -> None:
     invite, kick = plan({"@a:x", "@b:x"}, {"@a:x", "@c:x", bot}, bot=bot)
     assert (invite, kick) == (["@b:x"], ["@c:x"])
     assert plan(set(), {bot}, bot=bot) == ([], [])  # the bot never removes itself
+
+
+def test_combined_notifications_keep_every_line_and_mention() -> None:
+    from coordination_bot.messenger import combine
+    from coordination_bot.notify import message
+
+    one = message("Nouvelle tâche n° 1 pour vous : A.", mentions=["@a:x"])
+    two = message("Nouvelle tâche n° 2 pour vous : <B>.", mentions=["@b:x", "@a:x"])
+    both = combine([one, two])
+    assert both["body"].splitlines() == [one["body"], two["body"]]
+    assert "&lt;B&gt;" in both["formatted_body"] and "<B>" not in both["formatted_body"]
+    assert both["m.mentions"] == {"user_ids": ["@a:x", "@b:x"]}

@@ -344,9 +344,14 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
         stop_bot(stack, child, signal.SIGKILL)
         await task("Pendant arrêt 1")
         await task("Pendant arrêt 2")
+        burst = [f"Rafale {i:02d}" for i in range(12)]
+        for title in burst:  # waiting together in the outbox: handled at once, combined into fewer messages
+            await task(title)
         start_bot(stack)
-        for title in ("Pendant arrêt 1", "Pendant arrêt 2"):
+        for title in ("Pendant arrêt 1", "Pendant arrêt 2", *burst):
             await erin.wait_message(title, within=60, room_id=room_id)
+        burst_messages = {e.event_id for _, e in erin.messages if "Rafale" in e.body}
+        assert len(burst_messages) < len(burst), "a burst of notifications to one room is combined"
 
         # Task done -> its creator, by direct message.
         async with erin.api as api:
@@ -369,7 +374,7 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
         for _ in range(5):  # a duplicate would come now
             await erin.sync()
             await alice.sync()
-        for title in ("Avant arrêt", "Pendant arrêt 1", "Pendant arrêt 2"):
+        for title in ("Avant arrêt", "Pendant arrêt 1", "Pendant arrêt 2", *burst):
             assert erin.count(f"pour vous : {title}") == 1, title
         assert alice.count("terminée") == 1
         assert alice.count("rejoint le cercle de soins") == 1
