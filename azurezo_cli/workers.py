@@ -354,7 +354,9 @@ def nginx_http_head(base: Path, topology: Topology, *, upstream_host: str = LOOP
         "    proxy_http_version 1.1;\n"
         "    proxy_read_timeout 600s;\n"  # long-polling /sync
         '    proxy_set_header Connection "";\n'
-        "    proxy_set_header Host $host;\n"
+        # $http_host keeps the port: Synapse compares it with public_baseurl and, on a mismatch,
+        # redirects SSO requests to public_baseurl again (an endless loop behind a non-default port).
+        "    proxy_set_header Host $http_host;\n"
         "    proxy_set_header X-Forwarded-For $remote_addr;\n"
         "    proxy_set_header X-Forwarded-Proto $scheme;\n"
     )

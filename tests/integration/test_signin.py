@@ -149,7 +149,9 @@ async def _browse(
     # potentially trustworthy origin), httpx does not, so it is carried by hand, as a browser would.
     synapse_cookies: dict[str, str] = {}
     resp = await browser.get(url)
+    visited: list[str] = []
     for _ in range(30):
+        visited.append(f"{resp.status_code} {resp.url}")
         for header in resp.headers.get_list("set-cookie"):
             name, _sep, rest = header.partition("=")
             if name.startswith("oidc_session"):
@@ -171,7 +173,7 @@ async def _browse(
         if 'name="login"' in page:
             fields.update(login=login, password="any")
         resp = await browser.post(urljoin(str(resp.url), unescape(form.group(1))), data=fields)
-    raise AssertionError("the SSO flow did not end")
+    raise AssertionError("the SSO flow did not end:\n" + "\n".join(visited))
 
 
 async def test_the_dashboard_signs_in_through_the_same_sso(sso_stack: tuple[Stack, Provider]) -> None:
