@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 import uuid
@@ -37,6 +38,16 @@ async def _drop(server_url: str, names: list[str]) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def accept_terms(consent_uri: str) -> None:
+    """What the professional does in the browser: open the link, press « J'accepte »."""
+    with httpx.Client(timeout=30) as browser:
+        page = browser.get(consent_uri)
+        assert page.status_code == 200, page.text
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+        accepted = browser.post(consent_uri.split("?", 1)[0], data=fields)
+        assert accepted.status_code == 200, accepted.text
 
 
 def _processed(log: Path, method_path: str) -> bool:
@@ -93,6 +104,10 @@ def test_up_workers_routes_each_endpoint_to_its_worker_and_delisting_cuts_every_
         headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             assert client.get("/_matrix/client/v3/sync", params={"timeout": 0}).status_code == 200
+            # A production instance asks for the terms of use first (served through the proxy too).
+            room = client.post("/_matrix/client/v3/createRoom", json={})
+            assert room.status_code == 403 and room.json()["errcode"] == "M_CONSENT_NOT_GIVEN", room.text
+            accept_terms(room.json()["consent_uri"])
             room = client.post("/_matrix/client/v3/createRoom", json={})
             assert room.status_code == 200, room.text
             sent = client.put(
