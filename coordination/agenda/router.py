@@ -442,7 +442,10 @@ async def patient_appointments(
     name="ics_feed",
     summary="Flux ICS d'un agenda (adresse secrète)",
     response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}}, 404: {"model": ErrorOut}},
+    responses={
+        200: {"content": {"text/calendar": {}}},
+        404: {"model": ErrorOut, "description": "Adresse de flux inconnue ou révoquée"},
+    },
 )
 async def ics_feed(token: Annotated[str, Path(max_length=100)], session: SessionDep) -> Response:
     feed = await agenda.ics_feed(session=session, token=token)
