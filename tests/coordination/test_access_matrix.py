@@ -52,6 +52,7 @@ NOT_PATIENT_DATA = {
     "/api/v1/directory/structures/{structure_id}/members": "annuaire national",
     "/internal/v1/directory/matrix-users/{user_id}": "route interne du module Synapse (secret partagé)",
     "/api/v1/evaluation-forms/{form_id}": "définition d'un formulaire d'évaluation, sans donnée patient",
+    "/activation/{token}": "lien d'activation d'un compte (vers /app/activation ; tests/coordination/web)",
     "/api/v1/signup-requests/{request_id}/approve": _SIGNUP,
     "/api/v1/signup-requests/{request_id}/refuse": _SIGNUP,
     "/api/v1/signup-requests/{request_id}/resend": _SIGNUP,
