@@ -31,8 +31,9 @@ SERVICE_DOWN = (
     "Réessayez dans quelques minutes ; si cela dure, prévenez l'administrateur régional."
 )
 _PENDING = {
-    Action.INVITE: "l'invitation dans le salon d'un patient ne peut pas être vérifiée",
-    Action.JOIN: "votre entrée dans le salon d'un patient ne peut pas être vérifiée",
+    # Said whatever the room is: with the service down, nobody knows whether it is a patient's.
+    Action.INVITE: "l'invitation dans ce salon ne peut pas être vérifiée",
+    Action.JOIN: "votre entrée dans ce salon ne peut pas être vérifiée",
 }
 NOT_IN_CIRCLE_INVITE = (
     "Cette personne n'est pas membre habilitée du cercle de soins de ce patient : elle ne peut pas "

@@ -61,7 +61,9 @@ async def test_frozen_directory_refuses_invites_but_keeps_sessions_and_logins(
         body = refusal["body"]
         assert isinstance(body, dict)
         assert body["errcode"] == "M_FORBIDDEN"
-        assert str(body["error"]).startswith("L'annuaire des professionnels est momentanément injoignable")
+        # The first check that needs the service answers: the directory's, or the patient-room rule's
+        # (which cannot tell whether this room is a patient's): both fail closed, in French.
+        assert "est momentanément injoignable" in str(body["error"]), body
         whoami = await client_api(stack, "GET", "/_matrix/client/v3/account/whoami", token)
         assert whoami.status_code == 200, whoami.text  # last known active: the session works
         assert (await login_raw(stack, alice, alice_pw)).status_code == 200
@@ -74,9 +76,7 @@ async def test_frozen_directory_refuses_invites_but_keeps_sessions_and_logins(
             json={"user_id": bob},
         )
         assert invite.status_code == 403, invite.text
-        assert invite.json()["error"].startswith(
-            "L'annuaire des professionnels est momentanément injoignable"
-        )
+        assert "est momentanément injoignable" in (invite.json()["error"])
         registration = await stack.register_raw(stack.unique_localpart("during"))
         assert registration.status_code == 403
         assert "injoignable" in registration.json()["error"]
