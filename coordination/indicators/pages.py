@@ -14,6 +14,7 @@ from coordination.db import SessionDep
 from coordination.ids import StructureId
 from coordination.indicators import rules, view
 from coordination.indicators import service as indicators
+from coordination.indicators.export import csv_response
 from coordination.web.deps import PageActor
 from coordination.web.templating import render
 
@@ -55,8 +56,4 @@ async def indicators_csv(
         dac_id=StructureId(dac_id) if dac_id else None,
         period=rules.period(start, end),
     )
-    return Response(
-        content=rules.csv_export(ind).encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{rules.csv_filename(ind)}"'},
-    )
+    return csv_response(ind)

@@ -11,6 +11,7 @@ from coordination.db import SessionDep
 from coordination.ids import StructureId
 from coordination.indicators import rules
 from coordination.indicators import service as indicators
+from coordination.indicators.export import csv_response
 from coordination.indicators.schemas import DacOut, IndicatorsOut
 from coordination.schemas import ErrorOut
 from coordination.security import CurrentActor
@@ -84,8 +85,4 @@ async def export_indicators(
         dac_id=StructureId(dac_id) if dac_id else None,
         period=rules.period(start, end),
     )
-    return Response(
-        content=rules.csv_export(ind).encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{rules.csv_filename(ind)}"'},
-    )
+    return csv_response(ind)

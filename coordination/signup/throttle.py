@@ -25,6 +25,10 @@ class Throttle:
     """``allow(kind, key)`` counts one hit and says whether it is within ``LIMITS[kind]``."""
 
     def __init__(self, limits: dict[str, str] | None = None) -> None:
+        self.reset(limits)
+
+    def reset(self, limits: dict[str, str] | None = None) -> None:
+        """Forget every count, with ``limits`` (default ``LIMITS``) from now on."""
         self._items: dict[str, RateLimitItem] = {
             kind: parse(text) for kind, text in (limits or LIMITS).items()
         }
