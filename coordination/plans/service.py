@@ -328,13 +328,16 @@ async def save_plan(*, session: AsyncSession, actor: Actor, patient_id: PatientI
             saved_at=now,
         )
     )
-    await _record(session, actor, "plan.update", patient_id)
-    await outbox.emit(
-        session=session,
-        event=PlanUpdated(patient_id=patient_id, version=data.version + 1, updated_by=actor.user_id),
-        recipients=await circle_access.authorised_user_ids(session=session, patient_id=patient_id),
-    )
     try:
+        # Flushed here, not at the audit's query (autoflush): a concurrent first save of the same
+        # patient's plan fails on the unique patient row at this point on PostgreSQL.
+        await session.flush()
+        await _record(session, actor, "plan.update", patient_id)
+        await outbox.emit(
+            session=session,
+            event=PlanUpdated(patient_id=patient_id, version=data.version + 1, updated_by=actor.user_id),
+            recipients=await circle_access.authorised_user_ids(session=session, patient_id=patient_id),
+        )
         await session.commit()
     except (IntegrityError, StaleDataError) as exc:  # a concurrent save took this version first
         await session.rollback()

@@ -102,20 +102,22 @@ async def replace_synthesis(
         author_user_id=actor.user_id,
     )
     session.add(row)
-    await audit.record(
-        session=session,
-        actor=actor,
-        action="synthesis.update",
-        object_type="synthesis",
-        object_id=patient_id,
-        patient_id=patient_id,
-    )
-    await outbox.emit(
-        session=session,
-        event=SynthesisUpdated(patient_id=patient_id, version=current + 1, updated_by=actor.user_id),
-        recipients=recipients,
-    )
     try:
+        # The audit's insert autoflushes the new version: a concurrent save of the same number
+        # fails there on PostgreSQL, so it is inside the conflict handling.
+        await audit.record(
+            session=session,
+            actor=actor,
+            action="synthesis.update",
+            object_type="synthesis",
+            object_id=patient_id,
+            patient_id=patient_id,
+        )
+        await outbox.emit(
+            session=session,
+            event=SynthesisUpdated(patient_id=patient_id, version=current + 1, updated_by=actor.user_id),
+            recipients=recipients,
+        )
         await session.commit()
     except IntegrityError as exc:  # a concurrent save took this version number first
         await session.rollback()
