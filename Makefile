@@ -61,7 +61,7 @@ test: .stamp-install-test system-deps e2e-deps tests/support/oidc/node_modules/.
 WORKERS_TESTS ?= tests/integration tests/coordination_bot/test_bot_e2ee.py \
 	--ignore=tests/integration/test_cli_up.py --ignore=tests/integration/test_cli_readme.py
 AZUREZO_TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432
-test-workers: .stamp-install-test system-deps
+test-workers: .stamp-install-test system-deps tests/support/oidc/node_modules/.package-lock.json
 	AZUREZO_TEST_WORKERS=1 AZUREZO_TEST_POSTGRES_URL=$(AZUREZO_TEST_POSTGRES_URL) \
 		$(BIN)/python -m pytest -m synapse $(WORKERS_TESTS) $(PYTEST_ARGS)
 
