@@ -171,6 +171,13 @@ async def test_a_dac_coordinator_flags_a_complex_situation_and_the_board_lists_i
     assert board.json()["items"][0]["reason"] == "Polypathologie, aidante épuisée"
     count = await client.get("/api/v1/complex-situations/count", headers=coordinator.headers)
     assert count.json() == 2
+    # One of the coordinator's DACs: its patients; a DAC they do not work at: refused.
+    of_dac = await client.get(f"/api/v1/complex-situations?dac_id={DAC}", headers=coordinator.headers)
+    assert [e["patient_id"] for e in of_dac.json()["items"]] == [pid, other]
+    not_mine = await client.get(
+        "/api/v1/complex-situations/count?dac_id=finess:060000098", headers=coordinator.headers
+    )
+    assert not_mine.status_code == 403 and not_mine.json()["errcode"] == "AZ_NOT_DAC_COORDINATOR"
     assert (await client.get("/api/v1/complex-situations", headers=gp.headers)).status_code == 403
 
     cleared = await client.put(
