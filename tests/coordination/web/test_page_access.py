@@ -71,6 +71,7 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
             "occurred_on": "2026-01-02",
             "title": "Intrus",
         },
+        ("POST", f"{p}/chronologie/situation"): {"flagged": "oui", "reason": "Signalé par un intrus"},
         # Booking names the patient in its body; the slot is free and the agenda open to everyone.
         ("POST", "/app/agendas/{agenda_id}/reserver"): {
             "event_type_id": values.get("event_type_id", ""),

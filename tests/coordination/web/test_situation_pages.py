@@ -171,3 +171,51 @@ async def test_appointments_on_the_timeline_page_and_linked_from_the_plan_page(
     assert f"Rendez-vous planifié : Consultation le {day} à 09:30 (Cabinet du Port)" in timeline.text
     assert "Plan personnalisé (PPCS)</span>" not in timeline.text
     assert "appointment.list" in [a for a, _ in await audit_actions(db, pid)]
+
+
+async def test_a_dac_coordinator_flags_and_clears_from_the_timeline_page(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, db: AsyncSession, people: dict[str, Pro]
+) -> None:
+    coord, gp = people["coord"], people["gp"]
+    pid = (await create_patient(client, gp, consent=CONSENT))["id"]
+    await add_circle_member(client, gp, pid, kind="structure", structure_id=DAC, role="DAC", habilite=True)
+    assert (await sign_in(client, coord.user_id, PASSWORD)).status_code == 303
+    url = f"/app/patients/{pid}/chronologie"
+    page = await client.get(url)
+    assert "Pas de situation complexe signalée." in page.text
+    empty = await client.post(f"{url}/situation", data={"csrf_token": csrf_of(page.text), "flagged": "oui"})
+    assert empty.status_code == 303
+    page = await client.get(url)
+    assert "Signalement non enregistré — Motif" in page.text
+    flagged = await client.post(
+        f"{url}/situation",
+        data={"csrf_token": csrf_of(page.text), "flagged": "oui", "reason": "Polypathologie, isolement"},
+    )
+    assert flagged.status_code == 303
+    page = await client.get(url)
+    assert "Situation complexe signalée : le patient figure au tableau du DAC." in page.text
+    assert "Polypathologie, isolement" in page.text and "Lever le signalement" in page.text
+    board = await client.get("/app/demandes")
+    assert "Situations complexes suivies (1)" in board.text
+
+    # The GP of the circle sees the flag, without the form (not a DAC coordinator); a post is refused.
+    assert (await sign_in(browser, gp.user_id, PASSWORD)).status_code == 303
+    seen = await browser.get(url)
+    assert "Polypathologie, isolement" in seen.text and "Lever le signalement" not in seen.text
+    refused = await browser.post(
+        f"{url}/situation", data={"csrf_token": csrf_of(seen.text), "flagged": "non", "reason": "Non"}
+    )
+    assert refused.status_code == 303
+    assert "Seul un coordinateur d&#39;un DAC" in (await browser.get(url)).text
+
+    cleared = await client.post(
+        f"{url}/situation",
+        data={"csrf_token": csrf_of(page.text), "flagged": "non", "reason": "Situation stabilisée"},
+    )
+    assert cleared.status_code == 303
+    page = await client.get(url)
+    assert "Signalement de situation complexe levé." in page.text and "Situation stabilisée" in page.text
+    assert "Situations complexes suivies (0)" in (await client.get("/app/demandes")).text
+    trail = await audit_actions(db, pid)
+    assert ("situation.flag", coord.national_id) in trail and ("situation.clear", coord.national_id) in trail
+    assert ("situation.read", gp.national_id) in trail
