@@ -227,6 +227,7 @@ class TimelineKind(Vocabulary):
     TACHE = ("tache", "Tâche réalisée")
     DOCUMENT = ("document", "Document ajouté")
     SITUATION = ("situation", "Situation complexe")
+    RENDEZ_VOUS = ("rendez_vous", "Rendez-vous")
 
 
 # --- agenda --------------------------------------------------------------------------------------

@@ -670,6 +670,9 @@ def plan_action_line(a: PlanAction) -> str:
     parts.append(a.status_label or a.status)
     if a.task_number is not None:
         parts.append(f"tâche n° {a.task_number}")
+    if a.appointment_start is not None:
+        status = f" ({a.appointment_status_label})" if a.appointment_status_label else ""
+        parts.append(f"rendez-vous {when(a.appointment_start)}{status}")
     return " — ".join(parts)
 
 

@@ -155,6 +155,8 @@ class PlanAction(_Model):
     responsible_label: str | None = None
     deadline: date | None = None
     task_number: int | None = None
+    appointment_start: datetime | None = None
+    appointment_status_label: str | None = None
 
 
 class Plan(_Model):

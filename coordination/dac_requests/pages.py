@@ -2,11 +2,15 @@
 
 Same service functions as the API (``coordination.dac_requests.service``), so every read is audited the
 same way and every rule (coordinator of the DAC now, not the author, inclusion only when the requester
-is still authorised) applies unchanged.
+is still authorised) applies unchanged. For a DAC's coordinator the board also lists the complex
+situations they may read, next plan review first, and marks the requests about a flagged patient
+(``coordination.timeline.service``: only patients whose circle they are an authorised member of, each
+listed patient audited).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -19,12 +23,16 @@ from coordination.db import SessionDep
 from coordination.directory import service as directory
 from coordination.errors import ServiceError
 from coordination.ids import RequestId, StructureId
+from coordination.timeline import service as situations
 from coordination.validation import french_validation_message
 from coordination.vocab import Decision, RequestStatus, Urgency
 from coordination.web.deps import FormActor, PageActor, flash
-from coordination.web.templating import render
+from coordination.web.templating import PARIS, render
 
 router = APIRouter(prefix="/app/demandes", include_in_schema=False)
+
+SITUATIONS_PAGE = 50
+"""Complex situations listed on the board at a time (then a link to the next ones)."""
 
 TABS: dict[str, tuple[str, tuple[RequestStatus, ...]]] = {
     "nouvelles": ("Nouvelles", (RequestStatus.ENVOYEE,)),
@@ -51,8 +59,10 @@ async def board(
     dac: Annotated[str | None, Query(max_length=80)] = None,
     envoyees: Annotated[bool, Query()] = False,
     curseur: Annotated[str | None, Query(max_length=500)] = None,
+    situations_curseur: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    """The DAC's board: requests received by my DACs (and those I sent), newest received first."""
+    """The DAC's board: requests received by my DACs (and those I sent), newest received first; for a
+    DAC coordinator, the complex situations (of the DAC chosen in the filter, else of all their DACs)."""
     tab = onglet if onglet in TABS else "nouvelles"
     page = await dac_requests.list_requests(
         session=db,
@@ -70,6 +80,16 @@ async def board(
     my_dacs = await directory.structure_names(
         session=db,
         structure_ids=await directory.active_dac_ids(session=db, structure_ids=actor.structure_ids),
+    )
+    complex_page, complex_count = None, 0
+    if my_dacs:
+        dac_scope = dac if dac in my_dacs else None
+        complex_page = await situations.complex_board(
+            session=db, actor=actor, limit=SITUATIONS_PAGE, cursor=situations_curseur, dac=dac_scope
+        )
+        complex_count = await situations.count_complex_situations(session=db, actor=actor, dac=dac_scope)
+    flagged = await situations.flagged_among(
+        session=db, actor=actor, patient_ids=[r.patient_id for r in page.items if r.patient_id]
     )
     filters = {
         "onglet": tab,
@@ -89,6 +109,10 @@ async def board(
             "filters": filters,
             "urgencies": Urgency,
             "my_dacs": my_dacs,
+            "complex_page": complex_page,
+            "complex_count": complex_count,
+            "flagged": flagged,
+            "today": datetime.now(PARIS).date(),
         },
     )
 

@@ -1,9 +1,11 @@
 """Dashboard pages of evaluations: the patient's list and score history, starting one, and the form
 page rendered generically from the form's FHIR Questionnaire (each item type becomes a labelled input).
 
-"Enregistrer le brouillon" and "Signer" both post the whole form (no script: the CSP forbids inline
-code, and a plain save button is the autosave); every read and write goes through the service, so it is
-checked against the circle and audited exactly as through the API.
+"Enregistrer le brouillon" and "Signer" both post the whole form, which works without any script; with
+the dashboard's htmx (a file of the site: the CSP forbids inline code only), the form also saves itself
+as a draft a moment after each change (``/brouillon``, a fragment: the status line and the new
+version). Every read and write goes through the service, so it is checked against the circle and
+audited exactly as through the API.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.datastructures import FormData
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from coordination.db import SessionDep
-from coordination.errors import Invalid, ServiceError
+from coordination.db import SessionDep, utcnow
+from coordination.errors import Conflict, Invalid, ServiceError
 from coordination.evaluations import service
 from coordination.evaluations.schemas import (
     EvaluationCreate,
@@ -176,6 +179,79 @@ async def _refill(
     return await _form_page(request, db, actor, current, values=values, error=error)
 
 
+def _answer_fields(raw: FormData) -> dict[str, str]:
+    return {
+        k.removeprefix(FIELD_PREFIX): v
+        for k, v in raw.items()
+        if k.startswith(FIELD_PREFIX) and isinstance(v, str)
+    }
+
+
+async def _save_answers(
+    request: Request,
+    db: SessionDep,
+    actor: Actor,
+    patient_id: PatientId,
+    evaluation_id: EvaluationId,
+    raw: FormData,
+    *,
+    sign: bool,
+) -> EvaluationOut:
+    """Every answer of the posted form, typed by its question, saved (and signed when asked) through
+    the service. Raises ``Invalid``, pydantic's ``ValidationError`` or another ``ServiceError``."""
+    version = str(raw.get("version", ""))
+    values = _answer_fields(raw)
+    current = await service.get_evaluation(
+        session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
+    )
+    form = service.get_form(forms_dir=_forms_dir(request), form_id=current.form_id)
+    answers = {item.link_id: _value(item, values.get(item.link_id, "")) for item in form.items}
+    if not version.isdigit() or not 1 <= int(version) < 2**31:
+        raise Invalid("Formulaire incomplet : rechargez la page puis recommencez.")
+    return await service.update_evaluation(
+        session=db,
+        actor=actor,
+        patient_id=patient_id,
+        evaluation_id=evaluation_id,
+        data=EvaluationUpdate(version=int(version), answers=answers, sign=sign),
+        forms_dir=_forms_dir(request),
+    )
+
+
+@router.post("/{evaluation_id}/brouillon")
+async def autosave(
+    request: Request, patient_id: PatientId, evaluation_id: EvaluationId, actor: FormActor, db: SessionDep
+) -> Response:
+    """The form's autosave (htmx, a moment after each change): the answers saved as a draft; answers a
+    fragment, the status line and the new version for the form (out of band). A refusal of the
+    answers (a value that is not a number, a stale version) is said in that line, status 200 so the
+    page shows it; one of access keeps its status (403, 404) and says nothing of the patient."""
+    raw = await request.form()
+    try:
+        saved = await _save_answers(request, db, actor, patient_id, evaluation_id, raw, sign=False)
+    except ValidationError:
+        await db.rollback()
+        return _autosaved(request, None, "Une réponse dépasse 5 000 caractères : raccourcissez-la.")
+    except (Invalid, Conflict) as exc:
+        await db.rollback()
+        return _autosaved(request, None, exc.message)
+    except ServiceError as exc:
+        await db.rollback()
+        return _autosaved(request, None, exc.message, status_code=exc.status_code)
+    return _autosaved(request, saved, None)
+
+
+def _autosaved(
+    request: Request, saved: EvaluationOut | None, error: str | None, *, status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        "evaluations/_autosave.html",
+        {"saved": saved, "error": error, "at": utcnow()},
+        status_code=status_code,
+    )
+
+
 @router.post("/{evaluation_id}")
 async def save(
     request: Request, patient_id: PatientId, evaluation_id: EvaluationId, actor: FormActor, db: SessionDep
@@ -183,29 +259,10 @@ async def save(
     """Save every answer as a draft (an empty field clears its answer), or sign when asked."""
     raw = await request.form()
     sign = raw.get("action") == "signer"
-    version = str(raw.get("version", ""))
     back = f"/app/patients/{patient_id}/evaluations/{evaluation_id}"
-    values = {
-        k.removeprefix(FIELD_PREFIX): v
-        for k, v in raw.items()
-        if k.startswith(FIELD_PREFIX) and isinstance(v, str)
-    }
+    values = _answer_fields(raw)
     try:
-        current = await service.get_evaluation(
-            session=db, actor=actor, patient_id=patient_id, evaluation_id=evaluation_id
-        )
-        form = service.get_form(forms_dir=_forms_dir(request), form_id=current.form_id)
-        answers = {item.link_id: _value(item, values.get(item.link_id, "")) for item in form.items}
-        if not version.isdigit() or not 1 <= int(version) < 2**31:
-            raise Invalid("Formulaire incomplet : rechargez la page puis recommencez.")
-        saved = await service.update_evaluation(
-            session=db,
-            actor=actor,
-            patient_id=patient_id,
-            evaluation_id=evaluation_id,
-            data=EvaluationUpdate(version=int(version), answers=answers, sign=sign),
-            forms_dir=_forms_dir(request),
-        )
+        saved = await _save_answers(request, db, actor, patient_id, evaluation_id, raw, sign=sign)
     except ValidationError:
         too_long = Invalid("Une réponse dépasse 5 000 caractères : raccourcissez-la puis enregistrez.")
         return await _refill(request, db, actor, patient_id, evaluation_id, values, too_long)

@@ -182,6 +182,18 @@ def age_thresholds(now: datetime) -> list[tuple[str, datetime | None]]:
     return [(code, now - timedelta(days=days) if days is not None else None) for code, _, days in AGE_BUCKETS]
 
 
+# Complex situations followed by the DAC now, by where the review of their plan (PPCS) stands.
+REVIEW_LATE = "revision_depassee"
+REVIEW_PLANNED = "revision_prevue"
+REVIEW_NONE = "sans_revision"
+REVIEW_LABELS: dict[str, str] = {
+    REVIEW_LATE: "Révision du plan dépassée",
+    REVIEW_PLANNED: "Révision du plan prévue",
+    REVIEW_NONE: "Sans date de révision (ou sans plan)",
+}
+REVIEW_ORDER = tuple(REVIEW_LABELS)
+
+
 # --- formatting ------------------------------------------------------------------------------------
 
 
@@ -258,6 +270,11 @@ def csv_rows(ind: IndicatorsOut) -> list[tuple[str, str, str]]:
     rows.append(("Patients inclus", "Total", str(ind.patients_included)))
     rows.append(("Tâches ouvertes (à ce jour)", "Total", str(ind.open_tasks)))
     rows += [("Tâches ouvertes par ancienneté", c.label, str(c.count)) for c in ind.open_tasks_by_age]
+    rows.append(("Situations complexes suivies (à ce jour)", "Total", str(ind.complex_situations)))
+    rows += [
+        ("Situations complexes par révision du plan", c.label, str(c.count))
+        for c in ind.complex_situations_by_review
+    ]
     return rows
 
 

@@ -41,6 +41,9 @@ class IndicatorsOut(BaseModel):
     included: distinct patients the DAC included by answers given in the period. Open tasks: a snapshot
     at ``generated_at`` (tasks ``a_faire`` or ``en_cours`` assigned to the DAC's structure, or about a
     patient whose care circle has the DAC as a habilitée structure member), by age since creation.
+    Complex situations: a snapshot at ``generated_at`` too (patients flagged complex now whose care
+    circle has the DAC as a habilitée structure member), by where their plan's review date stands
+    (past, today or later, none); counts only, no patient named.
     """
 
     dac_structure_id: StructureId
@@ -60,3 +63,7 @@ class IndicatorsOut(BaseModel):
     patients_included: int = Field(ge=0)
     open_tasks: int = Field(ge=0)
     open_tasks_by_age: list[CountOut]
+    complex_situations: int = Field(ge=0, description="Situations complexes suivies par le DAC, à ce jour")
+    complex_situations_by_review: list[CountOut] = Field(
+        description="Les mêmes, selon la date de révision de leur plan personnalisé (PPCS)"
+    )

@@ -1,4 +1,5 @@
-"""A DAC's activity in figures: requests received, delays, inclusions, open tasks (issue 10).
+"""A DAC's activity in figures: requests received, delays, inclusions, open tasks (issue 10), complex
+situations followed (issue 14).
 
 Who sees them: the DAC's coordinators only (``dac_requests.require_dac_coordinator``: an active DAC
 of the directory where the actor works), 403 in French for anyone else. The figures name no patient
@@ -32,9 +33,11 @@ from coordination.errors import ErrCode, Forbidden, Invalid
 from coordination.ids import StructureId
 from coordination.indicators import rules
 from coordination.indicators.schemas import CountOut, DacOut, DelayOut, IndicatorsOut
+from coordination.plans.models import CarePlan
 from coordination.security import Actor
 from coordination.tasks import rules as task_rules
 from coordination.tasks.models import Task, TaskAssignee
+from coordination.timeline.models import ComplexSituation
 from coordination.vocab import Decision, RequestStatus, TaskStatus, Urgency
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ async def dac_indicators(
     total = sum(urgencies.values())
     urgency_labels = {u.value: u.label for u in Urgency}
     tasks_by_age = await _open_tasks_by_age(session, dac, now)
+    complex_by_review = await _complex_situations(session, dac, now)
     result = IndicatorsOut(
         dac_structure_id=dac,
         dac_name=(await directory.structure_names(session=session, structure_ids=[dac])).get(dac, dac),
@@ -105,6 +109,8 @@ async def dac_indicators(
         patients_included=await _patients_included(session, dac, period),
         open_tasks=sum(b.count for b in tasks_by_age),
         open_tasks_by_age=tasks_by_age,
+        complex_situations=sum(c.count for c in complex_by_review),
+        complex_situations_by_review=complex_by_review,
     )
     await audit.record(
         session=session, actor=actor, action="indicators.read", object_type="dac", object_id=dac
@@ -277,6 +283,35 @@ async def _open_tasks_by_age(session: AsyncSession, dac: str, now: datetime) -> 
     return [
         CountOut(code=code, label=labels[code], count=n)
         for code, n in rules.counts_in_order(ages, [code for code, _, _ in rules.AGE_BUCKETS])
+    ]
+
+
+async def _complex_situations(session: AsyncSession, dac: str, now: datetime) -> list[CountOut]:
+    """Patients flagged complex now whose circle has the DAC (habilitée), by their plan's review date:
+    past (before today in Paris), planned (today or later), none. Bucketed in a subquery, as
+    ``_bucketed`` says why."""
+    today = now.astimezone(rules.DAC_TZ).date()
+    review = CarePlan.next_review_date
+    inner = (
+        select(
+            case(
+                (review.is_(None), literal(rules.REVIEW_NONE)),
+                (review < today, literal(rules.REVIEW_LATE)),
+                else_=literal(rules.REVIEW_PLANNED),
+            ).label("bucket")
+        )
+        .select_from(ComplexSituation)
+        .outerjoin(CarePlan, CarePlan.patient_id == ComplexSituation.patient_id)
+        .where(
+            ComplexSituation.flagged.is_(True),
+            ComplexSituation.patient_id.in_(circle_access.structure_patients_subquery(dac)),
+        )
+        .subquery()
+    )
+    found = await _grouped(session, select(inner.c.bucket, func.count()))
+    return [
+        CountOut(code=code, label=rules.REVIEW_LABELS.get(code, code), count=n)
+        for code, n in rules.counts_in_order(found, rules.REVIEW_ORDER)
     ]
 
 

@@ -52,6 +52,11 @@ def chart_markup(ind: IndicatorsOut) -> dict[str, Markup]:
             columns=_bars(ind.open_tasks_by_age),
             unit="tâche(s)",
         ),
+        "situations": charts.bar_chart(
+            chart_id="graphique-situations",
+            title="Situations complexes suivies, par révision du plan",
+            bars=_bars(ind.complex_situations_by_review),
+        ),
     }
 
 

@@ -1,6 +1,7 @@
 """The PPCS as a FHIR R4B ``CarePlan``: problems as contained Conditions, objectives as contained Goals,
-actions as activities (linked to their Task when one was created). Built with ``fhir.resources`` so a
-malformed element fails where it is built."""
+actions as activities (linked to their Task when one was created, and to their Appointment when one is
+linked: both as outcomes, since an activity holds a ``detail`` or a ``reference``, not both). Built
+with ``fhir.resources`` so a malformed element fails where it is built."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def _activity(action: ActionOut, goals: dict[str, str]) -> CarePlanActivity:
         if action.objective_id in goals
         else None,
     )
-    outcome = [Reference(reference=f"Task/{action.task_id}")] if action.task_id else None
-    return CarePlanActivity(detail=detail, outcomeReference=outcome)
+    outcome = [Reference(reference=f"Task/{action.task_id}")] if action.task_id else []
+    if action.appointment_id:
+        outcome.append(Reference(reference=f"Appointment/{action.appointment_id}"))
+    return CarePlanActivity(detail=detail, outcomeReference=outcome or None)
 
 
 def care_plan(plan: PlanOut) -> dict[str, Any]:

@@ -7,6 +7,7 @@ title is left empty is removed, and a few empty rows let a professional add item
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,8 @@ from fastapi.datastructures import FormData
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from coordination.agenda import rules as agenda_rules
+from coordination.agenda import service as agenda
 from coordination.circle import service as circle
 from coordination.db import SessionDep
 from coordination.errors import ServiceError
@@ -80,6 +83,7 @@ def _action(row: dict[str, str]) -> dict[str, Any]:
         "deadline": _or_none(row["deadline"]),
         "status": row["status"] or PlanActionStatus.A_FAIRE.value,
         "create_task": row["create_task"] == "oui",
+        "appointment_id": _or_none(row["appointment_id"]),
     }
 
 
@@ -99,6 +103,7 @@ def plan_from_form(form: FormData) -> PlanIn:
             "deadline",
             "status",
             "create_task",
+            "appointment_id",
         ),
     )
     return PlanIn.model_validate(
@@ -131,6 +136,12 @@ def _refusal(exc: ValidationError) -> str:
     return "Plan non enregistré — " + "; ".join(parts) + ". Corrigez puis enregistrez à nouveau."
 
 
+def appointment_choice(start: datetime, what: str, status: str) -> str:
+    """An appointment in the action's list: « 12/03/2026 09:30 — Consultation (agenda) — Réservé »."""
+    local = agenda_rules.to_local(start)
+    return f"{local:%d/%m/%Y %H:%M} — {what} — {status}"
+
+
 @router.get("")
 async def plan_page(request: Request, patient_id: PatientId, actor: PageActor, db: SessionDep) -> Response:
     """The plan as it reads now, then its edit form (with a few empty rows to add items)."""
@@ -142,6 +153,25 @@ async def plan_page(request: Request, patient_id: PatientId, actor: PageActor, d
         for m in members.items
         if m.habilite and (m.national_id or m.structure_id)
     ]
+    # The patient's appointments, to link one to an action (read and audited by the agenda service).
+    booked = await agenda.patient_appointments(
+        session=db, actor=actor, patient_id=patient_id, limit=agenda.MAX_PAGE
+    )
+    appointments = {
+        str(a.id): appointment_choice(a.start, f"{a.event_type_name} ({a.agenda_name})", a.status.label)
+        for a in booked.items
+    }
+    for action in plan.actions:  # a linked appointment beyond the list's first page stays selectable
+        if action.appointment_id and str(action.appointment_id) not in appointments:
+            appointments[str(action.appointment_id)] = (
+                appointment_choice(
+                    action.appointment_start,
+                    action.appointment_label or "",
+                    action.appointment_status_label or "",
+                )
+                if action.appointment_start
+                else "Rendez-vous supprimé de l'agenda"
+            )
     return render(
         request,
         "plans/plan.html",
@@ -149,6 +179,7 @@ async def plan_page(request: Request, patient_id: PatientId, actor: PageActor, d
             "patient": patient,
             "plan": plan,
             "responsibles": responsibles,
+            "appointments": appointments,
             "empty_rows": EMPTY_ROWS,
             "plan_statuses": PlanStatus,
             "action_statuses": PlanActionStatus,

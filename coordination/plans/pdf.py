@@ -15,6 +15,7 @@ from datetime import date, datetime
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from coordination.agenda import rules as agenda_rules
 from coordination.plans.schemas import ActionOut, PlanOut
 
 _REPLACEMENTS = {
@@ -94,6 +95,19 @@ def _action_rows(plan: PlanOut) -> list[tuple[str, str, ActionOut | None]]:
     return rows
 
 
+def _action_cell(action: ActionOut) -> str:
+    """The action's title, and its linked appointment (Paris time, status) on the next line."""
+    if action.appointment_id is None:
+        return action.title
+    if action.appointment_start is None or action.appointment_status is None:
+        return f"{action.title}\nRendez-vous lié : supprimé de l'agenda"
+    local = agenda_rules.to_local(action.appointment_start)
+    return (
+        f"{action.title}\nRendez-vous : {local:%d/%m/%Y à %H:%M}, {action.appointment_label or ''} "
+        f"- {action.appointment_status.label.lower()}"
+    )
+
+
 def _actions_table(pdf: FPDF, plan: PlanOut) -> None:
     headings = ("Problèmes / besoins", "Objectifs", "Actions", "Responsable", "Échéance", "Statut")
     with pdf.table(
@@ -105,7 +119,12 @@ def _actions_table(pdf: FPDF, plan: PlanOut) -> None:
         for problem, objective, action in _action_rows(plan):
             row = table.row()
             values = (
-                (action.title, action.responsible_label or "-", _d(action.deadline), action.status.label)
+                (
+                    _action_cell(action),
+                    action.responsible_label or "-",
+                    _d(action.deadline),
+                    action.status.label,
+                )
                 if action
                 else ("(aucune action)", "-", "-", "-")
             )

@@ -8,8 +8,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
 from coordination import text
-from coordination.ids import NationalId, PatientId, TaskId
-from coordination.vocab import PlanActionStatus, PlanStatus, TaskStatus
+from coordination.ids import AppointmentId, NationalId, PatientId, TaskId
+from coordination.vocab import AppointmentStatus, PlanActionStatus, PlanStatus, TaskStatus
 
 ItemId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_\-]{1,40}$")]
 FreeText = Annotated[
@@ -58,6 +58,10 @@ class ActionIn(_In):
         default=False,
         description="Créer la tâche correspondante (assignée au responsable) si elle n'existe pas",
     )
+    appointment_id: AppointmentId | None = Field(
+        default=None,
+        description="Un rendez-vous du patient (agenda) qui réalise l'action ; absent : aucun",
+    )
 
 
 class PlanIn(_In):
@@ -104,11 +108,22 @@ class ActionOut(BaseModel):
     task_id: TaskId | None
     task_number: int | None = None
     task_status: TaskStatus | None = None
+    appointment_id: AppointmentId | None = None
+    appointment_start: datetime | None = Field(default=None, description="Début du rendez-vous lié")
+    appointment_status: AppointmentStatus | None = None
+    appointment_label: str | None = Field(
+        default=None, description="Type et agenda du rendez-vous lié", examples=["Consultation (Dr Martin)"]
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def status_label(self) -> str:
         return self.status.label
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def appointment_status_label(self) -> str | None:
+        return self.appointment_status.label if self.appointment_status else None
 
 
 class PlanOut(BaseModel):

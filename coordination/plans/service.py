@@ -9,7 +9,11 @@ Rules:
 - an action's responsible is a habilité member of the circle (professional or structure), or a person
   named in free text (the patient, a relative); an action with ``create_task`` gets its task through the
   tasks service (assigned to its responsible professional or structure, due at its deadline);
-- setting or moving the review date creates a reminder task for the author, due that day.
+- setting or moving the review date creates a reminder task for the author, due that day;
+- an action may link an appointment of the agenda (``appointment_id``): it must name this patient, so
+  the saver, an authorised member of the circle, reads it in the patient's appointments
+  (``agenda.service.patient_appointments``) as every reader of the plan does; the plan shows its time,
+  what and where, and its status. A link kept from the previous version is not checked again.
 
 The tasks are created (and committed by the tasks service) after every check of the save has passed and
 before the plan is written: a plan saved concurrently in between (409) leaves those tasks in place, linked
@@ -20,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -28,13 +33,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from coordination.agenda.models import Agenda, Appointment, EventType
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.circle import service as circle
 from coordination.db import utcnow
 from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Invalid
-from coordination.ids import NationalId, PatientId, TaskId
+from coordination.ids import AppointmentId, NationalId, PatientId, TaskId
 from coordination.outbox import service as outbox
 from coordination.outbox.events import PlanUpdated
 from coordination.patients.models import Patient
@@ -53,7 +59,15 @@ from coordination.security import Actor
 from coordination.tasks import service as tasks
 from coordination.tasks.models import Task
 from coordination.tasks.schemas import TaskCreate
-from coordination.vocab import ConsentMode, PlanActionStatus, PlanStatus, TaskStatus, TaskType, parse
+from coordination.vocab import (
+    AppointmentStatus,
+    ConsentMode,
+    PlanActionStatus,
+    PlanStatus,
+    TaskStatus,
+    TaskType,
+    parse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +117,36 @@ async def _task_states(session: AsyncSession, task_ids: Sequence[str]) -> dict[s
     return {str(i): (n, s) for i, n, s in rows.tuples()}
 
 
-async def _action_outs(session: AsyncSession, actions: Sequence[dict[str, Any]]) -> list[ActionOut]:
+async def _appointment_states(
+    session: AsyncSession, patient_id: PatientId, appointment_ids: Sequence[str]
+) -> dict[str, tuple[datetime, str, str]]:
+    """(start, status, « type (agenda) ») of the linked appointments of the patient."""
+    if not appointment_ids:
+        return {}
+    rows = await session.execute(
+        select(Appointment.id, Appointment.start_at, Appointment.status, EventType.name, Agenda.name)
+        .join(Agenda, Agenda.id == Appointment.agenda_id)
+        .join(EventType, EventType.id == Appointment.event_type_id)
+        .where(
+            Appointment.id.in_([uuid.UUID(a) for a in appointment_ids]), Appointment.patient_id == patient_id
+        )
+    )
+    return {str(i): (start, status, f"{kind} ({agenda})") for i, start, status, kind, agenda in rows.tuples()}
+
+
+async def _action_outs(
+    session: AsyncSession, patient_id: PatientId, actions: Sequence[dict[str, Any]]
+) -> list[ActionOut]:
     labels = await _labels(session, actions)
     states = await _task_states(session, [a["task_id"] for a in actions if a.get("task_id")])
+    appointments = await _appointment_states(
+        session, patient_id, [a["appointment_id"] for a in actions if a.get("appointment_id")]
+    )
     outs = []
     for a in actions:
         key = responsible_key(a)
         state = states.get(a["task_id"]) if a.get("task_id") else None
+        appt = appointments.get(a["appointment_id"]) if a.get("appointment_id") else None
         outs.append(
             ActionOut(
                 id=a["id"],
@@ -124,6 +161,12 @@ async def _action_outs(session: AsyncSession, actions: Sequence[dict[str, Any]])
                 task_id=TaskId(uuid.UUID(a["task_id"])) if a.get("task_id") else None,
                 task_number=state[0] if state else None,
                 task_status=parse(TaskStatus, state[1]) if state else None,
+                appointment_id=AppointmentId(uuid.UUID(a["appointment_id"]))
+                if a.get("appointment_id")
+                else None,
+                appointment_start=appt[0] if appt else None,
+                appointment_status=parse(AppointmentStatus, appt[1]) if appt else None,
+                appointment_label=appt[2] if appt else None,
             )
         )
     return outs
@@ -156,7 +199,7 @@ async def _plan_out(session: AsyncSession, patient_id: PatientId, plan: CarePlan
         patient_wishes=content.get("patient_wishes", ""),
         problems=[ProblemOut(**p) for p in content.get("problems", [])],
         objectives=[ObjectiveOut(**o) for o in content.get("objectives", [])],
-        actions=await _action_outs(session, content.get("actions", [])),
+        actions=await _action_outs(session, patient_id, content.get("actions", [])),
         next_review_date=plan.next_review_date,
         review_task_id=TaskId(plan.review_task_id) if plan.review_task_id else None,
         updated_by=NationalId(plan.updated_by),
@@ -243,6 +286,33 @@ async def _check_responsibles(
         )
 
 
+async def _check_appointments(
+    session: AsyncSession,
+    patient_id: PatientId,
+    actions: Sequence[ActionIn],
+    previous: Mapping[str, Any] | None,
+) -> None:
+    """Each newly linked appointment exists and names this patient (see the module's rules)."""
+    kept = {(a["id"], a.get("appointment_id")) for a in (previous or {}).get("actions", [])}
+    new = [a for a in actions if a.appointment_id and (a.id, str(a.appointment_id)) not in kept]
+    if not new:
+        return
+    found = set(
+        await session.scalars(
+            select(Appointment.id).where(
+                Appointment.id.in_([a.appointment_id for a in new]), Appointment.patient_id == patient_id
+            )
+        )
+    )
+    bad = [a.title for a in new if a.appointment_id not in found]
+    if bad:
+        raise Invalid(
+            f"Action « {bad[0]} » : le rendez-vous lié est introuvable ou ne concerne pas ce patient. "
+            "Choisissez l'un des rendez-vous du patient, ou aucun.",
+            field="actions",
+        )
+
+
 async def _create_action_tasks(
     session: AsyncSession, actor: Actor, patient_id: PatientId, data: PlanIn, content: dict[str, Any]
 ) -> list[str]:
@@ -304,6 +374,7 @@ async def save_plan(*, session: AsyncSession, actor: Actor, patient_id: PatientI
     if data.version != (plan.version if plan else 0):
         raise Conflict(STALE, errcode=ErrCode.STALE_VERSION)
     await _check_responsibles(session, patient_id, data.actions)
+    await _check_appointments(session, patient_id, data.actions, plan.content if plan else None)
     content = rules.build_content(data, plan.content if plan else None)
     await _create_action_tasks(session, actor, patient_id, data, content)
     review_task_id = await _review_task(session, actor, patient_id, data, plan)

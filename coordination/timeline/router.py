@@ -26,6 +26,16 @@ from coordination.vocab import TimelineKind
 router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["chronologie"])
 board_router = APIRouter(prefix="/api/v1/complex-situations", tags=["chronologie"])
 
+DacParam = Annotated[
+    str | None,
+    Query(
+        max_length=80,
+        pattern=r"^[a-z]{2,10}:[0-9A-Za-z.\-_]{1,68}$",
+        description="Seulement les patients suivis par ce DAC (l'un des vôtres) ; défaut : tous vos patients",
+        examples=["finess:060000099"],
+    ),
+]
+
 _ERRORS: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorOut, "description": "Pas membre habilité du cercle, ou pas coordinateur d'un DAC"},
     404: {"model": ErrorOut, "description": "Patient inconnu"},
@@ -107,10 +117,13 @@ async def complex_board(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
     cursor: Cursor = None,
+    dac_id: DacParam = None,
 ) -> Page[BoardEntryOut]:
-    return await service.complex_board(session=session, actor=actor, limit=limit, cursor=cursor)
+    return await service.complex_board(session=session, actor=actor, limit=limit, cursor=cursor, dac=dac_id)
 
 
-@board_router.get("/count", response_model=int, summary="Indicateur : nombre de situations complexes")
-async def count_complex_situations(actor: CurrentActor, session: SessionDep) -> int:
-    return await service.count_complex_situations(session=session, actor=actor)
+@board_router.get(
+    "/count", response_model=int, summary="Indicateur : nombre de situations complexes", responses=_ERRORS
+)
+async def count_complex_situations(actor: CurrentActor, session: SessionDep, dac_id: DacParam = None) -> int:
+    return await service.count_complex_situations(session=session, actor=actor, dac=dac_id)

@@ -24,7 +24,9 @@ class TimelineItemOut(BaseModel):
     kind: TimelineKind
     title: str
     detail: str | None = None
-    object_type: str = Field(description="evaluation, plan, request, event, task, document, situation")
+    object_type: str = Field(
+        description="evaluation, care_plan, request, event, task, document, situation, appointment"
+    )
     object_id: str
     key: str = Field(description="Identifiant unique de l'élément dans la chronologie")
 

@@ -2,12 +2,15 @@
 
 The timeline merges sources, each a function that reads one kind of thing newest first
 (``SOURCES``): signed evaluations, plan versions, requests to a DAC (sent, answered), entered events
-(hospitalisations, discharges...), tasks done, documents added and the complex-situation flag. A new
-source (appointments once the agenda exists) is one more function in the list. Each source reads at most
+(hospitalisations, discharges...), tasks done, documents added, the complex-situation flag and the
+appointments naming the patient (planned, then cancelled, done or missed). A new source is one more
+function in the list. Each source reads at most
 ``limit + 1`` items before the cursor from its own index; the merge keeps the newest ``limit``.
 
 Rules: only authorised members read the timeline or enter events (``circle_access``), audited; a
 restricted document appears only to its author (its audience reads it in the documents list). The
+appointments naming the patient appear to every authorised member, as in the patient's appointments list
+(``agenda.service.patient_appointments``): when, what, which agenda and where it stands, not the note. The
 complex-situation flag is set or cleared by a coordinator of a DAC (an active professional working at a
 structure marked DAC) who is an authorised member of the circle; the board lists the flagged patients the
 coordinator may read, with the plan's next review date.
@@ -25,6 +28,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coordination.agenda import rules as agenda_rules
+from coordination.agenda.models import Agenda, Appointment, EventType
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.dac_requests.models import DacRequest
@@ -50,6 +55,7 @@ from coordination.timeline.schemas import (
     TimelineItemOut,
 )
 from coordination.vocab import (
+    AppointmentStatus,
     Decision,
     DocumentCategory,
     DocumentVisibility,
@@ -280,6 +286,55 @@ async def _situation(session: AsyncSession, w: Window) -> list[TimelineItemOut]:
     ]
 
 
+def _appointment_label(appt: Appointment, agenda_name: str, type_name: str) -> str:
+    """« Consultation le 12/03/2026 à 09:30 (Consultations Dr Martin) », in Paris time."""
+    local = agenda_rules.to_local(appt.start_at)
+    return f"{type_name} le {local:%d/%m/%Y} à {local:%H:%M} ({agenda_name})"
+
+
+async def _appointments(session: AsyncSession, w: Window) -> list[TimelineItemOut]:
+    """Each appointment naming the patient is planned when it was booked; then cancelled (when it
+    was), or done or missed (at its start)."""
+    base = (
+        select(Appointment, Agenda.name, EventType.name)
+        .join(Agenda, Agenda.id == Appointment.agenda_id)
+        .join(EventType, EventType.id == Appointment.event_type_id)
+        .where(Appointment.patient_id == w.patient_id)
+    )
+    closed = (AppointmentStatus.EFFECTUE.value, AppointmentStatus.ABSENT.value)
+    reads = (
+        (Appointment.created_at, None, ":planifie"),
+        (Appointment.updated_at, (AppointmentStatus.ANNULE.value,), ":annule"),
+        (Appointment.start_at, closed, ":clos"),
+    )
+    items = []
+    for column, statuses, suffix in reads:
+        stmt = base.where(*w.bounds(column))
+        if statuses is not None:
+            stmt = stmt.where(Appointment.status.in_(statuses))
+        rows = (await session.execute(stmt.order_by(column.desc()).limit(w.limit + 1))).tuples()
+        for appt, agenda_name, type_name in rows:
+            label = _appointment_label(appt, agenda_name, type_name)
+            status = parse(AppointmentStatus, appt.status)
+            if suffix == ":planifie":
+                at, title, detail = (
+                    appt.created_at,
+                    f"Rendez-vous planifié : {label}",
+                    f"Statut : {status.label}",
+                )
+            elif suffix == ":annule":
+                at, title, detail = appt.updated_at, f"Rendez-vous annulé : {label}", None
+            else:
+                verb = "effectué" if status is AppointmentStatus.EFFECTUE else "non honoré (patient non venu)"
+                at, title, detail = appt.start_at, f"Rendez-vous {verb} : {label}", None
+            items.append(
+                _item(
+                    at, TimelineKind.RENDEZ_VOUS, title, "appointment", appt.id, detail=detail, suffix=suffix
+                )
+            )
+    return items
+
+
 def _within(w: Window, at: datetime) -> list[bool]:
     return [
         w.before is None or at <= w.before,
@@ -296,8 +351,9 @@ SOURCES: dict[TimelineKind, Source] = {
     TimelineKind.TACHE: _tasks_done,
     TimelineKind.DOCUMENT: _documents,
     TimelineKind.SITUATION: _situation,
+    TimelineKind.RENDEZ_VOUS: _appointments,
 }
-"""Every source of the timeline, by kind (add one here: appointments once the agenda exists)."""
+"""Every source of the timeline, by kind (a new kind of thing: one more source here)."""
 
 
 def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
@@ -483,12 +539,36 @@ def _display_name(p: Patient) -> str:
     return f"{(p.used_name or p.birth_name).upper()} {p.used_first_name or p.first_birth_first_name}"
 
 
+async def _board_scope(session: AsyncSession, actor: Actor, dac: str | None) -> list[ColumnElement[bool]]:
+    """Flagged patients the actor may read (authorised member of the circle); with ``dac`` (one of the
+    actor's DACs, else 403), only those whose circle has that DAC as a habilitée structure."""
+    dacs = await _require_dac_coordinator(session, actor)
+    scope: list[ColumnElement[bool]] = [
+        ComplexSituation.flagged.is_(True),
+        ComplexSituation.patient_id.in_(circle_access.authorised_patients_subquery(actor)),
+    ]
+    if dac is not None:
+        if dac not in dacs:
+            raise Forbidden(
+                "Vous n'êtes pas coordinateur de ce DAC : choisissez l'un des DAC où vous exercez.",
+                errcode=ErrCode.NOT_DAC_COORDINATOR,
+            )
+        scope.append(ComplexSituation.patient_id.in_(circle_access.structure_patients_subquery(dac)))
+    return scope
+
+
 async def complex_board(
-    *, session: AsyncSession, actor: Actor, limit: int = 100, cursor: str | None = None
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    limit: int = 100,
+    cursor: str | None = None,
+    dac: str | None = None,
 ) -> Page[BoardEntryOut]:
-    """The flagged patients a DAC coordinator may read, the next plan review first (undated last), with
-    the number of open actions. Each listed patient is audited (``situation.board``)."""
-    await _require_dac_coordinator(session, actor)
+    """The flagged patients a DAC coordinator may read (of one of their DACs with ``dac``), the next
+    plan review first (undated last), with the number of open actions. Each listed patient is audited
+    (``situation.board``)."""
+    scope = await _board_scope(session, actor, dac)
     position = decode_cursor(cursor)
     offset = position.get("o", 0) if position else 0
     if not isinstance(offset, int) or offset < 0:
@@ -498,12 +578,7 @@ async def complex_board(
         select(ComplexSituation, Patient, CarePlan)
         .join(Patient, Patient.id == ComplexSituation.patient_id)
         .outerjoin(CarePlan, CarePlan.patient_id == ComplexSituation.patient_id)
-        .where(
-            and_(
-                ComplexSituation.flagged.is_(True),
-                ComplexSituation.patient_id.in_(circle_access.authorised_patients_subquery(actor)),
-            )
-        )
+        .where(and_(*scope))
         .order_by(review, ComplexSituation.flagged_at, ComplexSituation.patient_id)
         .offset(offset)
         .limit(limit + 1)
@@ -535,13 +610,39 @@ async def complex_board(
     )
 
 
-async def count_complex_situations(*, session: AsyncSession, actor: Actor) -> int:
-    """Indicator: how many flagged patients the DAC coordinator may read."""
-    await _require_dac_coordinator(session, actor)
-    count = await session.scalar(
-        select(func.count()).where(
-            ComplexSituation.flagged.is_(True),
-            ComplexSituation.patient_id.in_(circle_access.authorised_patients_subquery(actor)),
-        )
-    )
+async def count_complex_situations(*, session: AsyncSession, actor: Actor, dac: str | None = None) -> int:
+    """Indicator: how many flagged patients the DAC coordinator may read (of one of their DACs with
+    ``dac``)."""
+    scope = await _board_scope(session, actor, dac)
+    count = await session.scalar(select(func.count()).select_from(ComplexSituation).where(*scope))
     return int(count or 0)
+
+
+async def flagged_among(
+    *, session: AsyncSession, actor: Actor, patient_ids: Sequence[uuid.UUID]
+) -> set[PatientId]:
+    """Which of ``patient_ids`` are flagged complex and readable by the actor (authorised member of
+    their circle), for a list to mark them. Each one found is audited (``situation.read``)."""
+    wanted = sorted(set(patient_ids))
+    if not wanted:
+        return set()
+    found = {
+        PatientId(pid)
+        for pid in await session.scalars(
+            select(ComplexSituation.patient_id).where(
+                ComplexSituation.patient_id.in_(wanted),
+                ComplexSituation.flagged.is_(True),
+                ComplexSituation.patient_id.in_(circle_access.authorised_patients_subquery(actor)),
+            )
+        )
+    }
+    if found:
+        await audit.record_many(
+            session=session,
+            actor=actor,
+            action="situation.read",
+            object_type="situation",
+            patient_ids=sorted(found),
+        )
+        await session.commit()
+    return found

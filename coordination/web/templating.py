@@ -108,6 +108,7 @@ ACTIONS = {
     "situation.read": "a consulté le signalement de situation complexe",
     "situation.flag": "a signalé une situation complexe",
     "situation.clear": "a levé le signalement de situation complexe",
+    "situation.board": "a vu le patient au tableau des situations complexes",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from coordination.evaluations import aggir
+from tests.coordination.agenda.support import book, local, make_agenda
 from tests.coordination.patients.support import add_circle_member
 from tests.coordination_bot.test_handlers import World, linked, world  # noqa: F401  (the fixture)
 
@@ -89,3 +90,39 @@ async def test_synthese_shows_the_recent_timeline(world: World, client: httpx.As
     [reply] = await world.say(world.alice, "!synthese")
     assert "Évolution récente :" in reply
     assert "20/11/2026 — Hospitalisation : CH de Nice, gériatrie" in reply
+
+
+async def test_synthese_shows_the_appointments_of_the_timeline(
+    world: World,  # noqa: F811
+    client: httpx.AsyncClient,
+) -> None:
+    pid = await linked(world, client)
+    setup = await make_agenda(client, world.alice, name="Cabinet du Port")
+    booked = await book(client, world.alice, setup, local(setup.monday, "09:30"), patient_id=str(pid))
+    assert booked.status_code == 201, booked.text
+    [reply] = await world.say(world.alice, "!synthese")
+    assert (
+        f"Rendez-vous planifié : Consultation le {setup.monday:%d/%m/%Y} à 09:30 (Cabinet du Port)" in reply
+    )
+    assert "(Statut : Réservé)" in reply
+
+
+async def test_plan_shows_the_appointment_linked_to_an_action(
+    world: World,  # noqa: F811
+    client: httpx.AsyncClient,
+) -> None:
+    pid = await linked(world, client)
+    consent = await client.patch(
+        f"/api/v1/patients/{pid}",
+        json={"version": 1, "consent": {"given": True, "mode": "oral"}},
+        headers=world.alice.headers,
+    )
+    assert consent.status_code == 200, consent.text
+    setup = await make_agenda(client, world.alice, name="Cabinet du Port")
+    booked = await book(client, world.alice, setup, local(setup.monday, "09:30"), patient_id=str(pid))
+    assert booked.status_code == 201, booked.text
+    plan = {"version": 0, "actions": [{"title": "Bilan de chute", "appointment_id": booked.json()["id"]}]}
+    saved = await client.put(f"/api/v1/patients/{pid}/plan", json=plan, headers=world.alice.headers)
+    assert saved.status_code == 200, saved.text
+    [reply] = await world.say(world.alice, "!plan")
+    assert f"Bilan de chute — À faire — rendez-vous lundi {setup.monday:%d/%m} à 09:30 (Réservé)" in reply

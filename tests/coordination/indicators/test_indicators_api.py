@@ -47,7 +47,9 @@ from coordination.ids import StructureId
 from coordination.indicators import view
 from coordination.indicators.schemas import DacOut, IndicatorsOut
 from coordination.patients.models import Patient
+from coordination.plans.models import CarePlan
 from coordination.tasks.models import Task, TaskAssignee
+from coordination.timeline.models import ComplexSituation
 from tests.coordination.tasks.factories import add_member, add_patient
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
 
@@ -452,6 +454,68 @@ async def test_no_request_gives_zeros_and_no_median(client: httpx.AsyncClient, w
     assert ind["patients_included"] == 0
 
 
+async def _flag(
+    db: AsyncSession, patient: uuid.UUID, *, flagged: bool = True, review: date | None = None
+) -> None:
+    """The complex-situation flag of ``patient``, and a plan reviewed on ``review`` when given."""
+    db.add(
+        ComplexSituation(patient_id=patient, flagged=flagged, reason="Isolement", flagged_by="810000000010")
+    )
+    if review is not None:
+        db.add(
+            CarePlan(
+                patient_id=patient,
+                status="en_cours",
+                content={"actions": []},
+                next_review_date=review,
+                created_by="810000000010",
+                updated_by="810000000010",
+            )
+        )
+    await db.commit()
+
+
+async def test_complex_situations_followed_are_counted_by_review_and_name_no_one(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    """Counted now: flagged patients whose circle has the DAC as a habilitée structure, by review date."""
+    p2_dac, p3_dac, cleared = world.p2, world.p3, await _patient(db, 7)
+    for patient in (p2_dac, p3_dac, cleared):
+        await add_member(db, patient, structure_id=DAC, role="coordinateur DAC")
+    await _flag(db, world.p1, review=date(2020, 1, 6))  # past: late
+    await _flag(db, p2_dac)  # no plan: no review date
+    await _flag(db, p3_dac, review=date(2099, 1, 5))  # planned
+    await _flag(db, cleared, flagged=False, review=date(2020, 1, 6))  # cleared: not counted
+    # Not the DAC's: in its circle without habilitation, or not in it at all.
+    not_habilitee, elsewhere = await _patient(db, 8), await _patient(db, 9)
+    await add_member(db, not_habilitee, structure_id=DAC, role="coordinateur DAC", habilite=False)
+    await add_member(db, elsewhere, structure_id=OTHER_DAC, role="coordinateur DAC")
+    await _flag(db, not_habilitee)
+    await _flag(db, elsewhere, review=date(2020, 1, 6))
+
+    resp = await client.get("/api/v1/indicators", params=MARCH, headers=world.coord.headers)
+    assert resp.status_code == 200, resp.text
+    ind = resp.json()
+    assert ind["complex_situations"] == 3
+    assert [(c["code"], c["label"], c["count"]) for c in ind["complex_situations_by_review"]] == [
+        ("revision_depassee", "Révision du plan dépassée", 1),
+        ("revision_prevue", "Révision du plan prévue", 1),
+        ("sans_revision", "Sans date de révision (ou sans plan)", 1),
+    ]
+    assert not any(str(p) in resp.text for p in (world.p1, p2_dac, p3_dac))  # counts only
+    other = await client.get(
+        "/api/v1/indicators", params={**MARCH, "dac_id": OTHER_DAC}, headers=world.other_coord.headers
+    )
+    assert other.json()["complex_situations"] == 1
+    assert _counts(other.json()["complex_situations_by_review"])["revision_depassee"] == 1
+
+    exported = await client.get("/api/v1/indicators.csv", params=MARCH, headers=world.coord.headers)
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"), newline=""), delimiter=";"))
+    table = {(r[3], r[4]): r[5] for r in rows[1:]}
+    assert table[("Situations complexes suivies (à ce jour)", "Total")] == "3"
+    assert table[("Situations complexes par révision du plan", "Révision du plan dépassée")] == "1"
+
+
 async def test_page_renders_figures_and_accessible_svg(client: httpx.AsyncClient, world: World) -> None:
     """The page template, rendered with the context ``view.page_context`` builds, inside a minimal
     base.html with the dashboard's two blocks."""
@@ -486,7 +550,7 @@ async def test_page_renders_figures_and_accessible_svg(client: httpx.AsyncClient
     assert '<option value="finess:060000099" selected>' in html
     # Every chart parses as XML, is an image with a title and a description naming the figures.
     svgs = [html[i : html.index("</svg>", i) + 6] for i in range(len(html)) if html.startswith("<svg", i)]
-    assert len(svgs) == 5
+    assert len(svgs) == 6
     for svg in svgs:
         root = ET.fromstring(svg)
         assert root.tag == f"{SVG}svg" and root.get("role") == "img"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.outbox.models import OutboxEvent
+from tests.coordination.agenda.support import book, local, make_agenda
 from tests.coordination.patients.support import add_circle_member, audit_actions, create_patient
 from tests.support.service import FakeTokens, Pro, add_professional
 
@@ -244,3 +247,70 @@ async def test_the_fhir_care_plan_validates(client: httpx.AsyncClient, team: tup
     assert ergo.outcomeReference[0].reference == f"Task/{saved['actions'][0]['task_id']}"
     assert ergo.detail.performer[0].identifier.value == nurse.national_id
     assert care_plan.activity[1].detail.status == "in-progress"
+
+
+async def test_an_action_links_an_appointment_of_the_patient_shown_in_the_api_pdf_and_fhir(
+    client: httpx.AsyncClient, db: AsyncSession, team: tuple[Pro, Pro, str]
+) -> None:
+    coordinator, nurse, pid = team
+    other = (await create_patient(client, coordinator, birth_name="AUTRE", consent=CONSENT))["id"]
+    await add_circle_member(
+        client,
+        coordinator,
+        other,
+        kind="professional",
+        national_id=nurse.national_id,
+        role="IDE",
+        habilite=True,
+    )
+    setup = await make_agenda(client, nurse, name="Tournée infirmière")
+    start = local(setup.monday, "09:30")
+    mine = await book(client, nurse, setup, start, patient_id=pid)
+    elsewhere = await book(client, nurse, setup, local(setup.monday, "10:00"), patient_id=other)
+    nobody = await book(client, nurse, setup, local(setup.monday, "10:30"))
+    for resp in (mine, elsewhere, nobody):
+        assert resp.status_code == 201, resp.text
+    url = f"/api/v1/patients/{pid}/plan"
+
+    def body(appointment_id: object, **extra: Any) -> dict[str, Any]:
+        plan = plan_body(nurse, **extra)
+        plan["actions"][0]["appointment_id"] = str(appointment_id)
+        return plan
+
+    # Another patient's appointment, one naming no patient, or none at all: refused, nothing saved.
+    for wrong in (elsewhere.json()["id"], nobody.json()["id"], uuid.uuid4()):
+        refused = await client.put(url, json=body(wrong), headers=coordinator.headers)
+        assert refused.status_code == 422, refused.text
+        assert "rendez-vous lié est introuvable ou ne concerne pas ce patient" in refused.json()["error"]
+    assert (await client.get(url, headers=coordinator.headers)).json()["version"] == 0
+
+    # The coordinator neither booked it nor manages the agenda: a member of the circle links it.
+    saved = await client.put(url, json=body(mine.json()["id"]), headers=coordinator.headers)
+    assert saved.status_code == 200, saved.text
+    ergo = saved.json()["actions"][0]
+    assert ergo["appointment_id"] == mine.json()["id"]
+    assert ergo["appointment_status"] == "reserve" and ergo["appointment_status_label"] == "Réservé"
+    assert ergo["appointment_label"] == "Consultation (Tournée infirmière)"
+    assert datetime.fromisoformat(ergo["appointment_start"]) == start
+    assert saved.json()["actions"][1]["appointment_id"] is None
+
+    # Its status follows the agenda; the link carries over a save that keeps it.
+    cancel = await client.patch(
+        f"/api/v1/appointments/{mine.json()['id']}",
+        json={"version": 1, "status": "annule"},
+        headers=nurse.headers,
+    )
+    assert cancel.status_code == 200, cancel.text
+    again = body(mine.json()["id"], version=1)
+    again["actions"][0]["id"] = ergo["id"]
+    kept = await client.put(url, json=again, headers=coordinator.headers)
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["actions"][0]["appointment_status_label"] == "Annulé"
+
+    pdf = await client.get(f"{url}/pdf", headers=coordinator.headers)
+    text, _ = _page_text_and_ink(pdf.content)
+    assert f"Rendez-vous : {setup.monday:%d/%m/%Y} à 09:30" in " ".join(text.split())
+    care_plan = CarePlan.model_validate((await client.get(f"{url}/fhir", headers=coordinator.headers)).json())
+    outcomes = [r.reference for r in care_plan.activity[0].outcomeReference]
+    assert outcomes == [f"Task/{ergo['task_id']}", f"Appointment/{mine.json()['id']}"]
+    assert "plan.update" in [a for a, _ in await audit_actions(db, pid)]

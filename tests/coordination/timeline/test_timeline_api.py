@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.evaluations import aggir
+from tests.coordination.agenda.support import AgendaSetup, book, local, make_agenda
 from tests.coordination.patients.support import add_circle_member, audit_actions, create_patient
 from tests.filetyping import samples
 from tests.support.service import FakeTokens, Pro, add_professional, add_structure
@@ -168,6 +171,13 @@ async def test_a_dac_coordinator_flags_a_complex_situation_and_the_board_lists_i
     assert board.json()["items"][0]["reason"] == "Polypathologie, aidante épuisée"
     count = await client.get("/api/v1/complex-situations/count", headers=coordinator.headers)
     assert count.json() == 2
+    # One of the coordinator's DACs: its patients; a DAC they do not work at: refused.
+    of_dac = await client.get(f"/api/v1/complex-situations?dac_id={DAC}", headers=coordinator.headers)
+    assert [e["patient_id"] for e in of_dac.json()["items"]] == [pid, other]
+    not_mine = await client.get(
+        "/api/v1/complex-situations/count?dac_id=finess:060000098", headers=coordinator.headers
+    )
+    assert not_mine.status_code == 403 and not_mine.json()["errcode"] == "AZ_NOT_DAC_COORDINATOR"
     assert (await client.get("/api/v1/complex-situations", headers=gp.headers)).status_code == 403
 
     cleared = await client.put(
@@ -181,3 +191,85 @@ async def test_a_dac_coordinator_flags_a_complex_situation_and_the_board_lists_i
     assert [i["title"] for i in timeline["items"]] == ["Situation complexe levée"]
     actions = [a for a, _ in await audit_actions(db, pid)]
     assert {"situation.flag", "situation.clear", "situation.board"} <= set(actions)
+
+
+async def _appointment(
+    client: httpx.AsyncClient,
+    who: Pro,
+    setup: AgendaSetup,
+    start: datetime,
+    pid: str | None,
+    status: str | None,
+) -> str:
+    """An appointment ``who`` (the agenda's owner) books, then moves to ``status`` when given."""
+    booked = await book(client, who, setup, start, **({"patient_id": pid} if pid else {}))
+    assert booked.status_code == 201, booked.text
+    if status is not None:
+        moved = await client.patch(
+            f"/api/v1/appointments/{booked.json()['id']}",
+            json={"version": 1, "status": status},
+            headers=who.headers,
+        )
+        assert moved.status_code == 200, moved.text
+    return str(booked.json()["id"])
+
+
+async def test_appointments_are_planned_then_cancelled_done_or_missed_on_the_timeline(
+    client: httpx.AsyncClient, db: AsyncSession, gp: Pro, coordinator: Pro
+) -> None:
+    pid = (await create_patient(client, gp, consent={"given": True, "mode": "oral"}))["id"]
+    other = (await create_patient(client, gp, birth_name="AUTRE"))["id"]
+    setup = await make_agenda(client, gp, name="Cabinet du Dr Martin")
+    before = setup.monday - timedelta(days=14)  # the owner books in the past: a consultation held
+    done = await _appointment(client, gp, setup, local(before, "09:00"), pid, "effectue")
+    missed = await _appointment(client, gp, setup, local(before, "10:00"), pid, "absent")
+    cancelled = await _appointment(client, gp, setup, local(setup.monday, "09:00"), pid, "annule")
+    coming = await _appointment(client, gp, setup, local(setup.monday, "09:30"), pid, None)
+    await _appointment(client, gp, setup, local(setup.monday, "10:00"), None, None)  # no patient
+    await _appointment(client, gp, setup, local(setup.monday, "10:30"), other, None)  # another patient
+
+    resp = await client.get(f"/api/v1/patients/{pid}/timeline?kind=rendez_vous", headers=gp.headers)
+    assert resp.status_code == 200, resp.text
+    items = resp.json()["items"]
+    assert {i["kind"] for i in items} == {"rendez_vous"} and {i["object_type"] for i in items} == {
+        "appointment"
+    }
+    by_key = {i["key"]: i for i in items}
+    assert set(by_key) == {
+        *(f"rendez_vous:{a}:planifie" for a in (done, missed, cancelled, coming)),
+        f"rendez_vous:{cancelled}:annule",
+        f"rendez_vous:{done}:clos",
+        f"rendez_vous:{missed}:clos",
+    }
+    day, when = f"{setup.monday:%d/%m/%Y}", f"{before:%d/%m/%Y}"
+    assert by_key[f"rendez_vous:{coming}:planifie"]["title"] == (
+        f"Rendez-vous planifié : Consultation le {day} à 09:30 (Cabinet du Dr Martin)"
+    )
+    assert by_key[f"rendez_vous:{coming}:planifie"]["detail"] == "Statut : Réservé"
+    assert by_key[f"rendez_vous:{cancelled}:annule"]["title"].startswith(
+        f"Rendez-vous annulé : Consultation le {day} à 09:00"
+    )
+    assert by_key[f"rendez_vous:{done}:clos"]["title"].startswith(
+        f"Rendez-vous effectué : Consultation le {when} à 09:00"
+    )
+    assert by_key[f"rendez_vous:{missed}:clos"]["title"].startswith(
+        "Rendez-vous non honoré (patient non venu)"
+    )
+    # Done and missed sit at their start, a fortnight ago: the oldest, newest first.
+    assert [i["key"] for i in items[-2:]] == [f"rendez_vous:{missed}:clos", f"rendez_vous:{done}:clos"]
+    assert [i["at"] for i in items] == sorted((i["at"] for i in items), reverse=True)
+    assert not any(i["object_id"] not in (done, missed, cancelled, coming) for i in items)
+    # The whole timeline holds them too, and the dates filter applies to them.
+    fortnight = await client.get(
+        f"/api/v1/patients/{pid}/timeline",
+        params={"since": before.isoformat(), "until": before.isoformat()},
+        headers=gp.headers,
+    )
+    assert [i["key"] for i in fortnight.json()["items"]] == [
+        f"rendez_vous:{missed}:clos",
+        f"rendez_vous:{done}:clos",
+    ]
+    # Only authorised members: the coordinator outside the circle is refused, and the read is audited.
+    refused = await client.get(f"/api/v1/patients/{pid}/timeline", headers=coordinator.headers)
+    assert refused.status_code == 403 and refused.json()["errcode"] == "AZ_NOT_IN_CIRCLE"
+    assert "timeline.read" in [a for a, _ in await audit_actions(db, pid)]

@@ -391,3 +391,39 @@ async def test_an_outsider_is_refused_every_care_page_in_french(
     # The evaluation is still the GP's untouched draft.
     still = await client.get(url)
     assert "Brouillon" in still.text and "Résultat : GIR" not in still.text
+
+
+async def test_the_form_saves_itself_as_a_draft_after_each_change(
+    client: httpx.AsyncClient, team: dict[str, Any], db: AsyncSession
+) -> None:
+    """The htmx autosave: the form posts to ``/brouillon`` on change; the answer is the status line and
+    the new version (out of band), or the French reason the draft was not saved."""
+    pid = team["pid"]
+    url, html = await _start(client, pid, "tous-types")
+    assert f'hx-post="{url}/brouillon" hx-trigger="change delay:800ms"' in html
+    assert 'id="etat-brouillon" role="status" aria-live="polite"' in html
+    csrf, headers = csrf_of(html), {"HX-Request": "true"}
+    saved = await client.post(
+        f"{url}/brouillon",
+        data={"csrf_token": csrf, "version": "1", "q-chutes": "2", "q-aidant": "Sa fille"},
+        headers=headers,
+    )
+    assert saved.status_code == 200, saved.text
+    assert "Brouillon enregistré automatiquement" in saved.text
+    assert '<input type="hidden" id="version" name="version" value="2" hx-swap-oob="true">' in saved.text
+    page = await client.get(url)
+    assert 'name="q-aidant" value="Sa fille"' in page.text and _version(page.text) == "2"
+
+    not_a_number = await client.post(
+        f"{url}/brouillon", data={"csrf_token": csrf, "version": "2", "q-chutes": "deux"}, headers=headers
+    )
+    assert not_a_number.status_code == 200
+    refusal = "Brouillon non enregistré automatiquement : Question « Chutes dans l&#39;année » : écrivez"
+    assert refusal in not_a_number.text
+    stale = await client.post(
+        f"{url}/brouillon", data={"csrf_token": csrf, "version": "1", "q-chutes": "3"}, headers=headers
+    )
+    assert stale.status_code == 200 and "Brouillon non enregistré automatiquement" in stale.text
+    assert "hx-swap-oob" not in stale.text
+    assert _version((await client.get(url)).text) == "2"  # neither refusal saved anything
+    assert "evaluation.updated" in [a for a, _ in await audit_actions(db, pid)]

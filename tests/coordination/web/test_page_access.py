@@ -56,6 +56,7 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
         ("POST", "/app/taches/{task_id}/cloturer"): {"version": "1"},
         ("POST", "/app/taches"): {"title": "Passage", "type": "visite", "patient_id": values["patient_id"]},
         ("POST", f"{p}/evaluations"): {"form_id": "aggir"},
+        ("POST", f"{p}/evaluations/{{evaluation_id}}/brouillon"): {"version": "1", "q-coherence": "C"},
         ("POST", f"{p}/evaluations/{{evaluation_id}}"): {
             "version": "1",
             "action": "signer",
@@ -71,6 +72,7 @@ def _forms(values: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
             "occurred_on": "2026-01-02",
             "title": "Intrus",
         },
+        ("POST", f"{p}/chronologie/situation"): {"flagged": "oui", "reason": "Signalé par un intrus"},
         # Booking names the patient in its body; the slot is free and the agenda open to everyone.
         ("POST", "/app/agendas/{agenda_id}/reserver"): {
             "event_type_id": values.get("event_type_id", ""),
