@@ -87,6 +87,11 @@ class Messenger:
         room = self.client.rooms.get(room_id)
         return None if room is None else set(room.users)
 
+    def encrypted(self, room_id: str) -> bool:
+        """Whether the room is end-to-end encrypted, as the sync loop knows it (False when not in it)."""
+        room = self.client.rooms.get(room_id)
+        return room is not None and bool(room.encrypted)
+
     def power_level(self, room_id: str) -> int:
         room = self.client.rooms.get(room_id)
         return 0 if room is None else int(room.power_levels.get_user_level(self.user_id))

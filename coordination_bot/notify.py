@@ -3,7 +3,8 @@
 - ``task.assigned``: in the patient's rooms, mentioning the assignees; a direct message each when the
   task has no patient or the patient has no room;
 - ``task.done``: its creator, by direct message;
-- ``request.received``: each coordinator of the DAC, by direct message;
+- ``request.received``: the DAC's own room when one is set (``!dac salon``), mentioning its
+  coordinators there; a direct message to each coordinator not in it (to each, without a room);
 - ``request.taken`` / ``request.answered``: the requester, by direct message;
 - ``circle.member_added``: a message in the patient's rooms (and the rooms are reconciled: the new
   member is invited);
@@ -56,6 +57,11 @@ def _paris(start_local: str) -> str:
         return f"{datetime.fromisoformat(start_local):%d/%m/%Y à %H:%M}" if start_local else ""
     except ValueError:
         return ""
+
+
+def _to_dac(name: str) -> str:
+    """« au DAC Alpes-Maritimes » whether the directory's name starts with « DAC » or not."""
+    return f"au {name}" if name.upper().startswith("DAC ") else f"au DAC {name}"
 
 
 def _task_reader(event: OutboxEvent) -> str | None:
@@ -187,10 +193,30 @@ class Notifier:
         except ServiceError:
             return f"au DAC {event.event.get('dac_structure_id', '')}"
         urgent = " — URGENTE" if req.urgency == "urgente" else ""
-        return f"au DAC {req.dac_name or req.dac_structure_id} : {req.reason}{urgent}"
+        return f"{_to_dac(req.dac_name or req.dac_structure_id)} : {req.reason}{urgent}"
 
     async def request_received(self, event: OutboxEvent) -> None:
-        for coordinator in event.recipients:
+        """In the DAC's own room when one is set (encrypted, the bot in it): once, mentioning the
+        coordinators there; a direct message to each coordinator not in it (or to all without it)."""
+        coordinators = list(event.recipients)
+        room_id = str(event.event.get("dac_room_id") or "")
+        members = self._matrix.members(room_id) if room_id else None
+        if coordinators and room_id and members is not None and self._matrix.encrypted(room_id):
+            label = await self._request_label(event, coordinators[0])
+            there = [u for u in coordinators if u in members]
+            await self._matrix.send_batched(
+                room_id,
+                message(
+                    f"Nouvelle demande adressée {label}. À suivre dans le tableau de bord du DAC.",
+                    mentions=there,
+                ),
+                tx_id=tx_id(event, room_id),
+            )
+            coordinators = [u for u in coordinators if u not in members]
+        elif room_id:
+            # Set through the API but the bot is not in it (or it is not encrypted): nobody is missed.
+            logger.warning("dac room %s of event %s not usable: direct messages instead", room_id, event.id)
+        for coordinator in coordinators:
             label = await self._request_label(event, coordinator)
             await self._direct(
                 event,

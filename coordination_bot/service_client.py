@@ -142,6 +142,14 @@ class Structure(_Model):
     is_dac: bool = False
 
 
+class DacRoom(_Model):
+    """The DAC's own room (``room_id`` None: a direct message to each coordinator)."""
+
+    structure_id: str
+    dac_name: str | None = None
+    room_id: str | None = None
+
+
 class Synthesis(_Model):
     text: str = ""
     version: int = 0
@@ -430,6 +438,18 @@ class ServiceClient:
     async def structure(self, *, sender: UserId, structure_id: str) -> Structure:
         payload = await self._request("GET", f"/api/v1/directory/structures/{structure_id}", sender=sender)
         return self._one(Structure, payload)
+
+    async def my_structures(self, *, sender: UserId) -> list[str]:
+        """The structures ``sender`` works at (directory activities), from ``GET /api/v1/me``."""
+        payload = await self._request("GET", "/api/v1/me", sender=sender)
+        return [str(s) for s in payload.get("structure_ids", [])] if isinstance(payload, dict) else []
+
+    async def set_dac_room(self, *, sender: UserId, structure_id: str, room_id: RoomId | None) -> DacRoom:
+        """Make ``room_id`` the DAC's own room (None: back to a direct message each)."""
+        path = f"/api/v1/dacs/{structure_id}/room"
+        if room_id is None:
+            return self._one(DacRoom, await self._request("DELETE", path, sender=sender))
+        return self._one(DacRoom, await self._request("PUT", path, sender=sender, json={"room_id": room_id}))
 
     # --- patients and rooms ---------------------------------------------------------------------
     async def search_patients(self, *, sender: UserId, q: str) -> list[PatientSummary]:
