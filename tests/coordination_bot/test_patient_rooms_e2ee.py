@@ -29,6 +29,7 @@ from nio import (
 from sqlalchemy import func, select, update
 
 from azurezo_cli.home import save_home
+from coordination.audit.models import AuditEntry
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.models import Activity
 from coordination.outbox.models import ConsumerCursor, OutboxEvent
@@ -355,6 +356,12 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
             await erin.wait_message(title, within=60, room_id=room_id)
         burst_messages = {e.event_id for _, e in erin.messages if "Rafale" in e.body}
         assert len(burst_messages) < len(burst), "a burst of notifications to one room is combined"
+        # Their labels were read a page at a time (GET /api/v1/tasks?ids=…), still audited per patient:
+        # one for the first notification, one for the 14 waiting together at the restart (a few more
+        # only if a read failed and was retried), not one per notification.
+        reads = await bot_reads(stack, alice.user_id)
+        assert 2 <= len(reads) <= 5, reads
+        assert all(r == (patient_id, True) for r in reads), reads
 
         # Task done -> its creator, by direct message.
         async with erin.api as api:
@@ -383,6 +390,21 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
         assert alice.count("rejoint le cercle de soins") == 1
         joined = await matrix(stack, "GET", "/_matrix/client/v3/joined_rooms", alice.client.access_token)
         assert len(joined.json()["joined_rooms"]) == 2  # the patient room and one DM: nothing created twice
+
+
+async def bot_reads(stack: Stack, user_id: str) -> list[tuple[str, bool]]:
+    """The audit trail's task reads on behalf of ``user_id``: (patient id, through the bot) each."""
+    engine = make_engine(stack.home.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            rows = await session.execute(
+                select(AuditEntry.patient_id, AuditEntry.via_bot).where(
+                    AuditEntry.actor_user_id == user_id, AuditEntry.action == "task.read"
+                )
+            )
+            return [(str(p), bool(v)) for p, v in rows.tuples()]
+    finally:
+        await engine.dispose()
 
 
 async def rewind_outbox(stack: Stack) -> None:
