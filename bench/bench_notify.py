@@ -11,8 +11,8 @@ syncs all along and timestamps every decrypted message.
    room at ``--rate`` per second for ``--seconds``: latency = send -> decrypted on the other client.
 2. Notifications: the first professional creates tasks assigned to the second one through the API at
    ``--rate`` writes per second: latency = the write committed (the API's 201) -> the bot's message
-   « Nouvelle tâche … » decrypted on the assignee's client (outbox read, task read through the API,
-   encrypt, send, sync).
+   « Nouvelle tâche … » decrypted on the assignee's client (outbox read, the page's tasks read through
+   the API at once, encrypt, send — a burst's notifications combined per room —, sync).
 
 Prints p50 / p95 / max and how many never arrived, for both.
 """

@@ -24,6 +24,7 @@ from coordination.audit.router import router as audit_router
 from coordination.circle.pages import router as circle_pages
 from coordination.circle.router import router as circle_router
 from coordination.dac_requests.pages import router as dac_requests_pages
+from coordination.dac_requests.router import dac_router as dac_rooms_router
 from coordination.dac_requests.router import router as dac_requests_router
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory.router import router as directory_router
@@ -354,4 +355,5 @@ def _routers() -> list[APIRouter]:
         timeline_router,
         complex_board_router,
         *agenda_routers,
+        dac_rooms_router,
     ]

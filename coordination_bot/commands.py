@@ -105,6 +105,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("demandes", "demandes", "les demandes au DAC du patient du salon et leur état", "!demandes"),
     CommandSpec(
+        "dac salon",
+        "dac salon [retirer] [<DAC>]",
+        "(coordinateurs d'un DAC) faire de ce salon chiffré celui du DAC : les nouvelles demandes y sont "
+        "annoncées ; « retirer » : revenir à un message direct à chaque coordinateur",
+        "!dac salon",
+        (("dac", "string", "le DAC, si vous coordonnez plusieurs DAC (finess:…)", False),),
+    ),
+    CommandSpec(
         "synthese",
         "synthese",
         "la synthèse du patient : identité, cercle, tâches, demandes, texte, messages marqués ❗ et ❓",
@@ -220,6 +228,14 @@ class RequestList:
 
 
 @dataclass(frozen=True)
+class DacRoomSet:
+    """``!dac salon [retirer] [<DAC>]``: this room becomes the DAC's own (or stops being)."""
+
+    dac: str | None  # None: the one DAC the sender coordinates
+    clear: bool = False
+
+
+@dataclass(frozen=True)
 class SynthesisShow:
     pass
 
@@ -274,6 +290,7 @@ Command = (
     | CircleRemove
     | RequestCreate
     | RequestList
+    | DacRoomSet
     | SynthesisShow
     | SynthesisEdit
     | PlanShow
@@ -397,6 +414,20 @@ def _parse_request(args: _Args) -> Command | Refusal:
     return RequestCreate(dac=words[0], reason=" ".join(reason_words), urgent=urgent)
 
 
+def _parse_dac(args: _Args) -> Command | Refusal:
+    if args.sub != "salon":
+        return Refusal(
+            "Commande « !dac » : tapez « !dac salon » dans le salon chiffré de votre DAC pour y recevoir "
+            "les nouvelles demandes (ou « !dac salon retirer »)."
+        )
+    words = args.after_sub.split()
+    clear = bool(words) and _fold(words[0]) == "retirer"
+    rest = words[1:] if clear else words
+    if len(rest) > 1:
+        return Refusal("Donnez un seul DAC, par son identifiant : « !dac salon finess:060000099 ».")
+    return DacRoomSet(dac=rest[0] if rest else None, clear=clear)
+
+
 def _parse_requests(_args: _Args) -> Command | Refusal:
     return RequestList()
 
@@ -488,6 +519,7 @@ _PARSERS: dict[str, Callable[[_Args], Command | Refusal]] = {
     "cercle": _parse_circle,
     "demande": _parse_request,
     "demandes": _parse_requests,
+    "dac": _parse_dac,
     "synthese": _parse_synthesis,
     "plan": lambda args: PlanShow(pdf=args.sub == "pdf"),
     "eval": lambda _args: EvaluationScores(),

@@ -329,6 +329,8 @@ class Handlers:
                 return await self._request_create(m, command)
             case c.RequestList():
                 return await self._request_list(m)
+            case c.DacRoomSet(dac=dac, clear=clear):
+                return await self._dac_room(m, dac, clear=clear)
             case c.SynthesisShow():
                 return await self._synthesis(m)
             case c.SynthesisEdit(text=text):
@@ -513,6 +515,42 @@ class Handlers:
         return _say(f"{member.display_name} ({user_id}) retiré(e) du cercle de soins.")
 
     # --- DAC requests ----------------------------------------------------------------------------
+    async def _dac_room(self, m: Incoming, dac: str | None, *, clear: bool) -> Reply:
+        """``!dac salon``: this room becomes the DAC's own (the service checks the sender coordinates
+        it and that the room is not a patient's or a theme's)."""
+        if dac is None:
+            mine = [
+                s
+                for s in await self._service.my_structures(sender=m.sender)
+                if (await self._service.structure(sender=m.sender, structure_id=s)).is_dac
+            ]
+            if not mine:
+                raise Refused(
+                    "Vous ne coordonnez aucun DAC selon l'annuaire : seuls ses coordinateurs choisissent "
+                    "le salon d'un DAC."
+                )
+            if len(mine) > 1:
+                raise Refused(
+                    f"Vous coordonnez plusieurs DAC ({', '.join(mine)}) : précisez lequel, par exemple "
+                    f"« !dac salon {mine[0]} »."
+                )
+            dac = mine[0]
+        room = await self._service.set_dac_room(
+            sender=m.sender, structure_id=dac, room_id=None if clear else m.room_id
+        )
+        name = room.dac_name or room.structure_id
+        if clear:
+            return _say(
+                f"« {name} » n'a plus de salon : chaque coordinateur reçoit les nouvelles demandes en "
+                "message direct du robot."
+            )
+        return _say(
+            f"Ce salon est désormais celui de « {name} » : les nouvelles demandes y seront annoncées, en "
+            "mentionnant ses coordinateurs (ceux qui ne sont pas dans ce salon les reçoivent en message "
+            "direct). Gardez-le chiffré et réservé aux coordinateurs ; « !dac salon retirer » pour revenir "
+            "aux messages directs."
+        )
+
     async def _request_create(self, m: Incoming, command: c.RequestCreate) -> Reply:
         patient_id = await self._room_patient(m)
         dac = command.dac

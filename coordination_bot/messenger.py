@@ -34,7 +34,10 @@ from coordination_bot.state import write_private
 logger = logging.getLogger(__name__)
 
 ROOM_WAIT_SECONDS = 30.0
-BATCH_MAX = 16  # notifications combined into one message at most (fewer than the consumer's lanes)
+BATCH_MAX = 50  # notifications combined into one message at most
+# ... and at most this many characters of text (body + HTML): a Matrix event is 64 KiB at most, and
+# encryption makes the text about a third larger.
+BATCH_CHARS = 24_000
 PLAN_WAIT = 5.0  # seconds the parts of a journaled batch wait for the rest of it after a restart
 PLANS_KEPT = 2000  # journaled batches remembered (far more than an unacknowledged outbox page holds)
 SENT_MEMORY = 20_000  # transaction ids remembered as delivered (an outbox page read again)
@@ -83,6 +86,11 @@ class Messenger:
         """Joined and invited members as the sync loop knows them; None when the bot is not in it."""
         room = self.client.rooms.get(room_id)
         return None if room is None else set(room.users)
+
+    def encrypted(self, room_id: str) -> bool:
+        """Whether the room is end-to-end encrypted, as the sync loop knows it (False when not in it)."""
+        room = self.client.rooms.get(room_id)
+        return room is not None and bool(room.encrypted)
 
     def power_level(self, room_id: str) -> int:
         room = self.client.rooms.get(room_id)
@@ -178,7 +186,13 @@ class Messenger:
                 return [found[t] for t in members], plan
         if not fresh:
             return None
-        batch = fresh[:BATCH_MAX]
+        batch: list[_Part] = []
+        chars = 0
+        for part in fresh[:BATCH_MAX]:
+            chars += part.chars
+            if batch and chars > BATCH_CHARS:
+                break
+            batch.append(part)
         chosen = {p.tx_id for p in batch}
         self._pending[room_id] = [p for p in queue if p.tx_id not in chosen]
         # Journaled even alone: read again after a restart, a part sent alone must go alone again.
@@ -345,10 +359,11 @@ class Messenger:
 class _Part:
     """One notification waiting for a batched send."""
 
-    __slots__ = ("content", "done", "queued", "tx_id")
+    __slots__ = ("chars", "content", "done", "queued", "tx_id")
 
     def __init__(self, content: dict[str, Any], tx_id: str, done: asyncio.Future[None]) -> None:
         self.content = content
+        self.chars = len(str(content.get("body", ""))) + len(str(content.get("formatted_body", "")))
         self.tx_id = tx_id
         self.done = done
         self.queued = time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -139,6 +140,14 @@ class Structure(_Model):
     structure_id: str
     name: str = ""
     is_dac: bool = False
+
+
+class DacRoom(_Model):
+    """The DAC's own room (``room_id`` None: a direct message to each coordinator)."""
+
+    structure_id: str
+    dac_name: str | None = None
+    room_id: str | None = None
 
 
 class Synthesis(_Model):
@@ -371,6 +380,11 @@ class ServiceClient:
     async def task(self, *, sender: UserId, task_id: uuid.UUID) -> Task:
         return self._one(Task, await self._request("GET", f"/api/v1/tasks/{task_id}", sender=sender))
 
+    async def tasks_by_ids(self, *, sender: UserId, task_ids: Sequence[uuid.UUID]) -> list[Task]:
+        """The tasks among ``task_ids`` that ``sender`` may see, in one audited read (at most 200)."""
+        params = [("ids", str(i)) for i in task_ids]
+        return self._many(Task, await self._request("GET", "/api/v1/tasks", sender=sender, params=params))
+
     async def request(self, *, sender: UserId, request_id: uuid.UUID) -> DacRequest:
         return self._one(
             DacRequest, await self._request("GET", f"/api/v1/requests/{request_id}", sender=sender)
@@ -426,6 +440,18 @@ class ServiceClient:
     async def structure(self, *, sender: UserId, structure_id: str) -> Structure:
         payload = await self._request("GET", f"/api/v1/directory/structures/{structure_id}", sender=sender)
         return self._one(Structure, payload)
+
+    async def my_structures(self, *, sender: UserId) -> list[str]:
+        """The structures ``sender`` works at (directory activities), from ``GET /api/v1/me``."""
+        payload = await self._request("GET", "/api/v1/me", sender=sender)
+        return [str(s) for s in payload.get("structure_ids", [])] if isinstance(payload, dict) else []
+
+    async def set_dac_room(self, *, sender: UserId, structure_id: str, room_id: RoomId | None) -> DacRoom:
+        """Make ``room_id`` the DAC's own room (None: back to a direct message each)."""
+        path = f"/api/v1/dacs/{structure_id}/room"
+        if room_id is None:
+            return self._one(DacRoom, await self._request("DELETE", path, sender=sender))
+        return self._one(DacRoom, await self._request("PUT", path, sender=sender, json={"room_id": room_id}))
 
     # --- patients and rooms ---------------------------------------------------------------------
     async def search_patients(self, *, sender: UserId, q: str) -> list[PatientSummary]:

@@ -67,3 +67,18 @@ class DacRequest(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy's declarative API)
+
+
+class DacRoom(Base):
+    """The DAC's own room: "request.received" is posted there (once, mentioning its coordinators)
+    instead of a direct message to each. Set by one of its coordinators (``!dac salon`` in the room,
+    or ``PUT /api/v1/dacs/{structure_id}/room``); one room per DAC, and a room serves one DAC."""
+
+    __tablename__ = "dac_rooms"
+
+    structure_id: Mapped[str] = mapped_column(
+        ForeignKey("directory_structures.structure_id"), primary_key=True
+    )
+    room_id: Mapped[str] = mapped_column(String(255), unique=True)
+    set_by: Mapped[str] = mapped_column(String(20))  # the coordinator's national id
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

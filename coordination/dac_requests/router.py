@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from coordination.dac_requests import service as dac_requests
-from coordination.dac_requests.schemas import AnswerIn, RequestCreate, RequestOut, RequestUpdate, VersionIn
+from coordination.dac_requests.schemas import (
+    AnswerIn,
+    DacRoomIn,
+    DacRoomOut,
+    RequestCreate,
+    RequestOut,
+    RequestUpdate,
+    StructureIdStr,
+    VersionIn,
+)
 from coordination.db import SessionDep
 from coordination.ids import PatientId, RequestId, StructureId
 from coordination.pagination import Cursor, Page
@@ -129,3 +138,51 @@ async def answer_request(
     request_id: RequestId, body: AnswerIn, actor: CurrentActor, session: SessionDep
 ) -> RequestOut:
     return await dac_requests.answer_request(session=session, actor=actor, request_id=request_id, data=body)
+
+
+# --- the DAC's own room (its coordinators) --------------------------------------------------------
+dac_router = APIRouter(prefix="/api/v1/dacs", tags=["demandes DAC"])
+
+_ROOM_ERRORS: dict[int | str, dict[str, object]] = {
+    403: {"model": ErrorOut, "description": "Pas coordinateur de ce DAC (ou inactif)"},
+    409: {"model": ErrorOut, "description": "Salon déjà rattaché à un patient, un thème ou un autre DAC"},
+}
+
+
+@dac_router.get(
+    "/{structure_id}/room",
+    response_model=DacRoomOut,
+    summary="Salon du DAC (où ses coordinateurs apprennent les nouvelles demandes)",
+    responses=_ROOM_ERRORS,
+)
+async def get_dac_room(structure_id: StructureIdStr, actor: CurrentActor, session: SessionDep) -> DacRoomOut:
+    """``room_id`` null: each coordinator gets a direct message from the bot."""
+    return await dac_requests.get_dac_room(session=session, actor=actor, dac_structure_id=structure_id)
+
+
+@dac_router.put(
+    "/{structure_id}/room",
+    response_model=DacRoomOut,
+    summary="Choisir le salon du DAC (coordinateurs du DAC)",
+    responses=_ROOM_ERRORS,
+)
+async def set_dac_room(
+    structure_id: StructureIdStr, body: DacRoomIn, actor: CurrentActor, session: SessionDep
+) -> DacRoomOut:
+    """New requests are announced in this room (encrypted, with the bot in it), mentioning the
+    coordinators; the coordinators not in it still get a direct message."""
+    return await dac_requests.set_dac_room(
+        session=session, actor=actor, dac_structure_id=structure_id, room_id=body.room_id
+    )
+
+
+@dac_router.delete(
+    "/{structure_id}/room",
+    response_model=DacRoomOut,
+    summary="Ne plus utiliser de salon du DAC (un message direct à chaque coordinateur)",
+    responses=_ROOM_ERRORS,
+)
+async def clear_dac_room(
+    structure_id: StructureIdStr, actor: CurrentActor, session: SessionDep
+) -> DacRoomOut:
+    return await dac_requests.clear_dac_room(session=session, actor=actor, dac_structure_id=structure_id)

@@ -9,7 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from coordination import text
 from coordination.contact import Email, Phone
-from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
+from coordination.ids import NationalId, PatientId, RequestId, RoomId, StructureId, UserId
+from coordination.rooms.schemas import RoomIdStr
 from coordination.text import Line200, Line300
 from coordination.vocab import Decision, RequestStatus, Urgency
 
@@ -119,3 +120,20 @@ class RequestOut(BaseModel):
     answered_at: datetime | None
     cancelled_at: datetime | None
     age_days: int = Field(description="Whole days since the DAC received it (since creation for a draft)")
+
+
+class DacRoomIn(_In):
+    """The DAC's own room: a Matrix room ID (« !abc:serveur »), where the bot is a member."""
+
+    room_id: RoomIdStr
+
+
+class DacRoomOut(BaseModel):
+    """Where the DAC's coordinators hear of new requests: its room, or (``room_id`` null) a direct
+    message each."""
+
+    structure_id: StructureId
+    dac_name: str | None = None
+    room_id: RoomId | None = None
+    set_by_national_id: NationalId | None = None
+    set_at: datetime | None = None

@@ -23,23 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, false, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination import patch
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
 from coordination.circle import service as circle
-from coordination.dac_requests.models import DacRequest
+from coordination.dac_requests.models import DacRequest, DacRoom
 from coordination.dac_requests.rules import Step, next_status
-from coordination.dac_requests.schemas import AnswerIn, RequestCreate, RequestOut, RequestUpdate
+from coordination.dac_requests.schemas import AnswerIn, DacRoomOut, RequestCreate, RequestOut, RequestUpdate
 from coordination.db import commit_or_conflict, utcnow
 from coordination.directory import service as directory
 from coordination.errors import Conflict, ErrCode, Forbidden, Invalid, NotFound
-from coordination.ids import NationalId, PatientId, RequestId, StructureId, UserId
+from coordination.ids import NationalId, PatientId, RequestId, RoomId, StructureId, UserId
 from coordination.outbox import service as outbox
 from coordination.outbox.events import RequestAnswered, RequestReceived, RequestTaken
 from coordination.pagination import Page, decode_cursor, encode_cursor
+from coordination.rooms.models import PatientRoom, ThemeRoom
 from coordination.security import Actor, actor_for_user
 from coordination.vocab import Decision, RequestStatus, Urgency, parse
 
@@ -328,6 +330,9 @@ async def send_request(
     # Every query before the first change, so the row is written (and its version bumped) once.
     await _checked_dac(session, req.dac_structure_id)  # it may have closed since the draft
     recipients = await coordinator_user_ids(session=session, dac_structure_id=req.dac_structure_id)
+    dac_room = await session.scalar(
+        select(DacRoom.room_id).where(DacRoom.structure_id == req.dac_structure_id)
+    )
     now = utcnow()
     req.status = new_status
     req.sent_at = now
@@ -342,6 +347,7 @@ async def send_request(
             dac_structure_id=StructureId(req.dac_structure_id),
             urgency=req.urgency,
             patient_id=PatientId(req.patient_id) if req.patient_id else None,
+            dac_room_id=RoomId(dac_room) if dac_room else None,
         ),
     )
     await _commit(session)
@@ -604,3 +610,71 @@ async def list_requests(
         )
         await session.commit()
     return Page[RequestOut](items=await _read_models(session, page), next_cursor=next_cursor)
+
+
+# --- the DAC's own room --------------------------------------------------------------------------
+DAC_ROOM_TAKEN = (
+    "Ce salon est déjà rattaché {what} : le salon d'un DAC ne sert qu'à ses coordinateurs. Choisissez "
+    "ou créez un autre salon."
+)
+
+
+async def _dac_room_out(session: AsyncSession, structure_id: str, row: DacRoom | None) -> DacRoomOut:
+    names = await directory.structure_names(session=session, structure_ids=[structure_id])
+    return DacRoomOut(
+        structure_id=StructureId(structure_id),
+        dac_name=names.get(structure_id),
+        room_id=RoomId(row.room_id) if row is not None else None,
+        set_by_national_id=NationalId(row.set_by) if row is not None else None,
+        set_at=row.set_at if row is not None else None,
+    )
+
+
+async def get_dac_room(*, session: AsyncSession, actor: Actor, dac_structure_id: StructureId) -> DacRoomOut:
+    """Where the DAC's coordinators hear of new requests (its coordinators only)."""
+    await require_dac_coordinator(session=session, actor=actor, dac_structure_id=dac_structure_id)
+    return await _dac_room_out(session, dac_structure_id, await session.get(DacRoom, dac_structure_id))
+
+
+async def set_dac_room(
+    *, session: AsyncSession, actor: Actor, dac_structure_id: StructureId, room_id: RoomId
+) -> DacRoomOut:
+    """A coordinator of the DAC makes ``room_id`` its own room: new requests are announced there, once,
+    mentioning the coordinators (instead of a direct message each). A room linked to a patient or a
+    theme, or already another DAC's, is refused (409): its members are not the DAC's coordinators."""
+    await require_dac_coordinator(session=session, actor=actor, dac_structure_id=dac_structure_id)
+    if await session.get(PatientRoom, room_id) is not None:
+        raise Conflict(DAC_ROOM_TAKEN.format(what="à un dossier patient"), errcode=ErrCode.ROOM_TAKEN)
+    if await session.scalar(select(ThemeRoom.id).where(ThemeRoom.room_id == room_id)) is not None:
+        raise Conflict(DAC_ROOM_TAKEN.format(what="à un thème"), errcode=ErrCode.ROOM_TAKEN)
+    other = await session.scalar(
+        select(DacRoom.structure_id).where(
+            DacRoom.room_id == room_id, DacRoom.structure_id != dac_structure_id
+        )
+    )
+    if other is not None:
+        raise Conflict(DAC_ROOM_TAKEN.format(what="à un autre DAC"), errcode=ErrCode.ROOM_TAKEN)
+    row = await session.get(DacRoom, dac_structure_id)
+    if row is None:
+        row = DacRoom(
+            structure_id=dac_structure_id, room_id=room_id, set_by=actor.national_id, set_at=utcnow()
+        )
+        session.add(row)
+    elif row.room_id != room_id:
+        row.room_id, row.set_by, row.set_at = room_id, actor.national_id, utcnow()
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # the same room given to two DACs at the same moment
+        await session.rollback()
+        raise Conflict(DAC_ROOM_TAKEN.format(what="à un autre DAC"), errcode=ErrCode.ROOM_TAKEN) from exc
+    logger.info("dac %s: own room set", dac_structure_id)
+    return await _dac_room_out(session, dac_structure_id, row)
+
+
+async def clear_dac_room(*, session: AsyncSession, actor: Actor, dac_structure_id: StructureId) -> DacRoomOut:
+    """Back to a direct message to each coordinator (idempotent)."""
+    await require_dac_coordinator(session=session, actor=actor, dac_structure_id=dac_structure_id)
+    await session.execute(delete(DacRoom).where(DacRoom.structure_id == dac_structure_id))
+    await session.commit()
+    logger.info("dac %s: own room cleared", dac_structure_id)
+    return await _dac_room_out(session, dac_structure_id, None)

@@ -78,6 +78,8 @@ class RequestReceived(_Event):
     request_id: RequestId
     dac_structure_id: StructureId
     urgency: Urgency
+    # The DAC's own room when one is set (``dac_rooms``): announced there instead of a DM each.
+    dac_room_id: RoomId | None = None
 
 
 class RequestAnswered(_Event):

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit import service as audit
 from coordination.circle import access as circle_access
+from coordination.dac_requests.models import DacRoom
 from coordination.db import utcnow
 from coordination.errors import Conflict, ErrCode, Invalid, NotFound
 from coordination.ids import PatientId, RoomId, UserId
@@ -48,6 +49,8 @@ async def _room_taken(session: AsyncSession, room_id: str) -> str | None:
         return "patient"
     if await session.scalar(select(ThemeRoom.id).where(ThemeRoom.room_id == room_id)) is not None:
         return "theme"
+    if await session.scalar(select(DacRoom.structure_id).where(DacRoom.room_id == room_id)) is not None:
+        return "dac"  # a DAC's own room (its coordinators, not a patient's circle)
     return None
 
 
@@ -92,8 +95,10 @@ async def link_patient_room(
         if existing.patient_id == patient_id:
             return _patient_room_out(existing), False
         raise Conflict(ROOM_TAKEN.format(what="à un autre dossier"), errcode=ErrCode.ROOM_TAKEN)
-    if await _room_taken(session, room_id) == "theme":
-        raise Conflict(ROOM_TAKEN.format(what="à un thème"), errcode=ErrCode.ROOM_TAKEN)
+    taken = await _room_taken(session, room_id)
+    if taken is not None:
+        what = "à un thème" if taken == "theme" else "à un DAC (le salon de ses coordinateurs)"
+        raise Conflict(ROOM_TAKEN.format(what=what), errcode=ErrCode.ROOM_TAKEN)
     row = PatientRoom(room_id=room_id, patient_id=patient_id, linked_by=actor.national_id, linked_at=utcnow())
     session.add(row)
     await audit.record(
@@ -251,7 +256,9 @@ async def create_theme(*, session: AsyncSession, actor: Actor, name: str, room_i
     """Declare a thematic room ("vaccination covid"); any active professional may."""
     taken = await _room_taken(session, room_id)
     if taken is not None:
-        what = "à un dossier patient" if taken == "patient" else "à un thème"
+        what = {"patient": "à un dossier patient", "theme": "à un thème"}.get(
+            taken, "à un DAC (le salon de ses coordinateurs)"
+        )
         raise Conflict(ROOM_TAKEN.format(what=what), errcode=ErrCode.ROOM_TAKEN)
     row = ThemeRoom(
         id=uuid.uuid4(), room_id=room_id, name=name, created_by=actor.national_id, created_at=utcnow()

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from coordination.db import SessionDep
+from coordination.errors import Invalid
 from coordination.ids import NationalId, PatientId, StructureId, TaskId, ThemeId
 from coordination.pagination import Cursor, Page
 from coordination.schemas import ErrorOut
@@ -73,8 +74,27 @@ async def list_tasks(
     assignee_structure_id: Annotated[str | None, Query(max_length=80)] = None,
     limit: Annotated[int, Query(ge=1, le=tasks.MAX_PAGE)] = 50,
     cursor: Cursor = None,
+    ids: Annotated[
+        list[TaskId] | None,
+        Query(
+            max_length=tasks.MAX_PAGE,
+            description="Répétable : ces tâches-là (celles que vous pouvez voir, dans l'ordre demandé ; "
+            "les autres sont omises). Sans autre filtre.",
+        ),
+    ] = None,
 ) -> Page[TaskOut]:
-    """Tasks by due date (undated last), keyset-paginated with ``next_cursor``."""
+    """Tasks by due date (undated last), keyset-paginated with ``next_cursor``; or, with ``ids``, those
+    tasks in one answer (a reader of many tasks at once, such as the bot's notifications)."""
+    if ids:
+        if any(
+            v is not None
+            for v in (scope, patient_id, theme_id, structure_id, status, type, assignee_national_id)
+        ) or (assignee_structure_id is not None or cursor is not None):
+            raise Invalid(
+                "Le paramètre « ids » se suffit à lui-même : retirez les autres filtres, ou retirez « ids ».",
+                field="ids",
+            )
+        return Page[TaskOut](items=await tasks.tasks_by_ids(session=session, actor=actor, ids=ids))
     if structure_id is not None and scope is None:
         scope = "structure"
     return await tasks.list_tasks(

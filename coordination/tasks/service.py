@@ -271,6 +271,46 @@ async def get_task(*, session: AsyncSession, actor: Actor, task_id: TaskId) -> T
     return (await _read_models(session, [task]))[0]
 
 
+async def tasks_by_ids(*, session: AsyncSession, actor: Actor, ids: Sequence[uuid.UUID]) -> list[TaskOut]:
+    """The tasks among ``ids`` that the actor may see (the rule of ``get_task``), in the order asked;
+    unknown or hidden ones are left out, as a 404 would tell nothing either.
+
+    For a reader of many tasks at once (the bot labelling a page of notifications): one query for the
+    tasks, one for the circle rule, and one audit entry per patient whose tasks are returned."""
+    wanted = list(dict.fromkeys(ids))[:MAX_PAGE]
+    if not wanted:
+        return []
+    loaded = {
+        t.id: t
+        for t in (
+            await session.scalars(
+                select(Task).where(Task.id.in_(wanted)).options(selectinload(Task.assignees))
+            )
+        ).all()
+    }
+    keys = actor_keys(actor)
+
+    def party(task: Task) -> bool:
+        return task.creator_national_id == actor.national_id or bool(keys & {a.key for a in task.assignees})
+
+    ask = sorted({t.patient_id for t in loaded.values() if t.patient_id is not None and not party(t)})
+    authorised = await circle_access.authorised_patient_ids(session=session, actor=actor, patient_ids=ask)
+    visible = [
+        t
+        for t in (loaded.get(i) for i in wanted)
+        if t is not None
+        and (party(t) or (t.patient_id in authorised if t.patient_id is not None else t.theme_id is not None))
+    ]
+    items = await _read_models(session, visible)
+    patient_ids = sorted({t.patient_id for t in visible if t.patient_id is not None})
+    if patient_ids:
+        await audit.record_many(
+            session=session, actor=actor, action="task.read", object_type="task", patient_ids=patient_ids
+        )
+        await session.commit()
+    return items
+
+
 # --- lists: sources (pure), page query (pure), executor ----------------------------------------
 
 

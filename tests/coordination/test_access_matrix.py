@@ -58,6 +58,8 @@ NOT_PATIENT_DATA = {
     "/api/v1/signup-requests/{request_id}/resend": _SIGNUP,
     "/ics/v1/{token}.ics": "flux ICS à adresse secrète : ni patient ni note (types et horaires seulement)",
     "/internal/v1/rooms/{room_id}/access/{user_id}": "route interne du module Synapse (secret partagé)",
+    "/api/v1/dacs/{structure_id}/room": "salon d'un DAC, pour ses coordinateurs ; sans donnée patient "
+    "(tests/coordination/dac_requests)",
 }
 
 # Routes without a patient in the path whose body names one.

@@ -41,6 +41,10 @@ def parse(text: str, mentions: tuple[UserId, ...] = ()) -> c.Command | c.Refusal
         ),
         ("!demande DAC06 Retour à domicile urgente", c.RequestCreate("DAC06", "Retour à domicile", True)),
         ("!demandes", c.RequestList()),
+        ("!dac salon", c.DacRoomSet(None)),
+        ("!DAC Salon finess:060000099", c.DacRoomSet("finess:060000099")),
+        ("!dac salon retirer", c.DacRoomSet(None, clear=True)),
+        ("!dac salon Retirer finess:060000099", c.DacRoomSet("finess:060000099", clear=True)),
         ("!synthese", c.SynthesisShow()),
         ("!synthèse modifier Retour lundi", c.SynthesisEdit("Retour lundi")),
     ],
@@ -71,6 +75,9 @@ def test_refusals_are_french_and_say_what_to_do() -> None:
     assert isinstance(parse("!fait"), c.Refusal)
     assert isinstance(parse("!cercle ajouter"), c.Refusal)
     assert isinstance(parse("!demande DAC06"), c.Refusal)
+    dac = parse("!dac")
+    assert isinstance(dac, c.Refusal) and "!dac salon" in dac.message
+    assert isinstance(parse("!dac salon finess:1 finess:2"), c.Refusal)
 
 
 def test_unknown_command_suggests_the_closest() -> None:

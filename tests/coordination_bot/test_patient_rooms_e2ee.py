@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -24,15 +24,19 @@ from nio import (
     RoomInviteResponse,
     RoomMessageNotice,
     RoomMessageText,
+    RoomSendResponse,
 )
 from sqlalchemy import func, select, update
 
 from azurezo_cli.home import save_home
+from coordination.audit.models import AuditEntry
 from coordination.db import make_engine, make_sessionmaker
+from coordination.directory.models import Activity
 from coordination.outbox.models import ConsumerCursor, OutboxEvent
 from coordination_bot.patient_rooms import pseudonym
 from synapse_module.rooms import NOT_IN_CIRCLE_INVITE, NOT_IN_CIRCLE_JOIN
-from tests.coordination_bot.test_bot_e2ee import start_bot, stop_bot
+from tests.coordination_bot.test_bot_e2ee import Conversation, open_room, start_bot, stop_bot
+from tests.support.service import add_structure
 from tests.support.stack import Stack, free_port, start_stack
 
 pytestmark = pytest.mark.synapse
@@ -352,6 +356,12 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
             await erin.wait_message(title, within=60, room_id=room_id)
         burst_messages = {e.event_id for _, e in erin.messages if "Rafale" in e.body}
         assert len(burst_messages) < len(burst), "a burst of notifications to one room is combined"
+        # Their labels were read a page at a time (GET /api/v1/tasks?ids=…), still audited per patient:
+        # one for the first notification, one for the 14 waiting together at the restart (a few more
+        # only if a read failed and was retried), not one per notification.
+        reads = await bot_reads(stack, alice.user_id)
+        assert 2 <= len(reads) <= 5, reads
+        assert all(r == (patient_id, True) for r in reads), reads
 
         # Task done -> its creator, by direct message.
         async with erin.api as api:
@@ -382,6 +392,21 @@ async def test_notifications_once_each_across_a_bot_restart(rooms_stack: Stack) 
         assert len(joined.json()["joined_rooms"]) == 2  # the patient room and one DM: nothing created twice
 
 
+async def bot_reads(stack: Stack, user_id: str) -> list[tuple[str, bool]]:
+    """The audit trail's task reads on behalf of ``user_id``: (patient id, through the bot) each."""
+    engine = make_engine(stack.home.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            rows = await session.execute(
+                select(AuditEntry.patient_id, AuditEntry.via_bot).where(
+                    AuditEntry.actor_user_id == user_id, AuditEntry.action == "task.read"
+                )
+            )
+            return [(str(p), bool(v)) for p, v in rows.tuples()]
+    finally:
+        await engine.dispose()
+
+
 async def rewind_outbox(stack: Stack) -> None:
     """Put the bot's acknowledged position back to the start, as if it had never acknowledged."""
     engine = make_engine(stack.home.database_url)
@@ -407,3 +432,100 @@ async def stack_settles(stack: Stack) -> None:
         raise AssertionError("the bot did not acknowledge the replayed events\n" + stack.log_tail("bot", 60))
     finally:
         await engine.dispose()
+
+
+async def add_dac(stack: Stack, structure_id: str, name: str, national_ids: list[str]) -> None:
+    """A DAC of the directory and its coordinators' activities there, as an import would write them."""
+    engine = make_engine(stack.home.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            await add_structure(session, structure_id, name, is_dac=True)
+            for national_id in national_ids:
+                session.add(
+                    Activity(national_id=national_id, structure_id=structure_id, profession_code="10")
+                )
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def ask(conversation: Conversation, text: str) -> str:
+    """A command in a room shared with other people (their devices not verified): the bot's reply."""
+    resp = await conversation.client.room_send(
+        conversation.room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": text},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(resp, RoomSendResponse), resp
+    for _ in range(100):
+        for notice in conversation.notices:
+            if (
+                notice.source["content"]["m.relates_to"].get("m.in_reply_to", {}).get("event_id")
+                == resp.event_id
+            ):
+                return str(notice.body)
+        await conversation.client.sync(timeout=500)
+    raise AssertionError(f"no reply to {text!r}\n" + conversation.stack.log_tail("bot", 60))
+
+
+async def test_a_dac_request_is_announced_in_the_dac_room_set_by_a_coordinator(rooms_stack: Stack) -> None:
+    """``!dac salon`` in an encrypted room by a coordinator: the DAC's new requests are announced there
+    once, mentioning the coordinators in it; a coordinator not in it still gets a direct message."""
+    stack = rooms_stack
+    dac = "finess:069999901"
+    people = [await stack.add_person(family_name=n) for n in ("COORDA", "COORDB", "COORDC")]
+    await add_dac(stack, dac, "DAC des Collines", [p.national_id for p in people])
+    async with AsyncExitStack() as exits:
+        clients = []
+        for person in people:
+            user_id, password = await stack.create_account(person.national_id)
+            client = await exits.enter_async_context(stack.client(user_id, password))
+            await client.sync(timeout=0, full_state=True)
+            clients.append(Pro(stack, client, person.national_id))
+        ca, cb, cc = clients
+        gp = await exits.enter_async_context(professional(stack, "DEMANDEUR"))
+        conversation = await open_room(stack, ca.client)
+        room_id = conversation.room_id
+        invited = await ca.client.room_invite(room_id, cb.user_id)
+        assert isinstance(invited, RoomInviteResponse), invited
+        await cb.wait_invite(within=30, room_id=room_id)
+        await cb.join(room_id)
+
+        reply = await ask(conversation, "!dac salon")
+        assert "désormais celui de « DAC des Collines »" in reply, reply
+        async with ca.api as api:
+            assert (await api.get(f"/api/v1/dacs/{dac}/room")).json()["room_id"] == room_id
+
+        patient_id = await new_patient(gp, "APPUI")
+        async with gp.api as api:
+            created = await api.post(
+                "/api/v1/requests",
+                json={"dac_structure_id": dac, "patient_id": patient_id, "reason": "Retour à domicile"},
+            )
+            assert created.status_code == 201, created.text
+            sent = await api.post(
+                f"/api/v1/requests/{created.json()['id']}/send",
+                json={"version": created.json()["version"]},
+            )
+            assert sent.status_code == 200, sent.text
+
+        announced = await ca.wait_message("Nouvelle demande adressée au DAC des Collines", room_id=room_id)
+        assert "Retour à domicile" in announced.body
+        assert sorted(announced.source["content"]["m.mentions"]["user_ids"]) == sorted(
+            [ca.user_id, cb.user_id]
+        )
+        await cb.wait_message("Nouvelle demande adressée", room_id=room_id)
+        dm, _ = await cc.wait_invite(within=30)  # not in the DAC's room: a direct message
+        await cc.join(dm)
+        await cc.wait_message("Nouvelle demande adressée au DAC des Collines", room_id=dm)
+
+        for _ in range(3):  # a direct message to those in the room would come now
+            await ca.sync()
+            await cb.sync()
+        assert ca.count("Nouvelle demande") == 1 and cb.count("Nouvelle demande") == 1
+        assert not ca.client.invited_rooms and not cb.client.invited_rooms
+
+        # Back to direct messages.
+        reply = await ask(conversation, "!dac salon retirer")
+        assert "n'a plus de salon" in reply, reply

@@ -380,3 +380,70 @@ async def test_contact_phone_and_email_are_checked(client: httpx.AsyncClient, wo
     errors = {f["field"]: f["error"] for f in bad.json()["fields"]}
     assert "numéro de téléphone invalide" in errors["contact_phone"]
     assert "adresse e-mail invalide" in errors["contact_email"]
+
+
+async def test_the_dac_room_is_set_by_its_coordinators_and_carried_by_request_received(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    """``PUT /api/v1/dacs/{id}/room``: a coordinator of the DAC chooses its own room; new requests'
+    "request.received" then names it (the bot posts there instead of a DM each)."""
+    room = "!salondac:azurezo.test"
+    path = f"/api/v1/dacs/{DAC}/room"
+    empty = await client.get(path, headers=world.coord.headers)
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["room_id"] is None and empty.json()["dac_name"] == "DAC Alpes-Maritimes"
+
+    # Only its coordinators: not the requester, not another DAC's, not a delisted one.
+    for who in (world.requester, world.other_coord, world.outsider):
+        refused = await client.put(path, json={"room_id": room}, headers=who.headers)
+        assert refused.status_code == 403, who.user_id
+        assert "coordinateurs de ce DAC" in refused.json()["error"]
+    delisted = await client.put(path, json={"room_id": room}, headers=world.delisted.headers)
+    assert delisted.status_code == 403
+    bad = await client.put(path, json={"room_id": "salon"}, headers=world.coord.headers)
+    assert bad.status_code == 422
+
+    put = await client.put(path, json={"room_id": room}, headers=world.coord.headers)
+    assert put.status_code == 200, put.text
+    assert put.json()["room_id"] == room and put.json()["set_by_national_id"] == world.coord.national_id
+    assert (await client.get(path, headers=world.coord2.headers)).json()["room_id"] == room
+
+    # One room serves one DAC, and is neither a patient's nor a theme's.
+    other = await client.put(
+        f"/api/v1/dacs/{OTHER_DAC}/room", json={"room_id": room}, headers=world.other_coord.headers
+    )
+    assert other.status_code == 409 and "autre DAC" in other.json()["error"]
+    linked = await client.post(
+        f"/api/v1/patients/{world.patient}/rooms", json={"room_id": room}, headers=world.requester.headers
+    )
+    assert linked.status_code == 409 and "DAC" in linked.json()["error"]
+    patient_room = "!patientroom:azurezo.test"
+    assert (
+        await client.post(
+            f"/api/v1/patients/{world.patient}/rooms",
+            json={"room_id": patient_room},
+            headers=world.requester.headers,
+        )
+    ).status_code == 201
+    taken = await client.put(
+        f"/api/v1/dacs/{OTHER_DAC}/room", json={"room_id": patient_room}, headers=world.other_coord.headers
+    )
+    assert taken.status_code == 409 and "dossier patient" in taken.json()["error"]
+
+    created = await _post(client, world.requester, "", **_body(patient_id=str(world.patient)))
+    sent = await _post(
+        client, world.requester, f"/{created.json()['id']}/send", version=created.json()["version"]
+    )
+    assert sent.status_code == 200, sent.text
+    (received,) = await _events(db, "request.received")
+    assert received.payload["dac_room_id"] == room
+    assert received.recipients == sorted([world.coord.user_id, world.coord2.user_id])
+
+    cleared = await client.delete(path, headers=world.coord2.headers)
+    assert cleared.status_code == 200 and cleared.json()["room_id"] is None
+    again = await _post(client, world.requester, "", **_body(patient_id=str(world.patient)))
+    await _post(client, world.requester, f"/{again.json()['id']}/send", version=again.json()["version"])
+    later = [
+        e for e in await _events(db, "request.received") if e.payload["request_id"] == again.json()["id"]
+    ]
+    assert later[0].payload.get("dac_room_id") is None

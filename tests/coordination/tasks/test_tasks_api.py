@@ -410,3 +410,55 @@ async def test_short_numbers_per_patient_and_per_creator(client: httpx.AsyncClie
     assert first.json()["number"] == 1
     assert sorted(r.json()["number"] for r in burst) == [2, 3, 4, 5, 6, 7]
     assert (alone.json()["number"], alone_again.json()["number"], other_creator.json()["number"]) == (1, 2, 1)
+
+
+async def test_many_tasks_by_ids_follow_the_read_rule_and_audit_once_per_patient(
+    client: httpx.AsyncClient, world: World, db: AsyncSession
+) -> None:
+    """``GET /api/v1/tasks?ids=…`` (the bot labelling a page of notifications): the tasks the reader may
+    see, in the order asked, the others left out; one audit entry per patient read."""
+    patient_task = (
+        await _create(
+            client, world.alice, patient_id=str(world.patient), assignee_national_ids=[world.bob.national_id]
+        )
+    ).json()["id"]
+    alice_own = (await _create(client, world.alice)).json()["id"]
+    dave_own = (await _create(client, world.dave)).json()["id"]
+    unknown = str(uuid.uuid4())
+    ask = [dave_own, patient_task, alice_own, patient_task, unknown]
+
+    async def read(who: Pro) -> list[str]:
+        resp = await client.get("/api/v1/tasks", params=[("ids", i) for i in ask], headers=who.headers)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["next_cursor"] is None
+        return [t["id"] for t in resp.json()["items"]]
+
+    async def reads(who: Pro) -> list[AuditEntry]:
+        db.expire_all()
+        return list(
+            (
+                await db.scalars(
+                    select(AuditEntry).where(
+                        AuditEntry.actor_user_id == who.user_id, AuditEntry.action == "task.read"
+                    )
+                )
+            ).all()
+        )
+
+    assert await read(world.alice) == [patient_task, alice_own]
+    assert [(e.patient_id, e.object_type) for e in await reads(world.alice)] == [(world.patient, "task")]
+    assert await read(world.bob) == [patient_task]  # its assignee, not Alice's own task
+    assert await read(world.carol) == [patient_task]  # through the SSIAD, an authorised circle member
+    assert await read(world.dave) == [dave_own]  # an outsider: their own task only, no patient read
+    assert await reads(world.dave) == []
+    delisted = await client.get("/api/v1/tasks", params={"ids": patient_task}, headers=world.eve.headers)
+    assert delisted.status_code == 403
+
+    mixed = await client.get(
+        "/api/v1/tasks", params={"ids": patient_task, "status": "a_faire"}, headers=world.alice.headers
+    )
+    assert mixed.status_code == 422 and "ids" in mixed.json()["error"]
+    too_many = await client.get(
+        "/api/v1/tasks", params=[("ids", str(uuid.uuid4())) for _ in range(201)], headers=world.alice.headers
+    )
+    assert too_many.status_code == 422
