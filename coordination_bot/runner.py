@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -84,13 +82,6 @@ from coordination_bot.service_client import ServiceClient
 from coordination_bot.state import BotState, StateDir
 
 logger = logging.getLogger(__name__)
-
-# httpcore runs ``import sniffio`` on every request to tell asyncio from trio; sniffio is not installed
-# (asyncio is then assumed), and a failed import searches every sys.path entry again each time: about a
-# tenth of the bot's CPU under a burst of notifications (profiled with py-spy, issue 9). Recorded once
-# as absent, the import fails at once and httpcore assumes asyncio as before.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 DEVICE_NAME = "Robot de coordination AZUREZO"
 SYNC_TIMEOUT_MS = 30_000

@@ -107,6 +107,23 @@ def test_images_are_pinned_and_built_from_the_repository(compose: dict[str, Any]
     assert {"matrix-synapse", "txredisapi", "fastapi", "matrix-nio", "prometheus-client"} <= names
 
 
+def test_the_lock_pins_every_runtime_dependency() -> None:
+    """The image installs requirements.lock with --no-deps: a dependency added to pyproject.toml and
+    not to the lock (``make requirements.lock``) would be missing from the image only."""
+    path = ROOT / "tools" / "lock_requirements.py"
+    spec = importlib.util.spec_from_file_location("lock_requirements", path)
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    lock = {
+        line.split("==")[0]
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    missing = sorted(set(tool.closure("azurezo")) - lock)
+    assert not missing, f"absent de requirements.lock (make requirements.lock) : {missing}"
+
+
 def test_secrets_come_only_from_the_env_file(
     compose: dict[str, Any], deployment: tuple[Path, dict[str, str]]
 ) -> None:
