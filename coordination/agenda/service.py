@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm.exc import StaleDataError
 
 from coordination import patch
 from coordination.agenda import rules
@@ -702,7 +702,7 @@ async def _take_free_slots(session: AsyncSession, agenda_id: uuid.UUID, slot: ru
 async def _roll_forward_now_and_then(session: AsyncSession) -> None:
     """Roll ``ROLL_BATCH`` agendas forward if due, at most every ``ROLL_CHECK_SECONDS`` per database
     (more next time when a batch was full)."""
-    key = session.get_bind().url.render_as_string(hide_password=True)
+    key = session.get_bind().engine.url.render_as_string(hide_password=True)
     now = utcnow()
     last = _roll_checked.get(key)
     if last is not None and now - last < timedelta(seconds=ROLL_CHECK_SECONDS):
