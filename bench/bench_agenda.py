@@ -45,8 +45,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
 import coordination.all_models  # noqa: F401  (registers every table)
-from coordination.agenda import rules
-from coordination.agenda import service
+from coordination.agenda import rules, service
 from coordination.agenda.models import Agenda, Appointment, Availability, EventType, FreeSlot, Opening
 from coordination.app import create_app
 from coordination.db import make_engine
