@@ -156,11 +156,16 @@ class FreeSlot(Base):
     booking (the overlapping slots of every type are deleted) and a cancelled, declined, done or
     no-show appointment (the slots of the openings around it are recomputed). The region-wide search
     is then one range scan of ``ix_agenda_free_slots_start`` in (start, agenda, type) order, with a
-    limit; ``(agenda_id, start_at, event_type_id)`` serves one agenda's slots.
+    limit, that reads no table page; ``(agenda_id, start_at, event_type_id)`` serves one agenda's slots.
     """
 
     __tablename__ = "agenda_free_slots"
-    __table_args__ = (Index("ix_agenda_free_slots_start", "start_at", "agenda_id", "event_type_id"),)
+    # end_at last: the index covers the row, so the start-ordered scan reads no table page (an
+    # index-only scan on PostgreSQL): a selective filter (a city) walks ~40 entries per slot kept,
+    # and those were as many random heap reads.
+    __table_args__ = (
+        Index("ix_agenda_free_slots_start", "start_at", "agenda_id", "event_type_id", "end_at"),
+    )
 
     agenda_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("agendas.id", ondelete="CASCADE"), primary_key=True

@@ -48,7 +48,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("agenda_free_slots", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_agenda_free_slots_start", ["start_at", "agenda_id", "event_type_id"], unique=False
+            "ix_agenda_free_slots_start", ["start_at", "agenda_id", "event_type_id", "end_at"], unique=False
         )
     with op.batch_alter_table("agendas", schema=None) as batch_op:
         batch_op.create_index("ix_agendas_openings_until", ["openings_until"], unique=False)
