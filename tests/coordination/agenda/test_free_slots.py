@@ -226,3 +226,40 @@ async def test_roll_forward_rewrites_only_the_agendas_that_need_it(
     last_old = max(s[1] for s in await _stored(db, old.id))
     # Weekday mornings for ever: the last slot is within a week of the horizon.
     assert last_old >= utcnow() + timedelta(days=service.HORIZON_DAYS - 7)
+
+
+async def test_concurrent_cancellation_and_bookings_keep_the_free_slots_exact(
+    client: httpx.AsyncClient, db: AsyncSession, tokens: FakeTokens, pros: tuple[Pro, Pro]
+) -> None:
+    """A cancellation racing bookings of its slot and of the slots around it: each write holds the
+    agenda's lock while it rewrites the free slots, so none is lost or left stale."""
+    import asyncio
+
+    owner, booker = pros
+    setup = await make_agenda(client, owner)
+    first = await book(client, booker, setup, local(setup.monday, "10:00"))
+    assert first.status_code == 201, first.text
+    others = [
+        await add_professional(db, tokens, localpart=f"c{i}", national_id=f"8300000000{i:02d}")
+        for i in range(12)
+    ]
+    hours = ["10:00"] * 6 + ["09:00", "09:30", "10:30", "11:00", "11:30", "10:00"]
+    cancel = client.patch(
+        f"/api/v1/appointments/{first.json()['id']}",
+        json={"version": first.json()["version"], "status": "annule"},
+        headers=booker.headers,
+    )
+    answers = await asyncio.gather(
+        cancel, *(book(client, p, setup, local(setup.monday, h)) for p, h in zip(others, hours, strict=True))
+    )
+    assert answers[0].status_code == 200, answers[0].text
+    assert all(r.status_code in (201, 409) for r in answers[1:]), [r.text for r in answers[1:]]
+    at_ten = [r.status_code for r, h in zip(answers[1:], hours, strict=True) if h == "10:00"]
+    # 10:00 booked at most once (once if the cancellation came first).
+    assert sorted(at_ten) in ([409] * 7, [201] + [409] * 6), at_ten
+    assert all(r.status_code == 201 for r, h in zip(answers[1:], hours, strict=True) if h != "10:00")
+    assert await _stored(db, setup.id) == await _recomputed(db, setup.id)
+    taken = {r.json()["start_local"][11:16] for r in answers[1:] if r.status_code == 201}
+    free = await _slot_starts(client, booker, setup.id, setup.monday, setup.consultation)
+    assert sorted(set(free) | taken) == ["09:00", "09:30", "10:00", "10:30", "11:00", "11:30"]
+    assert not set(free) & taken
