@@ -715,8 +715,8 @@ async def roll_forward(
     *, session: AsyncSession, now: datetime | None = None, limit: int | None = None
 ) -> int:
     """Rematerialise the agendas whose openings end too soon (see ``ROLL_DAYS``), one transaction
-    each, at most ``limit`` of them; returns how many were rolled. Called by the search and the
-    planning reads (``ROLL_BATCH`` at a time); an operator may run it for all at once."""
+    each, at most ``limit`` of them (None: all); returns how many were rolled. Called by the slot
+    searches and the planning (``ROLL_BATCH`` at a time, see ``_roll_forward_now_and_then``)."""
     moment = now or utcnow()
     threshold = moment + timedelta(days=HORIZON_DAYS - ROLL_DAYS)
     query = select(Agenda.id).where(Agenda.openings_until < threshold).order_by(Agenda.openings_until)
