@@ -4,7 +4,8 @@ Seeds a fresh database (schema from the Alembic migrations) with 1,000 agendas o
 (6 departments, 20 structures, 4 professions), each with two bookable types (consultation 30 min,
 home visit 45 min) and weekday opening hours 09:00-12:00 and 14:00-18:00 written as RFC 5545 rules
 (``FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;UNTIL=...``: 3 months), expanded by the service's own code
-(``agenda.rules``, the materialised openings), then books 30 % of the consultation slots at random.
+(``agenda.rules``, the materialised openings), books 30 % of the consultation slots at random, and
+materialises the free slots with the service's own function (``rules.materialised_slots``).
 
 Then, interleaved run by run with the same parameters, for each query shape (no filter, by department,
 by profession, by profession and department, by city), from a random moment of the next two months:
@@ -13,10 +14,9 @@ by profession, by profession and department, by city), from a random moment of t
   directory professional: token check, directory identity, the search, the JSON;
 - **api cpu**: the CPU time this process spent on that call (the app, the driver's threads): what the
   search costs whatever else the machine runs (the shared 2-core machine is often loaded 10x over);
-- **sql**: the floor: the two statements the search needs for its first page, hand-written and run
-  on the same database through a bare connection (the openings of the bookable agendas in start
-  order joined to their types, then the appointments of those agendas over that span), no Python
-  slot computation.
+- **sql**: the floor: the statement the search needs for its first page, hand-written and run on
+  the same database through a bare connection (the materialised free slots of the bookable agendas
+  in start order joined to their agenda and type, ``LIMIT 11``).
 
     .venv/bin/python bench/bench_agenda.py                                    # SQLite, bench/out/
     .venv/bin/python bench/bench_agenda.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_agenda
@@ -45,8 +45,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
 import coordination.all_models  # noqa: F401  (registers every table)
-from coordination.agenda import rules
-from coordination.agenda.models import Agenda, Appointment, Availability, EventType, Opening
+from coordination.agenda import rules, service
+from coordination.agenda.models import Agenda, Appointment, Availability, EventType, FreeSlot, Opening
 from coordination.app import create_app
 from coordination.db import make_engine
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
@@ -110,6 +110,9 @@ async def seed(url: str, *, rng_seed: int) -> None:
     rule = f"FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;UNTIL={until}"
     horizon = (rules.to_utc(monday) - timedelta(days=1), rules.to_utc(monday) + timedelta(weeks=WEEKS + 1))
     persons, activities, structures, agendas, types, avs, openings, appts = [], [], [], [], [], [], [], []
+    free: list[dict[str, Any]] = []
+    # Materialised as far as the service keeps it (the rule itself ends after WEEKS weeks).
+    openings_until = datetime.now(rules.PARIS) + timedelta(days=service.HORIZON_DAYS)
     for s in range(20):
         dep = DEPARTMENTS[s % len(DEPARTMENTS)]
         structures.append(
@@ -167,7 +170,7 @@ async def seed(url: str, *, rng_seed: int) -> None:
                 "postal_code": st["postal_code"],
                 "department": st["department"],
                 "created_by": nid,
-                "openings_until": horizon[1],
+                "openings_until": openings_until,
             }
         )
         consult, visit = uuid.uuid4(), uuid.uuid4()
@@ -193,6 +196,8 @@ async def seed(url: str, *, rng_seed: int) -> None:
                 "bookable": True,
             }
         )
+        agenda_openings: list[tuple[uuid.UUID | None, datetime, datetime]] = []
+        busy: list[rules.Interval] = []
         for hhmm, minutes in WINDOWS:
             start_local = f"{monday.date().isoformat()}T{hhmm}"
             avs.append(
@@ -217,10 +222,12 @@ async def seed(url: str, *, rng_seed: int) -> None:
                 openings.append(
                     {"agenda_id": aid, "event_type_id": None, "start_at": o_start, "end_at": o_end}
                 )
+                agenda_openings.append((None, o_start, o_end))
                 for slot in rules.free_slots(
                     window=(o_start, o_end), duration=timedelta(minutes=30), busy=[], not_before=o_start
                 ):
                     if rnd.random() < BOOKED:
+                        busy.append(slot)
                         appts.append(
                             {
                                 "id": uuid.uuid4(),
@@ -236,6 +243,13 @@ async def seed(url: str, *, rng_seed: int) -> None:
                                 "booked_by_user_id": SEARCHER,
                             }
                         )
+        # The service's own computation of the materialised free slots.
+        free.extend(
+            {"agenda_id": aid, "event_type_id": type_id, "start_at": start, "end_at": end}
+            for type_id, start, end in rules.materialised_slots(
+                openings=agenda_openings, types=[(consult, 30), (visit, 45)], busy=busy
+            )
+        )
     persons.append(
         {
             "national_id": "89999999999",
@@ -258,6 +272,7 @@ async def seed(url: str, *, rng_seed: int) -> None:
             (Availability, avs),
             (Opening, openings),
             (Appointment, appts),
+            (FreeSlot, free),
         ):
             for i in range(0, len(rows), 5000):
                 await conn.execute(insert(model), rows[i : i + 5000])
@@ -271,7 +286,7 @@ async def seed(url: str, *, rng_seed: int) -> None:
     await engine.dispose()
     print(
         f"seeded {len(agendas)} agendas, {len(openings)} openings, {len(appts)} appointments "
-        f"({len(appts) / (len(appts) / BOOKED):.0%} of consultation slots)"
+        f"({len(appts) / (len(appts) / BOOKED):.0%} of consultation slots), {len(free)} free slots"
     )
 
 
@@ -295,29 +310,26 @@ def shapes() -> list[Shape]:
     ]
 
 
-def floor_sql(params: dict[str, str]) -> tuple[str, str]:
-    """The two statements of the first page: openings (bookable by everyone) in start order, then the
-    appointments of those agendas. ``:since`` / ``:until`` / ``:ids`` are bound by the caller."""
+def floor_sql(params: dict[str, str]) -> str:
+    """The statement of the first page: the materialised free slots bookable by everyone, in start
+    order, joined to their agenda (filters) and type (category), ``LIMIT 11`` (a page of 10 and one
+    to know there is more). ``:since`` / ``:until`` are bound by the caller."""
     conditions = [
-        "o.start_at >= :since_day",
-        "o.end_at > :since",
+        "f.start_at >= :since",
+        "f.start_at < :until",
+        "f.end_at <= :until",
         "a.booking = 'annuaire'",
         "t.category = :category",
     ]
     for key in ("department", "profession_code", "city"):
         if key in params:
             conditions.append(f"a.{key} = :{key}")
-    openings = (
-        "SELECT o.id, o.agenda_id, o.start_at, o.end_at, t.id, t.duration_minutes FROM agenda_openings o "
-        "JOIN agendas a ON a.id = o.agenda_id JOIN agenda_event_types t ON t.agenda_id = o.agenda_id "
-        "AND t.bookable AND (o.event_type_id IS NULL OR o.event_type_id = t.id) "
-        f"WHERE {' AND '.join(conditions)} ORDER BY o.start_at, o.agenda_id, o.id, t.id LIMIT 20"
+    return (
+        "SELECT f.agenda_id, f.event_type_id, f.start_at, f.end_at, a.name, a.owner_national_id, "
+        "a.structure_id, a.city, a.department, t.name, t.category FROM agenda_free_slots f "
+        "JOIN agendas a ON a.id = f.agenda_id JOIN agenda_event_types t ON t.id = f.event_type_id "
+        f"WHERE {' AND '.join(conditions)} ORDER BY f.start_at, f.agenda_id, f.event_type_id LIMIT 11"
     )
-    busy = (
-        "SELECT agenda_id, start_at, end_at FROM appointments WHERE agenda_id IN :ids "
-        "AND status IN ('propose', 'reserve') AND start_at < :until AND end_at > :since"
-    )
-    return openings, busy
 
 
 @asynccontextmanager
@@ -343,23 +355,13 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 async def run_floor(conn: Any, params: dict[str, str], since: datetime) -> int:
-    from sqlalchemy import bindparam
-
-    openings_sql, busy_sql = floor_sql(params)
     binds: dict[str, Any] = {
         "since": since,
-        "since_day": since - timedelta(minutes=240),
+        "until": since + timedelta(days=31),
         "category": params["category"],
     }
     binds.update({k: params[k] for k in ("department", "profession_code", "city") if k in params})
-    rows = (await conn.execute(text(openings_sql), binds)).all()
-    if not rows:
-        return 0
-    ids = sorted({r[1] for r in rows})
-    until = max(r[3] for r in rows)
-    stmt = text(busy_sql).bindparams(bindparam("ids", expanding=True))
-    busy = (await conn.execute(stmt, {"ids": ids, "since": since, "until": until})).all()
-    return len(rows) + len(busy)
+    return len((await conn.execute(text(floor_sql(params)), binds)).all())
 
 
 async def measure(url: str, *, runs: int, warmup: int, rng_seed: int) -> list[Shape]:

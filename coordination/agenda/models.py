@@ -3,7 +3,9 @@
 Availability is stored as the professional wrote it (an RFC 5545 RRULE on a local Europe/Paris start,
 with EXDATE exceptions) and *materialised* into ``agenda_openings`` (availability minus unavailability,
 in UTC) over a horizon whenever it changes, so that the region-wide "next free slot" search is one
-index range scan ordered by start time rather than a recurrence expansion of every agenda per request.
+index range scan ordered by start time rather than a recurrence expansion of every agenda per request;
+the free slots themselves (openings cut on each bookable type's grid, minus appointments) are
+materialised too, in ``agenda_free_slots``, so the search computes nothing per row.
 
 No double booking: ``uq_appointments_active_start`` is a partial unique index on (agenda, start) for
 the appointments that hold their slot (proposed or booked), on SQLite and PostgreSQL alike; overlaps
@@ -38,6 +40,7 @@ class Agenda(Base):
     __table_args__ = (
         Index("ix_agendas_owner", "owner_national_id"),
         Index("ix_agendas_structure", "structure_id"),
+        Index("ix_agendas_openings_until", "openings_until"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -141,6 +144,36 @@ class Opening(Base):
     agenda_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agendas.id", ondelete="CASCADE"))
     event_type_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FreeSlot(Base):
+    """One materialised free slot: a grid slot of a bookable event type in an opening, that no
+    appointment holding its slot overlaps, UTC.
+
+    Maintained in the transaction that changes what it derives from: availability, exceptions and
+    unavailability (the agenda's slots are recomputed with its openings), a new bookable type, a
+    booking (the overlapping slots of every type are deleted) and a cancelled, declined, done or
+    no-show appointment (the slots of the openings around it are recomputed). The region-wide search
+    is then one range scan of ``ix_agenda_free_slots_start`` in (start, agenda, type) order, with a
+    limit, that reads no table page; ``(agenda_id, start_at, event_type_id)`` serves one agenda's slots.
+    """
+
+    __tablename__ = "agenda_free_slots"
+    # end_at last: the index covers the row, so the start-ordered scan reads no table page (an
+    # index-only scan on PostgreSQL): a selective filter (a city) walks ~40 entries per slot kept,
+    # and those were as many random heap reads.
+    __table_args__ = (
+        Index("ix_agenda_free_slots_start", "start_at", "agenda_id", "event_type_id", "end_at"),
+    )
+
+    agenda_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("agendas.id", ondelete="CASCADE"), primary_key=True
+    )
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    event_type_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("agenda_event_types.id", ondelete="CASCADE"), primary_key=True
+    )
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

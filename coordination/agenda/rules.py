@@ -10,9 +10,11 @@ in local wall time (``2026-03-02T09:00`` + ``FREQ=WEEKLY;BYDAY=MO``) and expande
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rruleset, rrulestr
@@ -173,6 +175,45 @@ def free_slots(
             slots.append(slot)
         start += duration
     return slots
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def materialised_slots(
+    *,
+    openings: Iterable[tuple[K | None, datetime, datetime]],
+    types: Sequence[tuple[K, int]],
+    busy: Sequence[Interval],
+    region: Interval | None = None,
+) -> list[tuple[K, datetime, datetime]]:
+    """The free slots of one agenda, as stored in ``agenda_free_slots``: for each opening (``type``
+    it is reserved to, or None; start; end) and each bookable type it admits (id, minutes), the slots
+    on the grid from the opening's start that overlap no ``busy`` interval; with ``region``, only the
+    slots starting in it. Two openings giving the same (type, start) give it once.
+
+    Each opening is checked against the busy intervals near it only (bisection on the sorted starts),
+    so a year of an agenda costs a linear pass, not openings x appointments."""
+    ordered = sorted(busy)
+    starts = [b[0] for b in ordered]
+    longest = max((b[1] - b[0] for b in ordered), default=timedelta(0))
+    seen: set[tuple[K, datetime]] = set()
+    found: list[tuple[K, datetime, datetime]] = []
+    for only, o_start, o_end in openings:
+        low, high = bisect_left(starts, o_start - longest), bisect_left(starts, o_end)
+        near = [b for b in ordered[low:high] if b[1] > o_start]
+        for type_id, minutes in types:
+            if only is not None and only != type_id:
+                continue
+            for start, end in free_slots(
+                window=(o_start, o_end), duration=timedelta(minutes=minutes), busy=near, not_before=o_start
+            ):
+                if region is not None and not region[0] <= start < region[1]:
+                    continue
+                if (type_id, start) not in seen:
+                    seen.add((type_id, start))
+                    found.append((type_id, start, end))
+    return found
 
 
 def slot_fits(slot: Interval, windows: Sequence[Interval], duration: timedelta) -> bool:

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm.exc import StaleDataError
 
 from coordination import patch
 from coordination.agenda import rules
@@ -44,6 +45,7 @@ from coordination.agenda.models import (
     Appointment,
     Availability,
     EventType,
+    FreeSlot,
     Opening,
     Unavailability,
 )
@@ -91,14 +93,24 @@ logger = logging.getLogger(__name__)
 
 MAX_PAGE = 200
 HORIZON_DAYS = 400
-"""Openings are materialised from 31 days ago to this many days ahead at every availability change."""
+"""Openings and free slots are materialised from 31 days ago to this many days ahead at every
+availability change, and rolled forward as time passes (``roll_forward``)."""
+ROLL_DAYS = 30
+"""An agenda whose materialisation ends less than ``HORIZON_DAYS - ROLL_DAYS`` days ahead is
+rematerialised (by the next search or planning read, or ``roll_forward``): the openings always reach
+at least 370 days ahead, and each agenda is rewritten about once a month, not daily."""
+ROLL_BATCH = 5
+"""Agendas rolled forward by one read at most (the rest by the next reads)."""
+ROLL_CHECK_SECONDS = 600
+"""A read looks for agendas to roll forward at most this often per database and process: the
+margin is ``ROLL_DAYS``, and the look-up (a transaction of its own) is not on every search."""
+_roll_checked: dict[str, datetime] = {}
 PAST_DAYS = 31
 MAX_RANGE_DAYS = 92
 """A search, a planning or a slot list covers at most this many days (about three months)."""
 FIRST_BATCH = 16
-"""Openings read by the search's first statement; each further one reads twice as many (up to
-``LAST_BATCH``): a page of 10 slots usually needs a handful of openings, and a selective filter
-(a profession in a department) scans few index entries per opening it keeps."""
+"""Free slots read by the search's first statement (or the page's size, if larger); each further one
+reads twice as many (up to ``LAST_BATCH``), when the per-agenda cap left the page short."""
 LAST_BATCH = 512
 MAX_BATCHES = 12
 SUGGESTIONS = 5
@@ -519,6 +531,7 @@ async def add_event_type(
 ) -> EventTypeOut:
     """Add an event type to an agenda (managers only)."""
     await _managed(session, actor, agenda_id)
+    await _lock_agenda(session, agenda_id)  # before any insert: see ``_lock_agenda``
     et = EventType(
         id=uuid.uuid4(),
         agenda_id=agenda_id,
@@ -529,6 +542,9 @@ async def add_event_type(
         bookable=data.bookable and data.category is not EventCategory.INDISPONIBILITE,
     )
     session.add(et)
+    if et.bookable:
+        await session.flush()
+        await _refresh_free_slots(session, agenda_id)
     await session.commit()
     return _event_type_out(et)
 
@@ -579,8 +595,10 @@ def _checked_expansion(av: Availability) -> None:
 async def rebuild_openings(
     *, session: AsyncSession, agenda_id: uuid.UUID, now: datetime | None = None
 ) -> int:
-    """Recompute the agenda's openings (availability minus unavailability) over the horizon, in the
-    caller's transaction; returns how many windows were written."""
+    """Recompute the agenda's openings (availability minus unavailability) and its free slots over
+    the horizon, in the caller's transaction, under the agenda's lock; returns how many opening
+    windows were written."""
+    await _lock_agenda(session, agenda_id)
     window = _horizon(now or utcnow())
     availabilities = (
         await session.scalars(select(Availability).where(Availability.agenda_id == agenda_id))
@@ -603,10 +621,123 @@ async def rebuild_openings(
     ]
     if rows:
         await session.execute(insert(Opening), rows)
+    await _refresh_free_slots(session, agenda_id)
     # A Core UPDATE: materialising is not an edit of the agenda, so its version (what a PATCH must
     # carry) does not move.
     await session.execute(update(Agenda).where(Agenda.id == agenda_id).values(openings_until=window[1]))
     return len(rows)
+
+
+async def _refresh_free_slots(
+    session: AsyncSession, agenda_id: uuid.UUID, span: rules.Interval | None = None
+) -> int:
+    """Recompute the agenda's materialised free slots: all of them, or (``span``) those of the
+    openings that overlap ``span`` (an appointment that stopped holding its slot). The caller holds
+    the agenda's lock (a booking of this agenda waits for our commit, and we see its own) and has
+    flushed the change. Returns how many free slots were written."""
+    if span is None:
+        region: rules.Interval | None = None
+        await session.execute(delete(FreeSlot).where(FreeSlot.agenda_id == agenda_id))
+        opening_filter: list[ColumnElement[bool]] = []
+    else:
+        bounds = (
+            await session.execute(
+                select(func.min(Opening.start_at), func.max(Opening.end_at)).where(
+                    Opening.agenda_id == agenda_id, Opening.start_at < span[1], Opening.end_at > span[0]
+                )
+            )
+        ).one()
+        if bounds[0] is None:
+            return 0
+        region = (bounds[0], bounds[1])
+        await session.execute(
+            delete(FreeSlot).where(
+                FreeSlot.agenda_id == agenda_id,
+                FreeSlot.start_at >= region[0],
+                FreeSlot.start_at < region[1],
+            )
+        )
+        opening_filter = [Opening.start_at < region[1], Opening.end_at > region[0]]
+    openings = list(
+        (
+            await session.execute(
+                select(Opening.event_type_id, Opening.start_at, Opening.end_at)
+                .where(Opening.agenda_id == agenda_id, *opening_filter)
+                .order_by(Opening.start_at)
+            )
+        ).tuples()
+    )
+    if not openings:
+        return 0
+    types = list(
+        (
+            await session.execute(
+                select(EventType.id, EventType.duration_minutes).where(
+                    EventType.agenda_id == agenda_id, EventType.bookable.is_(True)
+                )
+            )
+        ).tuples()
+    )
+    busy_span = (openings[0][1], max(o[2] for o in openings))
+    busy = (await _busy(session, [agenda_id], busy_span))[agenda_id]
+    slots = rules.materialised_slots(openings=openings, types=types, busy=busy, region=region)
+    rows = [
+        {"agenda_id": agenda_id, "event_type_id": type_id, "start_at": start, "end_at": end}
+        for type_id, start, end in slots
+    ]
+    for i in range(0, len(rows), 5000):
+        await session.execute(insert(FreeSlot), rows[i : i + 5000])
+    return len(rows)
+
+
+async def _take_free_slots(session: AsyncSession, agenda_id: uuid.UUID, slot: rules.Interval) -> None:
+    """A booking holds ``slot``: the free slots of every type that overlap it are no longer free."""
+    await session.execute(
+        delete(FreeSlot).where(
+            FreeSlot.agenda_id == agenda_id, FreeSlot.start_at < slot[1], FreeSlot.end_at > slot[0]
+        )
+    )
+
+
+async def _roll_forward_now_and_then(session: AsyncSession) -> None:
+    """Roll ``ROLL_BATCH`` agendas forward if due, at most every ``ROLL_CHECK_SECONDS`` per database
+    (more next time when a batch was full)."""
+    key = session.get_bind().engine.url.render_as_string(hide_password=True)
+    now = utcnow()
+    last = _roll_checked.get(key)
+    if last is not None and now - last < timedelta(seconds=ROLL_CHECK_SECONDS):
+        return
+    if await roll_forward(session=session, now=now, limit=ROLL_BATCH) < ROLL_BATCH:
+        _roll_checked[key] = now
+
+
+async def roll_forward(
+    *, session: AsyncSession, now: datetime | None = None, limit: int | None = None
+) -> int:
+    """Rematerialise the agendas whose openings end too soon (see ``ROLL_DAYS``), one transaction
+    each, at most ``limit`` of them (None: all); returns how many were rolled. Called by the slot
+    searches and the planning (``ROLL_BATCH`` at a time, see ``_roll_forward_now_and_then``)."""
+    moment = now or utcnow()
+    threshold = moment + timedelta(days=HORIZON_DAYS - ROLL_DAYS)
+    query = select(Agenda.id).where(Agenda.openings_until < threshold).order_by(Agenda.openings_until)
+    if limit is not None:
+        query = query.limit(limit)
+    due = list((await session.scalars(query)).all())
+    await session.commit()
+    rolled = 0
+    for agenda_id in due:
+        await _lock_agenda(session, agenda_id)
+        # Another read may have rolled it while we waited for the lock.
+        still_due = await session.scalar(
+            select(Agenda.id).where(Agenda.id == agenda_id, Agenda.openings_until < threshold)
+        )
+        if still_due is not None:
+            await rebuild_openings(session=session, agenda_id=agenda_id, now=moment)
+            rolled += 1
+        await session.commit()
+    if rolled:
+        logger.info("openings of %d agendas rolled forward", rolled)
+    return rolled
 
 
 async def _agenda_event_type(
@@ -635,6 +766,7 @@ async def add_availability(
 ) -> AvailabilityOut:
     """Add recurring opening hours (managers only) and recompute the openings."""
     await _managed(session, actor, agenda_id)
+    await _lock_agenda(session, agenda_id)  # before any insert: see ``_lock_agenda``
     if data.event_type_id is not None:
         await _agenda_event_type(session, agenda_id, data.event_type_id)
     av = Availability(
@@ -687,6 +819,7 @@ async def add_exceptions(
 ) -> AvailabilityOut:
     """Cancel occurrences of a recurring availability (EXDATE: a holiday, a cancelled morning)."""
     await _managed(session, actor, agenda_id)
+    await _lock_agenda(session, agenda_id)  # before any insert: see ``_lock_agenda``
     av = await _availability(session, agenda_id, availability_id)
     av.exdates = sorted(set(av.exdates) | {_checked_local(x, "exdates") for x in exdates})
     await rebuild_openings(session=session, agenda_id=agenda_id)
@@ -699,6 +832,7 @@ async def delete_availability(
 ) -> None:
     """Remove opening hours (booked appointments stay: cancel them explicitly)."""
     await _managed(session, actor, agenda_id)
+    await _lock_agenda(session, agenda_id)  # before any insert: see ``_lock_agenda``
     av = await _availability(session, agenda_id, availability_id)
     await session.delete(av)
     await session.flush()
@@ -721,6 +855,7 @@ async def add_unavailability(
 ) -> UnavailabilityOut:
     """Close the agenda over a period (managers only); its openings are recomputed."""
     await _managed(session, actor, agenda_id)
+    await _lock_agenda(session, agenda_id)  # before any insert: see ``_lock_agenda``
     if data.start.tzinfo is None or data.end.tzinfo is None:
         raise Invalid("Indiquez le fuseau horaire des dates (par exemple +02:00).", field="start")
     if data.end <= data.start:
@@ -750,6 +885,7 @@ async def delete_unavailability(
     *, session: AsyncSession, actor: Actor, agenda_id: AgendaId, unavailability_id: UnavailabilityId
 ) -> None:
     await _managed(session, actor, agenda_id)
+    await _lock_agenda(session, agenda_id)  # before any insert: see ``_lock_agenda``
     u = await session.get(Unavailability, unavailability_id)
     if u is None or u.agenda_id != agenda_id:
         raise NotFound("Indisponibilité inconnue dans cet agenda : rechargez l'agenda.")
@@ -780,75 +916,65 @@ class SlotFilters:
 
 @dataclass(frozen=True, slots=True)
 class _Row:
-    """One (opening, event type) pair of the search."""
+    """One materialised free slot of the search, with what the answer shows of its agenda and type."""
 
-    opening_id: int
     agenda_id: uuid.UUID
+    event_type_id: uuid.UUID
+    start: datetime
+    end: datetime
     agenda_name: str
     owner_national_id: str | None
     structure_id: str | None
     city: str | None
     department: str | None
-    event_type_id: uuid.UUID
     event_type_name: str
     category: str
-    duration: int
-    start: datetime
-    end: datetime
 
 
 SearchSelect = Select[
-    int,
     uuid.UUID,
-    str,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
     uuid.UUID,
-    str,
-    str,
-    int,
     datetime,
     datetime,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str,
+    str,
 ]
 """The search's rows: the columns of ``_Row``, in order."""
 
+_SLOT_ORDER = (FreeSlot.start_at, FreeSlot.agenda_id, FreeSlot.event_type_id)
+"""The search's order, that of ``ix_agenda_free_slots_start``: the scan stops after the limit, with
+no sort of the range."""
+
 
 def _search_query(
-    actor: Actor, filters: SlotFilters, window: rules.Interval, longest: timedelta
+    actor: Actor, filters: SlotFilters, window: rules.Interval, not_before: datetime
 ) -> SearchSelect:
-    """SQL of the (opening, event type) pairs the actor may book, in start order (the index
-    ``ix_agenda_openings_start`` gives that order)."""
-    type_match = and_(
-        EventType.agenda_id == Opening.agenda_id,
-        EventType.bookable.is_(True),
-        or_(Opening.event_type_id.is_(None), Opening.event_type_id == EventType.id),
-    )
+    """SQL of the free slots the actor may book in ``window`` from ``not_before``, in start order."""
     query = (
         select(
-            Opening.id,
-            Opening.agenda_id,
+            FreeSlot.agenda_id,
+            FreeSlot.event_type_id,
+            FreeSlot.start_at,
+            FreeSlot.end_at,
             Agenda.name,
             Agenda.owner_national_id,
             Agenda.structure_id,
             Agenda.city,
             Agenda.department,
-            EventType.id,
             EventType.name,
             EventType.category,
-            EventType.duration_minutes,
-            Opening.start_at,
-            Opening.end_at,
         )
-        .join(Agenda, Agenda.id == Opening.agenda_id)
-        .join(EventType, type_match)
+        .join(Agenda, Agenda.id == FreeSlot.agenda_id)
+        .join(EventType, EventType.id == FreeSlot.event_type_id)
         .where(
-            # No opening is longer than the longest availability: bounding its start from below too
-            # lets the start index seek instead of walking every past opening.
-            Opening.start_at >= window[0] - longest,
-            Opening.end_at > window[0],
-            Opening.start_at < window[1],
+            FreeSlot.start_at >= not_before,
+            FreeSlot.start_at < window[1],
+            FreeSlot.end_at <= window[1],
             _bookable_by(actor),
         )
     )
@@ -856,9 +982,9 @@ def _search_query(
     if filters.category is not None:
         conditions.append(EventType.category == filters.category.value)
     if filters.event_type_id is not None:
-        conditions.append(EventType.id == filters.event_type_id)
+        conditions.append(FreeSlot.event_type_id == filters.event_type_id)
     if filters.agenda_ids:
-        conditions.append(Agenda.id.in_(list(filters.agenda_ids)))
+        conditions.append(FreeSlot.agenda_id.in_(list(filters.agenda_ids)))
     if filters.profession_code:
         conditions.append(Agenda.profession_code == filters.profession_code)
     if filters.specialty:
@@ -908,7 +1034,7 @@ async def _owner_names(session: AsyncSession, rows: Sequence[_Row]) -> dict[str,
     return names
 
 
-def _slot_out(row: _Row, slot: rules.Interval, names: dict[str, str]) -> SlotOut:
+def _slot_out(row: _Row, names: dict[str, str]) -> SlotOut:
     owner = row.owner_national_id or row.structure_id or ""
     return SlotOut(
         agenda_id=AgendaId(row.agenda_id),
@@ -919,9 +1045,9 @@ def _slot_out(row: _Row, slot: rules.Interval, names: dict[str, str]) -> SlotOut
         event_type_id=EventTypeId(row.event_type_id),
         event_type_name=row.event_type_name,
         category=parse(EventCategory, row.category),
-        start=slot[0],
-        end=slot[1],
-        start_local=rules.local_iso(slot[0]),
+        start=row.start,
+        end=row.end,
+        start_local=rules.local_iso(row.start),
     )
 
 
@@ -933,89 +1059,39 @@ async def _find_slots(
     *,
     limit: int,
     per_agenda: int,
-    after: tuple[datetime, str] | None = None,
+    after: tuple[datetime, uuid.UUID, uuid.UUID] | None = None,
 ) -> list[SlotOut]:
-    """The first ``limit`` free slots in ``window``, by start then agenda (keyset ``after``).
+    """The first ``limit`` free slots in ``window``, by start then agenda then type (keyset ``after``
+    on the three), at most ``per_agenda`` of each agenda so one agenda does not fill the page.
 
-    Openings come in start order, a batch at a time; slots of an opening start at or after it, so once
-    ``limit`` slots are found and the batch's last opening starts after the ``limit``-th, no later
-    opening can do better and the scan stops.
+    The materialised free slots come in that order, a batch at a time: the first batch usually
+    holds the page; a batch is only read again when the per-agenda cap dropped rows.
     """
-    not_before = max(window[0], utcnow())
-    found: list[tuple[datetime, str, str, _Row, rules.Interval]] = []
-    position: tuple[datetime, uuid.UUID, int, uuid.UUID] | None = None
-    longest = await session.scalar(select(func.max(Availability.duration_minutes)))
-    base = _search_query(actor, filters, window, timedelta(minutes=longest or 0))
-    size = max(FIRST_BATCH, 2 * limit)
+    query = _search_query(actor, filters, window, max(window[0], utcnow()))
+    if after is not None:
+        query = query.where(tuple_(*_SLOT_ORDER) > after)
+    kept: list[_Row] = []
+    counts: dict[uuid.UUID, int] = defaultdict(int)
+    position: tuple[datetime, uuid.UUID, uuid.UUID] | None = None
+    size = max(FIRST_BATCH, limit)
     for _ in range(MAX_BATCHES):
-        query = base
-        if position is not None:
-            query = query.where(
-                tuple_(Opening.start_at, Opening.agenda_id, Opening.id, EventType.id) > position
-            )
-        # (start_at, agenda_id) is the index's order (and the opening id its row id on SQLite): the scan
-        # stops after ``size`` rows, with no sort of the whole range.
-        order = (Opening.start_at, Opening.agenda_id, Opening.id, EventType.id)
-        batch = [_Row(*r) for r in (await session.execute(query.order_by(*order).limit(size))).tuples()]
-        if not batch:
+        batch_query = query if position is None else query.where(tuple_(*_SLOT_ORDER) > position)
+        batch = [
+            _Row(*r) for r in (await session.execute(batch_query.order_by(*_SLOT_ORDER).limit(size))).tuples()
+        ]
+        for row in batch:
+            if counts[row.agenda_id] < per_agenda:
+                counts[row.agenda_id] += 1
+                kept.append(row)
+                if len(kept) >= limit:
+                    break
+        if len(kept) >= limit or len(batch) < size:
             break
         last = batch[-1]
-        position = (last.start, last.agenda_id, last.opening_id, last.event_type_id)
-        found = _cap_per_agenda(
-            sorted([*found, *await _batch_slots(session, batch, window, not_before, after)], key=_slot_order),
-            per_agenda,
-        )
-        if len(found) >= limit and last.start >= found[limit - 1][0]:
-            break
-        if len(batch) < size:
-            break
-        # Openings already running at ``not_before`` may each hold an earlier slot than those found:
-        # all of them must be read, so read them in big batches.
-        size = LAST_BATCH if last.start < not_before else min(2 * size, LAST_BATCH)
-    chosen = found[:limit]
-    names = await _owner_names(session, [f[3] for f in chosen])
-    return [_slot_out(f[3], f[4], names) for f in chosen]
-
-
-def _slot_order(f: tuple[datetime, str, str, _Row, rules.Interval]) -> tuple[datetime, str, str]:
-    return f[0], f[1], f[2]
-
-
-async def _batch_slots(
-    session: AsyncSession,
-    batch: Sequence[_Row],
-    window: rules.Interval,
-    not_before: datetime,
-    after: tuple[datetime, str] | None,
-) -> list[tuple[datetime, str, str, _Row, rules.Interval]]:
-    """The free slots of a batch of (opening, type) rows: one query for their agendas' appointments."""
-    span = (min(r.start for r in batch), max(r.end for r in batch))
-    busy = await _busy(session, {r.agenda_id for r in batch}, span)
-    found = []
-    for row in batch:
-        for slot in rules.free_slots(
-            window=(row.start, min(row.end, window[1])),
-            duration=timedelta(minutes=row.duration),
-            busy=busy[row.agenda_id],
-            not_before=not_before,
-        ):
-            key = (slot[0], str(row.agenda_id))
-            if after is None or key > after:
-                found.append((slot[0], str(row.agenda_id), str(row.event_type_id), row, slot))
-    return found
-
-
-def _cap_per_agenda(
-    found: list[tuple[datetime, str, str, _Row, rules.Interval]], per_agenda: int
-) -> list[tuple[datetime, str, str, _Row, rules.Interval]]:
-    """At most ``per_agenda`` slots of each agenda (the earliest), so one agenda does not fill the page."""
-    counts: dict[str, int] = defaultdict(int)
-    kept = []
-    for item in found:
-        if counts[item[1]] < per_agenda:
-            counts[item[1]] += 1
-            kept.append(item)
-    return kept
+        position = (last.start, last.agenda_id, last.event_type_id)
+        size = min(2 * size, LAST_BATCH)
+    names = await _owner_names(session, kept)
+    return [_slot_out(row, names) for row in kept]
 
 
 async def search_slots(
@@ -1031,26 +1107,37 @@ async def search_slots(
 ) -> Page[SlotOut]:
     """Next free slots across the agendas the actor may book, earliest first (then by agenda).
 
-    Free = materialised openings (availability minus unavailability) minus appointments that hold
-    their slot, cut on each event type's duration grid.
+    Free = materialised openings (availability minus unavailability) cut on each bookable type's
+    duration grid, minus appointments that hold their slot: read as materialised (``FreeSlot``).
     """
     window = _window(start, end, default_days=31)
     position = decode_cursor(cursor)
     after = None
     if position is not None:
         try:
-            after = (datetime.fromisoformat(str(position["s"])), str(position["a"]))
+            after = (
+                datetime.fromisoformat(str(position["s"])),
+                uuid.UUID(str(position["a"])),
+                uuid.UUID(str(position["t"])),
+            )
         except (KeyError, ValueError) as exc:
             raise Invalid(
                 "Curseur de page illisible : renvoyez `next_cursor` tel quel.", field="cursor"
             ) from exc
+    await _roll_forward_now_and_then(session)
     slots = await _find_slots(
         session, actor, filters, window, limit=limit + 1, per_agenda=per_agenda, after=after
     )
     more = len(slots) > limit
     items = slots[:limit]
     next_cursor = (
-        encode_cursor({"s": items[-1].start.isoformat(), "a": str(items[-1].agenda_id)})
+        encode_cursor(
+            {
+                "s": items[-1].start.isoformat(),
+                "a": str(items[-1].agenda_id),
+                "t": str(items[-1].event_type_id),
+            }
+        )
         if more and items
         else None
     )
@@ -1070,6 +1157,7 @@ async def agenda_slots(
     """Free slots of one agenda the actor may see (managers also get non-bookable types they ask for)."""
     await _load_agenda(session, actor, agenda_id)
     window = _window(start, end, default_days=14)
+    await _roll_forward_now_and_then(session)
     filters = SlotFilters(agenda_ids=(agenda_id,), event_type_id=event_type_id)
     slots = await _find_slots(session, actor, filters, window, limit=limit, per_agenda=limit)
     return Page[SlotOut](items=slots)
@@ -1079,8 +1167,10 @@ async def agenda_slots(
 
 
 async def _lock_agenda(session: AsyncSession, agenda_id: uuid.UUID) -> None:
-    """Serialise the bookings of one agenda: a row lock on PostgreSQL (SQLite transactions of the
-    service already begin IMMEDIATE, one writer at a time)."""
+    """Serialise the writes of one agenda (bookings, cancellations, availability changes, all of which
+    rewrite its free slots): a row lock on PostgreSQL (SQLite transactions of the service already
+    begin IMMEDIATE, one writer at a time). Taken before the transaction inserts a row that refers to
+    the agenda: the foreign key's share lock first, then this one, in two transactions, deadlocks."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(Agenda.id).where(Agenda.id == agenda_id).with_for_update())
 
@@ -1242,6 +1332,7 @@ async def book(*, session: AsyncSession, actor: Actor, data: AppointmentCreate) 
         ),
     )
     try:
+        await _take_free_slots(session, agenda_id, slot)
         await session.commit()
     except IntegrityError:
         # The partial unique index caught a concurrent booking of the same start.
@@ -1307,6 +1398,15 @@ async def update_appointment(
         appt.note = data.note
     appt.status = new.value
     appt.updated_at = utcnow()
+    if rules.holds_slot(current) and not rules.holds_slot(new):
+        # The slot is free again: its openings' free slots are recomputed, under the agenda's lock.
+        await _lock_agenda(session, agenda.id)
+        try:
+            await session.flush()
+        except StaleDataError:
+            await session.rollback()
+            raise _stale("Le rendez-vous") from None
+        await _refresh_free_slots(session, agenda.id, (appt.start_at, appt.end_at))
     await _record(
         session, actor, f"appointment.{new.value}" if new != current else "appointment.update", appt
     )
@@ -1434,6 +1534,7 @@ async def planning(
     window = _window(start, end, default_days=7)
     if not agenda_ids or len(agenda_ids) > 50:
         raise Invalid("Choisissez de 1 à 50 agendas.", field="agenda_id")
+    await _roll_forward_now_and_then(session)
     loaded = [await _load_agenda(session, actor, a) for a in dict.fromkeys(agenda_ids)]
     outs = await _agenda_outs(session, actor, [x.agenda for x in loaded])
     result = []

@@ -156,3 +156,26 @@ def test_rules_outside_the_safe_subset_are_refused_and_count_counts() -> None:
         "2026-07-06",
         "2026-08-03",
     ]
+
+
+def test_materialised_slots_per_type_minus_busy_once_each_and_in_a_region() -> None:
+    day = _utc(2026, 6, 1)
+    morning = (None, day.replace(hour=7), day.replace(hour=10))
+    # A second opening over the same hours for consultations only: no slot twice.
+    consult_only = ("consult", day.replace(hour=7), day.replace(hour=8))
+    afternoon = ("visit", day.replace(hour=12), day.replace(hour=14))
+    types = [("consult", 30), ("visit", 45)]
+    # A long appointment far before: the bisection must still see it (it overlaps the morning).
+    busy = [
+        (day.replace(hour=5), day.replace(hour=7, minute=30)),
+        (day.replace(hour=12), day.replace(hour=12, minute=45)),
+    ]
+    slots = rules.materialised_slots(openings=[morning, consult_only, afternoon], types=types, busy=busy)
+    by_type: dict[str, list[str]] = {}
+    for type_id, start, end in slots:
+        by_type.setdefault(type_id, []).append(f"{start:%H:%M}-{end:%H:%M}")
+    assert by_type["consult"] == ["07:30-08:00", "08:00-08:30", "08:30-09:00", "09:00-09:30", "09:30-10:00"]
+    assert by_type["visit"] == ["07:45-08:30", "08:30-09:15", "09:15-10:00", "12:45-13:30"]
+    region = (day.replace(hour=9), day.replace(hour=12, minute=45))
+    inside = rules.materialised_slots(openings=[morning, afternoon], types=types, busy=busy, region=region)
+    assert sorted(f"{t} {s:%H:%M}" for t, s, _ in inside) == ["consult 09:00", "consult 09:30", "visit 09:15"]

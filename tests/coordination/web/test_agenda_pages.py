@@ -104,6 +104,11 @@ async def test_book_a_free_slot_for_a_patient_from_the_week_page_and_cancel_it(
     # The slot is no longer offered; the week shows it busy.
     again = await client.get(f"/app/agendas/{setup.id}?semaine={setup.monday.isoformat()}")
     assert nine_thirty not in _booking_links(again.text) and len(_booking_links(again.text)) == 29
+    # Without a patient, a slot link carries no empty « patient= » (the form would refuse it).
+    bare = next(iter(_booking_links(again.text).values()))
+    assert "patient=" not in bare
+    bare_form = await client.get(bare)
+    assert bare_form.status_code == 200 and "Réserver un créneau" in bare_form.text
 
     # An outsider to the patient's circle cannot book for them from the page, and leaves no trace.
     assert (await sign_in(browser, outsider.user_id, PASSWORD)).status_code == 303
