@@ -1,7 +1,7 @@
 """agenda: materialised free slots (the next-free-slot search reads them in start order)
 
 Revision ID: agenda_2_free_slots
-Revises: agenda_1_tables
+Revises: notify_1_dac_rooms
 Create Date: 2026-11-29 21:50:00
 
 The table is filled for the agendas that already have openings, from their openings, bookable types
@@ -20,7 +20,7 @@ import coordination.db
 from coordination.agenda import rules
 
 revision: str = "agenda_2_free_slots"
-down_revision: str | None = "agenda_1_tables"
+down_revision: str | None = "notify_1_dac_rooms"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
