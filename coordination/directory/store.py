@@ -15,7 +15,8 @@ text files the server reads as they are on PostgreSQL (:class:`PartCopyFiles`). 
 without persons, or without structures) skips what only a directory with rows needs: the structures go in
 straight from the sites, the persons straight from the grouping of their lines (no ``stg_persons``
 classification), the activities without looking their person up, and the secondary indexes (and,
-on PostgreSQL, the activities' foreign key) are rebuilt once at the end instead of maintained row by row.
+on PostgreSQL, the activities' foreign key, and the primary keys of the tables filled from empty with the
+foreign keys that reference them) are rebuilt once at the end instead of maintained row by row.
 
 Staging rows
 ------------
