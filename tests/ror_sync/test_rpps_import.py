@@ -501,6 +501,11 @@ async def test_a_bulk_load_puts_back_every_index_and_foreign_key(
     finally:
         await engine.dispose()
     assert await _directory_view(database_url) == expected
+    # Re-importing the same file over it finds nothing to change (same keys, same fingerprints).
+    again = await run_import(database_url, path)
+    assert again.persons.seen == again.persons.unchanged > 0
+    assert again.structures.seen == again.structures.unchanged > 0
+    assert await _directory_view(database_url) == expected
     # The foreign key is the one it was, cascade included.
     nid = national_id(3)
     await db.execute(delete(Person).where(Person.national_id == nid))
