@@ -70,9 +70,47 @@ def _tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
-def run_measured(cmd: list[str], *, stdin: str | None = None) -> tuple[float, float, float, str]:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu(database: str, seen: dict[int, float]) -> None:
+    """Record the CPU seconds so far of the local PostgreSQL backends serving ``database`` (their process
+    title names it: ``postgres: 15/main: user database host(port) ...``), by process id."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not title.startswith("postgres: ") or f" {database} " not in title:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _cpu_seconds(err: str) -> float:
+    """User + system CPU seconds of the measured process and its children (``/usr/bin/time -v``)."""
+    total = 0.0
+    for line in err.splitlines():
+        if "User time (seconds)" in line or "System time (seconds)" in line:
+            total += float(line.rsplit(":", 1)[1])
+    return total
+
+
+# The sqlite3 .import of the current file (wall, CPU seconds): PostgreSQL's import is also compared to it.
+SQLITE_BASELINE: list[float] = []
+# CPU seconds of the last measured run: (the process and its children, the PostgreSQL server's backends).
+LAST_CPU = [0.0, 0.0]
+
+
+def run_measured(
+    cmd: list[str], *, stdin: str | None = None, database: str | None = None
+) -> tuple[float, float, float, str]:
     """Run ``cmd`` under ``/usr/bin/time -v``: (wall seconds, that process's peak RSS in MB, peak of the
-    sum over it and its helper processes in MB, sampled every 0.1 s, stdout)."""
+    sum over it and its helper processes in MB, sampled every 0.1 s, stdout). ``LAST_CPU`` then holds
+    its CPU seconds and, with ``database`` (a local PostgreSQL), those of the server backends serving
+    that database, sampled every 0.1 s (a backend's last 0.1 s can be missed)."""
     if not Path("/usr/bin/time").exists():
         raise SystemExit("/usr/bin/time est requis pour mesurer la mémoire : apt-get install time")
     started = time.perf_counter()
@@ -87,10 +125,13 @@ def run_measured(cmd: list[str], *, stdin: str | None = None) -> tuple[float, fl
     )
     peak = [0.0]
     done = threading.Event()
+    backends: dict[int, float] = {}
 
     def sample() -> None:
         while not done.wait(0.1):
             peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            if database is not None:
+                _server_cpu(database, backends)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -100,6 +141,7 @@ def run_measured(cmd: list[str], *, stdin: str | None = None) -> tuple[float, fl
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"échec de {' '.join(cmd)} :\n{out}\n{err}")
+    LAST_CPU[:] = [_cpu_seconds(err), sum(backends.values())]
     rss = 0.0
     for line in err.splitlines():
         if "Maximum resident set size" in line:
@@ -144,15 +186,40 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _ours(label: str, url: str, data: Path, base_wall: float, temp_dir: Path, reimport: bool) -> None:
+def _cpu_text(base_cpu: float) -> str:
+    """CPU of the last run, and its ratio to the baseline's: far less sensitive than the wall time to
+    the other processes of a shared machine (what they take is not counted)."""
+    own, server = LAST_CPU
+    where = f" (dont serveur {server:.2f} s)" if server else ""
+    return f"CPU {own + server:6.2f} s{where}, ratio CPU {(own + server) / base_cpu:.2f} x"
+
+
+def _ours(
+    label: str,
+    url: str,
+    data: Path,
+    base_wall: float,
+    temp_dir: Path,
+    reimport: bool,
+    *,
+    base_cpu: float,
+    database: str | None = None,
+) -> None:
     for step in ("1er import", "réimport  ")[: 2 if reimport else 1]:
-        wall, rss, tree, out = run_measured([PY, "-c", IMPORT_SNIPPET, url, str(data), str(temp_dir)])
+        wall, rss, tree, out = run_measured(
+            [PY, "-c", IMPORT_SNIPPET, url, str(data), str(temp_dir)], database=database
+        )
         print(
             f"  {label} import_rpps ({step}) : {wall:6.2f} s   RSS max {rss:6.0f} Mo "
             f"(avec le processus d'aide : {tree:4.0f} Mo)   ratio {wall / base_wall:.2f} x "
-            f"(budget 3 x)   charge {_load()}",
+            f"(budget 3 x)   {_cpu_text(base_cpu)}   charge {_load()}",
             flush=True,
         )
+        if database is not None and SQLITE_BASELINE:
+            print(
+                f"     soit {wall / SQLITE_BASELINE[0]:.2f} x le sqlite3 .import du même fichier, "
+                f"{sum(LAST_CPU) / SQLITE_BASELINE[1]:.2f} x en CPU"
+            )
         print("     " + "\n     ".join(out.strip().splitlines()[:5]))
 
 
@@ -164,15 +231,17 @@ def bench_sqlite(data: Path, *, reimport: bool) -> None:
             f"CREATE TABLE t ({cols});\n.separator |\n.import --skip 1 {data} t\nSELECT count(*) FROM t;\n"
         )
         base_wall, base_rss, _, base_out = run_measured(["sqlite3", str(base_db)], stdin=script)
+        base_cpu = LAST_CPU[0]
+        SQLITE_BASELINE[:] = [base_wall, base_cpu]
         print(
             f"  référence sqlite3 .import : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
-            f"({base_out.strip()} lignes)   charge {_load()}",
+            f"({base_out.strip()} lignes)   CPU {base_cpu:6.2f} s   charge {_load()}",
             flush=True,
         )
         base_db.unlink()
         url = f"sqlite+aiosqlite:///{tmp}/coordination.db"
         run_child([PY, "-c", SCHEMA_SNIPPET, url])
-        _ours("SQLite", url, data, base_wall, Path(tmp) / "tmp", reimport)
+        _ours("SQLite", url, data, base_wall, Path(tmp) / "tmp", reimport, base_cpu=base_cpu)
 
 
 def bench_postgres(server: str, data: Path, *, reimport: bool) -> None:
@@ -201,18 +270,19 @@ def bench_postgres(server: str, data: Path, *, reimport: bool) -> None:
             f"\\copy t FROM '{data}' WITH (FORMAT csv, DELIMITER '|', QUOTE E'\\x01', HEADER true)\n"
         )
         base_wall, base_rss, _, _ = run_measured(
-            ["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{dsn}/{base}"], stdin=copy
+            ["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{dsn}/{base}"], stdin=copy, database=base
         )
+        base_cpu = sum(LAST_CPU)
         print(
             f"  référence PostgreSQL psql \\copy : {base_wall:6.2f} s   RSS max {base_rss:6.0f} Mo   "
-            f"charge {_load()}",
+            f"CPU {base_cpu:6.2f} s (dont serveur {LAST_CPU[1]:.2f} s)   charge {_load()}",
             flush=True,
         )
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)'))
         url = f"{server.rstrip('/')}/{ours}"
         run_child([PY, "-c", SCHEMA_SNIPPET, url])
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-            _ours("PostgreSQL", url, data, base_wall, Path(tmp), reimport)
+            _ours("PostgreSQL", url, data, base_wall, Path(tmp), reimport, base_cpu=base_cpu, database=ours)
     finally:
         for name in (base, ours):
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -238,6 +308,7 @@ def main() -> None:
         raise SystemExit("le client psql est requis : apt-get install postgresql-client")
     print(f"{os.cpu_count()} CPU, charge au départ {_load()}")
     for distribution in args.distribution:
+        SQLITE_BASELINE.clear()
         data = _data_file(args.lines, distribution)
         size_mb = data.stat().st_size / 1e6
         print(f"\n== {distribution} : {data} ({args.lines} lignes, {size_mb:.0f} Mo)", flush=True)

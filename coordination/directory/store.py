@@ -15,7 +15,8 @@ text files the server reads as they are on PostgreSQL (:class:`PartCopyFiles`). 
 without persons, or without structures) skips what only a directory with rows needs: the structures go in
 straight from the sites, the persons straight from the grouping of their lines (no ``stg_persons``
 classification), the activities without looking their person up, and the secondary indexes (and,
-on PostgreSQL, the activities' foreign key) are rebuilt once at the end instead of maintained row by row.
+on PostgreSQL, the activities' foreign key, and the primary keys of the tables filled from empty with the
+foreign keys that reference them) are rebuilt once at the end instead of maintained row by row.
 
 Staging rows
 ------------
@@ -284,17 +285,25 @@ def _derive_structures_sql() -> str:
     )
 
 
-def _first_structures_sql(dialect: Dialect, source: Source) -> str:
+def _first_structures_sql(dialect: Dialect, source: Source, *, keyless: bool = False) -> str:
     """RPPS into a directory without any structure (a first import): every derived structure is new,
     none to keep, update or deactivate, so they go straight in, without being staged and classified
     first (about 5 s of a 2M-line extract with one structure per line, issue 6 item 18). They go in in
-    key order: SQLite's GROUP BY gives them so already (sorting them again cost 1.5 s there)."""
+    key order: SQLite's GROUP BY gives them so already (sorting them again cost 1.5 s there).
+
+    ``keyless``: PostgreSQL, the primary key is built after the load (:meth:`PostgresStaging.
+    _drop_for_bulk_load`): no order to give them, the first site of each key is found by hashing
+    (``_DERIVED_STRUCTURES``) rather than by sorting every site on its text key."""
     struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
     return (
         f"INSERT INTO directory_structures (structure_id, {', '.join(_STRUCT_FIELDS)}, active, "
         "deactivated_at, source, fhir_id, updated_at) "
         f"SELECT t.structure_id, {struct_vals}, TRUE, NULL, '{source}', {_n('t.fhir_id')}, :now "
-        + (f"FROM ({_DERIVED_STRUCTURES}) t" if dialect == "sqlite" else f"FROM ({_PG_FIRST_SITES}) t")
+        + (
+            f"FROM ({_DERIVED_STRUCTURES}) t"
+            if dialect == "sqlite" or keyless
+            else f"FROM ({_PG_FIRST_SITES}) t"
+        )
     )
 
 
@@ -409,7 +418,7 @@ _FIRST_PERSONS = (
 
 
 def _person_steps(
-    source: Source, *, fp: str, distinct: str, first_persons: bool, full: bool
+    source: Source, *, fp: str, distinct: str, first_persons: bool, full: bool, keyless: bool = False
 ) -> list[tuple[str, str | None, bool]]:
     """The writes to the persons, and the removal of the activities they replace (see ``_apply_sql``)."""
     person_cols = ", ".join(_PERSON_FIELDS)
@@ -427,9 +436,10 @@ def _person_steps(
                 # ``l.pf = 1`` changes no row (a first line carries the person's fields): it lets the
                 # join hash the persons' first lines only, not every line.
                 f"{insert}FROM ({_FIRST_PERSONS}) s JOIN stg_lines l ON l.line_no = s.first_line "
-                "AND l.pf = 1" + ("" if distinct == "IS NOT" else " ORDER BY s.national_id"),
+                "AND l.pf = 1" + ("" if distinct == "IS NOT" or keyless else " ORDER BY s.national_id"),
                 # PostgreSQL: in key order, what the primary key's index wants (10.8 s instead of
-                # 13 s for 1.5M persons; SQLite's GROUP BY gives them so already).
+                # 13 s for 1.5M persons; SQLite's GROUP BY gives them so already); no order at all
+                # when that key is built after the load (``keyless``).
                 "persons_added",
                 True,
             )
@@ -485,8 +495,12 @@ def _apply_sql(
     deactivate_persons: bool,
     first_structures: bool = False,
     first_persons: bool = False,
+    keyless: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str | None, bool]]:
-    """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds."""
+    """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds.
+
+    ``keyless``: the directory tables whose primary key is built after the load (PostgreSQL first
+    import): their rows need no order."""
     distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
     higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
     keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
@@ -504,7 +518,16 @@ def _apply_sql(
                 True,
             )
         )
-    steps.extend(_person_steps(source, fp=fp, distinct=distinct, first_persons=first_persons, full=full))
+    steps.extend(
+        _person_steps(
+            source,
+            fp=fp,
+            distinct=distinct,
+            first_persons=first_persons,
+            full=full,
+            keyless="directory_persons" in keyless,
+        )
+    )
     line_fields = ("profession_code", "profession", "specialty", "mode", "role")
     site_fields = ("site_name", "address", "postal_code", "city", "department", "phone", "email")
     steps.append(
@@ -530,7 +553,13 @@ def _apply_sql(
 
     # Structures.
     if first_structures:
-        steps.append((_first_structures_sql(dialect, source), "structures_added", True))
+        steps.append(
+            (
+                _first_structures_sql(dialect, source, keyless="directory_structures" in keyless),
+                "structures_added",
+                True,
+            )
+        )
         return steps
     differs = " OR ".join(f"d.{c} {distinct} {_struct_expr(c)}" for c in _STRUCT_FIELDS)
     steps.append(
@@ -1023,11 +1052,18 @@ _PG_SECONDARY_INDEXES = (
     "('directory_persons', 'directory_activities', 'directory_structures') "
     "AND NOT x.indisprimary AND NOT x.indisunique AND x.indpred IS NULL"
 )
-# Foreign keys of the activities (to their person), with their definitions: on a first import they are
-# dropped and added back once, which checks every row with one join instead of a trigger call per row.
-_PG_ACTIVITY_FOREIGN_KEYS = (
-    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-    "WHERE conrelid = 'directory_activities'::regclass AND contype = 'f'"
+# Keys dropped by a bulk load and added back once at its end (see PostgresStaging._drop_for_bulk_load),
+# as (table, name, definition, kind): the activities' foreign keys (to their person), and for each
+# directory table that is empty before the load ($1), its primary key and the foreign keys of any table
+# that reference it (they depend on that key's index). Adding a foreign key back checks every row with
+# one join instead of a trigger call per row; a primary key is built from one sort instead of a btree
+# insertion (and its WAL record) per row.
+_PG_BULK_LOAD_KEYS = (
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype::text FROM pg_constraint "
+    "WHERE (contype = 'f' AND conrelid = 'directory_activities'::regclass) "
+    "OR (contype = 'f' AND confrelid = ANY($1::regclass[])) "
+    "OR (contype = 'p' AND conrelid = ANY($1::regclass[])) "
+    "ORDER BY contype, conrelid::regclass::text, conname"
 )
 # The staging tables (hundreds of MB for a 2M-line extract) live in the session's temporary buffers, and
 # the merge's joins, sorts and index builds run over them: in memory rather than through 8 MB of buffers
@@ -1036,8 +1072,13 @@ _PG_ACTIVITY_FOREIGN_KEYS = (
 # transaction only. Server memory, not the importing process's.
 _PG_IMPORT_SETTINGS = (
     "SET temp_buffers = '256MB'",
-    "SET LOCAL work_mem = '128MB'",
+    # The first import's hashes and sorts (1.5M persons, 1.7M sites, 2M lines of a liberal extract)
+    # stay in memory instead of spilling 150 to 290 MB each to temporary files (issue 6 item 18).
+    "SET LOCAL work_mem = '256MB'",
     "SET LOCAL maintenance_work_mem = '256MB'",
+    # A few large statements, each run once: compiling them (up to 0.8 s each with inlining and
+    # optimisation, 2M-line extract) costs more than it saves.
+    "SET LOCAL jit = off",
     # The import's commit does not wait for its WAL to reach the disk: a crash right after it can lose
     # that commit (the directory stays as it was, the import is re-run), never corrupt anything.
     "SET LOCAL synchronous_commit = off",
@@ -1150,7 +1191,16 @@ class PostgresStaging:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")
         existing = int(await conn.fetchval("SELECT COUNT(*) FROM directory_activities"))
-        rebuild = await self._drop_for_bulk_load(existing)
+        empty = [
+            table
+            for table, is_empty in (
+                ("directory_persons", first_persons),
+                ("directory_structures", first_structures),
+                ("directory_activities", existing == 0),
+            )
+            if is_empty
+        ]
+        rebuild, keyless = await self._drop_for_bulk_load(existing, empty)
         steps = _apply_sql(
             "postgresql",
             source,
@@ -1158,6 +1208,7 @@ class PostgresStaging:
             deactivate_persons=deactivating > 0,
             first_structures=first_structures,
             first_persons=first_persons,
+            keyless=keyless,
         )
         for sql, counter, needs_now in steps:
             if needs_now:
@@ -1194,31 +1245,45 @@ class PostgresStaging:
         empty = self._staged == 0 and self._structs == 0
         return _check_guard(source, active, kept, guard, result, empty=empty)
 
-    async def _drop_for_bulk_load(self, existing: int) -> list[str]:
+    async def _drop_for_bulk_load(
+        self, existing: int, empty: Sequence[str]
+    ) -> tuple[list[str], frozenset[str]]:
         """When the import loads much more than the directory holds (a first import), drop what is
-        cheaper to rebuild once than to maintain row by row; returns the statements that restore it.
+        cheaper to rebuild once than to maintain row by row; returns the statements that restore it, and
+        the tables of ``empty`` (directory tables without a row before this import) left without their
+        primary key meanwhile.
 
         As on SQLite, rebuilding the secondary indexes from a sort beats inserting into them row by row.
         The activities' foreign key likewise: one trigger call per inserted row costs more than one join
-        of the whole table when it is added back (same transaction: had that check failed, the import
-        would fail and roll back with it). Dropping an index locks its table until commit: this is the
-        first import, before anyone can use the directory."""
+        of the whole table when it is added back. The primary key of a table that was empty likewise
+        (with the foreign keys of other tables that reference it, which need its index: they check
+        nothing while it is empty); it is added back before them. All of this happens in the import's
+        transaction: had a key failed to build, the import would fail and roll back with it. Dropping an
+        index or a key locks its table until commit (and the tables whose foreign keys are dropped: the
+        accounts and requests that reference the directory): this is the first import, before anyone
+        can use the directory."""
         conn = self._conn
         if self._staged <= max(BULK_LOAD_MIN_LINES, 2 * existing):
-            return []
+            return [], frozenset()
         indexes = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
-        foreign_keys = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_ACTIVITY_FOREIGN_KEYS)]
+        keys = [
+            (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+            for r in await conn.fetch(_PG_BULK_LOAD_KEYS, list(empty))
+        ]
+        foreign = [k for k in keys if k[3] == "f"]
+        primary = [k for k in keys if k[3] == "p"]
         for name, _sql in indexes:
             await conn.execute(f'DROP INDEX "{name}"')
-        for name, _sql in foreign_keys:
-            await conn.execute(f'ALTER TABLE directory_activities DROP CONSTRAINT "{name}"')
-        return [
+        for table, name, _definition, _kind in (*foreign, *primary):  # the keys the others need last
+            await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        restore = [
             *(sql for _name, sql in indexes),
             *(
-                f'ALTER TABLE directory_activities ADD CONSTRAINT "{name}" {definition}'
-                for name, definition in foreign_keys
+                f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+                for table, name, definition, _kind in (*primary, *foreign)
             ),
         ]
+        return restore, frozenset(table for table, *_rest in primary)
 
     async def close(self) -> None:
         if self._tx is not None:

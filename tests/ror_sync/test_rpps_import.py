@@ -450,35 +450,62 @@ async def test_a_full_structure_table_gives_the_same_directory(
     assert full.structures.added == 30
 
 
+_DIRECTORY_TABLES = ("directory_persons", "directory_structures", "directory_activities")
+
+
 def _constraints(sync_conn: Connection) -> dict[str, object]:
     inspector = inspect(sync_conn)
-    return {
+    keys: dict[str, object] = {
         table: (
             sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
-            sorted(
-                (tuple(k["constrained_columns"]), k["referred_table"], str(k["options"]))
-                for k in inspector.get_foreign_keys(table)
-            ),
+            inspector.get_pk_constraint(table),
         )
-        for table in ("directory_persons", "directory_structures", "directory_activities")
+        for table in _DIRECTORY_TABLES
     }
+    # Every foreign key of the schema that involves the directory: the activities' own, and those of the
+    # accounts, sign-up and DAC tables that reference a directory table's primary key.
+    for table in inspector.get_table_names():
+        keys[f"fk {table}"] = sorted(
+            (k["name"], tuple(k["constrained_columns"]), k["referred_table"], str(k["options"]))
+            for k in inspector.get_foreign_keys(table)
+            if table in _DIRECTORY_TABLES or k["referred_table"] in _DIRECTORY_TABLES
+        )
+    return keys
 
 
 async def test_a_bulk_load_puts_back_every_index_and_foreign_key(
     database_url: str, db: AsyncSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Issue 6 item 18: a first import drops the directory's secondary indexes (and, on PostgreSQL, the
-    # activities' foreign key, instead of a trigger call per row) and builds them again at the end.
+    # activities' foreign key instead of a trigger call per row, the primary keys of the tables it
+    # fills from empty with the foreign keys that reference them) and builds them again at the end.
+    # Their rows then go in in no particular order: the directory is the one a row-by-row load gives.
+    path = write_rpps(
+        tmp_path / "a.txt",
+        [rpps_line(n, **{"Identifiant technique de la structure": f"S{n % 7}"}) for n in range(1, 30)]
+        + [rpps_line(n, **{"Identifiant technique de la structure": f"T{n}"}) for n in range(40, 1, -3)],
+    )
+    (tmp_path / "rows").mkdir()
+    async with fresh_database_url(tmp_path / "rows") as row_by_row_url:
+        await create_schema(row_by_row_url)
+        await run_import(row_by_row_url, path)  # below BULK_LOAD_MIN_LINES: no key dropped
+        expected = await _directory_view(row_by_row_url)
     engine = make_engine(database_url)
     try:
         async with engine.connect() as conn:
             before = await conn.run_sync(_constraints)
         monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)  # 2M lines in real life
-        await run_import(database_url, write_rpps(tmp_path / "a.txt", [rpps_line(n) for n in range(1, 30)]))
+        await run_import(database_url, path)
         async with engine.connect() as conn:
             assert await conn.run_sync(_constraints) == before
     finally:
         await engine.dispose()
+    assert await _directory_view(database_url) == expected
+    # Re-importing the same file over it finds nothing to change (same keys, same fingerprints).
+    again = await run_import(database_url, path)
+    assert again.persons.seen == again.persons.unchanged > 0
+    assert again.structures.seen == again.structures.unchanged > 0
+    assert await _directory_view(database_url) == expected
     # The foreign key is the one it was, cascade included.
     nid = national_id(3)
     await db.execute(delete(Person).where(Person.national_id == nid))
