@@ -278,7 +278,8 @@ async def setup(home: Home, users: int, rooms: int) -> list[dict[str, Any]]:
 
 
 # --- processes ---------------------------------------------------------------------------------
-def label(proc: psutil.Process) -> str | None:
+def label(proc: psutil.Process, database_marker: str) -> str | None:
+    """The name a process is reported under; None for processes that are not this instance's."""
     try:
         cmd = proc.cmdline()
         name = proc.name()
@@ -300,7 +301,8 @@ def label(proc: psutil.Process) -> str | None:
     if "azurezo_cli" in line and " up" in line:
         return "azurezo up (superviseur)"
     if name.startswith("postgres"):
-        return "PostgreSQL (tous processus, partagé)"
+        # Only the backends connected to this instance's databases: the server is shared.
+        return "PostgreSQL (connexions de l'instance)" if database_marker in line else None
     if name.startswith("redis-server"):
         return "Redis (partagé)"
     return None
@@ -316,9 +318,10 @@ class Usage:
 class Sampler(threading.Thread):
     """CPU time and RSS of each process of interest, every ``interval`` seconds, by label."""
 
-    def __init__(self, roots: list[int], interval: float = 2.0) -> None:
+    def __init__(self, roots: list[int], database_marker: str, interval: float = 2.0) -> None:
         super().__init__(daemon=True)
         self.roots = roots
+        self.database_marker = database_marker
         self.interval = interval
         self.usage: dict[str, Usage] = {}
         self.machine_cpu: list[float] = []
@@ -342,7 +345,7 @@ class Sampler(threading.Thread):
     def sample(self) -> None:
         rss: dict[str, int] = {}
         for proc in self.processes():
-            name = label(proc)
+            name = label(proc, self.database_marker)
             if name is None:
                 continue
             try:
@@ -468,7 +471,8 @@ def run(topology: str, args: argparse.Namespace) -> dict[str, Any]:
                 stdout=(work / "locust.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
-            sampler = Sampler([instance.process.pid, locust.pid])
+            marker = postgres_database_urls(args.postgres, instance.server_name)[0].removesuffix("_synapse")
+            sampler = Sampler([instance.process.pid, locust.pid], marker)
             load_before = os.getloadavg()
             print(
                 f"  Locust : {args.users} utilisateurs à {args.spawn_rate}/s, puis {args.minutes} min "
