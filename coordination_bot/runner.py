@@ -9,7 +9,8 @@ the first reply instead of sending a second one.
 
 Undecryptable events (``MegolmEvent``: the room key has not arrived yet) are kept (ciphertext only,
 ``pending.json``) and retried after every sync, so a command whose key comes late is answered when it
-arrives — never answered with an error, never dropped.
+arrives — never answered with an error; only beyond the ``MAX_PENDING`` most recent are the oldest
+dropped (a device that never shares its keys must not grow the retries for ever).
 """
 
 from __future__ import annotations
@@ -595,6 +596,10 @@ class Bot:
         for room_id, event in batch.encrypted:
             self._pending[event.event_id] = (room_id, event)
             metrics.UNDECRYPTABLE.inc()
+        # Bounded like pending.json: events whose key never comes (a device that never shares it)
+        # must not be kept and retried after every sync for ever; the oldest go first.
+        for event_id in list(self._pending)[: max(0, len(self._pending) - MAX_PENDING)]:
+            del self._pending[event_id]
         per_room: dict[RoomId, list[Event]] = defaultdict(list)
         for room_id, event in self._retry_pending():
             per_room[room_id].append(event)

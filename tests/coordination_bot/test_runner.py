@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from nio import EncryptionError, MegolmEvent, RoomMessageText
 
+from coordination_bot import runner
 from coordination_bot.gateway import Incoming
 from coordination_bot.ids import RoomId
 from coordination_bot.runner import Bot, BotConfig, _Batch, incoming_from_event
@@ -160,6 +161,19 @@ async def test_undecryptable_event_is_kept_across_a_restart_and_handled_when_its
     await bot2.process("s3", first=False)
     assert [(i.event_id, i.text) for i in handlers2.handled] == [("$enc1", "!taches")]
     assert json.loads((tmp_path / "bot" / "pending.json").read_text()) == []
+
+
+async def test_undecryptable_events_kept_are_bounded_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "MAX_PENDING", 3)
+    bot, fake, _ = make_bot(tmp_path)
+    bot._batch = _Batch([], [(ROOM, megolm(f"$enc{i}")) for i in range(5)])
+    await bot.process("s1", first=False)
+    assert list(bot._pending) == ["$enc2", "$enc3", "$enc4"]  # retried after each sync: bounded
+    assert fake.key_requests == ["$enc2", "$enc3", "$enc4"]
+    saved = json.loads((tmp_path / "bot" / "pending.json").read_text())
+    assert [e["event_id"] for e in saved] == ["$enc2", "$enc3", "$enc4"]
 
 
 def test_structured_command_and_notices() -> None:
