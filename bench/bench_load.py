@@ -22,7 +22,8 @@ For each topology, in the same invocation (workers first, then the single proces
    (share of one core, averaged over the run) and memory (RSS: mean and peak).
 
 Prints Locust's figures (count, failures, p50/p95/p99/max per request), the processes, and the ratio
-single process / workers for the p95s and the CPU. Writes everything to ``bench/out/load-<topology>.json``.
+single process / workers for the p95s. Writes the figures to ``bench/out/load-<topology>.json`` and
+keeps the instance's logs in ``bench/out/logs-<topology>/``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -510,6 +512,9 @@ def run(topology: str, args: argparse.Namespace) -> dict[str, Any]:
             raise
         finally:
             instance.stop()
+            # Kept for a look afterwards (the home is temporary): no patient data in them.
+            shutil.rmtree(OUT / f"logs-{topology}", ignore_errors=True)
+            shutil.copytree(instance.home_path / "logs", OUT / f"logs-{topology}", dirs_exist_ok=True)
 
 
 def print_result(result: dict[str, Any]) -> None:
