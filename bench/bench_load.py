@@ -236,6 +236,9 @@ async def setup(home: Home, users: int, rooms: int) -> list[dict[str, Any]]:
                 "preset": "private_chat",
                 "name": f"Charge {r}",
                 "invite": [m["user_id"] for m in others] + [home.bot_user_id],
+                # The bot may redact (file rules): otherwise it posts a notice in each encrypted room
+                # it joins, 100 rate-limited messages while the clock would already run.
+                "power_level_content_override": {"users": {home.bot_user_id: 50}},
                 "initial_state": [ENCRYPTION] if encrypted else [],
             }
             async with gate:
@@ -282,6 +285,38 @@ async def setup(home: Home, users: int, rooms: int) -> list[dict[str, Any]]:
             raise RuntimeError(f"le robot n'a pas rejoint {len(waiting)} salons en 15 minutes")
         await _checked(http.delete(bot_override, headers=admin_auth), "override_ratelimit (delete)")
         print(f"  robot dans les {rooms} salons ({time.monotonic() - started:.0f} s)", flush=True)
+        # The clock starts once the bot has worked through its joins: a command in the last room
+        # created is answered.
+        probe = next(a for a in reversed(accounts) if not a["encrypted"])
+        auth = {"Authorization": f"Bearer {probe['token']}"}
+        sent = await _checked(
+            http.put(
+                f"/_matrix/client/v3/rooms/{probe['room_id']}/send/m.room.message/{uuid.uuid4().hex}",
+                json={"msgtype": "m.text", "body": "!taches"},
+                headers=auth,
+            ),
+            "probe",
+        )
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            page = await _checked(
+                http.get(
+                    f"/_matrix/client/v3/rooms/{probe['room_id']}/messages",
+                    params={"dir": "b", "limit": 20},
+                    headers=auth,
+                ),
+                "probe reply",
+            )
+            if any(
+                e.get("content", {}).get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+                == sent["event_id"]
+                for e in page["chunk"]
+            ):
+                break
+            await asyncio.sleep(2)
+        else:
+            raise RuntimeError("le robot ne répond pas à la commande de contrôle en 15 minutes")
+        print(f"  robot prêt, il répond ({time.monotonic() - started:.0f} s)", flush=True)
     return accounts
 
 
