@@ -597,7 +597,10 @@ def compare(workers: dict[str, Any], single: dict[str, Any]) -> None:
         w, s = _p95(workers, start), _p95(single, start)
         if w and s:
             print(f"  {what:<40} {w:>7.0f} ms  {s:>7.0f} ms   x{s / w:.2f}")
-    total_failures = {r["topology"]: sum(row["failures"] for row in r["stats"]) for r in (workers, single)}
+    total_failures = {
+        r["topology"]: sum(row["failures"] for row in r["stats"] if row["name"] != "Aggregated")
+        for r in (workers, single)
+    }
     print(f"  échecs : workers {total_failures['workers']}, processus unique {total_failures['single']}")
 
 
