@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOME_DIR ?= var
 SOURCES  := filetyping synapse_module coordination ror_sync azurezo_cli coordination_bot
 
-.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files bench-indicators bench-agenda bench-notify
+.PHONY: run test test-workers system-deps e2e-deps lint typecheck check clean bench-import bench-invite bench-service bench-bot bench-whoami bench-files bench-indicators bench-agenda bench-notify bench-load
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 est requis ($(PYTHON) introuvable)"; exit 1; }
@@ -106,6 +106,13 @@ bench-agenda: .stamp-install-test
 	$(BIN)/python bench/bench_agenda.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_agenda $(BENCH_ARGS)
 bench-notify: .stamp-install-test
 	$(BIN)/python bench/bench_notify.py $(BENCH_ARGS)
+# 1,000 simulated professionals (Locust) on `azurezo up --workers` (PostgreSQL + Redis + nginx), then on
+# the single-process SQLite default; BENCH_ARGS='--users 50 --minutes 1' for a short look.
+.stamp-install-bench: .stamp-install-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+bench-load: .stamp-install-bench system-deps
+	$(BIN)/python bench/bench_load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .stamp-install .stamp-install-test build *.egg-info

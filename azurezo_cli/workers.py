@@ -47,6 +47,7 @@ REDIS_PORT = int(os.environ.get("AZUREZO_REDIS_PORT", "6379"))
 # must have different server names.
 REDIS_DATABASES = 16
 NGINX = "nginx"
+NGINX_SBIN = "/usr/sbin/nginx"  # Debian's nginx, outside a non-root PATH
 
 # --- the routing table (Synapse docs/workers.md) -------------------------------------------------
 SYNC_ROUTES = (
@@ -409,11 +410,11 @@ def render_nginx_config(home: Home, topology: Topology) -> Path:
 
 def nginx_binary() -> str:
     """nginx's path; a French ``HomeError`` when it is not installed."""
-    for candidate in (shutil.which(NGINX), "/usr/sbin/nginx"):
+    for candidate in (shutil.which(NGINX), NGINX_SBIN):
         if candidate and Path(candidate).exists():
             return candidate
     raise HomeError(
-        "nginx est introuvable : installez-le (`apt-get install nginx`, ou `make workers-deps`) "
+        "nginx est introuvable : installez-le (`apt-get install nginx`, ou `make system-deps`) "
         "pour lancer Synapse avec ses workers."
     )
 

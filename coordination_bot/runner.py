@@ -9,7 +9,8 @@ the first reply instead of sending a second one.
 
 Undecryptable events (``MegolmEvent``: the room key has not arrived yet) are kept (ciphertext only,
 ``pending.json``) and retried after every sync, so a command whose key comes late is answered when it
-arrives — never answered with an error, never dropped.
+arrives — never answered with an error; only beyond the ``MAX_PENDING`` most recent are the oldest
+dropped (a device that never shares its keys must not grow the retries for ever).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import io
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -261,6 +262,8 @@ class Bot:
         self.rooms: PatientRooms | None = None
         self._live = False  # after the first sync: member events are new, not history
         self._background: set[asyncio.Task[None]] = set()
+        self._key_request_queue: deque[tuple[RoomId, MegolmEvent]] = deque()
+        self._key_requester: asyncio.Task[None] | None = None
 
     # --- start --------------------------------------------------------------------------------
     async def start(self) -> AsyncClient:
@@ -595,19 +598,38 @@ class Bot:
         for room_id, event in batch.encrypted:
             self._pending[event.event_id] = (room_id, event)
             metrics.UNDECRYPTABLE.inc()
+        # Bounded like pending.json: events whose key never comes (a device that never shares it)
+        # must not be kept and retried after every sync for ever; the oldest go first.
+        for event_id in list(self._pending)[: max(0, len(self._pending) - MAX_PENDING)]:
+            del self._pending[event_id]
         per_room: dict[RoomId, list[Event]] = defaultdict(list)
         for room_id, event in self._retry_pending():
             per_room[room_id].append(event)
         for room_id, event in batch.messages:
             per_room[room_id].append(event)
         await asyncio.gather(*(self._handle_room(room_id, events) for room_id, events in per_room.items()))
-        for room_id, event in batch.encrypted:
-            if event.event_id in self._pending and self.client is not None:
-                with contextlib.suppress(Exception):  # a key request is a courtesy: never fatal
-                    await self.client.request_room_key(event)
-                logger.info("event %s in %s waits for its room key", event.event_id, room_id)
+        self._queue_key_requests(batch.encrypted)
         metrics.UNDECRYPTABLE_PENDING.set(len(self._pending))
         self._save_pending()
+
+    def _queue_key_requests(self, events: list[tuple[RoomId, MegolmEvent]]) -> None:
+        """Ask for the room keys in the background, one request at a time: each new Megolm session is
+        an HTTP request (hundreds when many senders' keys are late at once), and the next syncs'
+        commands must not wait behind them."""
+        self._key_request_queue.extend(events)
+        if self._key_requester is None or self._key_requester.done():
+            self._key_requester = asyncio.ensure_future(self._request_keys())
+            self._background.add(self._key_requester)
+            self._key_requester.add_done_callback(self._background.discard)
+
+    async def _request_keys(self) -> None:
+        while self._key_request_queue:
+            room_id, event = self._key_request_queue.popleft()
+            if event.event_id not in self._pending or self.client is None:
+                continue  # decrypted meanwhile, or dropped beyond MAX_PENDING
+            with contextlib.suppress(Exception):  # a key request is a courtesy: never fatal
+                await self.client.request_room_key(event)
+            logger.info("event %s in %s waits for its room key", event.event_id, room_id)
 
     def _retry_pending(self) -> list[tuple[RoomId, Event]]:
         assert self.client is not None

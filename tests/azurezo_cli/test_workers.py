@@ -4,6 +4,7 @@ a missing prerequisite is refused in French before anything starts."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -80,3 +81,13 @@ def test_missing_prerequisites_are_refused_in_french(tmp_path: Path) -> None:
         workers.check_redis("127.0.0.1", free_port(), timeout=1)
     with pytest.raises(HomeError, match="de 1 à 4"):
         workers.plan_topology(_postgres_home(tmp_path), event_persisters=5)
+
+
+def test_missing_nginx_names_a_make_target_that_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "NGINX", "nginx-absent-here")
+    monkeypatch.setattr(workers, "NGINX_SBIN", "/nonexistent/nginx")
+    with pytest.raises(HomeError, match="nginx est introuvable") as refused:
+        workers.nginx_binary()
+    targets = re.findall(r"`make ([\w.-]+)`", str(refused.value))
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert targets and all(re.search(rf"^{re.escape(t)}:", makefile, re.M) for t in targets)

@@ -4,6 +4,7 @@ ciphertext only) and handled once their key arrives — never answered with an e
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from nio import EncryptionError, MegolmEvent, RoomMessageText
 
+from coordination_bot import runner
 from coordination_bot.gateway import Incoming
 from coordination_bot.ids import RoomId
 from coordination_bot.runner import Bot, BotConfig, _Batch, incoming_from_event
@@ -146,6 +148,7 @@ async def test_undecryptable_event_is_kept_across_a_restart_and_handled_when_its
     bot, fake, handlers = make_bot(tmp_path)
     bot._batch = _Batch([], [(ROOM, megolm("$enc1"))])
     await bot.process("s1", first=False)
+    await asyncio.gather(*bot._background)  # key requests go in the background
     assert handlers.handled == [] and fake.key_requests == ["$enc1"]
     saved = json.loads((tmp_path / "bot" / "pending.json").read_text())
     assert [e["event_id"] for e in saved] == ["$enc1"] and "body" not in json.dumps(saved)
@@ -160,6 +163,42 @@ async def test_undecryptable_event_is_kept_across_a_restart_and_handled_when_its
     await bot2.process("s3", first=False)
     assert [(i.event_id, i.text) for i in handlers2.handled] == [("$enc1", "!taches")]
     assert json.loads((tmp_path / "bot" / "pending.json").read_text()) == []
+
+
+async def test_undecryptable_events_kept_are_bounded_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "MAX_PENDING", 3)
+    bot, fake, _ = make_bot(tmp_path)
+    bot._batch = _Batch([], [(ROOM, megolm(f"$enc{i}")) for i in range(5)])
+    await bot.process("s1", first=False)
+    await asyncio.gather(*bot._background)
+    assert list(bot._pending) == ["$enc2", "$enc3", "$enc4"]  # retried after each sync: bounded
+    assert fake.key_requests == ["$enc2", "$enc3", "$enc4"]
+    saved = json.loads((tmp_path / "bot" / "pending.json").read_text())
+    assert [e["event_id"] for e in saved] == ["$enc2", "$enc3", "$enc4"]
+
+
+async def test_commands_do_not_wait_behind_key_requests(tmp_path: Path) -> None:
+    """Key requests are HTTP calls (one per new Megolm session): a slow server or hundreds of late
+    keys must not hold up the commands of the next syncs."""
+    bot, fake, handlers = make_bot(tmp_path)
+    answered = asyncio.Event()
+
+    async def slow_request(event: MegolmEvent) -> None:
+        fake.key_requests.append(event.event_id)
+        await answered.wait()
+
+    fake.request_room_key = slow_request  # type: ignore[method-assign]
+    bot._batch = _Batch([], [(ROOM, megolm("$enc1")), (ROOM, megolm("$enc2"))])
+    await asyncio.wait_for(bot.process("s1", first=False), 5)
+    bot._batch = _Batch([(ROOM, text("$cmd", "!aide"))], [])
+    await asyncio.wait_for(bot.process("s2", first=False), 5)
+    assert [i.event_id for i in handlers.handled] == ["$cmd"]
+    assert fake.key_requests == ["$enc1"]  # one at a time, in the background
+    answered.set()
+    await asyncio.gather(*bot._background)
+    assert fake.key_requests == ["$enc1", "$enc2"] and bot.dir.load().sync_token == "s2"
 
 
 def test_structured_command_and_notices() -> None:
