@@ -29,7 +29,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 from synapse.module_api import (
@@ -205,8 +205,14 @@ class AzurezoModule:
 
         from twisted.internet import reactor
 
+        def timed_out(result: object, timeout: float) -> NoReturn:
+            # Called only when our timeout fired, whatever the cancelled request failed with:
+            # Synapse's HTTP client logs a cancellation with ``e.args[0]`` and so turns it into an
+            # IndexError, which the default translation (CancelledError only) would let through.
+            raise defer.TimeoutError(f"no answer within {timeout} s")
+
         deferred = run_in_background(get)
-        deferred.addTimeout(self._config.directory_timeout_seconds, reactor)
+        deferred.addTimeout(self._config.directory_timeout_seconds, reactor, onTimeoutCancel=timed_out)
         try:
             result: tuple[int, bytes] = await make_deferred_yieldable(deferred)
         except defer.TimeoutError as exc:

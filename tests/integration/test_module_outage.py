@@ -64,6 +64,10 @@ async def test_frozen_directory_refuses_invites_but_keeps_sessions_and_logins(
         # The first check that needs the service answers: the directory's, or the patient-room rule's
         # (which cannot tell whether this room is a patient's): both fail closed, in French.
         assert "est momentanément injoignable" in str(body["error"]), body
+        # Logged as what it is (Synapse's client turns the cancelled request into an IndexError).
+        logs = "".join(p.read_text(errors="replace") for p in stack.home.logs_dir.glob("synapse*.log"))
+        unavailable = [line for line in logs.splitlines() if "directory unavailable" in line]
+        assert unavailable and all(line.endswith(": timeout") for line in unavailable), unavailable[-3:]
         whoami = await client_api(stack, "GET", "/_matrix/client/v3/account/whoami", token)
         assert whoami.status_code == 200, whoami.text  # last known active: the session works
         assert (await login_raw(stack, alice, alice_pw)).status_code == 200
