@@ -10,6 +10,7 @@ audited exactly as through the API.
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,21 @@ def _answer_fields(raw: FormData) -> dict[str, str]:
     }
 
 
+AUTOSAVE_GRACE = timedelta(seconds=30)
+
+
+def _own_recent_draft(current: EvaluationOut, actor: Actor) -> bool:
+    """The draft was last saved by ``actor`` within the autosave's grace period."""
+    updated_at = current.updated_at
+    if updated_at.tzinfo is None:  # SQLite gives back naive UTC
+        updated_at = updated_at.replace(tzinfo=UTC)
+    return (
+        current.signed_by is None
+        and current.updated_by == actor.national_id
+        and utcnow() - updated_at < AUTOSAVE_GRACE
+    )
+
+
 async def _save_answers(
     request: Request,
     db: SessionDep,
@@ -196,9 +212,11 @@ async def _save_answers(
     raw: FormData,
     *,
     sign: bool,
+    after_own_autosave: bool = False,
 ) -> EvaluationOut:
     """Every answer of the posted form, typed by its question, saved (and signed when asked) through
-    the service. Raises ``Invalid``, pydantic's ``ValidationError`` or another ``ServiceError``."""
+    the service. Raises ``Invalid``, pydantic's ``ValidationError`` or another ``ServiceError``.
+    ``after_own_autosave``: a button's post may follow this page's own autosave (see below)."""
     version = str(raw.get("version", ""))
     values = _answer_fields(raw)
     current = await service.get_evaluation(
@@ -208,12 +226,19 @@ async def _save_answers(
     answers = {item.link_id: _value(item, values.get(item.link_id, "")) for item in form.items}
     if not version.isdigit() or not 1 <= int(version) < 2**31:
         raise Invalid("Formulaire incomplet : rechargez la page puis recommencez.")
+    wanted = int(version)
+    if after_own_autosave and wanted < current.version and _own_recent_draft(current, actor):
+        # The button was pressed while this page's autosave was in flight: that autosave (same
+        # person, seconds ago) took the version the page had not received yet. The posted form
+        # holds every answer and is the newer one, so it goes on top instead of a "modified by
+        # another member" refusal. Another member's save in between is still refused.
+        wanted = current.version
     return await service.update_evaluation(
         session=db,
         actor=actor,
         patient_id=patient_id,
         evaluation_id=evaluation_id,
-        data=EvaluationUpdate(version=int(version), answers=answers, sign=sign),
+        data=EvaluationUpdate(version=wanted, answers=answers, sign=sign),
         forms_dir=_forms_dir(request),
     )
 
@@ -262,7 +287,9 @@ async def save(
     back = f"/app/patients/{patient_id}/evaluations/{evaluation_id}"
     values = _answer_fields(raw)
     try:
-        saved = await _save_answers(request, db, actor, patient_id, evaluation_id, raw, sign=sign)
+        saved = await _save_answers(
+            request, db, actor, patient_id, evaluation_id, raw, sign=sign, after_own_autosave=True
+        )
     except ValidationError:
         too_long = Invalid("Une réponse dépasse 5 000 caractères : raccourcissez-la puis enregistrez.")
         return await _refill(request, db, actor, patient_id, evaluation_id, values, too_long)

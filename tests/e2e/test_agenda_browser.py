@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import DemoInstance
-from tests.e2e.test_dashboard_browser import Visit, _login, browser  # noqa: F401  (the module-scoped browser fixture)
+from tests.e2e.test_dashboard_browser import Visit, _login, browser, expect_status  # noqa: F401  (the module-scoped browser fixture)
 
 pytestmark = [pytest.mark.synapse, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def test_agenda_pages_pass_axe_and_a_slot_is_booked_by_a_click(
         page.get_by_label("Premier jour").fill(monday.isoformat())
         page.get_by_role("button", name="Ajouter les horaires").click()
         page.wait_for_load_state()
-        assert "Horaires ajoutés : de 09:00 à 12:00." in page.get_by_role("status").first.inner_text()
+        expect_status(page, "Horaires ajoutés : de 09:00 à 12:00.")
 
         page.goto(week)
         free = page.get_by_role("link", name=re.compile(r"^Libre — Consultation"))
@@ -88,7 +88,7 @@ def test_agenda_pages_pass_axe_and_a_slot_is_booked_by_a_click(
         page.get_by_role("button", name="Réserver ce créneau").click()
         page.wait_for_load_state()
         when = f"{monday.strftime('%d/%m/%Y')} à 09:00"
-        assert f"Rendez-vous pris le {when}" in page.get_by_role("status").first.inner_text()
+        expect_status(page, f"Rendez-vous pris le {when}")
         assert page.get_by_role("link", name=re.compile(r"^Libre — Consultation")).count() == 5 * 6 - 1
         assert "Suivi tensionnel" in page.locator("#rendez-vous").inner_text()
         visit.check("agenda-semaine-reservee")

@@ -98,6 +98,14 @@ def browser(chromium: str) -> Iterator[Any]:
             launched.close()
 
 
+def expect_status(page: Any, text: str) -> None:
+    """The page's first status line (the flash) says ``text``: waits until the page that follows the
+    action replaces the current one (Playwright's retrying assertion, not a one-off read)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("status").first).to_contain_text(text)
+
+
 class Visit:
     """One professional's browser: checks every page it lands on (axe, CSP, screenshots)."""
 
@@ -165,7 +173,7 @@ def test_a_coordinators_day_in_chromium(
         visit.check("demande")
         page.get_by_role("button", name="Prendre en charge cette demande").click()
         page.wait_for_load_state()
-        assert "Demande prise en charge" in page.get_by_role("status").first.inner_text()
+        expect_status(page, "Demande prise en charge")
 
         # Answer with inclusion: the DAC joins the patient's circle.
         page.get_by_label("Décision").select_option("acceptee")
@@ -173,7 +181,7 @@ def test_a_coordinators_day_in_chromium(
         page.get_by_label("Inclure le patient dans le suivi du DAC").check()
         page.get_by_role("button", name="Envoyer la réponse").click()
         page.wait_for_load_state()
-        assert "Le patient est inclus" in page.get_by_role("status").first.inner_text()
+        expect_status(page, "Le patient est inclus")
         visit.check("demande-repondue")
 
         # Open the patient (now reachable through the DAC's membership).
@@ -190,7 +198,7 @@ def test_a_coordinators_day_in_chromium(
         page.get_by_label("Catégorie").select_option("ordonnance")
         page.get_by_role("button", name="Déposer").click()
         page.wait_for_load_state()
-        assert "Ordonnance de sortie" in page.get_by_role("status").first.inner_text()
+        expect_status(page, "Ordonnance de sortie")
         with page.expect_download() as download:
             page.get_by_role("link", name=re.compile("Ordonnance de sortie")).click()
         assert Path(download.value.path()).read_bytes() == PDF.read_bytes()
@@ -201,7 +209,7 @@ def test_a_coordinators_day_in_chromium(
         page.locator("#tache-type").select_option("concertation_pluriprofessionnelle")
         page.get_by_role("button", name="Créer la tâche").click()
         page.wait_for_load_state()
-        assert "Organiser la concertation de sortie" in page.get_by_role("status").first.inner_text()
+        expect_status(page, "Organiser la concertation de sortie")
         assert "document.uploaded" in page.locator("#tracabilite").inner_text()
 
         page.get_by_role("link", name="Tâches", exact=True).click()
@@ -396,9 +404,11 @@ def test_a_gp_fills_aggir_by_keyboard_then_sees_plan_and_timeline(
         page.locator("#q-habillage-1").focus()
         page.keyboard.press("ArrowDown")  # habillage: B
         page.get_by_role("button", name="Signer l'évaluation").focus()
-        page.keyboard.press("Enter")
-        page.wait_for_load_state()
-        assert "Évaluation signée. Résultat : GIR 4." in page.get_by_role("status").first.inner_text()
+        # The form has its own (autosave) status line: wait for the signed page, not the current one.
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        signed = page.get_by_role("status").filter(has_text="Évaluation signée")
+        assert "Évaluation signée. Résultat : GIR 4." in signed.first.inner_text()
         page.goto(f"{demo.dashboard_url}/patients/{pid}")
         assert "GIR 4" in page.locator("#evaluations").inner_text()
         page.goto(f"{demo.dashboard_url}/patients/{pid}/plan")

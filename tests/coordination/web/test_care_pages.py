@@ -427,3 +427,43 @@ async def test_the_form_saves_itself_as_a_draft_after_each_change(
     assert "hx-swap-oob" not in stale.text
     assert _version((await client.get(url)).text) == "2"  # neither refusal saved anything
     assert "evaluation.updated" in [a for a, _ in await audit_actions(db, pid)]
+
+
+async def test_signing_just_after_the_pages_own_autosave_is_not_a_conflict(
+    client: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """The button pressed while the page's autosave was in flight: that autosave took version 2, the
+    page still says 1. Same person, seconds ago: the posted form goes on top. Another member's save
+    in between is still refused."""
+    pid = team["pid"]
+    url, html = await _start(client, pid, "aggir")
+    csrf, page_version = csrf_of(html), _version(html)
+    autosaved = await client.post(
+        f"{url}/brouillon",
+        data={"csrf_token": csrf, "version": page_version, "q-coherence": "A"},
+        headers={"HX-Request": "true"},
+    )
+    assert "Brouillon enregistré automatiquement" in autosaved.text
+    answers = {f"q-{k}": v for k, v in GIR4.items()}
+    signed = await client.post(
+        url, data={"csrf_token": csrf, "version": page_version, "action": "signer", **answers}
+    )
+    assert signed.status_code == 303
+    assert "Évaluation signée. Résultat : GIR 4." in (await client.get(url)).text
+
+    url, html = await _start(client, pid, "aggir")
+    csrf, page_version = csrf_of(html), _version(html)
+    evaluation_id = NEXT.search(url).group(1)  # type: ignore[union-attr]
+    nurse = team["nurse"]
+    by_nurse = await client.patch(
+        f"/api/v1/patients/{pid}/evaluations/{evaluation_id}",
+        json={"version": int(page_version), "answers": {"coherence": "C"}},
+        headers=nurse.headers,
+    )
+    assert by_nurse.status_code == 200, by_nurse.text
+    refused = await client.post(
+        url, data={"csrf_token": csrf, "version": page_version, "action": "signer", **answers}
+    )
+    assert refused.status_code == 303
+    page = (await client.get(url)).text
+    assert "Évaluation signée" not in page and 'value="signer"' in page
