@@ -771,6 +771,23 @@ async def serve_health(bot: Bot, host: str, port: int) -> asyncio.Server:
     return await asyncio.start_server(answer, host, port)
 
 
+FIRST = asyncio.FIRST_COMPLETED
+# Once asked to stop, the bot ends the step it is in (a sync's page, its acknowledgements) within this
+# time; past it the step is cancelled. nio retries a homeserver that does not answer for ever (login,
+# keys, room calls outside the sync loop): without this bound a SIGTERM, the only signal a bot gets
+# when ``azurezo up`` itself is killed, left it running with nobody to stop it.
+STOP_GRACE_SECONDS = 10.0
+
+
+async def _stop_within(task: asyncio.Future[None], grace: float) -> None:
+    """Wait up to ``grace`` seconds for ``task``, then cancel it (what it journaled is redone at start)."""
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        logger.warning("the bot did not stop within %.0f s: its current step is cancelled", grace)
+        task.cancel()
+        await asyncio.wait({task}, timeout=grace)
+
+
 async def run_bot(
     config: BotConfig, stop: asyncio.Event, on_ready: Callable[[Bot], Awaitable[None]] | None = None
 ) -> None:
@@ -779,14 +796,22 @@ async def run_bot(
     server = await serve_health(bot, config.health_host, config.health_port)
     try:
         task = asyncio.ensure_future(bot.run(stop))
-        if on_ready is not None:
-            ready = asyncio.ensure_future(bot.ready.wait())
-            await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-            if ready.done():
-                await on_ready(bot)
-            else:
-                ready.cancel()
-        await task
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            if on_ready is not None:
+                ready = asyncio.ensure_future(bot.ready.wait())
+                await asyncio.wait({task, ready, stopper}, return_when=FIRST)
+                if ready.done():
+                    await on_ready(bot)
+                else:
+                    ready.cancel()
+            await asyncio.wait({task, stopper}, return_when=FIRST)
+        finally:
+            stopper.cancel()
+        if not task.done():
+            await _stop_within(task, STOP_GRACE_SECONDS)
+        if task.done() and not task.cancelled():
+            task.result()  # the bot's own error, if it ended on one
     finally:
         server.close()
         await server.wait_closed()

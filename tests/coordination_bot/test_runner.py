@@ -17,6 +17,7 @@ from coordination_bot import runner
 from coordination_bot.gateway import Incoming
 from coordination_bot.ids import RoomId
 from coordination_bot.runner import Bot, BotConfig, _Batch, incoming_from_event
+from tests.support.stack import free_port
 
 ROOM = RoomId("!room:azurezo.test")
 
@@ -285,3 +286,32 @@ async def test_a_limited_sync_timeline_is_completed_from_messages(tmp_path: Path
     await bot.process("s2", first=False)
     assert calls == [("prev", "s1"), ("p2", "s1"), ("p3", "s1")]
     assert [i.event_id for i in handlers.handled] == ["$1", "$3", "$4"]
+
+
+async def test_a_stop_ends_the_bot_while_the_homeserver_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM is all a bot gets when ``azurezo up`` itself is killed: it must end even while nio
+    retries a homeserver that accepts connections and never answers (it used to run on for ever)."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # accepts, never answers
+    port = silent.sockets[0].getsockname()[1]
+    monkeypatch.setattr(runner, "STOP_GRACE_SECONDS", 0.5)
+    config = BotConfig(
+        homeserver=f"http://127.0.0.1:{port}",
+        user_id="@azurezo-bot:azurezo.test",
+        password="x" * 24,
+        service_url=f"http://127.0.0.1:{port}",
+        internal_secret="s" * 48,
+        state_dir=tmp_path / "bot",
+        health_port=free_port(),
+    )
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(runner.run_bot(config, stop))
+    try:
+        await asyncio.sleep(1.0)  # the bot is waiting on its login
+        assert not running.done()
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+    finally:
+        running.cancel()
+        silent.close()
