@@ -150,12 +150,16 @@ SERVICE_MESSAGE_RATE = (20.0, 200)
 """Messages per second and burst allowed to our service accounts (the coordination bot answers every
 professional of the region: Synapse's per-user default, 0.2/s burst 10, would make it queue replies)."""
 
+MESSAGE_LIMITERS = frozenset({"rc_message", "rc_messages"})
+"""Names Synapse gives its event-sending limiter: ``rc_message`` when the homeserver config has an
+``rc_message`` section (ours always does), ``rc_messages`` when it falls back on the old flat keys."""
+
 
 def service_rate_override(
     user_id: str, limiter_name: str, *, service_accounts: Collection[str]
 ) -> tuple[float, int] | None:
     """The message rate a service account gets instead of Synapse's per-user one; None for everyone
     else and for every other limiter (logins, joins, invites stay limited for the bot too)."""
-    if limiter_name == "rc_messages" and user_id in service_accounts:
+    if limiter_name in MESSAGE_LIMITERS and user_id in service_accounts:
         return SERVICE_MESSAGE_RATE
     return None

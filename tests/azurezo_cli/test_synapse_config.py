@@ -100,6 +100,31 @@ def test_test_profile_relaxes_rate_limits_and_module_cache(tmp_path: Path) -> No
     assert module["config"]["cache_ttl_seconds"] <= 2
 
 
+def test_the_bot_escapes_the_production_message_rate(tmp_path: Path) -> None:
+    """The bot answers the whole region: Synapse's per-user message rate (0.5/s here) must not apply
+    to it. Synapse names its limiter after the config section (``rc_message``); the module matched
+    only the old name (``rc_messages``), so in production the bot queued its replies behind 429s
+    (the 1,000-user load benchmark: 666 refused sends, replies up to 52 s late)."""
+    from synapse_module.config import parse_config
+    from synapse_module.rules import SERVICE_MESSAGE_RATE, service_rate_override
+
+    home, _ = init_home(tmp_path / "var", server_name="soins.exemple.fr")
+    config = parse_with_synapse(home, tmp_path)
+    module = parse_config(rendered(home)["modules"][0]["config"])
+    # The name Synapse's event-sending limiter passes to the module's callback (``Ratelimiter``
+    # takes it from its settings' key).
+    name = config.ratelimiting.rc_message.key
+
+    assert config.ratelimiting.rc_message.per_second < 1  # production: people are limited
+    assert service_rate_override(home.bot_user_id, name, service_accounts=module.service_accounts) == (
+        SERVICE_MESSAGE_RATE
+    )
+    assert (
+        service_rate_override("@jeanne:soins.exemple.fr", name, service_accounts=module.service_accounts)
+        is None
+    )
+
+
 def test_module_config_follows_the_architecture_contract(tmp_path: Path) -> None:
     home, _ = init_home(tmp_path / "var", server_name="a.test", service_port=18080)
 

@@ -120,8 +120,9 @@ def test_service_accounts_get_a_message_rate_of_their_own() -> None:
     from synapse_module.rules import SERVICE_MESSAGE_RATE, service_rate_override
 
     bots = frozenset({"@azurezo-bot:azurezo.test"})
-    assert service_rate_override("@azurezo-bot:azurezo.test", "rc_messages", service_accounts=bots) == (
-        SERVICE_MESSAGE_RATE
-    )
+    for limiter in ("rc_message", "rc_messages"):  # with and without an rc_message section
+        assert service_rate_override("@azurezo-bot:azurezo.test", limiter, service_accounts=bots) == (
+            SERVICE_MESSAGE_RATE
+        )
     assert service_rate_override("@jeanne:azurezo.test", "rc_messages", service_accounts=bots) is None
     assert service_rate_override("@azurezo-bot:azurezo.test", "rc_login", service_accounts=bots) is None
