@@ -213,7 +213,9 @@ async def setup(home: Home, users: int, rooms: int) -> list[dict[str, Any]]:
         admin_auth = {"Authorization": f"Bearer {admin['access_token']}"}
         bot_override = f"/_synapse/admin/v1/users/{home.bot_user_id}/override_ratelimit"
         # The bot joins every room: without this, its production join rate (0.2/s) would stretch the
-        # setup by 15 minutes. Removed before the clock starts.
+        # setup by 15 minutes. Put back as it was (the module's message rate for the bot) before the
+        # clock starts.
+        own_rate = await _checked(http.get(bot_override, headers=admin_auth), "override_ratelimit (get)")
         await _checked(
             http.post(bot_override, json={"messages_per_second": 0, "burst_count": 0}, headers=admin_auth),
             "override_ratelimit",
@@ -283,7 +285,10 @@ async def setup(home: Home, users: int, rooms: int) -> list[dict[str, Any]]:
                 await asyncio.sleep(2)
         if waiting:
             raise RuntimeError(f"le robot n'a pas rejoint {len(waiting)} salons en 15 minutes")
-        await _checked(http.delete(bot_override, headers=admin_auth), "override_ratelimit (delete)")
+        if own_rate:
+            await _checked(http.post(bot_override, json=own_rate, headers=admin_auth), "override_ratelimit")
+        else:
+            await _checked(http.delete(bot_override, headers=admin_auth), "override_ratelimit (delete)")
         print(f"  robot dans les {rooms} salons ({time.monotonic() - started:.0f} s)", flush=True)
         # The clock starts once the bot has worked through its joins: a command in the last room
         # created is answered.

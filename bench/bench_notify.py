@@ -1,6 +1,8 @@
 """Notifications from the outbox: latency from a write to the message in the patient's room (issue 9).
 
     .venv/bin/python bench/bench_notify.py [--rate 50] [--seconds 20]
+    AZUREZO_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432 \
+        .venv/bin/python bench/bench_notify.py   # service and Synapse on fresh PostgreSQL databases
 
 Starts the real stack (service + Synapse with our module, test-profile rate limits) and the real bot
 (``azurezo bot run``) from a fresh home. A professional asks the bot for a patient room, a second one
@@ -14,7 +16,8 @@ syncs all along and timestamps every decrypted message.
    « Nouvelle tâche … » decrypted on the assignee's client (outbox read, the page's tasks read through
    the API at once, encrypt, send — a burst's notifications combined per room —, sync).
 
-Prints p50 / p95 / max and how many never arrived, for both.
+Prints p50 / p95 / max and how many never arrived, for both; and how long the service takes to answer a
+write, one at a time first (its ceiling: a write holds SQLite's write lock throughout), then at the rate.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from azurezo_cli.home import save_home  # noqa: E402
 from azurezo_cli.supervisor import ChildSpec  # noqa: E402
 from tests.support.stack import Stack, free_port, start_stack  # noqa: E402
 
+SEQUENTIAL_WRITES = 50
 TAG = re.compile(r"(base|task)-(\d{6})")
 
 
@@ -83,6 +87,16 @@ def _figures(name: str, sent: dict[str, float], arrived: dict[str, float]) -> No
         f"{name}: {len(sent)} sent, {lost} not arrived, p50 {statistics.median(latencies):.0f} ms, "
         f"p95 {p95:.0f} ms, max {latencies[-1]:.0f} ms"
     )
+
+
+def _figures_of(name: str, seconds: list[float]) -> None:
+    if seconds:
+        ms = sorted(s * 1000 for s in seconds)
+        p95 = ms[max(0, int(len(ms) * 0.95) - 1)]
+        print(
+            f"{name}: {len(ms)} answered, p50 {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, "
+            f"max {ms[-1]:.0f} ms"
+        )
 
 
 async def _paced(rate: float, seconds: float, write: Any) -> None:
@@ -199,6 +213,8 @@ async def main(rate: float, seconds: float) -> None:
             await _wait(lambda: all(k in receiver.arrived for k in base_sent), 30)
 
             task_sent: dict[str, float] = {}
+            write_seconds: list[float] = []  # how long the service took to answer each write
+            sequential: list[float] = []
             errors: dict[int, int] = {}
             async with httpx.AsyncClient(
                 base_url=stack.service_url,
@@ -217,9 +233,11 @@ async def main(rate: float, seconds: float) -> None:
                     }
                     for _ in range(3):  # a dropped keep-alive connection: the same write again
                         try:
+                            posted = time.monotonic()
                             resp = await api.post(
                                 "/api/v1/tasks", json=body, headers={"Idempotency-Key": tag}
                             )
+                            write_seconds.append(time.monotonic() - posted)
                         except httpx.TransportError:
                             errors[0] = errors.get(0, 0) + 1
                             continue
@@ -229,6 +247,23 @@ async def main(rate: float, seconds: float) -> None:
                             errors[resp.status_code] = errors.get(resp.status_code, 0) + 1
                         return
 
+                # The service's ceiling: the same write, one at a time (a write's transaction holds
+                # SQLite's single write lock from start to end: 1 / this time is the most writes a
+                # second it can take). Their notifications pass before the paced writes start.
+                for i in range(SEQUENTIAL_WRITES):
+                    posted = time.monotonic()
+                    resp = await api.post(
+                        "/api/v1/tasks",
+                        json={
+                            "title": f"seq-{i}",
+                            "type": "autre",
+                            "patient_id": patient_id,
+                            "assignee_national_ids": [erin_nid],
+                        },
+                    )
+                    resp.raise_for_status()
+                    sequential.append(time.monotonic() - posted)
+                await asyncio.sleep(5)
                 load = os.getloadavg()[0]
                 await _paced(rate, seconds, write)
             await _wait(lambda: all(k in receiver.arrived for k in task_sent), 60)
@@ -239,13 +274,16 @@ async def main(rate: float, seconds: float) -> None:
             print(f"rate {rate:.0f} writes/s for {seconds:.0f} s, load average {load:.1f} -> {after:.1f}")
             _figures("baseline: direct encrypted message", base_sent, receiver.arrived)
             _figures("task assigned -> bot message", task_sent, receiver.arrived)
+            # The clock of a notification starts at the write's 201: a saturated service answers late.
+            _figures_of("task write, one at a time (no load)", sequential)
+            _figures_of(f"task write at {rate:.0f}/s: POST /api/v1/tasks -> 201", write_seconds)
             # status 0: connection dropped (the write is retried with the same Idempotency-Key)
             print(f"write errors by status: {errors or 'none'}, duplicate messages: {receiver.duplicates}")
             print(f"bot messages carrying the {len(task_sent)} task notifications: {receiver.task_messages}")
             for c in (alice, erin):
                 await c.close()
         finally:
-            stack.stop()
+            await asyncio.to_thread(stack.stop)  # its PostgreSQL clean-up runs its own event loop
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from synapse_module.directory import (
 from synapse_module.french_refusals import MatrixPrefix
 from synapse_module.rooms import ALLOWED, cache_key, parse_access_response, room_reason, split_key
 from synapse_module.rules import (
+    SERVICE_MESSAGE_RATE,
     Action,
     Check,
     gate_reason,
@@ -152,12 +153,18 @@ class AzurezoModule:
             get_media_config_for_user=self.get_media_config_for_user,
             is_user_allowed_to_upload_media_of_size=self.is_user_allowed_to_upload_media_of_size,
         )
-        # Synapse >= 1.132: the bot answers the whole region; its message rate is lifted here
-        # (no admin token, no database row: the module is the one place service accounts are named).
+        # The bot answers the whole region: Synapse's per-user message rate (0.5/s in production)
+        # must not queue its replies. Synapse's event-sending limiter reads only its per-user
+        # override table (what the admin API ``override_ratelimit`` writes): the module callback
+        # below reaches the membership limiters only (Synapse 1.163). So the main process writes
+        # the service accounts' rate there at each start (an upsert; every worker's cache entry is
+        # invalidated), and the callback stays for a Synapse that consults it for messages.
         if hasattr(api, "register_ratelimit_callbacks"):
             api.register_ratelimit_callbacks(
                 get_ratelimit_override_for_user=self.get_ratelimit_override_for_user
             )
+        if api.worker_app is None and config.service_accounts:
+            api.delayed_background_call(0, self._lift_service_message_rate, desc="azurezo_service_rate")
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -170,6 +177,21 @@ class AzurezoModule:
         other limiter keep Synapse's configured rates."""
         rate = service_rate_override(user_id, limiter_name, service_accounts=self._config.service_accounts)
         return RatelimitOverride(per_second=rate[0], burst_count=rate[1]) if rate is not None else None
+
+    async def _lift_service_message_rate(self) -> None:
+        """Give each service account ``SERVICE_MESSAGE_RATE`` in Synapse's ``ratelimit_override``
+        table (not a stable module API: a Synapse without it keeps the per-user rate, and says so)."""
+        rate, burst = SERVICE_MESSAGE_RATE
+        try:
+            store = self._api._hs.get_datastores().main
+            for account in sorted(self._config.service_accounts):
+                await store.set_ratelimit_for_user(account, int(rate), burst)
+        except AttributeError:
+            logger.warning(
+                "cannot set the service accounts' message rate: the bot keeps Synapse's per-user rate"
+            )
+            return
+        logger.info("message rate of the service accounts: %s/s, burst %s", rate, burst)
 
     # --- directory ----------------------------------------------------------------------------
 
