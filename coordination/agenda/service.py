@@ -117,6 +117,13 @@ SUGGESTIONS = 5
 DEFAULT_WITHIN_KM = 20.0
 MAX_WITHIN_KM = 200.0
 """The radius of a search by distance from a commune: 20 km unless asked, at most 200 (a region)."""
+FEW_AGENDAS = 16
+"""A search by distance that keeps at most this many agendas reads their slots by agenda
+(``agenda_id IN``, the primary key: a range per agenda, then a sort); more, it keeps the start-ordered
+scan of ``ix_agenda_free_slots_start`` with the bounding box on the joined agenda row, as a city
+filter does, and drops the rows of agendas outside the circle. Measured (bench/README.md): with
+``IN`` over 100 and 350 agendas SQLite read each one's month of slots and sorted them (p95 65 and 227
+ms), against about 1 ms for the start-ordered scan."""
 
 # --- errors --------------------------------------------------------------------------------------
 
@@ -978,8 +985,12 @@ _SLOT_ORDER = (FreeSlot.start_at, FreeSlot.agenda_id, FreeSlot.event_type_id)
 no sort of the range."""
 
 
+Box = tuple[float, float, float, float]
+"""(south, north, west, east), degrees: ``geo.bounding_box``."""
+
+
 def _search_query(
-    actor: Actor, filters: SlotFilters, window: rules.Interval, not_before: datetime
+    actor: Actor, filters: SlotFilters, window: rules.Interval, not_before: datetime, box: Box | None = None
 ) -> SearchSelect:
     """SQL of the free slots the actor may book in ``window`` from ``not_before``, in start order."""
     query = (
@@ -1012,6 +1023,8 @@ def _search_query(
         conditions.append(FreeSlot.event_type_id == filters.event_type_id)
     if filters.agenda_ids:
         conditions.append(FreeSlot.agenda_id.in_(list(filters.agenda_ids)))
+    if box is not None:
+        conditions += [Agenda.latitude.between(box[0], box[1]), Agenda.longitude.between(box[2], box[3])]
     return query.where(*conditions, *_agenda_conditions(filters))
 
 
@@ -1042,18 +1055,21 @@ def _origin(near: str) -> geo.Commune:
 
 
 async def _agendas_within(
-    session: AsyncSession, actor: Actor, filters: SlotFilters, origin: geo.Commune
-) -> dict[uuid.UUID, float]:
-    """The agendas the actor may book within ``filters.within_km`` of ``origin`` (and matching the other
-    agenda filters), with their distance in km: the bounding box on ``ix_agendas_position``, then the
-    exact great-circle distance on those few rows."""
+    session: AsyncSession, actor: Actor, filters: SlotFilters
+) -> tuple[dict[uuid.UUID, float], Box]:
+    """The agendas the actor may book within ``filters.within_km`` of the commune ``filters.near`` (and
+    matching the other agenda filters), with their distance in km: the bounding box on
+    ``ix_agendas_position``, then the exact great-circle distance on those rows. And the box."""
+    assert filters.near is not None
     km = filters.within_km
     if not 1 <= km <= MAX_WITHIN_KM:
         raise Invalid(
             f"Rayon invalide : entre 1 et {MAX_WITHIN_KM:.0f} km (par défaut {DEFAULT_WITHIN_KM:.0f}).",
             field="within_km",
         )
-    south, north, west, east = geo.bounding_box(origin.latitude, origin.longitude, km)
+    origin = _origin(filters.near)
+    box = geo.bounding_box(origin.latitude, origin.longitude, km)
+    south, north, west, east = box
     rows = await session.execute(
         select(Agenda.id, Agenda.latitude, Agenda.longitude).where(
             Agenda.latitude.between(south, north),
@@ -1069,7 +1085,7 @@ async def _agendas_within(
         d = geo.distance_km(origin.latitude, origin.longitude, lat, lon)
         if d <= km:
             found[agenda_id] = round(d, 1)
-    return found
+    return found, box
 
 
 async def _busy(
@@ -1134,14 +1150,16 @@ async def _find_slots(
     per_agenda: int,
     after: tuple[datetime, uuid.UUID, uuid.UUID] | None = None,
     distances: Mapping[uuid.UUID, float] | None = None,
+    box: Box | None = None,
 ) -> list[SlotOut]:
     """The first ``limit`` free slots in ``window``, by start then agenda then type (keyset ``after``
     on the three), at most ``per_agenda`` of each agenda so one agenda does not fill the page.
 
     The materialised free slots come in that order, a batch at a time: the first batch usually
-    holds the page; a batch is only read again when the per-agenda cap dropped rows.
+    holds the page; a batch is only read again when the per-agenda cap dropped rows. ``box``: only
+    agendas in it, and of those only the ``distances`` keys (in the circle).
     """
-    query = _search_query(actor, filters, window, max(window[0], utcnow()))
+    query = _search_query(actor, filters, window, max(window[0], utcnow()), box)
     if after is not None:
         query = query.where(tuple_(*_SLOT_ORDER) > after)
     kept: list[_Row] = []
@@ -1154,6 +1172,8 @@ async def _find_slots(
             _Row(*r) for r in (await session.execute(batch_query.order_by(*_SLOT_ORDER).limit(size))).tuples()
         ]
         for row in batch:
+            if box is not None and distances is not None and row.agenda_id not in distances:
+                continue  # in the box, outside the circle
             if counts[row.agenda_id] < per_agenda:
                 counts[row.agenda_id] += 1
                 kept.append(row)
@@ -1184,18 +1204,22 @@ async def search_slots(
     Free = materialised openings (availability minus unavailability) cut on each bookable type's
     duration grid, minus appointments that hold their slot: read as materialised (``FreeSlot``).
 
-    ``filters.near``: the agendas within ``filters.within_km`` of that commune are found first (a few
-    rows of ``agendas``), then the search is the same one restricted to them (``agenda_id IN``), each
-    slot with its ``distance_km``; still earliest first.
+    ``filters.near``: the agendas within ``filters.within_km`` of that commune are found first (rows
+    of ``agendas``), then the search is the same one restricted to them (``FEW_AGENDAS``), each slot
+    with its ``distance_km``; still earliest first.
     """
     window = _window(start, end, default_days=31)
     distances: dict[uuid.UUID, float] | None = None
+    box: Box | None = None
     if filters.near is not None:
-        distances = await _agendas_within(session, actor, filters, _origin(filters.near))
-        wanted = set(distances) & set(filters.agenda_ids) if filters.agenda_ids else set(distances)
-        if not wanted:
+        distances, box = await _agendas_within(session, actor, filters)
+        if filters.agenda_ids:
+            distances = {a: d for a, d in distances.items() if a in set(filters.agenda_ids)}
+        if not distances:
             return Page[SlotOut](items=[])
-        filters = replace(filters, agenda_ids=tuple(AgendaId(a) for a in sorted(wanted)))
+        if len(distances) <= FEW_AGENDAS:
+            filters = replace(filters, agenda_ids=tuple(AgendaId(a) for a in sorted(distances)))
+            box = None
     position = decode_cursor(cursor)
     after = None
     if position is not None:
@@ -1219,6 +1243,7 @@ async def search_slots(
         per_agenda=per_agenda,
         after=after,
         distances=distances,
+        box=box,
     )
     more = len(slots) > limit
     items = slots[:limit]

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coordination.agenda import service
 from coordination.agenda.models import Agenda
 from coordination.db import make_engine
 from coordination.migrate import upgrade_to_head_async
@@ -92,9 +93,13 @@ async def test_agendas_get_their_communes_point_from_the_directory(placed: Geo, 
     assert rows["Kiné Ville Inconnue"] == (None, None)
 
 
+@pytest.mark.parametrize("few", [16, 0], ids=["agenda_id IN", "bounding box on the scan"])
 async def test_only_agendas_within_the_radius_sorted_by_first_availability(
-    client: httpx.AsyncClient, placed: Geo
+    client: httpx.AsyncClient, placed: Geo, few: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both ways of restricting the scan (by agenda for a few agendas, else the bounding box on the
+    start-ordered scan and the circle in Python) give the same answers."""
+    monkeypatch.setattr(service, "FEW_AGENDAS", few)
     monday = placed.agendas["nice"].monday
     near = _firsts(await _search(client, placed.searcher, monday, near="Nice", within_km=15))
     assert near == [("Kiné Cagnes Sur Mer", 10.6), ("Kiné Nice", 0.0)]  # Monday, then Tuesday
