@@ -354,8 +354,15 @@ def floor_sql(params: dict[str, str]) -> str:
     for key in ("department", "profession_code", "city"):
         if key in params:
             conditions.append(f"a.{key} = :{key}")
-    if "near" in params:  # the bounding box alone (the floor does not compute exact distances)
-        conditions.append("a.latitude BETWEEN :south AND :north AND a.longitude BETWEEN :west AND :east")
+    if "near" in params:  # the bounding box alone, written in (as the service does: see _search_query)
+        origin = geo.find(params["near"])
+        south, north, west, east = geo.bounding_box(
+            origin.latitude, origin.longitude, float(params["within_km"])
+        )
+        conditions.append(
+            f"a.latitude BETWEEN {math.floor(south * 1e4) / 1e4} AND {math.ceil(north * 1e4) / 1e4} "
+            f"AND a.longitude BETWEEN {math.floor(west * 1e4) / 1e4} AND {math.ceil(east * 1e4) / 1e4}"
+        )
     return (
         "SELECT f.agenda_id, f.event_type_id, f.start_at, f.end_at, a.name, a.owner_national_id, "
         "a.structure_id, a.city, a.department, t.name, t.category FROM agenda_free_slots f "
@@ -393,10 +400,6 @@ async def run_floor(conn: Any, params: dict[str, str], since: datetime) -> int:
         "category": params["category"],
     }
     binds.update({k: params[k] for k in ("department", "profession_code", "city") if k in params})
-    if "near" in params:
-        origin = geo.find(params["near"])
-        box = geo.bounding_box(origin.latitude, origin.longitude, float(params["within_km"]))
-        binds.update(zip(("south", "north", "west", "east"), box, strict=True))
     return len((await conn.execute(text(floor_sql(params)), binds)).all())
 
 
