@@ -7,8 +7,12 @@ home visit 45 min) and weekday opening hours 09:00-12:00 and 14:00-18:00 written
 (``agenda.rules``, the materialised openings), books 30 % of the consultation slots at random, and
 materialises the free slots with the service's own function (``rules.materialised_slots``).
 
+Each structure stands in a real commune of its department (``PLACES``): the agendas get that commune's
+point (``latitude``, ``longitude``, from ``agenda.geo``) for the searches by distance from Nice.
+
 Then, interleaved run by run with the same parameters, for each query shape (no filter, by department,
-by profession, by profession and department, by city), from a random moment of the next two months:
+by profession, by profession and department, by city, within 20 km and 100 km of Nice, a profession
+within 5 km of Nice), from a random moment of the next two months:
 
 - **api**: ``GET /api/v1/slots`` on the real app in-process (httpx ASGI transport, lifespan run) as a
   directory professional: token check, directory identity, the search, the JSON;
@@ -45,7 +49,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
 import coordination.all_models  # noqa: F401  (registers every table)
-from coordination.agenda import rules, service
+from coordination.agenda import geo, rules, service
 from coordination.agenda.models import Agenda, Appointment, Availability, EventType, FreeSlot, Opening
 from coordination.app import create_app
 from coordination.db import make_engine
@@ -63,6 +67,19 @@ BOOKED = 0.30
 WEEKS = 13
 SEARCHER = "@searcher:" + SERVER
 WINDOWS = (("09:00", 180), ("14:00", 240))
+# The communes (INSEE codes) the structures stand in, by department, in the order structures take them
+# (structure s: department s % 6, commune s // 6): Nice, Cagnes-sur-Mer and Grasse in 06, so « within
+# 20 km of Nice » keeps 2 structures' agendas (100), « within 100 km » 7 structures' (350: those of
+# Nice, Cagnes, Grasse, Draguignan, Fréjus, Digne-les-Bains and Barcelonnette); « profession 10 within
+# 5 km » 7 (Nice's agendas k = 42 mod 140: the few-agendas path, ``agenda_id IN``).
+PLACES = {
+    "04": ["04070", "04112", "04088", "04019"],  # Digne-les-Bains, Manosque, Forcalquier, Barcelonnette
+    "05": ["05061", "05023", "05046", "05179"],  # Gap, Briançon, Embrun, Veynes
+    "06": ["06088", "06027", "06069", "06004"],  # Nice, Cagnes-sur-Mer, Grasse, Antibes
+    "13": ["13055", "13001", "13004", "13103"],  # Marseille, Aix-en-Provence, Arles, Salon-de-Provence
+    "83": ["83137", "83050", "83061", "83069"],  # Toulon, Draguignan, Fréjus, Hyères
+    "84": ["84007", "84087", "84031", "84003"],  # Avignon, Orange, Carpentras, Apt
+}
 
 
 class BenchTokens:
@@ -113,8 +130,12 @@ async def seed(url: str, *, rng_seed: int) -> None:
     free: list[dict[str, Any]] = []
     # Materialised as far as the service keeps it (the rule itself ends after WEEKS weeks).
     openings_until = datetime.now(rules.PARIS) + timedelta(days=service.HORIZON_DAYS)
+    points: list[tuple[float, float]] = []
     for s in range(20):
         dep = DEPARTMENTS[s % len(DEPARTMENTS)]
+        commune = geo.by_code(PLACES[dep][s // len(DEPARTMENTS)])
+        assert commune is not None
+        points.append((commune.latitude, commune.longitude))
         structures.append(
             {
                 "structure_id": f"finess:0{dep}{s:06d}",
@@ -130,6 +151,7 @@ async def seed(url: str, *, rng_seed: int) -> None:
     for k in range(AGENDAS):
         nid = f"8{k:010d}"
         st = structures[k % len(structures)]
+        latitude, longitude = points[k % len(structures)]
         profession = PROFESSIONS[k % len(PROFESSIONS)] if k % 7 else PROFESSIONS[0]
         persons.append(
             {
@@ -169,6 +191,8 @@ async def seed(url: str, *, rng_seed: int) -> None:
                 "city": st["city"],
                 "postal_code": st["postal_code"],
                 "department": st["department"],
+                "latitude": latitude,
+                "longitude": longitude,
                 "created_by": nid,
                 "openings_until": openings_until,
             }
@@ -307,6 +331,12 @@ def shapes() -> list[Shape]:
         Shape("consultation, profession 40", base | {"profession_code": "40"}),
         Shape("consultation, profession 40 in 83", base | {"profession_code": "40", "department": "83"}),
         Shape("home visit, city", {"category": "visite_domicile", "city": "Ville 7", "limit": "10"}),
+        Shape("consultation, 20 km from Nice", base | {"near": "Nice", "within_km": "20"}),
+        Shape("consultation, 100 km from Nice", base | {"near": "Nice", "within_km": "100"}),
+        Shape(
+            "prof. 10, 5 km from Nice",
+            base | {"profession_code": "10", "near": "Nice", "within_km": "5"},
+        ),
     ]
 
 
@@ -324,6 +354,15 @@ def floor_sql(params: dict[str, str]) -> str:
     for key in ("department", "profession_code", "city"):
         if key in params:
             conditions.append(f"a.{key} = :{key}")
+    if "near" in params:  # the bounding box alone, written in (as the service does: see _search_query)
+        origin = geo.find(params["near"])
+        south, north, west, east = geo.bounding_box(
+            origin.latitude, origin.longitude, float(params["within_km"])
+        )
+        conditions.append(
+            f"a.latitude BETWEEN {math.floor(south * 1e4) / 1e4} AND {math.ceil(north * 1e4) / 1e4} "
+            f"AND a.longitude BETWEEN {math.floor(west * 1e4) / 1e4} AND {math.ceil(east * 1e4) / 1e4}"
+        )
     return (
         "SELECT f.agenda_id, f.event_type_id, f.start_at, f.end_at, a.name, a.owner_national_id, "
         "a.structure_id, a.city, a.department, t.name, t.category FROM agenda_free_slots f "

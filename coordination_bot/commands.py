@@ -133,10 +133,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "rdv",
-        "rdv [type] [profession] [département, code postal ou ville]",
-        "les prochains créneaux libres des agendas partagés, numérotés",
-        "!rdv consultation infirmier 06",
-        (("criteres", "string", "type de rendez-vous, profession, lieu (tous facultatifs)", False),),
+        "rdv [type] [profession] [département, code postal, ville, ou « près de <commune> [N km] »]",
+        "les prochains créneaux libres des agendas partagés, numérotés ; « près de Nice 15 km » : à moins "
+        "de 15 km de Nice (20 km par défaut), avec la distance",
+        "!rdv kiné près de Nice 15 km",
+        (
+            (
+                "criteres",
+                "string",
+                "type de rendez-vous, profession, lieu ou « près de <commune> [N km] » (tous facultatifs)",
+                False,
+            ),
+        ),
     ),
     CommandSpec(
         "rdv prendre",
@@ -264,6 +272,8 @@ class SlotSearch:
     department: str | None = None
     postal_code: str | None = None
     city: str | None = None
+    near: str | None = None  # a commune, as typed: the service resolves it
+    within_km: int | None = None  # None: the service's default radius
 
 
 @dataclass(frozen=True)
@@ -466,15 +476,80 @@ _POSTAL_CODE = re.compile(r"^\d{5}$")
 _DAY = re.compile(r"^(\d{1,2})/(\d{1,2})(?:/(\d{4}))?$")
 
 
-def _parse_rdv(args: _Args) -> Command | Refusal:
-    if args.sub == "prendre":
-        number = args.after_sub.split()[0].lstrip("#").removeprefix("n°") if args.after_sub else ""
-        if not number.isdigit() or int(number) < 1:
-            return _missing("rdv prendre", "le numéro du créneau (donné par « !rdv »)")
-        return SlotTake(int(number))
+# « près de Nice », « autour d'Antibes », « vers Grasse », « à 15 km de Nice », « dans un rayon de 15 km ».
+_NEAR = ("pres", "autour", "proche", "vers")
+_KM = re.compile(r"^(\d{1,4})(km)?$")
+_RADIUS_WORDS = {"a", "moins", "de", "dans", "un", "rayon", "d'un", "d’un", "max", "maximum"}
+MAX_KM = 200
+_NEAR_EXAMPLE = "« !rdv kiné près de Nice 15 km »"
+
+
+def _elided(folded: str) -> str | None:
+    """« d'antibes » → « antibes » (the place after « près d' »); None if not elided."""
+    for prefix in ("d'", "d’"):
+        if folded.startswith(prefix) and len(folded) > len(prefix):
+            return folded[len(prefix) :]
+    return None
+
+
+def _place_start(words: Sequence[str], i: int, *, after_km: bool) -> tuple[list[str], int] | None:
+    """Whether a place begins at ``words[i]``: « près de », « autour d'… », « proche de », « vers » (or,
+    right after a distance, « de » / « d'… »). Returns the place's first words and where it goes on."""
+    folded = _fold(words[i]) if i < len(words) else ""
+    following = _fold(words[i + 1]) if i + 1 < len(words) else ""
+    if after_km:
+        if folded == "de":
+            return [], i + 1
+        return ([words[i][2:]], i + 1) if _elided(folded) is not None else None
+    if folded not in _NEAR:
+        return None
+    if following == "de":
+        return [], i + 2
+    if _elided(following) is not None:
+        return [words[i + 1][2:]], i + 2
+    return ([], i + 1) if folded == "vers" else None
+
+
+def _split_near(words: Sequence[str]) -> tuple[list[str], list[str] | None, int | None]:
+    """Separate « près de <commune> » and « N km » from the other criteria: (other words, the commune's
+    words or None, the radius or None)."""
+    rest: list[str] = []
+    near: list[str] | None = None
+    km: int | None = None
+    collecting = False
+    i = 0
+    while i < len(words):
+        word, folded = words[i], _fold(words[i])
+        distance = _KM.match(folded)
+        if distance and (distance[2] or (i + 1 < len(words) and _fold(words[i + 1]) == "km")):
+            km = int(distance[1])
+            i += 1 if distance[2] else 2
+            spoken = near if collecting and near is not None else rest
+            while spoken and _fold(spoken[-1]) in _RADIUS_WORDS:  # « à moins de », « dans un rayon de »
+                spoken.pop()
+            start = _place_start(words, i, after_km=True)  # « 15 km de Nice »
+            collecting = start is not None
+            if start is not None:
+                near, i = start
+            continue
+        start = _place_start(words, i, after_km=False)
+        if start is not None:
+            (near, i), collecting = start, True
+            continue
+        if collecting and near is not None and folded not in RDV_CATEGORIES and folded not in RDV_PROFESSIONS:
+            near.append(word)
+        else:
+            collecting = False  # « près de Nice kiné »: a criterion ends the place
+            rest.append(word)
+        i += 1
+    return rest, near, km
+
+
+def _criteria(words: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """The type, profession, postal code and department among ``words``; the other words (a city)."""
     found: dict[str, str] = {}
     city: list[str] = []
-    for word in args.words:
+    for word in words:
         folded = _fold(word)
         if folded in RDV_CATEGORIES and "category" not in found:
             found["category"] = RDV_CATEGORIES[folded]
@@ -486,12 +561,41 @@ def _parse_rdv(args: _Args) -> Command | Refusal:
             found["department"] = word.upper()
         else:
             city.append(word)
+    return found, city
+
+
+def _parse_rdv(args: _Args) -> Command | Refusal:
+    if args.sub == "prendre":
+        number = args.after_sub.split()[0].lstrip("#").removeprefix("n°") if args.after_sub else ""
+        if not number.isdigit() or int(number) < 1:
+            return _missing("rdv prendre", "le numéro du créneau (donné par « !rdv »)")
+        return SlotTake(int(number))
+    words, near, km = _split_near(args.words)
+    if near is not None and not near:
+        return Refusal(f"Après « près de », donnez une commune : {_NEAR_EXAMPLE}.")
+    if km is not None and not 1 <= km <= MAX_KM:
+        return Refusal(f"Rayon de {km} km : donnez entre 1 et {MAX_KM} km, par exemple {_NEAR_EXAMPLE}.")
+    found, city = _criteria(words)
+    place = " ".join(near) if near else None
+    if place is None and km is not None:
+        # « !rdv kiné Nice 15 km »: a radius makes the place the centre of the search.
+        place = " ".join(city) or found.pop("postal_code", None)
+        if place is None:
+            return Refusal(f"Une distance se compte depuis une commune : {_NEAR_EXAMPLE}.")
+        city = []
+    elif place is not None and (city or "postal_code" in found):
+        stray = " ".join([*city, found.get("postal_code", "")]).strip()
+        return Refusal(
+            f"« {stray} » en plus de « près de {place} » : donnez un seul lieu, par exemple {_NEAR_EXAMPLE}."
+        )
     return SlotSearch(
         category=found.get("category"),
         profession_code=found.get("profession_code"),
         department=found.get("department"),
         postal_code=found.get("postal_code"),
         city=" ".join(city) or None,
+        near=place,
+        within_km=km,
     )
 
 

@@ -49,6 +49,8 @@ def when(moment: datetime) -> str:
 
 def slot_line(n: int, s: Slot) -> str:
     where = f", {s.city}" if s.city else ""
+    if s.distance_km is not None:
+        where += f" ({s.distance_km:.0f} km)".replace(" (0 km)", " (moins d'1 km)")
     return f"n° {n} : {when(s.start)} — {s.event_type_name} — {s.owner_label or s.agenda_name}{where}"
 
 
@@ -180,15 +182,25 @@ class AgendaHandlers:
             department=command.department,
             postal_code=command.postal_code,
             city=command.city,
+            near=command.near,
+            within_km=command.within_km,
         )
+        if command.near is not None:
+            radius = f"{command.within_km} km" if command.within_km is not None else "20 km"
+            return self._offer(
+                m, slots, f"Prochains créneaux libres à moins de {radius} de {command.near}", wider=True
+            )
         return self._offer(m, slots, "Prochains créneaux libres")
 
-    def _offer(self, m: Incoming, slots: list[Slot], heading: str) -> Reply:
+    def _offer(self, m: Incoming, slots: list[Slot], heading: str, *, wider: bool = False) -> Reply:
         self._offers[(m.room_id, m.sender)] = slots
         if not slots:
+            how = (
+                "un rayon plus grand, sans profession" if wider else "sans profession, un département voisin"
+            )
             return _say(
                 f"{heading} : aucun dans le mois qui vient pour ces critères. Élargissez la recherche "
-                "(sans profession, un département voisin)."
+                f"({how})."
             )
         lines = [slot_line(n, s) for n, s in enumerate(slots, start=1)]
         return (

@@ -202,6 +202,7 @@ class Slot(_Model):
     start: datetime
     end: datetime | None = None
     start_local: str = ""
+    distance_km: float | None = None
 
 
 class Appointment(_Model):
@@ -687,15 +688,20 @@ class ServiceClient:
         department: str | None = None,
         postal_code: str | None = None,
         city: str | None = None,
+        near: str | None = None,
+        within_km: int | None = None,
         limit: int = 5,
     ) -> list[Slot]:
-        """The next free slots the sender may book, earliest first (three per agenda at most)."""
+        """The next free slots the sender may book, earliest first (three per agenda at most);
+        ``near``: within ``within_km`` (the service's default if None) of that commune."""
         criteria = {
             "category": category,
             "profession_code": profession_code,
             "department": department,
             "postal_code": postal_code,
             "city": city,
+            "near": near,
+            "within_km": str(within_km) if within_km is not None else None,
         }
         params = {k: v for k, v in criteria.items() if v} | {"limit": str(limit), "per_agenda": "3"}
         return self._many(Slot, await self._request("GET", "/api/v1/slots", sender=sender, params=params))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coordination.db import Base, UTCDateTime, utcnow
@@ -33,7 +33,10 @@ class Agenda(Base):
     """An agenda of a professional, a structure, or a structure's service/resource.
 
     ``profession_code``, ``specialty``, ``city``, ``postal_code`` and ``department`` are copied from the
-    directory when the agenda is created, so the slot search filters on the agenda row alone.
+    directory when the agenda is created, so the slot search filters on the agenda row alone; so are
+    ``latitude`` and ``longitude``, the point of the commune of that postal code and city
+    (``agenda.geo.locate``; NULL when they name no known commune: such an agenda is left out of a
+    search by distance). ``ix_agendas_position`` serves the search's bounding box.
     """
 
     __tablename__ = "agendas"
@@ -41,6 +44,7 @@ class Agenda(Base):
         Index("ix_agendas_owner", "owner_national_id"),
         Index("ix_agendas_structure", "structure_id"),
         Index("ix_agendas_openings_until", "openings_until"),
+        Index("ix_agendas_position", "latitude", "longitude"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -57,6 +61,8 @@ class Agenda(Base):
     city: Mapped[str | None] = mapped_column(String(120))
     postal_code: Mapped[str | None] = mapped_column(String(10))
     department: Mapped[str | None] = mapped_column(String(3))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
     # SHA-256 of the ICS feed's secret (the secret itself is shown once); NULL: no feed.
     ics_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     openings_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

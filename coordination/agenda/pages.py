@@ -1,5 +1,7 @@
 """Dashboard pages of the agenda: my agendas, an agenda's week (free slots to book, with an optional
-patient), opening hours, the planning of several agendas side by side, cancelling an appointment.
+patient), opening hours, the planning of several agendas side by side, cancelling an appointment, and
+the search of the next free slots across agendas (by type, profession, department, or within a radius
+of a commune).
 
 Every read and write goes through ``coordination.agenda.service`` (access rules, audit, outbox); this
 module only shapes the week into rows and columns for accessible tables.
@@ -30,7 +32,7 @@ from coordination.errors import ServiceError
 from coordination.ids import AgendaId, AppointmentId, PatientId
 from coordination.security import Actor
 from coordination.validation import french_validation_message
-from coordination.vocab import AppointmentStatus
+from coordination.vocab import AppointmentStatus, EventCategory
 from coordination.web.deps import FormActor, PageActor, flash
 from coordination.web.templating import PARIS, render
 
@@ -93,6 +95,18 @@ def week_grid(
     return shown, [(hhmm, [rows[hhmm].get(d, Cell()) for d in shown]) for hhmm in sorted(rows)]
 
 
+PROFESSIONS = {
+    "10": "Médecin",
+    "60": "Infirmier",
+    "70": "Masseur-kinésithérapeute",
+    "40": "Chirurgien-dentiste",
+    "50": "Sage-femme",
+    "21": "Pharmacien",
+}
+"""The professions (TRE_G15 codes) the slot search offers, as « !rdv » does."""
+BOOKABLE = (EventCategory.CONSULTATION, EventCategory.TELECONSULTATION, EventCategory.VISITE_DOMICILE)
+
+
 def _agenda_href(agenda_id: uuid.UUID, monday: date, patient: str) -> str:
     suffix = f"&patient={patient}" if patient else ""
     return f"/app/agendas/{agenda_id}?semaine={monday.isoformat()}{suffix}"
@@ -118,6 +132,74 @@ async def agenda_list(
             "managed": [a for a in page.items if a.can_manage],
             "others": [a for a in page.items if not a.can_manage],
             "next_cursor": page.next_cursor,
+            "patient": str(patient) if patient else "",
+        },
+    )
+
+
+# --- the next free slots across agendas ----------------------------------------------------------
+
+
+@router.get("/creneaux")
+async def slot_search(
+    request: Request,
+    actor: PageActor,
+    db: SessionDep,
+    categorie: Annotated[str, Query(max_length=30)] = "",
+    profession: Annotated[str, Query(max_length=10)] = "",
+    departement: Annotated[str, Query(max_length=3)] = "",
+    commune: Annotated[str, Query(max_length=120)] = "",
+    rayon: Annotated[str, Query(max_length=5)] = "",
+    patient: Annotated[PatientId | None, Query()] = None,
+    curseur: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """The next free slots I may book, earliest first, each linking to the booking form; « commune »
+    and « rayon » (km, 20 by default) keep the agendas within that distance and show it."""
+    asked = {
+        "categorie": categorie.strip(),
+        "profession": profession.strip(),
+        "departement": departement.strip().upper(),
+        "commune": " ".join(commune.split()),
+        "rayon": rayon.strip(),
+    }
+    error = ""
+    items: list[SlotOut] = []
+    next_cursor: str | None = None
+    try:
+        within = float(asked["rayon"].replace(",", ".")) if asked["rayon"] else agenda.DEFAULT_WITHIN_KM
+    except ValueError:
+        within = -1.0  # refused below, in the service's words
+    filters = agenda.SlotFilters(
+        category=next((c for c in BOOKABLE if c.value == asked["categorie"]), None),
+        profession_code=asked["profession"] if asked["profession"] in PROFESSIONS else None,
+        department=asked["departement"] or None,
+        near=asked["commune"] or None,
+        within_km=within,
+    )
+    if asked["rayon"] and not asked["commune"]:
+        error = "Indiquez la commune autour de laquelle chercher : le rayon se compte depuis elle."
+    if not error:
+        try:
+            page = await agenda.search_slots(
+                session=db, actor=actor, filters=filters, limit=20, per_agenda=3, cursor=curseur
+            )
+            items, next_cursor = page.items, page.next_cursor
+        except ServiceError as exc:
+            error = exc.message
+    more = {k: v for k, v in asked.items() if v} | ({"patient": str(patient)} if patient else {})
+    return render(
+        request,
+        "agenda/search.html",
+        {
+            "asked": asked,
+            "categories": BOOKABLE,
+            "professions": PROFESSIONS,
+            "default_km": f"{agenda.DEFAULT_WITHIN_KM:.0f}",
+            "max_km": f"{agenda.MAX_WITHIN_KM:.0f}",
+            "error": error,
+            "slots": items,
+            "near": bool(asked["commune"]) and not error,
+            "next_query": more | {"curseur": next_cursor} if next_cursor else None,
             "patient": str(patient) if patient else "",
         },
     )

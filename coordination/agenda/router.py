@@ -325,13 +325,27 @@ async def search_slots(
     department: Annotated[str | None, Query(max_length=3)] = None,
     city: Annotated[str | None, Query(max_length=120)] = None,
     postal_code: Annotated[str | None, Query(max_length=10)] = None,
+    near: Annotated[
+        str | None,
+        Query(
+            max_length=120,
+            description="Commune d'origine d'une recherche par distance : nom (« Nice », « Saint-Laurent "
+            "22 »), code postal ou code INSEE ; seuls les agendas situés (coordonnées connues) à moins "
+            "de `within_km` sont retenus, chaque créneau avec sa `distance_km`",
+        ),
+    ] = None,
+    within_km: Annotated[
+        float,
+        Query(ge=1, le=agenda.MAX_WITHIN_KM, description="Rayon autour de `near`, en km (défaut 20)"),
+    ] = agenda.DEFAULT_WITHIN_KM,
     start: Start = None,
     end: End = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     per_agenda: Annotated[int, Query(ge=1, le=50)] = 3,
     cursor: Cursor = None,
 ) -> Page[SlotOut]:
-    """Free slots across the agendas you may book, earliest first."""
+    """Free slots across the agendas you may book, earliest first; with `near`, those within
+    `within_km` of a commune (an unknown or ambiguous commune: 422 saying what to type)."""
     filters = agenda.SlotFilters(
         category=category,
         event_type_id=event_type_id,
@@ -342,6 +356,8 @@ async def search_slots(
         department=department,
         city=city,
         postal_code=postal_code,
+        near=near,
+        within_km=within_km,
     )
     return await agenda.search_slots(
         session=session,

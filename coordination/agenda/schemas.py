@@ -200,6 +200,10 @@ class SlotOut(_Out):
     start: datetime
     end: datetime
     start_local: str = Field(description="Heure de Paris, ISO 8601 avec décalage")
+    distance_km: float | None = Field(
+        default=None,
+        description="Distance à vol d'oiseau (km, au dixième) de la commune de la recherche (`near`)",
+    )
 
 
 class BusyOut(_Out):

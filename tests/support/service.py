@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.db import Base, make_engine
 from coordination.directory.models import AccountBinding, Activity, Person, Structure
+from coordination.directory.rules import department_from_postal_code
 from coordination.ids import UserId
 
 # Set by .ci/run (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432) to run the suite on PostgreSQL.
@@ -94,7 +95,16 @@ class Pro:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def add_structure(session: AsyncSession, structure_id: str, name: str, *, is_dac: bool = False) -> None:
+async def add_structure(
+    session: AsyncSession,
+    structure_id: str,
+    name: str,
+    *,
+    is_dac: bool = False,
+    postal_code: str | None = None,
+    city: str | None = None,
+) -> None:
+    """A directory structure; ``postal_code`` and ``city`` as the RPPS writes them (« 06000 », « NICE »)."""
     session.add(
         Structure(
             structure_id=structure_id,
@@ -103,6 +113,9 @@ async def add_structure(session: AsyncSession, structure_id: str, name: str, *, 
             is_dac=is_dac,
             kind="dac" if is_dac else "site",
             source="rpps",
+            postal_code=postal_code,
+            city=city,
+            department=department_from_postal_code(postal_code) if postal_code else None,
         )
     )
     await session.commit()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.audit.models import AuditEntry
 from tests.coordination.agenda.support import PARIS, local, make_agenda
+from tests.coordination.agenda.test_geo_search import Geo, placed  # noqa: F401  (the fixture)
 from tests.coordination.patients.support import create_patient
 from tests.coordination.web.support import FakeMatrixAuth, csrf_of, page_csrf, sign_in
 from tests.support.service import FakeTokens, add_professional
@@ -269,3 +270,49 @@ async def test_a_request_is_confirmed_by_the_agenda_manager_from_the_week_page(
     assert "Rendez-vous confirmé." in after
     section = after.split('id="rendez-vous"', 1)[1].split("</section>", 1)[0]
     assert "Réservé" in section and "/confirmer" not in section
+
+
+async def test_search_free_slots_within_a_radius_of_a_commune(
+    client: httpx.AsyncClient,
+    matrix: FakeMatrixAuth,
+    placed: Geo,  # noqa: F811
+) -> None:
+    """The search page: commune and radius fields, only the agendas within the radius, each slot with
+    its distance and a link to the booking form; an ambiguous commune answered in French on the page."""
+    who = placed.searcher
+    matrix.passwords[who.user_id] = PASSWORD
+    assert (await sign_in(client, who.user_id, PASSWORD)).status_code == 303
+    agendas = await client.get("/app/agendas")
+    assert '<a href="/app/creneaux">Chercher un créneau libre</a>' in agendas.text
+
+    empty = await client.get("/app/creneaux")
+    assert empty.status_code == 200
+    _no_inline_code(empty.text)
+    assert '<label for="c-commune">Près de la commune</label>' in empty.text
+    assert '<label for="c-rayon">Rayon (km)</label>' in empty.text and 'max="200"' in empty.text
+
+    page = await client.get(
+        "/app/creneaux", params={"categorie": "consultation", "commune": "Nice", "rayon": "15"}
+    )
+    assert page.status_code == 200
+    _no_inline_code(page.text)
+    text = html.unescape(page.text)
+    assert "à moins de 15 km de « Nice »" in text
+    assert "Kiné Nice" in text and "Kiné Cagnes Sur Mer" in text
+    assert "Kiné Menton" not in text and "Kiné Grasse" not in text and "Kiné Ville Inconnue" not in text
+    assert "<td>0,0 km</td>" in text and "<td>10,6 km</td>" in text
+    links = _booking_links(page.text)
+    assert links
+    form = await client.get(links[min(links)])
+    assert form.status_code == 200 and "Réserver ce créneau" in form.text
+
+    wider = html.unescape((await client.get("/app/creneaux", params={"commune": "Nice", "rayon": "35"})).text)
+    assert "Kiné Menton" in wider and "Kiné Grasse" in wider
+
+    ambiguous = await client.get("/app/creneaux", params={"commune": "Saint-Denis"})
+    assert ambiguous.status_code == 200
+    said = html.unescape(ambiguous.text)
+    assert 'role="alert"' in said and "« Saint-Denis » désigne plusieurs communes" in said
+    assert "Saint-Denis (974)" in said and "<table>" not in said
+    radius_alone = html.unescape((await client.get("/app/creneaux", params={"rayon": "10"})).text)
+    assert "Indiquez la commune autour de laquelle chercher" in radius_alone
