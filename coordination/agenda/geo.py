@@ -25,13 +25,12 @@ import gzip
 import io
 import math
 import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
-from coordination.directory.rules import department_from_postal_code
+from coordination.directory.rules import department_from_postal_code, search_key
 
 EARTH_RADIUS_KM = 6371.0088
 """The IUGG mean Earth radius."""
@@ -89,7 +88,6 @@ _ABBREVIATIONS = {"ST": "SAINT", "STE": "SAINTE", "STS": "SAINTS", "STES": "SAIN
 _ARTICLES = ("LE", "LA", "LES", "L", "AUX", "LAS", "LOS")
 _TRAILING_ARTICLE = re.compile(r"^(?P<name>.*?)\s*\(\s*(?P<article>LE|LA|LES|L')\s*\)\s*$")
 _CEDEX = re.compile(r"\bCEDEX.*$")
-_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 _ARRONDISSEMENT = re.compile(r"^(?P<city>PARIS|LYON|MARSEILLE) (?P<n>\d{1,2})(?:ER|E|EME)? ARRONDISSEMENT$")
 
 
@@ -99,14 +97,11 @@ def normalise(name: str) -> str:
 
     ``normalise("St-Laurent-du-Var")`` == ``normalise("SAINT LAURENT DU VAR")`` == "SAINT LAURENT DU VAR".
     """
-    text = name.replace("œ", "oe").replace("Œ", "OE").replace("æ", "ae").replace("Æ", "AE")
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).upper()
-    text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
+    text = name.upper().replace("’", "'").replace("‘", "'").replace("`", "'")
     moved = _TRAILING_ARTICLE.match(text)
     if moved is not None:
         text = f"{moved['article']} {moved['name']}"
-    text = _NOT_ALNUM.sub(" ", text).strip()
-    text = _CEDEX.sub("", text).strip()
+    text = _CEDEX.sub("", search_key(text)).strip()  # the directory's accent- and punctuation-free form
     return " ".join(_ABBREVIATIONS.get(word, word) for word in text.split())
 
 

@@ -1244,7 +1244,8 @@ async def search_slots(
     if filters.near is not None:
         distances, box = await _agendas_within(session, actor, filters)
         if filters.agenda_ids:
-            distances = {a: d for a, d in distances.items() if a in set(filters.agenda_ids)}
+            asked = set(filters.agenda_ids)
+            distances = {a: d for a, d in distances.items() if a in asked}
         if not distances:
             return Page[SlotOut](items=[])
         if len(distances) <= FEW_AGENDAS:
