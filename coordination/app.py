@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coordination import metrics
@@ -154,13 +155,14 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def _database_unavailable(request: Request, exc: OperationalError) -> Response:
-        # SQLite's write lock held past the busy timeout (a long directory import), or the database
-        # server unreachable: nothing was saved, and retrying later will work. Never a 500.
-        locked = "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
-        logger.warning(
-            "database unavailable (%s): %s", "locked" if locked else "error", type(exc.orig).__name__
-        )
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(request: Request, exc: OperationalError | PoolTimeout) -> Response:
+        # SQLite's write lock held past the busy timeout (a long directory import), the service's
+        # one SQLite connection not free within it (PoolTimeout), or the database server unreachable:
+        # nothing was saved, and retrying later will work. Never a 500.
+        orig = exc.orig if isinstance(exc, OperationalError) else exc
+        locked = isinstance(exc, PoolTimeout) or "locked" in str(orig).lower() or "busy" in str(orig).lower()
+        logger.warning("database unavailable (%s): %s", "locked" if locked else "error", type(orig).__name__)
         message = (
             "La base de données est occupée (une mise à jour de l'annuaire est sans doute en cours) : "
             "rien n'a été enregistré. Réessayez dans une minute."

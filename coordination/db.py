@@ -66,11 +66,19 @@ def make_engine(
     process writes, e.g. a directory import. With SQLite's default deferred transactions, a request that
     reads then writes (every audited read does) fails at once with "database is locked" when another
     writer committed in between (WAL snapshot conflict): the busy timeout never applies to that case.
-    SQLite has one writer at a time anyway, so this costs no real concurrency.
+    SQLite has one writer at a time anyway, so this costs no real concurrency; the service's engine
+    therefore keeps one connection, and its requests queue for it first come, first served (an asyncio
+    queue, ``pool_timeout`` = the busy timeout) rather than in SQLite's busy handler, which retries in
+    naps of up to 100 ms while the lock may have been free for most of them.
     """
+    sqlite = database_url.startswith("sqlite")
+    pool: dict[str, object] = {}
+    if sqlite and sqlite_immediate:
+        pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": sqlite_busy_timeout}
     engine = create_async_engine(
         database_url,
-        pool_pre_ping=not database_url.startswith("sqlite"),
+        pool_pre_ping=not sqlite,
+        **pool,
         # Errors must never carry a patient's name or birth date into the logs: SQLAlchemy otherwise
         # puts the bound parameters in every exception message it raises.
         hide_parameters=True,

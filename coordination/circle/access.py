@@ -83,10 +83,18 @@ async def require_authorised(*, session: AsyncSession, actor: Actor, patient_id:
     national id is a habilité professional member, or one of ``actor.structure_ids`` is a habilité
     structure member.
     """
-    patient = await session.get(Patient, patient_id)
-    if patient is None:
+    # One statement for both questions: every patient-scoped request starts here.
+    granted = (
+        select(CircleMember.id)
+        .where(CircleMember.patient_id == Patient.id, _authorised_clause(actor))
+        .exists()
+        .label("granted")
+    )
+    row = (await session.execute(select(Patient, granted).where(Patient.id == patient_id))).one_or_none()
+    if row is None:
         raise NotFound(UNKNOWN_PATIENT, errcode=ErrCode.UNKNOWN_PATIENT)
-    if not await is_authorised(session=session, actor=actor, patient_id=patient_id):
+    patient, authorised = row
+    if not authorised:
         raise Forbidden(NOT_AUTHORISED, errcode=ErrCode.NOT_IN_CIRCLE)
     return patient
 

@@ -100,11 +100,8 @@ class IdempotencyMiddleware:
         body = await _read_body(receive)
         fingerprint = request_hash(scope["method"], scope["path"], body)
         engine: AsyncEngine = scope["app"].state.engine
-
-        stored = await _lookup(engine, caller, key)
-        if stored is not None:
-            await _replay(send, stored, fingerprint)
-            return
+        # No look-up before the transaction: the one inside it answers a replay as well, and a write
+        # pays for one transaction instead of two (issue 9: the service's write path is the limit).
         await self._first_time(scope, engine, caller, key, fingerprint, body, send)
 
     async def _first_time(
@@ -125,7 +122,7 @@ class IdempotencyMiddleware:
         async with engine.connect() as conn:
             await conn.begin()  # on SQLite: BEGIN IMMEDIATE, so a twin request waits here
             stored = await _lookup(conn, caller, key)
-            if stored is not None:  # a twin committed while we were reading the body
+            if stored is not None:  # a replay, or a twin committed while we were reading the body
                 await conn.rollback()
                 await _replay(send, stored, fingerprint)
                 return

@@ -588,9 +588,12 @@ async def create_task(*, session: AsyncSession, actor: Actor, data: TaskCreate) 
     session.add(task)
     await _record(session, actor, "task.created", task)
     await _emit_assigned(session, task, await _recipients(session, keys, actor), actor)
+    # The answer is read before the commit: inside an idempotent request a read after it would open
+    # (and roll back) one more savepoint.
+    out = (await _read_models(session, [task]))[0]
     await session.commit()
     logger.info("task %s created by %s", task.id, actor.national_id)
-    return (await _read_models(session, [task]))[0]
+    return out
 
 
 _REQUIRED = {"title": "le titre", "type": "le type", "status": "le statut"}

@@ -108,3 +108,28 @@ async def test_past_the_busy_timeout_it_is_503_with_retry_after(
     # Nothing was half-written: the same request succeeds once the lock is gone.
     again = await impatient_client.post("/api/v1/patients", json=PATIENT, headers=pro.headers)
     assert again.status_code == 201, again.text
+
+
+async def test_requests_queued_behind_the_service_connection_get_503_too(
+    sqlite_only: None,
+    impatient_client: httpx.AsyncClient,
+    db: AsyncSession,
+    tokens: FakeTokens,
+    database_url: str,
+) -> None:
+    """The service keeps one SQLite connection (its requests queue for it, first come first served):
+    a request still queued for it past the busy timeout gets the same 503, never a 500."""
+    pro = await _pro(db, tokens)
+    with write_lock_held(database_url, seconds=3.0):
+        answers = await asyncio.gather(
+            *(
+                impatient_client.post(
+                    "/api/v1/patients",
+                    json={**PATIENT, "birth_name": f"DURAND{'X' * i}"},
+                    headers=pro.headers,
+                )
+                for i in range(4)
+            )
+        )
+    assert [a.status_code for a in answers] == [503] * 4, [a.text for a in answers]
+    assert all(a.json()["errcode"] == "AZ_BUSY" and a.headers["Retry-After"].isdigit() for a in answers)
