@@ -26,12 +26,11 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordination.errors import ErrCode, ServiceError
+from coordination.security import VERIFIED_USER_STATE
 
 logger = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 1024 * 1024
-VERIFIED_USER_STATE = "azurezo.verified_user"
-"""Key of the request state holding the Matrix user Synapse vouched for (set for /api/ writes)."""
 FORM_OVERHEAD = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

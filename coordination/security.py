@@ -6,6 +6,7 @@ hold, and only Synapse can tell whose it is.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -28,6 +29,8 @@ from coordination.ids import NationalId, StructureId, UserId
 logger = logging.getLogger(__name__)
 
 ON_BEHALF_HEADER = "X-Azurezo-On-Behalf-Of"
+# Where ``coordination.guard.RequestGuard`` leaves the Matrix user it verified for this request.
+VERIFIED_USER_STATE = "azurezo.verified_user"
 
 
 class TokenVerifier(Protocol):
@@ -58,11 +61,23 @@ class SynapseWhoami:
         self._cache: TTLCache[str, UserId] | None = (
             TTLCache(maxsize=max_tokens, ttl=cache_seconds, timer=timer) if cache_seconds > 0 else None
         )
+        self._pending: dict[str, asyncio.Future[UserId | None]] = {}
 
     async def user_for_token(self, token: str) -> UserId | None:
         key = hashlib.sha256(token.encode()).hexdigest()
         if self._cache is not None and (hit := self._cache.get(key)) is not None:
             return hit
+        # One question to Synapse per token at a time: when a busy client's entry expires, its
+        # concurrent requests (50 a second in bench_notify) all wait for the same answer instead of
+        # each asking Synapse, whose account-validity check asks this service in turn.
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._ask(token, key))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _done: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _ask(self, token: str, key: str) -> UserId | None:
         try:
             resp = await self._client.get(
                 self._url, headers={"Authorization": f"Bearer {token}"}, timeout=5.0
@@ -144,8 +159,13 @@ async def get_actor(
             "Authentification requise : envoyez votre jeton Matrix dans l'en-tête "
             "« Authorization: Bearer <jeton> »."
         )
+    # A write's token was verified by RequestGuard before its body was read: never ask Synapse again
+    # here, where an idempotent write already holds its database transaction. Synapse's account-
+    # validity check calls back into this service (the module's directory look-up), which would wait
+    # for that same transaction until the module's timeout: a 2 s stall of every request (issue 9).
+    verified: UserId | None = request.scope.get("state", {}).get(VERIFIED_USER_STATE)
     verifier: TokenVerifier = request.app.state.token_verifier
-    user_id = await verifier.user_for_token(token)
+    user_id = verified if verified is not None else await verifier.user_for_token(token)
     if user_id is None:
         raise Unauthenticated(
             "Jeton Matrix invalide ou expiré : reconnectez-vous à votre messagerie puis réessayez."

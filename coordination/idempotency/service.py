@@ -36,8 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordination.db import utcnow
 from coordination.errors import ErrCode
-from coordination.guard import VERIFIED_USER_STATE
 from coordination.idempotency.models import IdempotentAnswer
+from coordination.security import VERIFIED_USER_STATE
 
 logger = logging.getLogger(__name__)
 

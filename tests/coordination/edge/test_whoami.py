@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from coordination.app import create_app
+from coordination.errors import Unavailable
+from coordination.ids import UserId
 from coordination.security import SynapseWhoami
 from coordination.settings import Settings
-from tests.support.service import running_app
+from tests.support.service import FakeTokens, add_professional, running_app
 
 
 class FakeSynapse:
@@ -113,3 +117,67 @@ async def test_synapse_unreachable_with_an_idempotency_key_is_503_too(settings: 
         )
         assert resp.status_code == 503, resp.text
         assert resp.json()["errcode"] == "AZ_UNAVAILABLE"
+
+
+async def test_concurrent_misses_ask_synapse_once(
+    synapse_and_verifier: tuple[FakeSynapse, Clock, SynapseWhoami],
+) -> None:
+    """When a busy client's entry expires, its concurrent requests share one whoami (Synapse's own
+    check of the session then asks this service once, not once per request)."""
+    fake, clock, verifier = synapse_and_verifier
+    answers = await asyncio.gather(*(verifier.user_for_token("tok") for _ in range(20)))
+    assert answers == ["@jmartin:azurezo.test"] * 20
+    assert fake.calls == 1
+    clock.now += 5.01  # expired: the next burst asks once more
+    await asyncio.gather(*(verifier.user_for_token("tok") for _ in range(20)))
+    assert fake.calls == 2
+    refused = await asyncio.gather(*(verifier.user_for_token("other") for _ in range(5)))
+    assert refused == [None] * 5 and fake.calls == 3
+
+
+async def test_a_shared_failure_reaches_every_waiter_and_is_not_kept() -> None:
+    calls = 0
+
+    def down(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise httpx.ConnectError("refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as client:
+        verifier = SynapseWhoami("http://synapse", cache_seconds=5, client=client)
+        results = await asyncio.gather(
+            *(verifier.user_for_token("tok") for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, Unavailable) for r in results) and calls == 1
+        with pytest.raises(Unavailable):
+            await verifier.user_for_token("tok")  # asked again: a failure is never cached
+        assert calls == 2
+
+
+class CountingTokens(FakeTokens):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def user_for_token(self, token: str) -> UserId | None:
+        self.asked += 1
+        return await super().user_for_token(token)
+
+
+async def test_a_write_asks_who_the_token_is_once(settings: Settings, db: AsyncSession) -> None:
+    """The route does not ask Synapse again what RequestGuard verified: with an Idempotency-Key the
+    route runs inside the write's transaction, and Synapse's session check calls back into this
+    service, which then waited for that transaction until the module's timeout (2 s stalls of every
+    request under load, issue 9)."""
+    tokens = CountingTokens()
+    pro = await add_professional(db, tokens, localpart="once", national_id="810000000136")
+    app = create_app(settings, token_verifier=tokens)
+    async with running_app(app) as client:
+        for key in ("k-1", None):
+            tokens.asked = 0
+            headers = pro.headers | ({"Idempotency-Key": key} if key else {})
+            resp = await client.post(
+                "/api/v1/tasks", json={"title": "Appeler", "type": "appel"}, headers=headers
+            )
+            assert resp.status_code == 201, resp.text
+            assert tokens.asked == 1
