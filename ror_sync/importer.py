@@ -63,7 +63,7 @@ from coordination.directory.store import (
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
 from ror_sync.part import PartKind, PartResult, stage_part
 from ror_sync.report import ImportReport, Rejections
-from ror_sync.rpps import ParsePosition, parse_rpps
+from ror_sync.rpps import ParsePosition, RppsFormatError, parse_rpps, read_header, read_layout
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
 
 logger = logging.getLogger(__name__)
@@ -239,12 +239,36 @@ def _run(
 PARALLEL_MIN_BYTES = 64 << 20
 
 
+# How far past the middle of the file the split looks for the start of a person's lines.
+SPLIT_SEARCH_BYTES = 1 << 20
+
+
 def _split_point(path: Path, size: int) -> int | None:
-    """Offset of the first line that starts after the middle of the file, if any."""
+    """Offset of the first line after the middle of the file that starts a person's lines (its national
+    identifier differs from the line before), if any: a person's lines then go to one process, whose
+    staging gives the person's fingerprint whole to their first line (PostgreSQL's first import takes
+    the persons from those lines alone, :func:`coordination.directory.store._person_steps`). Past
+    ``SPLIT_SEARCH_BYTES`` without one (or with a header the parser will refuse anyway), the first line
+    after the middle: the import stays exact, the merge then sums each person's lines itself."""
     with path.open("rb") as stream:
+        try:
+            i_nid = read_layout(read_header(stream), file=str(path)).index["national_id"]
+        except RppsFormatError:
+            i_nid = None
         stream.seek(size // 2)
         stream.readline()
-        offset = stream.tell()
+        first = offset = stream.tell()
+        previous: bytes | None = None
+        while i_nid is not None and offset < size and offset - first < SPLIT_SEARCH_BYTES:
+            line = stream.readline()
+            fields = line.split(b"|")
+            nid = fields[i_nid].strip() if len(fields) > i_nid else b""
+            if previous is not None and nid != previous:
+                break
+            previous = nid
+            offset += len(line)
+        else:
+            offset = first
     return offset if offset < size else None
 
 

@@ -13,7 +13,8 @@ Latin-1), so a file mixing both still imports. LF and CRLF line ends are both ac
 The parser yields staging rows (``coordination.directory.store.RPPS_FORMAT``) in batches and never keeps
 more than one batch plus a bounded cache of the sites already staged: memory does not grow with the file.
 A site (structure key, name, address, phone...) repeated on many lines is staged once; the lines point to
-it (``site_line``), and a person's fields ride only on their first line.
+it (``site_line``), and a person's fields ride only on their first line, with the digest of the whole run
+of the person's lines (``coordination.directory.store``, "Staging rows"); a batch never cuts a run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from coordination.directory.rules import (
     person_search_name,
     search_key,
 )
+from coordination.directory.store import SITE_FIRST, SITE_OTHER, SITE_UNTRACKED
 from ror_sync.report import Rejections
 
 # The classic 52-column header (order of the public extract) and the newer 56-column one, which spells a
@@ -181,12 +183,13 @@ _site_key = lru_cache(maxsize=1 << 16)(search_key)
 CHUNK_BYTES = 1 << 20
 # Structures whose site has been staged: structure key -> hash of the columns of its first site in the
 # file, which the merge turns into the structure. An open-addressing table in two arrays of 64-bit
-# integers (16 bytes a slot, 16 MB in all, against ~100 bytes an entry in a dict of int objects: an
+# integers (16 bytes a slot, 32 MB in all, against ~100 bytes an entry in a dict of int objects: an
 # extract where nearly every line has a structure of its own fills it with structures seen once, issue 6
-# item 18), filled up to 3/4. Never evicted (that would make a later line look like the structure's own
-# site when it may not be): past that many structures, lines of structures not yet seen carry their
-# site like any other line (exact, only slower).
-STRUCTURE_SLOTS = 1 << 20
+# item 18), filled up to 3/4: 1.5 million structures, more than half of a 2M-line liberal extract holds.
+# Never evicted (that would make a later line look like the structure's own site when it may not be):
+# past that many structures, lines of structures not yet seen carry their site like any other line
+# (exact, only slower: on PostgreSQL, a first import then groups every site by structure).
+STRUCTURE_SLOTS = 1 << 21
 # Other sites already staged (a structure's site that differs from its first one, a line without a
 # structure). Bounded, emptied when full: a site seen again is then simply staged once more.
 SITE_CACHE_ENTRIES = 1 << 16
@@ -252,7 +255,7 @@ def _chunks(stream: IO[bytes], limit: int | None) -> Iterator[tuple[list[str], i
         yield [_decode(rest).removesuffix("\r")], consumed
 
 
-def _site_row(line_no: int, structure_id: str, raw: tuple[str, ...]) -> tuple[Any, ...]:
+def _site_row(line_no: int, structure_id: str, raw: tuple[str, ...], own: int) -> tuple[Any, ...]:
     (
         finess, siret, _, site, sign, num, rep, stype, street, more, distrib, cedex, postal, city, phone,
         email, dep,
@@ -265,7 +268,7 @@ def _site_row(line_no: int, structure_id: str, raw: tuple[str, ...]) -> tuple[An
         city = cedex[6:] if postal and cedex[:5] == postal else cedex
     return (
         line_no, structure_id, site, _site_key(site) if site else "", finess, siret, address, postal,
-        city, dep or department_from_postal_code(postal), phone, email,
+        city, dep or department_from_postal_code(postal), phone, email, own,
     )  # fmt: skip
 
 
@@ -362,6 +365,7 @@ class _Sites:
             structure_id = "rpps-struct:" + tech.strip()
         else:
             structure_id = ""
+        own = SITE_OTHER
         if structure_id:
             keys = self._keys
             key = hash(structure_id) or 1
@@ -377,15 +381,16 @@ class _Sites:
                         self._room -= 1
                         keys[slot] = key
                         self._owns[slot] = site_hash
-                        self.new.append(_site_row(line_no, structure_id, c.site_get(f)))
+                        self.new.append(_site_row(line_no, structure_id, c.site_get(f), SITE_FIRST))
                         return structure_id, None
+                    own = SITE_UNTRACKED
                     break
                 slot = (slot + 1) & self._mask
         site_check = crc32(site_text.encode())
         known = self._sites.get(site_hash)
         if known is not None and known & 0xFFFFFFFF == site_check:
             return structure_id, known >> 32
-        self.new.append(_site_row(line_no, structure_id, c.site_get(f)))
+        self.new.append(_site_row(line_no, structure_id, c.site_get(f), own))
         if len(self._sites) >= SITE_CACHE_ENTRIES:
             self._sites.clear()
         self._sites[site_hash] = line_no << 32 | site_check
@@ -442,7 +447,7 @@ def parse_rpps(
     yield from _parse_lines(chunks, columns, rejections, batch_size, on_batch, position)
 
 
-def _parse_lines(
+def _parse_lines(  # noqa: PLR0912, PLR0915  (the hot loop stays whole: locals are its speed)
     chunks: Iterator[tuple[list[str], int]],
     columns: _Columns,
     rejections: Rejections,
@@ -462,6 +467,11 @@ def _parse_lines(
     last_nid = nid = ""
     nid_problem: str | None = None
     person_staged = False  # the current person's fields are already on one of their lines
+    # The run of lines of the current person: where its first staged line sits in ``lines`` (-1: none
+    # staged yet) and the sum of the digests of its staged lines, which that first line carries once
+    # the run ends (the run's other lines carry 0). A batch ends only between runs, so that first line
+    # is still in hand when the run ends.
+    run_at, run_h = -1, 0
     consumed = 0
     for chunk, consumed in chunks:
         for line in chunk:
@@ -474,6 +484,15 @@ def _parse_lines(
             # decides on are stripped here.
             raw_nid = f[i_nid]
             if raw_nid != last_nid:
+                if run_at >= 0:
+                    if run_h != lines[run_at][-1]:
+                        lines[run_at] = (*lines[run_at][:-1], run_h)
+                    run_at = -1
+                if len(lines) >= batch_size:
+                    yield RppsBatch(lines, sites.new)
+                    lines, sites.new = [], []
+                    if on_batch is not None:
+                        on_batch(consumed)
                 last_nid, nid, person_staged = raw_nid, raw_nid.strip(), False
                 nid_problem = _fast_nid_problem(nid)
             if nid_problem is not None:
@@ -488,15 +507,17 @@ def _parse_lines(
             h = crc32(data, version) | (adler32(data) & 0xFFFF) << 32
             pcode, prof, spec, spec_code, mode, mode_code, role = activity_get(f)
             if person_staged:
+                run_h += h
                 lines.append(
                     (
                         line_no, 0, nid, None, None, None, None, None, pcode, prof,
                         spec.strip() or spec_code, mode.strip() or mode_code, role, structure_id,
-                        site_line, h,
+                        site_line, 0,
                     )
                 )  # fmt: skip
             else:
                 person_staged = True
+                run_at, run_h = len(lines), h
                 id_type, civx, civ, family, given = person_get(f)
                 lines.append(
                     (
@@ -505,11 +526,8 @@ def _parse_lines(
                         mode.strip() or mode_code, role, structure_id, site_line, h,
                     )
                 )  # fmt: skip
-            if len(lines) >= batch_size:
-                yield RppsBatch(lines, sites.new)
-                lines, sites.new = [], []
-                if on_batch is not None:
-                    on_batch(consumed)
+    if run_at >= 0 and run_h != lines[run_at][-1]:
+        lines[run_at] = (*lines[run_at][:-1], run_h)
     if lines or sites.new:
         yield RppsBatch(lines, sites.new)
     if on_batch is not None:

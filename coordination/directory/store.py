@@ -29,7 +29,11 @@ key in the file) stages only ``structure_id``: its activity keeps no site column
 the structure's, which is what most of the 2 million lines need and the cheapest to write. A line whose
 site differs, or has no structure, points to its site row (``site_line``) and its activity keeps those
 columns. ``h`` is a 48-bit digest of the line; a person's fingerprint is the sum of the digests of their
-lines (order-independent), compared with the stored one to tell "unchanged" from "updated".
+lines (order-independent), compared with the stored one to tell "unchanged" from "updated". The RPPS
+parser gives a run of lines of one person their sum on the run's first line and 0 on the others (the
+sum per person is the same), so that a first import can take the persons from those first lines alone.
+An RPPS site row also says (``own``) whether it is the first site of its structure in the part of the
+file its process parsed: the structures of a first import on PostgreSQL are those rows.
 Empty strings are stored as-is in staging and turned into NULL by the merge (``NULLIF``), in C, not Python.
 
 Ownership and precedence
@@ -50,19 +54,20 @@ and nothing is written.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy.engine import make_url
-
 from coordination.directory.rules import (
     MASS_DEACTIVATION_FLOOR,
     MASS_DEACTIVATION_RATIO,
     is_mass_deactivation,
 )
+
+logger = logging.getLogger(__name__)
 
 Source = Literal["rpps", "fhir"]
 Dialect = Literal["sqlite", "postgresql"]
@@ -107,7 +112,12 @@ SITE_COLUMNS: tuple[str, ...] = (
     "phone",
     "email",
 )
-RPPS_SITE_COLUMNS: tuple[str, ...] = tuple(c for c in SITE_COLUMNS if c != "org_ref")
+# RPPS sites also say whether they are their structure's first site in the part of the file their process
+# parsed: ``own`` (see ``SITE_OWN``).
+RPPS_SITE_COLUMNS: tuple[str, ...] = (*(c for c in SITE_COLUMNS if c != "org_ref"), "own")
+SITE_OTHER = 0  # another site of a structure, or a site without a structure
+SITE_FIRST = 1  # the first site of its structure in the part of the file
+SITE_UNTRACKED = 2  # a site of a structure the parser could not keep track of (ror_sync.rpps._Sites)
 STRUCT_COLUMNS: tuple[str, ...] = (
     "line_no",
     "structure_id",
@@ -128,7 +138,7 @@ STRUCT_COLUMNS: tuple[str, ...] = (
     "fhir_id",
 )
 _INT_LINE = {"line_no", "pf", "act", "site_line", "h"}
-_INT_SITE = {"line_no"}
+_INT_SITE = {"line_no", "own"}
 _INT_STRUCT = {"line_no"}
 
 # Who wins when two sources list the same row (see module docstring).
@@ -226,7 +236,7 @@ def _staging_ddl(dialect: Dialect) -> list[str]:
         return ", ".join(f"{n} {'BIGINT' if n in ints else 'TEXT'}" for n in names)
 
     line_cols = cols(LINE_COLUMNS, _INT_LINE).replace("act BIGINT", "act BIGINT DEFAULT 1")
-    site_cols = cols(SITE_COLUMNS, _INT_SITE)
+    site_cols = cols((*SITE_COLUMNS, "own"), _INT_SITE)
     if dialect == "sqlite":
         # line_no as INTEGER PRIMARY KEY is the rowid: lookups by line number cost nothing extra.
         line_cols = line_cols.replace("line_no BIGINT", "line_no INTEGER PRIMARY KEY")
@@ -285,7 +295,14 @@ def _derive_structures_sql() -> str:
     )
 
 
-def _first_structures_sql(dialect: Dialect, source: Source, *, keyless: bool = False) -> str:
+def _first_structures_sql(
+    dialect: Dialect,
+    source: Source,
+    *,
+    keyless: bool = False,
+    first_sites: bool = False,
+    part_offset: int | None = None,
+) -> str:
     """RPPS into a directory without any structure (a first import): every derived structure is new,
     none to keep, update or deactivate, so they go straight in, without being staged and classified
     first (about 5 s of a 2M-line extract with one structure per line, issue 6 item 18). They go in in
@@ -293,8 +310,35 @@ def _first_structures_sql(dialect: Dialect, source: Source, *, keyless: bool = F
 
     ``keyless``: PostgreSQL, the primary key is built after the load (:meth:`PostgresStaging.
     _drop_for_bulk_load`): no order to give them, the first site of each key is found by hashing
-    (``_DERIVED_STRUCTURES``) rather than by sorting every site on its text key."""
+    (``_DERIVED_STRUCTURES``) rather than by sorting every site on its text key.
+
+    ``first_sites`` (PostgreSQL, every structure's site tracked by the parser: no ``SITE_UNTRACKED``
+    row): the parser marked each structure's first site in its part of the file (``SITE_FIRST``), so
+    the structures are those sites, without grouping the 1.7 million sites of a liberal extract by key
+    (about 4 s, issue 6 item 18); of a structure in both parts (``stg_both``, :func:`
+    _pg_absorb_conflicts_sql`), the first part's, the second's starting after line ``part_offset``."""
     struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
+    if first_sites:
+        structures = (
+            f"SELECT t.structure_id, t.site_name AS name, t.site_search AS search_name, t.finess, "
+            "t.siret, t.address, t.postal_code, t.city, t.department, t.phone, t.email FROM stg_sites t "
+            f"WHERE t.own = {SITE_FIRST}"
+            + (
+                ""
+                if part_offset is None
+                else f" AND NOT (t.line_no > {int(part_offset)} AND EXISTS (SELECT 1 FROM stg_both b "
+                "WHERE b.structure_id = t.structure_id))"
+            )
+        )
+        values = ", ".join(
+            {"kind": "'site'", "parent_id": "NULL", "is_dac": "FALSE"}.get(c) or _struct_expr(c)
+            for c in _STRUCT_FIELDS
+        )
+        return (
+            f"INSERT INTO directory_structures (structure_id, {', '.join(_STRUCT_FIELDS)}, active, "
+            "deactivated_at, source, fhir_id, updated_at) "
+            f"SELECT t.structure_id, {values}, TRUE, NULL, '{source}', NULL, :now FROM ({structures}) t"
+        )
     return (
         f"INSERT INTO directory_structures (structure_id, {', '.join(_STRUCT_FIELDS)}, active, "
         "deactivated_at, source, fhir_id, updated_at) "
@@ -318,6 +362,7 @@ _PG_FIRST_SITES = (
 
 
 _ANY_STRUCTURE = "SELECT 1 FROM directory_structures LIMIT 1"
+_ANY_UNTRACKED_SITE = f"SELECT 1 FROM stg_sites WHERE own = {SITE_UNTRACKED} LIMIT 1"
 _ANY_PERSON = "SELECT 1 FROM directory_persons LIMIT 1"
 
 
@@ -418,9 +463,23 @@ _FIRST_PERSONS = (
 
 
 def _person_steps(
-    source: Source, *, fp: str, distinct: str, first_persons: bool, full: bool, keyless: bool = False
+    source: Source,
+    *,
+    fp: str,
+    distinct: str,
+    first_persons: bool,
+    full: bool,
+    keyless: bool = False,
+    runs: bool = False,
 ) -> list[tuple[str, str | None, bool]]:
-    """The writes to the persons, and the removal of the activities they replace (see ``_apply_sql``)."""
+    """The writes to the persons, and the removal of the activities they replace (see ``_apply_sql``).
+
+    ``runs`` (a first import, RPPS): each person's lines are taken to be one run, whose first line
+    carries the person's fields and the sum of the run's digests (:func:`ror_sync.rpps.parse_rpps`):
+    the persons are those first lines, without grouping 2 million lines by person (about 5 s on
+    PostgreSQL, issue 6 item 18). Wrong only for a file whose lines of one person are not
+    contiguous: the person then comes twice, which the persons' primary key refuses, and the caller
+    merges again without ``runs`` (:meth:`PostgresStaging.merge`)."""
     person_cols = ", ".join(_PERSON_FIELDS)
     person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
     insert = (
@@ -429,6 +488,18 @@ def _person_steps(
         f"SELECT s.national_id, {person_vals}, TRUE, NULL, '{source}', {fp}, "
         f"{_n('l.fhir_id')}, :now, :now "
     )
+    if first_persons and runs:
+        return [
+            (
+                f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
+                "source, fingerprint, fhir_id, created_at, updated_at) "
+                f"SELECT l.national_id, {person_vals}, TRUE, NULL, '{source}', "
+                f"{'l.h' if full else 'NULL'}, {_n('l.fhir_id')}, :now, :now "
+                "FROM stg_lines l WHERE l.pf = 1",
+                "persons_added",
+                True,
+            )
+        ]
     if first_persons:
         # Nothing to update, keep or replace in an empty table.
         return [
@@ -496,11 +567,19 @@ def _apply_sql(
     first_structures: bool = False,
     first_persons: bool = False,
     keyless: frozenset[str] = frozenset(),
+    runs: bool = False,
+    line_ids: bool = False,
+    first_sites: bool = False,
+    part_offset: int | None = None,
 ) -> list[tuple[str, str | None, bool]]:
     """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds.
 
     ``keyless``: the directory tables whose primary key is built after the load (PostgreSQL first
-    import): their rows need no order."""
+    import): their rows need no order. ``runs``: see :func:`_person_steps`. ``line_ids``: into an
+    empty activities table, each activity takes its staged line's number as its id (ids follow the
+    file's order, as a person's activities are listed, without sorting 2 million rows by line); the
+    caller moves the id sequence past them (:meth:`PostgresStaging.merge`). ``first_sites``,
+    ``part_offset``: see :func:`_first_structures_sql`."""
     distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
     higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
     keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
@@ -526,15 +605,19 @@ def _apply_sql(
             first_persons=first_persons,
             full=full,
             keyless="directory_persons" in keyless,
+            runs=runs,
         )
     )
     line_fields = ("profession_code", "profession", "specialty", "mode", "role")
     site_fields = ("site_name", "address", "postal_code", "city", "department", "phone", "email")
     steps.append(
         (
-            "INSERT INTO directory_activities (national_id, structure_id, "
-            f"{', '.join(line_fields + site_fields)}, source) "
-            f"SELECT l.national_id, COALESCE({_n('l.structure_id')}, {_n('t.structure_id')}), "
+            "INSERT INTO directory_activities ("
+            + ("id, " if line_ids else "")
+            + "national_id, structure_id, "
+            f"{', '.join(line_fields + site_fields)}, source) SELECT "
+            + ("l.line_no, " if line_ids else "")
+            + f"l.national_id, COALESCE({_n('l.structure_id')}, {_n('t.structure_id')}), "
             f"{', '.join(_n(f'TRIM(l.{c})') for c in line_fields)}, "
             f"{', '.join(_n('t.' + c) for c in site_fields)}, '{source}' "
             "FROM stg_lines l "
@@ -545,7 +628,7 @@ def _apply_sql(
             )
             + "LEFT JOIN stg_sites t ON t.line_no = l.site_line WHERE l.act = 1 "
             + ("" if first_persons else "AND s.state IN ('N', 'U', 'K', 'A') ")
-            + "ORDER BY l.line_no",
+            + ("" if line_ids else "ORDER BY l.line_no"),
             "activities",
             False,
         )
@@ -555,7 +638,13 @@ def _apply_sql(
     if first_structures:
         steps.append(
             (
-                _first_structures_sql(dialect, source, keyless="directory_structures" in keyless),
+                _first_structures_sql(
+                    dialect,
+                    source,
+                    keyless="directory_structures" in keyless,
+                    first_sites=first_sites,
+                    part_offset=part_offset,
+                ),
                 "structures_added",
                 True,
             )
@@ -686,6 +775,8 @@ def _sqlite_now(now: datetime) -> str:
 
 
 def sqlite_path(database_url: str) -> str:
+    from sqlalchemy.engine import make_url  # here: the parsing helper process never loads SQLAlchemy
+
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database:
         raise ValueError(f"not a SQLite file URL: {url.render_as_string(hide_password=True)}")
@@ -1004,7 +1095,10 @@ def _pg_absorb_conflicts_sql(line_offset: int) -> list[str]:
         f"SELECT structure_id FROM stg_sites WHERE line_no <= {off} AND structure_id <> ''"
     )
     return [
-        f"CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS WITH b AS ({both}), "
+        # Kept until the end of the import: the first import's structures use it (_first_structures_sql).
+        f"CREATE TEMP TABLE stg_both ON COMMIT DROP AS {both}",
+        "ANALYZE stg_both",
+        f"CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS WITH b AS (SELECT * FROM stg_both), "
         f"f AS (SELECT DISTINCT ON (s.structure_id, s.line_no > {off}) s.*, s.line_no > {off} AS in_part "
         f"FROM stg_sites s JOIN b ON b.structure_id = s.structure_id "
         f"ORDER BY s.structure_id, s.line_no > {off}, s.line_no) "
@@ -1103,12 +1197,14 @@ class PostgresStaging:
         self._tx: Any = None
         self._staged = 0
         self._structs = 0
+        self._part_offset: int | None = None  # where the lines taken in by ``absorb`` start
 
     @classmethod
     async def connect(
         cls, database_url: str, *, staging_format: StagingFormat = FHIR_FORMAT
     ) -> PostgresStaging:
         import asyncpg
+        from sqlalchemy.engine import make_url
 
         url = make_url(database_url)
         conn = await asyncpg.connect(
@@ -1158,6 +1254,7 @@ class PostgresStaging:
         for sql in _pg_absorb_conflicts_sql(int(line_offset)):
             await self._conn.execute(sql)
         self._staged += lines
+        self._part_offset = int(line_offset)
 
     async def merge(
         self,
@@ -1168,6 +1265,8 @@ class PostgresStaging:
         guard: DeactivationGuard | None = DeactivationGuard(),
     ) -> MergeResult:
         """See :meth:`SqliteStaging.merge`; commits the single import transaction."""
+        from asyncpg.exceptions import UniqueViolationError
+
         conn = self._conn
         result = MergeResult()
         now = datetime.now(UTC)
@@ -1201,15 +1300,61 @@ class PostgresStaging:
             if is_empty
         ]
         rebuild, keyless = await self._drop_for_bulk_load(existing, empty)
-        steps = _apply_sql(
-            "postgresql",
-            source,
-            full=full,
-            deactivate_persons=deactivating > 0,
-            first_structures=first_structures,
-            first_persons=first_persons,
-            keyless=keyless,
-        )
+        # A first RPPS import takes the persons from their runs' first lines (see _person_steps); for a
+        # file whose persons' lines are not contiguous, the persons' key refuses the duplicates, and
+        # the merge runs again from here, summing each person's lines.
+        runs = first_persons and source == "rpps"
+        # The structures of a first import come from the sites the parser marked as their first, when
+        # it could keep track of every structure (see _first_structures_sql).
+        first_sites = first_structures and await conn.fetchval(_ANY_UNTRACKED_SITE) is None
+        if runs:
+            await conn.execute("SAVEPOINT person_runs")
+        while True:
+            steps = _apply_sql(
+                "postgresql",
+                source,
+                full=full,
+                deactivate_persons=deactivating > 0,
+                first_structures=first_structures,
+                first_persons=first_persons,
+                keyless=keyless,
+                runs=runs,
+                line_ids=existing == 0,
+                first_sites=first_sites,
+                part_offset=self._part_offset,
+            )
+            try:
+                await self._write(steps, rebuild, now, result)
+                break
+            except UniqueViolationError as exc:
+                if not runs or exc.constraint_name != "pk_directory_persons":
+                    raise
+                logger.info("rpps import: a person's lines are not contiguous; merging by person")
+                await conn.execute("ROLLBACK TO SAVEPOINT person_runs")
+                runs = False
+        if existing == 0:
+            # The activities took their lines' numbers as ids: the sequence goes on after them.
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('directory_activities', 'id'), MAX(id)) "
+                "FROM directory_activities HAVING MAX(id) > COALESCE(pg_sequence_last_value("
+                "CAST(pg_get_serial_sequence('directory_activities', 'id') AS regclass)), 0)"
+            )
+        _tally_persons(await conn.fetch(_COUNT_PERSONS), result, first=first_persons)
+        if not first_structures:
+            _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
+        await self._tx.commit()
+        self._tx = None
+        return result
+
+    async def _write(
+        self,
+        steps: list[tuple[str, str | None, bool]],
+        rebuild: list[str],
+        now: datetime,
+        result: MergeResult,
+    ) -> None:
+        """Run the merge's writes, then restore what the bulk load dropped (indexes, keys)."""
+        conn = self._conn
         for sql, counter, needs_now in steps:
             if needs_now:
                 status = await conn.execute(sql.replace(":now", "$1"), now)
@@ -1220,12 +1365,6 @@ class PostgresStaging:
             _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
         for restore in rebuild:
             await conn.execute(restore)
-        _tally_persons(await conn.fetch(_COUNT_PERSONS), result, first=first_persons)
-        if not first_structures:
-            _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
-        await self._tx.commit()
-        self._tx = None
-        return result
 
     async def _deactivating(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coordination.db import make_engine, make_sessionmaker
 from coordination.directory import service, store
 from coordination.directory.models import Activity, Person, Structure
-from ror_sync import rpps
+from ror_sync import importer, rpps
 from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
 from ror_sync.rpps import NEW_HEADERS, RppsFormatError
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
@@ -294,13 +295,17 @@ async def _directory_view(database_url: str) -> tuple[list[object], list[object]
         await engine.dispose()
 
 
+@pytest.mark.parametrize("straddle", [False, True], ids=["split-between-persons", "person-split"])
 async def test_a_file_read_by_two_processes_gives_the_same_directory(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, straddle: bool
 ) -> None:
     nice = {"Libellé commune (coord. structure)": "NICE"}
     antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
     lines = [rpps_line(n, site=7 if n == 3 else n % 5 + 1, **nice) for n in range(1, 100)]
-    # One person's 21 lines straddle the middle of the file, where the second process starts.
+    # One person's 21 lines straddle the middle of the file: the second process starts after them,
+    # or, when the split finds no person's first line near enough (``straddle``), among them.
+    if straddle:
+        monkeypatch.setattr(importer, "SPLIT_SEARCH_BYTES", 0)
     lines += [rpps_line(100, site=s) for s in range(1, 22)]
     # After the middle: structure 7 first seen with other coordinates than in the first half, a wrong
     # national id, a line in Latin-1 among UTF-8 ones.
@@ -328,6 +333,62 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     assert [str(r) for r in two.rejections] == [str(r) for r in one.rejections]
     assert [r.line for r in one.rejections] == [124]
     assert two.persons.added == 200 and two.activities == 220
+
+
+def test_the_second_process_starts_at_a_person_s_first_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 6 item 18: a person's lines go to one process, which hands the person whole to the merge.
+    lines = [rpps_line(n) for n in range(1, 40)] + [rpps_line(40, site=s) for s in range(1, 60)]
+    lines += [rpps_line(n) for n in range(41, 45)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    data = path.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    assert data[middle:].split(b"|")[2] == national_id(40).encode()  # the middle is in person 40
+    offset = importer._split_point(path, len(data))
+    assert offset is not None and data[offset:].startswith(rpps_line(41).encode())
+    # Too far: the first line after the middle (the merge then sums the person's two halves).
+    monkeypatch.setattr(importer, "SPLIT_SEARCH_BYTES", 100)
+    assert importer._split_point(path, len(data)) == middle
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["row-by-row", "bulk-load"])
+async def test_a_person_whose_lines_are_apart_is_still_one_person(
+    database_url: str,
+    db: AsyncSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    bulk: bool,
+) -> None:
+    # Issue 6 item 18: PostgreSQL's first import takes each person from the first line of their run of
+    # lines (extracts list a person's lines together). A file where they are apart must give the same
+    # person: the fields of their first line, every activity, a fingerprint of all their lines.
+    lines = [rpps_line(1, site=1), rpps_line(2, site=2), rpps_line(1, site=3, **{"Nom d'exercice": "AUTRE"})]
+    lines += [rpps_line(3, site=4), rpps_line(1, site=5)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    if bulk:
+        monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)  # 2M lines in real life
+    with caplog.at_level(logging.INFO, logger=store.__name__):
+        first = await run_import(database_url, path)
+    assert (first.persons.added, first.activities) == (3, 5)
+    if database_url.startswith("postgresql"):
+        assert "not contiguous" in caplog.text
+    person = (await persons(db))[national_id(1)]
+    assert person.family_name == "DUPONT1"
+    activities = (
+        await db.scalars(select(Activity).where(Activity.national_id == national_id(1)).order_by(Activity.id))
+    ).all()
+    assert [a.structure_id for a in activities] == [f"finess:06999{s:04d}" for s in (1, 3, 5)]
+    # The activities' ids follow the file; new ones come after them.
+    db.add(Activity(national_id=national_id(2), source="rpps"))
+    await db.commit()
+    assert max(await db.scalars(select(Activity.id))) > max(a.id for a in activities)
+    await db.execute(delete(Activity).where(Activity.structure_id.is_(None)))
+    await db.commit()
+    # The fingerprint is that of all three lines: the same file again changes nobody.
+    again = await run_import(database_url, path)
+    assert again.persons.seen == again.persons.unchanged == 3
 
 
 async def test_backslashes_and_carriage_returns_in_the_second_half_are_kept_as_they_are(
