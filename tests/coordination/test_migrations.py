@@ -154,3 +154,29 @@ async def test_existing_tasks_get_short_numbers_in_creation_order(tmp_path: Path
         (creator_scope, 2),
     ]
     assert counters == {patient_scope: 2, creator_scope: 2}
+
+
+async def test_directory_keys_compare_bytewise_on_postgresql(tmp_path: Path) -> None:
+    """Alembic does not compare collations: the migration's "C" is checked here (issue 6 item 18)."""
+    from sqlalchemy import text
+
+    from coordination.migrations.versions.directory_1_bytewise_keys import _COLUMNS
+
+    async with fresh_database_url(tmp_path) as url:
+        if not url.startswith("postgresql"):
+            return  # SQLite compares bytes already: nothing to migrate
+        await upgrade_to_head_async(url)
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name LIKE 'directory_%'"
+                    )
+                )
+                collations = {(t, c): coll for t, c, coll in rows}
+        finally:
+            await engine.dispose()
+    assert {collations[(t, c)] for t, c, _length in _COLUMNS} == {"C"}
+    assert collations[("directory_persons", "national_id")] is None  # the database's own
