@@ -58,6 +58,7 @@ from coordination.directory.store import (
     Source,
     SqliteStaging,
     StagingFormat,
+    pg_directory_is_empty,
     sqlite_path,
 )
 from ror_sync.fhir import FhirSnapshot, read_fhir_sources
@@ -210,7 +211,13 @@ async def _merge_postgres(
         for lines, sites, structs in batches:
             await staging.add(lines, sites, structs)
         if second_half is not None:
-            with progress.phase("Lecture de la seconde moitié du fichier…"):
+            with progress.phase("Écriture de la première partie pendant la lecture de la seconde…"):
+                await staging.merge_ahead(
+                    source=plan.source,
+                    derive_structures=plan.derive_structures,
+                    upto=second_half.offset,
+                )
+            with progress.phase("Lecture de la seconde partie du fichier…"):
                 await second_half.take_into_postgres(staging)
         with progress.phase("Fusion dans l'annuaire…"):
             return await staging.merge(
@@ -237,14 +244,20 @@ def _run(
 
 # A file this large is parsed in two halves at once, on two processes, when two CPUs are there.
 PARALLEL_MIN_BYTES = 64 << 20
+# The share of the file the importing process parses itself when the other part's helper process runs
+# on the other CPU: half, or less for a first import on PostgreSQL, whose importing process then writes
+# its part into the directory while the helper still parses (PostgresStaging.merge_ahead).
+SHARE = 0.5
+FIRST_IMPORT_SHARE = 0.42
 
 
 # How far past the middle of the file the split looks for the start of a person's lines.
 SPLIT_SEARCH_BYTES = 1 << 20
 
 
-def _split_point(path: Path, size: int) -> int | None:
-    """Offset of the first line after the middle of the file that starts a person's lines (its national
+def _split_point(path: Path, size: int, share: float = SHARE) -> int | None:
+    """Offset of the first line after ``share`` of the file (its middle by default) that starts a
+    person's lines (its national
     identifier differs from the line before), if any: a person's lines then go to one process, whose
     staging gives the person's fingerprint whole to their first line (PostgreSQL's first import takes
     the persons from those lines alone, :func:`coordination.directory.store._person_steps`). Past
@@ -255,7 +268,7 @@ def _split_point(path: Path, size: int) -> int | None:
             i_nid = read_layout(read_header(stream), file=str(path)).index["national_id"]
         except RppsFormatError:
             i_nid = None
-        stream.seek(size // 2)
+        stream.seek(int(size * share))
         stream.readline()
         first = offset = stream.tell()
         previous: bytes | None = None
@@ -308,6 +321,11 @@ class _SecondHalf:
             stage_part, str(self._path), self._start, self._part_file, self._kind
         )
         return self
+
+    @property
+    def offset(self) -> int:
+        """The number of the last line of the first half (once this process has parsed it)."""
+        return self._position.line_no
 
     def take_into(self, staging: SqliteStaging) -> None:
         part = self._finish()
@@ -508,7 +526,8 @@ def import_rpps(
             processes = 2 if size >= PARALLEL_MIN_BYTES and _cpus() >= 2 else 1
         split_at = None
         if processes >= 2 and temp_dir is not None:  # the helper's file needs a place of its own
-            split_at = _split_point(path, size)
+            first = not sqlite and asyncio.run(pg_directory_is_empty(database_url))
+            split_at = _split_point(path, size, FIRST_IMPORT_SHARE if first else SHARE)
         return _import_rpps(
             database_url,
             stream,

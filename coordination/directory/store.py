@@ -54,9 +54,10 @@ and nothing is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -302,6 +303,7 @@ def _first_structures_sql(
     keyless: bool = False,
     first_sites: bool = False,
     part_offset: int | None = None,
+    after: str = "",
 ) -> str:
     """RPPS into a directory without any structure (a first import): every derived structure is new,
     none to keep, update or deactivate, so they go straight in, without being staged and classified
@@ -316,13 +318,14 @@ def _first_structures_sql(
     row): the parser marked each structure's first site in its part of the file (``SITE_FIRST``), so
     the structures are those sites, without grouping the 1.7 million sites of a liberal extract by key
     (about 4 s, issue 6 item 18); of a structure in both parts (``stg_both``, :func:`
-    _pg_absorb_conflicts_sql`), the first part's, the second's starting after line ``part_offset``."""
+    _pg_absorb_conflicts_sql`), the first part's, the second's starting after line ``part_offset``.
+    ``after``: a condition on the sites (``after_line`` in :func:`_apply_sql`)."""
     struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
     if first_sites:
         structures = (
             f"SELECT t.structure_id, t.site_name AS name, t.site_search AS search_name, t.finess, "
             "t.siret, t.address, t.postal_code, t.city, t.department, t.phone, t.email FROM stg_sites t "
-            f"WHERE t.own = {SITE_FIRST}"
+            f"WHERE t.own = {SITE_FIRST}{after}"
             + (
                 ""
                 if part_offset is None
@@ -363,6 +366,8 @@ _PG_FIRST_SITES = (
 
 _ANY_STRUCTURE = "SELECT 1 FROM directory_structures LIMIT 1"
 _ANY_UNTRACKED_SITE = f"SELECT 1 FROM stg_sites WHERE own = {SITE_UNTRACKED} LIMIT 1"
+_ANY_ACTIVITY = "SELECT 1 FROM directory_activities LIMIT 1"
+_DIRECTORY_TABLES = ("directory_persons", "directory_structures", "directory_activities")
 _ANY_PERSON = "SELECT 1 FROM directory_persons LIMIT 1"
 
 
@@ -471,6 +476,7 @@ def _person_steps(
     full: bool,
     keyless: bool = False,
     runs: bool = False,
+    after: str = "",
 ) -> list[tuple[str, str | None, bool]]:
     """The writes to the persons, and the removal of the activities they replace (see ``_apply_sql``).
 
@@ -479,7 +485,8 @@ def _person_steps(
     the persons are those first lines, without grouping 2 million lines by person (about 5 s on
     PostgreSQL, issue 6 item 18). Wrong only for a file whose lines of one person are not
     contiguous: the person then comes twice, which the persons' primary key refuses, and the caller
-    merges again without ``runs`` (:meth:`PostgresStaging.merge`)."""
+    merges again without ``runs`` (:meth:`PostgresStaging.merge`). ``after``: a condition on the
+    lines, see ``after_line`` in :func:`_apply_sql`."""
     person_cols = ", ".join(_PERSON_FIELDS)
     person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
     insert = (
@@ -495,7 +502,7 @@ def _person_steps(
                 "source, fingerprint, fhir_id, created_at, updated_at) "
                 f"SELECT l.national_id, {person_vals}, TRUE, NULL, '{source}', "
                 f"{'l.h' if full else 'NULL'}, {_n('l.fhir_id')}, :now, :now "
-                "FROM stg_lines l WHERE l.pf = 1",
+                f"FROM stg_lines l WHERE l.pf = 1{after}",
                 "persons_added",
                 True,
             )
@@ -571,6 +578,7 @@ def _apply_sql(
     line_ids: bool = False,
     first_sites: bool = False,
     part_offset: int | None = None,
+    after_line: int | None = None,
 ) -> list[tuple[str, str | None, bool]]:
     """The writes, as ``(sql, counter, needs_now)`` steps; ``counter`` names the count a rowcount feeds.
 
@@ -579,7 +587,11 @@ def _apply_sql(
     empty activities table, each activity takes its staged line's number as its id (ids follow the
     file's order, as a person's activities are listed, without sorting 2 million rows by line); the
     caller moves the id sequence past them (:meth:`PostgresStaging.merge`). ``first_sites``,
-    ``part_offset``: see :func:`_first_structures_sql`."""
+    ``part_offset``: see :func:`_first_structures_sql`. ``after_line``: the rows of the staged lines
+    and sites up to that line are in already (:meth:`PostgresStaging.merge_ahead`), only those after it
+    are written (with ``runs``, ``line_ids`` and ``first_sites`` only)."""
+    assert after_line is None or (runs and line_ids and first_sites), "merge_ahead's rounds only"
+    after = "" if after_line is None else f" AND l.line_no > {int(after_line)}"
     distinct = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
     higher_s = _in_list(_STRUCTURE_PRECEDENCE[source])
     keep_s = f"d.source IN {higher_s} AND d.active" if higher_s else "FALSE"
@@ -606,6 +618,7 @@ def _apply_sql(
             full=full,
             keyless="directory_persons" in keyless,
             runs=runs,
+            after=after,
         )
     )
     line_fields = ("profession_code", "profession", "specialty", "mode", "role")
@@ -626,7 +639,7 @@ def _apply_sql(
                 # each line's person up (2M lookups).
                 "" if first_persons else "JOIN stg_persons s ON s.national_id = l.national_id "
             )
-            + "LEFT JOIN stg_sites t ON t.line_no = l.site_line WHERE l.act = 1 "
+            + f"LEFT JOIN stg_sites t ON t.line_no = l.site_line WHERE l.act = 1{after} "
             + ("" if first_persons else "AND s.state IN ('N', 'U', 'K', 'A') ")
             + ("" if line_ids else "ORDER BY l.line_no"),
             "activities",
@@ -644,6 +657,7 @@ def _apply_sql(
                     keyless="directory_structures" in keyless,
                     first_sites=first_sites,
                     part_offset=part_offset,
+                    after=after.replace("l.", "t."),
                 ),
                 "structures_added",
                 True,
@@ -1127,16 +1141,25 @@ def _secondary_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 
 def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:
+    """Add a step's rowcount to the count it feeds (a first import on PostgreSQL writes its rows in two
+    rounds, :meth:`PostgresStaging.merge_ahead`)."""
     if counter == "activities":
-        result.activities_written = rowcount
+        result.activities_written += rowcount
     elif counter == "persons_deactivated":
         result.persons.deactivated = rowcount
     elif counter == "structures_deactivated":
         result.structures.deactivated = rowcount
     elif counter == "persons_added":
-        result.persons.seen = result.persons.added = rowcount
+        result.persons.seen = result.persons.added = result.persons.added + rowcount
     elif counter == "structures_added":
-        result.structures.seen = result.structures.added = rowcount
+        result.structures.seen = result.structures.added = result.structures.added + rowcount
+
+
+def _uncount_writes(result: MergeResult) -> None:
+    """Forget the rows counted by writes a rollback to a savepoint undid."""
+    result.activities_written = 0
+    result.persons.seen = result.persons.added = 0
+    result.structures.seen = result.structures.added = 0
 
 
 # Secondary indexes of the directory tables (not keys, not partial ones), with their definitions.
@@ -1186,6 +1209,43 @@ _PG_STAGING_INDEXES = (
 )
 
 
+@dataclass
+class _Ahead:
+    """What :meth:`PostgresStaging.merge_ahead` wrote: the rows of the lines up to ``upto``."""
+
+    upto: int
+    rebuild: list[str]
+    keyless: frozenset[str]
+    result: MergeResult
+    now: datetime
+
+
+async def pg_directory_is_empty(database_url: str) -> bool:
+    """No person, structure or activity in a PostgreSQL directory (a first import is coming)."""
+    conn = await _pg_connect(database_url)
+    try:
+        for probe in (_ANY_PERSON, _ANY_STRUCTURE, _ANY_ACTIVITY):
+            if await conn.fetchval(probe) is not None:
+                return False
+        return True
+    finally:
+        await conn.close()
+
+
+async def _pg_connect(database_url: str) -> Any:
+    import asyncpg
+    from sqlalchemy.engine import make_url  # here: the parsing helper process never loads SQLAlchemy
+
+    url = make_url(database_url)
+    return await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=url.database,
+    )
+
+
 class PostgresStaging:
     """Bulk staging + merge on PostgreSQL through asyncpg ``COPY``, in a single transaction."""
 
@@ -1198,22 +1258,13 @@ class PostgresStaging:
         self._staged = 0
         self._structs = 0
         self._part_offset: int | None = None  # where the lines taken in by ``absorb`` start
+        self._ahead: _Ahead | None = None
 
     @classmethod
     async def connect(
         cls, database_url: str, *, staging_format: StagingFormat = FHIR_FORMAT
     ) -> PostgresStaging:
-        import asyncpg
-        from sqlalchemy.engine import make_url
-
-        url = make_url(database_url)
-        conn = await asyncpg.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=url.database,
-        )
+        conn = await _pg_connect(database_url)
         self = cls(conn, staging_format)
         self._tx = conn.transaction()
         await self._tx.start()
@@ -1256,6 +1307,42 @@ class PostgresStaging:
         self._staged += lines
         self._part_offset = int(line_offset)
 
+    async def merge_ahead(self, *, source: Source, derive_structures: bool, upto: int) -> bool:
+        """A first RPPS import into an empty directory, while the helper process still parses the
+        rest of the file: write the rows of the lines staged so far (numbered up to ``upto``) now, in
+        this transaction, so that the server works on them while the helper parses on the other CPU
+        (issue 6 item 18); :meth:`merge` writes the rest. Returns False (nothing done) when the
+        import is not such a first import, or the parser lost track of a structure.
+
+        What :meth:`merge` may have to redo (a person whose lines are apart, a structure the helper
+        lost track of) starts from the empty tables again (``_start_over``): a rollback to a savepoint
+        taken here would also undo the staging of the rest of the file, which comes after."""
+        conn = self._conn
+        if source != "rpps" or not derive_structures or self._staged <= BULK_LOAD_MIN_LINES:
+            return False
+        for probe in (_ANY_PERSON, _ANY_STRUCTURE, _ANY_ACTIVITY, _ANY_UNTRACKED_SITE):
+            if await conn.fetchval(probe) is not None:
+                return False
+        for ddl in ("ANALYZE stg_lines", "ANALYZE stg_sites"):
+            await conn.execute(ddl)
+        rebuild, keyless = await self._drop_for_bulk_load(0, _DIRECTORY_TABLES)
+        ahead = _Ahead(int(upto), rebuild, keyless, MergeResult(), datetime.now(UTC))
+        steps = _apply_sql(
+            "postgresql",
+            source,
+            full=True,
+            deactivate_persons=False,
+            first_structures=True,
+            first_persons=True,
+            keyless=keyless,
+            runs=True,
+            line_ids=True,
+            first_sites=True,
+        )
+        await self._write(steps, [], ahead.now, ahead.result)
+        self._ahead = ahead
+        return True
+
     async def merge(
         self,
         *,
@@ -1265,12 +1352,11 @@ class PostgresStaging:
         guard: DeactivationGuard | None = DeactivationGuard(),
     ) -> MergeResult:
         """See :meth:`SqliteStaging.merge`; commits the single import transaction."""
-        from asyncpg.exceptions import UniqueViolationError
-
         conn = self._conn
-        result = MergeResult()
-        now = datetime.now(UTC)
-        first_persons = await conn.fetchval(_ANY_PERSON) is None
+        ahead = self._ahead
+        result = ahead.result if ahead is not None else MergeResult()
+        now = ahead.now if ahead is not None else datetime.now(UTC)
+        first_persons = ahead is not None or await conn.fetchval(_ANY_PERSON) is None
         # The staging's indexes serve the lookups of a directory that has rows (classification, FHIR
         # references); a first RPPS import only scans and hashes the staging: 2 to 4 s saved on 2M lines.
         indexes = () if first_persons and source == "rpps" else _PG_STAGING_INDEXES
@@ -1285,53 +1371,51 @@ class PostgresStaging:
             await conn.execute(_classify_persons_sql(source))
             await conn.execute("ANALYZE stg_persons")
         deactivating = await self._deactivating(source, full, guard, result, first_persons=first_persons)
-        first_structures = derive_structures and await conn.fetchval(_ANY_STRUCTURE) is None
+        first_structures = ahead is not None or (
+            derive_structures and await conn.fetchval(_ANY_STRUCTURE) is None
+        )
         if derive_structures and not first_structures:
             await conn.execute(_derive_structures_sql())
             await conn.execute("ANALYZE stg_structs")
-        existing = int(await conn.fetchval("SELECT COUNT(*) FROM directory_activities"))
-        empty = [
-            table
-            for table, is_empty in (
-                ("directory_persons", first_persons),
-                ("directory_structures", first_structures),
-                ("directory_activities", existing == 0),
-            )
-            if is_empty
-        ]
-        rebuild, keyless = await self._drop_for_bulk_load(existing, empty)
-        # A first RPPS import takes the persons from their runs' first lines (see _person_steps); for a
-        # file whose persons' lines are not contiguous, the persons' key refuses the duplicates, and
-        # the merge runs again from here, summing each person's lines.
-        runs = first_persons and source == "rpps"
+        if ahead is not None:
+            existing, rebuild, keyless = 0, ahead.rebuild, ahead.keyless
+        else:
+            existing = int(await conn.fetchval("SELECT COUNT(*) FROM directory_activities"))
+            empty = [
+                table
+                for table, is_empty in (
+                    ("directory_persons", first_persons),
+                    ("directory_structures", first_structures),
+                    ("directory_activities", existing == 0),
+                )
+                if is_empty
+            ]
+            rebuild, keyless = await self._drop_for_bulk_load(existing, empty)
         # The structures of a first import come from the sites the parser marked as their first, when
         # it could keep track of every structure (see _first_structures_sql).
         first_sites = first_structures and await conn.fetchval(_ANY_UNTRACKED_SITE) is None
-        if runs:
-            await conn.execute("SAVEPOINT person_runs")
-        while True:
-            steps = _apply_sql(
-                "postgresql",
-                source,
-                full=full,
-                deactivate_persons=deactivating > 0,
-                first_structures=first_structures,
-                first_persons=first_persons,
-                keyless=keyless,
-                runs=runs,
-                line_ids=existing == 0,
-                first_sites=first_sites,
-                part_offset=self._part_offset,
-            )
-            try:
-                await self._write(steps, rebuild, now, result)
-                break
-            except UniqueViolationError as exc:
-                if not runs or exc.constraint_name != "pk_directory_persons":
-                    raise
-                logger.info("rpps import: a person's lines are not contiguous; merging by person")
-                await conn.execute("ROLLBACK TO SAVEPOINT person_runs")
-                runs = False
+        steps = functools.partial(
+            _apply_sql,
+            "postgresql",
+            source,
+            full=full,
+            deactivate_persons=deactivating > 0,
+            first_structures=first_structures,
+            first_persons=first_persons,
+            keyless=keyless,
+            line_ids=existing == 0,
+            first_sites=first_sites,
+            part_offset=self._part_offset,
+        )
+        # A first RPPS import takes the persons from their runs' first lines (see _person_steps).
+        await self._write_all(
+            steps,
+            runs=first_persons and source == "rpps",
+            first_sites=first_sites,
+            rebuild=rebuild,
+            now=now,
+            result=result,
+        )
         if existing == 0:
             # The activities took their lines' numbers as ids: the sequence goes on after them.
             await conn.execute(
@@ -1345,6 +1429,50 @@ class PostgresStaging:
         await self._tx.commit()
         self._tx = None
         return result
+
+    async def _write_all(
+        self,
+        steps: Callable[..., list[tuple[str, str | None, bool]]],
+        *,
+        runs: bool,
+        first_sites: bool,
+        rebuild: list[str],
+        now: datetime,
+        result: MergeResult,
+    ) -> None:
+        """Write the rows ``steps(runs=..., after_line=...)`` gives (those after merge_ahead's, if it
+        ran), then restore what the bulk load dropped. With ``runs``, a file whose persons' lines are
+        not contiguous makes the persons' key refuse the duplicates: the merge starts over without
+        ``runs``, summing each person's lines; likewise, after merge_ahead, when the helper lost track
+        of a structure (``first_sites`` then false: every structure from a grouping of the sites)."""
+        from asyncpg.exceptions import UniqueViolationError
+
+        ahead = self._ahead
+        after_line = ahead.upto if ahead is not None else None
+        if runs:
+            await self._conn.execute("SAVEPOINT person_runs")
+        if ahead is not None and not first_sites:
+            await self._start_over(result)
+            after_line = None
+        while True:
+            try:
+                await self._write(steps(runs=runs, after_line=after_line), rebuild, now, result)
+                return
+            except UniqueViolationError as exc:
+                if not runs or exc.constraint_name != "pk_directory_persons":
+                    raise
+                logger.info("rpps import: a person's lines are not contiguous; merging by person")
+                await self._start_over(result)
+                runs, after_line = False, None
+
+    async def _start_over(self, result: MergeResult) -> None:
+        """Undo the merge's writes so far (with ``runs``): back to the savepoint taken before them (a
+        failed statement leaves the transaction usable again), and, after :meth:`merge_ahead`, to the
+        empty tables it started from (the staging stays)."""
+        await self._conn.execute("ROLLBACK TO SAVEPOINT person_runs")
+        if self._ahead is not None:
+            await self._conn.execute(f"TRUNCATE {', '.join(_DIRECTORY_TABLES)}")
+        _uncount_writes(result)
 
     async def _write(
         self,
@@ -1379,7 +1507,8 @@ class PostgresStaging:
         if not full:
             return 0
         active_sql, kept_sql = _guard_sql(source)
-        active = int(await self._conn.fetchval(active_sql))
+        # After merge_ahead, the active persons are those it wrote: the directory had none.
+        active = 0 if self._ahead is not None else int(await self._conn.fetchval(active_sql))
         kept = 0 if first_persons else int(await self._conn.fetchval(kept_sql))
         empty = self._staged == 0 and self._structs == 0
         return _check_guard(source, active, kept, guard, result, empty=empty)

@@ -66,3 +66,12 @@ def bundle(resources: list[dict[str, Any]], *, next_url: str | None = None) -> d
         "link": links,
         "entry": [{"resource": r} for r in resources],
     }
+
+
+def stage_part_with_a_small_structure_table(*args: Any) -> Any:
+    """``ror_sync.part.stage_part`` in the helper process, with room for 6 structures: the helper
+    imports this module by name (a "spawn" process), so a test's monkeypatch does not reach it."""
+    from ror_sync import part, rpps
+
+    rpps.STRUCTURE_SLOTS = 8
+    return part.stage_part(*args)

@@ -20,7 +20,12 @@ from ror_sync import importer, rpps
 from ror_sync.importer import MassDeactivationError, import_rpps, import_rpps_stream
 from ror_sync.rpps import NEW_HEADERS, RppsFormatError
 from ror_sync.workdir import import_temp_dir, sweep_stale_import_files
-from tests.ror_sync.helpers import national_id, rpps_line, write_rpps
+from tests.ror_sync.helpers import (
+    national_id,
+    rpps_line,
+    stage_part_with_a_small_structure_table,
+    write_rpps,
+)
 from tests.support.service import create_schema, fresh_database_url
 
 
@@ -295,9 +300,15 @@ async def _directory_view(database_url: str) -> tuple[list[object], list[object]
         await engine.dispose()
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["row-by-row", "bulk-load"])
 @pytest.mark.parametrize("straddle", [False, True], ids=["split-between-persons", "person-split"])
 async def test_a_file_read_by_two_processes_gives_the_same_directory(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, straddle: bool
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    straddle: bool,
+    bulk: bool,
 ) -> None:
     nice = {"Libellé commune (coord. structure)": "NICE"}
     antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
@@ -306,6 +317,11 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     # or, when the split finds no person's first line near enough (``straddle``), among them.
     if straddle:
         monkeypatch.setattr(importer, "SPLIT_SEARCH_BYTES", 0)
+    monkeypatch.setattr(importer, "FIRST_IMPORT_SHARE", importer.SHARE)  # the middle, whatever the database
+    if bulk:
+        # A bulk load (2M lines in real life): on PostgreSQL, the importing process writes its part of
+        # the file into the directory while the helper still parses (PostgresStaging.merge_ahead).
+        monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)
     lines += [rpps_line(100, site=s) for s in range(1, 22)]
     # After the middle: structure 7 first seen with other coordinates than in the first half, a wrong
     # national id, a line in Latin-1 among UTF-8 ones.
@@ -323,7 +339,10 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
         await create_schema(other_url)
         # temp_dir: on PostgreSQL the helper's file has no default place (the CLI gives <home>/tmp).
         temp = tmp_path / "tmp"
-        two = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
+        with caplog.at_level(logging.INFO, logger=store.__name__):
+            two = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
+        # On PostgreSQL, the person in both parts is found out and the persons are merged again.
+        assert ("not contiguous" in caplog.text) == (straddle and other_url.startswith("postgresql"))
         assert await _directory_view(other_url) == await _directory_view(database_url)
         again = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=temp)
     assert (again.added, again.updated, again.deactivated) == (0, 0, 0)
@@ -509,6 +528,27 @@ async def test_a_full_structure_table_gives_the_same_directory(
         roomy.persons, roomy.structures, roomy.activities
     )  # fmt: skip
     assert full.structures.added == 30
+
+
+async def test_a_full_structure_table_in_the_helper_gives_the_same_directory(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same, when only the helper process (the second part of the file) runs out of room, after the
+    # importing process has written its part (PostgreSQL's first import, PostgresStaging.merge_ahead).
+    antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
+    lines = [rpps_line(n, site=n % 30 + 1, **(antibes if n % 7 == 0 else {})) for n in range(1, 150)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    roomy = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
+    monkeypatch.setattr(importer, "stage_part", stage_part_with_a_small_structure_table)
+    monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)
+    (tmp_path / "full").mkdir()
+    async with fresh_database_url(tmp_path / "full") as other_url:
+        await create_schema(other_url)
+        full = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=tmp_path / "tmp")
+        assert await _directory_view(other_url) == await _directory_view(database_url)
+    assert (full.persons, full.structures, full.activities) == (
+        roomy.persons, roomy.structures, roomy.activities
+    )  # fmt: skip
 
 
 _DIRECTORY_TABLES = ("directory_persons", "directory_structures", "directory_activities")
