@@ -87,7 +87,19 @@ logger = logging.getLogger(__name__)
 DEVICE_NAME = "Robot de coordination AZUREZO"
 SYNC_TIMEOUT_MS = 30_000
 # Room events per sync; beyond it Synapse sends a "limited" timeline and the bot fetches the gap.
-SYNC_FILTER = {"room": {"timeline": {"limit": 100}}}
+# Nothing the bot never reads: presence, typing and read receipts, account data. In 200 rooms shared
+# with a thousand professionals, each of those woke the bot's long poll and made the /sync worker
+# build a sync of every room again for nothing (issue 12); Synapse skips them entirely when a filter
+# excludes every type. Timeline, state, to-device messages and device lists (E2EE) are kept.
+SYNC_FILTER = {
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+    "room": {
+        "timeline": {"limit": 100},
+        "ephemeral": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+    },
+}
 GAP_PAGES = 50  # at most 50 x 100 events fetched per room and sync (a bot down for a long time)
 MAX_PENDING = 1000  # undecryptable events kept; the oldest go first beyond that
 
