@@ -489,20 +489,23 @@ def _person_steps(
     lines, see ``after_line`` in :func:`_apply_sql`."""
     person_cols = ", ".join(_PERSON_FIELDS)
     person_vals = ", ".join(_person_expr(c) for c in _PERSON_FIELDS)
-    insert = (
-        f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
-        "source, fingerprint, fhir_id, created_at, updated_at) "
-        f"SELECT s.national_id, {person_vals}, TRUE, NULL, '{source}', {fp}, "
-        f"{_n('l.fhir_id')}, :now, :now "
-    )
+
+    def insert_from(national_id: str, fingerprint: str) -> str:
+        """The persons' INSERT, its fields taken from a person's first line ``l``."""
+        return (
+            f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
+            "source, fingerprint, fhir_id, created_at, updated_at) "
+            f"SELECT {national_id}, {person_vals}, TRUE, NULL, '{source}', {fingerprint}, "
+            f"{_n('l.fhir_id')}, :now, :now "
+        )
+
+    insert = insert_from("s.national_id", fp)
     if first_persons and runs:
+        # The run's digest sum is on its first line (a delta's fingerprint means nothing: NULL).
+        run_fp = "l.h" if full else "NULL"
         return [
             (
-                f"INSERT INTO directory_persons (national_id, {person_cols}, active, deactivated_at, "
-                "source, fingerprint, fhir_id, created_at, updated_at) "
-                f"SELECT l.national_id, {person_vals}, TRUE, NULL, '{source}', "
-                f"{'l.h' if full else 'NULL'}, {_n('l.fhir_id')}, :now, :now "
-                f"FROM stg_lines l WHERE l.pf = 1{after}",
+                f"{insert_from('l.national_id', run_fp)}FROM stg_lines l WHERE l.pf = 1{after}",
                 "persons_added",
                 True,
             )

@@ -508,47 +508,35 @@ def test_the_sweep_removes_a_directory_nobody_locks_even_under_a_live_process_nu
     assert sweep_stale_import_files(tmp_path / "absent") == 0
 
 
+@pytest.mark.parametrize("full_in", ["importer", "helper"])
 async def test_a_full_structure_table_gives_the_same_directory(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_in: str
 ) -> None:
     # Issue 6 item 18: the parser's table of structures is bounded (ror_sync.rpps.STRUCTURE_SLOTS, so
     # that an extract of one structure per line does not grow it); once it is full, the lines of
     # structures not seen yet carry their site: the directory must be the same as with room to spare.
-    antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
-    lines = [rpps_line(n, site=n % 30 + 1, **(antibes if n % 7 == 0 else {})) for n in range(1, 150)]
-    path = write_rpps(tmp_path / "rpps.txt", lines)
-    roomy = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
-    monkeypatch.setattr(rpps, "STRUCTURE_SLOTS", 8)  # room for 6 structures out of 30
-    (tmp_path / "full").mkdir()
-    async with fresh_database_url(tmp_path / "full") as other_url:
-        await create_schema(other_url)
-        full = await asyncio.to_thread(import_rpps, other_url, path, processes=1)
-        assert await _directory_view(other_url) == await _directory_view(database_url)
-    assert (full.persons, full.structures, full.activities) == (
-        roomy.persons, roomy.structures, roomy.activities
-    )  # fmt: skip
-    assert full.structures.added == 30
-
-
-async def test_a_full_structure_table_in_the_helper_gives_the_same_directory(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The same, when only the helper process (the second part of the file) runs out of room, after the
+    # "helper": only the helper process (the second part of the file) runs out of room, after the
     # importing process has written its part (PostgreSQL's first import, PostgresStaging.merge_ahead).
     antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
     lines = [rpps_line(n, site=n % 30 + 1, **(antibes if n % 7 == 0 else {})) for n in range(1, 150)]
     path = write_rpps(tmp_path / "rpps.txt", lines)
     roomy = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
-    monkeypatch.setattr(importer, "stage_part", stage_part_with_a_small_structure_table)
-    monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)
+    if full_in == "importer":
+        monkeypatch.setattr(rpps, "STRUCTURE_SLOTS", 8)  # room for 6 structures out of 30
+        options: dict[str, object] = {"processes": 1}
+    else:
+        monkeypatch.setattr(importer, "stage_part", stage_part_with_a_small_structure_table)
+        monkeypatch.setattr(store, "BULK_LOAD_MIN_LINES", 0)
+        options = {"processes": 2, "temp_dir": tmp_path / "tmp"}
     (tmp_path / "full").mkdir()
     async with fresh_database_url(tmp_path / "full") as other_url:
         await create_schema(other_url)
-        full = await asyncio.to_thread(import_rpps, other_url, path, processes=2, temp_dir=tmp_path / "tmp")
+        full = await asyncio.to_thread(import_rpps, other_url, path, **options)
         assert await _directory_view(other_url) == await _directory_view(database_url)
     assert (full.persons, full.structures, full.activities) == (
         roomy.persons, roomy.structures, roomy.activities
     )  # fmt: skip
+    assert full.structures.added == 30
 
 
 _DIRECTORY_TABLES = ("directory_persons", "directory_structures", "directory_activities")
