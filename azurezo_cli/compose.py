@@ -170,6 +170,9 @@ def element_config(hosts: Hosts, home: Home) -> dict[str, Any]:
             "m.homeserver": {"base_url": hosts.public_baseurl.rstrip("/"), "server_name": hosts.server_name}
         },
         "disable_custom_urls": True,
+        # Presence is off on our Synapse (homeserver.yaml.j2): without this, Element would show every
+        # professional as "Hors ligne".
+        "enable_presence_by_hs_url": {hosts.public_baseurl.rstrip("/"): False},
         "disable_guests": True,
         "disable_3pid_login": True,
         "setting_defaults": {"language": "fr", "UIFeature.registration": False},

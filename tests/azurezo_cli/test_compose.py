@@ -226,6 +226,8 @@ def test_element_livekit_and_coturn_configs(deployment: tuple[Path, dict[str, st
         "server_name": "soins.exemple.fr",
     }
     assert element["setting_defaults"]["language"] == "fr"
+    # Synapse runs without presence: Element must not show everyone as offline.
+    assert element["enable_presence_by_hs_url"] == {f"https://{env['AZUREZO_MATRIX_HOST']}": False}
     assert element["setting_defaults"]["UIFeature.registration"] is False
     assert element["features"]["feature_group_calls"] is True and "element_call" in element
     assert element["azurezo"]["bot"] == home.bot_user_id

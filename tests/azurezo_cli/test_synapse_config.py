@@ -71,6 +71,23 @@ def test_production_config_is_valid_for_synapse_and_closed(tmp_path: Path) -> No
     assert config.ratelimiting.rc_login_account.burst_count <= 10
 
 
+@pytest.mark.parametrize("profile", ["production", "test"])
+def test_presence_is_off_and_an_operator_can_turn_it_back_on(tmp_path: Path, profile: str) -> None:
+    """Presence wakes every /sync of every room-mate at each change (the bot's in all care rooms):
+    off by default (bench/README.md, load run H); a conf.d file read after the config brings it back."""
+    home, _ = init_home(tmp_path / "var", profile=profile)
+
+    config = parse_with_synapse(home, tmp_path)
+
+    assert config.server.presence_enabled is False
+    assert config.server.track_presence is False
+    (home.synapse_overrides_dir / "presence.yaml").write_text("presence: {enabled: true}\n")
+    with_override = HomeServerConfig.load_config(
+        "test", ["-c", str(tmp_path / "without-module.yaml"), "-c", str(home.synapse_overrides_dir)]
+    )
+    assert with_override.server.presence_enabled is True
+
+
 def test_listed_peers_open_federation_to_them_only(tmp_path: Path) -> None:
     home, _ = init_home(tmp_path / "var")
     home = set_peers(home, ["autre-region.exemple.fr"])
