@@ -314,11 +314,12 @@ def _first_structures_sql(
     _drop_for_bulk_load`): no order to give them, the first site of each key is found by hashing
     (``_DERIVED_STRUCTURES``) rather than by sorting every site on its text key.
 
-    ``first_sites`` (PostgreSQL, every structure's site tracked by the parser: no ``SITE_UNTRACKED``
-    row): the parser marked each structure's first site in its part of the file (``SITE_FIRST``), so
-    the structures are those sites, without grouping the 1.7 million sites of a liberal extract by key
-    (about 4 s, issue 6 item 18); of a structure in both parts (``stg_both``, :func:`
-    _pg_absorb_conflicts_sql`), the first part's, the second's starting after line ``part_offset``.
+    ``first_sites`` (every structure's site tracked by the parser: no ``SITE_UNTRACKED`` row): the
+    parser marked each structure's first site in its part of the file (``SITE_FIRST``), so the
+    structures are those sites, without grouping the 1.7 million sites of a liberal extract by key
+    (about 4 s on either database, issue 6 item 18), in the file's order; of a structure in both parts
+    (``stg_both``, :func:`_pg_absorb_conflicts_sql`, :func:`_tracked_conflicts_sql`), the first
+    part's, the second's starting after line ``part_offset``.
     ``after``: a condition on the sites (``after_line`` in :func:`_apply_sql`)."""
     struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
     if first_sites:
@@ -642,7 +643,10 @@ def _apply_sql(
                 # each line's person up (2M lookups).
                 "" if first_persons else "JOIN stg_persons s ON s.national_id = l.national_id "
             )
-            + f"LEFT JOIN stg_sites t ON t.line_no = l.site_line WHERE l.act = 1{after} "
+            # After merge_ahead, the lines left are the helper's, whose sites are its own (numbered
+            # after the same line): the join's hash holds those only, not every site of the file.
+            + f"LEFT JOIN stg_sites t ON t.line_no = l.site_line{after.replace('l.', 't.')} "
+            f"WHERE l.act = 1{after} "
             + ("" if first_persons else "AND s.state IN ('N', 'U', 'K', 'A') ")
             + ("" if line_ids else "ORDER BY l.line_no"),
             "activities",
@@ -786,6 +790,12 @@ def _check_guard(
     return deactivating
 
 
+def _is_directory_key_clash(exc: sqlite3.IntegrityError) -> bool:
+    """The persons' or the structures' primary key refused a row (SQLite names the column)."""
+    text = str(exc)
+    return "directory_persons.national_id" in text or "directory_structures.structure_id" in text
+
+
 def _sqlite_now(now: datetime) -> str:
     # SQLAlchemy's SQLite DateTime storage format, so UTCDateTime reads these values back.
     return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -840,6 +850,7 @@ class SqliteStaging:
         self._insert_structs = _insert_sql("stg_structs", STRUCT_COLUMNS)
         self._staged = 0
         self._structs = 0
+        self._part_offset: int | None = None  # where the lines absorb took in start (with stg_both)
 
     def add(
         self,
@@ -866,8 +877,13 @@ class SqliteStaging:
         try:
             conn.execute("BEGIN")
             steps = _absorb_sql(line_offset, conflicts=False)
-            conn.execute(steps[0])
-            conn.execute(steps[1])
+            tracked = all(
+                conn.execute(f"SELECT 1 FROM {db}.stg_sites WHERE own = {SITE_UNTRACKED} LIMIT 1").fetchone()
+                is None
+                for db in ("temp", "part")
+            )
+            for sql in _tracked_conflicts_sql(line_offset) if tracked else steps[:2]:
+                conn.execute(sql)
             if conn.execute("SELECT 1 FROM stg_conflicts LIMIT 1").fetchone() is not None:
                 steps = _absorb_sql(line_offset, conflicts=True)
             conn.execute(steps[2])
@@ -880,6 +896,8 @@ class SqliteStaging:
             conn.execute("DETACH DATABASE part")
             conn.execute("BEGIN")
         self._staged += taken
+        # With stg_both, a first import takes the structures from their first sites (see merge).
+        self._part_offset = int(line_offset) if tracked else None
         return int(taken)
 
     def merge(
@@ -924,17 +942,23 @@ class SqliteStaging:
             rebuild = _secondary_indexes(conn) if bulk else []
             for _name, _sql in rebuild:
                 conn.execute(f'DROP INDEX "{_name}"')
-            steps = _apply_sql(
+            # As on PostgreSQL, a first RPPS import takes the persons from their runs' first lines and
+            # the structures from the sites the parser marked as their first (see _person_steps and
+            # _first_structures_sql), in the file's order: 2.7 and 4.0 s become 1.6 and 1.2 s on a
+            # 2M-line liberal extract.
+            runs = first_persons and source == "rpps"
+            first_sites = first_structures and conn.execute(_ANY_UNTRACKED_SITE).fetchone() is None
+            steps = functools.partial(
+                _apply_sql,
                 "sqlite",
                 source,
                 full=full,
                 deactivate_persons=deactivating > 0,
                 first_structures=first_structures,
                 first_persons=first_persons,
+                part_offset=self._part_offset,
             )
-            for sql, counter, needs_now in steps:
-                cur = conn.execute(sql, now if needs_now else {})
-                _count(result, counter, cur.rowcount)
+            self._write_all(steps, runs=runs, first_sites=first_sites, now=now, result=result)
             for _name, index_sql in rebuild:
                 conn.execute(index_sql)
             _tally_persons(conn.execute(_COUNT_PERSONS).fetchall(), result, first=first_persons)
@@ -951,6 +975,43 @@ class SqliteStaging:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return result
+
+    def _write_all(
+        self,
+        steps: Callable[..., list[tuple[str, str | None, bool]]],
+        *,
+        runs: bool,
+        first_sites: bool,
+        now: dict[str, str],
+        result: MergeResult,
+    ) -> None:
+        """Run ``steps(runs=..., first_sites=...)``; when a key refuses what ``runs`` or
+        ``first_sites`` assumed, back to the savepoint and run them again with neither."""
+        conn = self._conn
+        conn.execute("SAVEPOINT first_rows")
+        try:
+            self._write(steps(runs=runs, first_sites=first_sites), now, result)
+        except sqlite3.IntegrityError as exc:
+            # A person whose lines are apart comes twice from runs: the persons' key refuses it; so
+            # would the structures' key a structure whose first sites were not told apart. Group.
+            if not (runs or first_sites) or not _is_directory_key_clash(exc):
+                raise
+            logger.info(
+                "rpps import: a person's lines are not contiguous, or a structure's first sites were "
+                "not told apart (%s); merging by person and structure",
+                exc,
+            )
+            conn.execute("ROLLBACK TO SAVEPOINT first_rows")
+            _uncount_writes(result)
+            self._write(steps(runs=False, first_sites=False), now, result)
+        conn.execute("RELEASE SAVEPOINT first_rows")
+
+    def _write(
+        self, steps: list[tuple[str, str | None, bool]], now: dict[str, str], result: MergeResult
+    ) -> None:
+        for sql, counter, needs_now in steps:
+            cur = self._conn.execute(sql, now if needs_now else {})
+            _count(result, counter, cur.rowcount)
 
     def _deactivating(
         self,
@@ -1061,7 +1122,9 @@ class PartCopyFiles:
         self._lines.close()
 
 
-_SITE_VALUES = ", ".join(c for c in SITE_COLUMNS if c != "line_no")
+_SITE_VALUES = ", ".join(
+    c for c in (*SITE_COLUMNS, "own") if c != "line_no"
+)  # own: see _first_structures_sql
 _LINE_VALUES = [c for c in LINE_COLUMNS if c not in ("line_no", "site_line")]
 
 
@@ -1096,6 +1159,26 @@ def _absorb_sql(line_offset: int, *, conflicts: bool) -> list[str]:
         f"INSERT INTO temp.stg_lines (line_no, site_line, {', '.join(_LINE_VALUES)}) "
         f"SELECT l.line_no + {off}, {site_line}, {', '.join('l.' + c for c in _LINE_VALUES)} "
         "FROM part.stg_lines l",
+    ]
+
+
+def _tracked_conflicts_sql(line_offset: int) -> list[str]:
+    """SQLite: the first two statements of :func:`_absorb_sql` when the parser kept track of every
+    structure of both parts (no ``SITE_UNTRACKED`` site): each part marked its structures' first sites
+    (``SITE_FIRST``), so the structures in both parts (``stg_both``, which a first import's structures
+    use too, see :func:`_first_structures_sql`) come from those sites alone, compared first site to
+    first site, instead of grouping every site of either part by structure (1.8 s of a 2M-line liberal
+    extract, issue 6 item 18)."""
+    off = int(line_offset)
+    differs = " OR ".join(f"p.{c} IS NOT t.{c}" for c in SITE_COLUMNS if c not in ("line_no",))
+    return [
+        "CREATE TEMP TABLE stg_both (structure_id TEXT PRIMARY KEY)",
+        f"INSERT INTO stg_both SELECT structure_id FROM part.stg_sites WHERE own = {SITE_FIRST} "
+        f"INTERSECT SELECT structure_id FROM temp.stg_sites WHERE own = {SITE_FIRST}",
+        "CREATE TEMP TABLE stg_conflicts (structure_id TEXT PRIMARY KEY, line_no BIGINT)",
+        f"INSERT INTO stg_conflicts SELECT p.structure_id, p.line_no + {off} FROM stg_both b "
+        f"JOIN part.stg_sites p ON p.structure_id = b.structure_id AND p.own = {SITE_FIRST} "
+        f"JOIN temp.stg_sites t ON t.structure_id = b.structure_id AND t.own = {SITE_FIRST} WHERE {differs}",
     ]
 
 
