@@ -73,7 +73,10 @@ class Structure(Base):
         ),
     )
 
-    structure_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # "C" like the activities' structure_id: a join of the two in different collations is made in
+    # "C", where an index in the database's collation cannot serve it (person cards scanned every
+    # structure, migration directory_2_structure_key).
+    structure_id: Mapped[str] = mapped_column(_bytewise(80), primary_key=True)
     kind: Mapped[str | None] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(300))
     search_name: Mapped[str] = mapped_column(_bytewise(300), index=True)

@@ -162,6 +162,7 @@ async def test_directory_keys_compare_bytewise_on_postgresql(tmp_path: Path) -> 
     from sqlalchemy import text
 
     from coordination.migrations.versions.directory_1_bytewise_keys import _COLUMNS
+    from coordination.migrations.versions.directory_2_structure_key import _COLUMNS as _KEY
 
     async with fresh_database_url(tmp_path) as url:
         if not url.startswith("postgresql"):
@@ -179,5 +180,33 @@ async def test_directory_keys_compare_bytewise_on_postgresql(tmp_path: Path) -> 
                 collations = {(t, c): coll for t, c, coll in rows}
         finally:
             await engine.dispose()
-    assert {collations[(t, c)] for t, c, _length in _COLUMNS} == {"C"}
+    assert {collations[(t, c)] for t, c, _length in (*_COLUMNS, *_KEY)} == {"C"}
     assert collations[("directory_persons", "national_id")] is None  # the database's own
+
+
+async def test_person_cards_find_their_structures_through_the_structures_key(tmp_path: Path) -> None:
+    """The join of ``_cards`` (activities → structures) in one collation, so the structures' primary key
+    serves it: with the key in the database's collation and the activities' structure in "C", PostgreSQL
+    joined in "C" and read every structure for each page of cards (issue 6 item 18's collations)."""
+    from sqlalchemy import text
+
+    async with fresh_database_url(tmp_path) as url:
+        if not url.startswith("postgresql"):
+            pytest.skip("SQLite has one collation here")
+        await upgrade_to_head_async(url)
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SET enable_seqscan = off"))  # an index whenever one can serve
+                plan = "\n".join(
+                    row[0]
+                    for row in await conn.execute(
+                        text(
+                            "EXPLAIN SELECT * FROM directory_activities a LEFT JOIN directory_structures s "
+                            "ON s.structure_id = a.structure_id WHERE a.national_id = '810000000001'"
+                        )
+                    )
+                )
+        finally:
+            await engine.dispose()
+    assert "pk_directory_structures" in plan, plan
