@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -157,29 +158,36 @@ async def test_existing_tasks_get_short_numbers_in_creation_order(tmp_path: Path
     assert counters == {patient_scope: 2, creator_scope: 2}
 
 
-async def test_directory_keys_compare_bytewise_on_postgresql(tmp_path: Path) -> None:
-    """Alembic does not compare collations: the migration's "C" is checked here (issue 6 item 18)."""
+async def _rows_at_head_on_postgresql(tmp_path: Path, *statements: str) -> list[Any]:
+    """The rows of the last of ``statements``, run in one connection to a fresh PostgreSQL database
+    at the head revision (skips on SQLite: the collations tested here are PostgreSQL's)."""
     from sqlalchemy import text
-
-    from coordination.migrations.versions.directory_1_bytewise_keys import _COLUMNS
-    from coordination.migrations.versions.directory_2_structure_key import _COLUMNS as _KEY
 
     async with fresh_database_url(tmp_path) as url:
         if not url.startswith("postgresql"):
-            pytest.skip("SQLite compares bytes already: nothing to migrate")
+            pytest.skip("SQLite compares bytes and has one collation: nothing to check")
         await upgrade_to_head_async(url)
         engine = make_engine(url)
         try:
             async with engine.connect() as conn:
-                rows = await conn.execute(
-                    text(
-                        "SELECT table_name, column_name, collation_name FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() AND table_name LIKE 'directory_%'"
-                    )
-                )
-                collations = {(t, c): coll for t, c, coll in rows}
+                for sql in statements[:-1]:
+                    await conn.execute(text(sql))
+                return list(await conn.execute(text(statements[-1])))
         finally:
             await engine.dispose()
+
+
+async def test_directory_keys_compare_bytewise_on_postgresql(tmp_path: Path) -> None:
+    """Alembic does not compare collations: the migration's "C" is checked here (issue 6 item 18)."""
+    from coordination.migrations.versions.directory_1_bytewise_keys import _COLUMNS
+    from coordination.migrations.versions.directory_2_structure_key import _COLUMNS as _KEY
+
+    rows = await _rows_at_head_on_postgresql(
+        tmp_path,
+        "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name LIKE 'directory_%'",
+    )
+    collations = {(t, c): coll for t, c, coll in rows}
     assert {collations[(t, c)] for t, c, _length in (*_COLUMNS, *_KEY)} == {"C"}
     assert collations[("directory_persons", "national_id")] is None  # the database's own
 
@@ -188,25 +196,11 @@ async def test_person_cards_find_their_structures_through_the_structures_key(tmp
     """The join of ``_cards`` (activities → structures) in one collation, so the structures' primary key
     serves it: with the key in the database's collation and the activities' structure in "C", PostgreSQL
     joined in "C" and read every structure for each page of cards (issue 6 item 18's collations)."""
-    from sqlalchemy import text
-
-    async with fresh_database_url(tmp_path) as url:
-        if not url.startswith("postgresql"):
-            pytest.skip("SQLite has one collation here")
-        await upgrade_to_head_async(url)
-        engine = make_engine(url)
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SET enable_seqscan = off"))  # an index whenever one can serve
-                plan = "\n".join(
-                    row[0]
-                    for row in await conn.execute(
-                        text(
-                            "EXPLAIN SELECT * FROM directory_activities a LEFT JOIN directory_structures s "
-                            "ON s.structure_id = a.structure_id WHERE a.national_id = '810000000001'"
-                        )
-                    )
-                )
-        finally:
-            await engine.dispose()
+    rows = await _rows_at_head_on_postgresql(
+        tmp_path,
+        "SET enable_seqscan = off",  # an index whenever one can serve
+        "EXPLAIN SELECT * FROM directory_activities a LEFT JOIN directory_structures s "
+        "ON s.structure_id = a.structure_id WHERE a.national_id = '810000000001'",
+    )
+    plan = "\n".join(row[0] for row in rows)
     assert "pk_directory_structures" in plan, plan

@@ -27,10 +27,12 @@ _COLUMNS = (
 )
 
 
-def _set(collation: str | None) -> None:
+def set_collation(columns: Sequence[tuple[str, str, int]], collation: str | None) -> None:
+    """Give ``(table, column, length)`` text columns ``collation`` (None: the database's) on
+    PostgreSQL; SQLite has nothing to change. Also used by ``directory_2_structure_key``."""
     if op.get_bind().dialect.name != "postgresql":
         return
-    for table, column, length in _COLUMNS:
+    for table, column, length in columns:
         op.alter_column(
             table,
             column,
@@ -40,8 +42,8 @@ def _set(collation: str | None) -> None:
 
 
 def upgrade() -> None:
-    _set("C")
+    set_collation(_COLUMNS, "C")
 
 
 def downgrade() -> None:
-    _set(None)
+    set_collation(_COLUMNS, None)

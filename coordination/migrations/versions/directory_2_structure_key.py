@@ -14,8 +14,7 @@ in the database's collation: joins from them to the structures are made in "C" a
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from coordination.migrations.versions.directory_1_bytewise_keys import set_collation
 
 revision: str = "directory_2_structure_key"
 down_revision: str | None = "directory_1_bytewise_keys"
@@ -25,22 +24,9 @@ depends_on: str | Sequence[str] | None = None
 _COLUMNS = (("directory_structures", "structure_id", 80),)
 
 
-def _set(collation: str | None) -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    for table, column, length in _COLUMNS:
-        op.alter_column(
-            table,
-            column,
-            type_=sa.String(length, collation=collation),
-            existing_type=sa.String(length),
-            existing_nullable=False,
-        )
-
-
 def upgrade() -> None:
-    _set("C")
+    set_collation(_COLUMNS, "C")
 
 
 def downgrade() -> None:
-    _set(None)
+    set_collation(_COLUMNS, None)
