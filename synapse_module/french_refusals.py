@@ -23,12 +23,20 @@ whose JSON body has that ``errcode`` gets the French ``error`` instead (same sta
 the other keys kept, ``Content-Length`` fixed when Synapse set one). Anything else is written as is,
 and only the first chunk of an answer is looked at. If a Synapse upgrade wrote that answer otherwise,
 it would be English again, nothing else would change (tests/integration/test_module_expired.py).
+
+Failed logins (a wrong password, a deactivated account, too many attempts) are written by Synapse's
+``/login`` the same way, with no hook before them: the same first-chunk rewrite serves them, for
+requests to ``/login`` without a token, and only for those three answers (matched on status,
+``errcode`` and, for a wrong password, Synapse's own text: ``M_FORBIDDEN`` means other things
+elsewhere). Element shows its own translation of the first two; other clients show ours
+(tests/integration/test_module_registration.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from synapse.http.server import UnrecognizedRequestResource
@@ -53,6 +61,29 @@ ACCOUNT_EXPIRED = (
     "ou l'administrateur régional ; l'accès revient dès votre réinscription, sans nouveau compte."
 )
 EXPIRED_ACCOUNT = "ORG_MATRIX_EXPIRED_ACCOUNT"
+
+WRONG_CREDENTIALS = (
+    "Identifiant ou mot de passe incorrect. Vérifiez l'identifiant reçu de votre structure de "
+    "coordination et votre mot de passe ; si vous l'avez oublié, demandez-lui de le réinitialiser."
+)
+ACCOUNT_DEACTIVATED = (
+    "Ce compte AZUREZO est désactivé : on ne peut plus s'y connecter. Contactez votre structure de "
+    "coordination ou l'administrateur régional."
+)
+TOO_MANY_ATTEMPTS = (
+    "Trop de tentatives de connexion en peu de temps. Attendez quelques minutes, puis réessayez."
+)
+
+# (status, errcode) -> (Synapse's English text, or None for any text; the French one).
+Translations = Mapping[tuple[int, str], tuple[str | None, str]]
+EXPIRED_TRANSLATIONS: Translations = {(403, EXPIRED_ACCOUNT): (None, ACCOUNT_EXPIRED)}
+LOGIN_TRANSLATIONS: Translations = {
+    # synapse.handlers.auth.INVALID_USERNAME_OR_PASSWORD
+    (403, "M_FORBIDDEN"): ("Invalid username or password", WRONG_CREDENTIALS),
+    (403, "M_USER_DEACTIVATED"): (None, ACCOUNT_DEACTIVATED),
+    (429, "M_LIMIT_EXCEEDED"): (None, TOO_MANY_ATTEMPTS),
+}
+_LOGIN = b"login"
 # An error answer is a few hundred bytes; anything larger is not one to translate.
 _MAX_ERROR_BODY = 4096
 
@@ -87,22 +118,42 @@ def registration_refusal(
     return None
 
 
-def expired_refusal_in_french(code: int, body: bytes) -> bytes | None:
-    """The body to send instead of Synapse's English expired-account refusal, or None to send
-    ``body`` as is (any other answer, or a body that is not that refusal in one piece)."""
-    if code != 403 or len(body) > _MAX_ERROR_BODY:
+def refusal_in_french(code: int, body: bytes, translations: Translations) -> bytes | None:
+    """The body to send instead of one of Synapse's English refusals in ``translations``, or None to
+    send ``body`` as is (any other answer, or a body that is not such a refusal in one piece). The
+    other keys (``retry_after_ms``...) are kept."""
+    if len(body) > _MAX_ERROR_BODY or not any(status == code for status, _ in translations):
         return None
     try:
         answer = json.loads(body)
     except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
         return None
-    if not isinstance(answer, dict) or answer.get("errcode") != EXPIRED_ACCOUNT:
+    if not isinstance(answer, dict):
         return None
-    return json.dumps(answer | {"error": ACCOUNT_EXPIRED}, ensure_ascii=False).encode()
+    found = translations.get((code, str(answer.get("errcode"))))
+    if found is None or (found[0] is not None and answer.get("error") != found[0]):
+        return None
+    return json.dumps(answer | {"error": found[1]}, ensure_ascii=False).encode()
+
+
+def expired_refusal_in_french(code: int, body: bytes) -> bytes | None:
+    """:func:`refusal_in_french` for Synapse's expired-account refusal."""
+    return refusal_in_french(code, body, EXPIRED_TRANSLATIONS)
+
+
+def is_login(method: bytes, client_path: list[bytes]) -> bool:
+    """A login attempt: ``POST /_matrix/client/<version>/login`` (``client_path`` as in
+    :func:`registration_refusal`)."""
+    return method == b"POST" and len(client_path) == 2 and client_path[1] == _LOGIN
 
 
 def translate_expired_refusal(request: Request) -> None:
-    """Have the first chunk written to ``request`` go through ``expired_refusal_in_french``.
+    """:func:`translate_refusals` for Synapse's expired-account refusal."""
+    translate_refusals(request, EXPIRED_TRANSLATIONS)
+
+
+def translate_refusals(request: Request, translations: Translations) -> None:
+    """Have the first chunk written to ``request`` go through :func:`refusal_in_french`.
 
     The request's own ``write`` is put back at that first chunk, so the rest of any answer (and
     every answer that is not a refusal) is written by Twisted untouched."""
@@ -110,7 +161,7 @@ def translate_expired_refusal(request: Request) -> None:
 
     def first_write(data: bytes) -> None:
         request.write = original  # type: ignore[method-assign]
-        french = expired_refusal_in_french(request.code, data)
+        french = refusal_in_french(request.code, data, translations)
         if french is not None:
             if request.responseHeaders.hasHeader(b"Content-Length"):
                 request.setHeader(b"Content-Length", b"%d" % len(french))  # type: ignore[no-untyped-call]
@@ -146,7 +197,7 @@ class _Refusal(Resource):
 
 class MatrixPrefix(Resource):
     """Installed at ``/_matrix``: passes every request to Synapse's resources but the refusals above,
-    and has Synapse's expired-account refusal written in French."""
+    and has Synapse's expired-account and failed-login refusals written in French."""
 
     def __init__(self, *, registration_enabled: bool, guest_access_enabled: bool) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -168,6 +219,8 @@ class MatrixPrefix(Resource):
             )
             if refusal is not None:
                 return _Refusal(403, "M_FORBIDDEN", refusal)
+            if not authenticated and is_login(request.method, list(request.postpath)):
+                translate_refusals(request, LOGIN_TRANSLATIONS)
         if authenticated:
             # Only a request with a token can be refused as expired (Synapse's auth, below us).
             translate_expired_refusal(request)

@@ -9,7 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from synapse_module.french_refusals import GUEST_ACCESS_CLOSED, REGISTRATION_CLOSED
+from synapse_module.french_refusals import (
+    GUEST_ACCESS_CLOSED,
+    REGISTRATION_CLOSED,
+    WRONG_CREDENTIALS,
+)
 from tests.support.stack import Stack, fictitious_national_id, start_stack
 
 pytestmark = pytest.mark.synapse
@@ -157,6 +161,18 @@ async def test_guest_access_is_refused_in_french(stack: Stack) -> None:
         resp = await client.post("/_matrix/client/v3/register", params={"kind": "guest"}, json={})
     assert resp.status_code == 403, resp.text
     assert resp.json() == {"errcode": "M_FORBIDDEN", "error": GUEST_ACCESS_CLOSED}
+
+
+async def test_a_wrong_password_is_refused_in_french(stack: Stack) -> None:
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "personne-inconnue"},
+        "password": "pas-le-bon",
+    }
+    async with httpx.AsyncClient(base_url=stack.synapse_url, timeout=30) as client:
+        resp = await client.post("/_matrix/client/v3/login", json=body)
+    assert resp.status_code == 403, resp.text
+    assert resp.json() == {"errcode": "M_FORBIDDEN", "error": WRONG_CREDENTIALS}
 
 
 async def test_the_rest_of_the_client_api_is_still_synapse(stack: Stack) -> None:

@@ -9,10 +9,16 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from synapse_module.french_refusals import (
+    ACCOUNT_DEACTIVATED,
     ACCOUNT_EXPIRED,
     GUEST_ACCESS_CLOSED,
+    LOGIN_TRANSLATIONS,
     REGISTRATION_CLOSED,
+    TOO_MANY_ATTEMPTS,
+    WRONG_CREDENTIALS,
     expired_refusal_in_french,
+    is_login,
+    refusal_in_french,
     registration_refusal,
     translate_expired_refusal,
 )
@@ -139,3 +145,42 @@ def test_the_pure_rewrite_keeps_other_keys() -> None:
     }
     assert expired_refusal_in_french(403, b" " * 5000 + ENGLISH_EXPIRED) is None  # too large to be one
     assert expired_refusal_in_french(403, b"[1, 2]") is None
+
+
+# --- Synapse's failed-login refusals, rewritten in French --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "french"),
+    [
+        (403, {"errcode": "M_FORBIDDEN", "error": "Invalid username or password"}, WRONG_CREDENTIALS),
+        (403, {"errcode": "M_USER_DEACTIVATED", "error": "This account has been deactivated"},
+         ACCOUNT_DEACTIVATED),
+        (429, {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests", "retry_after_ms": 4200},
+         TOO_MANY_ATTEMPTS),
+    ],
+)  # fmt: skip
+def test_failed_logins_are_answered_in_french(code: int, body: dict[str, object], french: str) -> None:
+    answer = refusal_in_french(code, json.dumps(body).encode(), LOGIN_TRANSLATIONS)
+    assert answer is not None and json.loads(answer) == body | {"error": french}
+
+
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        # M_FORBIDDEN says other things than a wrong password: only Synapse's own text is translated.
+        (403, {"errcode": "M_FORBIDDEN", "error": "You are not allowed to log in here"}),
+        (200, {"errcode": "M_FORBIDDEN", "error": "Invalid username or password"}),
+        (400, {"errcode": "M_UNKNOWN", "error": "Unknown login type"}),
+        (429, {"errcode": "M_FORBIDDEN", "error": "Too Many Requests"}),
+    ],
+)
+def test_other_login_answers_are_left_as_synapse_wrote_them(code: int, body: dict[str, object]) -> None:
+    assert refusal_in_french(code, json.dumps(body).encode(), LOGIN_TRANSLATIONS) is None
+
+
+def test_only_logins_are_looked_at() -> None:
+    assert is_login(b"POST", [b"v3", b"login"]) and is_login(b"POST", [b"r0", b"login"])
+    assert not is_login(b"GET", [b"v3", b"login"])  # the login flows
+    assert not is_login(b"POST", [b"v3", b"login", b"get_token"])
+    assert not is_login(b"POST", [b"v3", b"register"])
