@@ -70,9 +70,8 @@ ACCOUNT_DEACTIVATED = (
     "Ce compte AZUREZO est désactivé : on ne peut plus s'y connecter. Contactez votre structure de "
     "coordination ou l'administrateur régional."
 )
-TOO_MANY_ATTEMPTS = (
-    "Trop de tentatives de connexion en peu de temps. Attendez quelques minutes, puis réessayez."
-)
+# Synapse's answer says how long (``retry_after_ms``, seconds for a few failed attempts, more for many).
+TOO_MANY_ATTEMPTS = "Trop de tentatives de connexion en peu de temps. Attendez un moment, puis réessayez."
 
 # (status, errcode) -> (Synapse's English text, or None for any text; the French one).
 Translations = Mapping[tuple[int, str], tuple[str | None, str]]
