@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from azurezo_cli.home import postgres_database_urls
+from synapse_module.french_refusals import WRONG_CREDENTIALS
 from tests.filetyping import samples
 from tests.integration.test_cli_up import LOGIN, READY_LINE, Up, alive, children_of, deactivate, login
 from tests.support.service import PG_ENV
@@ -99,6 +100,9 @@ def test_up_workers_routes_each_endpoint_to_its_worker_and_delisting_cuts_every_
 
         logins = dict(m.groups() for line in up.lines if (m := LOGIN.match(line)))
         user_id = f"@jmartin:{server}"
+        # The module's French refusals hold behind nginx, on the worker that serves /login.
+        wrong = login(base, user_id, "pas-le-bon")
+        assert wrong.status_code == 403 and wrong.json()["error"] == WRONG_CREDENTIALS, wrong.text
         resp = login(base, user_id, logins[user_id])
         assert resp.status_code == 200, resp.text
         headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
