@@ -4,6 +4,7 @@ clients (matrix-nio). Patient rooms created by the bot, members following the ca
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 import time
@@ -202,6 +203,21 @@ async def bot_room(owner: Pro, patient_id: str) -> str:
     return room_id
 
 
+async def _pinned_soon(
+    stack: Stack, room_id: str, token: str, event_id: str, *, within: float = 15
+) -> list[str]:
+    """The room's pinned events once ``event_id`` is among them, or as they are after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        resp = await matrix(
+            stack, "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.pinned_events", token
+        )
+        pinned = resp.json().get("pinned", []) if resp.status_code == 200 else []
+        if event_id in pinned or time.monotonic() > deadline:
+            return list(pinned)
+        await asyncio.sleep(0.2)
+
+
 async def test_a_patient_room_follows_the_circle(rooms_stack: Stack) -> None:
     stack = rooms_stack
     async with (
@@ -236,10 +252,8 @@ async def test_a_patient_room_follows_the_circle(rooms_stack: Stack) -> None:
         # The identity header: an encrypted message, pinned.
         header = await alice.wait_message("En-tête du dossier", room_id=room_id)
         assert "LAMBERT Rose" in header.body
-        pinned = await matrix(
-            stack, "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.pinned_events", token
-        )
-        assert header.event_id in pinned.json()["pinned"]
+        # The bot pins it once sent: a state event of its own, which may come a moment after.
+        assert header.event_id in await _pinned_soon(stack, room_id, token, header.event_id)
         raw = await matrix(
             stack, "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(header.event_id)}", token
         )
