@@ -135,20 +135,10 @@ def refusal_in_french(code: int, body: bytes, translations: Translations) -> byt
     return json.dumps(answer | {"error": found[1]}, ensure_ascii=False).encode()
 
 
-def expired_refusal_in_french(code: int, body: bytes) -> bytes | None:
-    """:func:`refusal_in_french` for Synapse's expired-account refusal."""
-    return refusal_in_french(code, body, EXPIRED_TRANSLATIONS)
-
-
 def is_login(method: bytes, client_path: list[bytes]) -> bool:
     """A login attempt: ``POST /_matrix/client/<version>/login`` (``client_path`` as in
     :func:`registration_refusal`)."""
     return method == b"POST" and len(client_path) == 2 and client_path[1] == _LOGIN
-
-
-def translate_expired_refusal(request: Request) -> None:
-    """:func:`translate_refusals` for Synapse's expired-account refusal."""
-    translate_refusals(request, EXPIRED_TRANSLATIONS)
 
 
 def translate_refusals(request: Request, translations: Translations) -> None:
@@ -222,7 +212,7 @@ class MatrixPrefix(Resource):
                 translate_refusals(request, LOGIN_TRANSLATIONS)
         if authenticated:
             # Only a request with a token can be refused as expired (Synapse's auth, below us).
-            translate_expired_refusal(request)
+            translate_refusals(request, EXPIRED_TRANSLATIONS)
         child: Resource = super().getChildWithDefault(path, request)  # type: ignore[no-untyped-call]
         return child
 

@@ -11,16 +11,16 @@ from twisted.web.test.requesthelper import DummyChannel
 from synapse_module.french_refusals import (
     ACCOUNT_DEACTIVATED,
     ACCOUNT_EXPIRED,
+    EXPIRED_TRANSLATIONS,
     GUEST_ACCESS_CLOSED,
     LOGIN_TRANSLATIONS,
     REGISTRATION_CLOSED,
     TOO_MANY_ATTEMPTS,
     WRONG_CREDENTIALS,
-    expired_refusal_in_french,
     is_login,
     refusal_in_french,
     registration_refusal,
-    translate_expired_refusal,
+    translate_refusals,
 )
 
 
@@ -87,7 +87,7 @@ def _answer(code: int, chunks: list[bytes], *, content_length: bool) -> bytes:
     channel = DummyChannel()  # type: ignore[no-untyped-call]
     request = Request(channel, False)
     request.method, request.clientproto = b"GET", b"HTTP/1.1"
-    translate_expired_refusal(request)
+    translate_refusals(request, EXPIRED_TRANSLATIONS)
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"application/json")
     if content_length:
@@ -137,14 +137,15 @@ def test_every_other_answer_is_sent_as_synapse_wrote_it(code: int, chunks: list[
 
 def test_the_pure_rewrite_keeps_other_keys() -> None:
     body = b'{"errcode":"ORG_MATRIX_EXPIRED_ACCOUNT","error":"User account has expired","x":1}'
-    french = expired_refusal_in_french(403, body)
+    french = refusal_in_french(403, body, EXPIRED_TRANSLATIONS)
     assert french is not None and json.loads(french) == {
         "errcode": "ORG_MATRIX_EXPIRED_ACCOUNT",
         "error": ACCOUNT_EXPIRED,
         "x": 1,
     }
-    assert expired_refusal_in_french(403, b" " * 5000 + ENGLISH_EXPIRED) is None  # too large to be one
-    assert expired_refusal_in_french(403, b"[1, 2]") is None
+    too_large = b" " * 5000 + ENGLISH_EXPIRED  # too large to be one
+    assert refusal_in_french(403, too_large, EXPIRED_TRANSLATIONS) is None
+    assert refusal_in_french(403, b"[1, 2]", EXPIRED_TRANSLATIONS) is None
 
 
 # --- Synapse's failed-login refusals, rewritten in French --------------------------------------------
