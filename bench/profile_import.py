@@ -71,7 +71,7 @@ def _instrument() -> None:
     async def timed_connect(database_url: str) -> Any:
         return _TimedConnection(await connect(database_url))
 
-    store._pg_connect = timed_connect  # type: ignore[assignment]
+    store._pg_connect = timed_connect
     enter = importer._SecondHalf.__enter__
 
     def enter_and_watch(self: Any) -> Any:
