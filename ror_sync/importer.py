@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -211,12 +211,23 @@ async def _merge_postgres(
         for lines, sites, structs in batches:
             await staging.add(lines, sites, structs)
         if second_half is not None:
+            rows = second_half.kind == "rows"
             with progress.phase("Écriture de la première partie pendant la lecture de la seconde…"):
-                await staging.merge_ahead(
+                ahead = await staging.merge_ahead(
                     source=plan.source,
                     derive_structures=plan.derive_structures,
                     upto=second_half.offset,
+                    now=second_half.now,
+                    any_size=rows,
                 )
+            if rows:
+                with progress.phase("Écriture de la seconde partie…"):
+                    written = await second_half.write_rows(staging) if ahead else None
+                if written is not None:
+                    return written
+                # Its rows cannot be used as they are (see _SecondHalf.write_rows): the part is
+                # parsed again into staging files, merged as for any import.
+                second_half.restage()
             with progress.phase("Lecture de la seconde partie du fichier…"):
                 await second_half.take_into_postgres(staging)
         with progress.phase("Fusion dans l'annuaire…"):
@@ -306,7 +317,8 @@ class _SecondHalf:
     ) -> None:
         self._path = path
         self._start = start
-        self._kind = kind
+        self.kind = kind
+        self.now = datetime.now(UTC)  # the time of the rows of a "rows" part, and of merge_ahead's
         self._part_file = str(work_dir / ("part.db" if kind == "sqlite" else "part"))
         self._rejections = rejections
         self._position = position  # where the first half stopped: the offset of the second's lines
@@ -315,12 +327,15 @@ class _SecondHalf:
         self._future: Future[PartResult] | None = None
 
     def __enter__(self) -> _SecondHalf:
+        self._submit()
+        return self
+
+    def _submit(self) -> None:
         # "spawn": a fresh interpreter, never a fork of a process that may run threads (asyncio).
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self._future = self._pool.submit(
-            stage_part, str(self._path), self._start, self._part_file, self._kind
+            stage_part, str(self._path), self._start, self._part_file, self.kind, self.now
         )
-        return self
 
     @property
     def offset(self) -> int:
@@ -333,6 +348,34 @@ class _SecondHalf:
         self._record(part)
 
     async def take_into_postgres(self, staging: PostgresStaging) -> None:
+        part = await self._finished_part()
+        await staging.absorb(self._part_file, line_offset=part.line_offset, lines=part.staged)
+        self._record(part)
+
+    async def write_rows(self, staging: PostgresStaging) -> MergeResult | None:
+        """A "rows" part, after :meth:`PostgresStaging.merge_ahead`: its rows written and the import
+        committed (:meth:`PostgresStaging.merge_part_rows`). None, with nothing written, when they
+        cannot be used as they are: the helper lost track of a structure (its part then has no first
+        site for it), or a person has lines in both parts; :meth:`restage` then."""
+        part = await self._finished_part()
+        assert part.rows is not None
+        if part.rows.untracked:
+            return None
+        result = await staging.merge_part_rows(
+            self._part_file, line_offset=part.line_offset, bare_sites=part.rows.bare_sites
+        )
+        if result is not None:
+            self._record(part)
+        return result
+
+    def restage(self) -> None:
+        """Parse the part again, into staging files this time (``COPY`` text), in a helper process:
+        the rare import whose "rows" part cannot be used as it is (:meth:`write_rows`)."""
+        self._stop()  # the first parse, when merge_ahead did not run and it was not waited for
+        self.kind = "copy"
+        self._submit()
+
+    async def _finished_part(self) -> PartResult:
         part = await asyncio.to_thread(self._finish)
         offset = self._position.line_no
         if part.line_offset != offset:  # both count the line ends before the split: never differ
@@ -340,8 +383,7 @@ class _SecondHalf:
                 f"{self._path} : la seconde moitié a été numérotée à partir de la ligne "
                 f"{part.line_offset + 1} au lieu de {offset + 1} ; rien n'a été importé."
             )
-        await staging.absorb(self._part_file, line_offset=offset, lines=part.staged)
-        self._record(part)
+        return part
 
     def _finish(self) -> PartResult:
         """Wait for the helper, then let its process go."""
@@ -365,6 +407,9 @@ class _SecondHalf:
         self.staged = part.staged
 
     def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         if self._pool is None:
             return
         if self._future is not None and not self._future.done():
@@ -426,7 +471,10 @@ def _import_rpps(
     guard: DeactivationGuard | None,
     split_at: int | None = None,
     temp_dir: Path | None = None,
+    first_import: bool = False,
 ) -> ImportReport:
+    """``first_import``: into an empty PostgreSQL directory (the helper then writes the directory's own
+    rows, see :class:`coordination.directory.store.PartRowFiles`)."""
     started = time.monotonic()
     rejections = Rejections()
     report = ImportReport(source="rpps", full=True, sources=[name])
@@ -437,8 +485,11 @@ def _import_rpps(
         if split_at is not None:
             assert temp_dir is not None
             work_dir = stack.enter_context(import_temp_dir(temp_dir))
-            # PostgreSQL: the helper writes COPY files the server reads as they are.
-            kind: PartKind = "sqlite" if _backend(database_url) == "sqlite" else "copy"
+            # PostgreSQL: the helper writes COPY files the server reads as they are: the directory's
+            # own rows for a first import (the directory is empty), otherwise staging rows.
+            kind: PartKind = "sqlite"
+            if _backend(database_url) != "sqlite":
+                kind = "rows" if first_import else "copy"
             second_half = stack.enter_context(
                 _SecondHalf(
                     Path(name),
@@ -525,9 +576,10 @@ def import_rpps(
         if processes is None:
             processes = 2 if size >= PARALLEL_MIN_BYTES and _cpus() >= 2 else 1
         split_at = None
+        first_import = False
         if processes >= 2 and temp_dir is not None:  # the helper's file needs a place of its own
-            first = not sqlite and asyncio.run(pg_directory_is_empty(database_url))
-            split_at = _split_point(path, size, FIRST_IMPORT_SHARE if first else SHARE)
+            first_import = not sqlite and asyncio.run(pg_directory_is_empty(database_url))
+            split_at = _split_point(path, size, FIRST_IMPORT_SHARE if first_import else SHARE)
         return _import_rpps(
             database_url,
             stream,
@@ -537,6 +589,7 @@ def import_rpps(
             guard=guard,
             split_at=split_at,
             temp_dir=temp_dir,
+            first_import=first_import,
         )
 
 

@@ -34,7 +34,7 @@ from coordination.directory.rules import (
     person_search_name,
     search_key,
 )
-from coordination.directory.store import SITE_FIRST, SITE_OTHER, SITE_UNTRACKED
+from coordination.directory.store import RPPS_LINE_COLUMNS, SITE_FIRST, SITE_OTHER, SITE_UNTRACKED
 from ror_sync.report import Rejections
 
 # The classic 52-column header (order of the public extract) and the newer 56-column one, which spells a
@@ -397,6 +397,14 @@ class _Sites:
         return structure_id, line_no
 
 
+# Where a staged line carries the digest of its person's run (see _parse_lines).
+_H = RPPS_LINE_COLUMNS.index("h")
+# With ``site_fields``: the site fields an activity shows (ACTIVITY_SITE_FIELDS of the store), picked from
+# a site row (_site_row), and those of a line at its structure's own site (the structure's coordinates).
+_ACTIVITY_SITE = itemgetter(2, 6, 7, 8, 9, 10, 11)
+_OWN_SITE: tuple[Any, ...] = (None,) * 7
+
+
 def _fast_nid_problem(nid: str) -> str | None:
     """``national_id_problem``, with a fast path for the usual "8" + 11-digit RPPS number: its Luhn key
     computed on the bytes (0.8 us a call against 8.7 us for ``stdnum.luhn``; it runs once a person)."""
@@ -421,11 +429,17 @@ def parse_rpps(
     header: str | None = None,
     limit: int | None = None,
     position: ParsePosition | None = None,
+    site_fields: bool = False,
 ) -> Iterator[RppsBatch]:
     """Yield batches of staging rows; reject malformed lines into ``rejections`` (file, line, reason).
 
     ``on_batch`` receives the number of bytes consumed so far (for a progress bar).
     Raises :class:`RppsFormatError` when the header is not an RPPS header.
+
+    ``site_fields``: each line row also carries, after the ``RPPS_FORMAT`` columns, the fields of its
+    site an activity shows (``ACTIVITY_SITE_FIELDS`` of ``coordination.directory.store``), or ``None``
+    for a line at its structure's own site: what :class:`coordination.directory.store.PartRowFiles`
+    needs to write the line's activity without the site rows of earlier lines.
 
     To parse a part of a file: ``limit`` stops after that many bytes (at a line end); ``header``, the
     file's header line, parses a stream positioned after it, numbering its first line 1. ``position``
@@ -444,21 +458,23 @@ def parse_rpps(
     del first  # let the first chunk go once read
     position = position if position is not None else ParsePosition()
     position.line_no = line_no
-    yield from _parse_lines(chunks, columns, rejections, batch_size, on_batch, position)
+    yield from _parse_lines(chunks, columns, rejections, batch_size, on_batch, position, site_fields)
 
 
-def _parse_lines(  # noqa: PLR0912, PLR0915  (the hot loop stays whole: locals are its speed)
+def _parse_lines(  # noqa: C901, PLR0912, PLR0915  (the hot loop stays whole: locals are its speed)
     chunks: Iterator[tuple[list[str], int]],
     columns: _Columns,
     rejections: Rejections,
     batch_size: int,
     on_batch: Callable[[int], None] | None,
     position: ParsePosition,
+    site_fields: bool = False,
 ) -> Iterator[RppsBatch]:
     """The hot loop: one pass over the lines, everything it needs in local variables."""
     file, width, misfit = columns.file, columns.width, columns.misfit
     i_nid, i_family = columns.i_nid, columns.i_family
     activity_get, person_get = columns.activity_get, columns.person_get
+    site_get = columns.site_get
     sites = _Sites(columns)
     place = sites.place
     version = _DIGEST_SEED
@@ -485,8 +501,9 @@ def _parse_lines(  # noqa: PLR0912, PLR0915  (the hot loop stays whole: locals a
             raw_nid = f[i_nid]
             if raw_nid != last_nid:
                 if run_at >= 0:
-                    if run_h != lines[run_at][-1]:
-                        lines[run_at] = (*lines[run_at][:-1], run_h)
+                    if run_h != lines[run_at][_H]:
+                        row = lines[run_at]
+                        lines[run_at] = (*row[:_H], run_h, *row[_H + 1 :])
                     run_at = -1
                 if len(lines) >= batch_size:
                     yield RppsBatch(lines, sites.new)
@@ -502,6 +519,14 @@ def _parse_lines(  # noqa: PLR0912, PLR0915  (the hot loop stays whole: locals a
                 rejections.add(file, line_no, "colonne « Nom d'exercice » vide : nom du professionnel absent")
                 continue
             structure_id, site_line = place(f, line_no)
+            sf: tuple[Any, ...] = ()
+            if site_fields:
+                if site_line is None:
+                    sf = _OWN_SITE
+                elif site_line == line_no:  # a site row just staged for this line
+                    sf = _ACTIVITY_SITE(sites.new[-1])
+                else:  # the same site as an earlier line's: the same columns, on this line too
+                    sf = _ACTIVITY_SITE(_site_row(line_no, structure_id, site_get(f), SITE_OTHER))
             # The whole line is digested: a person is unchanged when their lines are the same bytes.
             data = line.encode()
             h = crc32(data, version) | (adler32(data) & 0xFFFF) << 32
@@ -512,7 +537,7 @@ def _parse_lines(  # noqa: PLR0912, PLR0915  (the hot loop stays whole: locals a
                     (
                         line_no, 0, nid, None, None, None, None, None, pcode, prof,
                         spec.strip() or spec_code, mode.strip() or mode_code, role, structure_id,
-                        site_line, 0,
+                        site_line, 0, *sf,
                     )
                 )  # fmt: skip
             else:
@@ -523,11 +548,12 @@ def _parse_lines(  # noqa: PLR0912, PLR0915  (the hot loop stays whole: locals a
                     (
                         line_no, 1, nid, id_type.strip() or nid[0], civx.strip() or civ, family, given,
                         _person_key(family, given), pcode, prof, spec.strip() or spec_code,
-                        mode.strip() or mode_code, role, structure_id, site_line, h,
+                        mode.strip() or mode_code, role, structure_id, site_line, h, *sf,
                     )
                 )  # fmt: skip
-    if run_at >= 0 and run_h != lines[run_at][-1]:
-        lines[run_at] = (*lines[run_at][:-1], run_h)
+    if run_at >= 0 and run_h != lines[run_at][_H]:
+        row = lines[run_at]
+        lines[run_at] = (*row[:_H], run_h, *row[_H + 1 :])
     if lines or sites.new:
         yield RppsBatch(lines, sites.new)
     if on_batch is not None:

@@ -11,12 +11,15 @@ extract never sits in Python memory and an import that fails leaves the previous
 
 Either way, the second half of a large RPPS file may come staged by a helper process, taken in before the
 merge (``absorb``): in a SQLite file of its own attached on SQLite (:class:`PartStaging`), as ``COPY``
-text files the server reads as they are on PostgreSQL (:class:`PartCopyFiles`). A first import (a directory
-without persons, or without structures) skips what only a directory with rows needs: the structures go in
-straight from the sites, the persons straight from the grouping of their lines (no ``stg_persons``
-classification), the activities without looking their person up, and the secondary indexes (and,
-on PostgreSQL, the activities' foreign key, and the primary keys of the tables filled from empty with the
-foreign keys that reference them) are rebuilt once at the end instead of maintained row by row.
+text files the server reads as they are on PostgreSQL (:class:`PartCopyFiles`); or, for a first RPPS
+import on PostgreSQL, as ``COPY`` files of the directory's own rows, which the importing process copies
+in after writing its own part (:class:`PartRowFiles`, :meth:`PostgresStaging.merge_part_rows`).
+A first import (a directory without persons, or without structures) skips what only a directory with
+rows needs: the structures go in straight from the sites, the persons straight from the grouping of their
+lines (no ``stg_persons`` classification), the activities without looking their person up, and the
+secondary indexes (and, on PostgreSQL, the activities' foreign key, and the primary keys of the tables
+filled from empty with the foreign keys that reference them) are rebuilt once at the end instead of
+maintained row by row.
 
 Staging rows
 ------------
@@ -304,6 +307,7 @@ def _first_structures_sql(
     first_sites: bool = False,
     part_offset: int | None = None,
     after: str = "",
+    sites: str = "stg_sites",
 ) -> str:
     """RPPS into a directory without any structure (a first import): every derived structure is new,
     none to keep, update or deactivate, so they go straight in, without being staged and classified
@@ -320,12 +324,13 @@ def _first_structures_sql(
     (about 4 s on either database, issue 6 item 18), in the file's order; of a structure in both parts
     (``stg_both``, :func:`_pg_absorb_conflicts_sql`, :func:`_tracked_conflicts_sql`), the first
     part's, the second's starting after line ``part_offset``.
-    ``after``: a condition on the sites (``after_line`` in :func:`_apply_sql`)."""
+    ``after``: a condition on the sites (``after_line`` in :func:`_apply_sql`). ``sites``: the table of
+    the first sites (with ``first_sites``; :meth:`PostgresStaging.merge_part_rows` gives the helper's)."""
     struct_vals = ", ".join(_struct_expr(c) for c in _STRUCT_FIELDS)
     if first_sites:
         structures = (
             f"SELECT t.structure_id, t.site_name AS name, t.site_search AS search_name, t.finess, "
-            "t.siret, t.address, t.postal_code, t.city, t.department, t.phone, t.email FROM stg_sites t "
+            f"t.siret, t.address, t.postal_code, t.city, t.department, t.phone, t.email FROM {sites} t "
             f"WHERE t.own = {SITE_FIRST}{after}"
             + (
                 ""
@@ -1122,6 +1127,112 @@ class PartCopyFiles:
         self._lines.close()
 
 
+def _trim(value: Any) -> Any:
+    """``NULLIF(TRIM(value), '')`` in Python (PostgreSQL's ``TRIM`` removes spaces only)."""
+    if value is None:
+        return None
+    return value.strip(" ") or None
+
+
+# The columns of PartRowFiles's files, in the order written: the persons and activities a first import
+# writes (_person_steps, _apply_sql), and the sites an activity shows (after the RPPS_FORMAT columns of
+# a line parsed with ``site_fields``).
+PERSON_ROW_COLUMNS: tuple[str, ...] = (
+    "national_id", "id_type", "civility", "family_name", "given_name", "search_name",
+    "profession_code", "profession", "active", "deactivated_at", "source", "fingerprint", "fhir_id",
+    "created_at", "updated_at",
+)  # fmt: skip
+ACTIVITY_SITE_FIELDS: tuple[str, ...] = (
+    "site_name", "address", "postal_code", "city", "department", "phone", "email",
+)  # fmt: skip
+ACTIVITY_ROW_COLUMNS: tuple[str, ...] = (
+    "id", "national_id", "structure_id", "profession_code", "profession", "specialty", "mode", "role",
+    *ACTIVITY_SITE_FIELDS, "source",
+)  # fmt: skip
+# The files of a PartRowFiles: ``<base>.persons``, ``<base>.activities``, ``<base>.first_sites``.
+ROW_PART_FILES = ("persons", "activities", "first_sites")
+
+
+@dataclass
+class PartRowsOutcome:
+    """What :class:`PartRowFiles` saw that the importing process must know."""
+
+    untracked: bool = False  # a site of a structure the parser lost track of (no first sites then)
+    bare_sites: int = 0  # activities at a site with none of the fields an activity shows
+
+
+class PartRowFiles:
+    """The second part of a first RPPS import into an empty PostgreSQL directory, written by the helper
+    process as the directory's own rows (issue 6 item 18): ``COPY`` text files of the persons and
+    activities of its lines, ready for the directory tables, and of the first site of each structure it
+    saw (for the structures, which the importing process writes: a structure in both parts is the first
+    part's). The importing process copies them in as they are (:meth:`PostgresStaging.merge_part_rows`)
+    instead of staging the part and deriving its rows on its one connection after the parse: the
+    rows are made on the helper's CPU while the importing process writes its own part.
+
+    Each value is what the merge's SQL would give (``TRIM`` of spaces, ``NULLIF(..., '')``, the run's
+    digest on its first line); the lines come from :func:`ror_sync.rpps.parse_rpps` with
+    ``site_fields``. An activity at its structure's own site shows no site fields (the structure's
+    coordinates); one at another site with none of those fields gets ``''`` as its site name, so that
+    :meth:`PostgresStaging.merge_part_rows` tells it from the former (``bare_sites`` counts them)."""
+
+    def __init__(self, base: str, *, line_offset: int, now: datetime) -> None:
+        self._offset = int(line_offset)
+        self._now = now.isoformat(" ")
+        self._files = {
+            name: open(f"{base}.{name}", "w", encoding="utf-8", newline="")  # noqa: SIM115
+            for name in ROW_PART_FILES
+        }
+        self.outcome = PartRowsOutcome()
+
+    def add(self, lines: Sequence[Sequence[Any]], sites: Sequence[Sequence[Any]] = ()) -> None:
+        off, now, outcome = self._offset, self._now, self.outcome
+        own = len(RPPS_SITE_COLUMNS) - 1
+        first_sites = []
+        for r in sites:
+            if r[own] == SITE_FIRST:
+                first_sites.append(copy_text_row((r[0] + off, *r[1:])))
+            elif r[own] == SITE_UNTRACKED:
+                outcome.untracked = True
+        persons = []
+        activities = []
+        for r in lines:
+            (
+                line_no, pf, nid, id_type, civility, family, given, search, pcode, prof, spec, mode,
+                role, structure_id, site_line, h, *site,
+            ) = r  # fmt: skip
+            if pf == 1:
+                persons.append(
+                    copy_text_row(
+                        (
+                            nid, _trim(id_type), _trim(civility), family.strip(" "),
+                            "" if given is None else given.strip(" "), search or "", _trim(pcode),
+                            _trim(prof), "t", None, "rpps", h, None, now, now,
+                        )
+                    )
+                )  # fmt: skip
+            if site_line is not None:
+                site = [value or None for value in site]
+                if not any(site):
+                    site[0] = ""
+                    outcome.bare_sites += 1
+            activities.append(
+                copy_text_row(
+                    (
+                        line_no + off, nid, structure_id or None, _trim(pcode), _trim(prof),
+                        _trim(spec), _trim(mode), _trim(role), *site, "rpps",
+                    )
+                )
+            )  # fmt: skip
+        self._files["first_sites"].writelines(first_sites)
+        self._files["persons"].writelines(persons)
+        self._files["activities"].writelines(activities)
+
+    def close(self) -> None:
+        for file in self._files.values():
+            file.close()
+
+
 _SITE_VALUES = ", ".join(
     c for c in (*SITE_COLUMNS, "own") if c != "line_no"
 )  # own: see _first_structures_sql
@@ -1302,6 +1413,14 @@ _PG_STAGING_INDEXES = (
 )
 
 
+# After activities that took their lines' numbers as ids: the id sequence goes on after them.
+_MOVE_ACTIVITY_IDS = (
+    "SELECT setval(pg_get_serial_sequence('directory_activities', 'id'), MAX(id)) "
+    "FROM directory_activities HAVING MAX(id) > COALESCE(pg_sequence_last_value("
+    "CAST(pg_get_serial_sequence('directory_activities', 'id') AS regclass)), 0)"
+)
+
+
 @dataclass
 class _Ahead:
     """What :meth:`PostgresStaging.merge_ahead` wrote: the rows of the lines up to ``upto``."""
@@ -1400,7 +1519,15 @@ class PostgresStaging:
         self._staged += lines
         self._part_offset = int(line_offset)
 
-    async def merge_ahead(self, *, source: Source, derive_structures: bool, upto: int) -> bool:
+    async def merge_ahead(
+        self,
+        *,
+        source: Source,
+        derive_structures: bool,
+        upto: int,
+        now: datetime | None = None,
+        any_size: bool = False,
+    ) -> bool:
         """A first RPPS import into an empty directory, while the helper process still parses the
         rest of the file: write the rows of the lines staged so far (numbered up to ``upto``) now, in
         this transaction, so that the server works on them while the helper parses on the other CPU
@@ -1409,17 +1536,22 @@ class PostgresStaging:
 
         What :meth:`merge` may have to redo (a person whose lines are apart, a structure the helper
         lost track of) starts from the empty tables again (``_start_over``): a rollback to a savepoint
-        taken here would also undo the staging of the rest of the file, which comes after."""
+        taken here would also undo the staging of the rest of the file, which comes after.
+
+        ``now``: the rows' time (the helper's rows must have the same, see :class:`PartRowFiles`).
+        ``any_size``: a bulk load (indexes and keys dropped, then rebuilt) even of a part no larger
+        than ``BULK_LOAD_MIN_LINES``: what :meth:`merge_part_rows` needs."""
         conn = self._conn
-        if source != "rpps" or not derive_structures or self._staged <= BULK_LOAD_MIN_LINES:
+        small = self._staged <= BULK_LOAD_MIN_LINES and not any_size
+        if source != "rpps" or not derive_structures or self._staged == 0 or small:
             return False
         for probe in (_ANY_PERSON, _ANY_STRUCTURE, _ANY_ACTIVITY, _ANY_UNTRACKED_SITE):
             if await conn.fetchval(probe) is not None:
                 return False
         for ddl in _PG_FIRST_IMPORT_ANALYZE:
             await conn.execute(ddl)
-        rebuild, keyless = await self._drop_for_bulk_load(0, _DIRECTORY_TABLES)
-        ahead = _Ahead(int(upto), rebuild, keyless, MergeResult(), datetime.now(UTC))
+        rebuild, keyless = await self._drop_for_bulk_load(0, _DIRECTORY_TABLES, any_size=any_size)
+        ahead = _Ahead(int(upto), rebuild, keyless, MergeResult(), now or datetime.now(UTC))
         steps = _apply_sql(
             "postgresql",
             source,
@@ -1435,6 +1567,89 @@ class PostgresStaging:
         await self._write(steps, [], ahead.now, ahead.result)
         self._ahead = ahead
         return True
+
+    async def merge_part_rows(self, base: str, *, line_offset: int, bare_sites: int) -> MergeResult | None:
+        """After :meth:`merge_ahead`, write the rows of the :class:`PartRowFiles` of ``base`` (the lines
+        after ``line_offset``), restore what the bulk load dropped, and commit: the end of a first
+        import whose helper made its part's rows. Returns None, with nothing of it written, when a
+        person has lines in both parts (their lines are apart in the file, or the split fell among
+        them): the persons' key refuses the person twice, and the caller stages the part and merges it
+        as for any import (:meth:`absorb`, :meth:`merge`, which sums each person's lines).
+
+        Of a structure in both parts, the first part's site is the structure's, as in one process; the
+        helper's lines at the site it saw first for that structure then show that site's fields
+        (``stg_conflicts``, :func:`_pg_absorb_conflicts_sql` for staged parts)."""
+        from asyncpg.exceptions import UniqueViolationError
+
+        conn = self._conn
+        ahead = self._ahead
+        assert ahead is not None, "merge_ahead first"
+        result, now, off = ahead.result, ahead.now, int(line_offset)
+        before = (result.persons.added, result.activities_written, result.structures.added)
+        differs = " OR ".join(
+            f"h.{c} IS DISTINCT FROM t.{c}" for c in SITE_COLUMNS if c not in ("line_no", "org_ref")
+        )
+
+        async def copy(table: str, name: str, columns: Sequence[str]) -> int:
+            status = await conn.copy_to_table(
+                table, source=f"{base}.{name}", columns=columns, format="text", delimiter="|"
+            )
+            return int(str(status).rsplit(" ", 1)[-1])
+
+        await conn.execute("SAVEPOINT part_rows")
+        await conn.execute("CREATE TEMP TABLE stg_part_sites (LIKE stg_sites) ON COMMIT DROP")
+        await copy("stg_part_sites", "first_sites", RPPS_SITE_COLUMNS)
+        await conn.execute("ANALYZE stg_part_sites (structure_id)")
+        # Kept until the end of the import: the structures below use it (_first_structures_sql).
+        await conn.execute(
+            "CREATE TEMP TABLE stg_both ON COMMIT DROP AS SELECT structure_id FROM stg_part_sites "
+            f"INTERSECT SELECT structure_id FROM stg_sites WHERE own = {SITE_FIRST}"
+        )
+        await conn.execute("ANALYZE stg_both")
+        await conn.execute(
+            "CREATE TEMP TABLE stg_conflicts ON COMMIT DROP AS SELECT h.* FROM stg_both b "
+            "JOIN stg_part_sites h ON h.structure_id = b.structure_id "
+            f"JOIN stg_sites t ON t.structure_id = b.structure_id AND t.own = {SITE_FIRST} "
+            f"WHERE {differs}"
+        )
+        added = await copy("directory_persons", "persons", PERSON_ROW_COLUMNS)
+        result.persons.seen = result.persons.added = result.persons.added + added
+        result.activities_written += await copy("directory_activities", "activities", ACTIVITY_ROW_COLUMNS)
+        if await conn.fetchval("SELECT 1 FROM stg_conflicts LIMIT 1") is not None:
+            # The helper's lines at its own first site of such a structure showed no site fields.
+            await conn.execute(
+                "UPDATE directory_activities a SET "
+                + ", ".join(f"{c} = NULLIF(c.{c}, '')" for c in ACTIVITY_SITE_FIELDS)
+                + f" FROM stg_conflicts c WHERE a.id > {off} AND a.structure_id = c.structure_id AND "
+                + " AND ".join(f"a.{c} IS NULL" for c in ACTIVITY_SITE_FIELDS)
+            )
+        if bare_sites:
+            await conn.execute(
+                f"UPDATE directory_activities SET site_name = NULL WHERE id > {off} AND site_name = ''"
+            )
+        structures = _first_structures_sql(
+            "postgresql", "rpps", keyless=True, first_sites=True, part_offset=off, sites="stg_part_sites"
+        )
+        status = await conn.execute(structures.replace(":now", "$1"), now)
+        _count(result, "structures_added", int(str(status).rsplit(" ", 1)[-1]))
+        try:
+            for restore in ahead.rebuild:
+                await conn.execute(restore)
+        except UniqueViolationError as exc:
+            if exc.constraint_name != "pk_directory_persons":
+                raise
+            logger.info("rpps import: a person's lines are not contiguous; merging by person")
+            await conn.execute("ROLLBACK TO SAVEPOINT part_rows")
+            result.persons.seen = result.persons.added = before[0]
+            result.activities_written = before[1]
+            result.structures.seen = result.structures.added = before[2]
+            return None
+        await conn.execute(_MOVE_ACTIVITY_IDS)
+        result.activities = result.activities_written
+        logger.info("rpps import: the second part written from the helper's rows")
+        await self._tx.commit()
+        self._tx = None
+        return result
 
     async def merge(
         self,
@@ -1516,11 +1731,7 @@ class PostgresStaging:
         )
         if existing == 0:
             # The activities took their lines' numbers as ids: the sequence goes on after them.
-            await conn.execute(
-                "SELECT setval(pg_get_serial_sequence('directory_activities', 'id'), MAX(id)) "
-                "FROM directory_activities HAVING MAX(id) > COALESCE(pg_sequence_last_value("
-                "CAST(pg_get_serial_sequence('directory_activities', 'id') AS regclass)), 0)"
-            )
+            await conn.execute(_MOVE_ACTIVITY_IDS)
         _tally_persons(await conn.fetch(_COUNT_PERSONS), result, first=first_persons)
         if not first_structures:
             _tally(await conn.fetch(_COUNT_STRUCTS), result.structures)
@@ -1612,7 +1823,7 @@ class PostgresStaging:
         return _check_guard(source, active, kept, guard, result, empty=empty)
 
     async def _drop_for_bulk_load(
-        self, existing: int, empty: Sequence[str]
+        self, existing: int, empty: Sequence[str], *, any_size: bool = False
     ) -> tuple[list[str], frozenset[str]]:
         """When the import loads much more than the directory holds (a first import), drop what is
         cheaper to rebuild once than to maintain row by row; returns the statements that restore it, and
@@ -1629,7 +1840,7 @@ class PostgresStaging:
         accounts and requests that reference the directory): this is the first import, before anyone
         can use the directory."""
         conn = self._conn
-        if self._staged <= max(BULK_LOAD_MIN_LINES, 2 * existing):
+        if not any_size and self._staged <= max(BULK_LOAD_MIN_LINES, 2 * existing):
             return [], frozenset()
         indexes = [(str(r[0]), str(r[1])) for r in await conn.fetch(_PG_SECONDARY_INDEXES)]
         keys = [

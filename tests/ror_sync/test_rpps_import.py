@@ -354,6 +354,85 @@ async def test_a_file_read_by_two_processes_gives_the_same_directory(
     assert two.persons.added == 200 and two.activities == 220
 
 
+async def _directory_rows(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the directory tables, every column but the times."""
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = {}
+            for table, model in (("persons", Person), ("structures", Structure), ("activities", Activity)):
+                columns = [c for c in model.__table__.columns if c.name not in ("created_at", "updated_at")]
+                result = await conn.execute(select(*columns).order_by(*model.__table__.primary_key))
+                rows[table] = [tuple(r) for r in result]
+            return rows
+    finally:
+        await engine.dispose()
+
+
+async def test_the_helper_s_own_rows_give_the_rows_of_a_staged_part(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 6 item 18: PostgreSQL's first import takes the helper's part as the directory's own rows
+    # (store.PartRowFiles); they must be those the merge derives from a staged part, row for row, and
+    # show what one process shows. The second half holds what those rows must get right: a structure
+    # first seen in the first half with other coordinates (its helper's lines at the site the helper
+    # saw first, at the first half's site, at a site with no field an activity shows), a site seen
+    # again later (from the parser's cache), fields padded with spaces, no first name, no structure.
+    nice = {"Libellé commune (coord. structure)": "NICE"}
+    antibes = {"Libellé commune (coord. structure)": "ANTIBES"}
+    bare = {
+        "Raison sociale site": "", "Code postal (coord. structure)": "",
+        "Libellé commune (coord. structure)": "", "Téléphone (coord. structure)": "",
+        "Code Département (structure)": "",
+    }  # fmt: skip
+    lines = [rpps_line(n, site=7 if n == 3 else n % 5 + 1, **nice) for n in range(1, 60)]
+    lines += [
+        rpps_line(100, site=7, **antibes),
+        rpps_line(101, site=7, **nice),
+        rpps_line(102, site=7, **bare),
+        rpps_line(103, site=7, **antibes),
+        rpps_line(104, site=8, **nice),
+        rpps_line(105, site=8, **antibes),
+        rpps_line(106, site=8, **bare),
+        rpps_line(107, site=8, **antibes),
+        rpps_line(108, **{"Nom d'exercice": " DURAND ", "Libellé profession": "Médecin  ",
+                          "Prénom d'exercice": "", "Libellé savoir-faire": " Pédiatrie "}),
+        rpps_line(109, site=None, **{"Raison sociale site": "CABINET SANS N°"}),
+    ]  # fmt: skip
+    lines += [rpps_line(n, site=n % 5 + 1, **antibes) for n in range(110, 170)]
+    path = write_rpps(tmp_path / "rpps.txt", lines)
+    monkeypatch.setattr(importer, "FIRST_IMPORT_SHARE", importer.SHARE)  # the middle: line 60
+    one = await asyncio.to_thread(import_rpps, database_url, path, processes=1)
+    temp = tmp_path / "tmp"
+    views = []
+    for kind in ("rows", "copy"):
+        if kind == "copy":  # the helper stages its part, merged as for a directory with rows
+            monkeypatch.setattr(importer, "pg_directory_is_empty", _never_empty)
+        (tmp_path / kind).mkdir()
+        async with fresh_database_url(tmp_path / kind) as url:
+            await create_schema(url)
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=store.__name__):
+                two = await asyncio.to_thread(import_rpps, url, path, processes=2, temp_dir=temp)
+            assert ("helper's rows" in caplog.text) == (kind == "rows" and "postgresql" in url)
+            assert (two.persons, two.structures, two.activities) == (
+                one.persons, one.structures, one.activities
+            )  # fmt: skip
+            assert await _directory_view(url) == await _directory_view(database_url)
+            views.append(await _directory_rows(url))
+    assert views[0] == views[1]
+    activities = {a[1]: a for a in views[0]["activities"] if a[1] in {national_id(n) for n in (100, 102)}}
+    assert activities[national_id(100)][10:13] == ("06000", "ANTIBES", "06")  # postal code, city, dep.
+    assert activities[national_id(102)][8:15] == (None,) * 7  # the bare site shows nothing
+
+
+async def _never_empty(database_url: str) -> bool:
+    return False
+
+
 def test_the_second_process_starts_at_a_person_s_first_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
