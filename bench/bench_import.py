@@ -244,24 +244,39 @@ def bench_sqlite(data: Path, *, reimport: bool) -> None:
         _ours("SQLite", url, data, base_wall, Path(tmp) / "tmp", reimport, base_cpu=base_cpu)
 
 
-def bench_postgres(server: str, data: Path, *, reimport: bool) -> None:
+def pg_admin(server: str, sql: str) -> None:
+    """Run ``sql`` (CREATE / DROP DATABASE) on the ``postgres`` database of ``server``
+    (``postgresql+asyncpg://user@host:port``)."""
     import asyncio
-    import uuid
 
     import asyncpg
 
-    dsn = server.replace("postgresql+asyncpg://", "postgresql://").rstrip("/")
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{dsn}/postgres")
+    async def run() -> None:
+        conn = await asyncpg.connect(f"{pg_dsn(server)}/postgres")
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
+    asyncio.run(run())
+
+
+def pg_dsn(server: str) -> str:
+    """``server`` as libpq and asyncpg read it (no SQLAlchemy driver, no trailing slash)."""
+    return server.replace("postgresql+asyncpg://", "postgresql://").rstrip("/")
+
+
+def bench_postgres(server: str, data: Path, *, reimport: bool) -> None:
+    import uuid
+
+    dsn = pg_dsn(server)
+
+    def admin(sql: str) -> None:
+        pg_admin(server, sql)
+
     base, ours = f"azbench_{uuid.uuid4().hex[:8]}", f"azbench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(admin(f'CREATE DATABASE "{base}"'))
-    asyncio.run(admin(f'CREATE DATABASE "{ours}"'))
+    admin(f'CREATE DATABASE "{base}"')
+    admin(f'CREATE DATABASE "{ours}"')
     try:
         cols = ", ".join(f"c{i} TEXT" for i in range(53))
         # CSV with a quote character the file never holds: every byte is data, as for sqlite3 .import.
@@ -278,14 +293,14 @@ def bench_postgres(server: str, data: Path, *, reimport: bool) -> None:
             f"CPU {base_cpu:6.2f} s (dont serveur {LAST_CPU[1]:.2f} s)   charge {_load()}",
             flush=True,
         )
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)'))
+        admin(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)')
         url = f"{server.rstrip('/')}/{ours}"
         run_child([PY, "-c", SCHEMA_SNIPPET, url])
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
             _ours("PostgreSQL", url, data, base_wall, Path(tmp), reimport, base_cpu=base_cpu, database=ours)
     finally:
         for name in (base, ours):
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

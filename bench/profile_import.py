@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_import.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432 \\
         [--lines 2000000] [--distribution liberal]
+    .venv/bin/python bench/profile_import.py --helper-kinds 2   # the helper's part: staging vs rows
 
 Imports the benchmark's file (``bench/gen_rpps.py``, generated once as by ``bench/bench_import.py``)
 into a fresh database with the service schema, as ``azurezo import-rpps`` does, and prints, in seconds
@@ -25,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_import import OUT, _data_file  # noqa: E402
+from bench.bench_import import OUT, _data_file, pg_admin  # noqa: E402
 
 STARTED = time.perf_counter()
 SHOWN_FROM = 0.05  # seconds: shorter statements are left out
@@ -82,33 +83,53 @@ def _instrument() -> None:
     importer._SecondHalf.__enter__ = enter_and_watch  # type: ignore[method-assign]
 
 
+def time_helper_kinds(data: Path, rounds: int) -> None:
+    """Time, alone on the machine, the helper's work on its part of a first import (``stage_part``
+    from the split of ``FIRST_IMPORT_SHARE``) as staging files ("copy") and as the directory's rows
+    ("rows", PartRowFiles), alternately: what making the rows costs the helper."""
+    from datetime import UTC, datetime
+
+    from ror_sync.importer import FIRST_IMPORT_SHARE, _split_point
+    from ror_sync.part import stage_part
+
+    start = _split_point(data, data.stat().st_size, FIRST_IMPORT_SHARE)
+    assert start is not None
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        for _ in range(rounds):
+            for kind in ("copy", "rows"):
+                started = time.perf_counter()
+                part = stage_part(str(data), start, f"{tmp}/part_{kind}", kind, datetime.now(UTC))
+                took = time.perf_counter() - started
+                print(f"helper's part as {kind!r}: {took:6.2f} s ({part.staged} lines)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--postgres", required=True, help="e.g. postgresql+asyncpg://postgres@127.0.0.1:5432")
+    parser.add_argument("--postgres", help="e.g. postgresql+asyncpg://postgres@127.0.0.1:5432")
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--distribution", choices=("shared", "liberal"), default="liberal")
+    parser.add_argument(
+        "--helper-kinds",
+        type=int,
+        metavar="ROUNDS",
+        help="instead: time the helper's part as staging files and as rows, ROUNDS times each",
+    )
     args = parser.parse_args()
-
-    import asyncpg
+    data = _data_file(args.lines, args.distribution)
+    if args.helper_kinds:
+        time_helper_kinds(data, args.helper_kinds)
+        return
+    if not args.postgres:
+        parser.error("--postgres is required (or --helper-kinds)")
 
     from ror_sync.importer import import_rpps
     from tests.support.service import create_schema
 
-    data = _data_file(args.lines, args.distribution)
     server = args.postgres.rstrip("/")
-    dsn = server.replace("postgresql+asyncpg://", "postgresql://")
     name = f"azprofile_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{dsn}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    pg_admin(server, f'CREATE DATABASE "{name}"')
     try:
         url = f"{server}/{name}"
         asyncio.run(create_schema(url))
@@ -118,7 +139,7 @@ def main() -> None:
             import_rpps(url, data, temp_dir=Path(tmp))
             _log("import done")
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

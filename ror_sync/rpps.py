@@ -34,7 +34,14 @@ from coordination.directory.rules import (
     person_search_name,
     search_key,
 )
-from coordination.directory.store import RPPS_LINE_COLUMNS, SITE_FIRST, SITE_OTHER, SITE_UNTRACKED
+from coordination.directory.store import (
+    ACTIVITY_SITE_FIELDS,
+    RPPS_LINE_COLUMNS,
+    RPPS_SITE_COLUMNS,
+    SITE_FIRST,
+    SITE_OTHER,
+    SITE_UNTRACKED,
+)
 from ror_sync.report import Rejections
 
 # The classic 52-column header (order of the public extract) and the newer 56-column one, which spells a
@@ -399,10 +406,10 @@ class _Sites:
 
 # Where a staged line carries the digest of its person's run (see _parse_lines).
 _H = RPPS_LINE_COLUMNS.index("h")
-# With ``site_fields``: the site fields an activity shows (ACTIVITY_SITE_FIELDS of the store), picked from
-# a site row (_site_row), and those of a line at its structure's own site (the structure's coordinates).
-_ACTIVITY_SITE = itemgetter(2, 6, 7, 8, 9, 10, 11)
-_OWN_SITE: tuple[Any, ...] = (None,) * 7
+# With ``site_fields``: the site fields an activity shows, picked from a site row (_site_row, in
+# RPPS_SITE_COLUMNS order), and those of a line at its structure's own site (the structure's coordinates).
+_ACTIVITY_SITE = itemgetter(*(RPPS_SITE_COLUMNS.index(c) for c in ACTIVITY_SITE_FIELDS))
+_OWN_SITE: tuple[Any, ...] = (None,) * len(ACTIVITY_SITE_FIELDS)
 
 
 def _fast_nid_problem(nid: str) -> str | None:

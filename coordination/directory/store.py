@@ -1149,6 +1149,7 @@ ACTIVITY_ROW_COLUMNS: tuple[str, ...] = (
     "id", "national_id", "structure_id", "profession_code", "profession", "specialty", "mode", "role",
     *ACTIVITY_SITE_FIELDS, "source",
 )  # fmt: skip
+_SITE_OWN = RPPS_SITE_COLUMNS.index("own")
 # The files of a PartRowFiles: ``<base>.persons``, ``<base>.activities``, ``<base>.first_sites``.
 ROW_PART_FILES = ("persons", "activities", "first_sites")
 
@@ -1187,7 +1188,7 @@ class PartRowFiles:
 
     def add(self, lines: Sequence[Sequence[Any]], sites: Sequence[Sequence[Any]] = ()) -> None:
         off, now, outcome = self._offset, self._now, self.outcome
-        own = len(RPPS_SITE_COLUMNS) - 1
+        own = _SITE_OWN
         first_sites = []
         for r in sites:
             if r[own] == SITE_FIRST:
@@ -1350,6 +1351,11 @@ def _count(result: MergeResult, counter: str | None, rowcount: int) -> None:
         result.persons.seen = result.persons.added = result.persons.added + rowcount
     elif counter == "structures_added":
         result.structures.seen = result.structures.added = result.structures.added + rowcount
+
+
+def _rowcount(status: Any) -> int:
+    """The rows an asyncpg command status tells of (``INSERT 0 12``, ``COPY 12``, ``UPDATE 12``)."""
+    return int(str(status).rsplit(" ", 1)[-1])
 
 
 def _uncount_writes(result: MergeResult) -> None:
@@ -1594,7 +1600,7 @@ class PostgresStaging:
             status = await conn.copy_to_table(
                 table, source=f"{base}.{name}", columns=columns, format="text", delimiter="|"
             )
-            return int(str(status).rsplit(" ", 1)[-1])
+            return _rowcount(status)
 
         await conn.execute("SAVEPOINT part_rows")
         await conn.execute("CREATE TEMP TABLE stg_part_sites (LIKE stg_sites) ON COMMIT DROP")
@@ -1631,7 +1637,7 @@ class PostgresStaging:
             "postgresql", "rpps", keyless=True, first_sites=True, part_offset=off, sites="stg_part_sites"
         )
         status = await conn.execute(structures.replace(":now", "$1"), now)
-        _count(result, "structures_added", int(str(status).rsplit(" ", 1)[-1]))
+        _count(result, "structures_added", _rowcount(status))
         try:
             for restore in ahead.rebuild:
                 await conn.execute(restore)
@@ -1799,7 +1805,7 @@ class PostgresStaging:
                 status = await conn.execute(sql)
             if sql.startswith("INSERT INTO stg_"):
                 await conn.execute(f"ANALYZE {sql.split()[2]}")
-            _count(result, counter, int(str(status).rsplit(" ", 1)[-1]))
+            _count(result, counter, _rowcount(status))
         for restore in rebuild:
             await conn.execute(restore)
 
